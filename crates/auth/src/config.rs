@@ -1,0 +1,49 @@
+//! The settings the auth service runs with.
+
+use trellis_core::config::Config;
+
+/// What the auth service needs from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The server part of every user ID this service creates.
+    pub server_name: String,
+    /// Whether `register` accepts new (non-guest) accounts.
+    pub registration_enabled: bool,
+    /// Whether `register` accepts guest accounts.
+    pub allow_guests: bool,
+    /// Smallest password accepted at registration, in characters.
+    pub min_password_len: usize,
+}
+
+impl AuthConfig {
+    /// Takes the server name and the `[registration]` section; guests stay disallowed.
+    pub fn from_config(config: &Config) -> AuthConfig {
+        AuthConfig {
+            server_name: config.server_name.clone(),
+            registration_enabled: config.registration.enabled,
+            allow_guests: false,
+            min_password_len: config.registration.min_password_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use trellis_core::config::RegistrationConfig;
+
+    use super::*;
+
+    #[test]
+    fn takes_server_name_and_registration_settings() {
+        let config = Config {
+            server_name: "example.org".into(),
+            registration: RegistrationConfig { enabled: false, min_password_len: 12 },
+            ..Config::default()
+        };
+        let auth = AuthConfig::from_config(&config);
+        assert_eq!(auth.server_name, "example.org");
+        assert!(!auth.registration_enabled);
+        assert!(!auth.allow_guests);
+        assert_eq!(auth.min_password_len, 12);
+    }
+}

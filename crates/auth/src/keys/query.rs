@@ -1,0 +1,141 @@
+//! `POST /keys/query` (device and cross-signing keys, with uploaded signatures merged in)
+//! and `POST /keys/claim` (one one-time key per device, else its fallback key).
+
+use serde_json::{Map, Value, json};
+use tracing::instrument;
+use trellis_core::{Error, Result};
+use trellis_proto::keys::{KeysRequest, KeysResponse};
+
+use super::{object, store};
+use crate::service::Auth;
+
+/// Adds uploaded signatures of a key to its `signatures` object.
+pub(crate) fn merge_signatures(key: &mut Value, sigs: Vec<(String, String, String)>) {
+    let Value::Object(obj) = key else { return };
+    for (user, key_id, sig) in sigs {
+        let all = obj.entry("signatures").or_insert_with(|| json!({}));
+        if !all.is_object() {
+            *all = json!({});
+        }
+        let by_user = all.as_object_mut().expect("object").entry(user).or_insert_with(|| json!({}));
+        if let Value::Object(m) = by_user {
+            m.insert(key_id, Value::String(sig));
+        }
+    }
+}
+
+fn parse(json: &str) -> Result<Value> {
+    serde_json::from_str(json).map_err(|e| Error::internal(format!("stored key is not JSON: {e}")))
+}
+
+impl Auth {
+    fn is_local(&self, user: &str) -> bool {
+        user.rsplit_once(':').is_some_and(|(_, server)| server == self.config.server_name)
+    }
+
+    #[instrument(skip_all, fields(user_id = %req.user_id))]
+    pub(crate) async fn do_query_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
+        let body = object(&req.body_json)?;
+        let Some(Value::Object(asked)) = body.get("device_keys") else {
+            return Err(Error::bad_json("device_keys must be an object"));
+        };
+        let client = self.pool.get().await?;
+        let (mut devices, mut masters, mut selfs, mut users) = (Map::new(), Map::new(), Map::new(), Map::new());
+        for (user, wanted) in asked {
+            let wanted: Vec<&str> = match wanted {
+                Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+                Value::Null => Vec::new(),
+                _ => return Err(Error::bad_json("device_keys values must be lists of device IDs")),
+            };
+            if !self.is_local(user) {
+                // Federation is not supported: remote users are simply absent.
+                continue;
+            }
+            let mut found = Map::new();
+            for row in store::user_device_keys(&client, user).await? {
+                if !wanted.is_empty() && !wanted.contains(&row.device_id.as_str()) {
+                    continue;
+                }
+                let mut keys = parse(&row.key_json)?;
+                merge_signatures(&mut keys, store::signatures(&client, user, &row.device_id).await?);
+                if let Value::Object(obj) = &mut keys {
+                    obj.insert("unsigned".into(), json!({ "device_display_name": row.display_name }));
+                }
+                found.insert(row.device_id, keys);
+            }
+            devices.insert(user.clone(), Value::Object(found));
+            for row in store::cross_signing_keys(&client, user).await? {
+                let mut key = parse(&row.key_json)?;
+                merge_signatures(&mut key, store::signatures(&client, user, &row.public_key).await?);
+                match row.key_type.as_str() {
+                    "master" => masters.insert(user.clone(), key),
+                    "self_signing" => selfs.insert(user.clone(), key),
+                    "user_signing" if *user == req.user_id => users.insert(user.clone(), key),
+                    _ => None,
+                };
+            }
+        }
+        let out = json!({
+            "device_keys": devices,
+            "master_keys": masters,
+            "self_signing_keys": selfs,
+            "user_signing_keys": users,
+            "failures": {},
+        });
+        Ok(KeysResponse { body_json: out.to_string() })
+    }
+
+    #[instrument(skip_all, fields(user_id = %req.user_id))]
+    pub(crate) async fn do_claim_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
+        let body = object(&req.body_json)?;
+        let Some(Value::Object(asked)) = body.get("one_time_keys") else {
+            return Err(Error::bad_json("one_time_keys must be an object"));
+        };
+        let client = self.pool.get().await?;
+        let mut out = Map::new();
+        for (user, devices) in asked {
+            let Value::Object(devices) = devices else {
+                return Err(Error::bad_json("one_time_keys values must be objects"));
+            };
+            if !self.is_local(user) {
+                continue;
+            }
+            let mut claimed = Map::new();
+            for (device, alg) in devices {
+                let Some(alg) = alg.as_str() else {
+                    return Err(Error::bad_json("one_time_keys.<user>.<device> must be an algorithm name"));
+                };
+                let key = match store::claim_one_time_key(&client, user, device, alg).await? {
+                    Some(k) => Some(k),
+                    None => store::claim_fallback_key(&client, user, device, alg).await?,
+                };
+                if let Some((key_id, json)) = key {
+                    claimed.insert(device.clone(), json!({ format!("{alg}:{key_id}"): parse(&json)? }));
+                }
+            }
+            if !claimed.is_empty() {
+                out.insert(user.clone(), Value::Object(claimed));
+            }
+        }
+        Ok(KeysResponse { body_json: json!({ "one_time_keys": out, "failures": {} }).to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_merge_into_existing_ones() {
+        let mut key = json!({"keys": {}, "signatures": {"@a:hs": {"ed25519:DEV": "s1"}}});
+        merge_signatures(&mut key, vec![("@a:hs".into(), "ed25519:SSK".into(), "s2".into())]);
+        merge_signatures(&mut key, vec![("@b:hs".into(), "ed25519:USK".into(), "s3".into())]);
+        assert_eq!(
+            key["signatures"],
+            json!({"@a:hs": {"ed25519:DEV": "s1", "ed25519:SSK": "s2"}, "@b:hs": {"ed25519:USK": "s3"}})
+        );
+        let mut bare = json!({"keys": {}});
+        merge_signatures(&mut bare, vec![("@a:hs".into(), "ed25519:X".into(), "s".into())]);
+        assert_eq!(bare["signatures"]["@a:hs"]["ed25519:X"], "s");
+    }
+}

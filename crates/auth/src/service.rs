@@ -1,0 +1,138 @@
+//! [`Auth`]: the auth service on PostgreSQL, and its [`AuthService`] implementation.
+
+use std::sync::{Arc, atomic::AtomicI64};
+
+use deadpool_postgres::Pool;
+use trellis_bus::Bus;
+use trellis_core::Result;
+use trellis_proto::auth::*;
+
+use crate::{
+    cache::{TOKEN_CACHE_CAPACITY, TOKEN_CACHE_TTL, TokenCache},
+    config::AuthConfig,
+    uia::Uia,
+};
+
+/// The auth service. Share it as `Arc<dyn AuthService>`.
+pub struct Auth {
+    pub(crate) pool: Pool,
+    pub(crate) config: AuthConfig,
+    pub(crate) tokens: TokenCache,
+    pub(crate) uia: Uia,
+    /// Devices whose last-seen record was written lately (see `devices::LAST_SEEN_EVERY`).
+    pub(crate) seen: moka::future::Cache<(String, String), ()>,
+    /// The highest generated numeric localpart handed out by this process (0: not loaded).
+    pub(crate) last_numeric: AtomicI64,
+    /// Wakes sync workers when device lists change; none in tests that do not sync.
+    pub(crate) bus: Option<Arc<dyn Bus>>,
+}
+
+impl Auth {
+    pub fn new(pool: Pool, config: AuthConfig) -> Auth {
+        Auth {
+            pool,
+            config,
+            tokens: TokenCache::new(TOKEN_CACHE_TTL, TOKEN_CACHE_CAPACITY),
+            uia: Uia::default(),
+            seen: moka::future::Cache::builder()
+                .time_to_live(crate::devices::LAST_SEEN_EVERY)
+                .max_capacity(TOKEN_CACHE_CAPACITY)
+                .build(),
+            last_numeric: AtomicI64::new(0),
+            bus: None,
+        }
+    }
+
+    /// Announces device-list changes on `bus`.
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Auth {
+        self.bus = Some(bus);
+        self
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthService for Auth {
+    async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse> {
+        self.do_register(req).await
+    }
+
+    async fn check_username(&self, req: CheckUsernameRequest) -> Result<CheckUsernameResponse> {
+        self.do_check_username(req).await
+    }
+
+    async fn login(&self, req: LoginRequest) -> Result<LoginResponse> {
+        self.do_login(req).await
+    }
+
+    async fn authenticate(&self, req: AuthenticateRequest) -> Result<Requester> {
+        self.do_authenticate(req).await
+    }
+
+    async fn logout(&self, req: LogoutRequest) -> Result<LogoutResponse> {
+        self.do_logout(req).await
+    }
+
+    async fn get_profile(&self, req: GetProfileRequest) -> Result<Profile> {
+        self.do_get_profile(req).await
+    }
+
+    async fn set_profile(&self, req: SetProfileRequest) -> Result<Profile> {
+        self.do_set_profile(req).await
+    }
+
+    async fn list_devices(&self, req: ListDevicesRequest) -> Result<DeviceList> {
+        self.do_list_devices(req).await
+    }
+
+    async fn get_device(&self, req: GetDeviceRequest) -> Result<Device> {
+        self.do_get_device(req).await
+    }
+
+    async fn update_device(&self, req: UpdateDeviceRequest) -> Result<AuthAck> {
+        self.do_update_device(req).await
+    }
+
+    async fn delete_devices(&self, req: DeleteDevicesRequest) -> Result<AuthAck> {
+        self.do_delete_devices(req).await
+    }
+
+    async fn change_password(&self, req: ChangePasswordRequest) -> Result<AuthAck> {
+        self.do_change_password(req).await
+    }
+
+    async fn deactivate(&self, req: DeactivateRequest) -> Result<AuthAck> {
+        self.do_deactivate(req).await
+    }
+
+    async fn create_backup_version(&self, req: CreateBackupVersionRequest) -> Result<BackupVersion> {
+        self.do_create_backup_version(req).await
+    }
+
+    async fn get_backup_version(&self, req: GetBackupVersionRequest) -> Result<BackupVersion> {
+        self.do_get_backup_version(req).await
+    }
+
+    async fn update_backup_version(&self, req: UpdateBackupVersionRequest) -> Result<AuthAck> {
+        self.do_update_backup_version(req).await
+    }
+
+    async fn delete_backup_version(&self, req: GetBackupVersionRequest) -> Result<AuthAck> {
+        self.do_delete_backup_version(req).await
+    }
+
+    async fn get_room_keys(&self, req: RoomKeysRequest) -> Result<RoomKeysJson> {
+        self.do_get_room_keys(req).await
+    }
+
+    async fn put_room_keys(&self, req: PutRoomKeysRequest) -> Result<RoomKeysCount> {
+        self.do_put_room_keys(req).await
+    }
+
+    async fn delete_room_keys(&self, req: RoomKeysRequest) -> Result<RoomKeysCount> {
+        self.do_delete_room_keys(req).await
+    }
+}

@@ -1,0 +1,214 @@
+//! SQL of the auth service: users, devices, access tokens, UIA sessions and profiles.
+//! Functions take any client or transaction; the service decides what runs together.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
+use trellis_core::{Error, ErrorCode, Result, time::now_ms};
+use trellis_proto::auth::Requester;
+
+use crate::token::{TokenHash, hash_from_bytes};
+
+const INSERT_USER: &str = "INSERT INTO users (user_id, password_hash, is_guest, created_ts) \
+                           VALUES ($1, $2, $3, $4)";
+const INSERT_PROFILE: &str = "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)";
+const USER_EXISTS: &str = "SELECT 1 FROM users WHERE user_id = $1";
+const SELECT_CREDENTIALS: &str = "SELECT password_hash, deactivated FROM users WHERE user_id = $1";
+// Numeric localparts of up to 18 digits (so the cast cannot overflow).
+const MAX_NUMERIC_LOCALPART: &str = "SELECT COALESCE(MAX(substring(user_id FROM '^@([0-9]{1,18}):')::BIGINT), 0) \
+                                     FROM users WHERE user_id ~ '^@[0-9]{1,18}:'";
+
+const INSERT_DEVICE: &str = "INSERT INTO devices (user_id, device_id, display_name, created_ts) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id) DO NOTHING";
+
+const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) \
+                            VALUES ($1, $2, $3, $4)";
+const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest FROM access_tokens t \
+                            JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1";
+const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
+                                    RETURNING token_hash";
+
+const INSERT_UIA: &str = "INSERT INTO uia_sessions (session_id, kind, created_ts, user_id) VALUES ($1, $2, $3, $4)";
+const SELECT_UIA: &str = "SELECT completed FROM uia_sessions \
+                          WHERE session_id = $1 AND kind = $2 AND created_ts >= $3 \
+                          AND user_id IS NOT DISTINCT FROM $4";
+const MARK_UIA_STAGE: &str = "UPDATE uia_sessions SET completed = array_append(completed, $2) \
+                              WHERE session_id = $1 AND NOT ($2 = ANY (completed))";
+const DELETE_UIA: &str = "DELETE FROM uia_sessions WHERE session_id = $1";
+const PURGE_UIA: &str = "DELETE FROM uia_sessions WHERE created_ts < $1";
+
+const SELECT_PROFILE: &str = "SELECT displayname, avatar_url FROM profiles WHERE user_id = $1";
+const SET_DISPLAYNAME: &str = "UPDATE profiles SET displayname = $2 WHERE user_id = $1 \
+                               RETURNING displayname, avatar_url";
+const SET_AVATAR_URL: &str = "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1 \
+                              RETURNING displayname, avatar_url";
+
+/// A user's password hash and whether the account is deactivated.
+pub struct Credentials {
+    pub password_hash: Option<String>,
+    pub deactivated: bool,
+}
+
+/// A profile's fields.
+pub struct ProfileRow {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Creates a user and their profile; `M_USER_IN_USE` if the ID is taken (even by a racing
+/// registration). In a transaction, the transaction is unusable after that error.
+pub async fn create_user(
+    c: &impl GenericClient,
+    user_id: &str,
+    password_hash: Option<&str>,
+    is_guest: bool,
+    displayname: &str,
+) -> Result<()> {
+    let stmt = c.prepare_cached(INSERT_USER).await?;
+    match c.execute(&stmt, &[&user_id, &password_hash, &is_guest, &now_ms()]).await {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::new(ErrorCode::UserInUse, "User ID already taken."));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let stmt = c.prepare_cached(INSERT_PROFILE).await?;
+    c.execute(&stmt, &[&user_id, &displayname]).await?;
+    Ok(())
+}
+
+pub async fn user_exists(c: &impl GenericClient, user_id: &str) -> Result<bool> {
+    let stmt = c.prepare_cached(USER_EXISTS).await?;
+    Ok(c.query_opt(&stmt, &[&user_id]).await?.is_some())
+}
+
+pub async fn credentials(c: &impl GenericClient, user_id: &str) -> Result<Option<Credentials>> {
+    let stmt = c.prepare_cached(SELECT_CREDENTIALS).await?;
+    Ok(c.query_opt(&stmt, &[&user_id])
+        .await?
+        .map(|row| Credentials { password_hash: row.get(0), deactivated: row.get(1) }))
+}
+
+/// The highest numeric localpart in use (0 if none).
+pub async fn max_numeric_localpart(c: &impl GenericClient) -> Result<i64> {
+    let stmt = c.prepare_cached(MAX_NUMERIC_LOCALPART).await?;
+    Ok(c.query_one(&stmt, &[]).await?.get(0))
+}
+
+/// Creates the device unless it exists; true if it was created. An existing device keeps
+/// its display name. Called only through `devices::create_device`.
+pub async fn ensure_device(
+    c: &impl GenericClient,
+    user_id: &str,
+    device_id: &str,
+    display_name: Option<&str>,
+) -> Result<bool> {
+    let stmt = c.prepare_cached(INSERT_DEVICE).await?;
+    Ok(c.execute(&stmt, &[&user_id, &device_id, &display_name, &now_ms()]).await? == 1)
+}
+
+/// Deletes a device's tokens and returns their hashes.
+pub async fn delete_device_tokens(c: &impl GenericClient, user_id: &str, device_id: &str) -> Result<Vec<TokenHash>> {
+    let stmt = c.prepare_cached(DELETE_DEVICE_TOKENS).await?;
+    hashes(c.query(&stmt, &[&user_id, &device_id]).await?)
+}
+
+pub fn hashes(rows: Vec<tokio_postgres::Row>) -> Result<Vec<TokenHash>> {
+    rows.iter()
+        .map(|row| {
+            hash_from_bytes(row.get::<_, &[u8]>(0)).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))
+        })
+        .collect()
+}
+
+pub async fn insert_token(c: &impl GenericClient, hash: &TokenHash, user_id: &str, device_id: &str) -> Result<()> {
+    let stmt = c.prepare_cached(INSERT_TOKEN).await?;
+    c.execute(&stmt, &[&hash.as_slice(), &user_id, &device_id, &now_ms()]).await?;
+    Ok(())
+}
+
+/// Who a token belongs to, if it is valid.
+pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Option<Requester>> {
+    let stmt = c.prepare_cached(SELECT_TOKEN).await?;
+    Ok(c.query_opt(&stmt, &[&hash.as_slice()]).await?.map(|row| Requester {
+        user_id: row.get(0),
+        device_id: row.get(1),
+        is_guest: row.get(2),
+    }))
+}
+
+pub async fn create_uia_session(
+    c: &impl GenericClient,
+    session_id: &str,
+    kind: &str,
+    user_id: Option<&str>,
+) -> Result<()> {
+    let stmt = c.prepare_cached(INSERT_UIA).await?;
+    c.execute(&stmt, &[&session_id, &kind, &now_ms(), &user_id]).await?;
+    Ok(())
+}
+
+/// The stages completed in a live session of `kind` belonging to `user_id`, or `None` if
+/// there is no such session.
+pub async fn uia_session(
+    c: &impl GenericClient,
+    session_id: &str,
+    kind: &str,
+    user_id: Option<&str>,
+    created_after: i64,
+) -> Result<Option<Vec<String>>> {
+    let stmt = c.prepare_cached(SELECT_UIA).await?;
+    Ok(c.query_opt(&stmt, &[&session_id, &kind, &created_after, &user_id]).await?.map(|row| row.get(0)))
+}
+
+pub async fn mark_uia_stage(c: &impl GenericClient, session_id: &str, stage: &str) -> Result<()> {
+    let stmt = c.prepare_cached(MARK_UIA_STAGE).await?;
+    c.execute(&stmt, &[&session_id, &stage]).await?;
+    Ok(())
+}
+
+/// Deletes a session; false if it was already gone (consumed by a concurrent request).
+pub async fn delete_uia_session(c: &impl GenericClient, session_id: &str) -> Result<bool> {
+    let stmt = c.prepare_cached(DELETE_UIA).await?;
+    Ok(c.execute(&stmt, &[&session_id]).await? == 1)
+}
+
+/// Deletes sessions created before `before`; returns how many.
+pub async fn purge_uia_sessions(c: &impl GenericClient, before: i64) -> Result<u64> {
+    let stmt = c.prepare_cached(PURGE_UIA).await?;
+    Ok(c.execute(&stmt, &[&before]).await?)
+}
+
+pub async fn profile(c: &impl GenericClient, user_id: &str) -> Result<Option<ProfileRow>> {
+    let stmt = c.prepare_cached(SELECT_PROFILE).await?;
+    Ok(c.query_opt(&stmt, &[&user_id]).await?.map(|row| profile_row(&row)))
+}
+
+/// Which profile field [`set_profile_field`] changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Displayname,
+    AvatarUrl,
+}
+
+/// Sets (or with `None` clears) one field; the updated profile, or `None` if there is none.
+pub async fn set_profile_field(
+    c: &impl GenericClient,
+    user_id: &str,
+    field: Field,
+    value: Option<&str>,
+) -> Result<Option<ProfileRow>> {
+    let sql = match field {
+        Field::Displayname => SET_DISPLAYNAME,
+        Field::AvatarUrl => SET_AVATAR_URL,
+    };
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&stmt, &[&user_id, &value]).await?.map(|row| profile_row(&row)))
+}
+
+fn profile_row(row: &tokio_postgres::Row) -> ProfileRow {
+    ProfileRow { displayname: row.get(0), avatar_url: row.get(1) }
+}

@@ -1,0 +1,294 @@
+//! User-interactive authentication: the challenge bodies, the client's `auth` object and the
+//! session bookkeeping, for registration (`m.login.dummy`) and for operations of a signed-in
+//! user that need their password again (`m.login.password`: device deletion, password
+//! change, deactivation, cross-signing key replacement).
+//!
+//! A session belongs to one purpose (`kind`) and one user (none for registration): it is
+//! never accepted for another. See the spec's "User-Interactive Authentication API".
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deadpool_postgres::Pool;
+use serde_json::{Map, Value, json};
+use trellis_core::{Error, ErrorCode, Result, time::now_ms};
+
+use crate::{login::login_localpart, password, service::Auth, store};
+
+pub const DUMMY: &str = "m.login.dummy";
+pub const PASSWORD: &str = "m.login.password";
+
+/// Flows offered for registration.
+pub const REGISTER_FLOWS: Flows = &[&[DUMMY]];
+/// Flows offered when a signed-in user confirms an operation.
+pub const PASSWORD_FLOWS: Flows = &[&[PASSWORD]];
+
+/// Alternative flows; completing every stage of one of them completes the session.
+pub type Flows = &'static [&'static [&'static str]];
+
+/// Sessions older than this are treated as unknown (Synapse: 2 days).
+pub const SESSION_TTL_MS: i64 = 2 * 24 * 60 * 60 * 1000;
+
+/// Length of the random session ID.
+const SESSION_ID_LEN: usize = 24;
+
+/// Expired sessions are purged on every this many new sessions.
+const PURGE_EVERY: u64 = 64;
+
+/// The parts of the client's `auth` object the server reads.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AuthDict {
+    pub stage: Option<String>,
+    pub session: Option<String>,
+    /// `m.login.password`: `identifier.user` (type `m.id.user`) or the legacy `user`.
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Parses `auth_json`; `None` when the client sent no `auth` object.
+pub fn parse(auth_json: &str) -> Result<Option<AuthDict>> {
+    if auth_json.trim().is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(auth_json).map_err(|_| Error::bad_json("auth must be a JSON object"))?;
+    let Value::Object(map) = value else {
+        return Err(Error::bad_json("auth must be a JSON object"));
+    };
+    let string = |map: &Map<String, Value>, key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::bad_json(format!("auth.{key} must be a string"))),
+    };
+    let user = match map.get("identifier") {
+        None | Some(Value::Null) => string(&map, "user")?,
+        Some(Value::Object(id)) => match id.get("type").and_then(Value::as_str) {
+            Some("m.id.user") => string(id, "user")?,
+            _ => return Err(Error::new(ErrorCode::Unknown, "Unknown login identifier type").with_status(400)),
+        },
+        Some(_) => return Err(Error::bad_json("auth.identifier must be an object")),
+    };
+    Ok(Some(AuthDict {
+        stage: string(&map, "type")?,
+        session: string(&map, "session")?,
+        user,
+        password: string(&map, "password")?,
+    }))
+}
+
+/// The 401 body: flows, params, session and, once anything is done, the completed stages.
+pub fn challenge(flows: Flows, session: &str, completed: &[String]) -> Map<String, Value> {
+    let flows: Vec<Value> = flows.iter().map(|stages| json!({ "stages": stages })).collect();
+    let mut body = Map::new();
+    body.insert("flows".into(), Value::Array(flows));
+    body.insert("params".into(), json!({}));
+    body.insert("session".into(), Value::String(session.to_owned()));
+    if !completed.is_empty() {
+        body.insert("completed".into(), json!(completed));
+    }
+    body
+}
+
+/// Whether `completed` covers every stage of some flow.
+pub fn flow_complete(flows: Flows, completed: &[String]) -> bool {
+    flows.iter().any(|flow| flow.iter().all(|stage| completed.iter().any(|c| c == stage)))
+}
+
+/// One round of user-interactive auth: what is being authorised, and for whom.
+pub struct Round<'a> {
+    /// The purpose (`uia_sessions.kind`), e.g. `register` or `delete_devices`.
+    pub kind: &'a str,
+    /// The signed-in user whose password the `m.login.password` stage checks; `None` for
+    /// registration.
+    pub user_id: Option<&'a str>,
+    pub flows: Flows,
+    pub auth_json: &'a str,
+    pub server_name: &'a str,
+}
+
+/// A stage that failed: the error to put in the challenge body.
+struct Failure(ErrorCode, String);
+
+/// UIA session bookkeeping (counts new sessions to purge expired ones now and then).
+#[derive(Default)]
+pub struct Uia {
+    created: AtomicU64,
+}
+
+impl Uia {
+    /// Runs one round. `Ok` once a flow is complete, with the session to consume together
+    /// with the operation (none if the client completed a one-stage flow without a
+    /// session); otherwise the 401 to answer.
+    pub async fn check(&self, pool: &Pool, round: Round<'_>) -> Result<Option<String>> {
+        let dict = parse(round.auth_json)?;
+        let client = pool.get().await?;
+        let Some(dict) = dict else {
+            let session = self.new_session(&client, &round).await?;
+            return Err(Error::uia(challenge(round.flows, &session, &[])));
+        };
+        let (session, mut completed) = match &dict.session {
+            Some(id) => {
+                let completed = store::uia_session(&client, id, round.kind, round.user_id, now_ms() - SESSION_TTL_MS)
+                    .await?
+                    .ok_or_else(unknown_session)?;
+                (Some(id.clone()), completed)
+            }
+            None => (None, Vec::new()),
+        };
+        let offered = |stage: &str| round.flows.iter().any(|flow| flow.contains(&stage));
+        let failure = match dict.stage.as_deref() {
+            Some(stage) if !offered(stage) => {
+                Some(Failure(ErrorCode::Unrecognized, format!("Unsupported authentication type {stage:?}")))
+            }
+            Some(DUMMY) => None,
+            Some(PASSWORD) => check_password(&client, &round, &dict).await?,
+            Some(other) => Some(Failure(ErrorCode::Unrecognized, format!("Unsupported authentication type {other:?}"))),
+            // Only a session: the client asks whether out-of-band stages are done.
+            None => None,
+        };
+        if let (Some(stage), None) = (dict.stage.as_deref(), &failure) {
+            if let Some(id) = &session {
+                store::mark_uia_stage(&client, id, stage).await?;
+            }
+            if !completed.iter().any(|c| c == stage) {
+                completed.push(stage.to_owned());
+            }
+        }
+        if failure.is_none() && flow_complete(round.flows, &completed) {
+            return Ok(session);
+        }
+        let session = match session {
+            Some(id) => id,
+            None => self.new_session(&client, &round).await?,
+        };
+        let mut body = challenge(round.flows, &session, &completed);
+        if let Some(Failure(code, message)) = failure {
+            body.insert("errcode".into(), code.as_str().into());
+            body.insert("error".into(), message.into());
+        }
+        Err(Error::uia(body))
+    }
+
+    async fn new_session(&self, client: &deadpool_postgres::Client, round: &Round<'_>) -> Result<String> {
+        if self.created.fetch_add(1, Ordering::Relaxed).is_multiple_of(PURGE_EVERY) {
+            let purged = store::purge_uia_sessions(client, now_ms() - SESSION_TTL_MS).await?;
+            if purged > 0 {
+                tracing::debug!(purged, "expired uia sessions purged");
+            }
+        }
+        let session = trellis_core::ids::random_string(SESSION_ID_LEN);
+        store::create_uia_session(client, &session, round.kind, round.user_id).await?;
+        Ok(session)
+    }
+}
+
+/// The `m.login.password` stage: the identifier must name the requesting user and the
+/// password must be theirs. A mismatch is `M_FORBIDDEN` inside the 401 challenge.
+async fn check_password(
+    client: &deadpool_postgres::Client,
+    round: &Round<'_>,
+    dict: &AuthDict,
+) -> Result<Option<Failure>> {
+    let Some(user_id) = round.user_id else {
+        return Ok(Some(Failure(ErrorCode::Unrecognized, "Unsupported authentication type".into())));
+    };
+    let forbidden = |m: &str| Ok(Some(Failure(ErrorCode::Forbidden, m.into())));
+    if let Some(user) = &dict.user {
+        let matches = login_localpart(user, round.server_name)
+            .is_ok_and(|local| format!("@{local}:{}", round.server_name) == user_id);
+        if !matches {
+            return forbidden("Requested user ID does not match the authenticated user");
+        }
+    }
+    let Some(given) = dict.password.clone() else {
+        return forbidden("Invalid password");
+    };
+    let stored = store::credentials(client, user_id).await?.and_then(|c| c.password_hash);
+    if password::verify(given, stored).await? { Ok(None) } else { forbidden("Invalid password") }
+}
+
+impl Auth {
+    /// Ok once the client's `auth` completed the password flow in a session of this user
+    /// for this purpose (the session is then used up); otherwise the error the gateway
+    /// answers as the 401 UIA body.
+    pub(crate) async fn require_uia(&self, user_id: &str, purpose: &str, auth_json: &str) -> Result<()> {
+        let round = Round {
+            kind: purpose,
+            user_id: Some(user_id),
+            flows: PASSWORD_FLOWS,
+            auth_json,
+            server_name: &self.config.server_name,
+        };
+        if let Some(session) = self.uia.check(&self.pool, round).await? {
+            let client = self.pool.get().await?;
+            // Used up by a concurrent request with the same session.
+            if !store::delete_uia_session(&client, &session).await? {
+                return Err(unknown_session());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Synapse's answer to a session it does not know (or that expired or was used up).
+pub fn unknown_session() -> Error {
+    Error::new(ErrorCode::Unknown, "Unknown session ID").with_status(400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_auth_object() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("  ").unwrap(), None);
+        let dict = parse(r#"{"type":"m.login.dummy","session":"abc","extra":1}"#).unwrap().unwrap();
+        assert_eq!(dict.stage.as_deref(), Some(DUMMY));
+        assert_eq!(dict.session.as_deref(), Some("abc"));
+        assert_eq!(parse(r#"{"session":"abc"}"#).unwrap().unwrap().stage, None);
+        for bad in ["{", "[]", "\"x\"", r#"{"type":1}"#, r#"{"session":{}}"#, r#"{"identifier":1}"#] {
+            assert_eq!(parse(bad).unwrap_err().code(), ErrorCode::BadJson, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_password_identifiers() {
+        let dict = parse(r#"{"type":"m.login.password","identifier":{"type":"m.id.user","user":"al"},"password":"p"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((dict.user.as_deref(), dict.password.as_deref()), (Some("al"), Some("p")));
+        let legacy = parse(r#"{"type":"m.login.password","user":"@al:hs","password":"p"}"#).unwrap().unwrap();
+        assert_eq!(legacy.user.as_deref(), Some("@al:hs"));
+        let phone = parse(r#"{"type":"m.login.password","identifier":{"type":"m.id.phone"}}"#).unwrap_err();
+        assert_eq!((phone.code(), phone.status()), (ErrorCode::Unknown, 400));
+    }
+
+    #[test]
+    fn challenge_shape() {
+        let body = Value::Object(challenge(REGISTER_FLOWS, "s1", &[]));
+        assert_eq!(body, json!({"flows":[{"stages":["m.login.dummy"]}],"params":{},"session":"s1"}));
+        let body = challenge(PASSWORD_FLOWS, "s1", &[PASSWORD.to_owned()]);
+        assert_eq!(body["completed"], json!(["m.login.password"]));
+        assert_eq!(body["flows"], json!([{"stages":["m.login.password"]}]));
+        let err = Error::uia(challenge(REGISTER_FLOWS, "s1", &[]));
+        assert_eq!(err.status(), 401);
+        assert_eq!(err.code(), ErrorCode::UiaRequired);
+        assert!(err.client_body().get("errcode").is_none());
+    }
+
+    #[test]
+    fn completion() {
+        assert!(!flow_complete(REGISTER_FLOWS, &[]));
+        assert!(!flow_complete(REGISTER_FLOWS, &[PASSWORD.to_owned()]));
+        assert!(flow_complete(REGISTER_FLOWS, &[DUMMY.to_owned()]));
+        assert!(!flow_complete(PASSWORD_FLOWS, &[DUMMY.to_owned()]));
+        assert!(flow_complete(PASSWORD_FLOWS, &[PASSWORD.to_owned()]));
+    }
+
+    #[test]
+    fn unknown_session_is_a_plain_400() {
+        let err = unknown_session();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.client_body()["errcode"], "M_UNKNOWN");
+    }
+}

@@ -1,0 +1,89 @@
+//! Shared by the integration tests: a service on a fresh database, locally or behind gRPC,
+//! and helpers for the common steps.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use serde_json::json;
+use trellis_auth::{Auth, AuthConfig};
+use trellis_core::{Error, ErrorCode};
+use trellis_proto::auth::{
+    AuthGrpcClient, AuthGrpcServer, AuthService, LoginRequest, LoginResponse, RegisterRequest, RegisterResponse,
+};
+use trellis_storage::testing::TestDb;
+
+pub const SERVER: &str = "test.local";
+
+pub fn config() -> AuthConfig {
+    AuthConfig { server_name: SERVER.into(), registration_enabled: true, allow_guests: false, min_password_len: 8 }
+}
+
+pub fn closed_config() -> AuthConfig {
+    AuthConfig { registration_enabled: false, ..config() }
+}
+
+pub fn guest_config() -> AuthConfig {
+    AuthConfig { allow_guests: true, ..config() }
+}
+
+/// A service under test, its database (dropped with it) and a pool for direct checks.
+pub struct Harness {
+    pub svc: Arc<dyn AuthService>,
+    pub pool: Pool,
+    _db: TestDb,
+}
+
+impl Harness {
+    /// The implementation, called directly.
+    pub async fn local(config: AuthConfig) -> Harness {
+        let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
+        let svc = Arc::new(Auth::new(db.pool(4), config));
+        Harness { svc, pool: db.pool(2), _db: db }
+    }
+
+    /// The implementation behind a gRPC server, called through the gRPC client.
+    pub async fn grpc(config: AuthConfig) -> Harness {
+        let Harness { svc, pool, _db } = Harness::local(config).await;
+        let routes = tonic::service::Routes::new(AuthGrpcServer::new(svc).into_service());
+        let url = trellis_proto::server::spawn_on_free_port(routes).await;
+        let client = AuthGrpcClient::connect(&url).expect("gRPC client");
+        Harness { svc: Arc::new(client), pool, _db }
+    }
+}
+
+/// Asserts errcode and HTTP status (both must survive the gRPC hop).
+#[track_caller]
+pub fn assert_err(err: &Error, code: ErrorCode, status: u16) {
+    assert_eq!((err.code(), err.status()), (code, status), "unexpected error: {err}");
+    assert_eq!(err.client_body()["errcode"], code.as_str(), "body: {}", err.client_body());
+}
+
+/// A registration request for `username` without `auth`.
+pub fn register_req(username: &str, password: &str) -> RegisterRequest {
+    RegisterRequest { username: Some(username.into()), password: Some(password.into()), ..Default::default() }
+}
+
+/// The `auth` object completing the dummy stage.
+pub fn dummy_auth(session: Option<&str>) -> String {
+    match session {
+        Some(session) => json!({"type": "m.login.dummy", "session": session}).to_string(),
+        None => json!({"type": "m.login.dummy"}).to_string(),
+    }
+}
+
+/// Registers through the full UIA exchange: challenge, then the dummy stage.
+pub async fn register(svc: &Arc<dyn AuthService>, username: &str, password: &str) -> RegisterResponse {
+    let mut req = register_req(username, password);
+    let challenge = svc.register(req.clone()).await.expect_err("a UIA challenge");
+    assert_eq!(challenge.status(), 401, "{challenge}");
+    let session = challenge.client_body()["session"].as_str().expect("session").to_owned();
+    req.auth_json = dummy_auth(Some(&session));
+    svc.register(req).await.expect("registration")
+}
+
+pub async fn login(svc: &Arc<dyn AuthService>, user: &str, password: &str) -> LoginResponse {
+    let req = LoginRequest { user: user.into(), password: password.into(), ..Default::default() };
+    svc.login(req).await.expect("login")
+}

@@ -1,0 +1,69 @@
+//! The auth service contract: every scenario runs against the local implementation and
+//! against it behind gRPC (`AuthGrpcServer` + `AuthGrpcClient`), each on its own database.
+//! Scenarios live in `contract/*.rs` and take `(Arc<dyn AuthService>, Pool)`; the pool
+//! reaches the test database for the few facts no RPC can set up.
+
+mod common;
+
+#[path = "contract/devices.rs"]
+mod devices;
+#[path = "contract/profiles.rs"]
+mod profiles;
+#[path = "contract/registration.rs"]
+mod registration;
+#[path = "contract/sessions.rs"]
+mod sessions;
+#[path = "contract/uia.rs"]
+mod uia;
+
+/// Stamps out `local::<scenario>` and `grpc::<scenario>` tests from `module::scenario`; a
+/// scenario may name the `AuthConfig` it needs (default: [`common::config`]).
+macro_rules! contract {
+    ($($module:ident :: $name:ident $(with $config:expr)?),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let h = crate::common::Harness::local(contract!(@config $($config)?)).await;
+                    crate::$module::$name(h.svc.clone(), h.pool.clone()).await;
+                }
+            )*
+        }
+        mod grpc {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let h = crate::common::Harness::grpc(contract!(@config $($config)?)).await;
+                    crate::$module::$name(h.svc.clone(), h.pool.clone()).await;
+                }
+            )*
+        }
+    };
+    (@config) => { crate::common::config() };
+    (@config $config:expr) => { $config };
+}
+
+contract! {
+    uia::uia_register_flow,
+    uia::uia_session_is_single_use,
+    uia::dummy_without_session_is_accepted,
+    uia::uia_failures,
+    registration::username_rules,
+    registration::register_checks_come_before_uia,
+    registration::register_with_inhibit_login,
+    registration::register_without_username_generates_numeric_ids,
+    registration::concurrent_registrations_of_one_name,
+    registration::registration_disabled with crate::common::closed_config(),
+    registration::guests_forbidden_by_default,
+    registration::guests_when_allowed with crate::common::guest_config(),
+    sessions::login_forms,
+    sessions::wrong_password_and_unknown_user,
+    sessions::deactivated_user,
+    sessions::authenticate_and_logout,
+    sessions::logout_all_devices,
+    sessions::login_with_existing_device_replaces_its_token,
+    profiles::profile_get_set_clear,
+    profiles::profile_errors,
+    devices::delete_devices_needs_the_password,
+    devices::backup_keeps_the_better_key,
+}

@@ -1,0 +1,138 @@
+//! The keys service contract, against the local implementation and behind gRPC
+//! (`KeysGrpcServer` + `KeysGrpcClient`): uploads, claims under concurrency (each one-time key
+//! handed out once, then the fallback key), errors that survive the hop, keys deleted with
+//! their device.
+
+mod common;
+
+use std::{collections::HashSet, sync::Arc};
+
+use common::{SERVER, assert_err, config, register};
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+use trellis_auth::Auth;
+use trellis_core::ErrorCode;
+use trellis_proto::{
+    auth::{AuthService, LogoutRequest},
+    keys::{KeysGrpcClient, KeysGrpcServer, KeysRequest, KeysService},
+};
+use trellis_storage::testing::TestDb;
+
+struct Harness {
+    auth: Arc<dyn AuthService>,
+    keys: Arc<dyn KeysService>,
+    pool: Pool,
+    _db: TestDb,
+}
+
+async fn harness(grpc: bool) -> Harness {
+    let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
+    let svc = Arc::new(Auth::new(db.pool(16), config()));
+    let keys: Arc<dyn KeysService> = if grpc {
+        let routes = tonic::service::Routes::new(KeysGrpcServer::new(svc.clone()).into_service());
+        let url = trellis_proto::server::spawn_on_free_port(routes).await;
+        Arc::new(KeysGrpcClient::connect(&url).expect("gRPC client"))
+    } else {
+        svc.clone()
+    };
+    Harness { auth: svc, keys, pool: db.pool(2), _db: db }
+}
+
+fn req(user: &str, device: &str, body: Value) -> KeysRequest {
+    KeysRequest { user_id: user.into(), device_id: device.into(), body_json: body.to_string() }
+}
+
+async fn count(pool: &Pool, sql: &str) -> i64 {
+    pool.get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn concurrent_claims_hand_out_each_key_once(grpc: bool) {
+    let h = harness(grpc).await;
+    let alice = register(&h.auth, "alice", "password1").await;
+    let (user, device) = (alice.user_id.clone(), alice.device_id.clone().unwrap());
+    let otks: serde_json::Map<String, Value> =
+        (0..20).map(|i| (format!("signed_curve25519:K{i:02}"), json!({"key": format!("k{i}")}))).collect();
+    let body =
+        json!({"one_time_keys": otks, "fallback_keys": {"signed_curve25519:FB": {"key": "fb", "fallback": true}}});
+    let up = h.keys.upload_keys(req(&user, &device, body)).await.unwrap();
+    let up: Value = serde_json::from_str(&up.body_json).unwrap();
+    assert_eq!(up["one_time_key_counts"]["signed_curve25519"], 20);
+
+    let claim = json!({"one_time_keys": {user.clone(): {device.clone(): "signed_curve25519"}}});
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let keys = h.keys.clone();
+            let r = req("@bob:test.local", "B", claim.clone());
+            tokio::spawn(async move { keys.claim_keys(r).await.unwrap() })
+        })
+        .collect();
+    let mut one_time = Vec::new();
+    let mut fallback = 0;
+    for t in tasks {
+        let body: Value = serde_json::from_str(&t.await.unwrap().body_json).unwrap();
+        let got = body["one_time_keys"][&user][&device].as_object().unwrap().clone();
+        assert_eq!(got.len(), 1, "{body}");
+        let id = got.keys().next().unwrap().clone();
+        if id == "signed_curve25519:FB" {
+            fallback += 1;
+        } else {
+            one_time.push(id);
+        }
+    }
+    let distinct: HashSet<&String> = one_time.iter().collect();
+    assert_eq!((one_time.len(), distinct.len(), fallback), (20, 20, 30));
+    assert_eq!(count(&h.pool, "SELECT count(*) FROM one_time_keys").await, 0);
+    assert_eq!(count(&h.pool, "SELECT count(*) FROM fallback_keys WHERE used").await, 1);
+}
+
+async fn bad_uploads_are_refused(grpc: bool) {
+    let h = harness(grpc).await;
+    let alice = register(&h.auth, "alice", "password1").await;
+    let (user, device) = (alice.user_id.clone(), alice.device_id.clone().unwrap());
+    let keys = |u: &str, d: &str| json!({"device_keys": {"user_id": u, "device_id": d, "keys": {}}});
+    let err = h.keys.upload_keys(req(&user, &device, keys("@bob:test.local", &device))).await.unwrap_err();
+    assert_err(&err, ErrorCode::InvalidParam, 400);
+    let err = h.keys.upload_keys(req(&user, &device, json!({"one_time_keys": {"nocolon": {}}}))).await.unwrap_err();
+    assert_err(&err, ErrorCode::InvalidParam, 400);
+    let err = h.keys.upload_keys(req(&user, &device, json!({"one_time_keys": []}))).await.unwrap_err();
+    assert_err(&err, ErrorCode::BadJson, 400);
+    let err = h.keys.query_keys(req(&user, &device, json!({}))).await.unwrap_err();
+    assert_err(&err, ErrorCode::BadJson, 400);
+    let otk = |k: &str| json!({"one_time_keys": {"signed_curve25519:A": {"key": k}}});
+    h.keys.upload_keys(req(&user, &device, otk("one"))).await.unwrap();
+    h.keys.upload_keys(req(&user, &device, otk("one"))).await.unwrap();
+    let err = h.keys.upload_keys(req(&user, &device, otk("two"))).await.unwrap_err();
+    assert_err(&err, ErrorCode::InvalidParam, 400);
+
+    // Deleting the device (logout) deletes its keys; the upload recorded a device-list change.
+    h.keys.upload_keys(req(&user, &device, keys(&user, &device))).await.unwrap();
+    assert_eq!(count(&h.pool, "SELECT count(*) FROM device_keys").await, 1);
+    let sql = format!("SELECT count(*) FROM device_list_changes WHERE user_id = '@alice:{SERVER}'");
+    assert_eq!(count(&h.pool, &sql).await, 2, "registration's new device and the key upload");
+    let token = alice.access_token.clone().unwrap();
+    h.auth.logout(LogoutRequest { access_token: token, all_devices: false }).await.unwrap();
+    assert_eq!(count(&h.pool, "SELECT count(*) FROM device_keys").await, 0);
+    assert_eq!(count(&h.pool, "SELECT count(*) FROM one_time_keys").await, 0);
+}
+
+mod local {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_claims_hand_out_each_key_once() {
+        super::concurrent_claims_hand_out_each_key_once(false).await
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bad_uploads_are_refused() {
+        super::bad_uploads_are_refused(false).await
+    }
+}
+
+mod grpc {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_claims_hand_out_each_key_once() {
+        super::concurrent_claims_hand_out_each_key_once(true).await
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bad_uploads_are_refused() {
+        super::bad_uploads_are_refused(true).await
+    }
+}

@@ -1,0 +1,124 @@
+//! The in-process bus of monolith mode: publishing wakes local waiters directly.
+
+use std::sync::Arc;
+
+use trellis_core::{Result, Stream, StreamPos};
+
+use crate::{Bus, Channel, Listen, Subscription, hub::Hub};
+
+#[derive(Default)]
+pub struct MemoryBus {
+    hub: Arc<Hub>,
+}
+
+/// In process, a channel is live the moment it is registered.
+struct Immediate(Arc<Hub>);
+
+#[async_trait::async_trait]
+impl Listen for Immediate {
+    async fn listen(&self, keys: &[String]) -> Result<()> {
+        self.0.mark_live(keys, true);
+        Ok(())
+    }
+}
+
+impl MemoryBus {
+    pub fn new() -> Arc<MemoryBus> {
+        Arc::new(MemoryBus::default())
+    }
+
+    /// Channel keys currently registered (for tests and metrics).
+    pub fn channel_count(&self) -> usize {
+        self.hub.key_count()
+    }
+}
+
+const PREFIX: &str = "mem";
+
+#[async_trait::async_trait]
+impl Bus for MemoryBus {
+    async fn publish_at(&self, channels: &[Channel], stream: Stream, pos: StreamPos) {
+        for c in channels {
+            self.hub.dispatch(&c.key(PREFIX), stream, pos);
+        }
+        if stream == Stream::Events {
+            self.hub.batch_end(pos);
+        }
+        // Nobody listens once every waiter left: forget the entries right away.
+        self.hub.take_idle(std::time::Duration::ZERO);
+    }
+
+    async fn subscribe(&self, channels: &[Channel]) -> Result<Subscription> {
+        let mut sub = Subscription::new(self.hub.clone(), Arc::new(Immediate(self.hub.clone())), PREFIX.into());
+        sub.add(channels).await?;
+        Ok(sub)
+    }
+
+    fn is_healthy(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn wakes_only_subscribers_of_the_channel() {
+        let bus = MemoryBus::new();
+        let a = bus.subscribe(&[Channel::Room("!a".into())]).await.unwrap();
+        let b = bus.subscribe(&[Channel::User("@b".into())]).await.unwrap();
+        bus.publish(&[Channel::Room("!a".into())], 7).await;
+        tokio::time::timeout(Duration::from_secs(1), a.wait()).await.expect("a is woken");
+        assert_eq!(a.announced().events, 7);
+        assert!(tokio::time::timeout(Duration::from_millis(50), b.wait()).await.is_err(), "b is not woken");
+        assert_eq!(b.announced().events, 0);
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_before_waiting_is_kept() {
+        let bus = MemoryBus::new();
+        let mut s = bus.subscribe(&[]).await.unwrap();
+        s.add(&[Channel::Room("!late".into())]).await.unwrap();
+        bus.publish(&[Channel::Room("!late".into())], 3).await;
+        bus.publish(&[Channel::Room("!late".into())], 2).await;
+        tokio::time::timeout(Duration::from_secs(1), s.wait()).await.expect("permit was stored");
+        assert_eq!(s.announced().events, 3, "the highest position wins");
+        bus.publish_at(&[Channel::Room("!late".into())], Stream::Receipts, 5).await;
+        tokio::time::timeout(Duration::from_secs(1), s.wait()).await.expect("woken");
+        assert_eq!((s.announced().events, s.announced().get(Stream::Receipts)), (3, 5), "streams kept apart");
+    }
+
+    #[tokio::test]
+    async fn knowledge_of_changes_since_a_token() {
+        let bus = MemoryBus::new();
+        let room = Channel::Room("!k".into());
+        let sub = bus.subscribe(&[room.clone(), Channel::User("@u".into())]).await.unwrap();
+        let at = |e: i64| trellis_core::StreamToken::new(e);
+        assert!(!sub.news_since(&at(10)).known, "no baseline yet: only PostgreSQL knows");
+        sub.baseline(&at(10));
+        let news = sub.news_since(&at(10));
+        assert!(news.known && news.changes.is_empty(), "nothing since the baseline");
+        assert!(!sub.news_since(&at(9)).known, "before the baseline is unknown");
+        bus.publish(std::slice::from_ref(&room), 12).await;
+        let news = sub.news_since(&at(10));
+        assert_eq!(news.changes, vec![(room.clone(), Stream::Events, 12)]);
+        assert_eq!(news.events_complete, 12);
+        assert!(sub.news_since(&at(12)).changes.is_empty());
+        bus.publish_at(&[Channel::User("@u".into())], Stream::AccountData, 3).await;
+        let news = sub.news_since(&at(12));
+        assert_eq!(news.changes, vec![(Channel::User("@u".into()), Stream::AccountData, 3)]);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_subscription_unregisters_it() {
+        let bus = MemoryBus::new();
+        let s = bus.subscribe(&[Channel::Room("!x".into()), Channel::User("@u".into())]).await.unwrap();
+        assert_eq!(bus.channel_count(), 2);
+        drop(s);
+        bus.publish(&[], 1).await;
+        assert_eq!(bus.channel_count(), 0);
+    }
+}

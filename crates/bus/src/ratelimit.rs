@@ -1,0 +1,77 @@
+//! The rate limiter shared by every gateway replica: the GCRA arrival time of each key lives
+//! in Redis and is read and advanced by one Lua script, using Redis's clock, so replicas
+//! neither race nor need synchronised clocks. If Redis cannot be reached the request is
+//! allowed: a limiter outage must not become a service outage.
+
+use std::time::Duration;
+
+use redis::{Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use trellis_core::{
+    Error, Result,
+    ratelimit::{RateLimiter, Rule},
+};
+
+/// KEYS[1] = the key; ARGV = interval ms, tolerance ms. Returns 0 (allowed) or the wait in
+/// ms. The arrival time is kept in microseconds of Redis's clock and expires once passed.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allowed_at = tat - tolerance
+if now < allowed_at then return math.ceil(allowed_at - now) end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1)
+return 0
+";
+
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    script: Script,
+    prefix: String,
+}
+
+impl RedisLimiter {
+    /// Connects to Redis; keys are named `{prefix}:rl:{key}`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisLimiter> {
+        let client = redis::Client::open(url).map_err(|e| Error::internal(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_millis(500)));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| Error::internal(format!("cannot reach Redis: {e}")))?;
+        Ok(RedisLimiter { conn, script: Script::new(GCRA), prefix: prefix.to_owned() })
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn take(&self, key: &str, rule: Rule) -> Option<Duration> {
+        let interval = rule.interval_ms();
+        if !interval.is_finite() {
+            return Some(Duration::from_secs(3600));
+        }
+        let mut conn = self.conn.clone();
+        let wait: redis::RedisResult<u64> = self
+            .script
+            .key(format!("{}:rl:{key}", self.prefix))
+            .arg(interval)
+            .arg(rule.tolerance_ms())
+            .invoke_async(&mut conn)
+            .await;
+        match wait {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
+                metrics::counter!("trellis_rate_limiter_errors_total").increment(1);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! Configuration: defaults that make `make run` work, overridden by a TOML file and then by
+//! `TRELLIS_...` environment variables (`__` separates nested keys:
+//! `TRELLIS_DATABASE__URL`, `TRELLIS_REMOTE__SYNC='["http://a:9103","http://b:9103"]'`).
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// A service role a process can run. Running all of them is monolith mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Gateway,
+    Auth,
+    Rooms,
+    Sync,
+    Media,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Gateway, Role::Auth, Role::Rooms, Role::Sync, Role::Media];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Auth => "auth",
+            Role::Rooms => "rooms",
+            Role::Sync => "sync",
+            Role::Media => "media",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (expected gateway, auth, rooms, sync or media)"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server part of every user ID, room ID and alias.
+    pub server_name: String,
+    /// The roles this process runs; all five is monolith mode.
+    pub roles: Vec<Role>,
+    /// Public client URL advertised in `/.well-known/matrix/client`.
+    pub public_baseurl: Option<String>,
+    pub http: HttpConfig,
+    pub grpc: GrpcConfig,
+    pub remote: RemoteConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub bus: BusConfig,
+    pub registration: RegistrationConfig,
+    pub sync: SyncConfig,
+    pub media: MediaConfig,
+    pub telemetry: TelemetryConfig,
+    pub rate_limits: crate::ratelimit::RateLimitConfig,
+    pub turn: TurnConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server_name: "localhost".into(),
+            roles: Role::ALL.to_vec(),
+            public_baseurl: None,
+            http: HttpConfig::default(),
+            grpc: GrpcConfig::default(),
+            remote: RemoteConfig::default(),
+            database: DatabaseConfig::default(),
+            redis: RedisConfig::default(),
+            bus: BusConfig::default(),
+            registration: RegistrationConfig::default(),
+            sync: SyncConfig::default(),
+            media: MediaConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            rate_limits: crate::ratelimit::RateLimitConfig::default(),
+            turn: TurnConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where the gateway listens for client HTTP.
+    pub listen: SocketAddr,
+    /// Largest JSON request body, in bytes (media uploads have their own limit).
+    pub max_json_body_bytes: usize,
+    /// How long a gateway reuses an access token's validation, in milliseconds (0: never).
+    /// A logout through this gateway takes effect at once; through another gateway, within
+    /// this time.
+    pub token_cache_ms: u64,
+    /// Trust `X-Forwarded-For` for the client's address (set when a proxy or ingress that
+    /// overwrites the header sits in front of every gateway).
+    pub x_forwarded_for: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: ([127, 0, 0, 1], 8008).into(),
+            max_json_body_bytes: 1024 * 1024,
+            token_cache_ms: 2_000,
+            x_forwarded_for: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Where this process serves the gRPC API of the service roles it runs (split mode).
+    /// Unused when no role here is called by another process.
+    pub listen: SocketAddr,
+    /// Also serve Prometheus `/metrics` over HTTP here (for processes without the gateway).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> GrpcConfig {
+        GrpcConfig { listen: ([127, 0, 0, 1], 9100).into(), metrics_listen: None }
+    }
+}
+
+/// gRPC URLs of the services this process does not run itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub auth: Option<String>,
+    pub rooms: Option<String>,
+    /// One URL per sync worker; the gateway spreads `/sync` calls across them.
+    pub sync: Vec<String>,
+    pub media: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db`. Empty: `make run` starts a local server and
+    /// passes its URL in `TRELLIS_DATABASE__URL`.
+    pub url: String,
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> DatabaseConfig {
+        DatabaseConfig { url: "postgres://postgres@127.0.0.1:5432/trellis".into(), pool_size: 16 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/`. Needed whenever rooms and sync run in different processes.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusBackend {
+    /// In-process when rooms and sync share this process, Redis otherwise. Several monolith
+    /// replicas behind one load balancer must say `redis` explicitly.
+    #[default]
+    Auto,
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    pub backend: BusBackend,
+    /// How long a sync worker keeps an idle channel subscribed, so a client's next long-poll
+    /// finds it ready.
+    pub linger_ms: u64,
+    /// Prefix of every Redis channel name: deployments sharing one Redis must differ here.
+    pub channel_prefix: String,
+}
+
+impl Default for BusConfig {
+    fn default() -> BusConfig {
+        BusConfig { backend: BusBackend::Auto, linger_ms: 30_000, channel_prefix: "trellis".into() }
+    }
+}
+
+/// `[turn]`: the TURN servers handed to VoIP clients by `GET /voip/turnServer`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// e.g. `turn:turn.example.com:3478?transport=udp`; none configured → `{}`.
+    pub uris: Vec<String>,
+    /// The TURN server's `static-auth-secret`: credentials are time-limited HMACs of it.
+    pub shared_secret: Option<String>,
+    /// Fixed credentials, when the TURN server has no shared secret.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// How long handed-out credentials stay valid.
+    pub user_lifetime_ms: u64,
+    /// Whether guests get credentials too.
+    pub allow_guests: bool,
+}
+
+impl Default for TurnConfig {
+    fn default() -> TurnConfig {
+        TurnConfig {
+            uris: Vec::new(),
+            shared_secret: None,
+            username: None,
+            password: None,
+            user_lifetime_ms: 24 * 60 * 60 * 1000,
+            allow_guests: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    pub enabled: bool,
+    /// Smallest password accepted at registration.
+    pub min_password_len: usize,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> RegistrationConfig {
+        RegistrationConfig { enabled: true, min_password_len: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncBalance {
+    /// Same user → same worker (warm subscriptions), next worker if it fails.
+    #[default]
+    User,
+    /// Every call to the next worker in turn.
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Upper bound on a client's `timeout`.
+    pub max_timeout_ms: u64,
+    /// Timeline events per room when the filter gives no limit.
+    pub default_timeline_limit: u32,
+    pub balance: SyncBalance,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig { max_timeout_ms: 60_000, default_timeline_limit: 10, balance: SyncBalance::User }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Directory of the local filesystem store; with `store = "s3"` only the upload spool.
+    pub path: PathBuf,
+    pub max_upload_bytes: u64,
+    /// Where blobs live: `local` (under `path`) or `s3` (an S3-compatible bucket; the
+    /// credentials come from the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
+    /// environment, or the instance's role).
+    pub store: String,
+    pub s3_bucket: Option<String>,
+    pub s3_region: Option<String>,
+    /// Endpoint of an S3-compatible server (MinIO, Garage, ...); unset: AWS.
+    pub s3_endpoint: Option<String>,
+    /// Key prefix of every blob in the bucket.
+    pub s3_prefix: Option<String>,
+    /// Allow a plain-HTTP endpoint (local test servers).
+    pub s3_allow_http: bool,
+    /// Total bytes one user may have uploaded; unset: no quota.
+    pub max_user_bytes: Option<u64>,
+    /// Reserved-but-unused `mxc://` URIs (`/create`) one user may hold at a time.
+    pub max_pending_uploads: u32,
+    /// How long a reserved URI waits for its content before it expires.
+    pub unused_expiry_ms: u64,
+    /// Like Synapse's switch of the same name: when true, the unauthenticated legacy
+    /// endpoints (`/_matrix/media/v3/download|thumbnail`) serve only media uploaded before
+    /// `legacy_media_before_ms` (none when unset); when false they serve everything.
+    pub enable_authenticated_media: bool,
+    /// The freeze date of the legacy endpoints, in milliseconds since the epoch.
+    pub legacy_media_before_ms: Option<i64>,
+    /// Images with more pixels than this are neither decoded nor thumbnailed.
+    pub max_image_pixels: u64,
+    /// `GET /media/preview_url`: off unless enabled.
+    pub url_preview_enabled: bool,
+    /// Addresses (CIDR) a preview never connects to, checked on every resolved address.
+    pub url_preview_ip_blacklist: Vec<String>,
+    /// Exceptions to the blacklist (CIDR).
+    pub url_preview_ip_whitelist: Vec<String>,
+    /// Largest page or image a preview downloads.
+    pub url_preview_max_bytes: u64,
+    /// Time allowed for fetching one URL.
+    pub url_preview_timeout_ms: u64,
+    /// How long a preview is served from the cache.
+    pub url_preview_cache_ms: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> MediaConfig {
+        MediaConfig {
+            path: "./data/media".into(),
+            max_upload_bytes: 50 * 1024 * 1024,
+            store: "local".into(),
+            s3_bucket: None,
+            s3_region: None,
+            s3_endpoint: None,
+            s3_prefix: None,
+            s3_allow_http: false,
+            max_user_bytes: None,
+            max_pending_uploads: 5,
+            unused_expiry_ms: 24 * 60 * 60 * 1000,
+            enable_authenticated_media: true,
+            legacy_media_before_ms: None,
+            max_image_pixels: 32_000_000,
+            url_preview_enabled: false,
+            // Synapse's recommended list: private, loopback, link-local, CGNAT, multicast and
+            // reserved ranges of both families.
+            url_preview_ip_blacklist: [
+                "0.0.0.0/8",
+                "10.0.0.0/8",
+                "100.64.0.0/10",
+                "127.0.0.0/8",
+                "169.254.0.0/16",
+                "172.16.0.0/12",
+                "192.0.0.0/24",
+                "192.0.2.0/24",
+                "192.88.99.0/24",
+                "192.168.0.0/16",
+                "198.18.0.0/15",
+                "198.51.100.0/24",
+                "203.0.113.0/24",
+                "224.0.0.0/4",
+                "240.0.0.0/4",
+                "::1/128",
+                "::/128",
+                "::ffff:0:0/96",
+                "64:ff9b::/96",
+                "100::/64",
+                "2001:db8::/32",
+                "fc00::/7",
+                "fe80::/10",
+                "fec0::/10",
+                "ff00::/8",
+            ]
+            .map(String::from)
+            .to_vec(),
+            url_preview_ip_whitelist: Vec::new(),
+            url_preview_max_bytes: 10 * 1024 * 1024,
+            url_preview_timeout_ms: 10_000,
+            url_preview_cache_ms: 60 * 60 * 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// `tracing` filter directives; `RUST_LOG` wins when set.
+    pub log_filter: String,
+    /// OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`. Unset: no export.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> TelemetryConfig {
+        TelemetryConfig {
+            log_format: LogFormat::Text,
+            // The PostgreSQL driver logs every server NOTICE at info; those are not ours.
+            log_filter: "info,tokio_postgres=warn,refinery_core=warn".into(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// The top-level keys of [`Config`] (the environment layer only reads these).
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server_name",
+    "roles",
+    "public_baseurl",
+    "http",
+    "grpc",
+    "remote",
+    "database",
+    "redis",
+    "bus",
+    "registration",
+    "sync",
+    "media",
+    "telemetry",
+    "rate_limits",
+    "turn",
+];
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `TRELLIS_*` environment variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only variables naming a configuration key are configuration: others sharing the
+        // prefix (`TRELLIS_CONFIG`, the test suite's `TRELLIS_TEST_*`) are not.
+        let env = Env::prefixed("TRELLIS_").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
+            let top = key.split("__").next().unwrap_or_default().to_owned();
+            TOP_LEVEL_KEYS.contains(&top.as_str())
+        });
+        figment.merge(env.split("__")).extract().map_err(Box::new)
+    }
+
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Every role in this process.
+    pub fn is_monolith(&self) -> bool {
+        Role::ALL.iter().all(|r| self.runs(*r))
+    }
+
+    /// The configuration with passwords in URLs replaced by `***`, for printing.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        c.database.url = redact_url(&c.database.url);
+        c.redis.url = c.redis.url.as_deref().map(redact_url);
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("***".into());
+            }
+        };
+        hide(&mut c.turn.shared_secret);
+        hide(&mut c.turn.password);
+        c
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(&self.redacted()).unwrap_or_else(|e| format!("# unprintable: {e}"))
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host...` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:hunter2@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("redis://:pw@h:6379/"), "redis://:***@h:6379/");
+        let mut c = Config::default();
+        c.database.url = "postgres://u:hunter2@h/db".into();
+        c.turn.shared_secret = Some("turnsecret".into());
+        c.turn.password = Some("turnpass".into());
+        let printed = c.to_redacted_toml();
+        assert!(!printed.contains("hunter2") && !printed.contains("turnsecret") && !printed.contains("turnpass"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn file_and_env_layers() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "t.toml",
+                "server_name = \"example.org\"\nroles = [\"sync\"]\n[sync]\nmax_timeout_ms = 5\n",
+            )?;
+            jail.set_env("TRELLIS_SYNC__MAX_TIMEOUT_MS", "7");
+            jail.set_env("TRELLIS_REMOTE__SYNC", "[\"http://a:1\",\"http://b:2\"]");
+            jail.set_env("TRELLIS_CONFIG", "t.toml");
+            jail.set_env("TRELLIS_SOMETHING_ELSE", "1");
+            let c = Config::load(Some(std::path::Path::new("t.toml"))).unwrap();
+            assert_eq!(c.server_name, "example.org");
+            assert_eq!(c.roles, vec![Role::Sync]);
+            assert_eq!(c.sync.max_timeout_ms, 7);
+            assert_eq!(c.remote.sync, vec!["http://a:1".to_string(), "http://b:2".to_string()]);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod key_list {
+    use super::*;
+
+    #[test]
+    fn top_level_keys_match_the_struct() {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys: Vec<&str> = value.as_table().unwrap().keys().map(String::as_str).collect();
+        // Optional fields left unset are not serialised.
+        keys.push("public_baseurl");
+        keys.sort();
+        let mut expected = TOP_LEVEL_KEYS.to_vec();
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
+}

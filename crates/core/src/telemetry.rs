@@ -1,0 +1,96 @@
+//! Telemetry set-up: `tracing` logs (text or JSON), OpenTelemetry spans (exported over OTLP
+//! when an endpoint is configured) with W3C trace-context propagation, and the Prometheus
+//! recorder behind `/metrics`.
+//!
+//! The tracing subscriber and the metrics recorder are process-wide by nature; both are
+//! installed at most once, so several in-process servers (tests) can share them.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// Latency buckets (seconds) shared by every request-duration histogram.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Keeps the span exporter alive; flushes it when dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Exports the spans finished so far (before a short-lived command exits, or in tests).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            let _ = provider.force_flush();
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs logging and tracing for this process. Call once, from inside a multi-thread
+/// Tokio runtime (the OTLP batch exporter needs one). Later calls are no-ops.
+pub fn init(cfg: &TelemetryConfig, service_name: &str) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
+    if let Some(endpoint) = &cfg.otlp_endpoint {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter =
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    // Without an exporter the provider still gives every span a trace ID, so trace context
+    // crosses gRPC hops (and shows in logs) even when nothing is collected.
+    let provider = builder.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("trellis"));
+
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log_filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match cfg.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
+    };
+    // Logs follow the configured filter; spans for tracing keep `info` whatever the log level,
+    // so quiet logs still carry trace context across services.
+    let spans = EnvFilter::new("info,tokio_postgres=warn,h2=warn,tower=warn,hyper=warn");
+    let installed =
+        tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel.with_filter(spans)).try_init().is_ok();
+    if installed {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        Ok(TelemetryGuard { provider: Some(provider) })
+    } else {
+        let _ = provider.shutdown();
+        Ok(TelemetryGuard { provider: None })
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder =
+                PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).expect("non-empty bucket list").build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by a test harness); then our
+            // handle renders nothing, which is harmless.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,175 @@
+//! Accounts and sessions: register (with user-interactive auth, and the r0-era one-shot
+//! form), username availability, login, logout, whoami.
+
+use axum::{Json, Router, extract::State, http::Uri};
+use ruma::api::client::{
+    account::{get_username_availability, register, whoami},
+    session::{get_login_types, login, logout, logout_all},
+    uiaa::UserIdentifier,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use trellis_core::{Error, ratelimit::Action};
+use trellis_proto::auth::{CheckUsernameRequest, LoginRequest, LogoutRequest, RegisterRequest};
+
+use super::query;
+use crate::{
+    AppState,
+    error::{ApiError, ApiResult},
+    extract::{Authed, ClientIp, JsonObject, Ruma, from_object},
+    router::RumaRoutes,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .ruma::<register::v3::Request, _, _>(register_route)
+        .ruma::<get_username_availability::v3::Request, _, _>(available_route)
+        .ruma::<get_login_types::v3::Request, _, _>(login_types_route)
+        .ruma::<login::v3::Request, _, _>(login_route)
+        .ruma::<logout::v3::Request, _, _>(logout_route)
+        .ruma::<logout_all::v3::Request, _, _>(logout_all_route)
+        .ruma::<whoami::v3::Request, _, _>(whoami_route)
+}
+
+#[derive(Deserialize, Default)]
+struct RegisterQuery {
+    kind: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RegisterBody {
+    username: Option<String>,
+    password: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+    #[serde(default)]
+    inhibit_login: bool,
+    auth: Option<Value>,
+    /// The r0-era one-shot form: `{"user": ..., "password": ..., "type": "m.login.password"}`.
+    user: Option<String>,
+    #[serde(rename = "type")]
+    login_type: Option<String>,
+}
+
+/// # `POST /_matrix/client/v3/register`
+async fn register_route(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    uri: Uri,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    s.limit(Action::Register, &ip).await?;
+    let q: RegisterQuery = query(&uri)?;
+    let guest = match q.kind.as_deref() {
+        None | Some("user") => false,
+        Some("guest") => true,
+        Some(_) => return Err(ApiError(Error::invalid_param("kind must be user or guest"))),
+    };
+    let body: RegisterBody = from_object(body)?;
+    let auth = match (body.auth, body.login_type.as_deref()) {
+        (Some(auth), _) => auth.to_string(),
+        // The oldest tutorial registers in one step, before user-interactive auth existed.
+        (None, Some("m.login.password" | "m.login.dummy")) => json!({ "type": "m.login.dummy" }).to_string(),
+        (None, _) => String::new(),
+    };
+    let resp = s
+        .services
+        .auth
+        .register(RegisterRequest {
+            username: body.username.or(body.user),
+            password: body.password,
+            device_id: body.device_id,
+            initial_device_display_name: body.initial_device_display_name,
+            inhibit_login: body.inhibit_login,
+            guest,
+            auth_json: auth,
+        })
+        .await?;
+    let mut out = json!({ "user_id": resp.user_id, "home_server": s.settings.server_name });
+    if let Some(token) = resp.access_token {
+        out["access_token"] = json!(token);
+    }
+    if let Some(device) = resp.device_id {
+        out["device_id"] = json!(device);
+    }
+    Ok(Json(out))
+}
+
+/// # `GET /_matrix/client/v3/register/available`
+async fn available_route(
+    State(s): State<AppState>,
+    Ruma(req): Ruma<get_username_availability::v3::Request>,
+) -> ApiResult<Json<Value>> {
+    let resp = s.services.auth.check_username(CheckUsernameRequest { username: req.username }).await?;
+    Ok(Json(json!({ "available": resp.available })))
+}
+
+/// # `GET /_matrix/client/v3/login`
+async fn login_types_route() -> Json<Value> {
+    Json(json!({ "flows": [{ "type": "m.login.password" }] }))
+}
+
+/// # `POST /_matrix/client/v3/login`
+#[allow(deprecated)] // the `user` field is deprecated, and still sent by older clients
+async fn login_route(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Ruma(req): Ruma<login::v3::Request>,
+) -> ApiResult<Json<Value>> {
+    s.limit(Action::Login, &ip).await?;
+    let login::v3::LoginInfo::Password(password) = req.login_info else {
+        return Err(ApiError(Error::new(trellis_core::ErrorCode::Unknown, "Unknown login type").with_status(400)));
+    };
+    let user = match (password.identifier, password.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user,
+        (None, Some(user)) => user,
+        (Some(_), _) => {
+            return Err(ApiError(
+                Error::new(trellis_core::ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
+            ));
+        }
+        (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
+    };
+    let resp = s
+        .services
+        .auth
+        .login(LoginRequest {
+            user,
+            password: password.password,
+            device_id: req.device_id.map(|d| d.to_string()),
+            initial_device_display_name: req.initial_device_display_name,
+        })
+        .await?;
+    Ok(Json(json!({
+        "user_id": resp.user_id,
+        "access_token": resp.access_token,
+        "device_id": resp.device_id,
+        "home_server": s.settings.server_name,
+    })))
+}
+
+/// # `POST /_matrix/client/v3/logout`
+async fn logout_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
+    forget_tokens(&s, &auth, false);
+    s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: false }).await?;
+    Ok(Json(json!({})))
+}
+
+/// # `POST /_matrix/client/v3/logout/all`
+async fn logout_all_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
+    forget_tokens(&s, &auth, true);
+    s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: true }).await?;
+    Ok(Json(json!({})))
+}
+
+/// Drops this gateway's cached validations of the tokens a logout ends.
+fn forget_tokens(s: &AppState, auth: &Authed, all_devices: bool) {
+    let Some(cache) = &s.tokens else { return };
+    let (user, device) = (auth.user_id.clone(), auth.device_id.clone());
+    let _ = cache.invalidate_entries_if(move |_, a| a.user_id == user && (all_devices || a.device_id == device));
+}
+
+/// # `GET /_matrix/client/v3/account/whoami`
+async fn whoami_route(auth: Authed) -> Json<Value> {
+    Json(json!({ "user_id": auth.user_id, "device_id": auth.device_id, "is_guest": auth.is_guest }))
+}

@@ -1,0 +1,86 @@
+//! The pre-r0 API of the oldest tutorials: `/initialSync`, `/events` and
+//! `/rooms/{roomId}/initialSync` (the `/_matrix/client/api/v1` prefix is mapped onto r0 by
+//! the router).
+
+use axum::{
+    Router,
+    extract::{RawPathParams, State},
+    http::Uri,
+    routing::get,
+};
+use serde::Deserialize;
+use trellis_core::Error;
+use trellis_proto::sync::{EventsRequest, InitialSyncRequest, RoomInitialSyncRequest};
+
+use super::{RawJson, param, query};
+use crate::{
+    AppState,
+    error::{ApiError, ApiResult},
+    extract::Authed,
+};
+
+const PREFIXES: &[&str] = &["/_matrix/client/r0", "/_matrix/client/v3"];
+
+pub fn routes() -> Router<AppState> {
+    let mut router = Router::new();
+    for prefix in PREFIXES {
+        router = router
+            .route(&format!("{prefix}/initialSync"), get(initial_sync_route))
+            .route(&format!("{prefix}/events"), get(events_route))
+            .route(&format!("{prefix}/rooms/{{room_id}}/initialSync"), get(room_initial_sync_route));
+    }
+    router
+}
+
+#[derive(Deserialize, Default)]
+struct InitialSyncQuery {
+    limit: Option<String>,
+    archived: Option<String>,
+}
+
+fn number(v: Option<&str>, what: &str) -> Result<u64, ApiError> {
+    match v {
+        None | Some("") => Ok(0),
+        Some(n) => n.parse().map_err(|_| ApiError(Error::invalid_param(format!("{what} must be a number")))),
+    }
+}
+
+/// # `GET /_matrix/client/r0/initialSync`
+async fn initial_sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<RawJson> {
+    let q: InitialSyncQuery = query(&uri)?;
+    let req = InitialSyncRequest {
+        user_id: auth.user_id,
+        device_id: auth.device_id,
+        limit: number(q.limit.as_deref(), "limit")?.min(u64::from(u32::MAX)) as u32,
+        archived: q.archived.as_deref() == Some("true"),
+    };
+    Ok(RawJson(s.services.sync.initial_sync(req).await?.body_json))
+}
+
+#[derive(Deserialize, Default)]
+struct EventsQuery {
+    from: Option<String>,
+    timeout: Option<String>,
+}
+
+/// # `GET /_matrix/client/r0/events`
+async fn events_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<RawJson> {
+    let q: EventsQuery = query(&uri)?;
+    let req = EventsRequest {
+        user_id: auth.user_id,
+        device_id: auth.device_id,
+        from: q.from,
+        timeout_ms: number(q.timeout.as_deref(), "timeout")?,
+    };
+    Ok(RawJson(s.services.sync.events(req).await?.body_json))
+}
+
+/// # `GET /_matrix/client/r0/rooms/{roomId}/initialSync`
+async fn room_initial_sync_route(State(s): State<AppState>, auth: Authed, params: RawPathParams) -> ApiResult<RawJson> {
+    let req = RoomInitialSyncRequest {
+        user_id: auth.user_id,
+        device_id: auth.device_id,
+        room_id: param(&params, "room_id")?,
+    };
+    Ok(RawJson(s.services.sync.room_initial_sync(req).await?.body_json))
+}

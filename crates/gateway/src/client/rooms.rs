@@ -1,0 +1,64 @@
+//! Rooms: creation and upgrades.
+
+use axum::{Json, Router, extract::State};
+use ruma::api::client::room::{create_room, upgrade_room};
+use serde_json::{Value, json};
+use trellis_proto::rooms::{CreateRoomRequest, UpgradeRoomRequest};
+
+use crate::{
+    AppState,
+    error::ApiResult,
+    extract::{Authed, Ruma},
+    router::RumaRoutes,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .ruma::<create_room::v3::Request, _, _>(create_room_route)
+        .ruma::<upgrade_room::v3::Request, _, _>(upgrade_route)
+}
+
+/// # `POST /_matrix/client/v3/createRoom`
+async fn create_room_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<create_room::v3::Request>,
+) -> ApiResult<Json<Value>> {
+    let resp = s
+        .services
+        .rooms
+        .create_room(CreateRoomRequest {
+            sender: auth.user_id,
+            name: req.name,
+            topic: req.topic,
+            preset: req.preset.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            visibility: req.visibility.as_str().to_owned(),
+            invite: req.invite.iter().map(|u| u.to_string()).collect(),
+            room_alias_name: req.room_alias_name,
+            is_direct: req.is_direct,
+            initial_state_json: req.initial_state.iter().map(|e| e.json().get().to_owned()).collect(),
+            power_level_content_override_json: req.power_level_content_override.map(|p| p.json().get().to_owned()),
+            creation_content_json: req.creation_content.map(|c| c.json().get().to_owned()),
+            room_version: req.room_version.map(|v| v.to_string()),
+        })
+        .await?;
+    Ok(Json(json!({ "room_id": resp.room_id })))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+async fn upgrade_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<upgrade_room::v3::Request>,
+) -> ApiResult<Json<Value>> {
+    let resp = s
+        .services
+        .rooms
+        .upgrade_room(UpgradeRoomRequest {
+            sender: auth.user_id,
+            room_id: req.room_id.to_string(),
+            new_version: req.new_version.to_string(),
+        })
+        .await?;
+    Ok(Json(json!({ "replacement_room": resp.replacement_room })))
+}

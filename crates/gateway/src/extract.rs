@@ -1,0 +1,180 @@
+//! Extractors: the requester (from `Authorization: Bearer` or `?access_token=`), typed ruma
+//! requests (path, query and body parsed as the endpoint's metadata says), and raw JSON
+//! bodies. Every rejection is a Matrix error: `M_MISSING_TOKEN`, `M_NOT_JSON`,
+//! `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, RawPathParams, Request},
+    http::{header, request::Parts},
+};
+use bytes::Bytes;
+use ruma::api::{IncomingRequest, IncomingRequestExt, error::DeserializationError, error::FromHttpRequestError};
+use trellis_core::{Error, ErrorCode};
+use trellis_proto::auth::AuthenticateRequest;
+
+use crate::{AppState, error::ApiError};
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub user_id: String,
+    pub device_id: String,
+    pub is_guest: bool,
+    pub access_token: String,
+}
+
+/// The access token of a request, if it carries one.
+pub fn access_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(token) = value.strip_prefix("Bearer ")
+    {
+        return Some(token.trim().to_owned());
+    }
+    let query = parts.uri.query()?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
+        if let Some(authed) = parts.extensions.get::<Authed>() {
+            return Ok(authed.clone());
+        }
+        let token = access_token(parts).ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?;
+        let cached = state.tokens.as_ref().and_then(|c| c.get(&token));
+        let authed = match cached {
+            Some(authed) => authed,
+            None => {
+                let ip = client_ip(parts, state);
+                let requester =
+                    state.services.auth.authenticate(AuthenticateRequest { access_token: token.clone(), ip }).await?;
+                let authed = Authed {
+                    user_id: requester.user_id,
+                    device_id: requester.device_id,
+                    is_guest: requester.is_guest,
+                    access_token: token.clone(),
+                };
+                if let Some(c) = &state.tokens {
+                    c.insert(token, authed.clone());
+                }
+                authed
+            }
+        };
+        tracing::Span::current().record("user_id", authed.user_id.as_str());
+        parts.extensions.insert(authed.clone());
+        Ok(authed)
+    }
+}
+
+/// A request body read whole, within the JSON size limit.
+pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Only a body over the limit gets here in practice; a broken connection has no reader.
+        tracing::debug!(error = %e, "reading request body failed");
+        ApiError(Error::too_large("Request body too large"))
+    })
+}
+
+/// An endpoint request parsed by ruma from path, query and body.
+pub struct Ruma<T>(pub T);
+
+impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Ruma<T>, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| Error::invalid_param("invalid path parameter"))?;
+        let args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut bytes = body_bytes(body, state.settings.max_json_body_bytes).await?;
+        // Clients (matrix-nio, curl) send bodiless POSTs to endpoints whose fields are all
+        // optional; every endpoint reads that as `{}`, whether ruma's parser does or not.
+        if bytes.iter().all(u8::is_ascii_whitespace) && parts.method != axum::http::Method::GET {
+            bytes = Bytes::from_static(b"{}");
+        }
+        let request = axum::http::Request::from_parts(parts, bytes.as_ref());
+        T::try_from_http_request(request, &args).map(Ruma).map_err(|e| ApiError(parse_error(e)))
+    }
+}
+
+/// Maps ruma's parse failures to the spec's errcodes.
+fn parse_error(e: FromHttpRequestError) -> Error {
+    match e {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(j)) => match j.classify() {
+            serde_json::error::Category::Data => Error::bad_json(j.to_string()),
+            _ => Error::new(ErrorCode::NotJson, "Content not JSON."),
+        },
+        FromHttpRequestError::Deserialization(DeserializationError::Utf8(_)) => {
+            Error::new(ErrorCode::NotJson, "Content not JSON.")
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            Error::invalid_param(format!("invalid identifier: {e}"))
+        }
+        FromHttpRequestError::Deserialization(other) => Error::invalid_param(other.to_string()),
+        FromHttpRequestError::MethodMismatch { .. } => Error::unrecognized("Unrecognized request").with_status(405),
+        other => Error::bad_json(other.to_string()),
+    }
+}
+
+/// A JSON object body (for endpoints whose body ruma does not model, or models too strictly
+/// for older clients).
+pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<JsonObject, ApiError> {
+        let bytes = body_bytes(req.into_body(), state.settings.max_json_body_bytes).await?;
+        parse_object(&bytes).map(JsonObject)
+    }
+}
+
+/// Parses a JSON object body; an empty body counts as `{}`.
+pub fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError(Error::bad_json("Body must be a JSON object"))),
+        Err(_) => Err(ApiError(Error::new(ErrorCode::NotJson, "Content not JSON."))),
+    }
+}
+
+/// Deserialises a field set from a JSON object, mapping failures to `M_BAD_JSON`.
+pub fn from_object<T: serde::de::DeserializeOwned>(
+    obj: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| ApiError(Error::bad_json(e.to_string())))
+}
+
+/// The client's IP address: the TCP peer, or with `http.x_forwarded_for` the address the
+/// proxy in front appended last to `X-Forwarded-For`.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientIp, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, state).unwrap_or_else(|| "unknown".to_owned())))
+    }
+}
+
+/// See [`ClientIp`]; `None` when the server was started without connect info.
+fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
+    if state.settings.x_forwarded_for
+        && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(last) = forwarded.rsplit(',').map(str::trim).find(|s| !s.is_empty())
+    {
+        return Some(last.to_owned());
+    }
+    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string())
+}

@@ -1,0 +1,77 @@
+//! The HTTP edge of Trellis: every `/_matrix/...` path. Handlers are thin — a typed request
+//! in, one or two service calls through the service traits, a typed response out. The
+//! gateway depends only on `trellis-core` and `trellis-proto`: it cannot reach a database,
+//! Redis or a service's internals, only the service contracts.
+
+mod client;
+mod error;
+mod extract;
+mod router;
+
+use std::sync::Arc;
+
+use trellis_core::{
+    config::{Config, TurnConfig},
+    ratelimit::{Action, RateLimitConfig, RateLimiter},
+};
+use trellis_proto::{
+    auth::AuthService, keys::KeysService, media::MediaService, rooms::RoomsService, sync::SyncService,
+};
+
+pub use crate::router::router;
+
+/// The services a gateway talks to, local or remote.
+pub struct Services {
+    pub auth: Arc<dyn AuthService>,
+    pub keys: Arc<dyn KeysService>,
+    pub rooms: Arc<dyn RoomsService>,
+    pub sync: Arc<dyn SyncService>,
+    pub media: Arc<dyn MediaService>,
+    /// Where rate-limit state lives: this process, or Redis shared by every gateway.
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    pub server_name: String,
+    pub public_baseurl: Option<String>,
+    pub max_json_body_bytes: usize,
+    pub max_upload_bytes: u64,
+    pub token_cache: std::time::Duration,
+    pub rate_limits: RateLimitConfig,
+    pub turn: TurnConfig,
+    /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
+    pub x_forwarded_for: bool,
+}
+
+impl GatewaySettings {
+    pub fn from_config(config: &Config) -> GatewaySettings {
+        GatewaySettings {
+            server_name: config.server_name.clone(),
+            public_baseurl: config.public_baseurl.clone(),
+            max_json_body_bytes: config.http.max_json_body_bytes,
+            max_upload_bytes: config.media.max_upload_bytes,
+            token_cache: std::time::Duration::from_millis(config.http.token_cache_ms),
+            rate_limits: config.rate_limits.clone(),
+            turn: config.turn.clone(),
+            x_forwarded_for: config.http.x_forwarded_for,
+        }
+    }
+}
+
+/// What every handler receives.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) services: Arc<Services>,
+    pub(crate) settings: Arc<GatewaySettings>,
+    /// Validated access tokens, briefly (see `http.token_cache_ms`).
+    pub(crate) tokens: Option<moka::sync::Cache<String, extract::Authed>>,
+}
+
+impl AppState {
+    /// Counts one `action` by `who` (a user ID or an IP address) against its rate limit.
+    pub(crate) async fn limit(&self, action: Action, who: &str) -> Result<(), error::ApiError> {
+        let limiter = self.services.limiter.as_ref();
+        trellis_core::ratelimit::check(limiter, &self.settings.rate_limits, action, who).await.map_err(error::ApiError)
+    }
+}

@@ -1,0 +1,278 @@
+//! Composition of a Trellis process: for each role, the local implementation when this
+//! process runs it, otherwise a gRPC client to the process that does. Monolith mode is every
+//! role in one process, called through the service traits with an in-process bus.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use tokio::{net::TcpListener, task::JoinSet};
+use trellis_bus::{Bus, MemoryBus, RedisBus};
+use trellis_core::{
+    config::{BusBackend, Config, Role},
+    shutdown::{self, Shutdown, ShutdownTrigger},
+};
+use trellis_proto::{
+    auth::{AuthGrpcClient, AuthGrpcServer, AuthService},
+    keys::{KeysGrpcClient, KeysGrpcServer, KeysService},
+    media::{MediaGrpcClient, MediaGrpcServer, MediaService},
+    rooms::{RoomsGrpcClient, RoomsGrpcServer, RoomsService},
+    sync::{SyncGrpcClient, SyncGrpcServer, SyncPool, SyncService},
+};
+
+/// Sockets a node serves on, bound by the caller (tests bind port 0).
+#[derive(Default)]
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub grpc: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what `config` asks for: HTTP with the gateway role, gRPC when a service role runs
+    /// in split mode, and the optional metrics port.
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let http = match config.runs(Role::Gateway) {
+            true => Some(
+                TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.http.listen))?,
+            ),
+            false => None,
+        };
+        let grpc = match serves_grpc(config) {
+            true => Some(
+                TcpListener::bind(config.grpc.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.grpc.listen))?,
+            ),
+            false => None,
+        };
+        let metrics = match config.grpc.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?),
+            None => None,
+        };
+        Ok(Listeners { http, grpc, metrics })
+    }
+}
+
+/// A service role runs here and some other process may call it.
+pub fn serves_grpc(config: &Config) -> bool {
+    !config.is_monolith() && config.roles.iter().any(|r| *r != Role::Gateway)
+}
+
+/// A running process.
+pub struct Node {
+    pub http_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<SocketAddr>,
+    trigger: ShutdownTrigger,
+    tasks: JoinSet<()>,
+}
+
+impl Node {
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.trigger.handle()
+    }
+
+    /// Stops serving: long-polls end, servers drain, background tasks stop.
+    pub async fn stop(mut self) {
+        self.trigger.trigger();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("shutdown timed out; aborting remaining tasks");
+            self.tasks.abort_all();
+        }
+    }
+
+    /// Runs until one of the servers stops (or fails).
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+/// Local service implementations a test may want to reach directly.
+struct Local {
+    auth: Option<Arc<dyn AuthService>>,
+    keys: Option<Arc<dyn KeysService>>,
+    rooms: Option<Arc<dyn RoomsService>>,
+    sync: Option<Arc<dyn SyncService>>,
+    media: Option<Arc<dyn MediaService>>,
+}
+
+/// Starts every role of `config` on `listeners`.
+pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node> {
+    // Installed before the first request so every count lands in `/metrics`.
+    trellis_core::telemetry::metrics_handle();
+    let (trigger, shutdown) = shutdown::channel();
+    let needs_db = config.roles.iter().any(|r| *r != Role::Gateway);
+    if needs_db {
+        let pool = trellis_storage::connect(&config.database.url, 1)?;
+        trellis_storage::pool::check(&pool).await?;
+        trellis_storage::migrate::run(&pool).await.context("running migrations")?;
+    }
+    // Each role gets a pool of its own, so in a monolith a thousand sync computations cannot
+    // starve the event writer of connections.
+    let db = || trellis_storage::connect(&config.database.url, config.database.pool_size);
+
+    // The auth role announces device-list changes.
+    let bus: Option<Arc<dyn Bus>> = if config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth) {
+        Some(make_bus(&config, shutdown.clone()).await?)
+    } else {
+        None
+    };
+
+    let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
+    if config.runs(Role::Auth) {
+        let auth = trellis_auth::Auth::new(db()?, trellis_auth::AuthConfig::from_config(&config));
+        let auth = Arc::new(auth.with_bus(bus.clone().expect("bus")));
+        local.auth = Some(auth.clone());
+        local.keys = Some(auth);
+    }
+    if config.runs(Role::Rooms) {
+        let settings = trellis_rooms::RoomsSettings::from_config(&config)?;
+        let rooms = trellis_rooms::Rooms::start(db()?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
+        local.rooms = Some(Arc::new(trellis_rooms::RoomsHandle(rooms)));
+    }
+    if config.runs(Role::Sync) {
+        let settings = trellis_sync::SyncSettings::from_config(&config);
+        local.sync = Some(trellis_sync::SyncWorker::new(db()?, bus.clone().expect("bus"), settings, shutdown.clone()));
+    }
+    if config.runs(Role::Media) {
+        local.media = Some(Arc::new(trellis_media::Media::from_config(db()?, &config).await?));
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut node_grpc = None;
+    if let Some(listener) = listeners.grpc {
+        node_grpc = Some(listener.local_addr()?);
+        let mut routes = tonic::service::RoutesBuilder::default();
+        if let Some(s) = &local.auth {
+            routes.add_service(AuthGrpcServer::new(s.clone()).into_service());
+        }
+        if let Some(s) = &local.keys {
+            routes.add_service(KeysGrpcServer::new(s.clone()).into_service());
+        }
+        if let Some(s) = &local.rooms {
+            routes.add_service(RoomsGrpcServer::new(s.clone()).into_service());
+        }
+        if let Some(s) = &local.sync {
+            routes.add_service(SyncGrpcServer::new(s.clone()).into_service());
+        }
+        if let Some(s) = &local.media {
+            routes.add_service(MediaGrpcServer::new(s.clone()).into_service());
+        }
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = trellis_proto::server::serve(listener, routes.routes(), stop).await {
+                tracing::error!(error = %e, "grpc server failed");
+            }
+        });
+    }
+
+    let mut node_http = None;
+    if let Some(listener) = listeners.http {
+        node_http = Some(listener.local_addr()?);
+        let services = trellis_gateway::Services {
+            auth: pick(local.auth.clone(), config.remote.auth.as_deref(), "auth", |u| {
+                Ok(Arc::new(AuthGrpcClient::connect(u)?))
+            })?,
+            keys: pick(local.keys.clone(), config.remote.auth.as_deref(), "auth", |u| {
+                Ok(Arc::new(KeysGrpcClient::connect(u)?))
+            })?,
+            rooms: pick(local.rooms.clone(), config.remote.rooms.as_deref(), "rooms", |u| {
+                Ok(Arc::new(RoomsGrpcClient::connect(u)?))
+            })?,
+            sync: match &local.sync {
+                Some(s) => s.clone(),
+                None => remote_sync(&config)?,
+            },
+            media: pick(local.media.clone(), config.remote.media.as_deref(), "media", |u| {
+                Ok(Arc::new(MediaGrpcClient::connect(u)?))
+            })?,
+            limiter: make_limiter(&config).await?,
+        };
+        let app = trellis_gateway::router(services, trellis_gateway::GatewaySettings::from_config(&config));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+    }
+
+    if let Some(listener) = listeners.metrics {
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(|| async { trellis_core::telemetry::metrics_handle().render() }));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await;
+        });
+    }
+
+    let roles: Vec<&str> = config.roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(roles = ?roles, http = ?node_http, grpc = ?node_grpc, "trellis started");
+    Ok(Node { http_addr: node_http, grpc_addr: node_grpc, trigger, tasks })
+}
+
+fn pick<T: ?Sized>(
+    local: Option<Arc<T>>,
+    remote: Option<&str>,
+    role: &str,
+    connect: impl FnOnce(&str) -> trellis_core::Result<Arc<T>>,
+) -> anyhow::Result<Arc<T>> {
+    match (local, remote) {
+        (Some(l), _) => Ok(l),
+        (None, Some(url)) => Ok(connect(url)?),
+        (None, None) => bail!("the {role} role is neither run here nor configured in remote.{role}"),
+    }
+}
+
+fn remote_sync(config: &Config) -> anyhow::Result<Arc<dyn SyncService>> {
+    if config.remote.sync.is_empty() {
+        bail!("the sync role is neither run here nor configured in remote.sync");
+    }
+    let mut workers: Vec<Arc<dyn SyncService>> = Vec::new();
+    for url in &config.remote.sync {
+        workers.push(Arc::new(SyncGrpcClient::connect(url)?));
+    }
+    Ok(Arc::new(SyncPool::new(workers, config.sync.balance)))
+}
+
+/// Rate-limit state: in this process for a monolith (it is the only gateway), in Redis when
+/// gateways run apart so every replica counts against the same limits.
+async fn make_limiter(config: &Config) -> anyhow::Result<Arc<dyn trellis_core::ratelimit::RateLimiter>> {
+    // A monolith is the only gateway; with limits off nothing is counted anyway.
+    let shared = !config.is_monolith() && config.rate_limits.enabled;
+    match (shared, config.redis.url.as_deref()) {
+        (true, Some(url)) => Ok(Arc::new(trellis_bus::RedisLimiter::connect(url, &config.bus.channel_prefix).await?)),
+        (true, None) => {
+            tracing::warn!("no redis.url: rate limits are counted per gateway, not across replicas");
+            Ok(Arc::new(trellis_core::ratelimit::MemoryLimiter::default()))
+        }
+        (false, _) => Ok(Arc::new(trellis_core::ratelimit::MemoryLimiter::default())),
+    }
+}
+
+async fn make_bus(config: &Config, shutdown: Shutdown) -> anyhow::Result<Arc<dyn Bus>> {
+    // Publishers (rooms, auth) and the subscriber (sync) must share the process for an
+    // in-process bus.
+    let both_here = config.runs(Role::Rooms) && config.runs(Role::Sync) && config.runs(Role::Auth);
+    let backend = match config.bus.backend {
+        BusBackend::Auto if both_here => BusBackend::Memory,
+        BusBackend::Auto => BusBackend::Redis,
+        b => b,
+    };
+    match backend {
+        BusBackend::Memory if !both_here => {
+            bail!("an in-process bus needs the auth, rooms and sync roles in the same process; configure redis.url")
+        }
+        BusBackend::Memory => Ok(MemoryBus::new()),
+        _ => {
+            let url =
+                config.redis.url.as_deref().context("the bus needs redis.url when auth, rooms and sync run apart")?;
+            let linger = Duration::from_millis(config.bus.linger_ms);
+            Ok(RedisBus::connect(url, &config.bus.channel_prefix, linger, shutdown).await?)
+        }
+    }
+}

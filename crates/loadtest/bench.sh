@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One benchmark run as recorded in docs/benchmarks.md: a fresh database, the server in the
+# given mode, pidstat in the background, trellis-loadtest, then everything stopped and the
+# database dropped.
+#
+# Usage: crates/loadtest/bench.sh MODE RECEIVERS      (from the repository root)
+#   MODE       mono | split1 | split2 | splitN   (monolith, or split mode with N sync workers)
+#   RATE       total msg/s (default 10)      DURATION   measured seconds (default 30)
+#   LT_ARGS    extra trellis-loadtest arguments, e.g. "--scenario first-sync"
+#   BENCH_OUT  where each run's directory goes (default /tmp/trellis-bench)
+#   TARGET     cargo target dir holding release/trellis and release/trellis-loadtest
+#              (default ${CARGO_TARGET_DIR:-target})
+# Needs the release build (cargo build --release -p trellis-homeserver -p trellis-loadtest),
+# scripts/services.sh (PostgreSQL on 15432, Redis on 16379), curl, and pidstat (sysstat).
+# The server listens on 127.0.0.1:8008, so nothing else may use that port.
+set -euo pipefail
+MODE=${1:?usage: bench.sh MODE RECEIVERS} N=${2:?usage: bench.sh MODE RECEIVERS}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${TARGET:-${CARGO_TARGET_DIR:-$ROOT/target}}
+BIN=$TARGET/release/trellis
+LT=$TARGET/release/trellis-loadtest
+eval "$("$ROOT/scripts/services.sh" start)"
+TAG=${MODE}_${N}_$(date +%H%M%S)
+OUT=${BENCH_OUT:-/tmp/trellis-bench}/$TAG
+mkdir -p "$OUT"
+DB=bench_$TAG
+psql -h 127.0.0.1 -p 15432 -U postgres -qc "CREATE DATABASE $DB"
+export TRELLIS_DATABASE__URL=postgres://postgres@127.0.0.1:15432/$DB RUST_LOG=warn
+# The load registers and sends from one address at rates no client would: no rate limits.
+export TRELLIS_RATE_LIMITS__ENABLED=false
+export SPLIT_DIR=$OUT/split
+case $MODE in
+  mono)
+    TRELLIS_BUS__BACKEND=memory TRELLIS_MEDIA__PATH=$OUT/media "$BIN" serve >"$OUT/server.log" 2>&1 &
+    echo $! >"$OUT/mono.pid"
+    PIDS=$(cat "$OUT/mono.pid")
+    for _ in $(seq 100); do
+      curl -fs -o /dev/null http://127.0.0.1:8008/_matrix/client/versions && break
+      sleep 0.1
+    done
+    ;;
+  split*)
+    "$ROOT/scripts/run-split.sh" start "$BIN" "${MODE#split}" 2>"$OUT/split-start.log"
+    PIDS=$("$ROOT/scripts/run-split.sh" pids)
+    ;;
+  *) echo "unknown mode $MODE" >&2; exit 2 ;;
+esac
+pidstat -u -h -C 'trellis|postgres|redis' 5 >"$OUT/pidstat.txt" 2>&1 &
+PIDSTAT=$!
+CMD="$LT --url http://127.0.0.1:8008 --receivers $N --senders 2 --rate ${RATE:-10} --duration ${DURATION:-30} --warmup 5 --server-pid $PIDS --json ${LT_ARGS:-}"
+echo "$CMD" >"$OUT/cmd.txt"
+set +e
+$CMD >"$OUT/report.txt" 2>"$OUT/loadtest.err"
+RC=$?
+set -e
+kill "$PIDSTAT"
+case $MODE in
+  mono)
+    kill "$(cat "$OUT/mono.pid")"
+    while kill -0 "$(cat "$OUT/mono.pid")" 2>/dev/null; do sleep 0.2; done
+    ;;
+  split*) "$ROOT/scripts/run-split.sh" stop 2>/dev/null ;;
+esac
+psql -h 127.0.0.1 -p 15432 -U postgres -qc "DROP DATABASE $DB" || true
+echo "== $TAG (exit $RC), results in $OUT"
+grep -v '^{' "$OUT/report.txt"
+exit $RC

@@ -1,0 +1,39 @@
+//! The auth service contract: accounts, devices, tokens, user-interactive auth, profiles.
+
+pub use crate::pb::auth::*;
+
+service! {
+    /// Accounts and sessions. The only writer of users, devices, access tokens, UIA sessions
+    /// and profiles.
+    pub trait AuthService as "auth" {
+        /// Registers an account; answers a UIA challenge until the `auth` stages are done.
+        fn register(RegisterRequest) -> RegisterResponse;
+        fn check_username(CheckUsernameRequest) -> CheckUsernameResponse;
+        fn login(LoginRequest) -> LoginResponse;
+        /// Resolves an access token; `M_UNKNOWN_TOKEN` if it is not (or no longer) valid.
+        fn authenticate(AuthenticateRequest) -> Requester;
+        fn logout(LogoutRequest) -> LogoutResponse;
+        fn get_profile(GetProfileRequest) -> Profile;
+        fn set_profile(SetProfileRequest) -> Profile;
+        fn list_devices(ListDevicesRequest) -> DeviceList;
+        /// `M_NOT_FOUND` for a device the user does not have.
+        fn get_device(GetDeviceRequest) -> Device;
+        fn update_device(UpdateDeviceRequest) -> AuthAck;
+        /// Needs UIA (password); the devices' tokens die with them.
+        fn delete_devices(DeleteDevicesRequest) -> AuthAck;
+        /// Needs UIA (password); with `logout_devices` every other device is removed.
+        fn change_password(ChangePasswordRequest) -> AuthAck;
+        /// Needs UIA (password); no more logins, every device and token removed.
+        fn deactivate(DeactivateRequest) -> AuthAck;
+        fn create_backup_version(CreateBackupVersionRequest) -> BackupVersion;
+        fn get_backup_version(GetBackupVersionRequest) -> BackupVersion;
+        fn update_backup_version(UpdateBackupVersionRequest) -> AuthAck;
+        fn delete_backup_version(GetBackupVersionRequest) -> AuthAck;
+        fn get_room_keys(RoomKeysRequest) -> RoomKeysJson;
+        /// `M_WRONG_ROOM_KEYS_VERSION` unless `version` is the current one.
+        fn put_room_keys(PutRoomKeysRequest) -> RoomKeysCount;
+        fn delete_room_keys(RoomKeysRequest) -> RoomKeysCount;
+    }
+    client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
+    server AuthGrpcServer = auth_server::{AuthServer, Auth};
+}

@@ -1,0 +1,87 @@
+//! `service!`: from one list of unary methods, the service trait, its gRPC client (which
+//! implements the trait) and its gRPC server adapter (which serves any implementation).
+//! Adding an RPC to a `.proto` file and one line to the list is all a new method needs.
+
+macro_rules! service {
+    (
+        $(#[$meta:meta])*
+        pub trait $Trait:ident as $name:literal {
+            $( $(#[$mmeta:meta])* fn $method:ident($Req:ty) -> $Resp:ty; )*
+        }
+        client $Client:ident = $pb_client:ty;
+        server $Server:ident = $srv_mod:ident::{$SrvType:ident, $SrvTrait:ident};
+    ) => {
+        $(#[$meta])*
+        #[async_trait::async_trait]
+        pub trait $Trait: Send + Sync + 'static {
+            $( $(#[$mmeta])* async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp>; )*
+        }
+
+        #[doc = concat!("Calls a remote `", $name, "` service over gRPC.")]
+        #[derive(Clone)]
+        pub struct $Client {
+            inner: $pb_client,
+        }
+
+        impl $Client {
+            pub fn new(channel: tonic::transport::Channel) -> Self {
+                let inner = <$pb_client>::new(channel)
+                    .max_decoding_message_size($crate::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size($crate::MAX_MESSAGE_BYTES);
+                Self { inner }
+            }
+
+            /// A client for the service at `url`, connecting on first use.
+            pub fn connect(url: &str) -> trellis_core::Result<Self> {
+                Ok(Self::new($crate::channel(url)?))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $Trait for $Client {
+            $(
+                async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp> {
+                    let mut request = tonic::Request::new(req);
+                    $crate::trace::inject(request.metadata_mut());
+                    let mut client = self.inner.clone();
+                    client
+                        .$method(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err($crate::status::to_error)
+                }
+            )*
+        }
+
+        #[doc = concat!("Serves any `", stringify!($Trait), "` implementation over gRPC.")]
+        #[derive(Clone)]
+        pub struct $Server {
+            inner: std::sync::Arc<dyn $Trait>,
+        }
+
+        impl $Server {
+            pub fn new(inner: std::sync::Arc<dyn $Trait>) -> Self {
+                Self { inner }
+            }
+
+            /// The tonic service to add to a `Server` router.
+            pub fn into_service(self) -> $srv_mod::$SrvType<Self> {
+                $srv_mod::$SrvType::new(self)
+                    .max_decoding_message_size($crate::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size($crate::MAX_MESSAGE_BYTES)
+            }
+        }
+
+        #[tonic::async_trait]
+        impl $srv_mod::$SrvTrait for $Server {
+            $(
+                async fn $method(
+                    &self,
+                    request: tonic::Request<$Req>,
+                ) -> Result<tonic::Response<$Resp>, tonic::Status> {
+                    $crate::server::unary($name, stringify!($method), request, |req| self.inner.$method(req)).await
+                }
+            )*
+        }
+    };
+}

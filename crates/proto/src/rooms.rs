@@ -1,0 +1,46 @@
+//! The rooms service contract: room creation, events, membership, state, history, redaction,
+//! relations, upgrades, aliases and the room directory.
+
+pub use crate::pb::rooms::*;
+
+service! {
+    /// Rooms and their events: the only writer of the event stream.
+    pub trait RoomsService as "rooms" {
+        fn create_room(CreateRoomRequest) -> CreateRoomResponse;
+        /// Authorises, persists and announces one event (idempotent per device and txn ID).
+        fn send_event(SendEventRequest) -> SendEventResponse;
+        fn change_membership(MembershipRequest) -> MembershipResponse;
+        fn get_state_event(GetStateEventRequest) -> StateEventResponse;
+        fn get_state(GetStateRequest) -> EventList;
+        fn get_messages(GetMessagesRequest) -> GetMessagesResponse;
+        fn resolve_alias(ResolveAliasRequest) -> ResolveAliasResponse;
+        fn joined_rooms(JoinedRoomsRequest) -> JoinedRoomsResponse;
+        fn profile_changed(ProfileChangedRequest) -> ProfileChangedResponse;
+        /// Hides a room the user left from their history (`M_UNKNOWN` 400 while still in it).
+        fn forget(ForgetRequest) -> Empty;
+        /// One event the user may see (`M_NOT_FOUND` otherwise).
+        fn get_event(GetEventRequest) -> EventResponse;
+        fn get_context(GetContextRequest) -> GetContextResponse;
+        fn get_members(GetMembersRequest) -> EventList;
+        fn joined_members(JoinedMembersRequest) -> JoinedMembersResponse;
+        /// Sends a redaction (idempotent per device and txn ID) and strips the target.
+        fn redact(RedactRequest) -> SendEventResponse;
+        fn get_relations(GetRelationsRequest) -> GetRelationsResponse;
+        fn get_threads(GetThreadsRequest) -> GetThreadsResponse;
+        fn upgrade_room(UpgradeRoomRequest) -> UpgradeRoomResponse;
+        fn set_alias(SetAliasRequest) -> Empty;
+        fn delete_alias(DeleteAliasRequest) -> Empty;
+        fn room_aliases(RoomAliasesRequest) -> RoomAliasesResponse;
+        fn get_directory_visibility(GetDirectoryVisibilityRequest) -> DirectoryVisibility;
+        fn set_directory_visibility(SetDirectoryVisibilityRequest) -> Empty;
+        fn public_rooms(PublicRoomsRequest) -> PublicRoomsResponse;
+        /// Users the requester shares a room with or who are in public rooms, by name or ID.
+        fn search_users(SearchUsersRequest) -> SearchUsersResponse;
+        /// The visible event closest to a time, in one direction (`M_NOT_FOUND` if none).
+        fn timestamp_to_event(TimestampToEventRequest) -> TimestampToEventResponse;
+        /// Deactivation: leaves every joined, invited or knocked room; the rooms left.
+        fn leave_all_rooms(LeaveAllRoomsRequest) -> LeaveAllRoomsResponse;
+    }
+    client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
+    server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};
+}

@@ -1,0 +1,184 @@
+//! The rooms service: the only writer of rooms and their events. Every event goes through
+//! [`writer`] (authorization rules, signing, one transaction, announcement); reads serve
+//! state, history, relations and the directory as history visibility allows.
+
+mod access;
+mod aliases;
+mod context;
+mod create;
+mod directory;
+mod keys;
+mod leave_all;
+mod members;
+mod membership;
+pub mod pdu;
+mod persist;
+mod profile;
+mod read;
+mod redact;
+mod relations;
+mod send;
+mod service;
+pub use service::RoomsHandle;
+pub mod state;
+mod timestamp;
+mod tracker;
+mod upgrade;
+mod user_directory;
+mod writer;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, signatures::Ed25519KeyPair};
+use trellis_bus::Bus;
+use trellis_core::{Error, Result, shutdown::Shutdown, time::now_ms};
+use trellis_storage::Pool;
+
+use crate::{state::RoomState, tracker::Tracker};
+
+/// Settings of the rooms service.
+#[derive(Clone)]
+pub struct RoomsSettings {
+    pub server_name: OwnedServerName,
+    /// URL of the database, for the connection that holds the event-writer lock.
+    pub database_url: String,
+    /// Test-only: a random delay before each commit, so later positions commit first.
+    pub test_commit_jitter: Option<Duration>,
+}
+
+impl RoomsSettings {
+    pub fn from_config(config: &trellis_core::config::Config) -> Result<RoomsSettings> {
+        Ok(RoomsSettings {
+            server_name: ruma::ServerName::parse(&config.server_name)
+                .map_err(|e| Error::internal(format!("invalid server_name: {e}")))?,
+            database_url: config.database.url.clone(),
+            test_commit_jitter: None,
+        })
+    }
+}
+
+type RoomLock = Arc<tokio::sync::Mutex<Option<RoomState>>>;
+
+/// A room's write lock and cached state, with when it was last used.
+struct RoomSlot {
+    lock: RoomLock,
+    last_used_ms: AtomicI64,
+}
+
+/// Rooms not written to for this long drop their cached state (reloaded on next write).
+const IDLE_ROOM_EVICTION: Duration = Duration::from_secs(600);
+
+pub struct Rooms {
+    pool: Pool,
+    settings: RoomsSettings,
+    key: Ed25519KeyPair,
+    tracker: Arc<Tracker>,
+    /// Per-room write lock, holding the room's state once loaded.
+    locks: DashMap<OwnedRoomId, Arc<RoomSlot>>,
+    /// Keeps the session that holds the event-writer advisory lock open.
+    _writer_lock: tokio_postgres::Client,
+}
+
+/// Arbitrary constant naming the advisory lock held by the one event writer.
+const EVENT_WRITER_LOCK: i64 = 0x0074_726c_7377_7274;
+
+impl Rooms {
+    /// Starts the rooms service: takes the event-writer lock (waiting while another rooms
+    /// service holds it, so a second instance is a hot standby), loads the signing key and
+    /// starts the stream tracker.
+    pub async fn start(
+        pool: Pool,
+        bus: Arc<dyn Bus>,
+        settings: RoomsSettings,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Rooms>> {
+        let writer_lock = acquire_writer_lock(&settings.database_url, &shutdown).await?;
+        let key = keys::load_or_create(&pool).await?;
+        let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
+        let tracker = Tracker::start(pool.clone(), bus, max_pos, shutdown.clone()).await?;
+        tracing::info!(max_pos, "rooms service started");
+        let rooms = Arc::new(Rooms { pool, settings, key, tracker, locks: DashMap::new(), _writer_lock: writer_lock });
+        tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));
+        Ok(rooms)
+    }
+
+    fn room_lock(&self, room_id: &RoomId) -> RoomLock {
+        let slot = self
+            .locks
+            .entry(room_id.to_owned())
+            .or_insert_with(|| Arc::new(RoomSlot { lock: RoomLock::default(), last_used_ms: AtomicI64::new(now_ms()) }))
+            .clone();
+        slot.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        slot.lock.clone()
+    }
+
+    /// Forgets the cached state of rooms idle for `idle`; returns how many were dropped.
+    fn evict_idle(&self, idle: Duration) -> usize {
+        let before = self.locks.len();
+        let cutoff = now_ms() - idle.as_millis() as i64;
+        // A lock someone still holds a handle to is in use, whatever its age.
+        self.locks
+            .retain(|_, slot| Arc::strong_count(&slot.lock) > 1 || slot.last_used_ms.load(Ordering::Relaxed) > cutoff);
+        before - self.locks.len()
+    }
+
+    pub(crate) fn server_name(&self) -> &str {
+        self.settings.server_name.as_str()
+    }
+
+    /// The highest stream position readers may see.
+    pub fn announced_position(&self) -> i64 {
+        self.tracker.announced()
+    }
+}
+
+/// Drops every cached room state at once (tests exercise the reload path with it).
+#[doc(hidden)]
+pub fn testing_evict_all(rooms: &Rooms) -> usize {
+    rooms.evict_idle(Duration::ZERO)
+}
+
+async fn evict_idle_rooms(rooms: std::sync::Weak<Rooms>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.wait() => return,
+        }
+        let Some(rooms) = rooms.upgrade() else { return };
+        let evicted = rooms.evict_idle(IDLE_ROOM_EVICTION);
+        if evicted > 0 {
+            tracing::debug!(evicted, cached = rooms.locks.len(), "evicted idle room state");
+        }
+    }
+}
+
+async fn acquire_writer_lock(url: &str, shutdown: &Shutdown) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::error!(error = %e, "event-writer lock connection lost");
+        }
+    });
+    let mut waited = 0u32;
+    loop {
+        let got: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&EVENT_WRITER_LOCK]).await?.get(0);
+        if got {
+            return Ok(client);
+        }
+        if waited.is_multiple_of(20) {
+            tracing::warn!("another rooms service holds the event-writer lock; waiting as a standby");
+        }
+        waited += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.wait() => return Err(Error::internal("shut down while waiting for the event-writer lock")),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The events read model shared by the rooms service (which writes `events`) and the sync
+//! workers (which only read it): the row shape and its rendering in the client format.
+//!
+//! A redacted event is stored redacted (`content` stripped by the room version's algorithm,
+//! `unsigned_json` carrying `redacted_because`), so every reader serves it stripped without
+//! knowing about redactions.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio_postgres::Row;
+
+/// The columns [`EventRow::from_row`] expects, in order, for `SELECT {COLUMNS} FROM events`.
+pub const COLUMNS: &str = "pos, event_id, room_id, sender, type, state_key, origin_server_ts, content, unsigned_json, \
+     txn_device, txn_id, redacts";
+
+/// One stored event, as much of it as clients see.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub pos: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub origin_server_ts: i64,
+    pub content: String,
+    pub unsigned_json: Option<String>,
+    pub txn_device: Option<String>,
+    pub txn_id: Option<String>,
+    /// For redaction events: the event redacted (served at the top level in every version).
+    pub redacts: Option<String>,
+    /// Bundled aggregations (`unsigned.m.relations`), filled by [`crate::relations::bundle`].
+    pub relations: Option<serde_json::Value>,
+}
+
+/// Who an event is rendered for: decides `unsigned.transaction_id`.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+}
+
+/// Whether the rendered event carries `room_id` (the sync timeline leaves it out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Client,
+    WithoutRoomId,
+}
+
+#[derive(Serialize)]
+struct ClientEvent<'a> {
+    content: &'a RawValue,
+    event_id: &'a str,
+    origin_server_ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room_id: Option<&'a str>,
+    sender: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a str>,
+    unsigned: serde_json::Map<String, serde_json::Value>,
+}
+
+impl EventRow {
+    pub fn from_row(row: &Row) -> EventRow {
+        EventRow::from_row_at(row, 0)
+    }
+
+    /// Like [`EventRow::from_row`] for a row whose [`COLUMNS`] start at index `at`.
+    pub fn from_row_at(row: &Row, at: usize) -> EventRow {
+        EventRow {
+            pos: row.get(at),
+            event_id: row.get(at + 1),
+            room_id: row.get(at + 2),
+            sender: row.get(at + 3),
+            kind: row.get(at + 4),
+            state_key: row.get(at + 5),
+            origin_server_ts: row.get(at + 6),
+            content: row.get(at + 7),
+            unsigned_json: row.get(at + 8),
+            txn_device: row.get(at + 9),
+            txn_id: row.get(at + 10),
+            redacts: row.get(at + 11),
+            relations: None,
+        }
+    }
+
+    /// The event as a client sees it, with `unsigned.age` as of `now_ms`.
+    pub fn render(&self, viewer: Option<Viewer<'_>>, format: Format, now_ms: i64) -> String {
+        let mut unsigned = match self.unsigned_json.as_deref() {
+            Some(u) => serde_json::from_str(u).unwrap_or_default(),
+            None => serde_json::Map::new(),
+        };
+        unsigned.insert("age".into(), (now_ms - self.origin_server_ts).max(0).into());
+        if let (Some(viewer), Some(device), Some(txn)) = (viewer, &self.txn_device, &self.txn_id)
+            && viewer.user_id == self.sender
+            && viewer.device_id == device
+        {
+            unsigned.insert("transaction_id".into(), txn.clone().into());
+        }
+        if let Some(relations) = &self.relations {
+            unsigned.insert("m.relations".into(), relations.clone());
+        }
+        let empty = RawValue::from_string("{}".into()).expect("valid JSON");
+        let content = serde_json::from_str::<&RawValue>(&self.content).unwrap_or(&empty);
+        let event = ClientEvent {
+            content,
+            event_id: &self.event_id,
+            origin_server_ts: self.origin_server_ts,
+            room_id: (format == Format::Client).then_some(self.room_id.as_str()),
+            sender: &self.sender,
+            state_key: self.state_key.as_deref(),
+            kind: &self.kind,
+            redacts: self.redacts.as_deref(),
+            unsigned,
+        };
+        serde_json::to_string(&event).expect("event serialises")
+    }
+
+    pub fn is_state(&self) -> bool {
+        self.state_key.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> EventRow {
+        EventRow {
+            pos: 5,
+            event_id: "$e".into(),
+            room_id: "!r:x".into(),
+            sender: "@a:x".into(),
+            kind: "m.room.message".into(),
+            state_key: None,
+            origin_server_ts: 1000,
+            content: r#"{"body":"hi","msgtype":"m.text"}"#.into(),
+            unsigned_json: None,
+            txn_device: Some("DEV".into()),
+            txn_id: Some("t1".into()),
+            redacts: None,
+            relations: None,
+        }
+    }
+
+    #[test]
+    fn transaction_id_only_for_the_sending_device() {
+        let r = row();
+        let mine: serde_json::Value =
+            serde_json::from_str(&r.render(Some(Viewer { user_id: "@a:x", device_id: "DEV" }), Format::Client, 1500))
+                .unwrap();
+        assert_eq!(mine["unsigned"]["transaction_id"], "t1");
+        assert_eq!(mine["unsigned"]["age"], 500);
+        assert_eq!(mine["room_id"], "!r:x");
+        assert_eq!(mine["content"]["body"], "hi");
+        let other: serde_json::Value = serde_json::from_str(&r.render(
+            Some(Viewer { user_id: "@a:x", device_id: "OTHER" }),
+            Format::WithoutRoomId,
+            1500,
+        ))
+        .unwrap();
+        assert!(other["unsigned"].get("transaction_id").is_none());
+        assert!(other.get("room_id").is_none());
+    }
+}

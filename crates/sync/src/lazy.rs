@@ -1,0 +1,100 @@
+//! Lazy-loading of members: with `lazy_load_members`, a room's state carries only the member
+//! events of the timeline's senders (and the syncing user), and a member event already sent to
+//! this device is not sent again. What was sent is recorded with the events position of the
+//! sync that sent it, so a client retrying an older token gets those members again.
+
+use std::collections::{HashMap, HashSet};
+
+use ruma::api::client::filter::{LazyLoadOptions, RoomEventFilter};
+use trellis_core::Result;
+use trellis_storage::events::{COLUMNS, EventRow};
+
+use crate::SyncWorker;
+
+const SENT: &str = "SELECT room_id, member_id, event_id, pos FROM lazy_members_sent \
+     WHERE user_id = $1 AND device_id = $2 AND room_id = ANY($3) AND pos <= $4";
+const RECORD: &str = "INSERT INTO lazy_members_sent (user_id, device_id, room_id, member_id, event_id, pos) \
+     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[]) \
+     ON CONFLICT (user_id, device_id, room_id, member_id) DO UPDATE SET event_id = EXCLUDED.event_id, pos = EXCLUDED.pos";
+
+/// The lazy-loading settings of a state filter, if it enables lazy-loading.
+pub fn options(state: &RoomEventFilter) -> Option<bool> {
+    match state.lazy_load_options {
+        LazyLoadOptions::Enabled { include_redundant_members } => Some(include_redundant_members),
+        LazyLoadOptions::Disabled => None,
+    }
+}
+
+impl SyncWorker {
+    /// Member events as of just before `before`, per room, for the given members.
+    pub(crate) async fn members_before(
+        &self,
+        client: &deadpool_postgres::Client,
+        wanted: &[(String, String, i64)],
+    ) -> Result<Vec<EventRow>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT m.* FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w(rid, member, before) \
+             CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE room_id = w.rid AND type = 'm.room.member' \
+             AND state_key = w.member AND pos < w.before ORDER BY pos DESC LIMIT 1) m"
+        );
+        let rooms: Vec<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+        let members: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+        let befores: Vec<i64> = wanted.iter().map(|w| w.2).collect();
+        let rows = client.query(&client.prepare_cached(&sql).await?, &[&rooms, &members, &befores]).await?;
+        Ok(rows.iter().map(EventRow::from_row).collect())
+    }
+
+    /// Member events this device already has: `(room, member) → (event ID, position sent at)`.
+    pub(crate) async fn members_sent(
+        &self,
+        client: &deadpool_postgres::Client,
+        user: &str,
+        device: &str,
+        rooms: &[String],
+        since: i64,
+    ) -> Result<HashMap<(String, String), (String, i64)>> {
+        let stmt = client.prepare_cached(SENT).await?;
+        Ok(client
+            .query(&stmt, &[&user, &device, &rooms, &since])
+            .await?
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+            .collect())
+    }
+
+    /// Remembers, for the fast path, which members each room's device has current.
+    pub(crate) fn cache_members_sent(&self, user: &str, device: &str, room: &str, members: HashMap<String, i64>) {
+        self.caches
+            .lazy_sent
+            .insert((user.to_owned(), device.to_owned(), room.to_owned()), std::sync::Arc::new(members));
+    }
+
+    pub(crate) async fn record_members_sent(
+        &self,
+        client: &deadpool_postgres::Client,
+        user: &str,
+        device: &str,
+        sent: &[EventRow],
+        pos: i64,
+    ) -> Result<()> {
+        let mut seen = HashSet::new();
+        let sent: Vec<&EventRow> = sent
+            .iter()
+            .filter(|e| e.kind == "m.room.member")
+            .filter(|e| seen.insert((e.room_id.clone(), e.state_key.clone())))
+            .collect();
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let rooms: Vec<&str> = sent.iter().map(|e| e.room_id.as_str()).collect();
+        let members: Vec<&str> = sent.iter().map(|e| e.state_key.as_deref().unwrap_or_default()).collect();
+        let events: Vec<&str> = sent.iter().map(|e| e.event_id.as_str()).collect();
+        let positions: Vec<i64> = vec![pos; sent.len()];
+        let stmt = client.prepare_cached(RECORD).await?;
+        client.execute(&stmt, &[&user, &device, &rooms, &members, &events, &positions]).await?;
+        Ok(())
+    }
+}

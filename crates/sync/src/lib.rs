@@ -1,0 +1,112 @@
+//! A sync worker: answers `/sync` long-polls and stores filters. It reads what the rooms
+//! service writes and listens on the bus only for the users whose long-polls it holds. Any
+//! number of workers can run side by side; a client's consecutive polls may land on any of
+//! them because tokens carry whole positions and PostgreSQL holds the truth.
+
+mod access;
+mod account_data;
+mod caches;
+mod compute;
+mod e2ee;
+mod fast;
+mod fields;
+mod filters;
+mod lazy;
+mod legacy;
+mod longpoll;
+mod notifier;
+mod presence;
+mod push_delivery;
+mod push_eval;
+mod push_rules;
+mod pushers;
+mod queries;
+mod receipts;
+mod response;
+mod service;
+mod streams;
+mod tail_cache;
+mod to_device;
+mod typing;
+mod unread;
+
+use std::{sync::Arc, time::Duration};
+
+use trellis_bus::Bus;
+use trellis_core::{config::Config, shutdown::Shutdown};
+use trellis_storage::Pool;
+
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// Upper bound on a client's `timeout`.
+    pub max_timeout: Duration,
+    /// Timeline events per room when the filter sets no limit.
+    pub default_timeline_limit: u32,
+    /// How often a long-poll looks at PostgreSQL while the bus is degraded.
+    pub degraded_poll: Duration,
+}
+
+impl SyncSettings {
+    pub fn from_config(config: &Config) -> SyncSettings {
+        SyncSettings {
+            max_timeout: Duration::from_millis(config.sync.max_timeout_ms),
+            default_timeline_limit: config.sync.default_timeline_limit,
+            degraded_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct SyncWorker {
+    pool: Pool,
+    bus: Arc<dyn Bus>,
+    settings: SyncSettings,
+    shutdown: Shutdown,
+    /// Presence each user last refreshed through this worker, and when (ms): most syncs
+    /// need no database round trip to know their refresh is not due.
+    presence_seen: dashmap::DashMap<String, (String, i64)>,
+    /// What lets a woken long-poll answer from memory (see `fast.rs`).
+    caches: caches::Caches,
+}
+
+impl SyncWorker {
+    /// A worker, with its housekeeping running until `shutdown`: typing notifications time
+    /// out, users who stopped syncing go offline.
+    pub fn new(pool: Pool, bus: Arc<dyn Bus>, settings: SyncSettings, shutdown: Shutdown) -> Arc<SyncWorker> {
+        let worker = Arc::new(SyncWorker {
+            pool,
+            bus,
+            settings,
+            shutdown: shutdown.clone(),
+            presence_seen: dashmap::DashMap::new(),
+            caches: caches::Caches::new(),
+        });
+        tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
+        tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));
+        worker
+    }
+}
+
+async fn housekeeping(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
+    let mut tick = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait() => return,
+        }
+        let Some(worker) = worker.upgrade() else { return };
+        if let Err(e) = worker.expire_typing().await {
+            tracing::warn!(error = ?e, "expiring typing notifications failed");
+        }
+        tick += 1;
+        if tick.is_multiple_of(60) {
+            worker.caches.trim();
+            worker.caches.tails.evict_idle();
+            metrics::gauge!("trellis_sync_cached_rooms").set(worker.caches.tails.len() as f64);
+        }
+        if tick.is_multiple_of(30)
+            && let Err(e) = worker.expire_presence().await
+        {
+            tracing::warn!(error = ?e, "expiring presence failed");
+        }
+    }
+}

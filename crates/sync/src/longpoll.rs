@@ -1,0 +1,191 @@
+//! The long-poll: subscribe to the user's channels, then read the current positions (so no
+//! wake-up can fall between the two), answer at once if anything is new, else wait for a
+//! wake-up, the timeout or shutdown. While the bus is degraded, poll PostgreSQL instead.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ruma::api::client::filter::FilterDefinition;
+use trellis_bus::{Channel, Subscription};
+use trellis_core::{Error, Result, StreamToken};
+use trellis_proto::sync::{SyncRequest, SyncResponse};
+
+use crate::{SyncWorker, compute::Request, queries, response::SyncBody, streams};
+
+/// One long-poll's parameters.
+pub(crate) struct Poll<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub since: Option<StreamToken>,
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub filter: &'a FilterDefinition,
+}
+
+pub(crate) fn parse_since(since: Option<&str>) -> Result<Option<StreamToken>> {
+    match since.filter(|s| !s.is_empty()) {
+        Some(s) => Ok(Some(s.parse::<StreamToken>().map_err(|_| Error::invalid_param("invalid since token"))?)),
+        None => Ok(None),
+    }
+}
+
+impl SyncWorker {
+    // Debug level: a span per poll is a measurable share of a woken poll's cost.
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %req.user_id, since = ?req.since))]
+    pub(crate) async fn long_poll(&self, req: SyncRequest) -> Result<SyncResponse> {
+        let started = Instant::now();
+        // Syncing marks the user online unless the client says otherwise (spec:
+        // `set_presence`); the refresh is throttled and usually costs nothing.
+        let presence = if req.set_presence.is_empty() { "online" } else { req.set_presence.as_str() };
+        if presence != "offline" {
+            let mark = trellis_proto::sync::SetPresenceRequest {
+                requester: req.user_id.clone(),
+                user_id: req.user_id.clone(),
+                presence: presence.to_owned(),
+                status_msg: None,
+                from_sync: true,
+            };
+            self.set_presence(mark).await?;
+        }
+        let filter = self.resolve_filter(&req.user_id, req.filter.as_deref()).await?;
+        let since = parse_since(req.since.as_deref())?;
+        let poll = Poll {
+            user_id: &req.user_id,
+            device_id: &req.device_id,
+            since,
+            timeout: Duration::from_millis(req.timeout_ms),
+            full_state: req.full_state,
+            filter: &filter,
+        };
+        let body = self.wait_for_news(&poll).await?;
+        metrics::histogram!("trellis_sync_duration_seconds", "kind" => if since.is_none() { "initial" } else { "incremental" })
+            .record(started.elapsed().as_secs_f64());
+        Ok(SyncResponse { body_json: serde_json::to_string(&body)? })
+    }
+
+    /// Computes the response for `poll`, waiting up to its timeout for something new.
+    ///
+    /// Each round first asks the bus hub what changed on the user's channels since the last
+    /// position known to hold nothing new (`checked`): nothing → keep waiting without touching
+    /// PostgreSQL; only new room events → the fast path; anything else, or nothing known → the
+    /// exact computation from PostgreSQL.
+    pub(crate) async fn wait_for_news(&self, poll: &Poll<'_>) -> Result<SyncBody> {
+        let deadline = tokio::time::Instant::now() + poll.timeout.min(self.settings.max_timeout);
+        // Subscribe first, read second.
+        let mut sub = self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?;
+        // An initial sync reads memberships afresh: forgetting a room changes no stream.
+        let mut memberships = self.memberships(&sub, poll.user_id, poll.since.is_none()).await?;
+        listen_to_rooms(&mut sub, &memberships).await?;
+        let request = Request {
+            user_id: poll.user_id,
+            device_id: poll.device_id,
+            since: poll.since,
+            full_state: poll.full_state,
+            filter: poll.filter,
+        };
+        let incremental = poll.since.is_some() && !poll.full_state;
+        let mut checked = poll.since;
+        let mut computations = 0u32;
+        // Set once the poll has waited: from then on the hub's wake-ups say what is new.
+        let mut waited = false;
+        loop {
+            let news = checked.map(|c| sub.news_since(&c));
+            tracing::debug!(?checked, news = ?news, "long-poll round");
+            let user_changed = news
+                .as_ref()
+                .is_none_or(|n| !n.known || n.changes.iter().any(|(c, _, _)| matches!(c, Channel::User(_))));
+            let mut answered = None;
+            if let Some(news) = news.as_ref().filter(|n| incremental && n.known) {
+                if news.changes.is_empty() {
+                    answered = Some(None);
+                } else if (waited || self.hub_caught_up(news).await?)
+                    && let Some(body) = self.compute_fast(&request, news, &memberships).await?
+                {
+                    computations += 1;
+                    answered = Some(Some(body));
+                }
+            }
+            let body = match answered {
+                Some(Some(body)) => Some(body),
+                Some(None) => None,
+                None => {
+                    if user_changed && checked.is_some() {
+                        // Memberships may have changed: read them again before computing.
+                        memberships = self.memberships(&sub, poll.user_id, false).await?;
+                        listen_to_rooms(&mut sub, &memberships).await?;
+                    }
+                    let client = self.pool.get().await?;
+                    let pos = streams::current(&client).await?;
+                    sub.baseline(&pos);
+                    computations += 1;
+                    Some(self.compute(&client, &request, pos, &memberships).await?)
+                }
+            };
+            let expired = tokio::time::Instant::now() >= deadline;
+            if let Some(body) = body {
+                if !incremental || !body.is_empty() || expired || self.shutdown.is_triggered() {
+                    metrics::histogram!("trellis_sync_computations").record(f64::from(computations));
+                    return Ok(body);
+                }
+                // Nothing for the client up to the body's position: ask about changes after it.
+                checked = Some(body.next_batch.parse()?);
+            } else if expired || self.shutdown.is_triggered() {
+                // "Nothing new" is only said after asking PostgreSQL: a change can be committed
+                // while its wake-up is still on its way to this process.
+                let client = self.pool.get().await?;
+                let pos = streams::current(&client).await?;
+                sub.baseline(&pos);
+                let body = self.compute(&client, &request, pos, &memberships).await?;
+                metrics::histogram!("trellis_sync_computations").record(f64::from(computations + 1));
+                return Ok(body);
+            }
+            let wait = if self.bus.is_healthy() {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            } else {
+                self.settings.degraded_poll.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            };
+            tokio::select! {
+                _ = sub.wait() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.wait() => {}
+            }
+            waited = true;
+        }
+    }
+
+    /// Whether every event committed before this request has reached this worker's hub. A
+    /// request answered at once (not woken) must show what was sent before it, even when the
+    /// wake-ups of those events are still on their way.
+    async fn hub_caught_up(&self, news: &trellis_bus::News) -> Result<bool> {
+        let client = self.pool.get().await?;
+        let pos = streams::current(&client).await?;
+        Ok(news.events_complete >= pos.events)
+    }
+
+    /// The user's memberships: from this worker's cache while the bus vouches that the user's
+    /// channel saw no change since they were read, else from PostgreSQL.
+    async fn memberships(&self, sub: &Subscription, user: &str, fresh: bool) -> Result<Arc<Vec<queries::Membership>>> {
+        if !fresh && let Some((list, as_of)) = self.caches.memberships.get(&user.to_owned()) {
+            let news = sub.news_since(&as_of);
+            let user_changed = news.changes.iter().any(|(c, _, _)| matches!(c, Channel::User(_)));
+            if news.known && !user_changed {
+                return Ok(list);
+            }
+        }
+        let client = self.pool.get().await?;
+        let pos = streams::current(&client).await?;
+        sub.baseline(&pos);
+        let list = Arc::new(queries::memberships(&client, user).await?);
+        self.caches.memberships.insert(user.to_owned(), (list.clone(), pos));
+        Ok(list)
+    }
+}
+
+/// Listens on the channel of every room the user is joined to.
+async fn listen_to_rooms(sub: &mut Subscription, memberships: &[queries::Membership]) -> Result<()> {
+    let rooms: Vec<Channel> =
+        memberships.iter().filter(|m| m.membership == "join").map(|m| Channel::Room(m.room_id.clone())).collect();
+    sub.add(&rooms).await
+}

@@ -1,0 +1,184 @@
+//! The notifier: evaluates every new event for every joined member with their push rules,
+//! records the events that notify (`notifications`) and queues a push to each of the user's
+//! http pushers (`push_outbox`, delivered by `push_delivery`).
+//!
+//! Every sync worker runs the loop, but a batch runs only under the row lock of the single
+//! `push_notifier` row (`FOR UPDATE SKIP LOCKED`), and the batch's notifications, pushes and
+//! new position commit together: exactly one worker handles each event, once, and a restarted
+//! worker resumes from the stored position.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use ruma::push::Ruleset;
+use trellis_core::{Result, shutdown::Shutdown, time::now_ms};
+
+use crate::{SyncWorker, push_eval};
+
+/// Events evaluated per batch (one transaction).
+const BATCH: i64 = 200;
+/// How often the notifier looks for new events.
+const TICK: Duration = Duration::from_millis(200);
+
+const LOCK: &str = "SELECT pos FROM push_notifier WHERE id = 1 FOR UPDATE SKIP LOCKED";
+const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
+const EVENTS: &str = "SELECT pos, event_id, room_id, sender, type, state_key, content, origin_server_ts \
+     FROM events WHERE pos > $1 AND pos <= $2 ORDER BY pos LIMIT $3";
+const MEMBERS: &str = "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = 'join' AND user_id <> $2";
+/// A batch's notifications in one statement (a busy room notifies thousands of members per
+/// message; a statement per row would make the notifier the bottleneck of the server).
+const RECORD: &str = "INSERT INTO notifications (user_id, room_id, event_id, event_pos, actions, highlight, ts) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bool[], $7::bigint[]) \
+     ON CONFLICT (user_id, event_id) DO NOTHING RETURNING id, user_id";
+const QUEUE: &str = "INSERT INTO push_outbox (notification_id, user_id, app_id, pushkey, next_attempt_ms) \
+     SELECT n.id, p.user_id, p.app_id, p.pushkey, $3 FROM unnest($1::bigint[], $2::text[]) AS n (id, user_id) \
+     JOIN pushers p ON p.user_id = n.user_id AND p.kind = 'http'";
+/// Where each user's stored rules stand (no row: the defaults).
+const RULE_POSITIONS: &str = "SELECT user_id, pos FROM account_data \
+     WHERE room_id = '' AND type = 'm.push_rules' AND user_id = ANY($1)";
+/// The last state change of a room: room contexts read before it are still exact.
+const STATE_POS: &str = "SELECT coalesce(max(pos), 0) FROM current_state WHERE room_id = $1";
+/// The memo is dropped whole past this many entries.
+const MEMO_LIMIT: usize = 200_000;
+const ADVANCE: &str = "UPDATE push_notifier SET pos = $1 WHERE id = 1";
+
+/// Runs the notifier and push delivery until `shutdown`.
+pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_else(|_| reqwest::Client::new());
+    let mut memo = Memo::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.wait() => return,
+        }
+        let Some(worker) = worker.upgrade() else { return };
+        loop {
+            if memo.rules.len() + memo.rooms.len() > MEMO_LIMIT {
+                memo = Memo::default();
+            }
+            match worker.notify_batch(&mut memo).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "push notifier batch failed");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = worker.deliver_due(&http).await {
+            tracing::warn!(error = ?e, "push delivery failed");
+        }
+    }
+}
+
+/// Rules and room contexts kept between batches, each with what it is exact for: a user's
+/// rules for the position of their stored rules, a room's contexts for its last state change.
+#[derive(Default)]
+struct Memo {
+    rules: HashMap<String, (Option<i64>, Arc<Ruleset>)>,
+    rooms: HashMap<String, (i64, Option<Arc<push_eval::RoomContexts>>)>,
+}
+
+/// The rows of one batch, column by column.
+#[derive(Default)]
+struct Rows {
+    users: Vec<String>,
+    rooms: Vec<String>,
+    events: Vec<String>,
+    positions: Vec<i64>,
+    actions: Vec<String>,
+    highlights: Vec<bool>,
+    ts: Vec<i64>,
+}
+
+impl SyncWorker {
+    /// Evaluates one batch of new events; `true` when more may be waiting.
+    async fn notify_batch(&self, memo: &mut Memo) -> Result<bool> {
+        let mut locked = self.pool.get().await?;
+        let tx = locked.transaction().await?;
+        let Some(row) = tx.query_opt(LOCK, &[]).await? else { return Ok(false) };
+        let from: i64 = row.get(0);
+        let complete: i64 = tx.query_one(COMPLETE, &[]).await?.get(0);
+        if complete <= from {
+            return Ok(false);
+        }
+        let read = self.pool.get().await?;
+        let events = read.query(EVENTS, &[&from, &complete, &BATCH]).await?;
+        let full = events.len() as i64 == BATCH;
+        let upto = if full { events.last().map_or(complete, |r| r.get(0)) } else { complete };
+        let now = now_ms();
+        let mut rows = Rows::default();
+        // Rooms whose state was checked in this batch.
+        let mut fresh_rooms = std::collections::HashSet::new();
+        for ev in &events {
+            let (pos, event_id, room, sender): (i64, &str, &str, &str) = (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
+            let json = push_eval::event_json(event_id, room, sender, ev.get(4), ev.get(5), ev.get(6));
+            let members: Vec<String> = read.query(MEMBERS, &[&room, &sender]).await?.iter().map(|r| r.get(0)).collect();
+            self.refresh_rules(&read, memo, &members).await?;
+            if fresh_rooms.insert(room.to_owned()) {
+                // Once per room and batch: state changes (joins, names, power levels) since the
+                // contexts were read mean reading them again, once for all members.
+                let state_pos: i64 = read.query_one(STATE_POS, &[&room]).await?.get(0);
+                if memo.rooms.get(room).is_none_or(|(at, _)| *at != state_pos) {
+                    let contexts = push_eval::RoomContexts::load(&read, room).await?.map(Arc::new);
+                    memo.rooms.insert(room.to_owned(), (state_pos, contexts));
+                }
+            }
+            let Some(contexts) = memo.rooms.get(room).and_then(|(_, c)| c.clone()) else { continue };
+            for user in members {
+                let rules = memo.rules[&user].1.clone();
+                let Some(ctx) = contexts.for_user(&user) else { continue };
+                let outcome = push_eval::evaluate(&rules, &ctx, &json).await;
+                if !outcome.notify {
+                    continue;
+                }
+                rows.actions.push(serde_json::to_string(&outcome.actions).unwrap_or_else(|_| "[]".into()));
+                rows.highlights.push(outcome.highlight);
+                rows.users.push(user);
+                rows.rooms.push(room.to_owned());
+                rows.events.push(event_id.to_owned());
+                rows.positions.push(pos);
+                rows.ts.push(ev.get(7));
+            }
+        }
+        let mut queued = 0u64;
+        if !rows.users.is_empty() {
+            let recorded = tx
+                .query(
+                    RECORD,
+                    &[
+                        &rows.users,
+                        &rows.rooms,
+                        &rows.events,
+                        &rows.positions,
+                        &rows.actions,
+                        &rows.highlights,
+                        &rows.ts,
+                    ],
+                )
+                .await?;
+            let ids: Vec<i64> = recorded.iter().map(|r| r.get(0)).collect();
+            let users: Vec<String> = recorded.iter().map(|r| r.get(1)).collect();
+            queued = tx.execute(QUEUE, &[&ids, &users, &now]).await?;
+        }
+        tx.execute(ADVANCE, &[&upto]).await?;
+        tx.commit().await?;
+        tracing::debug!(from, upto, events = events.len(), queued, "push notifier batch");
+        Ok(full)
+    }
+
+    /// Makes `memo` hold the current rules of every user in `users` (one query for all of
+    /// them; only the users whose stored rules moved are loaded again).
+    async fn refresh_rules(&self, read: &deadpool_postgres::Client, memo: &mut Memo, users: &[String]) -> Result<()> {
+        let stored: HashMap<String, i64> =
+            read.query(RULE_POSITIONS, &[&users]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for user in users {
+            let now = stored.get(user).copied();
+            if memo.rules.get(user).is_none_or(|(at, _)| *at != now) {
+                let (_, rules) = self.load_push_rules(read, user).await?;
+                memo.rules.insert(user.clone(), (now, rules));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! Presence: `online`, `unavailable` or `offline`, a status message, and when the user was
+//! last active. Users see the presence of the users they share a room with. Activity from
+//! `/sync` is written at most once a minute; users who stop syncing go offline.
+
+use serde_json::{Value, json};
+use trellis_bus::Channel;
+use trellis_core::{Error, Result, Stream, time::now_ms};
+use trellis_proto::sync::{Ack, GetPresenceRequest, PresenceResponse, SetPresenceRequest};
+
+use crate::{SyncWorker, access, streams::next_position};
+
+/// Activity refreshes closer together than this are not written.
+const ACTIVITY_WRITE_INTERVAL_MS: i64 = 60_000;
+/// A user counts as currently active this long after their last activity.
+const CURRENTLY_ACTIVE_MS: i64 = 5 * 60_000;
+/// Users whose clients stopped syncing this long ago are offline.
+const OFFLINE_AFTER_MS: i64 = 10 * 60_000;
+
+const GET: &str = "SELECT state, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = $1";
+const SHARE_ROOM: &str = "SELECT 1 FROM memberships a JOIN memberships b ON a.room_id = b.room_id \
+     WHERE a.user_id = $1 AND b.user_id = $2 AND a.membership = 'join' AND b.membership = 'join' LIMIT 1";
+const LOCK: &str = "SELECT state, status_msg, last_active_ts FROM presence WHERE user_id = $1 FOR UPDATE";
+const UPSERT: &str = "INSERT INTO presence (user_id, state, status_msg, last_active_ts, currently_active, pos) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, status_msg = EXCLUDED.status_msg, \
+     last_active_ts = EXCLUDED.last_active_ts, currently_active = EXCLUDED.currently_active, pos = EXCLUDED.pos";
+const GONE_QUIET: &str = "SELECT user_id FROM presence WHERE state <> 'offline' AND last_active_ts < $1 LIMIT 500";
+const GO_OFFLINE: &str = "UPDATE presence SET state = 'offline', currently_active = false, pos = $2 \
+     WHERE user_id = ANY($1) AND state <> 'offline' AND last_active_ts < $3 RETURNING user_id";
+/// Presence of everyone sharing a joined room with `$1` (themself included), changed in
+/// `($2, $3]`.
+const CHANGED: &str = "SELECT user_id, state, status_msg, last_active_ts, currently_active FROM presence \
+     WHERE pos > $2 AND pos <= $3 AND user_id IN (SELECT b.user_id FROM memberships a JOIN memberships b \
+     ON a.room_id = b.room_id WHERE a.user_id = $1 AND a.membership = 'join' AND b.membership = 'join' \
+     UNION SELECT $1)";
+
+fn valid_state(s: &str) -> Result<()> {
+    match s {
+        "online" | "offline" | "unavailable" => Ok(()),
+        _ => Err(Error::invalid_param("presence must be online, offline or unavailable")),
+    }
+}
+
+impl SyncWorker {
+    pub(crate) async fn get_presence(&self, req: GetPresenceRequest) -> Result<PresenceResponse> {
+        ruma::UserId::parse(&req.user_id).map_err(|_| Error::invalid_param("invalid user ID"))?;
+        let client = self.pool.get().await?;
+        if req.requester != req.user_id
+            && client.query_opt(SHARE_ROOM, &[&req.requester, &req.user_id]).await?.is_none()
+        {
+            return Err(Error::forbidden("You do not share a room with this user"));
+        }
+        let now = now_ms();
+        Ok(match client.query_opt(GET, &[&req.user_id]).await? {
+            Some(row) => {
+                let last: i64 = row.get(2);
+                PresenceResponse {
+                    presence: row.get(0),
+                    status_msg: row.get(1),
+                    last_active_ago: Some((now - last).max(0) as u64),
+                    currently_active: row.get::<_, bool>(3) && now - last < CURRENTLY_ACTIVE_MS,
+                }
+            }
+            None => PresenceResponse { presence: "offline".into(), ..Default::default() },
+        })
+    }
+
+    pub(crate) async fn set_presence(&self, req: SetPresenceRequest) -> Result<Ack> {
+        access::own(&req.requester, &req.user_id)?;
+        valid_state(&req.presence)?;
+        let now = now_ms();
+        if req.from_sync
+            && let Some(seen) = self.presence_seen.get(&req.user_id)
+            && seen.0 == req.presence
+            && now - seen.1 < ACTIVITY_WRITE_INTERVAL_MS
+        {
+            return Ok(Ack {});
+        }
+        let mut client = self.pool.get().await?;
+        let previous = client.query_opt(GET, &[&req.user_id]).await?;
+        if req.from_sync
+            && let Some(row) = &previous
+        {
+            // A sync only refreshes activity: skip it while the state holds and the last
+            // write is recent.
+            let (state, last): (String, i64) = (row.get(0), row.get(2));
+            if state == req.presence && now - last < ACTIVITY_WRITE_INTERVAL_MS {
+                self.presence_seen.insert(req.user_id.clone(), (state, last));
+                return Ok(Ack {});
+            }
+        }
+        let tx = client.transaction().await?;
+        let pos = next_position(&tx, Stream::Presence).await?;
+        let locked = tx.query_opt(LOCK, &[&req.user_id]).await?;
+        let status = match (&req.status_msg, req.from_sync, &locked) {
+            (Some(msg), _, _) => Some(msg.clone()),
+            // A sync keeps the status message the user set.
+            (None, true, Some(row)) => row.get(1),
+            (None, _, _) => None,
+        };
+        let active = req.presence == "online";
+        tx.execute(UPSERT, &[&req.user_id, &req.presence, &status, &now, &active, &pos]).await?;
+        tx.commit().await?;
+        self.presence_seen.insert(req.user_id.clone(), (req.presence.clone(), now));
+        self.announce_presence(&client, &[req.user_id], pos).await?;
+        Ok(Ack {})
+    }
+
+    /// Marks users who stopped syncing offline; returns how many.
+    pub(crate) async fn expire_presence(&self) -> Result<usize> {
+        let cutoff = now_ms() - OFFLINE_AFTER_MS;
+        let mut client = self.pool.get().await?;
+        let quiet: Vec<String> = client.query(GONE_QUIET, &[&cutoff]).await?.iter().map(|r| r.get(0)).collect();
+        if quiet.is_empty() {
+            return Ok(0);
+        }
+        let tx = client.transaction().await?;
+        let pos = next_position(&tx, Stream::Presence).await?;
+        let gone: Vec<String> =
+            tx.query(GO_OFFLINE, &[&quiet, &pos, &cutoff]).await?.iter().map(|r| r.get(0)).collect();
+        tx.commit().await?;
+        self.announce_presence(&client, &gone, pos).await?;
+        Ok(gone.len())
+    }
+
+    /// Presence is news for the user and for every room they are in.
+    async fn announce_presence(&self, client: &deadpool_postgres::Client, users: &[String], pos: i64) -> Result<()> {
+        let mut channels = Vec::new();
+        for user in users {
+            channels.push(Channel::User(user.clone()));
+            for room in access::joined_rooms(client, user).await? {
+                let c = Channel::Room(room);
+                if !channels.contains(&c) {
+                    channels.push(c);
+                }
+            }
+        }
+        self.announce(&channels, Stream::Presence, pos).await;
+        Ok(())
+    }
+
+    /// `m.presence` events of the users sharing a room with `user`, changed in
+    /// `(since, upto]` (everyone's current presence when `since` is `None`).
+    pub(crate) async fn presence_events(
+        &self,
+        client: &deadpool_postgres::Client,
+        user: &str,
+        since: Option<i64>,
+        upto: i64,
+    ) -> Result<Vec<Value>> {
+        let stmt = client.prepare_cached(CHANGED).await?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for row in client.query(&stmt, &[&user, &since.unwrap_or(-1), &upto]).await? {
+            let (who, state, status, last, active): (String, String, Option<String>, i64, bool) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let mut content = json!({
+                "presence": state,
+                "last_active_ago": (now - last).max(0),
+                "currently_active": active && now - last < CURRENTLY_ACTIVE_MS,
+            });
+            if let Some(s) = status {
+                content["status_msg"] = json!(s);
+            }
+            out.push(json!({ "type": "m.presence", "sender": who, "content": content }));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,221 @@
+//! Evaluating push rules on one event for one user: the room context the rules need (member
+//! count, the user's display name in the room, power levels) read from the current state,
+//! and what the matching rule's actions mean (notify, highlight).
+
+use std::collections::BTreeMap;
+
+use ruma::{
+    Int, OwnedRoomId, OwnedUserId, UInt,
+    power_levels::NotificationPowerLevels,
+    push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
+    room_version_rules::{AuthorizationRules, RoomPowerLevelsRules},
+    serde::Raw,
+};
+use serde_json::{Value, value::RawValue};
+use trellis_core::Result;
+
+/// Member count, the user's member event content, the power levels content and the user's
+/// global display name (the fallback), for one room.
+const CONTEXT: &str = "SELECT \
+       (SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'), \
+       (SELECT e.content FROM current_state c JOIN events e ON e.event_id = c.event_id \
+          WHERE c.room_id = $1 AND c.type = 'm.room.member' AND c.state_key = $2), \
+       (SELECT e.content FROM current_state c JOIN events e ON e.event_id = c.event_id \
+          WHERE c.room_id = $1 AND c.type = 'm.room.power_levels' AND c.state_key = ''), \
+       (SELECT displayname FROM profiles WHERE user_id = $2)";
+
+/// Member count, power levels, and every joined member's display name (member event, else
+/// global profile), for a whole room at once.
+const ROOM_CONTEXT: &str = "SELECT m.user_id, e.content, p.displayname, \
+       (SELECT e2.content FROM current_state c2 JOIN events e2 ON e2.event_id = c2.event_id \
+          WHERE c2.room_id = $1 AND c2.type = 'm.room.power_levels' AND c2.state_key = '') \
+     FROM memberships m \
+     LEFT JOIN current_state c ON c.room_id = m.room_id AND c.type = 'm.room.member' AND c.state_key = m.user_id \
+     LEFT JOIN events e ON e.event_id = c.event_id \
+     LEFT JOIN profiles p ON p.user_id = m.user_id \
+     WHERE m.room_id = $1 AND m.membership = 'join'";
+
+/// The push-rule context of every joined member of a room, read in one query (the notifier
+/// evaluates each event for every member; a query per member would not keep up).
+pub struct RoomContexts {
+    room_id: OwnedRoomId,
+    members: UInt,
+    power_levels: Option<PushConditionPowerLevelsCtx>,
+    names: std::collections::HashMap<String, String>,
+}
+
+impl RoomContexts {
+    pub async fn load(client: &deadpool_postgres::Client, room: &str) -> Result<Option<RoomContexts>> {
+        let Ok(room_id) = OwnedRoomId::try_from(room) else { return Ok(None) };
+        let stmt = client.prepare_cached(ROOM_CONTEXT).await?;
+        let rows = client.query(&stmt, &[&room]).await?;
+        let power_levels = rows
+            .first()
+            .and_then(|r| r.get::<_, Option<String>>(3))
+            .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+            .map(|c| power_levels(&c));
+        let names = rows
+            .iter()
+            .map(|r| {
+                let user: String = r.get(0);
+                (user, display_name(r.get(1), r.get(2)).unwrap_or_default())
+            })
+            .collect::<std::collections::HashMap<_, _>>();
+        let members = UInt::try_from(names.len() as u64).unwrap_or_default();
+        Ok(Some(RoomContexts { room_id, members, power_levels, names }))
+    }
+
+    /// `user`'s context, if they are a joined member.
+    pub fn for_user(&self, user: &str) -> Option<PushConditionRoomCtx> {
+        let name = self.names.get(user)?;
+        let user_id = OwnedUserId::try_from(user).ok()?;
+        let displayname = if name.is_empty() { user_id.localpart().to_owned() } else { name.clone() };
+        let ctx = PushConditionRoomCtx::new(self.room_id.clone(), self.members, user_id, displayname);
+        Some(match &self.power_levels {
+            Some(pl) => ctx.with_power_levels(pl.clone()),
+            None => ctx,
+        })
+    }
+}
+
+/// The name the rules match a user by: the member event's `displayname`, else the global
+/// profile's.
+fn display_name(member_content: Option<String>, profile: Option<String>) -> Option<String> {
+    member_content
+        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .and_then(|c| c["displayname"].as_str().map(str::to_owned))
+        .or(profile)
+}
+
+/// What the rules decided for one event.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub notify: bool,
+    pub highlight: bool,
+    /// The matching rule's actions (for `/notifications` and pushes).
+    pub actions: Vec<Action>,
+}
+
+/// The context of `room` for `user`, from the room's current state.
+pub async fn room_ctx(
+    client: &deadpool_postgres::Client,
+    user: &str,
+    room: &str,
+) -> Result<Option<PushConditionRoomCtx>> {
+    let (Ok(room_id), Ok(user_id)) = (OwnedRoomId::try_from(room), OwnedUserId::try_from(user)) else {
+        return Ok(None);
+    };
+    let stmt = client.prepare_cached(CONTEXT).await?;
+    let row = client.query_one(&stmt, &[&room, &user]).await?;
+    let members: i64 = row.get(0);
+    let member: Option<String> = row.get(1);
+    let levels: Option<String> = row.get(2);
+    let profile: Option<String> = row.get(3);
+    let displayname = display_name(member, profile).unwrap_or_else(|| user_id.localpart().to_owned());
+    let count = UInt::try_from(members.max(0) as u64).unwrap_or_default();
+    let mut ctx = PushConditionRoomCtx::new(room_id, count, user_id, displayname);
+    if let Some(levels) = levels.and_then(|c| serde_json::from_str::<Value>(&c).ok()) {
+        ctx = ctx.with_power_levels(power_levels(&levels));
+    }
+    Ok(Some(ctx))
+}
+
+fn level(v: &Value, default: i64) -> Int {
+    let n = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(default);
+    Int::new(n).unwrap_or_default()
+}
+
+/// The power-level facts the rules use, from an `m.room.power_levels` content.
+fn power_levels(content: &Value) -> PushConditionPowerLevelsCtx {
+    let users: BTreeMap<OwnedUserId, Int> = content["users"]
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((OwnedUserId::try_from(k.as_str()).ok()?, level(v, 0)))).collect())
+        .unwrap_or_default();
+    let mut notifications = NotificationPowerLevels::new();
+    notifications.room = level(&content["notifications"]["room"], 50);
+    PushConditionPowerLevelsCtx::new(
+        users,
+        level(&content["users_default"], 0),
+        notifications,
+        RoomPowerLevelsRules::new(&AuthorizationRules::V1, []),
+    )
+}
+
+/// The event as the rules see it (their keys are `type`, `sender`, `content.*`, ...).
+pub fn event_json(
+    event_id: &str,
+    room: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: &str,
+) -> String {
+    let s = |v: &str| Value::String(v.to_owned()).to_string();
+    let content = if serde_json::from_str::<&RawValue>(content).is_ok() { content } else { "{}" };
+    let state_key = state_key.map(|k| format!(",\"state_key\":{}", s(k))).unwrap_or_default();
+    format!(
+        "{{\"event_id\":{},\"room_id\":{},\"sender\":{},\"type\":{}{state_key},\"content\":{content}}}",
+        s(event_id),
+        s(room),
+        s(sender),
+        s(kind)
+    )
+}
+
+/// What `rules` decide for `event` (see [`event_json`]) in `ctx`.
+pub async fn evaluate(rules: &Ruleset, ctx: &PushConditionRoomCtx, event: &str) -> Outcome {
+    let Ok(raw) = RawValue::from_string(event.to_owned()) else { return Outcome::default() };
+    let raw: Raw<Value> = Raw::from_json(raw);
+    let actions = rules.get_actions(&raw, ctx).await;
+    Outcome {
+        notify: actions.iter().any(Action::should_notify),
+        highlight: actions.iter().any(Action::is_highlight),
+        actions: actions.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_room_id, owned_user_id, uint};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn default_rules_decide() {
+        let me = owned_user_id!("@alice:example.org");
+        let rules = crate::push_rules::defaults(&me);
+        let ctx = PushConditionRoomCtx::new(owned_room_id!("!r:example.org"), uint!(3), me.clone(), "Alice".into())
+            .with_power_levels(power_levels(&serde_json::json!({"users": {"@bob:example.org": 100}})));
+        let msg = |body: &str| {
+            let content = serde_json::json!({"msgtype": "m.text", "body": body}).to_string();
+            event_json("$e", "!r:example.org", "@bob:example.org", "m.room.message", None, &content)
+        };
+        let plain = evaluate(&rules, &ctx, &msg("hello")).await;
+        assert!(plain.notify && !plain.highlight);
+        let mention = evaluate(&rules, &ctx, &msg("hey Alice, lunch?")).await;
+        assert!(mention.notify && mention.highlight);
+        let by_name = evaluate(&rules, &ctx, &msg("alice: lunch?")).await;
+        assert!(by_name.highlight, "the localpart");
+        let explicit = serde_json::json!({"body": "Alice", "m.mentions": {"user_ids": []}}).to_string();
+        let explicit = event_json("$e", "!r:example.org", "@bob:example.org", "m.room.message", None, &explicit);
+        assert!(!evaluate(&rules, &ctx, &explicit).await.highlight, "m.mentions decides on its own");
+        let tagged = serde_json::json!({"body": "x", "m.mentions": {"user_ids": ["@alice:example.org"]}}).to_string();
+        let tagged = event_json("$e", "!r:example.org", "@bob:example.org", "m.room.message", None, &tagged);
+        assert!(evaluate(&rules, &ctx, &tagged).await.highlight);
+        let room = evaluate(&rules, &ctx, &msg("@room fire drill")).await;
+        assert!(room.highlight, "bob may notify the room");
+        let enc = event_json("$e", "!r:example.org", "@bob:example.org", "m.room.encrypted", None, "{}");
+        assert!(evaluate(&rules, &ctx, &enc).await.notify);
+        let own = event_json("$e", "!r:example.org", "@alice:example.org", "m.room.message", None, "{}");
+        assert!(evaluate(&rules, &ctx, &own).await.actions.is_empty());
+        let member = event_json(
+            "$e",
+            "!r:example.org",
+            "@bob:example.org",
+            "m.room.member",
+            Some("@bob:example.org"),
+            r#"{"membership":"join"}"#,
+        );
+        assert!(!evaluate(&rules, &ctx, &member).await.notify);
+    }
+}

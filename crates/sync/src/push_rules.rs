@@ -1,0 +1,343 @@
+//! Push rules (`/pushrules/...`): the spec's server-default rules merged with the user's own
+//! rules and overrides, stored as the user's global `m.push_rules` account data (so /sync
+//! carries every change on the account-data stream), and edited under the account-data
+//! stream lock so concurrent edits never lose one another.
+
+use std::sync::Arc;
+
+use ruma::{
+    OwnedRoomId, OwnedUserId, UserId,
+    push::{
+        Action, ConditionalPushRule, InsertPushRuleError, NewConditionalPushRule, NewPatternedPushRule, NewPushRule,
+        NewSimplePushRule, PatternedPushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
+    },
+};
+use serde_json::{Value, json};
+use trellis_bus::Channel;
+use trellis_core::{Error, Result, Stream};
+use trellis_proto::sync::{JsonResponse, PushRulesRequest};
+
+use crate::{SyncWorker, access, streams::next_position};
+
+pub(crate) const PUSH_RULES: &str = "m.push_rules";
+/// The stored rules and the account-data position they were read at, in one snapshot.
+const LOAD: &str = "SELECT (SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' \
+        AND type = 'm.push_rules'), (SELECT pos FROM sync_streams WHERE stream = 'account_data')";
+const UPSERT: &str = "INSERT INTO account_data (user_id, room_id, type, content, pos) \
+     VALUES ($1, '', 'm.push_rules', $2, $3) \
+     ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = EXCLUDED.content, pos = EXCLUDED.pos";
+
+/// The server-default rules: the spec's current set plus the legacy mention rules Synapse
+/// still ships (display name, `@room` and user-name mentions in the body), which clients not
+/// yet sending `m.mentions` rely on. The evaluator ignores the legacy ones for events that
+/// carry `m.mentions`.
+pub(crate) fn defaults(user: &UserId) -> Ruleset {
+    let mut rules = Ruleset::server_default(user);
+    let highlight = json!(["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]);
+    let legacy = [
+        (
+            ".m.rule.is_user_mention",
+            json!({
+                "rule_id": ".m.rule.contains_display_name", "default": true, "enabled": true,
+                "conditions": [{"kind": "contains_display_name"}], "actions": highlight,
+            }),
+        ),
+        (
+            ".m.rule.is_room_mention",
+            json!({
+                "rule_id": ".m.rule.roomnotif", "default": true, "enabled": true,
+                "conditions": [{"kind": "sender_notification_permission", "key": "room"},
+                               {"kind": "event_match", "key": "content.body", "pattern": "@room"}],
+                "actions": ["notify", {"set_tweak": "highlight"}],
+            }),
+        ),
+    ];
+    for (after, rule) in legacy {
+        if let Ok(rule) = serde_json::from_value::<ConditionalPushRule>(rule) {
+            let at = rules.override_.get_index_of(after).map_or(rules.override_.len(), |i| i + 1);
+            rules.override_.shift_insert(at, rule);
+        }
+    }
+    let localpart = user.localpart();
+    let by_name = json!({
+        "rule_id": ".m.rule.contains_user_name", "default": true, "enabled": true, "pattern": localpart,
+        "actions": highlight,
+    });
+    if let Ok(rule) = serde_json::from_value::<PatternedPushRule>(by_name) {
+        rules.content.shift_insert(0, rule);
+    }
+    rules
+}
+
+/// A user's effective rules: stored content merged over the current server defaults.
+pub(crate) fn effective(user: &UserId, stored: Option<&str>) -> Ruleset {
+    let defaults = defaults(user);
+    let Some(stored) = stored else { return defaults };
+    match serde_json::from_str::<Value>(stored)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Ruleset>(v["global"].clone()).ok())
+    {
+        Some(mut rules) => {
+            rules.update_with_server_default(defaults);
+            rules
+        }
+        None => defaults,
+    }
+}
+
+/// The `m.push_rules` account data content for `rules`.
+pub(crate) fn content(rules: &Ruleset) -> Value {
+    json!({ "global": rules })
+}
+
+fn user_id(user: &str) -> Result<OwnedUserId> {
+    UserId::parse(user).map_err(|_| Error::invalid_param("invalid user ID"))
+}
+
+fn kind(kind: &str) -> Result<RuleKind> {
+    match kind {
+        "override" => Ok(RuleKind::Override),
+        "underride" => Ok(RuleKind::Underride),
+        "sender" => Ok(RuleKind::Sender),
+        "room" => Ok(RuleKind::Room),
+        "content" => Ok(RuleKind::Content),
+        _ => Err(Error::invalid_param("Unknown push rule kind")),
+    }
+}
+
+/// The JSON of rule `id` of `kind` in `rules`, if present.
+fn find(rules: &Ruleset, kind: &str, id: &str) -> Option<Value> {
+    let all = serde_json::to_value(rules).ok()?;
+    all[kind].as_array()?.iter().find(|r| r["rule_id"] == id).cloned()
+}
+
+fn actions(body: &Value) -> Result<Vec<Action>> {
+    let raw = body.get("actions").ok_or_else(|| Error::bad_json("actions is required"))?;
+    serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("invalid actions"))
+}
+
+/// The new rule a `PUT` body describes.
+fn new_rule(kind: &str, id: &str, body: &Value) -> Result<NewPushRule> {
+    let actions = actions(body)?;
+    Ok(match kind {
+        "override" | "underride" => {
+            let conditions: Vec<PushCondition> = match body.get("conditions") {
+                None => Vec::new(),
+                Some(c) => serde_json::from_value(c.clone()).map_err(|_| Error::bad_json("invalid conditions"))?,
+            };
+            let rule = NewConditionalPushRule::new(id.to_owned(), conditions, actions);
+            if kind == "override" { NewPushRule::Override(rule) } else { NewPushRule::Underride(rule) }
+        }
+        "content" => {
+            let pattern = body["pattern"].as_str().ok_or_else(|| Error::bad_json("pattern is required"))?;
+            NewPushRule::Content(NewPatternedPushRule::new(id.to_owned(), pattern.to_owned(), actions))
+        }
+        "room" => {
+            let room = OwnedRoomId::try_from(id).map_err(|_| Error::invalid_param("room rule IDs are room IDs"))?;
+            NewPushRule::Room(NewSimplePushRule::new(room, actions))
+        }
+        "sender" => {
+            let user = OwnedUserId::try_from(id).map_err(|_| Error::invalid_param("sender rule IDs are user IDs"))?;
+            NewPushRule::Sender(NewSimplePushRule::new(user, actions))
+        }
+        _ => return Err(Error::invalid_param("Unknown push rule kind")),
+    })
+}
+
+fn not_found() -> Error {
+    Error::not_found("Unknown push rule")
+}
+
+/// Applies one edit (`put`, `delete`, `set_enabled`, `set_actions`) to `rules`.
+pub(crate) fn edit(rules: &mut Ruleset, req: &PushRulesRequest) -> Result<()> {
+    let rk = kind(&req.kind)?;
+    let id = req.rule_id.as_str();
+    match req.op.as_str() {
+        "put" => {
+            if id.starts_with('.') {
+                return Err(Error::invalid_param("Cannot create server-default rules"));
+            }
+            let body: Value = serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON"))?;
+            let rule = new_rule(&req.kind, id, &body)?;
+            let (before, after) = (
+                Some(req.before.as_str()).filter(|s| !s.is_empty()),
+                Some(req.after.as_str()).filter(|s| !s.is_empty()),
+            );
+            rules.insert(rule, after, before).map_err(|e| match e {
+                InsertPushRuleError::UnknownRuleId => Error::not_found("before/after rule not found"),
+                InsertPushRuleError::ServerDefaultRuleId => Error::invalid_param("Cannot create server-default rules"),
+                InsertPushRuleError::InvalidRuleId => Error::invalid_param("Invalid rule ID"),
+                InsertPushRuleError::RelativeToServerDefaultRule => {
+                    Error::invalid_param("Cannot place a rule relative to a server-default rule")
+                }
+                InsertPushRuleError::BeforeHigherThanAfter => Error::invalid_param("before is higher than after"),
+                _ => Error::invalid_param("Invalid push rule"),
+            })
+        }
+        "delete" => rules.remove(rk, id).map_err(|e| match e {
+            RemovePushRuleError::ServerDefault => Error::forbidden("Cannot delete server-default rules"),
+            _ => not_found(),
+        }),
+        "set_enabled" => {
+            let body: Value = serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON"))?;
+            let enabled = body["enabled"].as_bool().ok_or_else(|| Error::bad_json("enabled must be a boolean"))?;
+            rules.set_enabled(rk, id, enabled).map_err(|_| not_found())
+        }
+        "set_actions" => {
+            let body: Value = serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON"))?;
+            rules.set_actions(rk, id, actions(&body)?).map_err(|_| not_found())
+        }
+        _ => Err(Error::invalid_param("unknown operation")),
+    }
+}
+
+/// Answers a read (`get`, `get_enabled`, `get_actions`) from `rules`.
+pub(crate) fn read(rules: &Ruleset, req: &PushRulesRequest) -> Result<Value> {
+    if req.scope.is_empty() {
+        return Ok(content(rules));
+    }
+    let all = serde_json::to_value(rules).map_err(|_| Error::internal("push rules do not serialise"))?;
+    if req.kind.is_empty() {
+        return Ok(all);
+    }
+    kind(&req.kind)?;
+    if req.rule_id.is_empty() {
+        return Ok(all[req.kind.as_str()].clone());
+    }
+    let rule = find(rules, &req.kind, &req.rule_id).ok_or_else(not_found)?;
+    Ok(match req.op.as_str() {
+        "get_enabled" => json!({ "enabled": rule["enabled"] }),
+        "get_actions" => json!({ "actions": rule["actions"] }),
+        _ => rule,
+    })
+}
+
+impl SyncWorker {
+    /// The user's effective rules and the account-data position they are exact for (cached).
+    pub(crate) async fn load_push_rules(
+        &self,
+        client: &deadpool_postgres::Client,
+        user: &str,
+    ) -> Result<(i64, Arc<Ruleset>)> {
+        let uid = user_id(user)?;
+        let stmt = client.prepare_cached(LOAD).await?;
+        let row = client.query_one(&stmt, &[&user]).await?;
+        let (stored, pos): (Option<String>, i64) = (row.get(0), row.get(1));
+        let rules = Arc::new(effective(&uid, stored.as_deref()));
+        self.caches.push_rules.insert(user.to_owned(), (pos, rules.clone()));
+        Ok((pos, rules))
+    }
+
+    pub(crate) async fn push_rules_op(&self, req: PushRulesRequest) -> Result<JsonResponse> {
+        access::own(&req.requester, &req.user_id)?;
+        if !req.scope.is_empty() && req.scope != "global" {
+            return Err(Error::invalid_param("Unknown push rule scope"));
+        }
+        if req.op.starts_with("get") {
+            let (_, rules) = self.load_push_rules(&self.pool.get().await?, &req.user_id).await?;
+            return Ok(JsonResponse { body_json: read(&rules, &req)?.to_string() });
+        }
+        if req.scope.is_empty() || req.rule_id.is_empty() {
+            return Err(Error::invalid_param("A rule scope, kind and ID are required"));
+        }
+        let uid = user_id(&req.user_id)?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The account-data stream row lock serialises this read-modify-write with every other
+        // account-data write.
+        let pos = next_position(&tx, Stream::AccountData).await?;
+        let row = tx.query_one(LOAD, &[&req.user_id]).await?;
+        let mut rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
+        edit(&mut rules, &req)?;
+        tx.execute(UPSERT, &[&req.user_id, &content(&rules).to_string(), &pos]).await?;
+        tx.commit().await?;
+        self.caches.push_rules.insert(req.user_id.clone(), (pos, Arc::new(rules)));
+        self.announce(&[Channel::User(req.user_id)], Stream::AccountData, pos).await;
+        Ok(JsonResponse { body_json: "{}".into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(op: &str, kind: &str, id: &str, body: Value) -> PushRulesRequest {
+        PushRulesRequest {
+            op: op.into(),
+            scope: "global".into(),
+            kind: kind.into(),
+            rule_id: id.into(),
+            body_json: body.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn ids(rules: &Ruleset, kind: &str) -> Vec<String> {
+        let all = serde_json::to_value(rules).unwrap();
+        all[kind].as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    fn rules() -> Ruleset {
+        effective(&user_id("@alice:example.org").unwrap(), None)
+    }
+
+    #[test]
+    fn defaults_present_and_not_deletable() {
+        let mut r = rules();
+        assert!(ids(&r, "override").contains(&".m.rule.master".to_owned()));
+        assert!(ids(&r, "underride").contains(&".m.rule.message".to_owned()));
+        let over = ids(&r, "override");
+        let at = |id: &str| over.iter().position(|r| r == id).unwrap();
+        assert_eq!(at(".m.rule.contains_display_name"), at(".m.rule.is_user_mention") + 1);
+        assert_eq!(at(".m.rule.roomnotif"), at(".m.rule.is_room_mention") + 1);
+        assert_eq!(ids(&r, "content"), [".m.rule.contains_user_name"]);
+        let e = edit(&mut r, &req("delete", "override", ".m.rule.master", json!({}))).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_FORBIDDEN");
+        let e = edit(&mut r, &req("put", "override", ".m.rule.mine", json!({"actions": []}))).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
+        let e = edit(&mut r, &req("delete", "override", "nope", json!({}))).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_NOT_FOUND");
+    }
+
+    #[test]
+    fn before_and_after_place_user_rules() {
+        let mut r = rules();
+        let body = json!({"pattern": "cake", "actions": ["notify"]});
+        edit(&mut r, &req("put", "content", "a", body.clone())).unwrap();
+        edit(&mut r, &req("put", "content", "b", body.clone())).unwrap();
+        // Newly inserted rules go first among user rules.
+        assert_eq!(&ids(&r, "content")[..2], ["b", "a"]);
+        let mut after = req("put", "content", "c", body.clone());
+        after.after = "a".into();
+        edit(&mut r, &after).unwrap();
+        assert_eq!(&ids(&r, "content")[..3], ["b", "a", "c"]);
+        let mut before = req("put", "content", "d", body.clone());
+        before.before = "b".into();
+        edit(&mut r, &before).unwrap();
+        assert_eq!(&ids(&r, "content")[..4], ["d", "b", "a", "c"]);
+        let mut unknown = req("put", "content", "e", body);
+        unknown.before = "zzz".into();
+        let e = edit(&mut r, &unknown).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_NOT_FOUND");
+        edit(&mut r, &req("delete", "content", "a", json!({}))).unwrap();
+        assert!(!ids(&r, "content").contains(&"a".to_owned()));
+    }
+
+    #[test]
+    fn enabled_and_actions_of_defaults_survive_a_merge() {
+        let mut r = rules();
+        edit(&mut r, &req("set_enabled", "underride", ".m.rule.message", json!({"enabled": false}))).unwrap();
+        edit(&mut r, &req("set_actions", "override", ".m.rule.tombstone", json!({"actions": []}))).unwrap();
+        let stored = content(&r).to_string();
+        let merged = effective(&user_id("@alice:example.org").unwrap(), Some(&stored));
+        let get = |op: &str, kind: &str, id: &str| read(&merged, &req(op, kind, id, json!({}))).unwrap();
+        assert_eq!(get("get_enabled", "underride", ".m.rule.message"), json!({"enabled": false}));
+        assert_eq!(get("get_actions", "override", ".m.rule.tombstone"), json!({"actions": []}));
+        let e = edit(&mut r, &req("set_enabled", "underride", "nope", json!({"enabled": true}))).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_NOT_FOUND");
+        let e = edit(&mut r, &req("set_enabled", "underride", ".m.rule.message", json!({"enabled": 1}))).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_BAD_JSON");
+        let e = read(&merged, &req("get", "bogus", "x", json!({}))).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
+    }
+}

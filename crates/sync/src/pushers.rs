@@ -1,0 +1,138 @@
+//! Pushers (`GET /pushers`, `POST /pushers/set`) and the events that notified a user
+//! (`GET /notifications`).
+
+use serde_json::{Map, Value, json};
+use trellis_core::{Error, Result, time::now_ms};
+use trellis_proto::sync::{JsonResponse, NotificationsRequest, PushersRequest};
+use trellis_storage::events::{EventRow, Format};
+
+use crate::{SyncWorker, access};
+
+/// The path every push gateway serves (push gateway API, `POST /_matrix/push/v1/notify`).
+pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
+const MAX_PUSHKEY: usize = 512;
+const MAX_APP_ID: usize = 64;
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+
+const LIST: &str = "SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data \
+     FROM pushers WHERE user_id = $1 ORDER BY pushkey_ts";
+const DELETE: &str = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3";
+const DELETE_OTHERS: &str = "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3";
+const UPSERT: &str = "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, \
+        profile_tag, lang, data, pushkey_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = EXCLUDED.kind, \
+        app_display_name = EXCLUDED.app_display_name, device_display_name = EXCLUDED.device_display_name, \
+        profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data";
+const NOTIFICATIONS: &str = "SELECT n.id, n.room_id, n.actions, n.ts, \
+        n.event_pos <= COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id \
+           AND r.user_id = n.user_id AND r.receipt_type IN ('m.read', 'm.read.private')), 0), \
+        e.pos, e.event_id, e.room_id, e.sender, e.type, e.state_key, e.origin_server_ts, e.content, \
+        e.unsigned_json, e.txn_device, e.txn_id, e.redacts \
+     FROM notifications n JOIN events e ON e.event_id = n.event_id \
+     WHERE n.user_id = $1 AND n.id < $2 AND (NOT $3 OR n.highlight) ORDER BY n.id DESC LIMIT $4";
+
+fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str> {
+    body[key].as_str().ok_or_else(|| Error::missing_param(format!("{key} is required")))
+}
+
+/// A pusher's `data` checked for its kind: http pushers need a push gateway URL.
+fn checked_data(kind: &str, data: &Value) -> Result<Map<String, Value>> {
+    let data = data.as_object().cloned().ok_or_else(|| Error::missing_param("data is required"))?;
+    match kind {
+        "http" => {
+            let url =
+                data.get("url").and_then(Value::as_str).ok_or_else(|| Error::invalid_param("data.url is required"))?;
+            let parsed = url.split_once("://").filter(|(scheme, _)| matches!(*scheme, "http" | "https"));
+            if parsed.is_none() || !url.ends_with(NOTIFY_PATH) {
+                return Err(Error::invalid_param(format!("data.url must be an http(s) URL ending in {NOTIFY_PATH}")));
+            }
+            Ok(data)
+        }
+        "email" => Err(Error::invalid_param("email pushers are not supported")),
+        _ => Err(Error::invalid_param("unknown pusher kind")),
+    }
+}
+
+impl SyncWorker {
+    pub(crate) async fn pushers_op(&self, req: PushersRequest) -> Result<JsonResponse> {
+        access::own(&req.requester, &req.user_id)?;
+        let client = self.pool.get().await?;
+        let Some(body) = req.body_json else {
+            let stmt = client.prepare_cached(LIST).await?;
+            let mut pushers = Vec::new();
+            for row in client.query(&stmt, &[&req.user_id]).await? {
+                let data: Value = serde_json::from_str(row.get::<_, &str>(7)).unwrap_or_else(|_| json!({}));
+                let mut p = json!({
+                    "app_id": row.get::<_, &str>(0), "pushkey": row.get::<_, &str>(1), "kind": row.get::<_, &str>(2),
+                    "app_display_name": row.get::<_, &str>(3), "device_display_name": row.get::<_, &str>(4),
+                    "lang": row.get::<_, &str>(6), "data": data,
+                });
+                if let Some(tag) = row.get::<_, Option<&str>>(5) {
+                    p["profile_tag"] = json!(tag);
+                }
+                pushers.push(p);
+            }
+            return Ok(JsonResponse { body_json: json!({ "pushers": pushers }).to_string() });
+        };
+        let body: Value = serde_json::from_str(&body).map_err(|_| Error::bad_json("invalid JSON"))?;
+        let (app_id, pushkey) = (text(&body, "app_id")?, text(&body, "pushkey")?);
+        if app_id.len() > MAX_APP_ID || pushkey.len() > MAX_PUSHKEY {
+            return Err(Error::invalid_param("app_id or pushkey too long"));
+        }
+        let kind = match &body["kind"] {
+            Value::Null => {
+                client.execute(DELETE, &[&req.user_id, &app_id, &pushkey]).await?;
+                return Ok(JsonResponse { body_json: "{}".into() });
+            }
+            Value::String(k) => k.as_str(),
+            _ => return Err(Error::bad_json("kind must be a string or null")),
+        };
+        let data = checked_data(kind, &body["data"])?;
+        let (app_name, device_name, lang) =
+            (text(&body, "app_display_name")?, text(&body, "device_display_name")?, text(&body, "lang")?);
+        let profile_tag = body["profile_tag"].as_str();
+        let append = body["append"].as_bool().unwrap_or(false);
+        let data = Value::Object(data).to_string();
+        if !append {
+            client.execute(DELETE_OTHERS, &[&app_id, &pushkey, &req.user_id]).await?;
+        }
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] =
+            [&req.user_id, &app_id, &pushkey, &kind, &app_name, &device_name, &profile_tag, &lang, &data, &now_ms()];
+        client.execute(UPSERT, &params).await?;
+        Ok(JsonResponse { body_json: "{}".into() })
+    }
+
+    pub(crate) async fn list_notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {
+        access::own(&req.requester, &req.user_id)?;
+        let from: i64 = match req.from.as_str() {
+            "" => i64::MAX,
+            f => f.parse().map_err(|_| Error::invalid_param("invalid from token"))?,
+        };
+        let limit = match req.limit {
+            0 => DEFAULT_LIMIT,
+            l => l.min(MAX_LIMIT),
+        };
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(NOTIFICATIONS).await?;
+        let rows = client.query(&stmt, &[&req.user_id, &from, &req.only_highlight, &i64::from(limit)]).await?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for row in &rows {
+            let event = EventRow::from_row_at(row, 5).render(None, Format::Client, now);
+            let event: Value = serde_json::from_str(&event).unwrap_or_else(|_| json!({}));
+            let actions: Value = serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
+            out.push(json!({
+                "actions": actions, "event": event, "read": row.get::<_, bool>(4),
+                "room_id": row.get::<_, &str>(1), "ts": row.get::<_, i64>(3),
+            }));
+        }
+        let mut body = json!({ "notifications": out });
+        if rows.len() as u32 == limit
+            && let Some(last) = rows.last()
+        {
+            body["next_token"] = json!(last.get::<_, i64>(0).to_string());
+        }
+        Ok(JsonResponse { body_json: body.to_string() })
+    }
+}

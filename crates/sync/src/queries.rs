@@ -1,0 +1,186 @@
+//! The SQL of a sync: memberships, then timelines and state for all rooms at once (one query
+//! each, however many rooms), so a sync costs a handful of round trips.
+
+use std::collections::HashMap;
+
+use ruma::api::client::filter::RoomEventFilter;
+use tokio_postgres::types::ToSql;
+use trellis_core::Result;
+use trellis_storage::{
+    events::{COLUMNS, EventRow},
+    filter,
+};
+
+pub type Client = deadpool_postgres::Client;
+
+const SELECT_MEMBERSHIPS: &str = "SELECT room_id, membership, pos, forgotten FROM memberships WHERE user_id = $1";
+const MEMBERSHIP_AT: &str = "SELECT content, pos FROM events WHERE type = 'm.room.member' AND state_key = $1 \
+     AND room_id = $2 AND pos <= $3 ORDER BY pos DESC LIMIT 1";
+const MEMBER_COUNTS: &str = "SELECT room_id, membership, count(*) FROM memberships \
+     WHERE room_id = ANY($1) AND membership IN ('join', 'invite') GROUP BY room_id, membership";
+const HEROES: &str = "SELECT r.rid, h.user_id FROM unnest($1::text[]) AS r(rid) CROSS JOIN LATERAL \
+     (SELECT user_id FROM memberships m WHERE m.room_id = r.rid AND m.membership IN ('join', 'invite') \
+      AND m.user_id <> $2 ORDER BY user_id LIMIT 5) h";
+
+/// State types shown to invitees (stripped state), as the spec recommends.
+pub const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub room_id: String,
+    pub membership: String,
+    pub pos: i64,
+    /// The user forgot this (left) room: it no longer appears anywhere.
+    pub forgotten: bool,
+}
+
+/// The user's current memberships (possibly ahead of the position being synced).
+pub async fn memberships(client: &Client, user: &str) -> Result<Vec<Membership>> {
+    let stmt = client.prepare_cached(SELECT_MEMBERSHIPS).await?;
+    Ok(client
+        .query(&stmt, &[&user])
+        .await?
+        .iter()
+        .map(|r| Membership { room_id: r.get(0), membership: r.get(1), pos: r.get(2), forgotten: r.get(3) })
+        .collect())
+}
+
+/// The user's membership of `room` as of position `at`.
+pub async fn membership_at(client: &Client, user: &str, room: &str, at: i64) -> Result<Option<Membership>> {
+    let stmt = client.prepare_cached(MEMBERSHIP_AT).await?;
+    let Some(row) = client.query_opt(&stmt, &[&user, &room, &at]).await? else { return Ok(None) };
+    let content: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0))?;
+    Ok(content["membership"].as_str().map(|m| Membership {
+        room_id: room.to_owned(),
+        membership: m.to_owned(),
+        pos: row.get(1),
+        forgotten: false,
+    }))
+}
+
+/// Up to `limit` events per room in `(lo, hi]`, newest first, matching `filter`.
+pub async fn timelines(
+    client: &Client,
+    bounds: &[(String, i64, i64)],
+    limit: i64,
+    filter: &RoomEventFilter,
+) -> Result<HashMap<String, Vec<EventRow>>> {
+    if bounds.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (cond, params) = filter::conditions(filter, 5);
+    let sql = format!(
+        "SELECT e.* FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(rid, lo, hi) CROSS JOIN LATERAL \
+         (SELECT {COLUMNS} FROM events WHERE room_id = r.rid AND pos > r.lo AND pos <= r.hi{cond} \
+          ORDER BY pos DESC LIMIT $4) e"
+    );
+    let rooms: Vec<&str> = bounds.iter().map(|b| b.0.as_str()).collect();
+    let los: Vec<i64> = bounds.iter().map(|b| b.1).collect();
+    let his: Vec<i64> = bounds.iter().map(|b| b.2).collect();
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&rooms, &los, &his, &limit];
+    args.extend(params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+    grouped(client.query(&client.prepare_cached(&sql).await?, &args).await?)
+}
+
+/// Per room, the latest state event of each key with a position in `(lo, before)`; member
+/// events left out when lazy-loading adds the ones needed itself.
+pub async fn state_between(
+    client: &Client,
+    bounds: &[(String, i64, i64)],
+    filter: &RoomEventFilter,
+    without_members: bool,
+) -> Result<HashMap<String, Vec<EventRow>>> {
+    if bounds.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (mut cond, params) = filter::conditions(filter, 4);
+    if without_members {
+        cond.push_str(" AND type <> 'm.room.member'");
+    }
+    let sql = format!(
+        "SELECT s.* FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(rid, lo, before) CROSS JOIN LATERAL \
+         (SELECT DISTINCT ON (type, state_key) {COLUMNS} FROM events WHERE room_id = r.rid \
+          AND state_key IS NOT NULL AND pos > r.lo AND pos < r.before{cond} \
+          ORDER BY type, state_key, pos DESC) s ORDER BY s.pos"
+    );
+    let rooms: Vec<&str> = bounds.iter().map(|b| b.0.as_str()).collect();
+    let los: Vec<i64> = bounds.iter().map(|b| b.1).collect();
+    let befores: Vec<i64> = bounds.iter().map(|b| b.2).collect();
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&rooms, &los, &befores];
+    args.extend(params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+    grouped(client.query(&client.prepare_cached(&sql).await?, &args).await?)
+}
+
+/// Stripped-state material for invites: the listed state types and the user's member event
+/// as of each invite.
+pub async fn invite_state(
+    client: &Client,
+    user: &str,
+    invites: &[(String, i64)],
+) -> Result<HashMap<String, Vec<EventRow>>> {
+    if invites.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT s.* FROM unnest($1::text[], $2::bigint[]) AS r(rid, at) CROSS JOIN LATERAL \
+         (SELECT DISTINCT ON (type, state_key) {COLUMNS} FROM events WHERE room_id = r.rid \
+          AND state_key IS NOT NULL AND pos <= r.at \
+          AND ((state_key = '' AND type = ANY($3)) OR (type = 'm.room.member' AND state_key = $4)) \
+          ORDER BY type, state_key, pos DESC) s ORDER BY s.pos"
+    );
+    let rooms: Vec<&str> = invites.iter().map(|i| i.0.as_str()).collect();
+    let ats: Vec<i64> = invites.iter().map(|i| i.1).collect();
+    let types: Vec<&str> = INVITE_STATE_TYPES.to_vec();
+    grouped(client.query(&client.prepare_cached(&sql).await?, &[&rooms, &ats, &types, &user]).await?)
+}
+
+/// Joined and invited member counts per room.
+pub async fn member_counts(client: &Client, rooms: &[&str]) -> Result<HashMap<String, (u64, u64)>> {
+    let stmt = client.prepare_cached(MEMBER_COUNTS).await?;
+    let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+    for row in client.query(&stmt, &[&rooms]).await? {
+        let entry = out.entry(row.get(0)).or_default();
+        let n = row.get::<_, i64>(2) as u64;
+        match row.get::<_, &str>(1) {
+            "join" => entry.0 = n,
+            _ => entry.1 = n,
+        }
+    }
+    Ok(out)
+}
+
+/// Up to five other members per room, for clients to name unnamed rooms.
+pub async fn heroes(client: &Client, rooms: &[&str], user: &str) -> Result<HashMap<String, Vec<String>>> {
+    let stmt = client.prepare_cached(HEROES).await?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for row in client.query(&stmt, &[&rooms, &user]).await? {
+        out.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    Ok(out)
+}
+
+/// The stored PDUs of these events (for `event_format: federation`).
+pub async fn pdus(client: &Client, event_ids: &[&str]) -> Result<HashMap<String, String>> {
+    if event_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client.query("SELECT event_id, pdu FROM events WHERE event_id = ANY($1)", &[&event_ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
+    let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in rows {
+        let ev = EventRow::from_row(&row);
+        out.entry(ev.room_id.clone()).or_default().push(ev);
+    }
+    Ok(out)
+}

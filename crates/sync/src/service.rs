@@ -1,0 +1,64 @@
+//! The `SyncService` trait over [`SyncWorker`].
+
+use trellis_core::Result;
+use trellis_proto::sync::*;
+
+use crate::SyncWorker;
+
+#[async_trait::async_trait]
+impl SyncService for SyncWorker {
+    async fn sync(&self, req: SyncRequest) -> Result<SyncResponse> {
+        self.long_poll(req).await
+    }
+    async fn create_filter(&self, req: CreateFilterRequest) -> Result<CreateFilterResponse> {
+        self.create_filter(req).await
+    }
+    async fn get_filter(&self, req: GetFilterRequest) -> Result<GetFilterResponse> {
+        self.get_filter(req).await
+    }
+    async fn set_typing(&self, req: SetTypingRequest) -> Result<Ack> {
+        self.set_typing(req).await
+    }
+    async fn post_receipt(&self, req: PostReceiptRequest) -> Result<Ack> {
+        self.post_receipt(req).await
+    }
+    async fn set_read_markers(&self, req: ReadMarkersRequest) -> Result<Ack> {
+        self.set_read_markers(req).await
+    }
+    async fn get_account_data(&self, req: GetAccountDataRequest) -> Result<AccountDataResponse> {
+        self.get_account_data(req).await
+    }
+    async fn set_account_data(&self, req: SetAccountDataRequest) -> Result<Ack> {
+        self.set_account_data(req).await
+    }
+    async fn update_tag(&self, req: UpdateTagRequest) -> Result<Ack> {
+        self.update_tag(req).await
+    }
+    async fn get_presence(&self, req: GetPresenceRequest) -> Result<PresenceResponse> {
+        self.get_presence(req).await
+    }
+    async fn set_presence(&self, req: SetPresenceRequest) -> Result<Ack> {
+        self.set_presence(req).await
+    }
+    async fn initial_sync(&self, req: InitialSyncRequest) -> Result<SyncResponse> {
+        self.legacy_initial_sync(req).await
+    }
+    async fn events(&self, req: EventsRequest) -> Result<SyncResponse> {
+        self.legacy_events(req).await
+    }
+    async fn room_initial_sync(&self, req: RoomInitialSyncRequest) -> Result<SyncResponse> {
+        self.legacy_room_initial_sync(req).await
+    }
+    async fn push_rules(&self, req: PushRulesRequest) -> Result<JsonResponse> {
+        self.push_rules_op(req).await
+    }
+    async fn pushers(&self, req: PushersRequest) -> Result<JsonResponse> {
+        self.pushers_op(req).await
+    }
+    async fn notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {
+        self.list_notifications(req).await
+    }
+    async fn send_to_device(&self, req: SendToDeviceRequest) -> Result<Ack> {
+        self.send_to_device(req).await
+    }
+}

@@ -1,0 +1,122 @@
+//! The recent events of each room this worker serves, shared by every long-poll it holds: a
+//! new message is read from PostgreSQL once per worker, not once per woken client.
+//!
+//! A room's tail holds every event with a position in `(from, to]`; `to` only moves to
+//! announced positions, so the tail never misses a late commit.
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
+use trellis_core::Result;
+use trellis_storage::{
+    Pool,
+    events::{COLUMNS, EventRow},
+};
+
+/// Events kept per room; a client further behind is served from PostgreSQL.
+const CAPACITY: usize = 128;
+/// Tails unused this long are dropped.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// A cached event with what every receiver's check needs, worked out once.
+pub struct TailEvent {
+    pub row: EventRow,
+    /// The content has a `url` (for `contains_url` filters).
+    pub has_url: bool,
+    /// The event as push rules see it (see `push_eval::event_json`).
+    pub push_json: String,
+}
+
+impl TailEvent {
+    fn new(row: EventRow) -> TailEvent {
+        let has_url = serde_json::from_str::<serde_json::Value>(&row.content)
+            .ok()
+            .is_some_and(|c| c.as_object().is_some_and(|o| o.contains_key("url")));
+        let push_json = crate::push_eval::event_json(
+            &row.event_id,
+            &row.room_id,
+            &row.sender,
+            &row.kind,
+            row.state_key.as_deref(),
+            &row.content,
+        );
+        TailEvent { row, has_url, push_json }
+    }
+}
+
+struct Tail {
+    from: i64,
+    to: i64,
+    events: VecDeque<Arc<TailEvent>>,
+    last_used: Instant,
+}
+
+#[derive(Default)]
+pub struct TailCache {
+    rooms: DashMap<String, Arc<tokio::sync::Mutex<Tail>>>,
+}
+
+impl TailCache {
+    /// The events of `room` with positions in `(after, upto]`, or `None` when the tail
+    /// cannot vouch for all of them. `upto` must be an announced position.
+    pub async fn events(&self, pool: &Pool, room: &str, after: i64, upto: i64) -> Result<Option<Vec<Arc<TailEvent>>>> {
+        let slot = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| {
+                let t = Tail { from: after, to: after, events: VecDeque::new(), last_used: Instant::now() };
+                Arc::new(tokio::sync::Mutex::new(t))
+            })
+            .clone();
+        // One reader fills the tail; the other long-polls of the room wait for it.
+        let mut tail = slot.lock().await;
+        tail.last_used = Instant::now();
+        if tail.to < upto {
+            let client = pool.get().await?;
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos LIMIT $4"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            let limit = (CAPACITY + 1) as i64;
+            let rows: Vec<EventRow> =
+                client.query(&stmt, &[&room, &tail.to, &upto, &limit]).await?.iter().map(EventRow::from_row).collect();
+            // A redaction rewrites an older event: start over so it is read redacted. Too
+            // many new events: only PostgreSQL can page through them.
+            if rows.len() > CAPACITY || rows.iter().any(|e| e.kind == "m.room.redaction") {
+                tail.events.clear();
+                tail.from = upto;
+                tail.to = upto;
+                return Ok(None);
+            }
+            tail.events.extend(rows.into_iter().map(|r| Arc::new(TailEvent::new(r))));
+            tail.to = upto;
+            while tail.events.len() > CAPACITY {
+                if let Some(dropped) = tail.events.pop_front() {
+                    tail.from = dropped.row.pos;
+                }
+            }
+        }
+        if after < tail.from {
+            return Ok(None);
+        }
+        Ok(Some(tail.events.iter().filter(|e| e.row.pos > after && e.row.pos <= upto).cloned().collect()))
+    }
+
+    /// Drops tails nobody asked for lately.
+    pub fn evict_idle(&self) -> usize {
+        let before = self.rooms.len();
+        self.rooms.retain(|_, slot| match slot.try_lock() {
+            Ok(t) => t.last_used.elapsed() < IDLE,
+            Err(_) => true,
+        });
+        before - self.rooms.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+}

@@ -1,0 +1,20 @@
+//! Test harness: a whole Trellis on free loopback ports, in monolith mode (one process,
+//! in-process bus) or split mode (every role its own server talking gRPC, a Redis bus, two
+//! sync workers behind two gateways), plus a small Matrix client for tests.
+
+mod client;
+mod server;
+
+pub use client::{Client, Reply, enc, timeline_bodies};
+pub use server::{Mode, TestServer};
+pub use trellis_core::{config::Config, ratelimit::Rule};
+
+/// Installs logging once per test process (`RUST_LOG` picks the level; default `warn`).
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cfg = trellis_core::config::TelemetryConfig { log_filter: "warn".into(), ..Default::default() };
+        let guard = trellis_core::telemetry::init(&cfg, "trellis-test").expect("telemetry");
+        std::mem::forget(guard);
+    });
+}

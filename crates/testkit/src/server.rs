@@ -1,0 +1,232 @@
+//! [`TestServer`]: Trellis started in-process on free ports against a fresh database.
+
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use trellis_core::config::{BusBackend, Config, Role, SyncBalance};
+use trellis_homeserver::{Listeners, Node};
+use trellis_storage::testing::TestDb;
+
+use crate::client::Client;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Monolith,
+    Split,
+}
+
+pub struct TestServer {
+    pub mode: Mode,
+    /// Gateway base URLs. In split mode gateway `i` sends `/sync` to sync worker `i` only,
+    /// so a client alternating between them alternates between workers.
+    pub urls: Vec<String>,
+    /// Split mode: a further gateway spreading `/sync` over both workers (with failover).
+    pub pooled_url: Option<String>,
+    nodes: Vec<(String, Node)>,
+    db: TestDb,
+    media_dir: PathBuf,
+    redis: Option<PrivateRedis>,
+}
+
+/// A redis-server of this test alone, which the test may restart.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make test installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        PrivateRedis { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn free() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind loopback")
+}
+
+impl TestServer {
+    pub async fn start(mode: Mode) -> TestServer {
+        match mode {
+            Mode::Monolith => TestServer::monolith().await,
+            Mode::Split => TestServer::split().await,
+        }
+    }
+
+    fn base_config(db: &TestDb, media_dir: &std::path::Path) -> Config {
+        let mut c = Config { server_name: "localhost".into(), ..Config::default() };
+        c.database.url = db.url().to_owned();
+        c.database.pool_size = 8;
+        c.media.path = media_dir.to_path_buf();
+        c.media.max_upload_bytes = 10 * 1024 * 1024;
+        c.bus.channel_prefix = format!("test{}", uuid::Uuid::new_v4().simple());
+        c.bus.linger_ms = 2_000;
+        // Tests register and log in many users from one address; the rate-limit tests turn
+        // the limits on with a configured server.
+        c.rate_limits.enabled = false;
+        c
+    }
+
+    /// Every role in one process with the in-process bus.
+    pub async fn monolith() -> TestServer {
+        TestServer::monolith_configured(|_| {}).await
+    }
+
+    /// A monolith whose configuration `tweak` adjusts first.
+    pub async fn monolith_configured(tweak: impl Fn(&mut Config)) -> TestServer {
+        crate::init_logging();
+        let db = TestDb::new().await.expect("test database");
+        let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
+        let mut config = TestServer::base_config(&db, &media_dir);
+        config.roles = Role::ALL.to_vec();
+        config.bus.backend = BusBackend::Memory;
+        tweak(&mut config);
+        let listeners = Listeners { http: Some(free().await), ..Default::default() };
+        let node = trellis_homeserver::start(config, listeners).await.expect("monolith starts");
+        let url = format!("http://{}", node.http_addr.expect("http"));
+        TestServer {
+            mode: Mode::Monolith,
+            urls: vec![url],
+            pooled_url: None,
+            nodes: vec![("monolith".into(), node)],
+            db,
+            media_dir,
+            redis: None,
+        }
+    }
+
+    /// Auth, rooms and media each on their own gRPC port, two sync workers, two gateways
+    /// with one worker each and a third pooling both; wake-ups travel through Redis.
+    pub async fn split() -> TestServer {
+        let redis = std::env::var("TRELLIS_TEST_REDIS_URL")
+            .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
+        TestServer::split_with(redis, None, &|_| {}).await
+    }
+
+    /// Split mode with every process's configuration adjusted by `tweak` first.
+    pub async fn split_configured(tweak: impl Fn(&mut Config)) -> TestServer {
+        let redis = std::env::var("TRELLIS_TEST_REDIS_URL")
+            .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
+        TestServer::split_with(redis, None, &tweak).await
+    }
+
+    /// Split mode on a Redis of this test's own, so the test can restart it.
+    pub async fn split_private_redis() -> TestServer {
+        let port = free().await.local_addr().expect("addr").port();
+        let redis = PrivateRedis::start(port);
+        TestServer::split_with(redis.url(), Some(redis), &|_| {}).await
+    }
+
+    /// Restarts the private Redis (a `split_private_redis` server only), after `down` of
+    /// downtime.
+    pub async fn restart_redis(&mut self, down: std::time::Duration) {
+        let port = self.redis.as_ref().expect("a private Redis").port;
+        self.redis = None;
+        tokio::time::sleep(down).await;
+        self.redis = Some(PrivateRedis::start(port));
+    }
+
+    async fn split_with(redis: String, private: Option<PrivateRedis>, tweak: &dyn Fn(&mut Config)) -> TestServer {
+        crate::init_logging();
+        let db = TestDb::new().await.expect("test database");
+        let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
+        let mut base = TestServer::base_config(&db, &media_dir);
+        base.redis.url = Some(redis);
+        base.bus.backend = BusBackend::Redis;
+        tweak(&mut base);
+
+        let mut nodes = Vec::new();
+        let service = async |name: &str, role: Role, nodes: &mut Vec<(String, Node)>| -> String {
+            let mut c = base.clone();
+            c.roles = vec![role];
+            let listeners = Listeners { grpc: Some(free().await), ..Default::default() };
+            let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+            let url = format!("http://{}", node.grpc_addr.expect("grpc"));
+            nodes.push((name.to_owned(), node));
+            url
+        };
+        let auth = service("auth", Role::Auth, &mut nodes).await;
+        let rooms = service("rooms", Role::Rooms, &mut nodes).await;
+        let media = service("media", Role::Media, &mut nodes).await;
+        let sync0 = service("sync-0", Role::Sync, &mut nodes).await;
+        let sync1 = service("sync-1", Role::Sync, &mut nodes).await;
+
+        let mut urls = Vec::new();
+        let workers = [vec![sync0.clone()], vec![sync1.clone()], vec![sync0, sync1]];
+        for (i, sync) in workers.into_iter().enumerate() {
+            let mut c = base.clone();
+            c.roles = vec![Role::Gateway];
+            c.remote.auth = Some(auth.clone());
+            c.remote.rooms = Some(rooms.clone());
+            c.remote.media = Some(media.clone());
+            c.remote.sync = sync;
+            c.sync.balance = SyncBalance::RoundRobin;
+            let listeners = Listeners { http: Some(free().await), ..Default::default() };
+            let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
+            urls.push(format!("http://{}", node.http_addr.expect("http")));
+            nodes.push((format!("gateway-{i}"), node));
+        }
+        let pooled_url = urls.pop();
+        TestServer { mode: Mode::Split, urls, pooled_url, nodes, db, media_dir, redis: private }
+    }
+
+    /// The first gateway.
+    pub fn url(&self) -> &str {
+        &self.urls[0]
+    }
+
+    /// Every gateway that serves clients (split mode: one per sync worker and a pooled one).
+    pub fn gateway_urls(&self) -> Vec<String> {
+        self.urls.iter().chain(self.pooled_url.iter()).cloned().collect()
+    }
+
+    /// A client of the first gateway.
+    pub fn client(&self) -> Client {
+        Client::new(self.url())
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.db.url()
+    }
+
+    /// Stops the named node (e.g. `"sync-1"`), as if its process died.
+    pub async fn kill(&mut self, name: &str) {
+        if let Some(i) = self.nodes.iter().position(|(n, _)| n == name) {
+            let (_, node) = self.nodes.remove(i);
+            node.stop().await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        for (_, node) in self.nodes.drain(..) {
+            node.stop().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.media_dir);
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the helper programs the test suites drive, if they are missing:
+# - matrix-nio (PyPI), the real Matrix client of the end-to-end suite;
+# - matrix-js-sdk with its Rust crypto (npm, pinned by tests/clients/js/package-lock.json), the
+#   encrypted-DM scenario of tests/e2e/js_sdk.rs;
+# - moto[server] (`moto_server`), the S3-compatible server the media contract tests store
+#   blobs in.
+# Failing to install is reported, not fatal: the scenario then skips itself, unless CI makes
+# it mandatory with TRELLIS_REQUIRE_NIO=1, TRELLIS_REQUIRE_JS=1 or TRELLIS_REQUIRE_S3=1.
+set -uo pipefail
+
+if ! python3 -c 'import nio' 2>/dev/null; then
+  echo "installing matrix-nio for the end-to-end client scenario" >&2
+  if ! python3 -m pip install --quiet --disable-pip-version-check matrix-nio >&2; then
+    echo "warning: could not install matrix-nio (pip install matrix-nio)" >&2
+  fi
+fi
+
+js_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/clients/js"
+if [ ! -d "$js_dir/node_modules/matrix-js-sdk" ]; then
+  echo "installing matrix-js-sdk (npm ci) for the end-to-end encrypted client scenario" >&2
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "warning: npm is missing, so matrix-js-sdk is not installed (apt-get install nodejs npm)" >&2
+  elif ! (cd "$js_dir" && npm ci --silent --no-audit --no-fund >&2); then
+    echo "warning: could not install matrix-js-sdk (cd tests/clients/js && npm ci)" >&2
+  fi
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server] for the S3 media store tests" >&2
+  if ! python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' >&2; then
+    echo "warning: could not install moto[server] (pip install 'moto[server]')" >&2
+  fi
+fi
+exit 0

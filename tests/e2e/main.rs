@@ -1,0 +1,44 @@
+//! End-to-end scenarios over HTTP. Every scenario runs twice: against a monolith and against
+//! split mode (each role its own server, gRPC between them, Redis between rooms and two sync
+//! workers).
+
+/// Stamps out `monolith::<name>` and `split::<name>` tests for each scenario function, which
+/// takes a started `TestServer`.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod monolith {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(trellis_testkit::TestServer::monolith().await).await
+            })*
+        }
+        mod split {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(trellis_testkit::TestServer::split().await).await
+            })*
+        }
+    };
+}
+
+mod client_startup;
+mod devices_account;
+mod e2ee_keys;
+mod errors;
+mod js_sdk;
+mod legacy_api;
+mod media;
+mod nio;
+mod profile;
+mod push;
+mod rooms_create;
+mod rooms_directory;
+mod rooms_history;
+mod rooms_membership;
+mod rooms_relations;
+mod rooms_support;
+mod sync_features;
+mod sync_resilience;
+mod sync_workers;
+mod telemetry;
+mod tutorial;
