@@ -7,7 +7,11 @@ use axum::{
     extract::{FromRequest, FromRequestParts, RawPathParams, Request},
     http::{header, request::Parts},
 };
+use std::time::Duration;
+
+use axum::body::BodyDataStream;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use ruma::api::{IncomingRequest, IncomingRequestExt, error::DeserializationError, error::FromHttpRequestError};
 use trellis_core::{Error, ErrorCode};
 use trellis_proto::auth::AuthenticateRequest;
@@ -71,13 +75,44 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
-/// A request body read whole, within the JSON size limit.
+/// A request body read whole, within the JSON size limit. A body over the limit is still
+/// read (and dropped) within bounds before the refusal goes out: a client that is still
+/// sending would otherwise see its connection reset instead of `M_TOO_LARGE`.
 pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // Only a body over the limit gets here in practice; a broken connection has no reader.
-        tracing::debug!(error = %e, "reading request body failed");
-        ApiError(Error::too_large("Request body too large"))
-    })
+    let mut stream = body.into_data_stream();
+    let mut whole = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            // A broken connection has no reader for this answer.
+            tracing::debug!(error = %e, "reading request body failed");
+            ApiError(Error::bad_json("Request body could not be read"))
+        })?;
+        if whole.len() + chunk.len() > limit {
+            linger(stream, (limit as u64).saturating_add(LINGER_EXTRA_BYTES)).await;
+            return Err(ApiError(Error::too_large("Request body too large")));
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.freeze())
+}
+
+/// Bytes read past a refusal before giving up on the client reading our answer.
+pub const LINGER_EXTRA_BYTES: u64 = 4 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and discards up to `limit` more bytes of an unwanted body, for at most
+/// `LINGER_TIME`, so that the client reads our answer rather than a reset connection.
+pub async fn linger(mut rest: BodyDataStream, limit: u64) {
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = rest.next().await {
+            seen += chunk.len() as u64;
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// An endpoint request parsed by ruma from path, query and body.

@@ -7,7 +7,6 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
-    time::Duration,
 };
 
 use axum::{
@@ -25,7 +24,11 @@ use trellis_core::Error;
 use trellis_proto::media::{ConfigRequest, CreateRequest, PreviewUrlRequest, UploadMeta};
 
 use super::{RawJson, media_serve, param, query};
-use crate::{AppState, error::ApiResult, extract::Authed};
+use crate::{
+    AppState,
+    error::ApiResult,
+    extract::{Authed, LINGER_EXTRA_BYTES, linger},
+};
 
 /// The deprecated prefixes; `v1` is where `/create` lives.
 const LEGACY_PREFIXES: &[&str] = &["/_matrix/media/r0", "/_matrix/media/v3", "/_matrix/media/v1"];
@@ -128,24 +131,6 @@ async fn upload(
             Err(e.into())
         }
     }
-}
-
-/// Bytes read past a refusal before giving up on the client reading our answer.
-const LINGER_EXTRA_BYTES: u64 = 1024 * 1024;
-const LINGER_TIME: Duration = Duration::from_secs(10);
-
-/// Reads and discards up to `limit` bytes of an unwanted body, for at most `LINGER_TIME`.
-async fn linger(mut rest: BodyDataStream, limit: u64) {
-    let drain = async {
-        let mut seen = 0u64;
-        while let Some(Ok(chunk)) = rest.next().await {
-            seen += chunk.len() as u64;
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// A request body the gateway can take back after the service is done with it.
