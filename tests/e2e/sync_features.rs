@@ -9,6 +9,7 @@ use trellis_testkit::{Client, TestServer, enc};
 both_modes!(
     history_visibility_forgetting_and_relations,
     woken_long_polls_take_the_fast_path,
+    receipts_typing_and_presence_reach_woken_polls_from_memory,
     typing_and_receipts,
     unread_counts_rise_and_fall,
     account_data_and_tags,
@@ -375,6 +376,76 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
         since = next(&body);
     }
     assert_eq!(got, (0..5).map(|i| format!("fast {i}")).collect::<Vec<_>>());
+    let after = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
+    assert!(after - before >= 3.0, "woken long-polls answered from memory: {before} -> {after}");
+}
+
+/// Receipts, typing and presence in a room wake its members' long-polls, which answer from the
+/// worker's shared windows: right content, private receipts kept private, unread counts kept.
+async fn receipts_typing_and_presence_reach_woken_polls_from_memory(server: TestServer) {
+    let (alice, bob, room) = pair(&server).await;
+    let event = alice.send_text(&room, "w0", "hello bob").await;
+    let metric = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("trellis_sync_fast_responses_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let first = bob.sync(None, None, 0).await;
+    let unread = first["rooms"]["join"][&room]["unread_notifications"].clone();
+    assert_eq!(unread["notification_count"], 1, "{first}");
+    let before = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
+    let mut since = next(&first);
+    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id));
+    let receipt = |kind: &str| format!("/_matrix/client/v3/rooms/{}/receipt/{kind}/{}", enc(&room), enc(&event));
+    let presence = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
+    for step in ["typing", "private receipt", "receipt", "presence"] {
+        let poll = {
+            let bob = bob.clone();
+            let since = since.clone();
+            tokio::spawn(async move { bob.sync(Some(&since), None, 3_000).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match step {
+            "typing" => alice.put(&typing, json!({"typing": true, "timeout": 20_000})).await.ok(),
+            "private receipt" => alice.post(&receipt("m.read.private"), json!({})).await.ok(),
+            "receipt" => alice.post(&receipt("m.read"), json!({})).await.ok(),
+            _ => alice.put(&presence, json!({"presence": "unavailable", "status_msg": "away"})).await.ok(),
+        };
+        let body = poll.await.unwrap();
+        since = next(&body);
+        let joined = &body["rooms"]["join"][&room];
+        match step {
+            "typing" => {
+                assert_eq!(ephemeral(&body, &room, "m.typing").unwrap()["content"]["user_ids"], json!([alice.user_id]));
+                assert_eq!(joined["unread_notifications"], unread, "counts kept: {body}");
+                assert_eq!(joined["timeline"]["events"], json!([]), "{body}");
+            }
+            "private receipt" => assert!(!body.to_string().contains("m.read.private"), "private stays private: {body}"),
+            "receipt" => {
+                let r = ephemeral(&body, &room, "m.receipt").expect("receipt delivered");
+                assert!(r["content"][&event]["m.read"][&alice.user_id]["ts"].is_u64(), "{body}");
+                assert!(!r.to_string().contains("m.read.private"), "{body}");
+                assert_eq!(joined["unread_notifications"], unread, "counts kept: {body}");
+            }
+            _ => {
+                let p = body["presence"]["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["sender"] == alice.user_id.as_str());
+                let p = p.unwrap_or_else(|| panic!("alice's presence: {body}"));
+                assert_eq!(
+                    (p["content"]["presence"].as_str(), p["content"]["status_msg"].as_str()),
+                    (Some("unavailable"), Some("away"))
+                );
+            }
+        }
+    }
+    // Alice's own private receipt reaches her.
+    let own = alice.sync(None, None, 0).await;
+    assert!(ephemeral(&own, &room, "m.receipt").unwrap().to_string().contains("m.read.private"), "{own}");
     let after = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
     assert!(after - before >= 3.0, "woken long-polls answered from memory: {before} -> {after}");
 }

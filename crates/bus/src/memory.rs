@@ -1,14 +1,21 @@
 //! The in-process bus of monolith mode: publishing wakes local waiters directly.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use parking_lot::Mutex;
 use trellis_core::{Result, Stream, StreamPos};
 
 use crate::{Bus, Channel, Listen, Subscription, hub::Hub};
 
-#[derive(Default)]
 pub struct MemoryBus {
     hub: Arc<Hub>,
+    /// How long a channel nobody waits on is kept: what this process knows of its changes
+    /// lets a client's next long-poll (a moment later) skip PostgreSQL.
+    linger: Duration,
+    last_sweep: Mutex<Instant>,
 }
 
 /// In process, a channel is live the moment it is registered.
@@ -23,8 +30,23 @@ impl Listen for Immediate {
 }
 
 impl MemoryBus {
+    /// A bus keeping idle channels for the default linger (30 s, as `bus.linger_ms`).
     pub fn new() -> Arc<MemoryBus> {
-        Arc::new(MemoryBus::default())
+        MemoryBus::with_linger(Duration::from_secs(30))
+    }
+
+    pub fn with_linger(linger: Duration) -> Arc<MemoryBus> {
+        Arc::new(MemoryBus { hub: Arc::default(), linger, last_sweep: Mutex::new(Instant::now()) })
+    }
+
+    /// Forgets the channels idle for longer than the linger, at most twice per linger period.
+    fn sweep(&self) {
+        let mut last = self.last_sweep.lock();
+        if last.elapsed() >= (self.linger / 2).min(Duration::from_secs(5)) {
+            *last = Instant::now();
+            drop(last);
+            self.hub.take_idle(self.linger);
+        }
     }
 
     /// Channel keys currently registered (for tests and metrics).
@@ -44,8 +66,7 @@ impl Bus for MemoryBus {
         if stream == Stream::Events {
             self.hub.batch_end(pos);
         }
-        // Nobody listens once every waiter left: forget the entries right away.
-        self.hub.take_idle(std::time::Duration::ZERO);
+        self.sweep();
     }
 
     async fn subscribe(&self, channels: &[Channel]) -> Result<Subscription> {
@@ -61,8 +82,6 @@ impl Bus for MemoryBus {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test]
@@ -113,12 +132,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropping_a_subscription_unregisters_it() {
-        let bus = MemoryBus::new();
+    async fn dropping_a_subscription_unregisters_it_after_the_linger() {
+        let bus = MemoryBus::with_linger(Duration::from_millis(200));
         let s = bus.subscribe(&[Channel::Room("!x".into()), Channel::User("@u".into())]).await.unwrap();
         assert_eq!(bus.channel_count(), 2);
+        s.baseline(&trellis_core::StreamToken::new(1));
         drop(s);
         bus.publish(&[], 1).await;
-        assert_eq!(bus.channel_count(), 0);
+        assert_eq!(bus.channel_count(), 2, "kept while lingering");
+        // What was learnt while nobody listened still counts for the next long-poll.
+        bus.publish(&[Channel::Room("!x".into())], 4).await;
+        let again = bus.subscribe(&[Channel::Room("!x".into()), Channel::User("@u".into())]).await.unwrap();
+        let news = again.news_since(&trellis_core::StreamToken::new(1));
+        assert!(news.known, "the baseline survived the gap between polls");
+        assert_eq!(news.changes, vec![(Channel::Room("!x".into()), Stream::Events, 4)]);
+        drop(again);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        bus.publish(&[], 5).await;
+        assert_eq!(bus.channel_count(), 0, "forgotten after the linger");
     }
 }

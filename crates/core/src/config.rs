@@ -262,11 +262,20 @@ pub struct SyncConfig {
     /// Timeline events per room when the filter gives no limit.
     pub default_timeline_limit: u32,
     pub balance: SyncBalance,
+    /// A long-poll woken only by receipts, typing or presence waits this long for more of
+    /// them (new events still answer at once): in a busy room one response then carries
+    /// many such changes instead of one each.
+    pub ephemeral_batch_ms: u64,
 }
 
 impl Default for SyncConfig {
     fn default() -> SyncConfig {
-        SyncConfig { max_timeout_ms: 60_000, default_timeline_limit: 10, balance: SyncBalance::User }
+        SyncConfig {
+            max_timeout_ms: 60_000,
+            default_timeline_limit: 10,
+            balance: SyncBalance::User,
+            ephemeral_batch_ms: 200,
+        }
     }
 }
 

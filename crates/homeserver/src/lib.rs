@@ -267,7 +267,7 @@ async fn make_bus(config: &Config, shutdown: Shutdown) -> anyhow::Result<Arc<dyn
         BusBackend::Memory if !both_here => {
             bail!("an in-process bus needs the auth, rooms and sync roles in the same process; configure redis.url")
         }
-        BusBackend::Memory => Ok(MemoryBus::new()),
+        BusBackend::Memory => Ok(MemoryBus::with_linger(Duration::from_millis(config.bus.linger_ms))),
         _ => {
             let url =
                 config.redis.url.as_deref().context("the bus needs redis.url when auth, rooms and sync run apart")?;

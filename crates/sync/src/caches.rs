@@ -12,7 +12,7 @@ use ruma::{
 };
 use trellis_core::StreamToken;
 
-use crate::{queries::Membership, tail_cache::TailCache, unread::Counts};
+use crate::{queries::Membership, tail_cache::TailCache, unread::Counts, windows::Windows};
 
 /// A concurrent map that forgets everything when it outgrows `cap` (checked periodically).
 pub struct Bounded<K: Hash + Eq, V> {
@@ -42,6 +42,8 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
 
 pub struct Caches {
     pub tails: TailCache,
+    /// Recent windows of the receipts, typing and presence streams.
+    pub windows: Windows,
     /// Parsed filters, stored (`user`, ID) or inline (`""`, the JSON): both never change.
     pub filters: Bounded<(String, String), Arc<FilterDefinition>>,
     /// A user's memberships and the positions they were read at.
@@ -64,6 +66,7 @@ impl Caches {
     pub fn new() -> Caches {
         Caches {
             tails: TailCache::default(),
+            windows: Windows::default(),
             filters: Bounded::new(100_000),
             memberships: Bounded::new(200_000),
             unread: Bounded::new(2_000_000),

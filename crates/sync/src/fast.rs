@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use ruma::api::client::filter::EventFormat;
 use trellis_bus::{Channel, News};
-use trellis_core::{Result, Stream, time::now_ms};
+use trellis_core::{Result, Stream, StreamToken, time::now_ms};
 use trellis_storage::events::{Format, Viewer};
 
 use crate::{
@@ -37,27 +37,43 @@ impl SyncWorker {
         }
         let rf = &req.filter.room;
         let mut rooms = Vec::new();
-        for (channel, stream, _) in &news.changes {
-            match (channel, stream) {
-                (Channel::Room(room), Stream::Events) => {
-                    let joined = memberships.iter().any(|m| &m.room_id == room && m.membership == "join");
-                    if !joined {
-                        return Ok(None);
-                    }
+        // The other streams that changed on the user's rooms, and up to where.
+        let mut windows: Vec<(Stream, i64)> = Vec::new();
+        for (channel, stream, pos) in &news.changes {
+            let Channel::Room(room) = channel else { return Ok(None) };
+            let joined = memberships.iter().any(|m| &m.room_id == room && m.membership == "join");
+            if !joined {
+                return Ok(None);
+            }
+            match stream {
+                Stream::Events => {
                     if room_selected(room, rf.rooms.as_deref(), &rf.not_rooms) && !rooms.contains(room) {
                         rooms.push(room.clone());
+                    }
+                }
+                Stream::Receipts | Stream::Typing | Stream::Presence => {
+                    match windows.iter_mut().find(|(s, _)| s == stream) {
+                        Some((_, upto)) => *upto = (*upto).max(*pos),
+                        None => windows.push((*stream, *pos)),
                     }
                 }
                 _ => return Ok(None),
             }
         }
+        windows.retain(|(s, upto)| *upto > since.get(*s));
+        if windows.iter().any(|(s, upto)| upto - since.get(*s) > crate::windows::MAX_WINDOW) {
+            return Ok(None);
+        }
         let upto = news.events_complete;
-        let next = since.with(Stream::Events, upto.max(since.events));
+        let mut next = since.with(Stream::Events, upto.max(since.events));
+        for (s, pos) in &windows {
+            next = next.with(*s, *pos);
+        }
         let mut body = SyncBody { next_batch: next.to_string(), ..Default::default() };
-        if upto <= since.events {
+        if upto <= since.events && !rooms.is_empty() {
             // The batch these changes belong to has not ended yet: its marker will wake us.
             tracing::debug!(upto, since = since.events, changes = ?news.changes, "fast path: batch not complete");
-            return Ok(Some(body));
+            rooms.clear();
         }
         let limit = rf.timeline.limit.map_or(u64::from(self.settings.default_timeline_limit), u64::from) as usize;
         let lazy = lazy::options(&rf.state);
@@ -89,7 +105,8 @@ impl SyncWorker {
                 timelines.push((room, events));
             }
         }
-        if timelines.is_empty() {
+        let ephemeral = self.window_events(req, &windows, since, memberships, &mut body).await?;
+        if timelines.is_empty() && ephemeral.is_empty() && body.presence.events.is_empty() {
             return Ok(Some(body));
         }
 
@@ -117,11 +134,35 @@ impl SyncWorker {
                 _ => stale_counts.push(room.clone()),
             }
         }
+        for (room, events) in ephemeral {
+            let known = body.rooms.join.contains_key(&room);
+            let entry = body.rooms.join.entry(room.clone()).or_insert_with(|| JoinedRoom {
+                timeline: Timeline {
+                    prev_batch: StreamToken::new(upto.max(since.events)).to_string(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+            entry.ephemeral.events.extend(events.into_iter().map(|e| raw(e.to_string())));
+            if known {
+                continue;
+            }
+            // No new events here: the counts as of `since` still hold.
+            match self.caches.unread.get(&(req.user_id.to_owned(), room.clone())) {
+                Some((as_of, counts)) if as_of == since.events => {
+                    self.caches.unread.insert((req.user_id.to_owned(), room.clone()), (upto.max(since.events), counts));
+                    set_counts(&mut body, &room, counts, rf.timeline.unread_thread_notifications);
+                }
+                _ => stale_counts.push(room),
+            }
+        }
         let has_keys = self.caches.key_devices.get(&(req.user_id.to_owned(), req.device_id.to_owned()));
         if !stale_counts.is_empty() || has_keys != Some(false) {
             let client = self.pool.get().await?;
             if !stale_counts.is_empty() {
-                for (room, counts) in self.unread_counts(&client, req.user_id, &stale_counts, upto).await? {
+                for (room, counts) in
+                    self.unread_counts(&client, req.user_id, &stale_counts, upto.max(since.events)).await?
+                {
                     set_counts(&mut body, &room, counts, rf.timeline.unread_thread_notifications);
                 }
             }
@@ -137,6 +178,52 @@ impl SyncWorker {
         }
         metrics::counter!("trellis_sync_fast_responses_total").increment(1);
         Ok(Some(body))
+    }
+
+    /// The receipts, typing and presence that changed in `windows` for this user, from the
+    /// worker's shared windows: per-room ephemeral events (filtered) are returned, presence
+    /// goes into `body`.
+    async fn window_events(
+        &self,
+        req: &Request<'_>,
+        windows: &[(Stream, i64)],
+        since: StreamToken,
+        memberships: &[Membership],
+        body: &mut SyncBody,
+    ) -> Result<HashMap<String, Vec<serde_json::Value>>> {
+        let mut ephemeral: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+        if windows.is_empty() {
+            return Ok(ephemeral);
+        }
+        let rf = &req.filter.room;
+        let joined: Vec<String> =
+            memberships.iter().filter(|m| m.membership == "join").map(|m| m.room_id.clone()).collect();
+        let selected: Vec<String> =
+            joined.iter().filter(|r| room_selected(r, rf.rooms.as_deref(), &rf.not_rooms)).cloned().collect();
+        // Typing before receipts, as the exact path orders them.
+        let mut ordered = windows.to_vec();
+        ordered.sort_by_key(|(s, _)| match s {
+            Stream::Typing => 0,
+            Stream::Receipts => 1,
+            _ => 2,
+        });
+        for (stream, upto) in ordered {
+            let window = self.caches.windows.get(&self.pool, stream, since.get(stream), upto).await?;
+            if stream == Stream::Presence {
+                let presence = window.presence_events(req.user_id, &joined);
+                body.presence.events =
+                    filters::events(&req.filter.presence, presence).into_iter().map(|e| raw(e.to_string())).collect();
+                continue;
+            }
+            for (room, event) in window.room_events(req.user_id, &selected) {
+                ephemeral.entry(room).or_default().push(event);
+            }
+        }
+        ephemeral.retain(|_, events| {
+            *events = filters::room_events(&rf.ephemeral, std::mem::take(events));
+            !events.is_empty()
+        });
+        Ok(ephemeral)
     }
 
     /// Whether the device already has the current member event of every sender.

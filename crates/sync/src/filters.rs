@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ruma::api::client::filter::{Filter, FilterDefinition, RoomEventFilter, UrlFilter};
 use serde_json::Value;
-use trellis_core::{Error, Result};
+use trellis_core::{Error, Result, Stream};
 use trellis_proto::sync::{CreateFilterRequest, CreateFilterResponse, GetFilterRequest, GetFilterResponse};
 use trellis_storage::filter::glob_match;
 
@@ -158,6 +158,42 @@ pub fn room_events(filter: &RoomEventFilter, events: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a type list lets nothing through (`types: []`, a `*` in `not_types`, or `limit: 0`),
+/// or at least nothing of type `kind` when one is given.
+fn drops(types: Option<&[String]>, not_types: &[String], limit: Option<ruma::UInt>, kind: Option<&str>) -> bool {
+    let refused = |k: &str| {
+        not_types.iter().any(|g| glob_match(g, k)) || types.is_some_and(|t| !t.iter().any(|g| glob_match(g, k)))
+    };
+    limit.is_some_and(|l| l == ruma::UInt::MIN)
+        || types.is_some_and(<[String]>::is_empty)
+        || not_types.iter().any(|g| g == "*")
+        || kind.is_some_and(refused)
+}
+
+/// The streams whose room-channel changes cannot put anything into a response through
+/// `filter`: a long-poll need not wake for them. (The user's own channel always counts.)
+pub fn ignored_streams(filter: &FilterDefinition) -> Vec<Stream> {
+    let rooms_none = filter.room.rooms.as_ref().is_some_and(Vec::is_empty);
+    let eph = &filter.room.ephemeral;
+    let eph_drops = |kind| {
+        rooms_none
+            || eph.rooms.as_ref().is_some_and(Vec::is_empty)
+            || drops(eph.types.as_deref(), &eph.not_types, eph.limit, Some(kind))
+    };
+    let p = &filter.presence;
+    let mut ignored = Vec::new();
+    if eph_drops("m.typing") {
+        ignored.push(Stream::Typing);
+    }
+    if eph_drops("m.receipt") {
+        ignored.push(Stream::Receipts);
+    }
+    if drops(p.types.as_deref(), &p.not_types, p.limit, Some("m.presence")) {
+        ignored.push(Stream::Presence);
+    }
+    ignored
+}
+
 #[cfg(test)]
 mod tests {
     use trellis_core::ErrorCode;
@@ -176,6 +212,24 @@ mod tests {
         assert_eq!(events(&f, evs.clone()), vec![evs[0].clone()]);
         let f: Filter = serde_json::from_value(serde_json::json!({"limit": 1})).unwrap();
         assert_eq!(events(&f, evs).len(), 1);
+    }
+
+    #[test]
+    fn streams_a_filter_shuts_out() {
+        let ignored = |f: serde_json::Value| ignored_streams(&parse(&f.to_string()).unwrap());
+        assert_eq!(ignored(serde_json::json!({})), vec![]);
+        assert_eq!(
+            ignored(serde_json::json!({"presence": {"not_types": ["*"]}, "room": {"ephemeral": {"types": []}}})),
+            vec![Stream::Typing, Stream::Receipts, Stream::Presence]
+        );
+        assert_eq!(
+            ignored(serde_json::json!({"room": {"ephemeral": {"not_types": ["m.typ*"]}}, "presence": {"limit": 0}})),
+            vec![Stream::Typing, Stream::Presence]
+        );
+        assert_eq!(ignored(serde_json::json!({"room": {"ephemeral": {"types": ["m.receipt"]}}})), vec![Stream::Typing]);
+        // A sender list still lets some presence through.
+        assert_eq!(ignored(serde_json::json!({"presence": {"senders": ["@a:x"]}})), vec![]);
+        assert_eq!(ignored(serde_json::json!({"room": {"rooms": []}})), vec![Stream::Typing, Stream::Receipts]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod tail_cache;
 mod to_device;
 mod typing;
 mod unread;
+mod windows;
 
 use std::{sync::Arc, time::Duration};
 
@@ -44,6 +45,8 @@ pub struct SyncSettings {
     pub default_timeline_limit: u32,
     /// How often a long-poll looks at PostgreSQL while the bus is degraded.
     pub degraded_poll: Duration,
+    /// How long a long-poll woken only by receipts, typing or presence gathers more of them.
+    pub ephemeral_batch: Duration,
 }
 
 impl SyncSettings {
@@ -52,6 +55,7 @@ impl SyncSettings {
             max_timeout: Duration::from_millis(config.sync.max_timeout_ms),
             default_timeline_limit: config.sync.default_timeline_limit,
             degraded_poll: Duration::from_millis(500),
+            ephemeral_batch: Duration::from_millis(config.sync.ephemeral_batch_ms),
         }
     }
 }

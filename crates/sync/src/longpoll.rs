@@ -9,10 +9,10 @@ use std::{
 
 use ruma::api::client::filter::FilterDefinition;
 use trellis_bus::{Channel, Subscription};
-use trellis_core::{Error, Result, StreamToken};
+use trellis_core::{Error, Result, Stream, StreamToken};
 use trellis_proto::sync::{SyncRequest, SyncResponse};
 
-use crate::{SyncWorker, compute::Request, queries, response::SyncBody, streams};
+use crate::{SyncWorker, compute::Request, filters, queries, response::SyncBody, streams};
 
 /// One long-poll's parameters.
 pub(crate) struct Poll<'a> {
@@ -90,9 +90,31 @@ impl SyncWorker {
         let mut computations = 0u32;
         // Set once the poll has waited: from then on the hub's wake-ups say what is new.
         let mut waited = false;
+        // Room-channel changes of streams the filter shuts out are no news for this poll.
+        let ignored = filters::ignored_streams(poll.filter);
+        let mut hold_until = None;
         loop {
-            let news = checked.map(|c| sub.news_since(&c));
+            let news = checked.map(|c| {
+                let mut news = sub.news_since(&c);
+                news.changes.retain(|(c, s, _)| !(matches!(c, Channel::Room(_)) && ignored.contains(s)));
+                news
+            });
             tracing::debug!(?checked, news = ?news, "long-poll round");
+            // Woken only by receipts, typing or presence: gather more of them for a moment
+            // (an event still answers at once).
+            if waited && news.as_ref().is_some_and(|n| incremental && n.known && only_ephemeral(n)) {
+                let until =
+                    *hold_until.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.ephemeral_batch);
+                let until = until.min(deadline);
+                if tokio::time::Instant::now() < until && !self.shutdown.is_triggered() {
+                    tokio::select! {
+                        _ = sub.wait() => {}
+                        _ = tokio::time::sleep_until(until) => {}
+                        _ = self.shutdown.wait() => {}
+                    }
+                    continue;
+                }
+            }
             let user_changed = news
                 .as_ref()
                 .is_none_or(|n| !n.known || n.changes.iter().any(|(c, _, _)| matches!(c, Channel::User(_))));
@@ -131,6 +153,7 @@ impl SyncWorker {
                 }
                 // Nothing for the client up to the body's position: ask about changes after it.
                 checked = Some(body.next_batch.parse()?);
+                hold_until = None;
             } else if expired || self.shutdown.is_triggered() {
                 // "Nothing new" is only said after asking PostgreSQL: a change can be committed
                 // while its wake-up is still on its way to this process.
@@ -181,6 +204,14 @@ impl SyncWorker {
         self.caches.memberships.insert(user.to_owned(), (list.clone(), pos));
         Ok(list)
     }
+}
+
+/// Whether every change is a receipt, typing or presence change in a room.
+fn only_ephemeral(news: &trellis_bus::News) -> bool {
+    !news.changes.is_empty()
+        && news.changes.iter().all(|(c, s, _)| {
+            matches!(c, Channel::Room(_)) && matches!(s, Stream::Receipts | Stream::Typing | Stream::Presence)
+        })
 }
 
 /// Listens on the channel of every room the user is joined to.

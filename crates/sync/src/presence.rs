@@ -151,18 +151,43 @@ impl SyncWorker {
         let now = now_ms();
         let mut out = Vec::new();
         for row in client.query(&stmt, &[&user, &since.unwrap_or(-1), &upto]).await? {
-            let (who, state, status, last, active): (String, String, Option<String>, i64, bool) =
-                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-            let mut content = json!({
-                "presence": state,
-                "last_active_ago": (now - last).max(0),
-                "currently_active": active && now - last < CURRENTLY_ACTIVE_MS,
-            });
-            if let Some(s) = status {
-                content["status_msg"] = json!(s);
-            }
-            out.push(json!({ "type": "m.presence", "sender": who, "content": content }));
+            out.push(PresenceRow::from_row(&row).event(now));
         }
         Ok(out)
+    }
+}
+
+/// One user's stored presence.
+pub(crate) struct PresenceRow {
+    pub user: String,
+    pub state: String,
+    pub status: Option<String>,
+    pub last_active: i64,
+    pub active: bool,
+}
+
+impl PresenceRow {
+    /// From a row starting `user_id, state, status_msg, last_active_ts, currently_active`.
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> PresenceRow {
+        PresenceRow {
+            user: row.get(0),
+            state: row.get(1),
+            status: row.get(2),
+            last_active: row.get(3),
+            active: row.get(4),
+        }
+    }
+
+    /// The `m.presence` event, with ages as of `now`.
+    pub(crate) fn event(&self, now: i64) -> Value {
+        let mut content = json!({
+            "presence": self.state,
+            "last_active_ago": (now - self.last_active).max(0),
+            "currently_active": self.active && now - self.last_active < CURRENTLY_ACTIVE_MS,
+        });
+        if let Some(s) = &self.status {
+            content["status_msg"] = json!(s);
+        }
+        json!({ "type": "m.presence", "sender": self.user, "content": content })
     }
 }

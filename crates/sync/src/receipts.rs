@@ -55,11 +55,13 @@ impl SyncWorker {
             return Ok(Ack {});
         }
         tx.commit().await?;
-        let channel = match req.receipt_type.as_str() {
-            "m.read" => Channel::Room(req.room_id),
-            _ => Channel::User(req.user_id),
-        };
-        self.announce(&[channel], Stream::Receipts, pos).await;
+        // The room sees a public receipt; the owner's channel fires for every receipt, as its
+        // unread counts change even for a client that filters receipts out.
+        let mut channels = vec![Channel::User(req.user_id)];
+        if req.receipt_type == "m.read" {
+            channels.push(Channel::Room(req.room_id));
+        }
+        self.announce(&channels, Stream::Receipts, pos).await;
         Ok(Ack {})
     }
 
@@ -116,18 +118,49 @@ impl SyncWorker {
             return Ok(HashMap::new());
         }
         let from = since.unwrap_or(-1);
-        let mut content: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
-        for row in client.query(CHANGED, &[&rooms, &from, &upto, &user]).await? {
-            let (room, who, kind, thread, event, ts): (String, String, String, String, String, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
-            let mut receipt = json!({ "ts": ts });
-            if !thread.is_empty() {
-                receipt["thread_id"] = json!(thread);
-            }
-            let by_event = content.entry(room).or_default();
-            let slot = by_event.entry(event).or_insert_with(|| json!({}));
-            slot.as_object_mut().expect("object").entry(kind).or_insert_with(|| json!({}))[&who] = receipt;
-        }
-        Ok(content.into_iter().map(|(room, c)| (room, json!({ "type": "m.receipt", "content": c }))).collect())
+        let rows = client.query(CHANGED, &[&rooms, &from, &upto, &user]).await?;
+        Ok(receipt_events_of(rows.iter().map(ReceiptRow::from_row)))
     }
+}
+
+/// One stored receipt.
+pub(crate) struct ReceiptRow {
+    pub room: String,
+    pub user: String,
+    pub kind: String,
+    pub thread: String,
+    pub event: String,
+    pub ts: i64,
+}
+
+impl ReceiptRow {
+    /// From a row of `room_id, user_id, receipt_type, thread_id, event_id, ts`.
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> ReceiptRow {
+        ReceiptRow {
+            room: row.get(0),
+            user: row.get(1),
+            kind: row.get(2),
+            thread: row.get(3),
+            event: row.get(4),
+            ts: row.get(5),
+        }
+    }
+}
+
+/// One `m.receipt` event per room for `rows`.
+pub(crate) fn receipt_events_of<'a, R: std::borrow::Borrow<ReceiptRow> + 'a>(
+    rows: impl Iterator<Item = R>,
+) -> HashMap<String, Value> {
+    let mut content: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    for row in rows {
+        let r = row.borrow();
+        let mut receipt = json!({ "ts": r.ts });
+        if !r.thread.is_empty() {
+            receipt["thread_id"] = json!(r.thread);
+        }
+        let by_event = content.entry(r.room.clone()).or_default();
+        let slot = by_event.entry(r.event.clone()).or_insert_with(|| json!({}));
+        slot.as_object_mut().expect("object").entry(r.kind.clone()).or_insert_with(|| json!({}))[&r.user] = receipt;
+    }
+    content.into_iter().map(|(room, c)| (room, json!({ "type": "m.receipt", "content": c }))).collect()
 }

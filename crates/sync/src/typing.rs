@@ -98,7 +98,12 @@ impl SyncWorker {
             .into_iter()
             // An initial sync only mentions rooms where someone is typing.
             .filter(|(_, users)| since.is_some() || !users.is_empty())
-            .map(|(room, users)| (room, json!({ "type": "m.typing", "content": { "user_ids": users } })))
+            .map(|(room, users)| (room, typing_event(&users)))
             .collect())
     }
+}
+
+/// The `m.typing` event of a room whose typers are `users`.
+pub(crate) fn typing_event(users: &[String]) -> serde_json::Value {
+    json!({ "type": "m.typing", "content": { "user_ids": users } })
 }

@@ -31,6 +31,7 @@ async fn local() -> Env {
         max_timeout: Duration::from_secs(30),
         default_timeline_limit: 10,
         degraded_poll: Duration::from_millis(500),
+        ephemeral_batch: Duration::from_millis(50),
     };
     let sync = SyncWorker::new(db.pool(8), bus, sync_settings, Shutdown::never());
     Env { rooms: Arc::new(RoomsHandle(rooms)), sync, _db: db }

@@ -19,6 +19,7 @@ fn settings() -> SyncSettings {
         max_timeout: Duration::from_secs(30),
         default_timeline_limit: 10,
         degraded_poll: Duration::from_millis(500),
+        ephemeral_batch: Duration::from_millis(50),
     }
 }
 
