@@ -405,7 +405,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             log_format: LogFormat::Text,
             // The PostgreSQL driver logs every server NOTICE at info; those are not ours.
-            log_filter: "info,tokio_postgres=warn,refinery_core=warn".into(),
+            log_filter: "info,tokio_postgres=warn,refinery_core=warn,ruma_common=warn,ruma_state_res=warn".into(),
             otlp_endpoint: None,
         }
     }

@@ -18,6 +18,9 @@ use crate::config::{LogFormat, TelemetryConfig};
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// What becomes an OpenTelemetry span.
+const SPAN_FILTER: &str = "info,tokio_postgres=warn,h2=warn,tower=warn,hyper=warn,ruma_common=warn,ruma_state_res=warn";
+
 /// Keeps the span exporter alive; flushes it when dropped.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -66,8 +69,10 @@ pub fn init(cfg: &TelemetryConfig, service_name: &str) -> anyhow::Result<Telemet
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
     };
     // Logs follow the configured filter; spans for tracing keep `info` whatever the log level,
-    // so quiet logs still carry trace context across services.
-    let spans = EnvFilter::new("info,tokio_postgres=warn,h2=warn,tower=warn,hyper=warn");
+    // so quiet logs still carry trace context across services. Library spans made per item of
+    // work (ruma's push-rule matching runs once per event and member) are left out: recorded,
+    // they cost more than the work they describe.
+    let spans = EnvFilter::new(SPAN_FILTER);
     let installed =
         tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel.with_filter(spans)).try_init().is_ok();
     if installed {

@@ -31,19 +31,19 @@ impl SyncWorker {
         news: &News,
         memberships: &[Membership],
     ) -> Result<Option<SyncBody>> {
-        let Some(since) = req.since else { return Ok(None) };
+        let Some(since) = req.since else { return Ok(slow("initial")) };
         if req.full_state || !news.known || matches!(req.filter.event_format, EventFormat::Federation) {
-            return Ok(None);
+            return Ok(slow("full_state_or_federation"));
         }
         let rf = &req.filter.room;
         let mut rooms = Vec::new();
         // The other streams that changed on the user's rooms, and up to where.
         let mut windows: Vec<(Stream, i64)> = Vec::new();
         for (channel, stream, pos) in &news.changes {
-            let Channel::Room(room) = channel else { return Ok(None) };
+            let Channel::Room(room) = channel else { return Ok(slow("user_channel")) };
             let joined = memberships.iter().any(|m| &m.room_id == room && m.membership == "join");
             if !joined {
-                return Ok(None);
+                return Ok(slow("not_joined"));
             }
             match stream {
                 Stream::Events => {
@@ -57,12 +57,12 @@ impl SyncWorker {
                         None => windows.push((*stream, *pos)),
                     }
                 }
-                _ => return Ok(None),
+                _ => return Ok(slow("other_stream")),
             }
         }
         windows.retain(|(s, upto)| *upto > since.get(*s));
         if windows.iter().any(|(s, upto)| upto - since.get(*s) > crate::windows::MAX_WINDOW) {
-            return Ok(None);
+            return Ok(slow("wide_window"));
         }
         let upto = news.events_complete;
         let mut next = since.with(Stream::Events, upto.max(since.events));
@@ -80,15 +80,15 @@ impl SyncWorker {
         let mut timelines: Vec<(String, Vec<Arc<TailEvent>>)> = Vec::new();
         for room in rooms {
             let Some(events) = self.caches.tails.events(&self.pool, &room, since.events, upto).await? else {
-                return Ok(None);
+                return Ok(slow("tail_short"));
             };
             if events.iter().any(|e| e.row.kind == "m.room.member") {
                 // Membership changed: summaries, lazy-loading and visibility need the state.
-                return Ok(None);
+                return Ok(slow("member_event"));
             }
             if relates_within(&events) {
                 // A parent and its child in one window: the parent needs bundling.
-                return Ok(None);
+                return Ok(slow("relation"));
             }
             let events: Vec<Arc<TailEvent>> = events
                 .into_iter()
@@ -96,10 +96,10 @@ impl SyncWorker {
                 .collect();
             if events.len() > limit {
                 // A limited timeline needs the state of the gap.
-                return Ok(None);
+                return Ok(slow("limited"));
             }
             if lazy.is_some() && !self.members_current(req, &room, &events, since.events) {
-                return Ok(None);
+                return Ok(slow("lazy_members"));
             }
             if !events.is_empty() {
                 timelines.push((room, events));
@@ -232,6 +232,12 @@ impl SyncWorker {
         let Some(sent) = self.caches.lazy_sent.get(&key) else { return events.is_empty() };
         events.iter().all(|e| sent.get(&e.row.sender).is_some_and(|pos| *pos <= since))
     }
+}
+
+/// Hands a poll to the exact path, counting why (`trellis_sync_slow_path_total`).
+pub(crate) fn slow(reason: &'static str) -> Option<SyncBody> {
+    metrics::counter!("trellis_sync_slow_path_total", "reason" => reason).increment(1);
+    None
 }
 
 /// Whether one of `events` relates to another of them (an edit, thread reply or reference of a

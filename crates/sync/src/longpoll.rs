@@ -93,6 +93,8 @@ impl SyncWorker {
         // Room-channel changes of streams the filter shuts out are no news for this poll.
         let ignored = filters::ignored_streams(poll.filter);
         let mut hold_until = None;
+        // The events position PostgreSQL had announced when this request was checked.
+        let mut caught_up_to = None;
         loop {
             let news = checked.map(|c| {
                 let mut news = sub.news_since(&c);
@@ -122,12 +124,22 @@ impl SyncWorker {
             if let Some(news) = news.as_ref().filter(|n| incremental && n.known) {
                 if news.changes.is_empty() {
                     answered = Some(None);
-                } else if (waited || self.hub_caught_up(news).await?)
-                    && let Some(body) = self.compute_fast(&request, news, &memberships).await?
-                {
+                } else if !waited && !self.hub_caught_up(news, &mut caught_up_to).await? {
+                    // Wait (briefly) for the wake-ups of what was committed before this
+                    // request, then look again; past the bound, PostgreSQL answers.
+                    let goal = caught_up_to.unwrap_or_default();
+                    if let Some(c) = checked
+                        && hub_reaches(&sub, &c, goal).await
+                    {
+                        continue;
+                    }
+                    crate::fast::slow("hub_behind");
+                } else if let Some(body) = self.compute_fast(&request, news, &memberships).await? {
                     computations += 1;
                     answered = Some(Some(body));
                 }
+            } else if incremental && news.is_some() {
+                crate::fast::slow("not_known");
             }
             let body = match answered {
                 Some(Some(body)) => Some(body),
@@ -181,10 +193,18 @@ impl SyncWorker {
     /// Whether every event committed before this request has reached this worker's hub. A
     /// request answered at once (not woken) must show what was sent before it, even when the
     /// wake-ups of those events are still on their way.
-    async fn hub_caught_up(&self, news: &trellis_bus::News) -> Result<bool> {
-        let client = self.pool.get().await?;
-        let pos = streams::current(&client).await?;
-        Ok(news.events_complete >= pos.events)
+    /// PostgreSQL is asked once per request; the position it gave is kept in `goal`.
+    async fn hub_caught_up(&self, news: &trellis_bus::News, goal: &mut Option<i64>) -> Result<bool> {
+        let pos = match *goal {
+            Some(pos) => pos,
+            None => {
+                let client = self.pool.get().await?;
+                let pos = streams::current(&client).await?.events;
+                *goal = Some(pos);
+                pos
+            }
+        };
+        Ok(news.events_complete >= pos)
     }
 
     /// The user's memberships: from this worker's cache while the bus vouches that the user's
@@ -205,6 +225,21 @@ impl SyncWorker {
         Ok(list)
     }
 }
+
+/// Waits up to `HUB_WAIT` for this process to have heard every event up to `goal` (its
+/// wake-ups normally follow the commit within a millisecond or two).
+async fn hub_reaches(sub: &Subscription, checked: &StreamToken, goal: i64) -> bool {
+    let until = tokio::time::Instant::now() + HUB_WAIT;
+    while tokio::time::Instant::now() < until {
+        if sub.news_since(checked).events_complete >= goal {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+const HUB_WAIT: Duration = Duration::from_millis(100);
 
 /// Whether every change is a receipt, typing or presence change in a room.
 fn only_ephemeral(news: &trellis_bus::News) -> bool {

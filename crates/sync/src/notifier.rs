@@ -113,6 +113,8 @@ impl SyncWorker {
         for ev in &events {
             let (pos, event_id, room, sender): (i64, &str, &str, &str) = (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
             let json = push_eval::event_json(event_id, room, sender, ev.get(4), ev.get(5), ev.get(6));
+            // Flattened once, matched against every member's rules.
+            let Some(flat) = push_eval::flatten(&json) else { continue };
             let members: Vec<String> = read.query(MEMBERS, &[&room, &sender]).await?.iter().map(|r| r.get(0)).collect();
             self.refresh_rules(&read, memo, &members).await?;
             if fresh_rooms.insert(room.to_owned()) {
@@ -128,7 +130,7 @@ impl SyncWorker {
             for user in members {
                 let rules = memo.rules[&user].1.clone();
                 let Some(ctx) = contexts.for_user(&user) else { continue };
-                let outcome = push_eval::evaluate(&rules, &ctx, &json).await;
+                let outcome = push_eval::evaluate_flat(&rules, &ctx, &flat).await;
                 if !outcome.notify {
                     continue;
                 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ruma::{
     Int, OwnedRoomId, OwnedUserId, UInt,
     power_levels::NotificationPowerLevels,
-    push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
+    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     room_version_rules::{AuthorizationRules, RoomPowerLevelsRules},
     serde::Raw,
 };
@@ -162,16 +162,34 @@ pub fn event_json(
     )
 }
 
+/// An event (see [`event_json`]) flattened once, to be matched against many users' rules.
+pub fn flatten(event: &str) -> Option<FlattenedJson> {
+    let raw = RawValue::from_string(event.to_owned()).ok()?;
+    Some(FlattenedJson::from_raw(&Raw::<Value>::from_json(raw)))
+}
+
 /// What `rules` decide for `event` (see [`event_json`]) in `ctx`.
 pub async fn evaluate(rules: &Ruleset, ctx: &PushConditionRoomCtx, event: &str) -> Outcome {
-    let Ok(raw) = RawValue::from_string(event.to_owned()) else { return Outcome::default() };
-    let raw: Raw<Value> = Raw::from_json(raw);
-    let actions = rules.get_actions(&raw, ctx).await;
-    Outcome {
-        notify: actions.iter().any(Action::should_notify),
-        highlight: actions.iter().any(Action::is_highlight),
-        actions: actions.to_vec(),
+    match flatten(event) {
+        Some(flat) => evaluate_flat(rules, ctx, &flat).await,
+        None => Outcome::default(),
     }
+}
+
+/// What `rules` decide for a flattened event in `ctx`: the actions of the first rule that
+/// applies (none for the user's own events).
+pub async fn evaluate_flat(rules: &Ruleset, ctx: &PushConditionRoomCtx, event: &FlattenedJson) -> Outcome {
+    for rule in rules.iter() {
+        if rule.applies(event, ctx).await {
+            let actions = rule.actions();
+            return Outcome {
+                notify: actions.iter().any(Action::should_notify),
+                highlight: actions.iter().any(Action::is_highlight),
+                actions: actions.to_vec(),
+            };
+        }
+    }
+    Outcome::default()
 }
 
 #[cfg(test)]

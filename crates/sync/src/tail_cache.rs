@@ -27,8 +27,9 @@ pub struct TailEvent {
     pub row: EventRow,
     /// The content has a `url` (for `contains_url` filters).
     pub has_url: bool,
-    /// The event as push rules see it (see `push_eval::event_json`).
-    pub push_json: String,
+    /// The event as push rules see it (see `push_eval::event_json`), flattened once for
+    /// every member's evaluation.
+    pub push_flat: Option<ruma::push::FlattenedJson>,
 }
 
 impl TailEvent {
@@ -44,7 +45,8 @@ impl TailEvent {
             row.state_key.as_deref(),
             &row.content,
         );
-        TailEvent { row, has_url, push_json }
+        let push_flat = crate::push_eval::flatten(&push_json);
+        TailEvent { row, has_url, push_flat }
     }
 }
 

@@ -100,7 +100,8 @@ impl SyncWorker {
         let ctx = self.caches.push_rooms.get(&(user.to_owned(), room.to_owned()))?;
         let (mut notes, mut highlights) = counts;
         for e in events.iter().filter(|e| e.row.sender != user) {
-            let outcome = push_eval::evaluate(&rules, &ctx, &e.push_json).await;
+            let Some(flat) = &e.push_flat else { continue };
+            let outcome = push_eval::evaluate_flat(&rules, &ctx, flat).await;
             notes += u64::from(outcome.notify);
             highlights += u64::from(outcome.notify && outcome.highlight);
         }
