@@ -15,6 +15,7 @@ mod lazy;
 mod legacy;
 mod longpoll;
 mod notifier;
+mod positions;
 mod presence;
 mod push_delivery;
 mod push_eval;
@@ -70,6 +71,8 @@ pub struct SyncWorker {
     presence_seen: dashmap::DashMap<String, (String, i64)>,
     /// What lets a woken long-poll answer from memory (see `fast.rs`).
     caches: caches::Caches,
+    /// Committed positions read once for a burst of long-polls (see `positions.rs`).
+    positions: Arc<positions::SharedPositions>,
 }
 
 impl SyncWorker {
@@ -77,6 +80,7 @@ impl SyncWorker {
     /// out, users who stopped syncing go offline.
     pub fn new(pool: Pool, bus: Arc<dyn Bus>, settings: SyncSettings, shutdown: Shutdown) -> Arc<SyncWorker> {
         let worker = Arc::new(SyncWorker {
+            positions: positions::SharedPositions::new(pool.clone()),
             pool,
             bus,
             settings,

@@ -193,13 +193,13 @@ impl SyncWorker {
     /// Whether every event committed before this request has reached this worker's hub. A
     /// request answered at once (not woken) must show what was sent before it, even when the
     /// wake-ups of those events are still on their way.
-    /// PostgreSQL is asked once per request; the position it gave is kept in `goal`.
+    /// PostgreSQL is asked once per request (in a read shared with the requests arriving at
+    /// the same moment); the position it gave is kept in `goal`.
     async fn hub_caught_up(&self, news: &trellis_bus::News, goal: &mut Option<i64>) -> Result<bool> {
         let pos = match *goal {
             Some(pos) => pos,
             None => {
-                let client = self.pool.get().await?;
-                let pos = streams::current(&client).await?.events;
+                let pos = self.positions.current().await?.events;
                 *goal = Some(pos);
                 pos
             }
