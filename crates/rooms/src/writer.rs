@@ -151,9 +151,11 @@ impl Rooms {
         let stored: Vec<Arc<Pdu>> = rows.iter().map(|r| r.pdu.clone()).collect();
         let channels = wake_channels(room_id, &stored);
 
-        let reservation = self.tracker.reserve(rows.len());
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // Reserved only once a connection is held: a reservation holds back every reader's
+        // position until it commits, so it must not wait for the pool.
+        let reservation = self.tracker.reserve(rows.len());
         if let Some((creator, is_public, alias)) = &new_room {
             tx.execute(INSERT_ROOM, &[&room_id.as_str(), &room.version.as_str(), creator, is_public, &now_ms()])
                 .await?;
@@ -186,6 +188,9 @@ impl Rooms {
         tx.commit().await.map_err(|e| {
             if is_unique_violation(&e) { Error::new(ErrorCode::RoomInUse, "already exists") } else { e.into() }
         })?;
+        // The connection goes back before waiting for the announcement: the announcer
+        // needs one from the same pool.
+        drop(client);
         let last = self.tracker.commit(reservation, channels);
         *cached = Some(room);
         drop(cached);
