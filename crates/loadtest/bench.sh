@@ -6,7 +6,8 @@
 # Usage: crates/loadtest/bench.sh MODE RECEIVERS      (from the repository root)
 #   MODE       mono | split1 | split2 | splitN   (monolith, or split mode with N sync workers)
 #   RATE       total msg/s (default 10)      DURATION   measured seconds (default 30)
-#   LT_ARGS    extra trellis-loadtest arguments, e.g. "--scenario first-sync"
+#   LT_ARGS    extra trellis-loadtest arguments, e.g. "--scenario first-sync" ("held" runs
+#              the server with MIMALLOC_PURGE_DELAY=0)
 #   BENCH_OUT  where each run's directory goes (default /tmp/trellis-bench)
 #   TARGET     cargo target dir holding release/trellis and release/trellis-loadtest
 #              (default ${CARGO_TARGET_DIR:-target})
@@ -29,6 +30,9 @@ export TRELLIS_DATABASE__URL=postgres://postgres@127.0.0.1:15432/$DB RUST_LOG=wa
 # The load registers and sends from one address at rates no client would: no rate limits.
 export TRELLIS_RATE_LIMITS__ENABLED=false
 export SPLIT_DIR=$OUT/split
+# Memory per held long-poll: the allocator returns freed pages at once, so RSS follows what
+# is live rather than what registration's password hashing left behind.
+case "${LT_ARGS:-}" in *held*) export MIMALLOC_PURGE_DELAY=0 ;; esac
 case $MODE in
   mono)
     TRELLIS_BUS__BACKEND=memory TRELLIS_MEDIA__PATH=$OUT/media "$BIN" serve >"$OUT/server.log" 2>&1 &
