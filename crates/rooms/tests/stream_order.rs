@@ -5,30 +5,20 @@
 //! reads the events up to it; it must end up with every event exactly once. A naive reader
 //! that trusts `max(pos)` instead is run alongside to show the hazard is real.
 
+mod common;
+
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use serde_json::json;
-use trellis_core::shutdown::Shutdown;
-use trellis_proto::rooms::*;
-use trellis_rooms::{Rooms, RoomsHandle, RoomsSettings};
-use trellis_storage::testing::TestDb;
+use common::{create, message};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn announced_positions_never_skip_a_late_commit() {
-    let db = TestDb::new().await.unwrap();
-    let settings = RoomsSettings {
-        server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database_url: db.url().to_owned(),
-        test_commit_jitter: Some(Duration::from_millis(25)),
-    };
-    let rooms = Rooms::start(db.pool(24), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();
-    let svc: Arc<dyn RoomsService> = Arc::new(RoomsHandle(rooms));
+    let common::Env { svc, db, .. } = common::local_with(24, Some(Duration::from_millis(25))).await;
     let pool = db.pool(4);
 
     let mut room_ids = Vec::new();
     for i in 0..8 {
-        let user = format!("@w{i}:localhost");
-        room_ids.push(svc.create_room(CreateRoomRequest { sender: user, ..Default::default() }).await.unwrap().room_id);
+        room_ids.push(svc.create_room(create(&format!("@w{i}:localhost"))).await.unwrap().room_id);
     }
 
     let done = Arc::new(tokio::sync::Notify::new());
@@ -80,16 +70,7 @@ async fn announced_positions_never_skip_a_late_commit() {
         let room = room.clone();
         writers.push(tokio::spawn(async move {
             for n in 0..20 {
-                let req = SendEventRequest {
-                    sender: format!("@w{i}:localhost"),
-                    device_id: "D".into(),
-                    room_id: room.clone(),
-                    event_type: "m.room.message".into(),
-                    state_key: None,
-                    content_json: json!({"msgtype": "m.text", "body": format!("{n}")}).to_string(),
-                    txn_id: None,
-                };
-                svc.send_event(req).await.unwrap();
+                svc.send_event(message(&format!("@w{i}:localhost"), &room, &n.to_string(), None)).await.unwrap();
             }
         }));
     }
@@ -119,18 +100,10 @@ async fn announced_positions_never_skip_a_late_commit() {
 /// announcement wait timed out (10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn more_writers_than_connections_do_not_stall() {
-    let db = TestDb::new().await.unwrap();
-    let settings = RoomsSettings {
-        server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database_url: db.url().to_owned(),
-        test_commit_jitter: None,
-    };
-    let rooms = Rooms::start(db.pool(4), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();
-    let svc: Arc<dyn RoomsService> = Arc::new(RoomsHandle(rooms));
+    let common::Env { svc, db: _db, .. } = common::local_with(4, None).await;
     let mut room_ids = Vec::new();
     for _ in 0..16 {
-        let req = CreateRoomRequest { sender: "@w:localhost".into(), ..Default::default() };
-        room_ids.push(svc.create_room(req).await.unwrap().room_id);
+        room_ids.push(svc.create_room(create("@w:localhost")).await.unwrap().room_id);
     }
     let started = std::time::Instant::now();
     let writers: Vec<_> = room_ids
@@ -139,16 +112,8 @@ async fn more_writers_than_connections_do_not_stall() {
             let svc = svc.clone();
             tokio::spawn(async move {
                 for n in 0..5 {
-                    let req = SendEventRequest {
-                        sender: "@w:localhost".into(),
-                        device_id: "D".into(),
-                        room_id: room.clone(),
-                        event_type: "m.room.message".into(),
-                        state_key: None,
-                        content_json: json!({"msgtype": "m.text", "body": format!("{n}")}).to_string(),
-                        txn_id: Some(format!("{room}-{n}")),
-                    };
-                    svc.send_event(req).await.unwrap();
+                    let txn = format!("{room}-{n}");
+                    svc.send_event(message("@w:localhost", &room, &n.to_string(), Some(&txn))).await.unwrap();
                 }
             })
         })

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use trellis_core::{Error, ErrorCode, shutdown::Shutdown};
@@ -18,13 +18,20 @@ pub struct Env {
 }
 
 pub async fn local() -> Env {
+    local_with(8, None).await
+}
+
+/// The local service on a pool of `connections`, optionally delaying each commit by a random
+/// time up to `commit_jitter` (so later positions often commit first).
+pub async fn local_with(connections: usize, commit_jitter: Option<Duration>) -> Env {
     let db = TestDb::new().await.expect("test database");
     let settings = RoomsSettings {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
         database_url: db.url().to_owned(),
-        test_commit_jitter: None,
+        test_commit_jitter: commit_jitter,
     };
-    let rooms = Rooms::start(db.pool(8), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();
+    let rooms =
+        Rooms::start(db.pool(connections), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();
     Env { svc: Arc::new(RoomsHandle(rooms.clone())), rooms, db }
 }
 
