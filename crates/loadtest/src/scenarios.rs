@@ -151,8 +151,8 @@ pub async fn held(args: &Args, http: &Http, prefix: &str) -> anyhow::Result<()> 
     let per_step = users.len().div_ceil(steps);
     let mut points = vec![(0usize, before)];
     let mut polls = Vec::new();
-    let mut users = users.into_iter();
-    while polls.len() < args.receivers {
+    let mut users = users.into_iter().peekable();
+    while users.peek().is_some() {
         for (user, since) in users.by_ref().take(per_step) {
             let (http, filter) = (http.clone(), filter.clone());
             polls.push(tokio::spawn(async move { user.sync(&http, Some(&since), &filter, poll_ms, hard).await }));
