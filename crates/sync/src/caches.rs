@@ -8,7 +8,7 @@ use std::{collections::HashMap, hash::Hash, sync::Arc};
 use dashmap::DashMap;
 use ruma::{
     api::client::filter::FilterDefinition,
-    push::{PushConditionRoomCtx, Ruleset},
+    push::PushConditionRoomCtx,
 };
 use trellis_core::StreamToken;
 
@@ -53,7 +53,7 @@ pub struct Caches {
     /// Lazy-loading: member events sent to `(user, device, room)`, with the position sent at.
     pub lazy_sent: Bounded<(String, String, String), Arc<HashMap<String, i64>>>,
     /// Each user's effective push rules and the account-data position they are exact for.
-    pub push_rules: Bounded<String, (i64, Arc<Ruleset>)>,
+    pub push_rules: Bounded<String, (i64, Arc<crate::push_match::CompiledRules>)>,
     /// The push-rule context of `(user, room)` (member count, display name, power levels).
     pub push_rooms: Bounded<(String, String), Arc<PushConditionRoomCtx>>,
     /// Whether `(user, device)` held one-time or fallback keys at its last exact computation.

@@ -19,6 +19,7 @@ mod positions;
 mod presence;
 mod push_delivery;
 mod push_eval;
+mod push_match;
 mod push_rules;
 mod pushers;
 mod queries;

@@ -9,10 +9,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use ruma::push::Ruleset;
 use trellis_core::{Result, shutdown::Shutdown, time::now_ms};
 
-use crate::{SyncWorker, push_eval};
+use crate::{SyncWorker, push_eval, push_match::CompiledRules};
 
 /// Events evaluated per batch (one transaction).
 const BATCH: i64 = 200;
@@ -23,14 +22,14 @@ const LOCK: &str = "SELECT pos FROM push_notifier WHERE id = 1 FOR UPDATE SKIP L
 const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
 const EVENTS: &str = "SELECT pos, event_id, room_id, sender, type, state_key, content, origin_server_ts \
      FROM events WHERE pos > $1 AND pos <= $2 ORDER BY pos LIMIT $3";
-const MEMBERS: &str = "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = 'join' AND user_id <> $2";
-/// A batch's notifications in one statement (a busy room notifies thousands of members per
-/// message; a statement per row would make the notifier the bottleneck of the server).
-const RECORD: &str = "INSERT INTO notifications (user_id, room_id, event_id, event_pos, actions, highlight, ts) \
+/// A batch's notifications and the pushes they queue, in one statement (a busy room notifies
+/// thousands of members per message; a statement per row would make the notifier the
+/// bottleneck of the server, and only the few rows with an http pusher come back as pushes).
+const RECORD: &str = "WITH n AS (INSERT INTO notifications (user_id, room_id, event_id, event_pos, actions, highlight, ts) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bool[], $7::bigint[]) \
-     ON CONFLICT (user_id, event_id) DO NOTHING RETURNING id, user_id";
-const QUEUE: &str = "INSERT INTO push_outbox (notification_id, user_id, app_id, pushkey, next_attempt_ms) \
-     SELECT n.id, p.user_id, p.app_id, p.pushkey, $3 FROM unnest($1::bigint[], $2::text[]) AS n (id, user_id) \
+     ON CONFLICT (user_id, event_pos) DO NOTHING RETURNING user_id, event_pos) \
+     INSERT INTO push_outbox (user_id, event_pos, app_id, pushkey, next_attempt_ms) \
+     SELECT n.user_id, n.event_pos, p.app_id, p.pushkey, $8 FROM n \
      JOIN pushers p ON p.user_id = n.user_id AND p.kind = 'http'";
 /// Where each user's stored rules stand (no row: the defaults).
 const RULE_POSITIONS: &str = "SELECT user_id, pos FROM account_data \
@@ -75,7 +74,7 @@ pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown)
 /// rules for the position of their stored rules, a room's contexts for its last state change.
 #[derive(Default)]
 struct Memo {
-    rules: HashMap<String, (Option<i64>, Arc<Ruleset>)>,
+    rules: HashMap<String, (Option<i64>, Arc<CompiledRules>)>,
     rooms: HashMap<String, (i64, Option<Arc<push_eval::RoomContexts>>)>,
 }
 
@@ -106,37 +105,52 @@ impl SyncWorker {
         let events = read.query(EVENTS, &[&from, &complete, &BATCH]).await?;
         let full = events.len() as i64 == BATCH;
         let upto = if full { events.last().map_or(complete, |r| r.get(0)) } else { complete };
+        // Once per room and batch: state changes (joins, names, power levels) since the
+        // contexts were read mean reading them again, once for all members. The joined
+        // members are the contexts' keys.
+        let mut rooms: Vec<&str> = events.iter().map(|e| e.get::<_, &str>(2)).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let mut members: Vec<String> = Vec::new();
+        for room in &rooms {
+            let state_pos: i64 = read.query_one(STATE_POS, &[room]).await?.get(0);
+            if memo.rooms.get(*room).is_none_or(|(at, _)| *at != state_pos) {
+                let contexts = push_eval::RoomContexts::load(&read, room).await?.map(Arc::new);
+                memo.rooms.insert((*room).to_owned(), (state_pos, contexts));
+            }
+            if let Some((_, Some(contexts))) = memo.rooms.get(*room) {
+                members.extend(contexts.members().map(|(user, _)| user.clone()));
+            }
+        }
+        members.sort_unstable();
+        members.dedup();
+        self.refresh_rules(&read, memo, &members).await?;
         let now = now_ms();
         let mut rows = Rows::default();
-        // Rooms whose state was checked in this batch.
-        let mut fresh_rooms = std::collections::HashSet::new();
+        // The JSON of each distinct list of actions, by where the rule keeps it.
+        let mut actions_json: HashMap<(usize, usize), String> = HashMap::new();
         for ev in &events {
             let (pos, event_id, room, sender): (i64, &str, &str, &str) = (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
             let json = push_eval::event_json(event_id, room, sender, ev.get(4), ev.get(5), ev.get(6));
             // Flattened once, matched against every member's rules.
-            let Some(flat) = push_eval::flatten(&json) else { continue };
-            let members: Vec<String> = read.query(MEMBERS, &[&room, &sender]).await?.iter().map(|r| r.get(0)).collect();
-            self.refresh_rules(&read, memo, &members).await?;
-            if fresh_rooms.insert(room.to_owned()) {
-                // Once per room and batch: state changes (joins, names, power levels) since the
-                // contexts were read mean reading them again, once for all members.
-                let state_pos: i64 = read.query_one(STATE_POS, &[&room]).await?.get(0);
-                if memo.rooms.get(room).is_none_or(|(at, _)| *at != state_pos) {
-                    let contexts = push_eval::RoomContexts::load(&read, room).await?.map(Arc::new);
-                    memo.rooms.insert(room.to_owned(), (state_pos, contexts));
-                }
-            }
+            let Some(facts) = push_eval::facts(&json) else { continue };
             let Some(contexts) = memo.rooms.get(room).and_then(|(_, c)| c.clone()) else { continue };
-            for user in members {
-                let rules = memo.rules[&user].1.clone();
-                let Some(ctx) = contexts.for_user(&user) else { continue };
-                let outcome = push_eval::evaluate_flat(&rules, &ctx, &flat).await;
+            for (user, ctx) in contexts.members() {
+                if user == sender {
+                    continue;
+                }
+                let Some((_, rules)) = memo.rules.get(user) else { continue };
+                let outcome = push_eval::evaluate_facts(rules, ctx, &facts).await;
                 if !outcome.notify {
                     continue;
                 }
-                rows.actions.push(serde_json::to_string(&outcome.actions).unwrap_or_else(|_| "[]".into()));
+                let key = (outcome.actions.as_ptr() as usize, outcome.actions.len());
+                let actions = actions_json
+                    .entry(key)
+                    .or_insert_with(|| serde_json::to_string(outcome.actions).unwrap_or_else(|_| "[]".into()));
+                rows.actions.push(actions.clone());
                 rows.highlights.push(outcome.highlight);
-                rows.users.push(user);
+                rows.users.push(user.clone());
                 rows.rooms.push(room.to_owned());
                 rows.events.push(event_id.to_owned());
                 rows.positions.push(pos);
@@ -145,23 +159,10 @@ impl SyncWorker {
         }
         let mut queued = 0u64;
         if !rows.users.is_empty() {
-            let recorded = tx
-                .query(
-                    RECORD,
-                    &[
-                        &rows.users,
-                        &rows.rooms,
-                        &rows.events,
-                        &rows.positions,
-                        &rows.actions,
-                        &rows.highlights,
-                        &rows.ts,
-                    ],
-                )
+            let r = &rows;
+            queued = tx
+                .execute(RECORD, &[&r.users, &r.rooms, &r.events, &r.positions, &r.actions, &r.highlights, &r.ts, &now])
                 .await?;
-            let ids: Vec<i64> = recorded.iter().map(|r| r.get(0)).collect();
-            let users: Vec<String> = recorded.iter().map(|r| r.get(1)).collect();
-            queued = tx.execute(QUEUE, &[&ids, &users, &now]).await?;
         }
         tx.execute(ADVANCE, &[&upto]).await?;
         tx.commit().await?;

@@ -19,12 +19,12 @@ const MAX_ATTEMPTS: i32 = 12;
 const CLAIM: &str = "UPDATE push_outbox SET next_attempt_ms = $1 + $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM push_outbox WHERE next_attempt_ms <= $1 ORDER BY id LIMIT 20 \
         FOR UPDATE SKIP LOCKED) \
-     RETURNING id, notification_id, user_id, app_id, pushkey, attempts";
+     RETURNING id, event_pos, user_id, app_id, pushkey, attempts";
 /// What the push needs: the notification, its event and the pusher.
 const DETAILS: &str = "SELECT n.room_id, n.event_id, n.actions, e.type, e.sender, e.content, p.data, p.pushkey_ts \
      FROM notifications n JOIN events e ON e.event_id = n.event_id \
      JOIN pushers p ON p.user_id = n.user_id AND p.app_id = $2 AND p.pushkey = $3 \
-     WHERE n.id = $1";
+     WHERE n.user_id = $4 AND n.event_pos = $1";
 /// Notifications after the user's read receipt in each room: the badge count.
 const UNREAD: &str = "SELECT count(*) FROM notifications n WHERE n.user_id = $1 AND n.event_pos > \
      COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id AND r.user_id = n.user_id \
@@ -91,9 +91,9 @@ impl SyncWorker {
         let client = self.pool.get().await?;
         let claimed = client.query(CLAIM, &[&now_ms(), &LEASE_MS]).await?;
         for row in claimed {
-            let (id, notification, user): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+            let (id, event_pos, user): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
             let (app_id, pushkey, attempts): (String, String, i32) = (row.get(3), row.get(4), row.get(5));
-            let Some(d) = client.query_opt(DETAILS, &[&notification, &app_id, &pushkey]).await? else {
+            let Some(d) = client.query_opt(DETAILS, &[&event_pos, &app_id, &pushkey, &user]).await? else {
                 // The pusher was removed (or the event is gone): nothing to send.
                 client.execute(DONE, &[&id]).await?;
                 continue;

@@ -2,17 +2,19 @@
 //! count, the user's display name in the room, power levels) read from the current state,
 //! and what the matching rule's actions mean (notify, highlight).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
     Int, OwnedRoomId, OwnedUserId, UInt,
     power_levels::NotificationPowerLevels,
-    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
+    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
     room_version_rules::{AuthorizationRules, RoomPowerLevelsRules},
     serde::Raw,
 };
 use serde_json::{Value, value::RawValue};
 use trellis_core::Result;
+
+use crate::push_match::{CompiledRules, EventFacts};
 
 /// Member count, the user's member event content, the power levels content and the user's
 /// global display name (the fallback), for one room.
@@ -35,13 +37,11 @@ const ROOM_CONTEXT: &str = "SELECT m.user_id, e.content, p.displayname, \
      LEFT JOIN profiles p ON p.user_id = m.user_id \
      WHERE m.room_id = $1 AND m.membership = 'join'";
 
-/// The push-rule context of every joined member of a room, read in one query (the notifier
-/// evaluates each event for every member; a query per member would not keep up).
+/// The push-rule context of every joined member of a room, read in one query and built once
+/// per member (the notifier evaluates each event for every member; a query per member, or a
+/// context built per member and event, would not keep up).
 pub struct RoomContexts {
-    room_id: OwnedRoomId,
-    members: UInt,
-    power_levels: Option<PushConditionPowerLevelsCtx>,
-    names: std::collections::HashMap<String, String>,
+    members: std::collections::HashMap<String, Arc<PushConditionRoomCtx>>,
 }
 
 impl RoomContexts {
@@ -54,27 +54,25 @@ impl RoomContexts {
             .and_then(|r| r.get::<_, Option<String>>(3))
             .and_then(|c| serde_json::from_str::<Value>(&c).ok())
             .map(|c| power_levels(&c));
-        let names = rows
-            .iter()
-            .map(|r| {
-                let user: String = r.get(0);
-                (user, display_name(r.get(1), r.get(2)).unwrap_or_default())
-            })
-            .collect::<std::collections::HashMap<_, _>>();
-        let members = UInt::try_from(names.len() as u64).unwrap_or_default();
-        Ok(Some(RoomContexts { room_id, members, power_levels, names }))
+        let count = UInt::try_from(rows.len() as u64).unwrap_or_default();
+        let mut members = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let user: String = row.get(0);
+            let Ok(user_id) = OwnedUserId::try_from(user.as_str()) else { continue };
+            let name = display_name(row.get(1), row.get(2)).filter(|n| !n.is_empty());
+            let name = name.unwrap_or_else(|| user_id.localpart().to_owned());
+            let mut ctx = PushConditionRoomCtx::new(room_id.clone(), count, user_id, name);
+            if let Some(pl) = &power_levels {
+                ctx = ctx.with_power_levels(pl.clone());
+            }
+            members.insert(user, Arc::new(ctx));
+        }
+        Ok(Some(RoomContexts { members }))
     }
 
-    /// `user`'s context, if they are a joined member.
-    pub fn for_user(&self, user: &str) -> Option<PushConditionRoomCtx> {
-        let name = self.names.get(user)?;
-        let user_id = OwnedUserId::try_from(user).ok()?;
-        let displayname = if name.is_empty() { user_id.localpart().to_owned() } else { name.clone() };
-        let ctx = PushConditionRoomCtx::new(self.room_id.clone(), self.members, user_id, displayname);
-        Some(match &self.power_levels {
-            Some(pl) => ctx.with_power_levels(pl.clone()),
-            None => ctx,
-        })
+    /// Every joined member with their context.
+    pub fn members(&self) -> impl Iterator<Item = (&String, &Arc<PushConditionRoomCtx>)> {
+        self.members.iter()
     }
 }
 
@@ -88,12 +86,12 @@ fn display_name(member_content: Option<String>, profile: Option<String>) -> Opti
 }
 
 /// What the rules decided for one event.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome<'a> {
     pub notify: bool,
     pub highlight: bool,
     /// The matching rule's actions (for `/notifications` and pushes).
-    pub actions: Vec<Action>,
+    pub actions: &'a [Action],
 }
 
 /// The context of `room` for `user`, from the room's current state.
@@ -126,7 +124,7 @@ fn level(v: &Value, default: i64) -> Int {
 }
 
 /// The power-level facts the rules use, from an `m.room.power_levels` content.
-fn power_levels(content: &Value) -> PushConditionPowerLevelsCtx {
+pub(crate) fn power_levels(content: &Value) -> PushConditionPowerLevelsCtx {
     let users: BTreeMap<OwnedUserId, Int> = content["users"]
         .as_object()
         .map(|o| o.iter().filter_map(|(k, v)| Some((OwnedUserId::try_from(k.as_str()).ok()?, level(v, 0)))).collect())
@@ -163,33 +161,33 @@ pub fn event_json(
 }
 
 /// An event (see [`event_json`]) flattened once, to be matched against many users' rules.
-pub fn flatten(event: &str) -> Option<FlattenedJson> {
+pub fn facts(event: &str) -> Option<EventFacts> {
     let raw = RawValue::from_string(event.to_owned()).ok()?;
-    Some(FlattenedJson::from_raw(&Raw::<Value>::from_json(raw)))
+    Some(EventFacts::new(FlattenedJson::from_raw(&Raw::<Value>::from_json(raw))))
 }
 
 /// What `rules` decide for `event` (see [`event_json`]) in `ctx`.
-pub async fn evaluate(rules: &Ruleset, ctx: &PushConditionRoomCtx, event: &str) -> Outcome {
-    match flatten(event) {
-        Some(flat) => evaluate_flat(rules, ctx, &flat).await,
+pub async fn evaluate<'a>(rules: &'a CompiledRules, ctx: &PushConditionRoomCtx, event: &str) -> Outcome<'a> {
+    match facts(event) {
+        Some(facts) => evaluate_facts(rules, ctx, &facts).await,
         None => Outcome::default(),
     }
 }
 
 /// What `rules` decide for a flattened event in `ctx`: the actions of the first rule that
 /// applies (none for the user's own events).
-pub async fn evaluate_flat(rules: &Ruleset, ctx: &PushConditionRoomCtx, event: &FlattenedJson) -> Outcome {
-    for rule in rules.iter() {
-        if rule.applies(event, ctx).await {
+pub async fn evaluate_facts<'a>(rules: &'a CompiledRules, ctx: &PushConditionRoomCtx, event: &EventFacts) -> Outcome<'a> {
+    match rules.first_match(event, ctx).await {
+        Some(rule) => {
             let actions = rule.actions();
-            return Outcome {
+            Outcome {
                 notify: actions.iter().any(Action::should_notify),
                 highlight: actions.iter().any(Action::is_highlight),
-                actions: actions.to_vec(),
-            };
+                actions,
+            }
         }
+        None => Outcome::default(),
     }
-    Outcome::default()
 }
 
 #[cfg(test)]
@@ -201,7 +199,7 @@ mod tests {
     #[tokio::test]
     async fn default_rules_decide() {
         let me = owned_user_id!("@alice:example.org");
-        let rules = crate::push_rules::defaults(&me);
+        let rules = CompiledRules::new(crate::push_rules::defaults(&me), me.as_str());
         let ctx = PushConditionRoomCtx::new(owned_room_id!("!r:example.org"), uint!(3), me.clone(), "Alice".into())
             .with_power_levels(power_levels(&serde_json::json!({"users": {"@bob:example.org": 100}})));
         let msg = |body: &str| {

@@ -17,7 +17,7 @@ use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream};
 use trellis_proto::sync::{JsonResponse, PushRulesRequest};
 
-use crate::{SyncWorker, access, streams::next_position};
+use crate::{SyncWorker, access, push_match::CompiledRules, streams::next_position};
 
 pub(crate) const PUSH_RULES: &str = "m.push_rules";
 /// The stored rules and the account-data position they were read at, in one snapshot.
@@ -218,12 +218,12 @@ impl SyncWorker {
         &self,
         client: &deadpool_postgres::Client,
         user: &str,
-    ) -> Result<(i64, Arc<Ruleset>)> {
+    ) -> Result<(i64, Arc<CompiledRules>)> {
         let uid = user_id(user)?;
         let stmt = client.prepare_cached(LOAD).await?;
         let row = client.query_one(&stmt, &[&user]).await?;
         let (stored, pos): (Option<String>, i64) = (row.get(0), row.get(1));
-        let rules = Arc::new(effective(&uid, stored.as_deref()));
+        let rules = Arc::new(CompiledRules::new(effective(&uid, stored.as_deref()), user));
         self.caches.push_rules.insert(user.to_owned(), (pos, rules.clone()));
         Ok((pos, rules))
     }
@@ -251,7 +251,7 @@ impl SyncWorker {
         edit(&mut rules, &req)?;
         tx.execute(UPSERT, &[&req.user_id, &content(&rules).to_string(), &pos]).await?;
         tx.commit().await?;
-        self.caches.push_rules.insert(req.user_id.clone(), (pos, Arc::new(rules)));
+        self.caches.push_rules.insert(req.user_id.clone(), (pos, Arc::new(CompiledRules::new(rules, &req.user_id))));
         self.announce(&[Channel::User(req.user_id)], Stream::AccountData, pos).await;
         Ok(JsonResponse { body_json: "{}".into() })
     }

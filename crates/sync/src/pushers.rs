@@ -24,13 +24,13 @@ const UPSERT: &str = "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_d
      ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = EXCLUDED.kind, \
         app_display_name = EXCLUDED.app_display_name, device_display_name = EXCLUDED.device_display_name, \
         profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data";
-const NOTIFICATIONS: &str = "SELECT n.id, n.room_id, n.actions, n.ts, \
+const NOTIFICATIONS: &str = "SELECT n.event_pos, n.room_id, n.actions, n.ts, \
         n.event_pos <= COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id \
            AND r.user_id = n.user_id AND r.receipt_type IN ('m.read', 'm.read.private')), 0), \
         e.pos, e.event_id, e.room_id, e.sender, e.type, e.state_key, e.origin_server_ts, e.content, \
         e.unsigned_json, e.txn_device, e.txn_id, e.redacts \
      FROM notifications n JOIN events e ON e.event_id = n.event_id \
-     WHERE n.user_id = $1 AND n.id < $2 AND (NOT $3 OR n.highlight) ORDER BY n.id DESC LIMIT $4";
+     WHERE n.user_id = $1 AND n.event_pos < $2 AND (NOT $3 OR n.highlight) ORDER BY n.event_pos DESC LIMIT $4";
 
 fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str> {
     body[key].as_str().ok_or_else(|| Error::missing_param(format!("{key} is required")))

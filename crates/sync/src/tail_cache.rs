@@ -27,9 +27,9 @@ pub struct TailEvent {
     pub row: EventRow,
     /// The content has a `url` (for `contains_url` filters).
     pub has_url: bool,
-    /// The event as push rules see it (see `push_eval::event_json`), flattened once for
-    /// every member's evaluation.
-    pub push_flat: Option<ruma::push::FlattenedJson>,
+    /// The event as push rules see it (see `push_eval::event_json`), flattened once, with the
+    /// rule answers shared by every member's evaluation.
+    pub push: Option<crate::push_match::EventFacts>,
 }
 
 impl TailEvent {
@@ -45,8 +45,8 @@ impl TailEvent {
             row.state_key.as_deref(),
             &row.content,
         );
-        let push_flat = crate::push_eval::flatten(&push_json);
-        TailEvent { row, has_url, push_flat }
+        let push = crate::push_eval::facts(&push_json);
+        TailEvent { row, has_url, push }
     }
 }
 

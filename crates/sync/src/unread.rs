@@ -6,10 +6,10 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use ruma::push::{PushConditionRoomCtx, Ruleset};
+use ruma::push::PushConditionRoomCtx;
 use trellis_core::Result;
 
-use crate::{SyncWorker, push_eval, tail_cache::TailEvent};
+use crate::{SyncWorker, push_eval, push_match::CompiledRules, tail_cache::TailEvent};
 
 /// Counting stops here: a client shows "99+" long before.
 const MAX_COUNTED: i64 = 1000;
@@ -93,15 +93,15 @@ impl SyncWorker {
         counts: Counts,
         events: &[Arc<TailEvent>],
     ) -> Option<Counts> {
-        let (loaded_at, rules): (i64, Arc<Ruleset>) = self.caches.push_rules.get(&user.to_owned())?;
+        let (loaded_at, rules): (i64, Arc<CompiledRules>) = self.caches.push_rules.get(&user.to_owned())?;
         if loaded_at < since_account_data || events.iter().any(|e| e.row.state_key.is_some()) {
             return None;
         }
         let ctx = self.caches.push_rooms.get(&(user.to_owned(), room.to_owned()))?;
         let (mut notes, mut highlights) = counts;
         for e in events.iter().filter(|e| e.row.sender != user) {
-            let Some(flat) = &e.push_flat else { continue };
-            let outcome = push_eval::evaluate_flat(&rules, &ctx, flat).await;
+            let Some(facts) = &e.push else { continue };
+            let outcome = push_eval::evaluate_facts(&rules, &ctx, facts).await;
             notes += u64::from(outcome.notify);
             highlights += u64::from(outcome.notify && outcome.highlight);
         }
