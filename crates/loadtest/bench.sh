@@ -51,13 +51,19 @@ case $MODE in
 esac
 pidstat -u -h -C 'trellis|postgres|redis' 5 >"$OUT/pidstat.txt" 2>&1 &
 PIDSTAT=$!
-CMD="$LT --url http://127.0.0.1:8008 --receivers $N --senders 2 --rate ${RATE:-10} --duration ${DURATION:-30} --warmup 5 --server-pid $PIDS --json ${LT_ARGS:-}"
-echo "$CMD" >"$OUT/cmd.txt"
+# Setup writes a burst (users, joins, initial syncs); vacuuming after it keeps autovacuum of
+# those writes out of the measured window, as on a server whose users joined long before.
+AFTER_SETUP="psql -h 127.0.0.1 -p 15432 -U postgres -d $DB -qc 'VACUUM ANALYZE'"
+CMD=("$LT" --url http://127.0.0.1:8008 --receivers "$N" --senders 2 --rate "${RATE:-10}" --duration "${DURATION:-30}"
+  --warmup 5 --server-pid $PIDS --json --after-setup "$AFTER_SETUP" ${LT_ARGS:-})
+echo "${CMD[*]}" >"$OUT/cmd.txt"
 set +e
-$CMD >"$OUT/report.txt" 2>"$OUT/loadtest.err"
+"${CMD[@]}" >"$OUT/report.txt" 2>"$OUT/loadtest.err"
 RC=$?
 set -e
 kill "$PIDSTAT"
+# The server's own counters (fast and slow sync paths, request latencies) for the run.
+curl -fs http://127.0.0.1:8008/metrics >"$OUT/metrics.txt" 2>/dev/null || true
 case $MODE in
   mono)
     kill "$(cat "$OUT/mono.pid")"

@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, default_value_t = 3.0)]
     pub warmup: f64,
 
+    /// A shell command run once setup is done and before anything is sent (bench.sh vacuums
+    /// the database, so that autovacuum of the setup's writes stays out of the window).
+    #[arg(long)]
+    pub after_setup: Option<String>,
+
     /// After the window, wait at most this many seconds for in-flight deliveries.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,

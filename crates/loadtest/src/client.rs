@@ -8,6 +8,8 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::conn::Conn;
+
 /// A failed request, described by a short, countable kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -34,6 +36,16 @@ impl Failure {
             "transport error"
         };
         Failure::new(format!("{op}: {what}"))
+    }
+
+    /// A failure of the given kind.
+    pub fn kind(kind: String) -> Failure {
+        Failure::new(kind)
+    }
+
+    /// A non-2xx reply given by its status code.
+    pub fn status_code(op: &str, status: u16, body: &[u8]) -> Failure {
+        Failure::status(op, StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), body)
     }
 
     /// A non-2xx reply: the status and the Matrix errcode if the body has one.
@@ -171,7 +183,17 @@ impl User {
         http.call("send", Method::PUT, &url, Some(&self.token), Some(content), None).await.map(|_| ())
     }
 
-    /// `GET /sync`; the raw body, so the caller can timestamp before parsing.
+    /// Stores `filter` (JSON) on the server; its ID, which `/sync` then takes instead of the
+    /// JSON (as Element does).
+    pub async fn upload_filter(&self, http: &Http, filter: &str) -> Result<String, Failure> {
+        let url = format!("{}/_matrix/client/v3/user/{}/filter", self.base, enc(&self.user_id));
+        let body: Value = serde_json::from_str(filter).map_err(|_| Failure::new("filter: bad json".into()))?;
+        let v = http.call_json("filter", Method::POST, &url, Some(&self.token), Some(&body)).await?;
+        v["filter_id"].as_str().map(str::to_owned).ok_or_else(|| Failure::new("filter: no filter_id".into()))
+    }
+
+    /// `GET /sync` with a filter (JSON or a stored filter's ID); the raw body, so the caller
+    /// can timestamp before parsing.
     pub async fn sync(
         &self,
         http: &Http,
@@ -180,13 +202,31 @@ impl User {
         timeout_ms: u64,
         hard_timeout: Duration,
     ) -> Result<Bytes, Failure> {
-        let mut url = format!("{}/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}", self.base, enc(filter));
-        if let Some(s) = since {
-            url.push_str("&since=");
-            url.push_str(&enc(s));
-        }
+        let url = format!("{}{}", self.base, sync_path(since, filter, timeout_ms));
         http.call("sync", Method::GET, &url, Some(&self.token), None, Some(hard_timeout)).await
     }
+
+    /// [`User::sync`] over the receiver's own connection.
+    pub async fn sync_on(
+        &self,
+        conn: &mut Conn,
+        since: Option<&str>,
+        filter: &str,
+        timeout_ms: u64,
+        hard_timeout: Duration,
+    ) -> Result<Bytes, Failure> {
+        conn.get("sync", &sync_path(since, filter, timeout_ms), &self.token, hard_timeout).await
+    }
+}
+
+/// The path and query of a `/sync` request.
+fn sync_path(since: Option<&str>, filter: &str, timeout_ms: u64) -> String {
+    let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}", enc(filter));
+    if let Some(s) = since {
+        path.push_str("&since=");
+        path.push_str(&enc(s));
+    }
+    path
 }
 
 /// Percent-encodes a path segment or query value.
@@ -196,7 +236,8 @@ pub fn enc(s: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend(['%', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
         }
     }
     out

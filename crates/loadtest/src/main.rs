@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod conn;
 mod pacing;
 mod procstat;
 mod receiver;
@@ -36,6 +37,11 @@ fn sample_all(pids: &[u32]) -> Samples {
     pids.iter().filter_map(|p| procstat::sample(*p).map(|s| (*p, s))).collect()
 }
 
+/// The allocator the server uses: on a machine the load shares with the server, the load
+/// tool's own allocation work is kept small.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -57,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
     let setup_started = Instant::now();
     let setup = setup::run(&args, &http, &prefix, &filter).await?;
     let setup_s = setup_started.elapsed().as_secs_f64();
+    if let Some(cmd) = &args.after_setup {
+        let status = tokio::process::Command::new("sh").arg("-c").arg(cmd).status().await?;
+        anyhow::ensure!(status.success(), "--after-setup command failed: {status}");
+    }
 
     let plan = Plan {
         rate: args.rate,
@@ -68,7 +78,6 @@ async fn main() -> anyhow::Result<()> {
     let errors = Errors::default();
     let shared = Arc::new(receiver::Shared {
         http: http.clone(),
-        filter,
         poll_timeout_ms: args.poll_timeout_ms,
         hard_timeout: Duration::from_millis(args.poll_timeout_ms) + args.request_timeout(),
         run_id: run_id.clone(),
@@ -81,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let receivers: Vec<_> = setup
         .receivers
         .into_iter()
-        .map(|(user, since)| tokio::spawn(receiver::run(user, since, shared.clone(), stop_rx.clone())))
+        .map(|r| tokio::spawn(receiver::run(r.user, r.filter_id, r.since, shared.clone(), stop_rx.clone())))
         .collect();
     // Let the first long-polls reach the server before anything is sent.
     tokio::time::sleep(Duration::from_secs(1)).await;

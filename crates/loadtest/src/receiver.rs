@@ -16,13 +16,13 @@ use tokio::sync::watch;
 
 use crate::{
     client::{Failure, Http, User},
+    conn::Conn,
     stats::{Errors, Received, now_us},
 };
 
 /// What every receiver shares.
 pub struct Shared {
     pub http: Http,
-    pub filter: String,
     pub poll_timeout_ms: u64,
     /// Hard timeout of one long-poll.
     pub hard_timeout: Duration,
@@ -121,11 +121,24 @@ fn messages(body: &SyncBody, run_id: &str, limited: &mut u64) -> Vec<(u64, u64)>
 }
 
 /// Long-polls until `stop` turns true; returns what arrived.
-pub async fn run(user: User, mut since: String, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Received {
+pub async fn run(
+    user: User,
+    filter_id: String,
+    mut since: String,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Received {
     let mut got = Received::default();
     let s = &*shared;
+    let mut conn = Conn::new(&user.base);
     while !*stop.borrow() {
-        let poll = user.sync(&s.http, Some(&since), &s.filter, s.poll_timeout_ms, s.hard_timeout);
+        let (timeout, hard) = (s.poll_timeout_ms, s.hard_timeout);
+        let poll = async {
+            match conn.as_mut() {
+                Some(c) => user.sync_on(c, Some(&since), &filter_id, timeout, hard).await,
+                None => user.sync(&s.http, Some(&since), &filter_id, timeout, hard).await,
+            }
+        };
         let result = tokio::select! {
             r = poll => r,
             _ = stop.changed() => break,

@@ -17,9 +17,15 @@ use crate::{
 /// Everyone, ready to measure.
 pub struct Setup {
     pub senders: Vec<User>,
-    /// Each receiver with the `next_batch` of its initial sync.
-    pub receivers: Vec<(User, String)>,
+    pub receivers: Vec<Receiver>,
     pub rooms: Vec<String>,
+}
+
+/// A receiving user, its stored `/sync` filter and the `next_batch` of its initial sync.
+pub struct Receiver {
+    pub user: User,
+    pub filter_id: String,
+    pub since: String,
 }
 
 /// Retries rate limits (as long as the server says) and transport failures a few times.
@@ -82,12 +88,14 @@ pub async fn run(args: &Args, http: &Http, prefix: &str, filter: &str) -> anyhow
     eprintln!("setup: {} room(s), {joins} joins in {:.1} s", rooms.len(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let receivers: Vec<(User, String)> = stream::iter(receivers.iter().cloned())
+    let receivers: Vec<Receiver> = stream::iter(receivers.iter().cloned())
         .map(|u| async move {
-            let since = retrying(|| first_batch(http, &u, filter, args.request_timeout()))
+            let filter_id =
+                retrying(|| u.upload_filter(http, filter)).await.with_context(|| format!("filter of {}", u.user_id))?;
+            let since = retrying(|| first_batch(http, &u, &filter_id, args.request_timeout()))
                 .await
                 .with_context(|| format!("initial sync of {}", u.user_id))?;
-            anyhow::Ok((u, since))
+            anyhow::Ok(Receiver { user: u, filter_id, since })
         })
         .buffered(args.concurrency)
         .try_collect()
