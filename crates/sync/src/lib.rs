@@ -72,6 +72,8 @@ pub struct SyncWorker {
     presence_seen: dashmap::DashMap<String, (String, i64)>,
     /// What lets a woken long-poll answer from memory (see `fast.rs`).
     caches: caches::Caches,
+    /// When (ms) this worker last answered a long-poll: the notifier waits for a lull.
+    last_answer_ms: std::sync::atomic::AtomicI64,
     /// Committed positions read once for a burst of long-polls (see `positions.rs`).
     positions: Arc<positions::SharedPositions>,
 }
@@ -88,6 +90,7 @@ impl SyncWorker {
             shutdown: shutdown.clone(),
             presence_seen: dashmap::DashMap::new(),
             caches: caches::Caches::new(),
+            last_answer_ms: Default::default(),
         });
         tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));

@@ -17,6 +17,11 @@ use crate::{SyncWorker, push_eval, push_match::CompiledRules};
 const BATCH: i64 = 200;
 /// How often the notifier looks for new events.
 const TICK: Duration = Duration::from_millis(200);
+/// A batch waits for this long without a long-poll answered on this worker (the fan-out of a
+/// message to its room's clients is over), ...
+const LULL_MS: i64 = 15;
+/// ... but never longer than this.
+const MAX_DEFER: Duration = Duration::from_millis(1000);
 
 const LOCK: &str = "SELECT pos FROM push_notifier WHERE id = 1 FOR UPDATE SKIP LOCKED";
 const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
@@ -51,6 +56,7 @@ pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown)
             _ = shutdown.wait() => return,
         }
         let Some(worker) = worker.upgrade() else { return };
+        worker.lull(&shutdown).await;
         loop {
             if memo.rules.len() + memo.rooms.len() > MEMO_LIMIT {
                 memo = Memo::default();
@@ -168,6 +174,20 @@ impl SyncWorker {
         tx.commit().await?;
         tracing::debug!(from, upto, events = events.len(), queued, "push notifier batch");
         Ok(full)
+    }
+
+    /// Waits (up to `MAX_DEFER`) for a moment when no long-poll has been answered for
+    /// `LULL_MS`: notifying is background work, and its thousand-row writes would otherwise
+    /// land in the middle of a message's delivery to the clients waiting for it.
+    async fn lull(&self, shutdown: &Shutdown) {
+        let until = tokio::time::Instant::now() + MAX_DEFER;
+        loop {
+            let quiet = now_ms() - self.last_answer_ms.load(std::sync::atomic::Ordering::Relaxed);
+            if quiet >= LULL_MS || tokio::time::Instant::now() >= until || shutdown.is_triggered() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis((LULL_MS - quiet).max(1) as u64)).await;
+        }
     }
 
     /// Makes `memo` hold the current rules of every user in `users` (one query for all of

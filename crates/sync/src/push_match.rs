@@ -3,22 +3,30 @@
 //! long-poll's unread count), and most of each user's rules are the same server-default rules
 //! asking the same questions of the event. So:
 //!
-//! - a rule whose answer cannot depend on the user (it only looks at the event, not at the
-//!   user's name, the member count or power levels, and does not name the user) is answered
-//!   once per event and the answer shared ([`EventFacts`]);
+//! - the conditions of a rule that look at the event alone (not at the user's name, the member
+//!   count or power levels, and not naming the user) form the rule's *gate*, answered once per
+//!   event and shared by every rule and user with the same gate; a closed gate means the rule
+//!   does not apply, and a rule that is all gate is decided by it;
 //! - a rule that looks for a word in the body (keyword and user-name content rules, the
 //!   display-name rule) first checks that the lower-cased body contains the lower-cased word
 //!   at all, which is how the word-boundary match starts anyway, before running it.
 //!
-//! Every answer still comes from ruma's own rule matching; only its reuse is decided here.
+//! Every answer still comes from ruma's own matching of rules and conditions; only its reuse is
+//! decided here.
 
 use std::{
     collections::HashMap,
     ops::Deref,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU8, Ordering},
+    },
 };
 
 use ruma::push::{AnyPushRuleRef, FlattenedJson, PushCondition, PushConditionRoomCtx, Ruleset};
+
+/// Distinct gates shared per event; rules whose gate would be past this are matched in full.
+const MAX_GATES: usize = 128;
 
 /// A user's rules with, for each rule in evaluation order, how it may be shortened.
 #[derive(Debug)]
@@ -27,16 +35,16 @@ pub struct CompiledRules {
     shortcuts: Vec<Shortcut>,
 }
 
-#[derive(Debug)]
-enum Shortcut {
-    /// The answer depends on the event alone: shared under this key.
-    Shared(Arc<str>),
+#[derive(Debug, Default)]
+struct Shortcut {
+    /// A disabled rule never applies.
+    disabled: bool,
+    /// The shared gate: its index, its conditions, and whether it decides the rule alone.
+    gate: Option<(usize, Vec<PushCondition>, bool)>,
     /// False unless the lower-cased body contains this (lower-cased, wildcard-free) word.
-    Word(String),
+    word: Option<String>,
     /// False unless the lower-cased body contains the user's lower-cased display name.
-    DisplayName,
-    /// Asked of ruma every time.
-    None,
+    display_name: bool,
 }
 
 impl Deref for CompiledRules {
@@ -64,26 +72,27 @@ impl CompiledRules {
             // No rule applies to the user's own events.
             return None;
         }
-        for (rule, shortcut) in self.rules.iter().zip(&self.shortcuts) {
-            let applies = match shortcut {
-                Shortcut::Shared(key) => match event.shared(key) {
-                    Some(known) => known,
-                    None => {
-                        let answer = rule.applies(&event.flat, ctx).await;
-                        event.remember(key, answer);
-                        answer
-                    }
-                },
-                Shortcut::Word(word) if !event.body_contains(word) => false,
-                Shortcut::DisplayName
-                    if !ctx.user_display_name.contains(['*', '?'])
-                        && !event.body_contains(&ctx.user_display_name.to_lowercase()) =>
-                {
-                    false
+        for (rule, cut) in self.rules.iter().zip(&self.shortcuts) {
+            if cut.disabled {
+                continue;
+            }
+            if let Some((index, conditions, decides)) = &cut.gate {
+                let open = event.gate(*index, conditions, ctx).await;
+                if !open {
+                    continue;
                 }
-                _ => rule.applies(&event.flat, ctx).await,
-            };
-            if applies {
+                if *decides {
+                    return Some(rule);
+                }
+            }
+            if cut.word.as_deref().is_some_and(|word| !event.body_contains(word)) {
+                continue;
+            }
+            let name = &ctx.user_display_name;
+            if cut.display_name && !name.contains(['*', '?']) && !event.body_contains(&name.to_lowercase()) {
+                continue;
+            }
+            if rule.applies(&event.flat, ctx).await {
                 return Some(rule);
             }
         }
@@ -95,53 +104,85 @@ impl CompiledRules {
 fn shortcut(rule: AnyPushRuleRef<'_>, user: &str) -> Shortcut {
     match rule {
         AnyPushRuleRef::Override(r) | AnyPushRuleRef::Underride(r) => {
+            if !r.enabled {
+                return Shortcut { disabled: true, ..Shortcut::default() };
+            }
             #[allow(deprecated)] // the legacy display-name condition is still in the defaults
             let display_name = r.conditions.iter().any(|c| matches!(c, PushCondition::ContainsDisplayName));
-            if display_name {
-                return Shortcut::DisplayName;
-            }
-            let event_only = r.conditions.iter().all(|c| {
-                matches!(
-                    c,
-                    PushCondition::EventMatch(_) | PushCondition::EventPropertyIs(_) | PushCondition::EventPropertyContains(_)
-                )
-            });
-            let Ok(conditions) = serde_json::to_string(&r.conditions) else { return Shortcut::None };
-            if !event_only || conditions.contains(user) {
-                // Rules naming the user (mentions, invites) are cheap and never shared.
-                return Shortcut::None;
-            }
-            let kind = if matches!(rule, AnyPushRuleRef::Override(_)) { "override" } else { "underride" };
-            Shortcut::Shared(format!("{kind}\n{}\n{}\n{conditions}", r.rule_id, r.enabled).into())
+            let shared: Vec<PushCondition> = r.conditions.iter().filter(|c| shareable(c, user)).cloned().collect();
+            // These two rules are also switched off by `m.mentions` (the event decides, but
+            // ruma's rule does it): they are never decided by their gate alone.
+            let special = matches!(r.rule_id.as_str(), ".m.rule.roomnotif" | ".m.rule.contains_display_name");
+            let decides = shared.len() == r.conditions.len() && !special;
+            let gate = if shared.is_empty() { None } else { gate_index(&shared).map(|i| (i, shared, decides)) };
+            Shortcut { gate, display_name, ..Shortcut::default() }
         }
-        AnyPushRuleRef::Content(r) if !r.pattern.contains(['*', '?']) => Shortcut::Word(r.pattern.to_lowercase()),
-        _ => Shortcut::None,
+        AnyPushRuleRef::Content(r) if !r.enabled => Shortcut { disabled: true, ..Shortcut::default() },
+        AnyPushRuleRef::Content(r) if !r.pattern.contains(['*', '?']) => {
+            Shortcut { word: Some(r.pattern.to_lowercase()), ..Shortcut::default() }
+        }
+        _ => Shortcut::default(),
     }
 }
 
-/// One event as the rules see it, with the answers shared between the users it is matched for.
+/// Whether `condition` looks at the event alone and does not name `user` (a condition naming
+/// the user is cheap and never shared by two users).
+fn shareable(condition: &PushCondition, user: &str) -> bool {
+    let event_only = matches!(
+        condition,
+        PushCondition::EventMatch(_) | PushCondition::EventPropertyIs(_) | PushCondition::EventPropertyContains(_)
+    );
+    event_only && serde_json::to_string(condition).is_ok_and(|json| !json.contains(user))
+}
+
+/// The process-wide index of a gate (its conditions), or `None` once `MAX_GATES` are taken.
+fn gate_index(conditions: &[PushCondition]) -> Option<usize> {
+    static GATES: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    let key = serde_json::to_string(conditions).ok()?;
+    let mut gates = GATES.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = gates.get(&key) {
+        return Some(*i);
+    }
+    let next = gates.len();
+    (next < MAX_GATES).then(|| *gates.entry(key).or_insert(next))
+}
+
+/// One event as the rules see it, with the gate answers shared between the users it is
+/// matched for.
 #[derive(Debug)]
 pub struct EventFacts {
     flat: FlattenedJson,
     sender: Option<String>,
     /// `content.body`, lower-cased as the word match lower-cases it.
     lower_body: Option<String>,
-    answers: Mutex<HashMap<Arc<str>, bool>>,
+    /// Per gate: 0 not yet answered, 1 closed, 2 open.
+    gates: Box<[AtomicU8]>,
 }
 
 impl EventFacts {
     pub fn new(flat: FlattenedJson) -> EventFacts {
         let sender = flat.get_str("sender").map(str::to_owned);
         let lower_body = flat.get_str("content.body").map(str::to_lowercase);
-        EventFacts { flat, sender, lower_body, answers: Mutex::new(HashMap::new()) }
+        let gates = (0..MAX_GATES).map(|_| AtomicU8::new(0)).collect();
+        EventFacts { flat, sender, lower_body, gates }
     }
 
-    fn shared(&self, key: &str) -> Option<bool> {
-        self.answers.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied()
-    }
-
-    fn remember(&self, key: &Arc<str>, answer: bool) {
-        self.answers.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), answer);
+    /// Whether every one of `conditions` (gate `index`) holds for this event.
+    async fn gate(&self, index: usize, conditions: &[PushCondition], ctx: &PushConditionRoomCtx) -> bool {
+        match self.gates[index].load(Ordering::Relaxed) {
+            1 => return false,
+            2 => return true,
+            _ => {}
+        }
+        let mut open = true;
+        for condition in conditions {
+            if !condition.applies(&self.flat, ctx).await {
+                open = false;
+                break;
+            }
+        }
+        self.gates[index].store(if open { 2 } else { 1 }, Ordering::Relaxed);
+        open
     }
 
     /// Whether the body contains `word` (both lower-cased). The word-boundary match finds the
