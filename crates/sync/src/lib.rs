@@ -72,13 +72,20 @@ pub struct SyncWorker {
     presence_seen: dashmap::DashMap<String, (String, i64)>,
     /// What lets a woken long-poll answer from memory (see `fast.rs`).
     caches: caches::Caches,
-    /// When (ms) this worker last answered a long-poll: the notifier waits for a lull.
+    /// When this worker last answered a long-poll (ms since `started`, a monotonic clock):
+    /// the notifier waits for a lull.
     last_answer_ms: std::sync::atomic::AtomicI64,
+    started: std::time::Instant,
     /// Committed positions read once for a burst of long-polls (see `positions.rs`).
     positions: Arc<positions::SharedPositions>,
 }
 
 impl SyncWorker {
+    /// Milliseconds since this worker started, on a clock that never steps back.
+    fn uptime_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// A worker, with its housekeeping running until `shutdown`: typing notifications time
     /// out, users who stopped syncing go offline.
     pub fn new(pool: Pool, bus: Arc<dyn Bus>, settings: SyncSettings, shutdown: Shutdown) -> Arc<SyncWorker> {
@@ -91,6 +98,7 @@ impl SyncWorker {
             presence_seen: dashmap::DashMap::new(),
             caches: caches::Caches::new(),
             last_answer_ms: Default::default(),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));

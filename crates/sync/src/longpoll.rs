@@ -60,7 +60,7 @@ impl SyncWorker {
             filter: &filter,
         };
         let body = self.wait_for_news(&poll).await?;
-        self.last_answer_ms.store(trellis_core::time::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        self.last_answer_ms.store(self.uptime_ms(), std::sync::atomic::Ordering::Relaxed);
         metrics::histogram!("trellis_sync_duration_seconds", "kind" => if since.is_none() { "initial" } else { "incremental" })
             .record(started.elapsed().as_secs_f64());
         Ok(SyncResponse { body_json: serde_json::to_string(&body)? })

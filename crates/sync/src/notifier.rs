@@ -182,11 +182,15 @@ impl SyncWorker {
     async fn lull(&self, shutdown: &Shutdown) {
         let until = tokio::time::Instant::now() + MAX_DEFER;
         loop {
-            let quiet = now_ms() - self.last_answer_ms.load(std::sync::atomic::Ordering::Relaxed);
+            let quiet = self.uptime_ms() - self.last_answer_ms.load(std::sync::atomic::Ordering::Relaxed);
             if quiet >= LULL_MS || tokio::time::Instant::now() >= until || shutdown.is_triggered() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis((LULL_MS - quiet).max(1) as u64)).await;
+            let pause = Duration::from_millis((LULL_MS - quiet).clamp(1, LULL_MS) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(until)) => {}
+                _ = shutdown.wait() => return,
+            }
         }
     }
 
