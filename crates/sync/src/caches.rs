@@ -6,10 +6,7 @@
 use std::{collections::HashMap, hash::Hash, sync::Arc};
 
 use dashmap::DashMap;
-use ruma::{
-    api::client::filter::FilterDefinition,
-    push::PushConditionRoomCtx,
-};
+use ruma::{api::client::filter::FilterDefinition, push::PushConditionRoomCtx};
 use trellis_core::StreamToken;
 
 use crate::{queries::Membership, tail_cache::TailCache, unread::Counts, windows::Windows};

@@ -176,7 +176,11 @@ pub async fn evaluate<'a>(rules: &'a CompiledRules, ctx: &PushConditionRoomCtx, 
 
 /// What `rules` decide for a flattened event in `ctx`: the actions of the first rule that
 /// applies (none for the user's own events).
-pub async fn evaluate_facts<'a>(rules: &'a CompiledRules, ctx: &PushConditionRoomCtx, event: &EventFacts) -> Outcome<'a> {
+pub async fn evaluate_facts<'a>(
+    rules: &'a CompiledRules,
+    ctx: &PushConditionRoomCtx,
+    event: &EventFacts,
+) -> Outcome<'a> {
     match rules.first_match(event, ctx).await {
         Some(rule) => {
             let actions = rule.actions();

@@ -287,7 +287,10 @@ mod tests {
             ] {
                 out.push(msg(sender, json!({"msgtype": "m.text", "body": body})));
                 out.push(msg(sender, json!({"msgtype": "m.notice", "body": body})));
-                out.push(msg(sender, json!({"msgtype": "m.text", "body": body, "m.mentions": {"user_ids": ["@bob:x"]}})));
+                out.push(msg(
+                    sender,
+                    json!({"msgtype": "m.text", "body": body, "m.mentions": {"user_ids": ["@bob:x"]}}),
+                ));
                 out.push(msg(sender, json!({"msgtype": "m.text", "body": body, "m.mentions": {"room": true}})));
             }
             out.push(msg(sender, json!({"msgtype": "m.text"})));
