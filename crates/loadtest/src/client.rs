@@ -19,7 +19,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(kind: String) -> Failure {
+    pub fn new(kind: String) -> Failure {
         Failure { kind, retry_after: None }
     }
 
@@ -36,11 +36,6 @@ impl Failure {
             "transport error"
         };
         Failure::new(format!("{op}: {what}"))
-    }
-
-    /// A failure of the given kind.
-    pub fn kind(kind: String) -> Failure {
-        Failure::new(kind)
     }
 
     /// A non-2xx reply given by its status code.

@@ -46,11 +46,11 @@ impl Conn {
             Ok(Ok((status, body))) => Err(Failure::status_code(op, status, &body)),
             Ok(Err(what)) => {
                 self.stream = None;
-                Err(Failure::kind(format!("{op}: {what}")))
+                Err(Failure::new(format!("{op}: {what}")))
             }
             Err(_) => {
                 self.stream = None;
-                Err(Failure::kind(format!("{op}: timeout")))
+                Err(Failure::new(format!("{op}: timeout")))
             }
         }
     }

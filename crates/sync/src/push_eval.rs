@@ -60,11 +60,7 @@ impl RoomContexts {
             let user: String = row.get(0);
             let Ok(user_id) = OwnedUserId::try_from(user.as_str()) else { continue };
             let name = display_name(row.get(1), row.get(2)).filter(|n| !n.is_empty());
-            let name = name.unwrap_or_else(|| user_id.localpart().to_owned());
-            let mut ctx = PushConditionRoomCtx::new(room_id.clone(), count, user_id, name);
-            if let Some(pl) = &power_levels {
-                ctx = ctx.with_power_levels(pl.clone());
-            }
+            let ctx = member_ctx(room_id.clone(), count, user_id, name, power_levels.clone());
             members.insert(user, Arc::new(ctx));
         }
         Ok(Some(RoomContexts { members }))
@@ -109,13 +105,26 @@ pub async fn room_ctx(
     let member: Option<String> = row.get(1);
     let levels: Option<String> = row.get(2);
     let profile: Option<String> = row.get(3);
-    let displayname = display_name(member, profile).unwrap_or_else(|| user_id.localpart().to_owned());
     let count = UInt::try_from(members.max(0) as u64).unwrap_or_default();
-    let mut ctx = PushConditionRoomCtx::new(room_id, count, user_id, displayname);
-    if let Some(levels) = levels.and_then(|c| serde_json::from_str::<Value>(&c).ok()) {
-        ctx = ctx.with_power_levels(power_levels(&levels));
+    let levels = levels.and_then(|c| serde_json::from_str::<Value>(&c).ok()).map(|c| power_levels(&c));
+    Ok(Some(member_ctx(room_id, count, user_id, display_name(member, profile), levels)))
+}
+
+/// A member's context: the room's member count and power levels, and the name the rules
+/// match the member by (the localpart when they have none).
+fn member_ctx(
+    room_id: OwnedRoomId,
+    count: UInt,
+    user_id: OwnedUserId,
+    name: Option<String>,
+    levels: Option<PushConditionPowerLevelsCtx>,
+) -> PushConditionRoomCtx {
+    let name = name.unwrap_or_else(|| user_id.localpart().to_owned());
+    let ctx = PushConditionRoomCtx::new(room_id, count, user_id, name);
+    match levels {
+        Some(levels) => ctx.with_power_levels(levels),
+        None => ctx,
     }
-    Ok(Some(ctx))
 }
 
 fn level(v: &Value, default: i64) -> Int {
