@@ -11,7 +11,6 @@
 //! sees half a batch (room A notified, room B of the same watermark not yet).
 
 use std::{
-    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -19,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use foldhash::{HashMap as FastMap, HashSet as FastSet};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use trellis_core::{Stream, StreamPos, StreamToken};
@@ -62,7 +62,7 @@ fn index(stream: Stream) -> usize {
 struct Entry {
     channel: Option<Channel>,
     /// By waiter ID: a popular room holds thousands, and each leaves on its own.
-    waiters: HashMap<u64, Arc<Waiter>>,
+    waiters: FastMap<u64, Arc<Waiter>>,
     /// Subscribed at the backend (Redis acknowledged it).
     live: bool,
     /// When the last waiter left; the backend unsubscribes after a linger period.
@@ -76,7 +76,7 @@ struct Entry {
 
 impl Entry {
     fn new(channel: Option<Channel>) -> Entry {
-        Entry { channel, waiters: HashMap::new(), live: false, idle_since: None, last: [0; 7], known_since: None }
+        Entry { channel, waiters: FastMap::default(), live: false, idle_since: None, last: [0; 7], known_since: None }
     }
 }
 
@@ -95,9 +95,9 @@ pub struct News {
 
 #[derive(Default)]
 struct Keys {
-    entries: HashMap<String, Entry>,
+    entries: FastMap<String, Entry>,
     /// Channels with events-stream changes whose batch has not ended yet.
-    pending: HashSet<String>,
+    pending: FastSet<String>,
 }
 
 #[derive(Default)]
@@ -118,13 +118,19 @@ impl Hub {
         })
     }
 
-    pub(crate) fn register(&self, keys: &[(String, Option<Channel>)], waiter: &Arc<Waiter>) {
+    /// Adds `waiter` to the channels of `keys`; `live` marks them live at once (a backend
+    /// that needs no acknowledgement). Returns whether every one of them is live.
+    pub(crate) fn register(&self, keys: Vec<(String, Channel)>, waiter: &Arc<Waiter>, live: bool) -> bool {
         let mut k = self.keys.lock();
+        let mut all_live = true;
         for (key, channel) in keys {
-            let entry = k.entries.entry(key.clone()).or_insert_with(|| Entry::new(channel.clone()));
+            let entry = k.entries.entry(key).or_insert_with(|| Entry::new(Some(channel)));
             entry.waiters.insert(waiter.id, waiter.clone());
             entry.idle_since = None;
+            entry.live |= live;
+            all_live &= entry.live;
         }
+        all_live
     }
 
     pub(crate) fn unregister<'a>(&self, keys: impl Iterator<Item = &'a String>, waiter: &Waiter) {
@@ -193,7 +199,7 @@ impl Hub {
 
     /// Sets the baseline of live channels that have none: every change after `pos` will be
     /// delivered. `pos` must have been read after the channels became live.
-    pub(crate) fn baseline(&self, keys: &[String], pos: &StreamToken) {
+    pub(crate) fn baseline<'a>(&self, keys: impl Iterator<Item = &'a String>, pos: &StreamToken) {
         let mut k = self.keys.lock();
         for key in keys {
             if let Some(entry) = k.entries.get_mut(key)
@@ -206,7 +212,7 @@ impl Hub {
     }
 
     /// What is known of changes on `keys` after `since`.
-    pub(crate) fn news(&self, keys: &[String], since: &StreamToken) -> News {
+    pub(crate) fn news<'a>(&self, keys: impl Iterator<Item = &'a String>, since: &StreamToken) -> News {
         let k = self.keys.lock();
         let mut news =
             News { known: true, changes: Vec::new(), events_complete: self.events_complete.load(Ordering::Acquire) };

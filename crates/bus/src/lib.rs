@@ -12,7 +12,9 @@ pub mod memory;
 pub mod ratelimit;
 pub mod redis;
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
+
+use foldhash::HashSet as FastSet;
 
 use trellis_core::{Result, Stream, StreamPos, StreamToken};
 
@@ -60,6 +62,11 @@ pub trait Bus: Send + Sync + 'static {
 #[async_trait::async_trait]
 trait Listen: Send + Sync + 'static {
     async fn listen(&self, keys: &[String]) -> Result<()>;
+
+    /// Whether a key is live the moment it is registered (no acknowledgement to wait for).
+    fn immediate(&self) -> bool {
+        false
+    }
 }
 
 /// A set of channels one long-poll listens on. Dropping it stops listening.
@@ -68,41 +75,38 @@ pub struct Subscription {
     backend: Arc<dyn Listen>,
     waiter: Arc<Waiter>,
     prefix: Arc<str>,
-    keys: HashSet<String>,
+    keys: FastSet<String>,
 }
 
 impl Subscription {
     fn new(hub: Arc<Hub>, backend: Arc<dyn Listen>, prefix: Arc<str>) -> Subscription {
-        Subscription { waiter: hub.new_waiter(), hub, backend, prefix, keys: HashSet::new() }
+        Subscription { waiter: hub.new_waiter(), hub, backend, prefix, keys: FastSet::default() }
     }
 
     /// Listens on more channels; live once this returns.
     pub async fn add(&mut self, channels: &[Channel]) -> Result<()> {
-        let new: Vec<(String, Option<Channel>)> = channels
-            .iter()
-            .map(|c| (c.key(&self.prefix), Some(c.clone())))
-            .filter(|(k, _)| !self.keys.contains(k))
-            .collect();
+        let new: Vec<(String, Channel)> =
+            channels.iter().map(|c| (c.key(&self.prefix), c.clone())).filter(|(k, _)| !self.keys.contains(k)).collect();
         if new.is_empty() {
             return Ok(());
         }
-        self.hub.register(&new, &self.waiter);
-        let keys: Vec<String> = new.into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
         self.keys.extend(keys.iter().cloned());
+        if self.hub.register(new, &self.waiter, self.backend.immediate()) {
+            return Ok(());
+        }
         self.backend.listen(&keys).await
     }
 
     /// What this process knows of changes on the subscription's channels after `since`.
     pub fn news_since(&self, since: &StreamToken) -> News {
-        let keys: Vec<String> = self.keys.iter().cloned().collect();
-        self.hub.news(&keys, since)
+        self.hub.news(self.keys.iter(), since)
     }
 
     /// Records that every change after `pos` on the subscription's live channels will be
     /// seen here. Call with positions read from PostgreSQL after [`Subscription::add`].
     pub fn baseline(&self, pos: &StreamToken) {
-        let keys: Vec<String> = self.keys.iter().cloned().collect();
-        self.hub.baseline(&keys, pos);
+        self.hub.baseline(self.keys.iter(), pos);
     }
 
     /// Waits until a wake-up arrives on any channel, or the bus's health changes (which also

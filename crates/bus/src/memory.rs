@@ -12,6 +12,8 @@ use crate::{Bus, Channel, Listen, Subscription, hub::Hub};
 
 pub struct MemoryBus {
     hub: Arc<Hub>,
+    listen: Arc<Immediate>,
+    prefix: Arc<str>,
     /// How long a channel nobody waits on is kept: what this process knows of its changes
     /// lets a client's next long-poll (a moment later) skip PostgreSQL.
     linger: Duration,
@@ -27,6 +29,10 @@ impl Listen for Immediate {
         self.0.mark_live(keys, true);
         Ok(())
     }
+
+    fn immediate(&self) -> bool {
+        true
+    }
 }
 
 impl MemoryBus {
@@ -36,7 +42,14 @@ impl MemoryBus {
     }
 
     pub fn with_linger(linger: Duration) -> Arc<MemoryBus> {
-        Arc::new(MemoryBus { hub: Arc::default(), linger, last_sweep: Mutex::new(Instant::now()) })
+        let hub: Arc<Hub> = Arc::default();
+        Arc::new(MemoryBus {
+            listen: Arc::new(Immediate(hub.clone())),
+            prefix: PREFIX.into(),
+            hub,
+            linger,
+            last_sweep: Mutex::new(Instant::now()),
+        })
     }
 
     /// Forgets the channels idle for longer than the linger, at most twice per linger period.
@@ -70,7 +83,7 @@ impl Bus for MemoryBus {
     }
 
     async fn subscribe(&self, channels: &[Channel]) -> Result<Subscription> {
-        let mut sub = Subscription::new(self.hub.clone(), Arc::new(Immediate(self.hub.clone())), PREFIX.into());
+        let mut sub = Subscription::new(self.hub.clone(), self.listen.clone(), self.prefix.clone());
         sub.add(channels).await?;
         Ok(sub)
     }

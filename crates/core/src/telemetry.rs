@@ -59,7 +59,15 @@ pub fn init(cfg: &TelemetryConfig, service_name: &str) -> anyhow::Result<Telemet
     // Without an exporter the provider still gives every span a trace ID, so trace context
     // crosses gRPC hops (and shows in logs) even when nothing is collected.
     let provider = builder.build();
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("trellis"));
+    // Per span, the layer records only what a trace viewer needs: no busy/idle timings (a
+    // clock read and a lock on every poll of an instrumented future), no thread attributes,
+    // and no OpenTelemetry context attached on entry (trace context is read from the span
+    // itself where it crosses a hop).
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("trellis"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_context_activation(false);
 
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_filter))

@@ -7,6 +7,7 @@ mod client;
 mod error;
 mod extract;
 mod router;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ pub struct AppState {
     pub(crate) services: Arc<Services>,
     pub(crate) settings: Arc<GatewaySettings>,
     /// Validated access tokens, briefly (see `http.token_cache_ms`).
-    pub(crate) tokens: Option<moka::sync::Cache<String, extract::Authed>>,
+    pub(crate) tokens: Option<Arc<tokens::TokenCache>>,
 }
 
 impl AppState {

@@ -45,13 +45,8 @@ async fn api_v1(mut req: Request, next: Next) -> Response {
 }
 
 fn routes(services: Services, settings: GatewaySettings) -> Router {
-    let tokens = (!settings.token_cache.is_zero()).then(|| {
-        moka::sync::Cache::builder()
-            .max_capacity(200_000)
-            .time_to_live(settings.token_cache)
-            .support_invalidation_closures()
-            .build()
-    });
+    let tokens = (!settings.token_cache.is_zero())
+        .then(|| Arc::new(crate::tokens::TokenCache::new(settings.token_cache, 200_000)));
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
     client::routes()
         .route("/metrics", axum::routing::get(metrics))

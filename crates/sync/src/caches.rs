@@ -13,13 +13,13 @@ use crate::{queries::Membership, tail_cache::TailCache, unread::Counts, windows:
 
 /// A concurrent map that forgets everything when it outgrows `cap` (checked periodically).
 pub struct Bounded<K: Hash + Eq, V> {
-    map: DashMap<K, V>,
+    map: DashMap<K, V, foldhash::fast::RandomState>,
     cap: usize,
 }
 
 impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
     fn new(cap: usize) -> Bounded<K, V> {
-        Bounded { map: DashMap::new(), cap }
+        Bounded { map: DashMap::with_hasher(foldhash::fast::RandomState::default()), cap }
     }
 
     pub fn get(&self, key: &K) -> Option<V> {

@@ -165,8 +165,7 @@ async fn logout_all_route(State(s): State<AppState>, auth: Authed) -> ApiResult<
 /// Drops this gateway's cached validations of the tokens a logout ends.
 fn forget_tokens(s: &AppState, auth: &Authed, all_devices: bool) {
     let Some(cache) = &s.tokens else { return };
-    let (user, device) = (auth.user_id.clone(), auth.device_id.clone());
-    let _ = cache.invalidate_entries_if(move |_, a| a.user_id == user && (all_devices || a.device_id == device));
+    cache.forget(|a| a.user_id == auth.user_id && (all_devices || a.device_id == auth.device_id));
 }
 
 /// # `GET /_matrix/client/v3/account/whoami`

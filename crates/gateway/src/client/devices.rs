@@ -45,8 +45,7 @@ fn device_json(d: Device) -> Value {
 /// `gone` selects (after the auth service removed them).
 pub(super) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) -> bool + Send + Sync + 'static) {
     let Some(cache) = &s.tokens else { return };
-    let user = user_id.to_owned();
-    let _ = cache.invalidate_entries_if(move |_, a| a.user_id == user && gone(&a.device_id));
+    cache.forget(|a| a.user_id == user_id && gone(&a.device_id));
 }
 
 /// # `GET /_matrix/client/v3/devices`
