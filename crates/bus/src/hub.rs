@@ -155,7 +155,9 @@ impl Hub {
         if stream == Stream::Events {
             k.pending.insert(key.to_owned());
         } else {
-            for w in entry.waiters.values() {
+            let woken: Vec<Arc<Waiter>> = entry.waiters.values().cloned().collect();
+            drop(k);
+            for w in woken {
                 w.wake(Some((stream, pos)));
             }
         }
@@ -166,12 +168,16 @@ impl Hub {
         let mut k = self.keys.lock();
         self.events_complete.fetch_max(pos, Ordering::AcqRel);
         let pending: Vec<String> = k.pending.drain().collect();
+        let mut woken: Vec<Arc<Waiter>> = Vec::new();
         for key in pending {
             if let Some(entry) = k.entries.get(&key) {
-                for w in entry.waiters.values() {
-                    w.wake(Some((Stream::Events, pos)));
-                }
+                woken.extend(entry.waiters.values().cloned());
             }
+        }
+        // Woken outside the lock: the long-polls woken first need it at once.
+        drop(k);
+        for w in woken {
+            w.wake(Some((Stream::Events, pos)));
         }
     }
 
