@@ -1,14 +1,19 @@
 //! The router: endpoint routes from `client/`, registered on every historical path of their
-//! ruma metadata; the edge behaviour every path shares (CORS and `OPTIONS`, `M_UNRECOGNIZED`
-//! 404/405 fallbacks, panics as `M_UNKNOWN`); per-route tracing spans and Prometheus metrics.
+//! ruma metadata, behind the edge (`edge.rs`: CORS, `OPTIONS`, first-generation paths); the
+//! `M_UNRECOGNIZED` 404/405 fallbacks and panics as `M_UNKNOWN`; per-route tracing spans and
+//! Prometheus metrics.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    collections::HashSet,
+    sync::{Arc, LazyLock},
+    time::Instant,
+};
 
 use axum::{
     Router,
     extract::{MatchedPath, Request},
     handler::Handler,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodFilter, on},
@@ -23,25 +28,8 @@ use crate::{AppState, GatewaySettings, Services, client, error::unrecognized};
 /// The complete HTTP application.
 pub fn router(services: Services, settings: GatewaySettings) -> Router {
     let app = routes(services, settings);
-    // The first generation of paths (`/_matrix/client/api/v1/...`) is rewritten to r0 before
-    // routing, so the oldest tutorials reach the same handlers.
-    Router::new().fallback_service(tower::ServiceBuilder::new().layer(middleware::from_fn(api_v1)).service(app))
-}
-
-const API_V1: &str = "/_matrix/client/api/v1/";
-
-async fn api_v1(mut req: Request, next: Next) -> Response {
-    if let Some(rest) = req.uri().path().strip_prefix(API_V1) {
-        let mut path = format!("/_matrix/client/r0/{rest}");
-        if let Some(q) = req.uri().query() {
-            path.push('?');
-            path.push_str(q);
-        }
-        if let Ok(uri) = path.parse() {
-            *req.uri_mut() = uri;
-        }
-    }
-    next.run(req).await
+    // The edge sits before routing: it rewrites first-generation paths.
+    Router::new().fallback_service(tower::ServiceBuilder::new().layer(crate::edge::EdgeLayer).service(app))
 }
 
 fn routes(services: Services, settings: GatewaySettings) -> Router {
@@ -56,7 +44,6 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
         })
         .fallback(fallback)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(cors))
         .with_state(state)
 }
 
@@ -92,24 +79,6 @@ async fn metrics() -> String {
     trellis_core::telemetry::metrics_handle().render()
 }
 
-/// Every response carries the CORS headers browsers need, and any `OPTIONS` request (a
-/// preflight or not) is answered at once, like Synapse does.
-async fn cors(req: Request, next: Next) -> Response {
-    let mut response = if req.method() == Method::OPTIONS {
-        (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
-    } else {
-        next.run(req).await
-    };
-    let h = response.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization, Date"),
-    );
-    response
-}
-
 struct HeaderExtract<'a>(&'a HeaderMap);
 
 impl Extractor for HeaderExtract<'_> {
@@ -124,28 +93,64 @@ impl Extractor for HeaderExtract<'_> {
 /// A span per request (continuing a caller's W3C trace if it sent one) and Prometheus
 /// request counts and latency per route.
 async fn observe(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| route_label(m.as_str()));
+    let method = method_label(req.method());
     let span = tracing::info_span!(
         "http.request",
         otel.kind = "server",
-        http.method = %method,
-        http.route = %route,
+        http.method = method,
+        http.route = route,
         http.status = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtract(req.headers())));
-    let _ = span.set_parent(parent);
+    // A caller's W3C trace context, when it sent one.
+    if req.headers().contains_key("traceparent") {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtract(req.headers())));
+        let _ = span.set_parent(parent);
+    }
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("http.status", status);
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!("trellis_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string())
+    metrics::counter!("trellis_http_requests_total", "method" => method, "route" => route, "status" => status_label(status))
         .increment(1);
-    metrics::histogram!("trellis_http_request_duration_seconds", "method" => method.to_string(), "route" => route)
-        .record(elapsed);
+    metrics::histogram!("trellis_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
     response
+}
+
+/// A matched route's pattern as a label value. Patterns are the router's own (a fixed set),
+/// so each is leaked once rather than copied on every request.
+fn route_label(route: &str) -> &'static str {
+    static SEEN: LazyLock<parking_lot::RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    if let Some(known) = SEEN.read().get(route) {
+        return known;
+    }
+    let mut seen = SEEN.write();
+    if let Some(known) = seen.get(route) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(route.into());
+    seen.insert(leaked);
+    leaked
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    static CODES: LazyLock<Vec<String>> = LazyLock::new(|| (0..1000).map(|c: u16| c.to_string()).collect());
+    CODES.get(usize::from(status)).map_or("other", String::as_str)
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
