@@ -20,8 +20,12 @@ const TICK: Duration = Duration::from_millis(200);
 /// A batch waits for this long without a long-poll answered on this worker (the fan-out of a
 /// message to its room's clients is over), ...
 const LULL_MS: i64 = 15;
-/// ... but never longer than this.
+/// ... but never longer than this (per batch, over all its waits).
 const MAX_DEFER: Duration = Duration::from_millis(1000);
+/// Notifications written per statement. A message in a busy room notifies thousands of
+/// members; written in slices, each after a lull, the writes fit between deliveries instead of
+/// holding PostgreSQL while the next message is sent and delivered.
+const SLICE: usize = 256;
 
 const LOCK: &str = "SELECT pos FROM push_notifier WHERE id = 1 FOR UPDATE SKIP LOCKED";
 const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
@@ -56,12 +60,12 @@ pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown)
             _ = shutdown.wait() => return,
         }
         let Some(worker) = worker.upgrade() else { return };
-        worker.lull(&shutdown).await;
+        worker.lull(&shutdown, tokio::time::Instant::now() + MAX_DEFER).await;
         loop {
             if memo.rules.len() + memo.rooms.len() > MEMO_LIMIT {
                 memo = Memo::default();
             }
-            match worker.notify_batch(&mut memo).await {
+            match worker.notify_batch(&mut memo, &shutdown).await {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) => {
@@ -98,7 +102,7 @@ struct Rows {
 
 impl SyncWorker {
     /// Evaluates one batch of new events; `true` when more may be waiting.
-    async fn notify_batch(&self, memo: &mut Memo) -> Result<bool> {
+    async fn notify_batch(&self, memo: &mut Memo, shutdown: &Shutdown) -> Result<bool> {
         let mut locked = self.pool.get().await?;
         let tx = locked.transaction().await?;
         let Some(row) = tx.query_opt(LOCK, &[]).await? else { return Ok(false) };
@@ -164,11 +168,24 @@ impl SyncWorker {
             }
         }
         let mut queued = 0u64;
-        if !rows.users.is_empty() {
-            let r = &rows;
-            queued = tx
-                .execute(RECORD, &[&r.users, &r.rooms, &r.events, &r.positions, &r.actions, &r.highlights, &r.ts, &now])
-                .await?;
+        let r = &rows;
+        let until = tokio::time::Instant::now() + MAX_DEFER;
+        let mut start = 0;
+        while start < r.users.len() {
+            self.lull(shutdown, until).await;
+            let s = start..(start + SLICE).min(r.users.len());
+            let slice: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &&r.users[s.clone()],
+                &&r.rooms[s.clone()],
+                &&r.events[s.clone()],
+                &&r.positions[s.clone()],
+                &&r.actions[s.clone()],
+                &&r.highlights[s.clone()],
+                &&r.ts[s.clone()],
+                &now,
+            ];
+            queued += tx.execute(RECORD, &slice).await?;
+            start = s.end;
         }
         tx.execute(ADVANCE, &[&upto]).await?;
         tx.commit().await?;
@@ -176,11 +193,10 @@ impl SyncWorker {
         Ok(full)
     }
 
-    /// Waits (up to `MAX_DEFER`) for a moment when no long-poll has been answered for
-    /// `LULL_MS`: notifying is background work, and its thousand-row writes would otherwise
+    /// Waits (until `until` at the latest) for a moment when no long-poll has been answered
+    /// for `LULL_MS`: notifying is background work, and its thousand-row writes would otherwise
     /// land in the middle of a message's delivery to the clients waiting for it.
-    async fn lull(&self, shutdown: &Shutdown) {
-        let until = tokio::time::Instant::now() + MAX_DEFER;
+    async fn lull(&self, shutdown: &Shutdown, until: tokio::time::Instant) {
         loop {
             let quiet = self.uptime_ms() - self.last_answer_ms.load(std::sync::atomic::Ordering::Relaxed);
             if quiet >= LULL_MS || tokio::time::Instant::now() >= until || shutdown.is_triggered() {
