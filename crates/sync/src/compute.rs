@@ -230,7 +230,7 @@ impl SyncWorker {
             body.next_batch = next.with(Stream::ToDevice, last).to_string();
         }
         let has_keys = crate::e2ee::fill(client, req.user_id, req.device_id, req.since, upto, &mut body).await?;
-        self.caches.key_devices.insert((req.user_id.to_owned(), req.device_id.to_owned()), has_keys);
+        self.caches.key_devices.insert_at([req.user_id, req.device_id], has_keys);
         if let Some(fields) = &req.filter.event_fields {
             body.keep_fields(fields);
         }

@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 use ruma::api::client::filter::EventFormat;
 use trellis_bus::{Channel, News};
 use trellis_core::{Result, Stream, StreamToken, time::now_ms};
-use trellis_storage::events::{Format, Viewer};
+use trellis_storage::events::Viewer;
 
 use crate::{
     SyncWorker,
@@ -115,17 +115,17 @@ impl SyncWorker {
         let mut stale_counts = Vec::new();
         for (room, events) in &timelines {
             let timeline = Timeline {
-                events: events.iter().map(|e| raw(e.row.render(Some(viewer), Format::WithoutRoomId, now))).collect(),
+                events: events.iter().map(|e| raw(e.render(viewer, now))).collect(),
                 limited: false,
                 prev_batch: trellis_core::StreamToken::new(events[0].row.pos - 1).to_string(),
             };
             body.rooms.join.insert(room.clone(), JoinedRoom { timeline, ..Default::default() });
-            match self.caches.unread.get(&(req.user_id.to_owned(), room.clone())) {
+            match self.caches.unread.get_at([req.user_id, room]) {
                 Some((as_of, counts)) if as_of == since.events => {
                     let ad = since.get(Stream::AccountData);
                     match self.count_on(req.user_id, room, ad, counts, events).await {
                         Some(counts) => {
-                            self.caches.unread.insert((req.user_id.to_owned(), room.clone()), (upto, counts));
+                            self.caches.unread.insert_at([req.user_id, room], (upto, counts));
                             set_counts(&mut body, room, counts, rf.timeline.unread_thread_notifications);
                         }
                         None => stale_counts.push(room.clone()),
@@ -148,15 +148,15 @@ impl SyncWorker {
                 continue;
             }
             // No new events here: the counts as of `since` still hold.
-            match self.caches.unread.get(&(req.user_id.to_owned(), room.clone())) {
+            match self.caches.unread.get_at([req.user_id, &room]) {
                 Some((as_of, counts)) if as_of == since.events => {
-                    self.caches.unread.insert((req.user_id.to_owned(), room.clone()), (upto.max(since.events), counts));
+                    self.caches.unread.insert_at([req.user_id, &room], (upto.max(since.events), counts));
                     set_counts(&mut body, &room, counts, rf.timeline.unread_thread_notifications);
                 }
                 _ => stale_counts.push(room),
             }
         }
-        let has_keys = self.caches.key_devices.get(&(req.user_id.to_owned(), req.device_id.to_owned()));
+        let has_keys = self.caches.key_devices.get_at([req.user_id, req.device_id]);
         if !stale_counts.is_empty() || has_keys != Some(false) {
             let client = self.pool.get().await?;
             if !stale_counts.is_empty() {
@@ -170,7 +170,7 @@ impl SyncWorker {
             // seen by the exact path is read too (its keys may have come through another worker).
             if has_keys != Some(false) {
                 let has = crate::e2ee::key_counts(&client, req.user_id, req.device_id, &mut body).await?;
-                self.caches.key_devices.insert((req.user_id.to_owned(), req.device_id.to_owned()), has);
+                self.caches.key_devices.insert_at([req.user_id, req.device_id], has);
             }
         }
         if let Some(fields) = &req.filter.event_fields {
@@ -228,8 +228,9 @@ impl SyncWorker {
 
     /// Whether the device already has the current member event of every sender.
     fn members_current(&self, req: &Request<'_>, room: &str, events: &[Arc<TailEvent>], since: i64) -> bool {
-        let key = (req.user_id.to_owned(), req.device_id.to_owned(), room.to_owned());
-        let Some(sent) = self.caches.lazy_sent.get(&key) else { return events.is_empty() };
+        let Some(sent) = self.caches.lazy_sent.get_at([req.user_id, req.device_id, room]) else {
+            return events.is_empty();
+        };
         events.iter().all(|e| sent.get(&e.row.sender).is_some_and(|pos| *pos <= since))
     }
 }

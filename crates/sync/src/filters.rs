@@ -58,23 +58,21 @@ impl SyncWorker {
             None | Some("") => Ok(Arc::new(FilterDefinition::default())),
             Some(inline) if inline.starts_with('{') => {
                 // Clients send the same inline filter with every poll: parse it once.
-                let key = (String::new(), inline.to_owned());
-                if let Some(f) = self.caches.filters.get(&key) {
+                if let Some(f) = self.caches.filters.get_at(["", inline]) {
                     return Ok(f);
                 }
                 let f = Arc::new(parse(inline)?);
-                self.caches.filters.insert(key, f.clone());
+                self.caches.filters.insert_at(["", inline], f.clone());
                 Ok(f)
             }
             Some(id) => {
-                let key = (user_id.to_owned(), id.to_owned());
-                if let Some(f) = self.caches.filters.get(&key) {
+                if let Some(f) = self.caches.filters.get_at([user_id, id]) {
                     return Ok(f);
                 }
                 let json = self.stored(user_id, id).await?.ok_or_else(|| Error::invalid_param("unknown filter ID"))?;
                 let f = Arc::new(parse(&json)?);
                 // Stored filters never change: keep them.
-                self.caches.filters.insert(key, f.clone());
+                self.caches.filters.insert_at([user_id, id], f.clone());
                 Ok(f)
             }
         }

@@ -67,9 +67,7 @@ impl SyncWorker {
 
     /// Remembers, for the fast path, which members each room's device has current.
     pub(crate) fn cache_members_sent(&self, user: &str, device: &str, room: &str, members: HashMap<String, i64>) {
-        self.caches
-            .lazy_sent
-            .insert((user.to_owned(), device.to_owned(), room.to_owned()), std::sync::Arc::new(members));
+        self.caches.lazy_sent.insert_at([user, device, room], std::sync::Arc::new(members));
     }
 
     pub(crate) async fn record_members_sent(

@@ -211,7 +211,7 @@ impl SyncWorker {
     /// The user's memberships: from this worker's cache while the bus vouches that the user's
     /// channel saw no change since they were read, else from PostgreSQL.
     async fn memberships(&self, sub: &Subscription, user: &str, fresh: bool) -> Result<Arc<Vec<queries::Membership>>> {
-        if !fresh && let Some((list, as_of)) = self.caches.memberships.get(&user.to_owned()) {
+        if !fresh && let Some((list, as_of)) = self.caches.memberships.get(user) {
             let news = sub.news_since(&as_of);
             let user_changed = news.changes.iter().any(|(c, _, _)| matches!(c, Channel::User(_)));
             if news.known && !user_changed {

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use trellis_core::Result;
 use trellis_storage::{
     Pool,
-    events::{COLUMNS, EventRow},
+    events::{COLUMNS, EventRow, Format, Viewer},
 };
 
 /// Events kept per room; a client further behind is served from PostgreSQL.
@@ -30,6 +30,9 @@ pub struct TailEvent {
     /// The event as push rules see it (see `push_eval::event_json`), flattened once, with the
     /// rule answers shared by every member's evaluation.
     pub push: Option<crate::push_match::EventFacts>,
+    /// The event as `/sync` shows it (without `room_id`) to every viewer but the sending
+    /// device, split around the value of `unsigned.age`: rendered once, not once per client.
+    shown: Option<(String, String)>,
 }
 
 impl TailEvent {
@@ -46,8 +49,41 @@ impl TailEvent {
             &row.content,
         );
         let push = crate::push_eval::facts(&push_json);
-        TailEvent { row, has_url, push }
+        let shown = age_template(&row);
+        TailEvent { row, has_url, push, shown }
     }
+
+    /// The event as `viewer` sees it in a sync timeline at `now_ms`.
+    pub fn render(&self, viewer: Viewer<'_>, now_ms: i64) -> String {
+        let sending_device = viewer.user_id == self.row.sender
+            && self.row.txn_id.is_some()
+            && self.row.txn_device.as_deref() == Some(viewer.device_id);
+        match &self.shown {
+            Some((before, after)) if !sending_device => {
+                let age = (now_ms - self.row.origin_server_ts).max(0);
+                format!("{before}{age}{after}")
+            }
+            _ => self.row.render(Some(viewer), Format::WithoutRoomId, now_ms),
+        }
+    }
+}
+
+/// The rendering of `row` for viewers other than its sending device, split where the age
+/// goes. Found by rendering at two ages of the same width and keeping what they share; `None`
+/// (render in full each time) if the two differ anywhere else.
+fn age_template(row: &EventRow) -> Option<(String, String)> {
+    const A: i64 = 111_111_111_111_111;
+    const B: i64 = 222_222_222_222_222;
+    let a = row.render(None, Format::WithoutRoomId, row.origin_server_ts + A);
+    let b = row.render(None, Format::WithoutRoomId, row.origin_server_ts + B);
+    let start = a.bytes().zip(b.bytes()).position(|(x, y)| x != y)?;
+    let (digits_a, digits_b) = (A.to_string(), B.to_string());
+    let end = start + digits_a.len();
+    (a.len() == b.len()
+        && a.get(start..end) == Some(digits_a.as_str())
+        && b.get(start..end) == Some(digits_b.as_str())
+        && a[end..] == b[end..])
+        .then(|| (a[..start].to_owned(), a[end..].to_owned()))
 }
 
 struct Tail {
@@ -120,5 +156,53 @@ impl TailCache {
 
     pub fn len(&self) -> usize {
         self.rooms.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(content: &str, unsigned: Option<&str>) -> EventRow {
+        EventRow {
+            pos: 5,
+            event_id: "$e".into(),
+            room_id: "!r:x".into(),
+            sender: "@a:x".into(),
+            kind: "m.room.message".into(),
+            state_key: None,
+            origin_server_ts: 1_700_000_000_000,
+            content: content.into(),
+            unsigned_json: unsigned.map(str::to_owned),
+            txn_device: Some("DEV".into()),
+            txn_id: Some("t1".into()),
+            redacts: None,
+            relations: None,
+        }
+    }
+
+    #[test]
+    fn the_shared_rendering_matches_a_full_one_for_every_viewer() {
+        let rows = [
+            row(r#"{"body":"hi","msgtype":"m.text"}"#, None),
+            // Numbers like the probe ages inside the content and the unsigned data.
+            row(r#"{"body":"111111111111111","n":222222222222222}"#, Some(r#"{"prev_content":{"age":7}}"#)),
+        ];
+        let viewers = [
+            Viewer { user_id: "@b:x", device_id: "OTHER" },
+            Viewer { user_id: "@a:x", device_id: "PHONE" },
+            Viewer { user_id: "@a:x", device_id: "DEV" },
+        ];
+        for r in rows {
+            let event = TailEvent::new(r.clone());
+            assert!(event.shown.is_some(), "a template is found");
+            for now in [r.origin_server_ts - 5, r.origin_server_ts, r.origin_server_ts + 12_345] {
+                for v in viewers {
+                    assert_eq!(event.render(v, now), r.render(Some(v), Format::WithoutRoomId, now));
+                }
+            }
+            assert!(event.render(viewers[2], r.origin_server_ts).contains("\"transaction_id\":\"t1\""));
+            assert!(!event.render(viewers[1], r.origin_server_ts).contains("transaction_id"));
+        }
     }
 }

@@ -55,7 +55,7 @@ impl SyncWorker {
         for room in rooms {
             if let Some(ctx) = push_eval::room_ctx(client, user, room).await? {
                 let ctx = Arc::new(ctx);
-                self.caches.push_rooms.insert((user.to_owned(), room.clone()), ctx.clone());
+                self.caches.push_rooms.insert_at([user, room], ctx.clone());
                 contexts.insert(room.clone(), ctx);
             }
         }
@@ -77,7 +77,7 @@ impl SyncWorker {
             entry.1 += u64::from(outcome.notify && outcome.highlight);
         }
         for (room, counts) in &out {
-            self.caches.unread.insert((user.to_owned(), room.clone()), (upto, *counts));
+            self.caches.unread.insert_at([user, room], (upto, *counts));
         }
         Ok(out)
     }
@@ -93,11 +93,11 @@ impl SyncWorker {
         counts: Counts,
         events: &[Arc<TailEvent>],
     ) -> Option<Counts> {
-        let (loaded_at, rules): (i64, Arc<CompiledRules>) = self.caches.push_rules.get(&user.to_owned())?;
+        let (loaded_at, rules): (i64, Arc<CompiledRules>) = self.caches.push_rules.get(user)?;
         if loaded_at < since_account_data || events.iter().any(|e| e.row.state_key.is_some()) {
             return None;
         }
-        let ctx = self.caches.push_rooms.get(&(user.to_owned(), room.to_owned()))?;
+        let ctx = self.caches.push_rooms.get_at([user, room])?;
         let (mut notes, mut highlights) = counts;
         for e in events.iter().filter(|e| e.row.sender != user) {
             let Some(facts) = &e.push else { continue };
