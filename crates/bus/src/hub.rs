@@ -274,15 +274,6 @@ impl Hub {
         true
     }
 
-    pub(crate) fn mark_live(&self, keys: &[String], live: bool) {
-        let mut k = self.keys.lock();
-        for key in keys {
-            if let Some(entry) = k.entries.get_mut(key) {
-                entry.live = live;
-            }
-        }
-    }
-
     /// Registers a channel that is always listened to (the batch-end marker).
     pub(crate) fn ensure(&self, key: &str) {
         let mut k = self.keys.lock();

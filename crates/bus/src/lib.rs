@@ -62,24 +62,20 @@ pub trait Bus: Send + Sync + 'static {
 #[async_trait::async_trait]
 trait Listen: Send + Sync + 'static {
     async fn listen(&self, keys: &[String]) -> Result<()>;
-
-    /// Whether a key is live the moment it is registered (no acknowledgement to wait for).
-    fn immediate(&self) -> bool {
-        false
-    }
 }
 
 /// A set of channels one long-poll listens on. Dropping it stops listening.
 pub struct Subscription {
     hub: Arc<Hub>,
-    backend: Arc<dyn Listen>,
+    /// `None`: keys are live the moment they are registered (the in-process bus).
+    backend: Option<Arc<dyn Listen>>,
     waiter: Arc<Waiter>,
     prefix: Arc<str>,
     keys: FastSet<String>,
 }
 
 impl Subscription {
-    fn new(hub: Arc<Hub>, backend: Arc<dyn Listen>, prefix: Arc<str>) -> Subscription {
+    fn new(hub: Arc<Hub>, backend: Option<Arc<dyn Listen>>, prefix: Arc<str>) -> Subscription {
         Subscription { waiter: hub.new_waiter(), hub, backend, prefix, keys: FastSet::default() }
     }
 
@@ -91,11 +87,17 @@ impl Subscription {
             return Ok(());
         }
         let keys: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
-        self.keys.extend(keys.iter().cloned());
-        if self.hub.register(new, &self.waiter, self.backend.immediate()) {
-            return Ok(());
+        let all_live = self.hub.register(new, &self.waiter, self.backend.is_none());
+        match &self.backend {
+            Some(backend) if !all_live => {
+                self.keys.extend(keys.iter().cloned());
+                backend.listen(&keys).await
+            }
+            _ => {
+                self.keys.extend(keys);
+                Ok(())
+            }
         }
-        self.backend.listen(&keys).await
     }
 
     /// What this process knows of changes on the subscription's channels after `since`.

@@ -8,31 +8,15 @@ use std::{
 use parking_lot::Mutex;
 use trellis_core::{Result, Stream, StreamPos};
 
-use crate::{Bus, Channel, Listen, Subscription, hub::Hub};
+use crate::{Bus, Channel, Subscription, hub::Hub};
 
 pub struct MemoryBus {
     hub: Arc<Hub>,
-    listen: Arc<Immediate>,
     prefix: Arc<str>,
     /// How long a channel nobody waits on is kept: what this process knows of its changes
     /// lets a client's next long-poll (a moment later) skip PostgreSQL.
     linger: Duration,
     last_sweep: Mutex<Instant>,
-}
-
-/// In process, a channel is live the moment it is registered.
-struct Immediate(Arc<Hub>);
-
-#[async_trait::async_trait]
-impl Listen for Immediate {
-    async fn listen(&self, keys: &[String]) -> Result<()> {
-        self.0.mark_live(keys, true);
-        Ok(())
-    }
-
-    fn immediate(&self) -> bool {
-        true
-    }
 }
 
 impl MemoryBus {
@@ -42,11 +26,9 @@ impl MemoryBus {
     }
 
     pub fn with_linger(linger: Duration) -> Arc<MemoryBus> {
-        let hub: Arc<Hub> = Arc::default();
         Arc::new(MemoryBus {
-            listen: Arc::new(Immediate(hub.clone())),
+            hub: Arc::default(),
             prefix: PREFIX.into(),
-            hub,
             linger,
             last_sweep: Mutex::new(Instant::now()),
         })
@@ -83,7 +65,8 @@ impl Bus for MemoryBus {
     }
 
     async fn subscribe(&self, channels: &[Channel]) -> Result<Subscription> {
-        let mut sub = Subscription::new(self.hub.clone(), self.listen.clone(), self.prefix.clone());
+        // In process, a channel is live the moment it is registered: no backend to ask.
+        let mut sub = Subscription::new(self.hub.clone(), None, self.prefix.clone());
         sub.add(channels).await?;
         Ok(sub)
     }

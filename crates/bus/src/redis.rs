@@ -233,7 +233,7 @@ impl Bus for RedisBus {
             self.inner.listen(std::slice::from_ref(&self.inner.marker)).await?;
         }
         let backend: Arc<dyn Listen> = self.inner.clone();
-        let mut sub = Subscription::new(self.inner.hub.clone(), backend, self.inner.prefix.clone());
+        let mut sub = Subscription::new(self.inner.hub.clone(), Some(backend), self.inner.prefix.clone());
         sub.add(channels).await?;
         Ok(sub)
     }

@@ -94,10 +94,9 @@ impl EventRow {
             Some(u) => serde_json::from_str(u).unwrap_or_default(),
             None => serde_json::Map::new(),
         };
-        unsigned.insert("age".into(), (now_ms - self.origin_server_ts).max(0).into());
-        if let (Some(viewer), Some(device), Some(txn)) = (viewer, &self.txn_device, &self.txn_id)
-            && viewer.user_id == self.sender
-            && viewer.device_id == device
+        unsigned.insert("age".into(), self.age(now_ms).into());
+        if let (Some(viewer), Some(txn)) = (viewer, &self.txn_id)
+            && self.sent_by(viewer)
         {
             unsigned.insert("transaction_id".into(), txn.clone().into());
         }
@@ -118,6 +117,17 @@ impl EventRow {
             unsigned,
         };
         serde_json::to_string(&event).expect("event serialises")
+    }
+
+    /// `unsigned.age` at `now_ms`.
+    pub fn age(&self, now_ms: i64) -> i64 {
+        (now_ms - self.origin_server_ts).max(0)
+    }
+
+    /// Whether `viewer` is the device that sent the event with a transaction ID (the only
+    /// viewer shown `unsigned.transaction_id`).
+    pub fn sent_by(&self, viewer: Viewer<'_>) -> bool {
+        self.txn_id.is_some() && viewer.user_id == self.sender && self.txn_device.as_deref() == Some(viewer.device_id)
     }
 
     pub fn is_state(&self) -> bool {

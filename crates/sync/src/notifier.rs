@@ -170,8 +170,7 @@ impl SyncWorker {
         let mut queued = 0u64;
         let r = &rows;
         let until = tokio::time::Instant::now() + MAX_DEFER;
-        let mut start = 0;
-        while start < r.users.len() {
+        for start in (0..r.users.len()).step_by(SLICE) {
             self.lull(shutdown, until).await;
             let s = start..(start + SLICE).min(r.users.len());
             let slice: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
@@ -185,7 +184,6 @@ impl SyncWorker {
                 &now,
             ];
             queued += tx.execute(RECORD, &slice).await?;
-            start = s.end;
         }
         tx.execute(ADVANCE, &[&upto]).await?;
         tx.commit().await?;

@@ -55,14 +55,8 @@ impl TailEvent {
 
     /// The event as `viewer` sees it in a sync timeline at `now_ms`.
     pub fn render(&self, viewer: Viewer<'_>, now_ms: i64) -> String {
-        let sending_device = viewer.user_id == self.row.sender
-            && self.row.txn_id.is_some()
-            && self.row.txn_device.as_deref() == Some(viewer.device_id);
         match &self.shown {
-            Some((before, after)) if !sending_device => {
-                let age = (now_ms - self.row.origin_server_ts).max(0);
-                format!("{before}{age}{after}")
-            }
+            Some((before, after)) if !self.row.sent_by(viewer) => format!("{before}{}{after}", self.row.age(now_ms)),
             _ => self.row.render(Some(viewer), Format::WithoutRoomId, now_ms),
         }
     }

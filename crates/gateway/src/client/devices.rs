@@ -43,7 +43,7 @@ fn device_json(d: Device) -> Value {
 
 /// Drops this gateway's cached validations of the tokens of the user's devices that
 /// `gone` selects (after the auth service removed them).
-pub(super) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) -> bool + Send + Sync + 'static) {
+pub(super) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) -> bool) {
     let Some(cache) = &s.tokens else { return };
     cache.forget(|a| a.user_id == user_id && gone(&a.device_id));
 }
