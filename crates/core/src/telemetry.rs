@@ -1,6 +1,6 @@
-//! Telemetry set-up: `tracing` logs (text or JSON), OpenTelemetry spans (exported over OTLP
-//! when an endpoint is configured) with W3C trace-context propagation, and the Prometheus
-//! recorder behind `/metrics`.
+//! Telemetry set-up: `tracing` logs (text or JSON), OpenTelemetry spans with W3C
+//! trace-context propagation when an OTLP endpoint is configured (exported there), and the
+//! Prometheus recorder behind `/metrics`.
 //!
 //! The tracing subscriber and the metrics recorder are process-wide by nature; both are
 //! installed at most once, so several in-process servers (tests) can share them.
@@ -48,26 +48,30 @@ impl Drop for TelemetryGuard {
 pub fn init(cfg: &TelemetryConfig, service_name: &str) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
-    if let Some(endpoint) = &cfg.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter =
-            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
-        builder = builder.with_batch_exporter(exporter);
-    }
-    // Without an exporter the provider still gives every span a trace ID, so trace context
-    // crosses gRPC hops (and shows in logs) even when nothing is collected.
-    let provider = builder.build();
+    // Spans become OpenTelemetry spans only when they are exported: without a collector the
+    // layer would build, time and drop a span for every request (about a tenth of the
+    // server's CPU under sync load) for nobody to read.
+    let provider = match &cfg.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter =
+                opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
+            let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
+            Some(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
+        }
+        None => None,
+    };
     // Per span, the layer records only what a trace viewer needs: no busy/idle timings (a
     // clock read and a lock on every poll of an instrumented future), no thread attributes,
     // and no OpenTelemetry context attached on entry (trace context is read from the span
     // itself where it crosses a hop).
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("trellis"))
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_context_activation(false);
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("trellis"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_context_activation(false)
+    });
 
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_filter))
@@ -76,19 +80,26 @@ pub fn init(cfg: &TelemetryConfig, service_name: &str) -> anyhow::Result<Telemet
         LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
     };
-    // Logs follow the configured filter; spans for tracing keep `info` whatever the log level,
-    // so quiet logs still carry trace context across services. Library spans made per item of
+    // Logs follow the configured filter; exported spans keep `info` whatever the log level,
+    // so traces stay whole when logs are quiet. Library spans made per item of
     // work (ruma's push-rule matching runs once per event and member) are left out: recorded,
     // they cost more than the work they describe.
     let spans = EnvFilter::new(SPAN_FILTER);
-    let installed =
-        tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel.with_filter(spans)).try_init().is_ok();
-    if installed {
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        Ok(TelemetryGuard { provider: Some(provider) })
-    } else {
-        let _ = provider.shutdown();
-        Ok(TelemetryGuard { provider: None })
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel.map(|otel| otel.with_filter(spans)))
+        .try_init()
+        .is_ok();
+    match provider {
+        Some(provider) if installed => {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            Ok(TelemetryGuard { provider: Some(provider) })
+        }
+        Some(provider) => {
+            let _ = provider.shutdown();
+            Ok(TelemetryGuard { provider: None })
+        }
+        None => Ok(TelemetryGuard { provider: None }),
     }
 }
 

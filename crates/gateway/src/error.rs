@@ -38,8 +38,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let err = self.0;
         if err.is_internal() {
-            let trace_id = tracing::Span::current().context().span().span_context().trace_id();
-            tracing::error!(error = ?err, %trace_id, "internal error");
+            // The trace to look the failure up in, when traces are exported.
+            let trace = tracing::Span::current().context().span().span_context().clone();
+            if trace.is_valid() {
+                tracing::error!(error = ?err, trace_id = %trace.trace_id(), "internal error");
+            } else {
+                tracing::error!(error = ?err, "internal error");
+            }
         }
         let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(err.client_body())).into_response();

@@ -80,7 +80,16 @@ impl SyncService for Recorder {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_context_and_errcodes_survive_the_hop() {
-    let cfg = trellis_core::config::TelemetryConfig::default();
+    // Traces exist only where they are exported: a listener stands in for the collector.
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    // It hangs up on every export, so shutting the exporter down does not wait for one.
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = collector.accept().await {
+            drop(socket);
+        }
+    });
+    let cfg = trellis_core::config::TelemetryConfig { otlp_endpoint: Some(endpoint), ..Default::default() };
     let _guard = trellis_core::telemetry::init(&cfg, "trace-test").unwrap();
     let recorder = Arc::new(Recorder::default());
     let routes = tonic::service::Routes::new(SyncGrpcServer::new(recorder.clone()).into_service());
