@@ -11,6 +11,7 @@
 //! sees half a batch (room A notified, room B of the same watermark not yet).
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -37,6 +38,13 @@ impl Waiter {
         // `notify_one` stores a permit when nobody waits, so a wake-up between two calls
         // is not lost.
         self.notify.notified().await;
+    }
+
+    /// Forgets a wake-up stored while nobody waited.
+    pub(crate) fn clear(&self) {
+        let notified = std::pin::pin!(self.notify.notified());
+        // Polled once: a stored permit is consumed; otherwise nothing is kept waiting.
+        let _ = notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
     }
 
     pub(crate) fn announced(&self) -> StreamToken {

@@ -118,6 +118,12 @@ impl Subscription {
         self.waiter.wait().await;
     }
 
+    /// Forgets the wake-ups that arrived while nobody waited: a subscription kept between two
+    /// long-polls reads the news afresh, and a stale wake-up would only look like a new one.
+    pub fn clear_wakeups(&self) {
+        self.waiter.clear();
+    }
+
     /// The highest committed position announced to this subscription so far, per stream.
     pub fn announced(&self) -> StreamToken {
         self.waiter.announced()

@@ -147,4 +147,17 @@ mod tests {
         bus.publish(&[], 5).await;
         assert_eq!(bus.channel_count(), 0, "forgotten after the linger");
     }
+
+    #[tokio::test]
+    async fn cleared_wakeups_are_forgotten_but_later_ones_wake() {
+        let bus = MemoryBus::new();
+        let sub = bus.subscribe(&[Channel::Room("!x".into())]).await.unwrap();
+        bus.publish(&[Channel::Room("!x".into())], 2).await;
+        sub.clear_wakeups();
+        let quiet = tokio::time::timeout(Duration::from_millis(100), sub.wait()).await;
+        assert!(quiet.is_err(), "the stored wake-up was cleared");
+        sub.clear_wakeups();
+        bus.publish(&[Channel::Room("!x".into())], 3).await;
+        tokio::time::timeout(Duration::from_secs(5), sub.wait()).await.expect("a later wake-up is kept");
+    }
 }

@@ -15,6 +15,7 @@ mod lazy;
 mod legacy;
 mod longpoll;
 mod notifier;
+mod parked;
 mod positions;
 mod presence;
 mod push_delivery;
@@ -78,6 +79,8 @@ pub struct SyncWorker {
     started: std::time::Instant,
     /// Committed positions read once for a burst of long-polls (see `positions.rs`).
     positions: Arc<positions::SharedPositions>,
+    /// Bus subscriptions kept between a device's long-polls (see `parked.rs`).
+    parked: parked::Parking,
 }
 
 impl SyncWorker {
@@ -99,6 +102,7 @@ impl SyncWorker {
             caches: caches::Caches::new(),
             last_answer_ms: Default::default(),
             started: std::time::Instant::now(),
+            parked: parked::Parking::new(parked::KEEP),
         });
         tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));
@@ -114,6 +118,7 @@ async fn housekeeping(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
             _ = shutdown.wait() => return,
         }
         let Some(worker) = worker.upgrade() else { return };
+        worker.parked.sweep();
         if let Err(e) = worker.expire_typing().await {
             tracing::warn!(error = ?e, "expiring typing notifications failed");
         }
@@ -122,6 +127,7 @@ async fn housekeeping(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
             worker.caches.trim();
             worker.caches.tails.evict_idle();
             metrics::gauge!("trellis_sync_cached_rooms").set(worker.caches.tails.len() as f64);
+            metrics::gauge!("trellis_sync_parked_subscriptions").set(worker.parked.len() as f64);
         }
         if tick.is_multiple_of(30)
             && let Err(e) = worker.expire_presence().await

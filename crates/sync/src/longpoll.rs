@@ -74,11 +74,30 @@ impl SyncWorker {
     /// exact computation from PostgreSQL.
     pub(crate) async fn wait_for_news(&self, poll: &Poll<'_>) -> Result<SyncBody> {
         let deadline = tokio::time::Instant::now() + poll.timeout.min(self.settings.max_timeout);
-        // Subscribe first, read second.
-        let mut sub = self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?;
+        // Subscribe first, read second. The device's previous poll may have left its
+        // subscription, registered all along.
+        let kept = self.parked.take(poll.user_id, poll.device_id);
+        let (mut sub, listened) = match kept {
+            Some(parked) => {
+                // What it was woken for meanwhile shows in the news read below.
+                parked.sub.clear_wakeups();
+                (parked.sub, Some(parked.rooms))
+            }
+            None => (self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?, None),
+        };
         // An initial sync reads memberships afresh: forgetting a room changes no stream.
         let mut memberships = self.memberships(&sub, poll.user_id, poll.since.is_none()).await?;
-        listen_to_rooms(&mut sub, &memberships).await?;
+        if listened.as_ref().is_none_or(|rooms| !Arc::ptr_eq(rooms, &memberships)) {
+            if listened.is_some() {
+                // The user's rooms changed since it was parked: a fresh subscription (made
+                // before the kept one is dropped, so the user's channel stays watched).
+                sub = self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?;
+            }
+            listen_to_rooms(&mut sub, &memberships).await?;
+        }
+        // Whether the subscription listens to exactly the rooms of `memberships` (a room left
+        // during the poll stays subscribed until the poll ends).
+        let mut exact = true;
         let request = Request {
             user_id: poll.user_id,
             device_id: poll.device_id,
@@ -150,6 +169,7 @@ impl SyncWorker {
                         // Memberships may have changed: read them again before computing.
                         memberships = self.memberships(&sub, poll.user_id, false).await?;
                         listen_to_rooms(&mut sub, &memberships).await?;
+                        exact = false;
                     }
                     let client = self.pool.get().await?;
                     let pos = streams::current(&client).await?;
@@ -162,6 +182,7 @@ impl SyncWorker {
             if let Some(body) = body {
                 if !incremental || !body.is_empty() || expired || self.shutdown.is_triggered() {
                     metrics::histogram!("trellis_sync_computations").record(f64::from(computations));
+                    self.park(poll, sub, memberships, exact);
                     return Ok(body);
                 }
                 // Nothing for the client up to the body's position: ask about changes after it.
@@ -175,6 +196,7 @@ impl SyncWorker {
                 sub.baseline(&pos);
                 let body = self.compute(&client, &request, pos, &memberships).await?;
                 metrics::histogram!("trellis_sync_computations").record(f64::from(computations + 1));
+                self.park(poll, sub, memberships, exact);
                 return Ok(body);
             }
             let wait = if self.bus.is_healthy() {
@@ -188,6 +210,14 @@ impl SyncWorker {
                 _ = self.shutdown.wait() => {}
             }
             waited = true;
+        }
+    }
+
+    /// Keeps an answered poll's subscription for the device's next poll, when it listens to
+    /// exactly the rooms of `memberships` (and the worker is not shutting down).
+    fn park(&self, poll: &Poll<'_>, sub: Subscription, memberships: Arc<Vec<queries::Membership>>, exact: bool) {
+        if exact && !self.shutdown.is_triggered() {
+            self.parked.park(poll.user_id, poll.device_id, crate::parked::Parked { sub, rooms: memberships });
         }
     }
 
