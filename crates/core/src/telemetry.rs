@@ -90,17 +90,18 @@ pub fn init(cfg: &TelemetryConfig, service_name: &str) -> anyhow::Result<Telemet
         .with(otel.map(|otel| otel.with_filter(spans)))
         .try_init()
         .is_ok();
-    match provider {
-        Some(provider) if installed => {
-            opentelemetry::global::set_tracer_provider(provider.clone());
-            Ok(TelemetryGuard { provider: Some(provider) })
+    let provider = match provider {
+        // Another subscriber came first (tests): this provider would never see a span.
+        Some(unused) if !installed => {
+            let _ = unused.shutdown();
+            None
         }
-        Some(provider) => {
-            let _ = provider.shutdown();
-            Ok(TelemetryGuard { provider: None })
-        }
-        None => Ok(TelemetryGuard { provider: None }),
+        provider => provider,
+    };
+    if let Some(provider) = &provider {
+        opentelemetry::global::set_tracer_provider(provider.clone());
     }
+    Ok(TelemetryGuard { provider })
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

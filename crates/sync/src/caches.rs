@@ -181,6 +181,7 @@ impl Caches {
         self.lazy_sent.trim();
         self.push_rules.trim();
         self.push_rooms.trim();
+        self.key_devices.trim();
     }
 }
 

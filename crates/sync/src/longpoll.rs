@@ -87,13 +87,15 @@ impl SyncWorker {
         };
         // An initial sync reads memberships afresh: forgetting a room changes no stream.
         let mut memberships = self.memberships(&sub, poll.user_id, poll.since.is_none()).await?;
-        if listened.as_ref().is_none_or(|rooms| !Arc::ptr_eq(rooms, &memberships)) {
-            if listened.is_some() {
+        match listened {
+            Some(rooms) if Arc::ptr_eq(&rooms, &memberships) => {}
+            Some(_) => {
                 // The user's rooms changed since it was parked: a fresh subscription (made
                 // before the kept one is dropped, so the user's channel stays watched).
                 sub = self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?;
+                listen_to_rooms(&mut sub, &memberships).await?;
             }
-            listen_to_rooms(&mut sub, &memberships).await?;
+            None => listen_to_rooms(&mut sub, &memberships).await?,
         }
         // Whether the subscription listens to exactly the rooms of `memberships` (a room left
         // during the poll stays subscribed until the poll ends).

@@ -60,13 +60,18 @@ pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown)
             _ = shutdown.wait() => return,
         }
         let Some(worker) = worker.upgrade() else { return };
-        worker.lull(&shutdown, tokio::time::Instant::now() + MAX_DEFER).await;
+        // The wait before reading and the waits before each slice of the batch share the bound.
+        let mut until = tokio::time::Instant::now() + MAX_DEFER;
+        worker.lull(&shutdown, until).await;
         loop {
             if memo.rules.len() + memo.rooms.len() > MEMO_LIMIT {
                 memo = Memo::default();
             }
-            match worker.notify_batch(&mut memo, &shutdown).await {
-                Ok(true) => continue,
+            match worker.notify_batch(&mut memo, &shutdown, until).await {
+                Ok(true) => {
+                    until = tokio::time::Instant::now() + MAX_DEFER;
+                    continue;
+                }
                 Ok(false) => break,
                 Err(e) => {
                     tracing::warn!(error = ?e, "push notifier batch failed");
@@ -102,7 +107,8 @@ struct Rows {
 
 impl SyncWorker {
     /// Evaluates one batch of new events; `true` when more may be waiting.
-    async fn notify_batch(&self, memo: &mut Memo, shutdown: &Shutdown) -> Result<bool> {
+    /// Its writes wait for lulls until `until` at the latest.
+    async fn notify_batch(&self, memo: &mut Memo, shutdown: &Shutdown, until: tokio::time::Instant) -> Result<bool> {
         let mut locked = self.pool.get().await?;
         let tx = locked.transaction().await?;
         let Some(row) = tx.query_opt(LOCK, &[]).await? else { return Ok(false) };
@@ -169,7 +175,6 @@ impl SyncWorker {
         }
         let mut queued = 0u64;
         let r = &rows;
-        let until = tokio::time::Instant::now() + MAX_DEFER;
         for start in (0..r.users.len()).step_by(SLICE) {
             self.lull(shutdown, until).await;
             let s = start..(start + SLICE).min(r.users.len());

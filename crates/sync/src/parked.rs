@@ -14,7 +14,10 @@ use foldhash::HashMap as FastMap;
 use parking_lot::Mutex;
 use trellis_bus::Subscription;
 
-use crate::queries::Membership;
+use crate::{
+    caches::{Key, Parts},
+    queries::Membership,
+};
 
 /// How long a subscription waits for its device's next poll.
 pub(crate) const KEEP: Duration = Duration::from_secs(10);
@@ -25,79 +28,46 @@ pub(crate) struct Parked {
     pub rooms: Arc<Vec<Membership>>,
 }
 
-struct Slot {
-    device: String,
-    parked: Parked,
-    at: Instant,
-}
-
-/// Parked subscriptions by user, then device.
+/// Parked subscriptions by `(user, device)`, with when each was parked.
 pub(crate) struct Parking {
-    users: Mutex<FastMap<String, Vec<Slot>>>,
+    slots: Mutex<FastMap<Key<2>, (Parked, Instant)>>,
     keep: Duration,
 }
 
 impl Parking {
     pub(crate) fn new(keep: Duration) -> Parking {
-        Parking { users: Mutex::default(), keep }
+        Parking { slots: Mutex::default(), keep }
     }
 
     /// The subscription `device` of `user` left at its last poll, if still kept.
     pub(crate) fn take(&self, user: &str, device: &str) -> Option<Parked> {
-        let mut users = self.users.lock();
-        let slots = users.get_mut(user)?;
-        let i = slots.iter().position(|s| s.device == device)?;
-        let slot = slots.swap_remove(i);
-        if slots.is_empty() {
-            users.remove(user);
-        }
-        (slot.at.elapsed() < self.keep).then_some(slot.parked)
+        let (parked, at) = self.slots.lock().remove(&[user, device] as &dyn Parts)?;
+        (at.elapsed() < self.keep).then_some(parked)
     }
 
     /// Keeps `parked` for the next poll of `device` (replacing one already kept).
     pub(crate) fn park(&self, user: &str, device: &str, parked: Parked) {
-        let replaced = {
-            let mut users = self.users.lock();
-            if !users.contains_key(user) {
-                users.insert(user.to_owned(), Vec::new());
-            }
-            let Some(slots) = users.get_mut(user) else { return };
-            let slot = Slot { device: device.to_owned(), parked, at: Instant::now() };
-            match slots.iter_mut().find(|s| s.device == device) {
-                Some(kept) => Some(std::mem::replace(kept, slot)),
-                None => {
-                    slots.push(slot);
-                    None
-                }
-            }
+        let slot = (parked, Instant::now());
+        let mut slots = self.slots.lock();
+        let replaced = match slots.get_mut(&[user, device] as &dyn Parts) {
+            Some(kept) => Some(std::mem::replace(kept, slot)),
+            None => slots.insert(Key::new([user, device]), slot),
         };
+        drop(slots);
         // Dropped outside the lock: leaving the bus takes the bus's own lock.
         drop(replaced);
     }
 
     /// Drops the subscriptions unused for longer than the keep period.
     pub(crate) fn sweep(&self) {
-        let mut stale = Vec::new();
-        {
-            let mut users = self.users.lock();
-            users.retain(|_, slots| {
-                let mut i = 0;
-                while i < slots.len() {
-                    if slots[i].at.elapsed() >= self.keep {
-                        stale.push(slots.swap_remove(i));
-                    } else {
-                        i += 1;
-                    }
-                }
-                !slots.is_empty()
-            });
-        }
+        let stale: Vec<_> = self.slots.lock().extract_if(|_, (_, at)| at.elapsed() >= self.keep).collect();
+        // Dropped outside the lock, as in `park`.
         drop(stale);
     }
 
     /// Devices with a subscription kept.
     pub(crate) fn len(&self) -> usize {
-        self.users.lock().values().map(Vec::len).sum()
+        self.slots.lock().len()
     }
 }
 
