@@ -155,7 +155,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
             routes.add_service(RoomsGrpcServer::new(s.clone()).into_service());
         }
         if let Some(s) = &local.sync {
-            routes.add_service(SyncGrpcServer::new(s.clone()).into_service());
+            routes.add_service(SyncGrpcServer::new(s.clone()).until(shutdown.clone()).into_service());
         }
         if let Some(s) = &local.media {
             routes.add_service(MediaGrpcServer::new(s.clone()).into_service());

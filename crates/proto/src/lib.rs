@@ -12,6 +12,7 @@ pub mod rooms;
 pub mod server;
 pub mod status;
 pub mod sync;
+pub mod sync_calls;
 pub mod trace;
 
 /// Generated protobuf messages and tonic stubs, one module per package.

@@ -1,15 +1,21 @@
 //! `service!`: from one list of unary methods, the service trait, its gRPC client (which
 //! implements the trait) and its gRPC server adapter (which serves any implementation).
 //! Adding an RPC to a `.proto` file and one line to the list is all a new method needs.
+//!
+//! A method written `fn name(Req) -> Resp => via helper;` is still served as a unary RPC, but
+//! the client calls its own `helper` instead (sync's long-polls share one stream). `with
+//! field: Type` gives the client or server adapter one more field, starting at its default,
+//! and a braced block after the server line adds items to the tonic service impl.
 
 macro_rules! service {
     (
         $(#[$meta:meta])*
         pub trait $Trait:ident as $name:literal {
-            $( $(#[$mmeta:meta])* fn $method:ident($Req:ty) -> $Resp:ty; )*
+            $( $(#[$mmeta:meta])* fn $method:ident($Req:ty) -> $Resp:ty $(=> via $via:ident)?; )*
         }
-        client $Client:ident = $pb_client:ty;
-        server $Server:ident = $srv_mod:ident::{$SrvType:ident, $SrvTrait:ident};
+        client $Client:ident = $pb_client:ty $(, with $cfield:ident: $CTy:ty)?;
+        server $Server:ident = $srv_mod:ident::{$SrvType:ident, $SrvTrait:ident} $(, with $sfield:ident: $STy:ty)?
+            $({ $($extra:tt)* })?;
     ) => {
         $(#[$meta])*
         #[async_trait::async_trait]
@@ -21,6 +27,7 @@ macro_rules! service {
         #[derive(Clone)]
         pub struct $Client {
             inner: $pb_client,
+            $($cfield: $CTy,)?
         }
 
         impl $Client {
@@ -28,7 +35,7 @@ macro_rules! service {
                 let inner = <$pb_client>::new(channel)
                     .max_decoding_message_size($crate::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size($crate::MAX_MESSAGE_BYTES);
-                Self { inner }
+                Self { inner, $($cfield: Default::default(),)? }
             }
 
             /// A client for the service at `url`, connecting on first use.
@@ -41,14 +48,7 @@ macro_rules! service {
         impl $Trait for $Client {
             $(
                 async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp> {
-                    let mut request = tonic::Request::new(req);
-                    $crate::trace::inject(request.metadata_mut());
-                    let mut client = self.inner.clone();
-                    client
-                        .$method(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err($crate::status::to_error)
+                    client_call!(self, $method, req $(, $via)?)
                 }
             )*
         }
@@ -57,11 +57,12 @@ macro_rules! service {
         #[derive(Clone)]
         pub struct $Server {
             inner: std::sync::Arc<dyn $Trait>,
+            $($sfield: $STy,)?
         }
 
         impl $Server {
             pub fn new(inner: std::sync::Arc<dyn $Trait>) -> Self {
-                Self { inner }
+                Self { inner, $($sfield: Default::default(),)? }
             }
 
             /// The tonic service to add to a `Server` router.
@@ -82,6 +83,20 @@ macro_rules! service {
                     $crate::server::unary($name, stringify!($method), request, |req| self.inner.$method(req)).await
                 }
             )*
+            $($($extra)*)?
         }
+    };
+}
+
+/// A generated client's body for one method: a unary gRPC call, or the client's own `via`.
+macro_rules! client_call {
+    ($client:ident, $method:ident, $req:ident) => {{
+        let mut request = tonic::Request::new($req);
+        $crate::trace::inject(request.metadata_mut());
+        let mut client = $client.inner.clone();
+        client.$method(request).await.map(tonic::Response::into_inner).map_err($crate::status::to_error)
+    }};
+    ($client:ident, $method:ident, $req:ident, $via:ident) => {
+        $client.$via($req).await
     };
 }

@@ -1,5 +1,6 @@
-//! The server side of every unary RPC: adopt the caller's trace, run the call inside a span,
-//! record Prometheus metrics, and turn the result into a gRPC response.
+//! The server side of every unary RPC, and of each call on a multiplexed stream: adopt the
+//! caller's trace, run the call inside a span, record Prometheus metrics, and turn the result
+//! into a gRPC response.
 
 use std::{future::Future, time::Instant};
 
@@ -19,8 +20,20 @@ where
 {
     let span = tracing::info_span!("grpc.server", rpc.service = service, rpc.method = method, otel.kind = "server");
     crate::trace::adopt(&span, request.metadata());
+    let result = observe(service, method, &span, call(request.into_inner())).await;
+    let _enter = span.enter();
+    result.map(tonic::Response::new).map_err(crate::status::from_error)
+}
+
+/// Runs one call inside `span` and records its Prometheus metrics.
+pub(crate) async fn observe<Resp>(
+    service: &'static str,
+    method: &'static str,
+    span: &tracing::Span,
+    call: impl Future<Output = Result<Resp, Error>>,
+) -> Result<Resp, Error> {
     let started = Instant::now();
-    let result = call(request.into_inner()).instrument(span.clone()).await;
+    let result = call.instrument(span.clone()).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.is_internal() => "internal",
@@ -30,8 +43,7 @@ where
         .increment(1);
     metrics::histogram!("trellis_grpc_server_request_duration_seconds", "service" => service, "method" => method)
         .record(started.elapsed().as_secs_f64());
-    let _enter = span.enter();
-    result.map(tonic::Response::new).map_err(crate::status::from_error)
+    result
 }
 
 /// Serves gRPC `routes` on `listener` until `shutdown` fires.

@@ -5,7 +5,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use trellis_core::config::SyncBalance;
+use trellis_core::{config::SyncBalance, shutdown::Shutdown};
 
 pub use crate::pb::sync::*;
 
@@ -14,7 +14,7 @@ service! {
     pub trait SyncService as "sync" {
         /// Answers at once if anything is new since `since`, else when something is, else at
         /// the timeout with an empty but valid body.
-        fn sync(SyncRequest) -> SyncResponse;
+        fn sync(SyncRequest) -> SyncResponse => via sync_multiplexed;
         fn create_filter(CreateFilterRequest) -> CreateFilterResponse;
         fn get_filter(GetFilterRequest) -> GetFilterResponse;
         fn set_typing(SetTypingRequest) -> Ack;
@@ -36,8 +36,35 @@ service! {
         /// Stores send-to-device messages and wakes the recipients' long-polls.
         fn send_to_device(SendToDeviceRequest) -> Ack;
     }
-    client SyncGrpcClient = sync_client::SyncClient<tonic::transport::Channel>;
-    server SyncGrpcServer = sync_server::{SyncServer, Sync};
+    client SyncGrpcClient = sync_client::SyncClient<tonic::transport::Channel>,
+        with calls: Arc<crate::sync_calls::Multiplexer>;
+    server SyncGrpcServer = sync_server::{SyncServer, Sync}, with shutdown: Option<Shutdown> {
+        type SyncCallsStream = crate::sync_calls::Answers;
+
+        async fn sync_calls(
+            &self,
+            request: tonic::Request<tonic::Streaming<SyncCall>>,
+        ) -> Result<tonic::Response<Self::SyncCallsStream>, tonic::Status> {
+            let answers = crate::sync_calls::serve(self.inner.clone(), request.into_inner(), self.shutdown.clone());
+            Ok(tonic::Response::new(answers))
+        }
+    };
+}
+
+impl SyncGrpcClient {
+    /// Long-polls share one stream to the worker (see [`crate::sync_calls`]).
+    async fn sync_multiplexed(&self, req: SyncRequest) -> trellis_core::Result<SyncResponse> {
+        self.calls.call(&self.inner, req).await
+    }
+}
+
+impl SyncGrpcServer {
+    /// Ends the worker's multiplexed streams once `shutdown` has begun and their calls are
+    /// answered, so that the gRPC server's graceful stop is not held open by them.
+    pub fn until(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
 }
 
 /// Spreads calls over several sync workers. Any worker can answer any call: tokens carry the

@@ -1,0 +1,261 @@
+//! Sync long-polls multiplexed on one gRPC stream between a gateway and a worker.
+//! [`Multiplexer`] is the gateway's end: it tags each call with an ID, routes the answers
+//! back and cancels calls whose client went away. [`serve`] is the worker's end: each call runs
+//! as its own task, and once shutdown begins the stream ends after its last answer. A call on
+//! the stream costs a message each way instead of an HTTP/2 stream with headers and trailers.
+
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, Mutex, PoisonError, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::{AbortHandle, JoinSet},
+};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Code, Status, transport::Channel};
+use trellis_core::{Error, Result, shutdown::Shutdown};
+
+use crate::pb::sync::{
+    CallError, Cancel, SyncAnswer, SyncCall, SyncRequest, SyncResponse, sync_answer, sync_call, sync_client::SyncClient,
+};
+
+type Answer = Result<SyncResponse>;
+
+/// The gateway's end: at most one open stream to the worker, opened on first use and again
+/// whenever the last one has ended.
+#[derive(Default)]
+pub struct Multiplexer {
+    open: Mutex<Option<Arc<CallStream>>>,
+    next_id: AtomicU64,
+}
+
+/// One open stream: where calls go out, and who waits for which answer.
+struct CallStream {
+    calls: mpsc::UnboundedSender<SyncCall>,
+    /// Calls awaiting their answer; `None` once the stream has ended, so nobody waits forever.
+    waiting: Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>,
+}
+
+impl Multiplexer {
+    /// Makes one long-poll on the worker behind `client`. Fails as "unavailable" (which the
+    /// sync pool retries on another worker) if the stream ends before the answer arrives.
+    pub async fn call(&self, client: &SyncClient<Channel>, request: SyncRequest) -> Result<SyncResponse> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let Some(stream) = self.register(client, id, tx) else {
+            return Err(unavailable());
+        };
+        let mut pending = Pending { stream, id, answered: false };
+        let call = SyncCall { id, kind: Some(sync_call::Kind::Request(request)), trace: crate::trace::current_map() };
+        if pending.stream.calls.send(call).is_err() {
+            return Err(unavailable());
+        }
+        let answer = rx.await;
+        pending.answered = true;
+        answer.unwrap_or_else(|_| Err(unavailable()))
+    }
+
+    /// Registers call `id` on the open stream, opening one if there is none.
+    fn register(&self, client: &SyncClient<Channel>, id: u64, tx: oneshot::Sender<Answer>) -> Option<Arc<CallStream>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = match open.as_ref() {
+            Some(stream) => match stream.wait_for(id, tx) {
+                Ok(()) => return Some(stream.clone()),
+                Err(tx) => tx,
+            },
+            None => tx,
+        };
+        let stream = CallStream::open(client.clone());
+        *open = Some(stream.clone());
+        // A stream that failed already has dropped its table: the caller hears "unavailable".
+        stream.wait_for(id, tx).ok().map(|()| stream)
+    }
+}
+
+impl CallStream {
+    fn open(client: SyncClient<Channel>) -> Arc<CallStream> {
+        let (calls, outgoing) = mpsc::unbounded_channel();
+        let stream = Arc::new(CallStream { calls, waiting: Mutex::new(Some(HashMap::new())) });
+        tokio::spawn(read_answers(client, outgoing, Arc::downgrade(&stream)));
+        stream
+    }
+
+    fn wait_for(&self, id: u64, tx: oneshot::Sender<Answer>) -> Result<(), oneshot::Sender<Answer>> {
+        match self.waiting.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(waiting) => {
+                waiting.insert(id, tx);
+                Ok(())
+            }
+            None => Err(tx),
+        }
+    }
+
+    /// Takes call `id`'s waiter, if it is still waiting.
+    fn take(&self, id: u64) -> Option<oneshot::Sender<Answer>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).as_mut().and_then(|w| w.remove(&id))
+    }
+
+    /// The stream has ended: every waiting call is answered "unavailable" by its dropped sender.
+    fn close(&self) {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// A call on its way: if its caller gives up first, the worker is told to drop it.
+struct Pending {
+    stream: Arc<CallStream>,
+    id: u64,
+    answered: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered && self.stream.take(self.id).is_some() {
+            let cancel = SyncCall { id: self.id, kind: Some(sync_call::Kind::Cancel(Cancel {})), trace: HashMap::new() };
+            let _ = self.stream.calls.send(cancel);
+        }
+    }
+}
+
+/// Runs one stream: sends what callers queue, hands each answer to its caller, and closes the
+/// stream's table when the worker ends it or goes away. Holds the stream weakly, so that
+/// dropping the multiplexer ends the outgoing side and with it the whole exchange.
+async fn read_answers(mut client: SyncClient<Channel>, outgoing: mpsc::UnboundedReceiver<SyncCall>, stream: Weak<CallStream>) {
+    match client.sync_calls(tonic::Request::new(UnboundedReceiverStream::new(outgoing))).await {
+        Ok(response) => {
+            let mut answers = response.into_inner();
+            loop {
+                match answers.message().await {
+                    Ok(Some(answer)) => {
+                        let Some(stream) = stream.upgrade() else { break };
+                        if let Some(tx) = stream.take(answer.id) {
+                            let _ = tx.send(outcome(answer));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::warn!(code = ?status.code(), message = status.message(), "sync call stream failed");
+                        break;
+                    }
+                }
+            }
+        }
+        Err(status) => tracing::warn!(code = ?status.code(), message = status.message(), "sync call stream refused"),
+    }
+    if let Some(stream) = stream.upgrade() {
+        stream.close();
+    }
+}
+
+/// An answer as the result the unary call would have returned.
+fn outcome(answer: SyncAnswer) -> Answer {
+    match answer.outcome {
+        Some(sync_answer::Outcome::Response(response)) => Ok(response),
+        Some(sync_answer::Outcome::Error(e)) => {
+            Err(crate::status::to_error(Status::with_details(Code::from(e.code), e.message, e.details.into())))
+        }
+        None => Err(Error::internal("sync answer without an outcome")),
+    }
+}
+
+/// "Try another worker": the error an unreachable worker gives a unary call.
+fn unavailable() -> Error {
+    crate::status::to_error(Status::unavailable(""))
+}
+
+/// The answer stream a worker returns for one gateway's calls.
+pub type Answers = UnboundedReceiverStream<Result<SyncAnswer, Status>>;
+
+/// The worker's end of one stream: runs its calls against `service` until the gateway closes
+/// the stream or, after `shutdown`, until every call has been answered.
+pub fn serve(
+    service: Arc<dyn crate::sync::SyncService>,
+    calls: tonic::Streaming<SyncCall>,
+    shutdown: Option<Shutdown>,
+) -> Answers {
+    let (answers, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run_calls(service, calls, shutdown.unwrap_or_else(Shutdown::never), answers));
+    UnboundedReceiverStream::new(rx)
+}
+
+async fn run_calls(
+    service: Arc<dyn crate::sync::SyncService>,
+    mut calls: tonic::Streaming<SyncCall>,
+    shutdown: Shutdown,
+    answers: mpsc::UnboundedSender<Result<SyncAnswer, Status>>,
+) {
+    // Dropping the set (the gateway went away) aborts whatever still runs.
+    let mut running = JoinSet::new();
+    let mut handles: HashMap<u64, AbortHandle> = HashMap::new();
+    let mut stopping = shutdown.is_triggered();
+    while !(stopping && running.is_empty()) {
+        tokio::select! {
+            call = calls.next() => match call {
+                Some(Ok(SyncCall { id, kind: Some(sync_call::Kind::Request(request)), trace })) => {
+                    if stopping {
+                        // New calls go to another worker; the gateway retries on "unavailable".
+                        let _ = answers.send(Ok(answer(id, Err(Status::unavailable("sync worker is stopping")))));
+                        continue;
+                    }
+                    let handle = running.spawn(run_call(service.clone(), id, request, trace, answers.clone()));
+                    handles.insert(id, handle);
+                }
+                Some(Ok(SyncCall { id, kind: Some(sync_call::Kind::Cancel(_)), .. })) => {
+                    if let Some(handle) = handles.remove(&id) {
+                        handle.abort();
+                    }
+                }
+                Some(Ok(SyncCall { kind: None, .. })) => {}
+                Some(Err(_)) | None => break,
+            },
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok(id) = done {
+                    handles.remove(&id);
+                }
+            }
+            () = shutdown.wait(), if !stopping => stopping = true,
+        }
+    }
+}
+
+/// One call, answered whatever happens to it (a panic included: its caller must not wait on).
+async fn run_call(
+    service: Arc<dyn crate::sync::SyncService>,
+    id: u64,
+    request: SyncRequest,
+    trace: HashMap<String, String>,
+    answers: mpsc::UnboundedSender<Result<SyncAnswer, Status>>,
+) -> u64 {
+    let span = tracing::info_span!("grpc.server", rpc.service = "sync", rpc.method = "sync", otel.kind = "server");
+    crate::trace::adopt_map(&span, trace);
+    let call = crate::server::observe("sync", "sync", &span, service.sync(request));
+    let result = match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => Err(Error::internal("sync call panicked")),
+    };
+    let result = {
+        let _enter = span.enter();
+        result.map_err(crate::status::from_error)
+    };
+    let _ = answers.send(Ok(answer(id, result)));
+    id
+}
+
+fn answer(id: u64, result: Result<SyncResponse, Status>) -> SyncAnswer {
+    let outcome = match result {
+        Ok(response) => sync_answer::Outcome::Response(response),
+        Err(status) => sync_answer::Outcome::Error(CallError {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            details: status.details().to_vec(),
+        }),
+    };
+    SyncAnswer { id, outcome: Some(outcome) }
+}
