@@ -118,7 +118,8 @@ struct Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.answered && self.stream.take(self.id).is_some() {
-            let cancel = SyncCall { id: self.id, kind: Some(sync_call::Kind::Cancel(Cancel {})), trace: HashMap::new() };
+            let cancel =
+                SyncCall { id: self.id, kind: Some(sync_call::Kind::Cancel(Cancel {})), trace: HashMap::new() };
             let _ = self.stream.calls.send(cancel);
         }
     }
@@ -127,7 +128,11 @@ impl Drop for Pending {
 /// Runs one stream: sends what callers queue, hands each answer to its caller, and closes the
 /// stream's table when the worker ends it or goes away. Holds the stream weakly, so that
 /// dropping the multiplexer ends the outgoing side and with it the whole exchange.
-async fn read_answers(mut client: SyncClient<Channel>, outgoing: mpsc::UnboundedReceiver<SyncCall>, stream: Weak<CallStream>) {
+async fn read_answers(
+    mut client: SyncClient<Channel>,
+    outgoing: mpsc::UnboundedReceiver<SyncCall>,
+    stream: Weak<CallStream>,
+) {
     match client.sync_calls(tonic::Request::new(UnboundedReceiverStream::new(outgoing))).await {
         Ok(response) => {
             let mut answers = response.into_inner();

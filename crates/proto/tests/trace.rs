@@ -1,82 +1,13 @@
 //! One trace spans a gRPC hop: the server's span continues the caller's trace, and a Matrix
 //! error comes back with its errcode and status.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
 use opentelemetry::trace::{TraceContextExt, TraceId};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use trellis_core::{Error, ErrorCode, Result};
+use trellis_core::{ErrorCode, shutdown::Shutdown};
 use trellis_proto::sync::*;
-
-/// A sync service that only remembers the trace it was called in.
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<TraceId>>,
-}
-
-fn current_trace() -> TraceId {
-    tracing::Span::current().context().span().span_context().trace_id()
-}
-
-#[async_trait::async_trait]
-impl SyncService for Recorder {
-    async fn sync(&self, _: SyncRequest) -> Result<SyncResponse> {
-        self.seen.lock().unwrap().push(current_trace());
-        Ok(SyncResponse { body_json: "{}".into() })
-    }
-    async fn create_filter(&self, _: CreateFilterRequest) -> Result<CreateFilterResponse> {
-        Err(Error::new(ErrorCode::LimitExceeded, "slow down").with_field("retry_after_ms", 1500))
-    }
-    async fn get_filter(&self, _: GetFilterRequest) -> Result<GetFilterResponse> {
-        Err(Error::internal("secret internal detail"))
-    }
-    async fn set_typing(&self, _: SetTypingRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn post_receipt(&self, _: PostReceiptRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn set_read_markers(&self, _: ReadMarkersRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn get_account_data(&self, _: GetAccountDataRequest) -> Result<AccountDataResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn set_account_data(&self, _: SetAccountDataRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn update_tag(&self, _: UpdateTagRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn get_presence(&self, _: GetPresenceRequest) -> Result<PresenceResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn set_presence(&self, _: SetPresenceRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn initial_sync(&self, _: InitialSyncRequest) -> Result<SyncResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn events(&self, _: EventsRequest) -> Result<SyncResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn room_initial_sync(&self, _: RoomInitialSyncRequest) -> Result<SyncResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn push_rules(&self, _: PushRulesRequest) -> Result<JsonResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn pushers(&self, _: PushersRequest) -> Result<JsonResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn notifications(&self, _: NotificationsRequest) -> Result<JsonResponse> {
-        Err(Error::unrecognized("not in this test"))
-    }
-    async fn send_to_device(&self, _: SendToDeviceRequest) -> Result<Ack> {
-        Err(Error::unrecognized("not in this test"))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_context_and_errcodes_survive_the_hop() {
@@ -91,7 +22,7 @@ async fn trace_context_and_errcodes_survive_the_hop() {
     });
     let cfg = trellis_core::config::TelemetryConfig { otlp_endpoint: Some(endpoint), ..Default::default() };
     let _guard = trellis_core::telemetry::init(&cfg, "trace-test").unwrap();
-    let recorder = Arc::new(Recorder::default());
+    let recorder = common::Probe::new(Shutdown::never());
     let routes = tonic::service::Routes::new(SyncGrpcServer::new(recorder.clone()).into_service());
     let url = trellis_proto::server::spawn_on_free_port(routes).await;
     let client = SyncGrpcClient::connect(&url).unwrap();
@@ -102,7 +33,7 @@ async fn trace_context_and_errcodes_survive_the_hop() {
     client.sync(SyncRequest::default()).instrument(span).await.unwrap();
     // A second, unrelated call gets a trace of its own.
     client.sync(SyncRequest::default()).instrument(tracing::info_span!("other")).await.unwrap();
-    let seen = recorder.seen.lock().unwrap().clone();
+    let seen = recorder.traces.lock().unwrap().clone();
     assert_eq!(seen[0], caller_trace, "the server continued the caller's trace");
     assert_ne!(seen[1], caller_trace);
 
