@@ -52,9 +52,19 @@ service! {
 }
 
 impl SyncGrpcClient {
-    /// Long-polls share one stream to the worker (see [`crate::sync_calls`]).
+    /// Incremental long-polls share one stream to the worker (see [`crate::sync_calls`]).
+    /// Initial and full-state syncs can be megabytes: each takes a call of its own, so that
+    /// it does not hold up the small answers behind it. So does everything for a worker of an
+    /// older release that has no call streams.
     async fn sync_multiplexed(&self, req: SyncRequest) -> trellis_core::Result<SyncResponse> {
-        self.calls.call(&self.inner, req).await
+        if req.since.is_none() || req.full_state || self.calls.unsupported() {
+            return client_call!(self, sync, req);
+        }
+        let unary = req.clone();
+        match self.calls.call(&self.inner, req).await {
+            Err(_) if self.calls.unsupported() => client_call!(self, sync, unary),
+            answer => answer,
+        }
     }
 }
 

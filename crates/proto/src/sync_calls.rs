@@ -9,7 +9,7 @@ use std::{
     panic::AssertUnwindSafe,
     sync::{
         Arc, Mutex, PoisonError, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -34,6 +34,8 @@ type Answer = Result<SyncResponse>;
 pub struct Multiplexer {
     open: Mutex<Option<Arc<CallStream>>>,
     next_id: AtomicU64,
+    /// Set once the worker has answered that it has no `SyncCalls` (an older release).
+    unsupported: Arc<AtomicBool>,
 }
 
 /// One open stream: where calls go out, and who waits for which answer.
@@ -62,6 +64,11 @@ impl Multiplexer {
         answer.unwrap_or_else(|_| Err(unavailable()))
     }
 
+    /// Whether the worker lacks `SyncCalls`, so that calls must go unary.
+    pub fn unsupported(&self) -> bool {
+        self.unsupported.load(Ordering::Relaxed)
+    }
+
     /// Registers call `id` on the open stream, opening one if there is none.
     fn register(&self, client: &SyncClient<Channel>, id: u64, tx: oneshot::Sender<Answer>) -> Option<Arc<CallStream>> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
@@ -72,7 +79,7 @@ impl Multiplexer {
             },
             None => tx,
         };
-        let stream = CallStream::open(client.clone());
+        let stream = CallStream::open(client.clone(), self.unsupported.clone());
         *open = Some(stream.clone());
         // A stream that failed already has dropped its table: the caller hears "unavailable".
         stream.wait_for(id, tx).ok().map(|()| stream)
@@ -80,10 +87,10 @@ impl Multiplexer {
 }
 
 impl CallStream {
-    fn open(client: SyncClient<Channel>) -> Arc<CallStream> {
+    fn open(client: SyncClient<Channel>, unsupported: Arc<AtomicBool>) -> Arc<CallStream> {
         let (calls, outgoing) = mpsc::unbounded_channel();
         let stream = Arc::new(CallStream { calls, waiting: Mutex::new(Some(HashMap::new())) });
-        tokio::spawn(read_answers(client, outgoing, Arc::downgrade(&stream)));
+        tokio::spawn(read_answers(client, outgoing, Arc::downgrade(&stream), unsupported));
         stream
     }
 
@@ -132,6 +139,7 @@ async fn read_answers(
     mut client: SyncClient<Channel>,
     outgoing: mpsc::UnboundedReceiver<SyncCall>,
     stream: Weak<CallStream>,
+    unsupported: Arc<AtomicBool>,
 ) {
     match client.sync_calls(tonic::Request::new(UnboundedReceiverStream::new(outgoing))).await {
         Ok(response) => {
@@ -151,6 +159,10 @@ async fn read_answers(
                     }
                 }
             }
+        }
+        Err(status) if status.code() == Code::Unimplemented => {
+            tracing::info!("sync worker has no call streams; its long-polls go one call each");
+            unsupported.store(true, Ordering::Relaxed);
         }
         Err(status) => tracing::warn!(code = ?status.code(), message = status.message(), "sync call stream refused"),
     }
@@ -186,20 +198,26 @@ pub fn serve(
     shutdown: Option<Shutdown>,
 ) -> Answers {
     let (answers, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run_calls(service, calls, shutdown.unwrap_or_else(Shutdown::never), answers));
+    tokio::spawn(run_calls(service, calls, shutdown, answers));
     UnboundedReceiverStream::new(rx)
 }
 
 async fn run_calls(
     service: Arc<dyn crate::sync::SyncService>,
     mut calls: tonic::Streaming<SyncCall>,
-    shutdown: Shutdown,
+    shutdown: Option<Shutdown>,
     answers: mpsc::UnboundedSender<Result<SyncAnswer, Status>>,
 ) {
+    let stop = || async {
+        match &shutdown {
+            Some(shutdown) => shutdown.wait().await,
+            None => std::future::pending().await,
+        }
+    };
     // Dropping the set (the gateway went away) aborts whatever still runs.
     let mut running = JoinSet::new();
     let mut handles: HashMap<u64, AbortHandle> = HashMap::new();
-    let mut stopping = shutdown.is_triggered();
+    let mut stopping = shutdown.as_ref().is_some_and(Shutdown::is_triggered);
     while !(stopping && running.is_empty()) {
         tokio::select! {
             call = calls.next() => match call {
@@ -217,7 +235,10 @@ async fn run_calls(
                         handle.abort();
                     }
                 }
-                Some(Ok(SyncCall { kind: None, .. })) => {}
+                // A kind this release does not know (a newer gateway's): say so, or it waits.
+                Some(Ok(SyncCall { id, kind: None, .. })) => {
+                    let _ = answers.send(Ok(answer(id, Err(Status::unimplemented("unknown sync call")))));
+                }
                 Some(Err(_)) | None => break,
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
@@ -225,12 +246,13 @@ async fn run_calls(
                     handles.remove(&id);
                 }
             }
-            () = shutdown.wait(), if !stopping => stopping = true,
+            () = stop(), if !stopping => stopping = true,
         }
     }
 }
 
-/// One call, answered whatever happens to it (a panic included: its caller must not wait on).
+/// One call, answered whatever happens to it (a panic included, as an internal error: its
+/// caller must not wait on).
 async fn run_call(
     service: Arc<dyn crate::sync::SyncService>,
     id: u64,
@@ -247,10 +269,23 @@ async fn run_call(
     };
     let result = {
         let _enter = span.enter();
-        result.map_err(crate::status::from_error)
+        result.and_then(fits).map_err(crate::status::from_error)
     };
     let _ = answers.send(Ok(answer(id, result)));
     id
+}
+
+/// An answer too big for a message would end the whole stream (and every call on it) when
+/// encoded: it fails alone instead, as it would on a unary call.
+fn fits(response: SyncResponse) -> Result<SyncResponse> {
+    use prost::Message;
+    if response.encoded_len() + 16 > crate::MAX_MESSAGE_BYTES {
+        return Err(Error::internal(format!(
+            "sync answer of {} bytes is over the message limit",
+            response.encoded_len()
+        )));
+    }
+    Ok(response)
 }
 
 fn answer(id: u64, result: Result<SyncResponse, Status>) -> SyncAnswer {

@@ -30,12 +30,17 @@ async fn trace_context_and_errcodes_survive_the_hop() {
     let span = tracing::info_span!("caller");
     let caller_trace = span.context().span().span_context().trace_id();
     assert_ne!(caller_trace, TraceId::INVALID, "the caller has a trace");
-    client.sync(SyncRequest::default()).instrument(span).await.unwrap();
-    // A second, unrelated call gets a trace of its own.
-    client.sync(SyncRequest::default()).instrument(tracing::info_span!("other")).await.unwrap();
+    // An initial sync takes a unary call; incremental ones share a stream, so their trace
+    // travels in each call's message.
+    let incremental = SyncRequest { since: Some("s1".into()), ..Default::default() };
+    client.sync(SyncRequest::default()).instrument(span.clone()).await.unwrap();
+    client.sync(incremental.clone()).instrument(span).await.unwrap();
+    // A later, unrelated call gets a trace of its own.
+    client.sync(incremental).instrument(tracing::info_span!("other")).await.unwrap();
     let seen = recorder.traces.lock().unwrap().clone();
-    assert_eq!(seen[0], caller_trace, "the server continued the caller's trace");
-    assert_ne!(seen[1], caller_trace);
+    assert_eq!(seen[0], caller_trace, "the server continued the caller's trace (unary)");
+    assert_eq!(seen[1], caller_trace, "the server continued the caller's trace (on the stream)");
+    assert_ne!(seen[2], caller_trace);
 
     let err = client.create_filter(CreateFilterRequest::default()).await.unwrap_err();
     assert_eq!((err.code(), err.status()), (ErrorCode::LimitExceeded, 429));

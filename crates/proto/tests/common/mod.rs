@@ -14,7 +14,10 @@ use std::{
 
 use opentelemetry::trace::{TraceContextExt, TraceId};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use trellis_core::{Error, ErrorCode, Result, shutdown::Shutdown};
+use trellis_core::{
+    Error, ErrorCode, Result,
+    shutdown::{Shutdown, ShutdownTrigger},
+};
 use trellis_proto::sync::*;
 
 pub struct Probe {
@@ -24,11 +27,19 @@ pub struct Probe {
     pub holding: Arc<AtomicUsize>,
     /// What ends `hold` calls, as shutdown ends a real worker's long-polls.
     pub shutdown: Shutdown,
+    /// What ends `stubborn` calls, which shutdown does not.
+    release: (ShutdownTrigger, Shutdown),
 }
 
 impl Probe {
     pub fn new(shutdown: Shutdown) -> Arc<Probe> {
-        Arc::new(Probe { traces: Mutex::default(), holding: Arc::default(), shutdown })
+        let (trigger, released) = trellis_core::shutdown::channel();
+        Arc::new(Probe { traces: Mutex::default(), holding: Arc::default(), shutdown, release: (trigger, released) })
+    }
+
+    /// Lets every `stubborn` call answer.
+    pub fn release(&self) {
+        self.release.0.trigger();
     }
 }
 
@@ -48,7 +59,8 @@ fn current_trace() -> TraceId {
 #[async_trait::async_trait]
 impl SyncService for Probe {
     /// `echo:X` answers `X` after `timeout_ms`; `forbidden` fails with `M_FORBIDDEN`; `panic`
-    /// panics; `hold` waits for shutdown, then answers `held`.
+    /// panics; `hold` waits for shutdown, then answers `held`; `stubborn` waits for
+    /// [`Probe::release`], then answers `released`.
     async fn sync(&self, req: SyncRequest) -> Result<SyncResponse> {
         self.traces.lock().unwrap().push(current_trace());
         match req.user_id.as_str() {
@@ -59,6 +71,12 @@ impl SyncService for Probe {
                 let _holding = Holding(self.holding.clone());
                 self.shutdown.wait().await;
                 Ok(SyncResponse { body_json: "held".into() })
+            }
+            "stubborn" => {
+                self.holding.fetch_add(1, Ordering::SeqCst);
+                let _holding = Holding(self.holding.clone());
+                self.release.1.wait().await;
+                Ok(SyncResponse { body_json: "released".into() })
             }
             other => {
                 tokio::time::sleep(Duration::from_millis(req.timeout_ms)).await;
