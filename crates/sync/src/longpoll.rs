@@ -73,6 +73,7 @@ impl SyncWorker {
     /// PostgreSQL; only new room events → the fast path; anything else, or nothing known → the
     /// exact computation from PostgreSQL.
     pub(crate) async fn wait_for_news(&self, poll: &Poll<'_>) -> Result<SyncBody> {
+        let _open = OpenPoll::count();
         let deadline = tokio::time::Instant::now() + poll.timeout.min(self.settings.max_timeout);
         // Subscribe first, read second. The device's previous poll may have left its
         // subscription, registered all along.
@@ -287,4 +288,22 @@ async fn listen_to_rooms(sub: &mut Subscription, memberships: &[queries::Members
     let rooms: Vec<Channel> =
         memberships.iter().filter(|m| m.membership == "join").map(|m| Channel::Room(m.room_id.clone())).collect();
     sub.add(&rooms).await
+}
+
+/// Counts a long-poll in `trellis_sync_open_longpolls` while it is open on this worker (what
+/// a horizontal autoscaler of sync workers watches). Added and taken away rather than set, so
+/// that several workers in one process add up.
+struct OpenPoll;
+
+impl OpenPoll {
+    fn count() -> OpenPoll {
+        metrics::gauge!("trellis_sync_open_longpolls").increment(1.0);
+        OpenPoll
+    }
+}
+
+impl Drop for OpenPoll {
+    fn drop(&mut self) {
+        metrics::gauge!("trellis_sync_open_longpolls").decrement(1.0);
+    }
 }
