@@ -18,20 +18,20 @@ where
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Result<Resp, Error>>,
 {
-    let span = tracing::info_span!("grpc.server", rpc.service = service, rpc.method = method, otel.kind = "server");
-    crate::trace::adopt(&span, request.metadata());
-    let result = observe(service, method, &span, call(request.into_inner())).await;
-    let _enter = span.enter();
-    result.map(tonic::Response::new).map_err(crate::status::from_error)
+    let (metadata, _, message) = request.into_parts();
+    respond(service, method, |span| crate::trace::adopt(span, &metadata), call(message)).await.map(tonic::Response::new)
 }
 
-/// Runs one call inside `span` and records its Prometheus metrics.
-pub(crate) async fn observe<Resp>(
+/// One call of `service.method`, unary or on a stream: inside a server span that `parent`
+/// joins to the caller's trace, with its Prometheus metrics, ending as a gRPC result.
+pub(crate) async fn respond<Resp>(
     service: &'static str,
     method: &'static str,
-    span: &tracing::Span,
+    parent: impl FnOnce(&tracing::Span),
     call: impl Future<Output = Result<Resp, Error>>,
-) -> Result<Resp, Error> {
+) -> Result<Resp, tonic::Status> {
+    let span = tracing::info_span!("grpc.server", rpc.service = service, rpc.method = method, otel.kind = "server");
+    parent(&span);
     let started = Instant::now();
     let result = call.instrument(span.clone()).await;
     let outcome = match &result {
@@ -43,7 +43,8 @@ pub(crate) async fn observe<Resp>(
         .increment(1);
     metrics::histogram!("trellis_grpc_server_request_duration_seconds", "service" => service, "method" => method)
         .record(started.elapsed().as_secs_f64());
-    result
+    let _enter = span.enter();
+    result.map_err(crate::status::from_error)
 }
 
 /// Serves gRPC `routes` on `listener` until `shutdown` fires.

@@ -8,12 +8,13 @@ use std::{
     collections::HashMap,
     panic::AssertUnwindSafe,
     sync::{
-        Arc, Mutex, PoisonError, Weak,
+        Arc, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
 use futures_util::{FutureExt, StreamExt};
+use parking_lot::Mutex;
 use tokio::{
     sync::{mpsc, oneshot},
     task::{AbortHandle, JoinSet},
@@ -70,15 +71,19 @@ impl Multiplexer {
     }
 
     /// Registers call `id` on the open stream, opening one if there is none.
-    fn register(&self, client: &SyncClient<Channel>, id: u64, tx: oneshot::Sender<Answer>) -> Option<Arc<CallStream>> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = match open.as_ref() {
-            Some(stream) => match stream.wait_for(id, tx) {
+    fn register(
+        &self,
+        client: &SyncClient<Channel>,
+        id: u64,
+        mut tx: oneshot::Sender<Answer>,
+    ) -> Option<Arc<CallStream>> {
+        let mut open = self.open.lock();
+        if let Some(stream) = open.as_ref() {
+            match stream.wait_for(id, tx) {
                 Ok(()) => return Some(stream.clone()),
-                Err(tx) => tx,
-            },
-            None => tx,
-        };
+                Err(back) => tx = back,
+            }
+        }
         let stream = CallStream::open(client.clone(), self.unsupported.clone());
         *open = Some(stream.clone());
         // A stream that failed already has dropped its table: the caller hears "unavailable".
@@ -95,7 +100,7 @@ impl CallStream {
     }
 
     fn wait_for(&self, id: u64, tx: oneshot::Sender<Answer>) -> Result<(), oneshot::Sender<Answer>> {
-        match self.waiting.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        match self.waiting.lock().as_mut() {
             Some(waiting) => {
                 waiting.insert(id, tx);
                 Ok(())
@@ -106,12 +111,12 @@ impl CallStream {
 
     /// Takes call `id`'s waiter, if it is still waiting.
     fn take(&self, id: u64) -> Option<oneshot::Sender<Answer>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).as_mut().and_then(|w| w.remove(&id))
+        self.waiting.lock().as_mut().and_then(|w| w.remove(&id))
     }
 
     /// The stream has ended: every waiting call is answered "unavailable" by its dropped sender.
     fn close(&self) {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.waiting.lock().take();
     }
 }
 
@@ -260,17 +265,10 @@ async fn run_call(
     trace: HashMap<String, String>,
     answers: mpsc::UnboundedSender<Result<SyncAnswer, Status>>,
 ) -> u64 {
-    let span = tracing::info_span!("grpc.server", rpc.service = "sync", rpc.method = "sync", otel.kind = "server");
-    crate::trace::adopt_map(&span, trace);
-    let call = crate::server::observe("sync", "sync", &span, service.sync(request));
-    let result = match AssertUnwindSafe(call).catch_unwind().await {
-        Ok(result) => result,
-        Err(_) => Err(Error::internal("sync call panicked")),
-    };
-    let result = {
-        let _enter = span.enter();
-        result.and_then(fits).map_err(crate::status::from_error)
-    };
+    let call = AssertUnwindSafe(service.sync(request))
+        .catch_unwind()
+        .map(|caught| caught.unwrap_or_else(|_| Err(Error::internal("sync call panicked"))).and_then(fits));
+    let result = crate::server::respond("sync", "sync", |span| crate::trace::adopt_map(span, &trace), call).await;
     let _ = answers.send(Ok(answer(id, result)));
     id
 }

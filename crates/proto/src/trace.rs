@@ -1,5 +1,5 @@
-//! W3C trace-context propagation through gRPC metadata, so one trace spans the gateway and
-//! every service it calls.
+//! W3C trace-context propagation through gRPC metadata (or, for calls sharing a stream, a
+//! message field), so one trace spans the gateway and every service it calls.
 
 use std::collections::HashMap;
 
@@ -34,47 +34,35 @@ impl Extractor for Extract<'_> {
     }
 }
 
-impl Injector for TraceMap<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
-    }
-}
-
-impl Extractor for TraceMap<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
-/// A trace context carried in a message's string map rather than in request metadata (calls
-/// that share one stream share its metadata too).
-struct TraceMap<'a>(&'a mut HashMap<String, String>);
-
-/// The current span's context as a message field.
+/// The current span's context as a message field, for calls that share one stream (and so
+/// its metadata).
 pub fn current_map() -> HashMap<String, String> {
     let mut map = HashMap::new();
-    let cx = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut TraceMap(&mut map)));
+    inject_into(&mut map);
     map
 }
 
 /// Makes `span` a child of the trace carried in a message field, if any.
-pub fn adopt_map(span: &tracing::Span, mut map: HashMap<String, String>) {
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&TraceMap(&mut map)));
+pub fn adopt_map(span: &tracing::Span, map: &HashMap<String, String>) {
+    adopt_from(span, map);
+}
+
+fn inject_into(carrier: &mut dyn Injector) {
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, carrier));
+}
+
+fn adopt_from(span: &tracing::Span, carrier: &dyn Extractor) {
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
     let _ = span.set_parent(cx);
 }
 
 /// Writes the current span's context into outgoing request metadata.
 pub fn inject(metadata: &mut MetadataMap) {
-    let cx = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut Inject(metadata)));
+    inject_into(&mut Inject(metadata));
 }
 
 /// Makes `span` a child of the trace carried by incoming request metadata, if any.
 pub fn adopt(span: &tracing::Span, metadata: &MetadataMap) {
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extract(metadata)));
-    let _ = span.set_parent(cx);
+    adopt_from(span, &Extract(metadata));
 }

@@ -140,21 +140,7 @@ mod tests {
     use super::*;
 
     fn row() -> EventRow {
-        EventRow {
-            pos: 5,
-            event_id: "$e".into(),
-            room_id: "!r:x".into(),
-            sender: "@a:x".into(),
-            kind: "m.room.message".into(),
-            state_key: None,
-            origin_server_ts: 1000,
-            content: r#"{"body":"hi","msgtype":"m.text"}"#.into(),
-            unsigned_json: None,
-            txn_device: Some("DEV".into()),
-            txn_id: Some("t1".into()),
-            redacts: None,
-            relations: None,
-        }
+        crate::testing::message_row(r#"{"body":"hi","msgtype":"m.text"}"#, None)
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Throwaway databases for tests: each [`TestDb`] is a fresh copy of a migrated template,
 //! dropped when the value is. Needs `TRELLIS_TEST_DATABASE_URL` (any database on a server
-//! where the user may create databases); `make test` starts one and sets it.
+//! where the user may create databases); `make test` starts one and sets it. Also
+//! [`message_row`], an event row for tests that render events without a database.
 
 use std::time::Duration;
 
@@ -9,6 +10,26 @@ use deadpool_postgres::Pool;
 
 /// The variable naming the PostgreSQL server tests create their databases on.
 pub const TEST_DATABASE_ENV: &str = "TRELLIS_TEST_DATABASE_URL";
+
+/// A stored `m.room.message` of `@a:x` in `!r:x` at ts 1000, sent by device `DEV` as
+/// transaction `t1`, with the given content and unsigned data.
+pub fn message_row(content: &str, unsigned_json: Option<&str>) -> crate::events::EventRow {
+    crate::events::EventRow {
+        pos: 5,
+        event_id: "$e".into(),
+        room_id: "!r:x".into(),
+        sender: "@a:x".into(),
+        kind: "m.room.message".into(),
+        state_key: None,
+        origin_server_ts: 1000,
+        content: content.into(),
+        unsigned_json: unsigned_json.map(str::to_owned),
+        txn_device: Some("DEV".into()),
+        txn_id: Some("t1".into()),
+        redacts: None,
+        relations: None,
+    }
+}
 
 /// Arbitrary constant naming the advisory lock that serialises template creation.
 const TEMPLATE_LOCK: i64 = 0x0074_726c_7374_706c;

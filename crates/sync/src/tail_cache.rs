@@ -155,32 +155,16 @@ impl TailCache {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use trellis_storage::testing::message_row;
 
-    fn row(content: &str, unsigned: Option<&str>) -> EventRow {
-        EventRow {
-            pos: 5,
-            event_id: "$e".into(),
-            room_id: "!r:x".into(),
-            sender: "@a:x".into(),
-            kind: "m.room.message".into(),
-            state_key: None,
-            origin_server_ts: 1_700_000_000_000,
-            content: content.into(),
-            unsigned_json: unsigned.map(str::to_owned),
-            txn_device: Some("DEV".into()),
-            txn_id: Some("t1".into()),
-            redacts: None,
-            relations: None,
-        }
-    }
+    use super::*;
 
     #[test]
     fn the_shared_rendering_matches_a_full_one_for_every_viewer() {
         let rows = [
-            row(r#"{"body":"hi","msgtype":"m.text"}"#, None),
+            message_row(r#"{"body":"hi","msgtype":"m.text"}"#, None),
             // Numbers like the probe ages inside the content and the unsigned data.
-            row(r#"{"body":"111111111111111","n":222222222222222}"#, Some(r#"{"prev_content":{"age":7}}"#)),
+            message_row(r#"{"body":"111111111111111","n":222222222222222}"#, Some(r#"{"prev_content":{"age":7}}"#)),
         ];
         let viewers = [
             Viewer { user_id: "@b:x", device_id: "OTHER" },
