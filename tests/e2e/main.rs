@@ -38,6 +38,7 @@ mod rooms_membership;
 mod rooms_relations;
 mod rooms_support;
 mod sync_features;
+mod sync_new_rooms;
 mod sync_resilience;
 mod sync_workers;
 mod telemetry;

@@ -336,7 +336,13 @@ impl SyncWorker {
                 wanted.push((b.room.clone(), m.to_owned(), start));
             }
         }
-        let rooms: Vec<String> = built.iter().map(|b| b.room.clone()).collect();
+        // A room sent whole (new to the client) gets its members afresh: what an earlier
+        // membership of the device received may be long stale.
+        let rooms: Vec<String> = built
+            .iter()
+            .filter(|b| !matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. }))
+            .map(|b| b.room.clone())
+            .collect();
         let sent = match req.since {
             Some(since) if !include_redundant => {
                 self.members_sent(client, req.user_id, req.device_id, &rooms, since.events).await?
@@ -429,7 +435,11 @@ fn incremental_section(now: &Membership, before: Option<&Membership>, since: i64
     let was = before.map(|m| m.membership.as_str());
     let changed = now.pos > since;
     match now.membership.as_str() {
-        "join" => Some(Section::Join { lower: since, full: full_state || was != Some("join") }),
+        // Newly joined (from an invite, a knock, a leave or nothing) or rejoined: the room is
+        // sent as an initial sync would send it, so the client gets the latest events it may
+        // see and a `prev_batch` to page back from, not just the join.
+        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true }),
+        "join" => Some(Section::Join { lower: since, full: full_state }),
         "invite" if changed => Some(Section::Invite { at: now.pos }),
         "knock" if changed => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if changed && matches!(was, Some("join" | "invite" | "knock")) => {
@@ -473,10 +483,17 @@ mod tests {
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, false),
             Some(Section::Join { lower: 5, full: false })
         ));
-        // Joined in the window: full state.
+        // Joined or rejoined in the window: the whole room, as in an initial sync.
+        for was in [Some(m("invite", 4)), Some(m("leave", 4)), Some(m("knock", 4)), None] {
+            assert!(matches!(
+                incremental_section(&m("join", 9), was.as_ref(), 5, false),
+                Some(Section::Join { lower: 0, full: true })
+            ));
+        }
+        // Still joined with full_state: full state, timeline since `since`.
         assert!(matches!(
-            incremental_section(&m("join", 9), Some(&m("invite", 4)), 5, false),
-            Some(Section::Join { full: true, .. })
+            incremental_section(&m("join", 3), Some(&m("join", 3)), 5, true),
+            Some(Section::Join { lower: 5, full: true })
         ));
         // Invited or knocking in the window; an old invite stays out.
         assert!(matches!(incremental_section(&m("invite", 9), None, 5, false), Some(Section::Invite { at: 9 })));

@@ -10,6 +10,8 @@
 // through device_lists.changed in /sync and must then see Bob's device signed by his self-signing key.
 // Alice then backs up her room keys (key backup, as Element sets up), and at the end replaces her cross-signing keys,
 // which the server must guard with user-interactive auth (answered with her password).
+// Element Web's invite flow is checked in an unencrypted room: a message sent before bob accepts must be in his
+// timeline as soon as his client sees the join.
 // The other calls Element makes around a DM are checked too (members, typing, read markers, devices, profile);
 // a few more start-up calls (TURN, third-party protocols, user directory) are only probed and reported.
 //
@@ -393,6 +395,22 @@ await waitFor(
     "bob's m.fully_read marker to come back in the room's account data",
     () => bob.getRoom(roomId)?.getAccountData("m.fully_read")?.getContent()?.event_id === lastId,
 );
+
+step("Element Web's flow: a message sent before bob accepts an invite is in his timeline at once");
+// The incremental sync that brings bob's join must carry the room as an initial sync would (the latest events he
+// may see, with a pagination token), or Element shows only the join and "You can't see earlier messages".
+const { room_id: laterRoom } = await alice.createRoom({ preset: sdk.Preset.PrivateChat, name: "Before you joined" });
+await alice.invite(laterRoom, bobId);
+await waitFor(`bob to see the invite to ${laterRoom}`, () => bob.getRoom(laterRoom)?.getMyMembership() === "invite");
+const { event_id: earlyId } = await alice.sendMessage(laterRoom, { msgtype: "m.text", body: "sent before you joined" });
+await bob.joinRoom(laterRoom);
+await waitFor(`bob's client to hold ${laterRoom} as joined`, () => bob.getRoom(laterRoom)?.getMyMembership() === "join");
+const laterTimeline = bob.getRoom(laterRoom).getLiveTimeline();
+if (!laterTimeline.getEvents().some((e) => e.getId() === earlyId)) {
+    const seen = laterTimeline.getEvents().map((e) => `${e.getType()} ${e.getStateKey() ?? ""}`.trim());
+    fail(`bob's live timeline lacks alice's message from before the join; it holds ${JSON.stringify(seen)}`);
+}
+if (laterTimeline.getPaginationToken(sdk.EventTimeline.BACKWARDS) === null) fail("bob's timeline has no token to page back");
 
 step("alice replaces her cross-signing keys: the server asks for user-interactive auth");
 if (!(await bootstrapCrossSigning("alice", alice, true))) fail("replacing cross-signing keys needed no user-interactive auth");
