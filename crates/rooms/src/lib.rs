@@ -7,6 +7,7 @@ mod aliases;
 mod context;
 mod create;
 mod directory;
+mod guests;
 mod keys;
 mod leave_all;
 mod members;
