@@ -31,11 +31,18 @@ fn limit_of(limit: Option<u32>) -> i64 {
     i64::from(limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT))
 }
 
+/// `unsigned` fields the v1 format also has at the top level.
+const V1_TOP_LEVEL: [&str; 4] = ["age", "prev_content", "replaces_state", "redacted_because"];
+
 /// An event in the v1 format.
 fn v1_event(row: &EventRow, viewer: Viewer<'_>, now: i64) -> Value {
     let mut e: Value = serde_json::from_str(&row.render(Some(viewer), Format::Client, now)).unwrap_or_default();
     e["user_id"] = json!(row.sender);
-    e["age"] = e["unsigned"]["age"].clone();
+    for key in V1_TOP_LEVEL {
+        if let Some(v) = e["unsigned"].get(key).cloned() {
+            e[key] = v;
+        }
+    }
     e
 }
 
@@ -135,6 +142,11 @@ mod tests {
         assert_eq!(e["user_id"], e["sender"]);
         assert_eq!(e["age"], 7);
         assert_eq!(e["room_id"], row.room_id.as_str());
+        assert!(e.get("prev_content").is_none());
+        let replaced = r#"{"prev_content":{"body":"old"},"replaces_state":"$old"}"#;
+        let row = trellis_storage::testing::message_row(r#"{"body":"new"}"#, Some(replaced));
+        let e = v1_event(&row, Viewer { user_id: "@b:x", device_id: "D" }, row.origin_server_ts);
+        assert_eq!((e["prev_content"]["body"].as_str(), e["replaces_state"].as_str()), (Some("old"), Some("$old")));
     }
 
     #[test]
