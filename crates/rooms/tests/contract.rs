@@ -10,6 +10,8 @@ mod auth_rules;
 mod basics;
 #[path = "contract/directory.rs"]
 mod directory;
+#[path = "contract/guests.rs"]
+mod guests;
 #[path = "contract/profiles.rs"]
 mod profiles;
 #[path = "contract/reading.rs"]
@@ -64,6 +66,7 @@ contract!(
     upgrade::upgrade_raises_the_upgraders_power_while_copying,
     upgrade::knocking,
     profiles::profile_changes_reach_every_joined_room,
+    guests::guests_join_only_where_allowed_and_leave_when_revoked,
     auth_rules::create_has_no_previous_events,
     auth_rules::create_room_id_domain_matches_sender,
     auth_rules::create_room_version_is_known,
