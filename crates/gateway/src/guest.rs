@@ -1,7 +1,7 @@
 //! What a guest account may call: the endpoints the spec's "Guest access" module lists
 //! (reading rooms, joining, leaving and sending, their own display name, devices, keys,
 //! media), and the few more Synapse opens to guests (capabilities, the room directory,
-//! relations, `joined_rooms`, `keys/changes`, TURN). Every other authenticated endpoint
+//! relations, space hierarchies and room summaries, `joined_rooms`, `keys/changes`, TURN). Every other authenticated endpoint
 //! refuses a guest with 403 `M_GUEST_ACCESS_FORBIDDEN`.
 //!
 //! The table is matched against the route that served the request, with the `/_matrix/client`
@@ -27,6 +27,8 @@ const ALLOWED: &[(Method, &str)] = &[
     (Method::GET, "rooms/*/relations/*/*"),
     (Method::GET, "rooms/*/relations/*/*/*"),
     (Method::GET, "rooms/*/hierarchy"),
+    (Method::GET, "room_summary/*"),
+    (Method::GET, "rooms/*/summary"),
     (Method::GET, "joined_rooms"),
     (Method::GET, "publicRooms"),
     (Method::POST, "publicRooms"),
