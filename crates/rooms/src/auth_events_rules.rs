@@ -50,8 +50,12 @@ impl Room {
         auth_events: Vec<OwnedEventId>,
     ) -> Arc<Pdu> {
         let content: CanonicalJsonObject = object(content).unwrap();
+        let auth_events = auth_events
+            .iter()
+            .map(|id| self.state.state.values().find(|p| &p.event_id == id).unwrap().reference())
+            .collect();
         let draft = Draft {
-            room_id: &self.state.room_id,
+            room_id: Some(&self.state.room_id),
             sender,
             kind,
             state_key,
@@ -62,11 +66,11 @@ impl Room {
             origin_server_ts: 1,
             redacts: None,
         };
-        build(draft, &self.state.rules, "localhost", &self.key).unwrap().pdu
+        build(draft, &self.state.rules, ruma::server_name!("localhost"), &self.key).unwrap().pdu
     }
 
     fn add(&mut self, pdu: Arc<Pdu>) {
-        self.state.latest = Some(pdu.event_id.clone());
+        self.state.latest = Some(pdu.reference());
         self.state.depth += 1;
         self.state.insert(pdu);
     }

@@ -13,6 +13,7 @@ mod members;
 mod membership;
 pub mod pdu;
 mod persist;
+mod power_copy;
 mod profile;
 mod read;
 mod redact;
