@@ -19,7 +19,7 @@ async fn room_versions_and_create_room(server: TestServer) {
     listed.sort();
     assert_eq!(listed, stable, "every stable version is offered");
     assert!(available.values().all(|s| s == "stable"));
-    for bad in ["13", "banana"] {
+    for bad in ["13", "banana", "my_bad_version"] {
         alice
             .post("/_matrix/client/v3/createRoom", json!({"room_version": bad}))
             .await
