@@ -189,7 +189,7 @@ mod tests {
 
         assert!(copy_push_rules(&mut rules, old, &new));
         let Some(AnyPushRuleRef::Room(copy)) = rules.get(RuleKind::Room, "!new:x") else { panic!("room rule copied") };
-        assert_eq!(copy.actions, vec![Action::Notify]);
+        assert_eq!(serde_json::to_value(&copy.actions).unwrap(), json!(["notify"]));
         let Some(AnyPushRuleRef::Override(copy)) = rules.get(RuleKind::Override, "mute-!new:x") else {
             panic!("override copied")
         };
