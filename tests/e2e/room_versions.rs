@@ -7,7 +7,7 @@ use trellis_testkit::{TestServer, enc, timeline_bodies};
 
 use crate::rooms_support::{room_path, say, user};
 
-both_modes!(a_room_of_every_version, upgrades_across_event_id_formats);
+both_modes!(a_room_of_every_version, upgrades_across_event_id_formats, a_v12_creator_may_notify_the_room);
 
 /// `$opaque:server` in v1–v2; the reference hash after (standard base64 in v3, URL-safe from v4).
 fn assert_event_id_shape(version: u32, id: &str) {
@@ -128,4 +128,35 @@ async fn upgrades_across_event_id_formats(server: TestServer) {
     let hi = say(&bob, &v10, "in ten").await;
     let got: Value = alice.get(&room_path(&v10, &format!("/event/{}", enc(&hi)))).await.ok();
     assert_eq!(got["content"]["body"], "in ten");
+}
+
+/// The highlight count of `room` once `user`'s sync shows `want` of them (or what it showed last).
+async fn highlights(client: &trellis_testkit::Client, room: &str, want: u64) -> Value {
+    let mut since: Option<String> = None;
+    let mut seen = Value::Null;
+    for _ in 0..10 {
+        let body = client.sync(since.as_deref(), None, 2_000).await;
+        if let Some(count) = body["rooms"]["join"][room]["unread_notifications"].get("highlight_count") {
+            seen = count.clone();
+        }
+        if seen == json!(want) {
+            break;
+        }
+        since = body["next_batch"].as_str().map(str::to_owned);
+    }
+    seen
+}
+
+/// `@room` needs the `notifications.room` level; a v12 creator, never listed in the power
+/// levels, outranks it.
+async fn a_v12_creator_may_notify_the_room(server: TestServer) {
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let room = alice.create_room(json!({"preset": "public_chat", "room_version": "12"})).await;
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
+    let everyone = json!({"msgtype": "m.text", "body": "@room lunch", "m.mentions": {"room": true}});
+    bob.put(&room_path(&room, "/send/m.room.message/b1"), everyone.clone()).await.ok();
+    alice.put(&room_path(&room, "/send/m.room.message/a1"), everyone).await.ok();
+    assert_eq!(highlights(&bob, &room, 1).await, json!(1), "the creator's @room highlights");
+    assert_eq!(highlights(&alice, &room, 0).await, json!(0), "Bob, at level 0, may not notify the room");
 }
