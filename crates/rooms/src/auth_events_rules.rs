@@ -9,8 +9,9 @@ use ruma::{CanonicalJsonObject, OwnedEventId, RoomVersionId, UserId, room_id, si
 use serde_json::json;
 use trellis_core::ErrorCode;
 
-use super::{check_rules, object};
+use super::check_rules;
 use crate::{
+    new_event::object,
     pdu::{Draft, Pdu, build},
     state::RoomState,
 };

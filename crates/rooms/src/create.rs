@@ -9,8 +9,9 @@ use trellis_proto::rooms::{CreateRoomRequest, CreateRoomResponse};
 
 use crate::{
     Rooms,
+    new_event::{NewEvent, object},
     state::{DEFAULT_VERSION, RoomState, rules_for},
-    writer::{NewEvent, NewRoom, object},
+    writer::NewRoom,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,7 @@ use serde_json::Value;
 use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{RedactRequest, SendEventRequest, SendEventResponse};
 
-use crate::{
-    Rooms, pdu,
-    writer::{Appended, NewEvent},
-};
+use crate::{Rooms, new_event::NewEvent, pdu, writer::Appended};
 
 /// Longest event type and state key, in bytes (spec: size limits).
 const MAX_ID_BYTES: usize = 255;

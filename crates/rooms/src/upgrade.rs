@@ -13,9 +13,10 @@ use trellis_proto::rooms::{UpgradeRoomRequest, UpgradeRoomResponse};
 use crate::{
     Rooms,
     create::member_content,
+    new_event::{NewEvent, object},
     power_copy::{fixed_up, raise_for_copy, restricted},
     state::{RoomState, membership_of, rules_for},
-    writer::{NewEvent, NewRoom, object},
+    writer::NewRoom,
 };
 
 /// State copied to the new room as it is (Synapse's list, with the canonical alias that

@@ -1,64 +1,22 @@
-//! Appending events to a room: the one path every new event takes. Under the room's lock it
-//! picks auth and prev events, builds and signs each PDU, checks it against the room
-//! version's authorization rules, then stores the batch in one transaction and announces
-//! it. An event that fails the rules is never stored or sent to anyone.
+//! Appending events to a room: the one path every new event takes. A [`Batch`] holds the
+//! room's lock and state while each event is built, signed and checked against the room
+//! version's authorization rules ([`crate::authorise`]); the batch is then stored in one
+//! transaction and announced. An event that fails the rules is never stored or sent to anyone.
 
 use std::{collections::HashMap, sync::Arc};
 
-use ruma::{
-    CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
-    events::{StateEventType, TimelineEventType},
-};
-use serde_json::value::RawValue;
+use ruma::{OwnedEventId, RoomId, events::TimelineEventType};
 use tokio::sync::OwnedMutexGuard;
 use trellis_bus::Channel;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 
 use crate::{
     Rooms,
-    pdu::{self, Built, Draft, EventRef, Pdu},
+    authorise::accept,
+    new_event::{NewEvent, Row},
+    pdu::{Built, Pdu},
     state::RoomState,
 };
-
-/// One event to append.
-pub struct NewEvent {
-    pub sender: OwnedUserId,
-    pub kind: String,
-    pub state_key: Option<String>,
-    pub content: CanonicalJsonObject,
-    /// `(device_id, txn_id)` of a client transaction.
-    pub txn: Option<(String, String)>,
-    /// For redactions: the event redacted.
-    pub redacts: Option<Redacts>,
-}
-
-/// The target of a redaction, looked up before the redaction is built.
-pub struct Redacts {
-    pub event_id: OwnedEventId,
-    pub sender: OwnedUserId,
-}
-
-impl NewEvent {
-    pub fn state(sender: &ruma::UserId, kind: &str, state_key: &str, content: serde_json::Value) -> Result<NewEvent> {
-        Ok(NewEvent {
-            sender: sender.to_owned(),
-            kind: kind.to_owned(),
-            state_key: Some(state_key.to_owned()),
-            content: object(content)?,
-            txn: None,
-            redacts: None,
-        })
-    }
-}
-
-/// A JSON object as canonical JSON (fails on floats or out-of-range integers).
-pub fn object(value: serde_json::Value) -> Result<CanonicalJsonObject> {
-    match value {
-        serde_json::Value::Object(map) => ruma::canonical_json::try_from_json_map(map)
-            .map_err(|e| Error::bad_json(format!("not canonical JSON: {e}"))),
-        _ => Err(Error::bad_json("content must be a JSON object")),
-    }
-}
 
 /// A room to insert in the same transaction as its first events.
 pub struct NewRoom {
@@ -88,15 +46,6 @@ impl Appended {
 }
 
 const SELECT_TXN: &str = "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3";
-
-/// What the transaction writes for one event.
-pub(crate) struct Row {
-    pub pdu: Arc<Pdu>,
-    pub json: String,
-    pub unsigned: Option<String>,
-    pub txn: Option<(String, String)>,
-    pub redacts: Option<OwnedEventId>,
-}
 
 /// A room's write lock, held with the room's state while events are built and checked against
 /// it, until they are stored together. Dropped unstored, it leaves no cached state behind: the
@@ -271,125 +220,6 @@ impl Rooms {
         let row = client.query_opt(&stmt, &[&sender.as_str(), device, txn_id]).await?;
         Ok(row.map(|r| ruma::EventId::parse(r.get::<_, String>(0))).transpose()?)
     }
-
-    /// Builds a new room's create event. From v12 on the room is named after the event (which
-    /// then carries no room ID); before, the room gets `room_id` (a fresh `!opaque:server` ID
-    /// unless one was chosen).
-    pub(crate) fn build_create(
-        &self,
-        version: &RoomVersionId,
-        sender: &UserId,
-        content: CanonicalJsonObject,
-        room_id: Option<OwnedRoomId>,
-    ) -> Result<(OwnedRoomId, Built)> {
-        let rules = crate::state::rules_for(version)?;
-        let named_by_create = rules.authorization.room_create_event_id_as_room_id;
-        let random_id =
-            (!named_by_create).then(|| room_id.unwrap_or_else(|| RoomId::new_v1(&self.settings.server_name)));
-        let draft = Draft {
-            room_id: random_id.as_deref(),
-            sender,
-            kind: "m.room.create",
-            state_key: Some(""),
-            content,
-            prev_events: Vec::new(),
-            auth_events: Vec::new(),
-            depth: 1,
-            origin_server_ts: now_ms() as u64,
-            redacts: None,
-        };
-        let built = pdu::build(draft, &rules, &self.settings.server_name, &self.key)?;
-        let room_id = match random_id {
-            Some(id) => id,
-            None => RoomId::new_v2(built.pdu.event_id.localpart())?,
-        };
-        Ok((room_id, built))
-    }
-
-    /// Builds one event on top of `room`, citing the auth events the version selects.
-    fn build_event(&self, room: &RoomState, ev: &NewEvent) -> Result<(Built, HashMap<OwnedEventId, Arc<Pdu>>)> {
-        let rules = &room.rules;
-        let kind = TimelineEventType::from(ev.kind.as_str());
-        let content_raw = RawValue::from_string(serde_json::to_string(&ev.content)?)?;
-        let auth_types = ruma::state_res::auth_types_for_event(
-            &kind,
-            &ev.sender,
-            ev.state_key.as_deref(),
-            &content_raw,
-            &rules.authorization,
-        )
-        .map_err(Error::bad_json)?;
-        let mut auth: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
-        for (t, k) in &auth_types {
-            if let Some(p) = room.get(t, k) {
-                auth.insert(p.event_id.clone(), p.clone());
-            }
-        }
-        let mut auth_events: Vec<EventRef> = auth.values().map(|p| p.reference()).collect();
-        auth_events.sort();
-        let built = pdu::build(
-            Draft {
-                room_id: Some(&room.room_id),
-                sender: &ev.sender,
-                kind: &ev.kind,
-                state_key: ev.state_key.as_deref(),
-                content: ev.content.clone(),
-                prev_events: room.latest.iter().cloned().collect(),
-                auth_events,
-                depth: (room.depth + 1) as u64,
-                origin_server_ts: now_ms() as u64,
-                redacts: ev.redacts.as_ref().map(|r| &*r.event_id),
-            },
-            rules,
-            &self.settings.server_name,
-            &self.key,
-        )?;
-        Ok((built, auth))
-    }
-}
-
-/// Checks a built event against `room` and applies it: the row the transaction will write.
-fn accept(
-    room: &mut RoomState,
-    built: Built,
-    auth: &HashMap<OwnedEventId, Arc<Pdu>>,
-    txn: Option<(String, String)>,
-    redacts: Option<Redacts>,
-) -> Result<Row> {
-    let pdu = built.pdu;
-    check_rules(room, &pdu, auth)?;
-    let unsigned = pdu.state_key.as_ref().and_then(|key| {
-        let prev = room.get(&StateEventType::from(pdu.kind.to_string()), key)?;
-        let content: serde_json::Value = serde_json::from_str(prev.content_str()).ok()?;
-        Some(
-            serde_json::json!({
-                "replaces_state": prev.event_id,
-                "prev_content": content,
-                "prev_sender": prev.sender,
-            })
-            .to_string(),
-        )
-    });
-    room.insert(pdu.clone());
-    if let Some(target) = &redacts {
-        room.redact(&target.event_id)?;
-    }
-    room.latest = Some(pdu.reference());
-    room.depth += 1;
-    Ok(Row { pdu, json: built.json, unsigned, txn, redacts: redacts.map(|r| r.event_id) })
-}
-
-/// The room version's authorization rules (ruma's implementation) for `pdu`, given its auth
-/// events and the room's current state: `M_FORBIDDEN` naming the rule that refused it.
-pub(crate) fn check_rules(room: &RoomState, pdu: &Pdu, auth: &HashMap<OwnedEventId, Arc<Pdu>>) -> Result<()> {
-    let rules = &room.rules.authorization;
-    // From v12 the create event is never an auth event, yet the rules look it up by the ID
-    // the room is named after.
-    let create = room.get(&StateEventType::RoomCreate, "");
-    let fetch = |id: &EventId| auth.get(id).or(create.filter(|c| c.event_id == id)).cloned();
-    ruma::state_res::check_state_independent_auth_rules(rules, pdu, fetch).map_err(Error::forbidden)?;
-    ruma::state_res::check_state_dependent_auth_rules(rules, pdu, |t, k| room.get(t, k).cloned())
-        .map_err(Error::forbidden)
 }
 
 /// Every event wakes the room's channel; member events also wake their target, who may not
@@ -412,7 +242,3 @@ fn wake_channels(room_id: &RoomId, pdus: &[Arc<Pdu>]) -> Vec<Channel> {
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
-
-#[cfg(test)]
-#[path = "auth_events_rules.rs"]
-mod auth_events_rules;
