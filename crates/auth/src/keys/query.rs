@@ -1,6 +1,7 @@
 //! `POST /keys/query` (device and cross-signing keys, with uploaded signatures merged in)
 //! and `POST /keys/claim` (one one-time key per device, else its fallback key).
 
+use ruma::UserId;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 use trellis_core::{Error, Result};
@@ -29,8 +30,11 @@ fn parse(json: &str) -> Result<Value> {
 }
 
 impl Auth {
+    /// Whether `user` is a user ID of this server. The server name may carry a port
+    /// (`hs.example:8448`), so it is ruma's parse of the ID that says where the server name
+    /// starts, not the last `:`.
     fn is_local(&self, user: &str) -> bool {
-        user.rsplit_once(':').is_some_and(|(_, server)| server == self.config.server_name)
+        UserId::parse(user).is_ok_and(|id| id.server_name().as_str() == self.config.server_name)
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]

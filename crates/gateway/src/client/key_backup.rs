@@ -13,7 +13,7 @@ use ruma::api::client::backup::{
     update_backup_version,
 };
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use trellis_core::Error;
 use trellis_proto::auth::{
     BackupVersion, CreateBackupVersionRequest, GetBackupVersionRequest, PutRoomKeysRequest, RoomKeysCount,
@@ -49,7 +49,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct VersionBody {
     algorithm: String,
-    auth_data: Map<String, Value>,
+    /// Opaque to the server: any JSON value (the spec describes an object per algorithm, but
+    /// Synapse stores whatever a client sends, and clients rely on that).
+    auth_data: Value,
     version: Option<String>,
 }
 
@@ -74,7 +76,7 @@ async fn create_version_route(
     let req = CreateBackupVersionRequest {
         user_id: auth.user_id,
         algorithm: body.algorithm,
-        auth_data_json: Value::Object(body.auth_data).to_string(),
+        auth_data_json: body.auth_data.to_string(),
     };
     let created = s.services.auth.create_backup_version(req).await?;
     Ok(Json(json!({ "version": created.version })))
@@ -108,7 +110,7 @@ async fn update_version_route(
         user_id: auth.user_id,
         version,
         algorithm: body.algorithm,
-        auth_data_json: Value::Object(body.auth_data).to_string(),
+        auth_data_json: body.auth_data.to_string(),
     };
     s.services.auth.update_backup_version(req).await?;
     Ok(Json(json!({})))
