@@ -24,11 +24,13 @@ macro_rules! both_modes {
 mod client_startup;
 mod devices_account;
 mod e2ee_keys;
+mod e2ee_local;
 mod errors;
 mod js_sdk;
 mod legacy_api;
 mod media;
 mod nio;
+mod openid_whois;
 mod profile;
 mod push;
 mod rooms_create;
@@ -43,3 +45,4 @@ mod sync_resilience;
 mod sync_workers;
 mod telemetry;
 mod tutorial;
+mod uia_register;

@@ -44,6 +44,8 @@ async fn local_users_with_a_port_in_the_server_name(grpc: bool) {
     let query = json!({"device_keys": {user.clone(): [], bob.user_id.clone(): []}});
     let found = body(h.keys.query_keys(req(&bob.user_id, &bob_device, query)).await.unwrap());
     assert_eq!(found["device_keys"][&user][&device]["keys"], device_keys(&user, &device)["keys"], "{found}");
+    // A device without a name has none in `unsigned` (not a null one).
+    assert_eq!(found["device_keys"][&user][&device]["unsigned"], json!({}), "{found}");
     // A local user without keys is there, with none.
     assert_eq!(found["device_keys"][&bob.user_id], json!({}), "{found}");
     // Only the asked-for devices.
@@ -112,6 +114,12 @@ async fn cross_signing_uploads(grpc: bool) {
     assert_eq!(out["failures"], json!({}));
     assert_eq!(changed_for(&h.pool, &a).await, vec![a.clone(), b.clone()], "Alice sees Bob's key change");
     assert!(changed_for(&h.pool, &b).await.is_empty(), "Alice's signature is hers alone");
+    let query = json!({"device_keys": {b.clone(): []}});
+    let seen_by = |user: &str, dev: &str| h.keys.query_keys(req(user, dev, query.clone()));
+    let alice_view = body(seen_by(&a, &a_dev).await.unwrap());
+    assert_eq!(alice_view["master_keys"][&b]["signatures"][&a]["ed25519:USK"], "sig", "{alice_view}");
+    let bob_view = body(seen_by(&b, &b_dev).await.unwrap());
+    assert!(bob_view["master_keys"][&b]["signatures"].get(&a).is_none(), "{bob_view}");
 }
 
 macro_rules! both {

@@ -52,7 +52,18 @@ struct VersionBody {
     /// Opaque to the server: any JSON value (the spec describes an object per algorithm, but
     /// Synapse stores whatever a client sends, and clients rely on that).
     auth_data: Value,
-    version: Option<String>,
+    /// The version it updates, as a string (the spec) or a number (what older clients send).
+    version: Option<Value>,
+}
+
+/// A body's `version`, which must name the path's version if present.
+fn same_version(body: Option<&Value>, path: &str) -> bool {
+    match body {
+        None | Some(Value::Null) => true,
+        Some(Value::String(v)) => v == path,
+        Some(Value::Number(n)) => n.to_string() == path,
+        Some(_) => false,
+    }
 }
 
 fn version_json(v: BackupVersion) -> ApiResult<Json<Value>> {
@@ -103,7 +114,7 @@ async fn update_version_route(
 ) -> ApiResult<Json<Value>> {
     let version = param(&params, "version")?;
     let body: VersionBody = from_object(body)?;
-    if body.version.as_ref().is_some_and(|v| *v != version) {
+    if !same_version(body.version.as_ref(), &version) {
         return Err(Error::invalid_param("version in body does not match the path").into());
     }
     let req = UpdateBackupVersionRequest {
