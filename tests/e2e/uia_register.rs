@@ -30,7 +30,7 @@ fn dummy(session: &str) -> Value {
 async fn register_challenge_and_remembered_parameters(server: TestServer) {
     let c = server.client();
     let challenge = c.post(&format!("{V3}/register"), json!({})).await;
-    let session = session_of(&challenge);
+    session_of(&challenge);
     assert_eq!(challenge.body["flows"], json!([{"stages": ["m.login.dummy"]}]));
     assert!(challenge.body.get("errcode").is_none(), "{}", challenge.body);
 
