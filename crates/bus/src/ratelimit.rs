@@ -88,3 +88,30 @@ impl RedisLimiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn limiter() -> RedisLimiter {
+        let url = std::env::var("TRELLIS_TEST_REDIS_URL")
+            .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
+        let prefix = format!("test{}", uuid::Uuid::new_v4().simple());
+        RedisLimiter::connect(&url, &prefix).await.expect("Redis")
+    }
+
+    #[tokio::test]
+    async fn peeking_takes_nothing() {
+        let limiter = limiter().await;
+        let rule = Rule::new(0.001, 2);
+        for _ in 0..5 {
+            assert_eq!(limiter.peek("k", rule).await, None, "looking is free");
+        }
+        assert_eq!(limiter.take("k", rule).await, None);
+        assert_eq!(limiter.take("k", rule).await, None);
+        let wait = limiter.peek("k", rule).await.expect("the burst is spent");
+        assert!(wait > Duration::from_secs(900), "{wait:?}");
+        assert!(limiter.take("k", rule).await.is_some());
+        assert_eq!(limiter.peek("other", rule).await, None);
+    }
+}
