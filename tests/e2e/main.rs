@@ -33,6 +33,7 @@ mod nio;
 mod openid_whois;
 mod profile;
 mod push;
+mod room_versions;
 mod rooms_create;
 mod rooms_directory;
 mod rooms_history;
