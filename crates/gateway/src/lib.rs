@@ -8,6 +8,7 @@ mod edge;
 mod error;
 mod extract;
 mod guest;
+mod response;
 mod router;
 mod tokens;
 
@@ -76,5 +77,13 @@ impl AppState {
     pub(crate) async fn limit(&self, action: Action, who: &str) -> Result<(), error::ApiError> {
         let limiter = self.services.limiter.as_ref();
         trellis_core::ratelimit::check(limiter, &self.settings.rate_limits, action, who).await.map_err(error::ApiError)
+    }
+
+    /// Refuses `action` by `who` if its rate limit is exhausted, without counting it (see
+    /// `ratelimit::check_only`).
+    pub(crate) async fn limit_check_only(&self, action: Action, who: &str) -> Result<(), error::ApiError> {
+        let limiter = self.services.limiter.as_ref();
+        let settings = &self.settings.rate_limits;
+        trellis_core::ratelimit::check_only(limiter, settings, action, who).await.map_err(error::ApiError)
     }
 }

@@ -1,9 +1,12 @@
-//! Pushers (`GET /pushers`, `POST /pushers/set`) and the events that notified a user
-//! (`GET /notifications`).
+//! Pushers (`GET /pushers`, `POST /pushers/set`; a pusher goes with the device that set it)
+//! and the events that notified a user (`GET /notifications`).
 
 use serde_json::{Map, Value, json};
 use trellis_core::{Error, Result, time::now_ms};
-use trellis_proto::sync::{JsonResponse, NotificationsRequest, PushersRequest};
+use trellis_proto::sync::{
+    Ack, DeleteDevicePushersRequest, JsonResponse, NotificationsRequest, PushersRequest,
+    delete_device_pushers_request::Which,
+};
 use trellis_storage::events::{EventRow, Format};
 
 use crate::{SyncWorker, access};
@@ -20,10 +23,15 @@ const LIST: &str = "SELECT app_id, pushkey, kind, app_display_name, device_displ
 const DELETE: &str = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3";
 const DELETE_OTHERS: &str = "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3";
 const UPSERT: &str = "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, \
-        profile_tag, lang, data, pushkey_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+        profile_tag, lang, data, pushkey_ts, device_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = EXCLUDED.kind, \
         app_display_name = EXCLUDED.app_display_name, device_display_name = EXCLUDED.device_display_name, \
-        profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data";
+        profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data, \
+        device_id = EXCLUDED.device_id";
+const DELETE_OF_DEVICES: &str = "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2)";
+// Pushers of unknown origin (made before devices were recorded) go too.
+const DELETE_ALL_BUT: &str = "DELETE FROM pushers WHERE user_id = $1 AND device_id IS DISTINCT FROM $2";
+const DELETE_ALL: &str = "DELETE FROM pushers WHERE user_id = $1";
 const NOTIFICATIONS: &str = "SELECT n.event_pos, n.room_id, n.actions, n.ts, \
         n.event_pos <= COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id \
            AND r.user_id = n.user_id AND r.receipt_type IN ('m.read', 'm.read.private')), 0), \
@@ -97,10 +105,36 @@ impl SyncWorker {
         if !append {
             client.execute(DELETE_OTHERS, &[&app_id, &pushkey, &req.user_id]).await?;
         }
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] =
-            [&req.user_id, &app_id, &pushkey, &kind, &app_name, &device_name, &profile_tag, &lang, &data, &now_ms()];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+            &req.user_id,
+            &app_id,
+            &pushkey,
+            &kind,
+            &app_name,
+            &device_name,
+            &profile_tag,
+            &lang,
+            &data,
+            &now_ms(),
+            &req.device_id,
+        ];
         client.execute(UPSERT, &params).await?;
         Ok(JsonResponse { body_json: "{}".into() })
+    }
+
+    /// Deletes the pushers of devices that are gone (see `DeleteDevicePushersRequest`).
+    pub(crate) async fn delete_device_pushers_op(&self, req: DeleteDevicePushersRequest) -> Result<Ack> {
+        let client = self.pool.get().await?;
+        let deleted = match &req.which {
+            Some(Which::Devices(list)) => client.execute(DELETE_OF_DEVICES, &[&req.user_id, &list.device_ids]).await?,
+            Some(Which::AllBut(device_id)) => client.execute(DELETE_ALL_BUT, &[&req.user_id, device_id]).await?,
+            Some(Which::All(true)) => client.execute(DELETE_ALL, &[&req.user_id]).await?,
+            Some(Which::All(false)) | None => 0,
+        };
+        if deleted > 0 {
+            tracing::info!(user_id = %req.user_id, deleted, "pushers of removed devices deleted");
+        }
+        Ok(Ack {})
     }
 
     pub(crate) async fn list_notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {

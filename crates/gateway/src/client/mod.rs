@@ -14,6 +14,7 @@ mod legacy;
 mod media;
 mod media_serve;
 mod membership;
+mod openid;
 mod presence;
 mod profile;
 mod push;
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .merge(key_backup::routes())
         .merge(keys::routes())
         .merge(to_device::routes())
+        .merge(openid::routes())
 }
 
 /// A named path parameter (already percent-decoded).

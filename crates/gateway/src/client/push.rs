@@ -157,13 +157,19 @@ async fn set_actions_route(
 
 /// # `GET /_matrix/client/v3/pushers`
 async fn get_pushers_route(State(s): State<AppState>, auth: Authed) -> ApiResult<RawJson> {
-    let req = PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: None };
+    let req =
+        PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: None, device_id: None };
     Ok(RawJson(s.services.sync.pushers(req).await?.body_json))
 }
 
 /// # `POST /_matrix/client/v3/pushers/set`
 async fn set_pusher_route(State(s): State<AppState>, auth: Authed, obj: JsonObject) -> ApiResult<RawJson> {
-    let req = PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: Some(body(obj)) };
+    let req = PushersRequest {
+        requester: auth.user_id.clone(),
+        user_id: auth.user_id,
+        body_json: Some(body(obj)),
+        device_id: Some(auth.device_id),
+    };
     Ok(RawJson(s.services.sync.pushers(req).await?.body_json))
 }
 
