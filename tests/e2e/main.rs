@@ -25,6 +25,7 @@ mod client_startup;
 mod devices_account;
 mod e2ee_keys;
 mod errors;
+mod health;
 mod js_sdk;
 mod legacy_api;
 mod media;
