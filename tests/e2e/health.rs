@@ -7,7 +7,11 @@ use std::time::Duration;
 use serde_json::Value;
 use trellis_testkit::{Mode, ServingStatus, TestServer};
 
-both_modes!(metrics_are_served_apart_from_the_client_api, every_node_is_live_and_ready, a_draining_node_is_not_ready_but_serves);
+both_modes!(
+    metrics_are_served_apart_from_the_client_api,
+    every_node_is_live_and_ready,
+    a_draining_node_is_not_ready_but_serves
+);
 
 /// Fetches `url`, returning its status and JSON body.
 async fn get(url: &str) -> (u16, Value) {

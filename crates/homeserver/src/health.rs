@@ -190,7 +190,10 @@ impl Health {
         let timeout = Duration::from_millis(self.config.timeout_ms.max(1));
         let mut reported: Option<bool> = None;
         loop {
-            let results = join_all(probes.iter().map(|p| p.run(timeout))).await;
+            let results = tokio::select! {
+                results = join_all(probes.iter().map(|p| p.run(timeout))) => results,
+                _ = shutdown.wait() => break,
+            };
             let checks: Vec<Check> = probes
                 .iter()
                 .zip(results)

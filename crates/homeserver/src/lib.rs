@@ -179,7 +179,8 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
     }
     if config.runs(Role::Rooms) {
         let settings = trellis_rooms::RoomsSettings::from_config(&config)?;
-        let rooms = trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
+        let rooms =
+            trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
         probes.push(Probe::Writer(rooms.clone()));
         local.rooms = Some(Arc::new(trellis_rooms::RoomsHandle(rooms)));
     }

@@ -268,11 +268,7 @@ impl TestServer {
     }
 
     /// What the named node's gRPC health service says of `service` ("" for the whole server).
-    pub async fn grpc_health(
-        &self,
-        name: &str,
-        service: &str,
-    ) -> Result<trellis_proto::health::ServingStatus, String> {
+    pub async fn grpc_health(&self, name: &str, service: &str) -> Result<trellis_proto::health::ServingStatus, String> {
         let channel = trellis_proto::channel(&self.grpc_url(name)).map_err(|e| e.to_string())?;
         trellis_proto::health::check(channel, service, std::time::Duration::from_secs(5)).await
     }
