@@ -51,7 +51,7 @@ pub enum Probe {
     /// not fail the check).
     Database(Pool),
     /// Redis: the bus, or the rate-limit counters gateways share.
-    Redis { client: redis::Client, conn: Mutex<Option<redis::aio::MultiplexedConnection>>, required: bool },
+    Redis(Box<RedisProbe>),
     /// A service this process calls, through its gRPC health service.
     Service { name: &'static str, channel: tonic::transport::Channel },
     /// The sync workers a gateway spreads long-polls over: one answering is enough, the
@@ -61,15 +61,23 @@ pub enum Probe {
     Writer(Arc<trellis_rooms::Rooms>),
 }
 
+/// Redis, asked with PING over a connection kept between checks.
+pub struct RedisProbe {
+    client: redis::Client,
+    conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    required: bool,
+}
+
 impl Probe {
     pub fn redis(url: &str, required: bool) -> anyhow::Result<Probe> {
-        Ok(Probe::Redis { client: redis::Client::open(url)?, conn: Mutex::new(None), required })
+        let probe = RedisProbe { client: redis::Client::open(url)?, conn: Mutex::new(None), required };
+        Ok(Probe::Redis(Box::new(probe)))
     }
 
     fn name(&self) -> String {
         match self {
             Probe::Database(_) => "database".into(),
-            Probe::Redis { .. } => "redis".into(),
+            Probe::Redis(_) => "redis".into(),
             Probe::Service { name, .. } => (*name).into(),
             Probe::SyncWorkers(_) => "sync".into(),
             Probe::Writer(_) => "event_writer_lock".into(),
@@ -78,7 +86,7 @@ impl Probe {
 
     fn required(&self) -> bool {
         match self {
-            Probe::Redis { required, .. } => *required,
+            Probe::Redis(redis) => redis.required,
             _ => true,
         }
     }
@@ -92,8 +100,8 @@ impl Probe {
             })
             .await
             .map_err(deadline)?,
-            Probe::Redis { client, conn, .. } => {
-                let mut conn = conn.lock().await;
+            Probe::Redis(redis) => {
+                let (client, mut conn) = (&redis.client, redis.conn.lock().await);
                 let result = tokio::time::timeout(timeout, async {
                     if conn.is_none() {
                         *conn = Some(client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?);
