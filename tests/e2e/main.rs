@@ -22,6 +22,7 @@ macro_rules! both_modes {
 }
 
 mod client_startup;
+mod dashboards;
 mod devices_account;
 mod e2ee_keys;
 mod errors;
