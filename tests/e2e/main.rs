@@ -33,6 +33,7 @@ mod media;
 mod nio;
 mod profile;
 mod push;
+mod room_versions;
 mod rooms_create;
 mod rooms_directory;
 mod rooms_history;
