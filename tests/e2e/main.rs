@@ -37,11 +37,13 @@ macro_rules! both_modes {
 }
 
 mod client_startup;
+mod dashboards;
 mod devices_account;
 mod e2ee_keys;
 mod e2ee_local;
 mod errors;
 mod guest_access;
+mod health;
 mod js_sdk;
 mod legacy_api;
 mod media;
