@@ -73,7 +73,10 @@ async fn messages_sent_before_an_invitee_joins_are_in_the_join_sync(server: Test
     assert_eq!(timeline_bodies(&body, &room), ["m1", "m2", "m3", "m4"], "{joined}");
     let events = joined["timeline"]["events"].as_array().unwrap();
     let last = events.last().unwrap();
-    assert_eq!((last["type"].as_str(), last["state_key"].as_str()), (Some("m.room.member"), Some(bob.user_id.as_str())));
+    assert_eq!(
+        (last["type"].as_str(), last["state_key"].as_str()),
+        (Some("m.room.member"), Some(bob.user_id.as_str()))
+    );
     assert!(joined["timeline"]["prev_batch"].is_string(), "{joined}");
     // The state before the timeline is the room's, as in an initial sync (the room's create
     // event is older than the timeline's start here only when limited, so ask for less).
@@ -94,7 +97,8 @@ async fn messages_sent_before_an_invitee_joins_are_in_the_join_sync(server: Test
         .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10&from={}", enc(&room), enc(prev)))
         .await
         .ok();
-    let bodies: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let bodies: Vec<&str> =
+        page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     assert_eq!(bodies, ["m3", "m2", "m1"], "{page}");
 
     // Lazy-loaded members: the senders of the timeline come with it.

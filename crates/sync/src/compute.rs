@@ -17,8 +17,9 @@ use trellis_storage::{
 
 use crate::{
     SyncWorker, filters, lazy,
-    queries::{self, Client, Membership},
+    queries::{self, Client, Members, Membership},
     response::{Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RawEvent, Summary, SyncBody, Timeline, raw},
+    timeline,
 };
 
 /// What one sync asks for.
@@ -30,12 +31,17 @@ pub struct Request<'a> {
     pub filter: &'a FilterDefinition,
 }
 
+/// Account data of the window: global events, and events per room.
+type AccountData = (Vec<Value>, HashMap<String, Vec<Value>>);
+
 /// How a room appears in the response.
 enum Section {
     /// Joined: timeline in `(lower, upto]`; full state if `full`, else the gap's state.
+    /// `fresh`: joined (or rejoined) since the `since` of an incremental sync.
     Join {
         lower: i64,
         full: bool,
+        fresh: bool,
     },
     Invite {
         at: i64,
@@ -69,6 +75,12 @@ impl SyncWorker {
         upto: StreamToken,
         memberships: &[Membership],
     ) -> Result<SyncBody> {
+        // Account data first: the ignored users shape the timelines and invites.
+        let since_ad = req.since.map(|t| t.get(Stream::AccountData));
+        let account_data =
+            self.account_data_events(client, req.user_id, since_ad, upto.get(Stream::AccountData)).await?;
+        let ignored =
+            self.ignored_users(client, req.user_id, since_ad, upto.get(Stream::AccountData), &account_data.0).await?;
         let sections = self.sections(client, req, upto.events, memberships).await?;
         let room_filter = &req.filter.room;
         let limit =
@@ -91,23 +103,28 @@ impl SyncWorker {
         // changed in the gap between `since` and a limited timeline.
         let lazy = lazy::options(&room_filter.state);
         let mut state_bounds = Vec::new();
+        // Gaps whose member changes a lazy-loading client gets besides its timeline's senders.
+        let mut gap_bounds = Vec::new();
         let mut built: Vec<Built> = Vec::new();
         for (room, section) in &sections {
             let (lower, full, hi) = match section {
-                Section::Join { lower, full } => (*lower, *full, upto.events),
+                Section::Join { lower, full, .. } => (*lower, *full, upto.events),
                 Section::Leave { lower, at, full } => (*lower, *full, *at),
                 Section::Invite { .. } | Section::Knock { .. } => continue,
             };
-            let mut events = timelines.remove(room).unwrap_or_default();
-            let limited = events.len() as i64 > limit;
-            events.truncate(limit.max(0) as usize);
-            events.reverse();
-            // Where the timeline starts is decided before history visibility hides events,
-            // as for `/messages`: the client pages back from there.
-            let start = events.first().map_or(hi + 1, |e| e.pos);
-            if let Some(history) = histories.get(room) {
-                events = history.filter(req.user_id, events);
-            }
+            let sight = timeline::Sight { user: req.user_id, history: histories.get(room), ignored: &ignored };
+            let newest = timelines.remove(room).unwrap_or_default();
+            let window = timeline::visible(
+                client,
+                room,
+                (lower, hi),
+                newest,
+                limit.max(0) as usize,
+                &room_filter.timeline,
+                &sight,
+            )
+            .await?;
+            let timeline::Window { events, mut limited, start } = window;
             if events.is_empty() && !full {
                 continue;
             }
@@ -115,11 +132,23 @@ impl SyncWorker {
                 state_bounds.push((room.clone(), 0, start));
             } else if limited {
                 state_bounds.push((room.clone(), lower, start));
+                gap_bounds.push((room.clone(), lower, start));
             }
+            // A room joined since `since` is limited, as Synapse sends it: the client keeps
+            // nothing of it from before and pages back from `prev_batch`.
+            limited |= matches!(section, Section::Join { fresh: true, .. });
             built.push(Built { room: room.clone(), section, events, limited, start });
         }
-        let mut states = queries::state_between(client, &state_bounds, &room_filter.state, lazy.is_some()).await?;
+        let members = if lazy.is_some() { Members::Without } else { Members::All };
+        let mut states = queries::state_between(client, &state_bounds, &room_filter.state, members).await?;
         if let Some(include_redundant) = lazy {
+            // A gappy sync carries every membership change of its gap (old leaves, members
+            // who joined and said nothing), as Synapse does: the client cannot page through
+            // the gap to find them.
+            let gaps = queries::state_between(client, &gap_bounds, &room_filter.state, Members::Only).await?;
+            for (room, rows) in gaps {
+                states.entry(room).or_default().extend(rows);
+            }
             self.lazy_members(client, req, &built, &mut states, include_redundant, upto.events).await?;
         }
 
@@ -146,6 +175,28 @@ impl SyncWorker {
             )
         };
         let summarised: HashSet<String> = summarised.iter().map(|r| r.to_string()).collect();
+
+        // Users whose presence the client may lack (as Synapse): everyone in a room joined
+        // since `since`, and whoever joined or was invited to one of the user's rooms since.
+        let mut presence_of: HashSet<String> = HashSet::new();
+        if req.since.is_some() {
+            let fresh: Vec<&str> = built
+                .iter()
+                .filter(|b| matches!(b.section, Section::Join { fresh: true, .. }))
+                .map(|b| b.room.as_str())
+                .collect();
+            presence_of.extend(queries::joined_members(client, &fresh).await?);
+            for b in built.iter().filter(|b| matches!(b.section, Section::Join { .. })) {
+                let rows = b.events.iter().chain(states.get(&b.room).into_iter().flatten());
+                for e in rows.filter(|e| e.kind == "m.room.member") {
+                    let membership = visibility::membership_of(&e.content);
+                    if matches!(membership.as_deref(), Some("join" | "invite")) {
+                        presence_of.extend(e.state_key.clone());
+                    }
+                }
+            }
+            presence_of.remove(req.user_id);
+        }
 
         let pdus = match req.filter.event_format {
             EventFormat::Federation => {
@@ -183,7 +234,7 @@ impl SyncWorker {
                 Section::Join { .. } => {
                     let summary = if summarised.contains(&b.room) {
                         let (j, i) = counts.get(&b.room).copied().unwrap_or_default();
-                        Summary { heroes: heroes.remove(&b.room).or(Some(vec![])), joined: Some(j), invited: Some(i) }
+                        Summary { heroes: heroes.remove(&b.room).flatten(), joined: Some(j), invited: Some(i) }
                     } else {
                         Summary::default()
                     };
@@ -204,6 +255,19 @@ impl SyncWorker {
             .collect();
         let mut stripped = queries::invite_state(client, req.user_id, &stripped_rooms).await?;
         for (room, section) in &sections {
+            let from_ignored = || {
+                stripped.get(room).is_some_and(|rows| {
+                    rows.iter().any(|e| {
+                        e.kind == "m.room.member"
+                            && e.state_key.as_deref() == Some(req.user_id)
+                            && ignored.contains(&e.sender)
+                    })
+                })
+            };
+            if matches!(section, Section::Invite { .. }) && from_ignored() {
+                // Invites from ignored users are not shown (spec: "Ignoring Users").
+                continue;
+            }
             let events = || -> Vec<RawEvent> {
                 stripped.get(room).map(|rows| rows.iter().map(|e| raw(stripped_json(e))).collect()).unwrap_or_default()
             };
@@ -219,7 +283,17 @@ impl SyncWorker {
         }
         stripped.clear();
 
-        self.other_streams(client, req, upto, memberships, &mut body).await?;
+        self.other_streams(client, req, upto, memberships, account_data, &mut body).await?;
+        if !presence_of.is_empty() {
+            let current = self.current_presence(client, &presence_of).await?;
+            let current = filters::events(&req.filter.presence, current);
+            body.presence.events.retain(|e| {
+                let sender =
+                    serde_json::from_str::<Value>(e.get()).ok().and_then(|v| v["sender"].as_str().map(str::to_owned));
+                sender.is_none_or(|s| !presence_of.contains(&s))
+            });
+            body.presence.events.extend(current.into_iter().map(|e| raw(e.to_string())));
+        }
         let since_td = req.since.map(|t| t.get(Stream::ToDevice));
         let (to_device, truncated) =
             self.to_device_events(client, req.user_id, req.device_id, since_td, upto.get(Stream::ToDevice)).await?;
@@ -244,6 +318,7 @@ impl SyncWorker {
         req: &Request<'_>,
         upto: StreamToken,
         memberships: &[Membership],
+        (global, per_room): AccountData,
         body: &mut SyncBody,
     ) -> Result<()> {
         let since = |s: Stream| req.since.map(|t| t.get(s));
@@ -277,9 +352,6 @@ impl SyncWorker {
             entry.ephemeral.events.extend(events.into_iter().map(|e| raw(e.to_string())));
         }
 
-        let (global, per_room) = self
-            .account_data_events(client, req.user_id, since(Stream::AccountData), upto.get(Stream::AccountData))
-            .await?;
         body.account_data.events =
             filters::events(&req.filter.account_data, global).into_iter().map(|e| raw(e.to_string())).collect();
         for (room, events) in per_room {
@@ -353,7 +425,19 @@ impl SyncWorker {
         let mut delivered: Vec<EventRow> = Vec::new();
         // Per room, the members whose current event the device has, and since when.
         let mut current: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        // The member changes of a gap are already in the state.
+        let mut in_state = HashSet::new();
+        for (room, rows) in states.iter() {
+            for m in rows.iter().filter(|e| e.kind == "m.room.member") {
+                current.entry(room.clone()).or_default().insert(m.state_key.clone().unwrap_or_default(), upto);
+                in_state.insert(m.event_id.clone());
+                delivered.push(m.clone());
+            }
+        }
         for m in members {
+            if in_state.contains(&m.event_id) {
+                continue;
+            }
             let member = m.state_key.clone().unwrap_or_default();
             let key = (m.room_id.clone(), member.clone());
             if let Some((event_id, pos)) = sent.get(&key)
@@ -423,7 +507,7 @@ impl SyncWorker {
 
 fn initial_section(now: &Membership, include_leave: bool) -> Option<Section> {
     match now.membership.as_str() {
-        "join" => Some(Section::Join { lower: 0, full: true }),
+        "join" => Some(Section::Join { lower: 0, full: true, fresh: false }),
         "invite" => Some(Section::Invite { at: now.pos }),
         "knock" => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if include_leave => Some(Section::Leave { lower: 0, at: now.pos, full: true }),
@@ -438,8 +522,8 @@ fn incremental_section(now: &Membership, before: Option<&Membership>, since: i64
         // Newly joined (from an invite, a knock, a leave or nothing) or rejoined: the room is
         // sent as an initial sync would send it, so the client gets the latest events it may
         // see and a `prev_batch` to page back from, not just the join.
-        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true }),
-        "join" => Some(Section::Join { lower: since, full: full_state }),
+        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true, fresh: true }),
+        "join" => Some(Section::Join { lower: since, full: full_state, fresh: false }),
         "invite" if changed => Some(Section::Invite { at: now.pos }),
         "knock" if changed => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if changed && matches!(was, Some("join" | "invite" | "knock")) => {
@@ -481,19 +565,19 @@ mod tests {
         // Still joined: timeline since `since`, no full state.
         assert!(matches!(
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, false),
-            Some(Section::Join { lower: 5, full: false })
+            Some(Section::Join { lower: 5, full: false, fresh: false })
         ));
         // Joined or rejoined in the window: the whole room, as in an initial sync.
         for was in [Some(m("invite", 4)), Some(m("leave", 4)), Some(m("knock", 4)), None] {
             assert!(matches!(
                 incremental_section(&m("join", 9), was.as_ref(), 5, false),
-                Some(Section::Join { lower: 0, full: true })
+                Some(Section::Join { lower: 0, full: true, fresh: true })
             ));
         }
         // Still joined with full_state: full state, timeline since `since`.
         assert!(matches!(
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, true),
-            Some(Section::Join { lower: 5, full: true })
+            Some(Section::Join { lower: 5, full: true, fresh: false })
         ));
         // Invited or knocking in the window; an old invite stays out.
         assert!(matches!(incremental_section(&m("invite", 9), None, 5, false), Some(Section::Invite { at: 9 })));

@@ -77,6 +77,15 @@ impl SyncWorker {
         }
         let limit = rf.timeline.limit.map_or(u64::from(self.settings.default_timeline_limit), u64::from) as usize;
         let lazy = lazy::options(&rf.state);
+        // The users this one ignores, known exactly for `since` once the exact path has run.
+        let ignored = if rooms.is_empty() {
+            None
+        } else {
+            match self.ignored_cached(req.user_id, since.get(Stream::AccountData)) {
+                Some(list) => Some(list),
+                None => return Ok(slow("ignored_unknown")),
+            }
+        };
         let mut timelines: Vec<(String, Vec<Arc<TailEvent>>)> = Vec::new();
         for room in rooms {
             let Some(events) = self.caches.tails.events(&self.pool, &room, since.events, upto).await? else {
@@ -90,16 +99,23 @@ impl SyncWorker {
                 // A parent and its child in one window: the parent needs bundling.
                 return Ok(slow("relation"));
             }
+            let ignores =
+                |e: &TailEvent| ignored.as_ref().is_some_and(|list| !e.row.is_state() && list.contains(&e.row.sender));
             let events: Vec<Arc<TailEvent>> = events
                 .into_iter()
-                .filter(|e| filters::timeline_event_passes(&rf.timeline, &e.row, e.has_url))
+                .filter(|e| filters::timeline_event_passes(&rf.timeline, &e.row, e.has_url) && !ignores(e))
                 .collect();
             if events.len() > limit {
                 // A limited timeline needs the state of the gap.
                 return Ok(slow("limited"));
             }
-            if lazy.is_some() && !self.members_current(req, &room, &events, since.events) {
-                return Ok(slow("lazy_members"));
+            match lazy {
+                // Redundant members are sent again with every timeline: the exact path does it.
+                Some(true) if !events.is_empty() => return Ok(slow("lazy_members")),
+                Some(_) if !self.members_current(req, &room, &events, since.events) => {
+                    return Ok(slow("lazy_members"));
+                }
+                _ => {}
             }
             if !events.is_empty() {
                 timelines.push((room, events));

@@ -33,6 +33,9 @@ const CHANGED: &str = "SELECT user_id, state, status_msg, last_active_ts, curren
      ON a.room_id = b.room_id WHERE a.user_id = $1 AND a.membership = 'join' AND b.membership = 'join' \
      UNION SELECT $1)";
 
+const CURRENT_OF: &str =
+    "SELECT user_id, state, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = ANY($1)";
+
 fn valid_state(s: &str) -> Result<()> {
     match s {
         "online" | "offline" | "unavailable" => Ok(()),
@@ -154,6 +157,20 @@ impl SyncWorker {
             out.push(PresenceRow::from_row(&row).event(now));
         }
         Ok(out)
+    }
+}
+
+impl SyncWorker {
+    /// The current `m.presence` events of `users` (those with any presence stored).
+    pub(crate) async fn current_presence(
+        &self,
+        client: &deadpool_postgres::Client,
+        users: &std::collections::HashSet<String>,
+    ) -> Result<Vec<Value>> {
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let stmt = client.prepare_cached(CURRENT_OF).await?;
+        let now = now_ms();
+        Ok(client.query(&stmt, &[&users]).await?.iter().map(|row| PresenceRow::from_row(row).event(now)).collect())
     }
 }
 

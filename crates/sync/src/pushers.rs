@@ -122,8 +122,10 @@ impl SyncWorker {
             let event = EventRow::from_row_at(row, 5).render(None, Format::Client, now);
             let event: Value = serde_json::from_str(&event).unwrap_or_else(|_| json!({}));
             let actions: Value = serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
+            // `profile_tag` (which pushers' profile matched) is always present, null here:
+            // notifications are recorded per user, not per profile.
             out.push(json!({
-                "actions": actions, "event": event, "read": row.get::<_, bool>(4),
+                "actions": actions, "event": event, "profile_tag": null, "read": row.get::<_, bool>(4),
                 "room_id": row.get::<_, &str>(1), "ts": row.get::<_, i64>(3),
             }));
         }

@@ -1,0 +1,3 @@
+-- A push without an event: a badge update after a read receipt changed the user's unread
+-- count (the push gateway API's `counts` alone), queued and retried like any other push.
+ALTER TABLE push_outbox ALTER COLUMN event_pos DROP NOT NULL;
