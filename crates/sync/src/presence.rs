@@ -161,16 +161,24 @@ impl SyncWorker {
 }
 
 impl SyncWorker {
-    /// The current `m.presence` events of `users` (those with any presence stored).
+    /// The current `m.presence` events of `users`; a user who never had any is offline.
     pub(crate) async fn current_presence(
         &self,
         client: &deadpool_postgres::Client,
         users: &std::collections::HashSet<String>,
     ) -> Result<Vec<Value>> {
-        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let list: Vec<&str> = users.iter().map(String::as_str).collect();
         let stmt = client.prepare_cached(CURRENT_OF).await?;
         let now = now_ms();
-        Ok(client.query(&stmt, &[&users]).await?.iter().map(|row| PresenceRow::from_row(row).event(now)).collect())
+        let rows: Vec<PresenceRow> = client.query(&stmt, &[&list]).await?.iter().map(PresenceRow::from_row).collect();
+        let mut out: Vec<Value> = rows.iter().map(|p| p.event(now)).collect();
+        let known: std::collections::HashSet<&str> = rows.iter().map(|p| p.user.as_str()).collect();
+        let mut unknown: Vec<&str> = list.into_iter().filter(|u| !known.contains(u)).collect();
+        unknown.sort_unstable();
+        for user in unknown {
+            out.push(json!({ "type": "m.presence", "sender": user, "content": { "presence": "offline" } }));
+        }
+        Ok(out)
     }
 }
 

@@ -113,8 +113,18 @@ fn find(rules: &UserRules, kind: &str, id: &str) -> Option<Value> {
     all[kind].as_array()?.iter().find(|r| r["rule_id"] == id).cloned()
 }
 
+/// The `actions` of a rule body: `notify`, `dont_notify`, `coalesce` (the last two legacy,
+/// meaning nothing) or `set_tweak` objects; anything else is refused, as Synapse does.
 fn actions(body: &Value) -> Result<Vec<Action>> {
     let raw = body.get("actions").ok_or_else(|| Error::bad_json("actions is required"))?;
+    let known = |a: &Value| match a {
+        Value::String(s) => matches!(s.as_str(), "notify" | "dont_notify" | "coalesce"),
+        Value::Object(o) => o.get("set_tweak").is_some_and(Value::is_string),
+        _ => false,
+    };
+    if !raw.as_array().is_some_and(|list| list.iter().all(known)) {
+        return Err(Error::bad_json("actions must be a list of notify, dont_notify, coalesce or set_tweak"));
+    }
     serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("invalid actions"))
 }
 
