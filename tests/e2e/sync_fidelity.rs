@@ -228,6 +228,8 @@ async fn ignored_users_are_left_out(server: TestServer) {
     let all =
         joined["timeline"]["events"].as_array().unwrap().iter().chain(joined["state"]["events"].as_array().unwrap());
     assert!(all.clone().any(|e| e["state_key"] == bob.user_id.as_str()), "{joined}");
+    let count = |b: &Value| b["rooms"]["join"][&room]["unread_notifications"]["notification_count"].as_u64();
+    let unread = count(&body).unwrap();
     let since = next(&body);
 
     // A long-poll woken by bob keeps waiting; carol's message answers it.
@@ -246,6 +248,7 @@ async fn ignored_users_are_left_out(server: TestServer) {
         got = timeline_bodies(&body, &room);
     }
     assert_eq!(got, ["carol again"], "{body}");
+    assert_eq!(count(&body), Some(unread + 1), "bob's message does not count: {body}");
     let since = next(&body);
 
     // Invites from bob do not show, in incremental and initial syncs; carol's do.

@@ -283,7 +283,7 @@ impl SyncWorker {
         }
         stripped.clear();
 
-        self.other_streams(client, req, upto, memberships, account_data, &mut body).await?;
+        self.other_streams(client, req, upto, memberships, account_data, &ignored, &mut body).await?;
         if !presence_of.is_empty() {
             let current = self.current_presence(client, &presence_of).await?;
             let current = filters::events(&req.filter.presence, current);
@@ -319,6 +319,7 @@ impl SyncWorker {
         upto: StreamToken,
         memberships: &[Membership],
         (global, per_room): AccountData,
+        ignored: &HashSet<String>,
         body: &mut SyncBody,
     ) -> Result<()> {
         let since = |s: Stream| req.since.map(|t| t.get(s));
@@ -372,7 +373,8 @@ impl SyncWorker {
             filters::events(&req.filter.presence, presence).into_iter().map(|e| raw(e.to_string())).collect();
 
         let rooms: Vec<String> = body.rooms.join.keys().cloned().collect();
-        for (room, (notes, highlights)) in self.unread_counts(client, req.user_id, &rooms, upto.events).await? {
+        for (room, (notes, highlights)) in self.unread_counts(client, req.user_id, &rooms, upto.events, ignored).await?
+        {
             if let Some(entry) = body.rooms.join.get_mut(&room) {
                 entry.unread_notifications.notification_count = notes;
                 entry.unread_notifications.highlight_count = highlights;

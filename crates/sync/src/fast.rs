@@ -6,7 +6,10 @@
 //! channel fired, a member event, a limited timeline, a tail that does not reach back far
 //! enough, a member the device may lack) hands the work to `compute`, which reads PostgreSQL.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::api::client::filter::EventFormat;
 use trellis_bus::{Channel, News};
@@ -78,14 +81,10 @@ impl SyncWorker {
         let limit = rf.timeline.limit.map_or(u64::from(self.settings.default_timeline_limit), u64::from) as usize;
         let lazy = lazy::options(&rf.state);
         // The users this one ignores, known exactly for `since` once the exact path has run.
-        let ignored = if rooms.is_empty() {
-            None
-        } else {
-            match self.ignored_cached(req.user_id, since.get(Stream::AccountData)) {
-                Some(list) => Some(list),
-                None => return Ok(slow("ignored_unknown")),
-            }
-        };
+        let ignored = self.ignored_cached(req.user_id, since.get(Stream::AccountData));
+        if ignored.is_none() && !rooms.is_empty() {
+            return Ok(slow("ignored_unknown"));
+        }
         let mut timelines: Vec<(String, Vec<Arc<TailEvent>>)> = Vec::new();
         for room in rooms {
             let Some(events) = self.caches.tails.events(&self.pool, &room, since.events, upto).await? else {
@@ -173,11 +172,21 @@ impl SyncWorker {
             }
         }
         let has_keys = self.caches.key_devices.get_at([req.user_id, req.device_id]);
+        if ignored.is_none() && !stale_counts.is_empty() {
+            return Ok(slow("ignored_unknown"));
+        }
         if !stale_counts.is_empty() || has_keys != Some(false) {
             let client = self.pool.get().await?;
             if !stale_counts.is_empty() {
-                for (room, counts) in
-                    self.unread_counts(&client, req.user_id, &stale_counts, upto.max(since.events)).await?
+                for (room, counts) in self
+                    .unread_counts(
+                        &client,
+                        req.user_id,
+                        &stale_counts,
+                        upto.max(since.events),
+                        ignored.as_deref().unwrap_or(&HashSet::new()),
+                    )
+                    .await?
                 {
                     set_counts(&mut body, &room, counts, rf.timeline.unread_thread_notifications);
                 }
