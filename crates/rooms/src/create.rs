@@ -153,12 +153,15 @@ impl Rooms {
             Preset::Public => ("public", None),
             Preset::Private | Preset::TrustedPrivate => ("invite", Some("can_join")),
         };
+        let guest_access = guest_access.map(|g| ("m.room.guest_access", json!({ "guest_access": g })));
         for (kind, content) in [
             ("m.room.join_rules", json!({ "join_rule": join_rule })),
             ("m.room.history_visibility", json!({ "history_visibility": "shared" })),
-            ("m.room.guest_access", json!({ "guest_access": guest_access })),
-        ] {
-            if !overridden(kind) && !(kind == "m.room.guest_access" && guest_access.is_none()) {
+        ]
+        .into_iter()
+        .chain(guest_access)
+        {
+            if !overridden(kind) {
                 events.push(NewEvent::state(&sender, kind, "", content)?);
             }
         }

@@ -16,7 +16,7 @@ use trellis_storage::{
 };
 
 use crate::{
-    SyncWorker, filters, lazy,
+    SyncWorker, filters, lazy, presence,
     queries::{self, Client, Members, Membership},
     response::{Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RawEvent, Summary, SyncBody, Timeline, raw},
     timeline,
@@ -149,7 +149,18 @@ impl SyncWorker {
             for (room, rows) in gaps {
                 states.entry(room).or_default().extend(rows);
             }
-            self.lazy_members(client, req, &built, &mut states, include_redundant, upto.events).await?;
+            let rooms: Vec<lazy::Room> = built
+                .iter()
+                .map(|b| lazy::Room {
+                    room: &b.room,
+                    events: &b.events,
+                    whole: matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. }),
+                })
+                .collect();
+            let (user, device) = (req.user_id, req.device_id);
+            let since = req.since.map(|t| t.events);
+            self.lazy_members(client, (user, device), since, &rooms, &mut states, include_redundant, upto.events)
+                .await?;
         }
 
         // The summary may be left out while unchanged (spec: `RoomSummary`): only rooms new to
@@ -176,27 +187,21 @@ impl SyncWorker {
         };
         let summarised: HashSet<String> = summarised.iter().map(|r| r.to_string()).collect();
 
-        // Users whose presence the client may lack (as Synapse): everyone in a room joined
-        // since `since`, and whoever joined or was invited to one of the user's rooms since.
-        let mut presence_of: HashSet<String> = HashSet::new();
-        if req.since.is_some() {
+        // Users whose presence the client may lack: see `presence::joined_since`.
+        let presence_of = if req.since.is_some() {
             let fresh: Vec<&str> = built
                 .iter()
                 .filter(|b| matches!(b.section, Section::Join { fresh: true, .. }))
                 .map(|b| b.room.as_str())
                 .collect();
-            presence_of.extend(queries::joined_members(client, &fresh).await?);
+            let mut members: Vec<&EventRow> = Vec::new();
             for b in built.iter().filter(|b| matches!(b.section, Section::Join { .. })) {
-                let rows = b.events.iter().chain(states.get(&b.room).into_iter().flatten());
-                for e in rows.filter(|e| e.kind == "m.room.member") {
-                    let membership = visibility::membership_of(&e.content);
-                    if matches!(membership.as_deref(), Some("join" | "invite")) {
-                        presence_of.extend(e.state_key.clone());
-                    }
-                }
+                members.extend(b.events.iter().chain(states.get(&b.room).into_iter().flatten()));
             }
-            presence_of.remove(req.user_id);
-        }
+            presence::joined_since(client, req.user_id, &fresh, &members).await?
+        } else {
+            HashSet::new()
+        };
 
         let pdus = match req.filter.event_format {
             EventFormat::Federation => {
@@ -283,7 +288,21 @@ impl SyncWorker {
         }
         stripped.clear();
 
-        self.other_streams(client, req, upto, memberships, account_data, &ignored, &mut body).await?;
+        self.other_streams(client, req, upto, memberships, account_data, &mut body).await?;
+        let rooms: Vec<String> = body.rooms.join.keys().cloned().collect();
+        for (room, (notes, highlights)) in
+            self.unread_counts(client, req.user_id, &rooms, upto.events, &ignored).await?
+        {
+            if let Some(entry) = body.rooms.join.get_mut(&room) {
+                entry.unread_notifications.notification_count = notes;
+                entry.unread_notifications.highlight_count = highlights;
+                if req.filter.room.timeline.unread_thread_notifications {
+                    // Threads are not counted separately yet: everything is in the main count.
+                    entry.unread_thread_notifications = Some(Default::default());
+                }
+            }
+        }
+
         if !presence_of.is_empty() {
             let current = self.current_presence(client, &presence_of).await?;
             let current = filters::events(&req.filter.presence, current);
@@ -319,7 +338,6 @@ impl SyncWorker {
         upto: StreamToken,
         memberships: &[Membership],
         (global, per_room): AccountData,
-        ignored: &HashSet<String>,
         body: &mut SyncBody,
     ) -> Result<()> {
         let since = |s: Stream| req.since.map(|t| t.get(s));
@@ -372,97 +390,7 @@ impl SyncWorker {
         body.presence.events =
             filters::events(&req.filter.presence, presence).into_iter().map(|e| raw(e.to_string())).collect();
 
-        let rooms: Vec<String> = body.rooms.join.keys().cloned().collect();
-        for (room, (notes, highlights)) in self.unread_counts(client, req.user_id, &rooms, upto.events, ignored).await?
-        {
-            if let Some(entry) = body.rooms.join.get_mut(&room) {
-                entry.unread_notifications.notification_count = notes;
-                entry.unread_notifications.highlight_count = highlights;
-                if rf.timeline.unread_thread_notifications {
-                    // Threads are not counted separately yet: everything is in the main count.
-                    entry.unread_thread_notifications = Some(Default::default());
-                }
-            }
-        }
         Ok(())
-    }
-
-    /// Adds to each room's state the member events its timeline needs and the device lacks,
-    /// and records what is sent.
-    async fn lazy_members(
-        &self,
-        client: &Client,
-        req: &Request<'_>,
-        built: &[Built<'_>],
-        states: &mut HashMap<String, Vec<EventRow>>,
-        include_redundant: bool,
-        upto: i64,
-    ) -> Result<()> {
-        let mut wanted = Vec::new();
-        for b in built {
-            let start = b.events.first().map_or(upto + 1, |e| e.pos);
-            let mut members: HashSet<&str> = b.events.iter().map(|e| e.sender.as_str()).collect();
-            let full = matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. });
-            if full {
-                members.insert(req.user_id);
-            }
-            for m in members {
-                wanted.push((b.room.clone(), m.to_owned(), start));
-            }
-        }
-        // A room sent whole (new to the client) gets its members afresh: what an earlier
-        // membership of the device received may be long stale.
-        let rooms: Vec<String> = built
-            .iter()
-            .filter(|b| !matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. }))
-            .map(|b| b.room.clone())
-            .collect();
-        let sent = match req.since {
-            Some(since) if !include_redundant => {
-                self.members_sent(client, req.user_id, req.device_id, &rooms, since.events).await?
-            }
-            _ => HashMap::new(),
-        };
-        let members = self.members_before(client, &wanted).await?;
-        let mut delivered: Vec<EventRow> = Vec::new();
-        // Per room, the members whose current event the device has, and since when.
-        let mut current: HashMap<String, HashMap<String, i64>> = HashMap::new();
-        // The member changes of a gap are already in the state.
-        let mut in_state = HashSet::new();
-        for (room, rows) in states.iter() {
-            for m in rows.iter().filter(|e| e.kind == "m.room.member") {
-                current.entry(room.clone()).or_default().insert(m.state_key.clone().unwrap_or_default(), upto);
-                in_state.insert(m.event_id.clone());
-                delivered.push(m.clone());
-            }
-        }
-        for m in members {
-            if in_state.contains(&m.event_id) {
-                continue;
-            }
-            let member = m.state_key.clone().unwrap_or_default();
-            let key = (m.room_id.clone(), member.clone());
-            if let Some((event_id, pos)) = sent.get(&key)
-                && *event_id == m.event_id
-            {
-                current.entry(m.room_id.clone()).or_default().insert(member, *pos);
-                continue;
-            }
-            current.entry(m.room_id.clone()).or_default().insert(member, upto);
-            delivered.push(m.clone());
-            states.entry(m.room_id.clone()).or_default().push(m);
-        }
-        for b in built {
-            delivered.extend(b.events.iter().filter(|e| e.kind == "m.room.member").cloned());
-            // Members whose event is in this timeline are current on the device too.
-            for e in b.events.iter().filter(|e| e.kind == "m.room.member") {
-                current.entry(b.room.clone()).or_default().insert(e.state_key.clone().unwrap_or_default(), upto);
-            }
-        }
-        for (room, members) in current {
-            self.cache_members_sent(req.user_id, req.device_id, &room, members);
-        }
-        self.record_members_sent(client, req.user_id, req.device_id, &delivered, upto).await
     }
 
     /// Decides, for every room the user has a membership in, how it appears.

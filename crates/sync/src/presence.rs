@@ -182,6 +182,28 @@ impl SyncWorker {
     }
 }
 
+/// Users whose presence an incremental sync adds although it did not change (as Synapse):
+/// every member of the rooms the user joined since `since` (`fresh`), and whoever joined or
+/// was invited to one of the user's rooms since (their member events in the response,
+/// `members`); not the user.
+pub(crate) async fn joined_since(
+    client: &deadpool_postgres::Client,
+    user: &str,
+    fresh: &[&str],
+    members: &[&trellis_storage::events::EventRow],
+) -> Result<std::collections::HashSet<String>> {
+    let mut out: std::collections::HashSet<String> =
+        crate::queries::joined_members(client, fresh).await?.into_iter().collect();
+    for e in members.iter().filter(|e| e.kind == "m.room.member") {
+        let membership = trellis_storage::visibility::membership_of(&e.content);
+        if matches!(membership.as_deref(), Some("join" | "invite")) {
+            out.extend(e.state_key.clone());
+        }
+    }
+    out.remove(user);
+    Ok(out)
+}
+
 /// One user's stored presence.
 pub(crate) struct PresenceRow {
     pub user: String,
