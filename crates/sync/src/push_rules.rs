@@ -267,6 +267,7 @@ impl SyncWorker {
         if req.op.starts_with("get") {
             let uid = user_id(&req.user_id)?;
             let client = self.pool.get().await?;
+            self.notifier_caught_up(&client).await?;
             let row = client.query_one(&client.prepare_cached(LOAD).await?, &[&req.user_id]).await?;
             let rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
             return Ok(JsonResponse { body_json: read(&rules, &req)?.to_string() });
@@ -274,22 +275,33 @@ impl SyncWorker {
         if req.scope.is_empty() || req.rule_id.is_empty() {
             return Err(Error::invalid_param("A rule scope, kind and ID are required"));
         }
-        let uid = user_id(&req.user_id)?;
+        self.update_push_rules(&req.user_id, |rules| edit(rules, &req).map(|()| true)).await?;
+        Ok(JsonResponse { body_json: "{}".into() })
+    }
+
+    /// Applies `change` to the user's rules and stores them when it says it changed them:
+    /// under the account-data stream's row lock, which serialises this read-modify-write with
+    /// every other account-data write.
+    pub(crate) async fn update_push_rules(
+        &self,
+        user: &str,
+        change: impl FnOnce(&mut UserRules) -> Result<bool>,
+    ) -> Result<()> {
+        let uid = user_id(user)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // The account-data stream row lock serialises this read-modify-write with every other
-        // account-data write.
         let pos = next_position(&tx, Stream::AccountData).await?;
-        let row = tx.query_one(LOAD, &[&req.user_id]).await?;
+        let row = tx.query_one(LOAD, &[&user]).await?;
         let mut rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
-        edit(&mut rules, &req)?;
-        tx.execute(UPSERT, &[&req.user_id, &content(&rules).to_string(), &pos]).await?;
+        if !change(&mut rules)? {
+            // Rolled back: the position is not used.
+            return Ok(());
+        }
+        tx.execute(UPSERT, &[&user, &content(&rules).to_string(), &pos]).await?;
         tx.commit().await?;
-        self.caches
-            .push_rules
-            .insert(req.user_id.clone(), (pos, Arc::new(CompiledRules::new(rules.matching(), &req.user_id))));
-        self.announce(&[Channel::User(req.user_id)], Stream::AccountData, pos).await;
-        Ok(JsonResponse { body_json: "{}".into() })
+        self.caches.push_rules.insert(user.to_owned(), (pos, Arc::new(CompiledRules::new(rules.matching(), user))));
+        self.announce(&[Channel::User(user.to_owned())], Stream::AccountData, pos).await;
+        Ok(())
     }
 }
 
