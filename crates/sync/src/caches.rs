@@ -156,8 +156,8 @@ pub struct Caches {
     /// A device's first key upload changes its device list, which wakes its user channel and
     /// so the exact path; the fast path reads the counts only for devices marked here.
     pub key_devices: Bounded<Key<2>, bool>,
-    /// Each user's ignored users and the account-data position the list is exact for.
-    pub ignored: Bounded<String, (i64, crate::ignored::Ignored)>,
+    /// Each user's ignored users and the positions the list is exact for.
+    pub ignored: Bounded<String, (StreamToken, crate::ignored::Ignored)>,
 }
 
 impl Caches {

@@ -79,8 +79,7 @@ impl SyncWorker {
         let since_ad = req.since.map(|t| t.get(Stream::AccountData));
         let account_data =
             self.account_data_events(client, req.user_id, since_ad, upto.get(Stream::AccountData)).await?;
-        let ignored =
-            self.ignored_users(client, req.user_id, since_ad, upto.get(Stream::AccountData), &account_data.0).await?;
+        let ignored = self.ignored_users(client, req.user_id, since_ad, upto, &account_data.0).await?;
         let sections = self.sections(client, req, upto.events, memberships).await?;
         let room_filter = &req.filter.room;
         let limit =

@@ -12,7 +12,7 @@ use std::{
 };
 
 use ruma::api::client::filter::EventFormat;
-use trellis_bus::{Channel, News};
+use trellis_bus::{Channel, News, Subscription};
 use trellis_core::{Result, Stream, StreamToken, time::now_ms};
 use trellis_storage::events::Viewer;
 
@@ -33,6 +33,7 @@ impl SyncWorker {
         req: &Request<'_>,
         news: &News,
         memberships: &[Membership],
+        sub: &Subscription,
     ) -> Result<Option<SyncBody>> {
         let Some(since) = req.since else { return Ok(slow("initial")) };
         if req.full_state || !news.known || matches!(req.filter.event_format, EventFormat::Federation) {
@@ -81,7 +82,7 @@ impl SyncWorker {
         let limit = rf.timeline.limit.map_or(u64::from(self.settings.default_timeline_limit), u64::from) as usize;
         let lazy = lazy::options(&rf.state);
         // The users this one ignores, known exactly for `since` once the exact path has run.
-        let ignored = self.ignored_cached(req.user_id, since.get(Stream::AccountData));
+        let ignored = self.ignored_cached(req.user_id, since, sub);
         if ignored.is_none() && !rooms.is_empty() {
             return Ok(slow("ignored_unknown"));
         }

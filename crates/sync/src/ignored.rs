@@ -1,13 +1,14 @@
 //! Ignored users (`m.ignored_user_list` global account data, spec: "Ignoring Users"): their
 //! non-state events are left out of the user's timelines and their invites out of the user's
-//! sync. Each worker keeps every user's list with the account-data position it is exact for,
-//! so the fast path knows it without a query and the exact path reads it only when the list
-//! may have changed.
+//! sync. Each worker keeps every user's list with the positions it is exact for, so the fast
+//! path knows it without a query and the exact path reads it only when the list may have
+//! changed.
 
 use std::{collections::HashSet, sync::Arc};
 
 use serde_json::Value;
-use trellis_core::Result;
+use trellis_bus::{Channel, Subscription};
+use trellis_core::{Result, Stream, StreamToken};
 
 use crate::{SyncWorker, queries::Client};
 
@@ -16,6 +17,8 @@ const GET: &str =
     "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' AND type = 'm.ignored_user_list'";
 
 pub(crate) type Ignored = Arc<HashSet<String>>;
+
+const AD: Stream = Stream::AccountData;
 
 /// The users listed in an `m.ignored_user_list` content.
 pub(crate) fn parse(content: &Value) -> HashSet<String> {
@@ -30,7 +33,7 @@ impl SyncWorker {
         client: &Client,
         user: &str,
         since: Option<i64>,
-        upto: i64,
+        upto: StreamToken,
         window: &[Value],
     ) -> Result<Ignored> {
         let changed = window.iter().rev().find(|e| e["type"] == IGNORED_USER_LIST);
@@ -38,8 +41,8 @@ impl SyncWorker {
             (Some(event), _) => Arc::new(parse(&event["content"])),
             // An initial sync's window holds all of the user's account data.
             (None, None) => Arc::new(HashSet::new()),
-            (None, Some(since)) => match self.ignored_cached(user, since) {
-                Some(list) => list,
+            (None, Some(since)) => match self.caches.ignored.get(user).filter(|(at, _)| at.get(AD) >= since) {
+                Some((_, list)) => list,
                 None => {
                     let stmt = client.prepare_cached(GET).await?;
                     let row = client.query_opt(&stmt, &[&user]).await?;
@@ -49,17 +52,22 @@ impl SyncWorker {
                 }
             },
         };
-        if self.caches.ignored.get(user).is_none_or(|(as_of, _)| as_of <= upto) {
+        if self.caches.ignored.get(user).is_none_or(|(at, _)| at.get(AD) <= upto.get(AD)) {
             self.caches.ignored.insert(user.to_owned(), (upto, list.clone()));
         }
         Ok(list)
     }
 
-    /// The cached list when it is exact for a sync from account-data position `since`: read at
-    /// or after it (a change after `since` wakes the user's channel, which the fast path never
-    /// answers).
-    pub(crate) fn ignored_cached(&self, user: &str, since: i64) -> Option<Ignored> {
-        self.caches.ignored.get(user).filter(|(as_of, _)| *as_of >= since).map(|(_, list)| list)
+    /// The cached list when it is exact for a woken long-poll from `since` that saw no change
+    /// on the user's channel: read at or after `since`, or the hub vouches that the user's
+    /// channel (where account data is announced) saw no change since it was read.
+    pub(crate) fn ignored_cached(&self, user: &str, since: StreamToken, sub: &Subscription) -> Option<Ignored> {
+        let (at, list) = self.caches.ignored.get(user)?;
+        if at.get(AD) >= since.get(AD) {
+            return Some(list);
+        }
+        let news = sub.news_since(&at);
+        (news.known && !news.changes.iter().any(|(c, _, _)| matches!(c, Channel::User(_)))).then_some(list)
     }
 }
 

@@ -45,7 +45,8 @@ const RECORD: &str = "WITH n AS (INSERT INTO notifications (user_id, room_id, ev
      SELECT n.user_id, n.event_pos, p.app_id, p.pushkey, $8 FROM n \
      JOIN pushers p ON p.user_id = n.user_id AND p.kind = 'http'";
 /// Where each user's stored rules stand (no row: the defaults), and whom each ignores.
-const RULE_POSITIONS: &str = "SELECT user_id, type, pos, content FROM account_data \
+const RULE_POSITIONS: &str = "SELECT user_id, type, pos, \
+        CASE WHEN type = 'm.ignored_user_list' THEN content END FROM account_data \
      WHERE room_id = '' AND type IN ('m.push_rules', 'm.ignored_user_list') AND user_id = ANY($1)";
 /// The create events of rooms that have a predecessor.
 const PREDECESSORS: &str = "SELECT room_id, content FROM events WHERE room_id = ANY($1) AND type = 'm.room.create' \
@@ -293,7 +294,8 @@ impl SyncWorker {
         for row in read.query(RULE_POSITIONS, &[&users]).await? {
             let (user, kind): (String, &str) = (row.get(0), row.get(1));
             if kind == crate::ignored::IGNORED_USER_LIST {
-                let content: serde_json::Value = serde_json::from_str(row.get(3)).unwrap_or_default();
+                let content: Option<&str> = row.get(3);
+                let content: serde_json::Value = content.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
                 ignoring.insert(user, crate::ignored::parse(&content));
             } else {
                 stored.insert(user, row.get(2));
