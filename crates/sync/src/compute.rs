@@ -303,14 +303,7 @@ impl SyncWorker {
         }
 
         if !presence_of.is_empty() {
-            let current = self.current_presence(client, &presence_of).await?;
-            let current = filters::events(&req.filter.presence, current);
-            body.presence.events.retain(|e| {
-                let sender =
-                    serde_json::from_str::<Value>(e.get()).ok().and_then(|v| v["sender"].as_str().map(str::to_owned));
-                sender.is_none_or(|s| !presence_of.contains(&s))
-            });
-            body.presence.events.extend(current.into_iter().map(|e| raw(e.to_string())));
+            self.add_presence(client, &req.filter.presence, &presence_of, &mut body).await?;
         }
         let since_td = req.since.map(|t| t.get(Stream::ToDevice));
         let (to_device, truncated) =

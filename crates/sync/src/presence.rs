@@ -161,6 +161,25 @@ impl SyncWorker {
 }
 
 impl SyncWorker {
+    /// Puts the current presence of `users` (passing `filter`) in `body`, in place of any
+    /// change of theirs it holds.
+    pub(crate) async fn add_presence(
+        &self,
+        client: &deadpool_postgres::Client,
+        filter: &ruma::api::client::filter::Filter,
+        users: &std::collections::HashSet<String>,
+        body: &mut crate::response::SyncBody,
+    ) -> Result<()> {
+        let current = crate::filters::events(filter, self.current_presence(client, users).await?);
+        body.presence.events.retain(|e| {
+            let sender =
+                serde_json::from_str::<Value>(e.get()).ok().and_then(|v| v["sender"].as_str().map(str::to_owned));
+            sender.is_none_or(|s| !users.contains(&s))
+        });
+        body.presence.events.extend(current.into_iter().map(|e| crate::response::raw(e.to_string())));
+        Ok(())
+    }
+
     /// The current `m.presence` events of `users`; a user who never had any is offline.
     pub(crate) async fn current_presence(
         &self,
