@@ -37,11 +37,12 @@ type AccountData = (Vec<Value>, HashMap<String, Vec<Value>>);
 /// How a room appears in the response.
 enum Section {
     /// Joined: timeline in `(lower, upto]`; full state if `full`, else the gap's state.
-    /// `fresh`: joined (or rejoined) since the `since` of an incremental sync.
+    /// `newly`: joined since the client's `since`, so its timeline is always `limited`
+    /// (the client has nothing of the room before it and may page back, as with Synapse).
     Join {
         lower: i64,
         full: bool,
-        fresh: bool,
+        newly: bool,
     },
     Invite {
         at: i64,
@@ -135,7 +136,7 @@ impl SyncWorker {
             }
             // A room joined since `since` is limited, as Synapse sends it: the client keeps
             // nothing of it from before and pages back from `prev_batch`.
-            limited |= matches!(section, Section::Join { fresh: true, .. });
+            limited |= matches!(section, Section::Join { newly: true, .. });
             built.push(Built { room: room.clone(), section, events, limited, start });
         }
         let members = if lazy.is_some() { Members::Without } else { Members::All };
@@ -190,7 +191,7 @@ impl SyncWorker {
         let presence_of = if req.since.is_some() {
             let fresh: Vec<&str> = built
                 .iter()
-                .filter(|b| matches!(b.section, Section::Join { fresh: true, .. }))
+                .filter(|b| matches!(b.section, Section::Join { newly: true, .. }))
                 .map(|b| b.room.as_str())
                 .collect();
             let mut members: Vec<&EventRow> = Vec::new();
@@ -429,7 +430,7 @@ impl SyncWorker {
 
 fn initial_section(now: &Membership, include_leave: bool) -> Option<Section> {
     match now.membership.as_str() {
-        "join" => Some(Section::Join { lower: 0, full: true, fresh: false }),
+        "join" => Some(Section::Join { lower: 0, full: true, newly: false }),
         "invite" => Some(Section::Invite { at: now.pos }),
         "knock" => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if include_leave => Some(Section::Leave { lower: 0, at: now.pos, full: true }),
@@ -443,9 +444,10 @@ fn incremental_section(now: &Membership, before: Option<&Membership>, since: i64
     match now.membership.as_str() {
         // Newly joined (from an invite, a knock, a leave or nothing) or rejoined: the room is
         // sent as an initial sync would send it, so the client gets the latest events it may
-        // see and a `prev_batch` to page back from, not just the join.
-        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true, fresh: true }),
-        "join" => Some(Section::Join { lower: since, full: full_state, fresh: false }),
+        // see and a `prev_batch` to page back from, not just the join; `limited` tells it
+        // that it may (Synapse marks every newly joined room so).
+        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true, newly: true }),
+        "join" => Some(Section::Join { lower: since, full: full_state, newly: false }),
         "invite" if changed => Some(Section::Invite { at: now.pos }),
         "knock" if changed => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if changed && matches!(was, Some("join" | "invite" | "knock")) => {
@@ -487,19 +489,19 @@ mod tests {
         // Still joined: timeline since `since`, no full state.
         assert!(matches!(
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, false),
-            Some(Section::Join { lower: 5, full: false, fresh: false })
+            Some(Section::Join { lower: 5, full: false, newly: false })
         ));
         // Joined or rejoined in the window: the whole room, as in an initial sync.
         for was in [Some(m("invite", 4)), Some(m("leave", 4)), Some(m("knock", 4)), None] {
             assert!(matches!(
                 incremental_section(&m("join", 9), was.as_ref(), 5, false),
-                Some(Section::Join { lower: 0, full: true, fresh: true })
+                Some(Section::Join { lower: 0, full: true, newly: true })
             ));
         }
         // Still joined with full_state: full state, timeline since `since`.
         assert!(matches!(
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, true),
-            Some(Section::Join { lower: 5, full: true, fresh: false })
+            Some(Section::Join { lower: 5, full: true, newly: false })
         ));
         // Invited or knocking in the window; an old invite stays out.
         assert!(matches!(incremental_section(&m("invite", 9), None, 5, false), Some(Section::Invite { at: 9 })));
