@@ -37,15 +37,17 @@ cp -r "$src/." "$work/suite/"
 chmod -R u+w "$work/suite"
 runner="$work/suite/run-sytest.sh"
 
-if ! "$runner" --sytest "$work/suite/sytest" --check-deps >/dev/null 2>&1; then
+# (The runner keeps stand-ins for missing Perl modules under its output directory.)
+deps=(--sytest "$work/suite/sytest" --out "$work/deps")
+if ! "$runner" "${deps[@]}" --check-deps >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then
-    echo "sytest: SyTest's Perl modules are missing; as root: $runner --sytest $work/suite/sytest --install-deps" >&2
+    echo "sytest: SyTest's Perl modules are missing; as root: $runner ${deps[*]} --install-deps" >&2
     exit 1
   fi
   echo "sytest: installing SyTest's Perl modules from Debian" >&2
   apt-get update -qq >&2
-  "$runner" --sytest "$work/suite/sytest" --install-deps >&2
-  "$runner" --sytest "$work/suite/sytest" --check-deps >/dev/null
+  "$runner" "${deps[@]}" --install-deps >&2
+  "$runner" "${deps[@]}" --check-deps >/dev/null
 fi
 
 pg_admin="${TRELLIS_SYTEST_PG_ADMIN_URL:-}"

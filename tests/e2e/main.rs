@@ -33,6 +33,7 @@ mod profile;
 mod push;
 mod push_gateway;
 mod push_rules;
+mod room_versions;
 mod rooms_create;
 mod rooms_directory;
 mod rooms_history;

@@ -1,11 +1,11 @@
 //! Push rules as clients and SyTest edit them: room and sender rules named by anything (an
 //! alias, a glob), the rules of one kind, placing with `before`/`after`, enabling, deleting,
-//! the answers to malformed paths and bodies, and a room's rules following its upgrade.
+//! and the answers to malformed paths and bodies.
 
 use serde_json::{Value, json};
 use trellis_testkit::{TestServer, enc};
 
-both_modes!(rules_of_any_id_by_kind, malformed_paths_and_bodies, rules_follow_a_room_upgrade);
+both_modes!(rules_of_any_id_by_kind, malformed_paths_and_bodies);
 
 const BASE: &str = "/_matrix/client/v3/pushrules/global";
 
@@ -109,28 +109,4 @@ async fn malformed_paths_and_bodies(server: TestServer) {
         .err(400, "M_BAD_JSON");
     // The legacy actions are accepted.
     alice.put(&format!("{BASE}/room/x"), json!({"actions": ["dont_notify", "coalesce"]})).await.ok();
-}
-
-async fn rules_follow_a_room_upgrade(server: TestServer) {
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    let old = alice.create_room(json!({"preset": "public_chat", "room_version": "10"})).await;
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&old)), json!({})).await.ok();
-    bob.put(&format!("{BASE}/room/{}", enc(&old)), json!({"actions": ["dont_notify"]})).await.ok();
-    let quiet = json!({"actions": [], "conditions": [{"kind": "event_match", "key": "room_id", "pattern": old}]});
-    bob.put(&format!("{BASE}/override/quiet-old"), quiet).await.ok();
-    let upgrade = format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old));
-    let upgraded = alice.post(&upgrade, json!({"new_version": "11"})).await.ok();
-    let new = upgraded["replacement_room"].as_str().unwrap().to_owned();
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&new)), json!({})).await.ok();
-    // Read after the join: the copies are there.
-    let room = alice.get(&format!("{BASE}/room/")).await.ok();
-    assert!(ids(&room).is_empty(), "alice had none to copy");
-    let room = bob.get(&format!("{BASE}/room/")).await.ok();
-    assert_eq!(ids(&room), [new.as_str(), old.as_str()]);
-    assert_eq!(room[0]["actions"], json!(["dont_notify"]));
-    let copy = bob.get(&format!("{BASE}/override/{}", enc(&new))).await.ok();
-    assert_eq!(copy["conditions"][0]["pattern"], new.as_str(), "{copy}");
 }

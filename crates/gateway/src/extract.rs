@@ -143,6 +143,11 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
 fn parse_error(e: FromHttpRequestError) -> Error {
     match e {
         FromHttpRequestError::Deserialization(DeserializationError::Json(j)) => match j.classify() {
+            // A string that is no room version ID names a version this server does not have
+            // (Synapse's answer; a non-string stays M_BAD_JSON).
+            serde_json::error::Category::Data if is_unknown_room_version(&j) => {
+                Error::new(ErrorCode::UnsupportedRoomVersion, "Your homeserver does not support this room version")
+            }
             serde_json::error::Category::Data => Error::bad_json(j.to_string()),
             _ => Error::new(ErrorCode::NotJson, "Content not JSON."),
         },
@@ -156,6 +161,12 @@ fn parse_error(e: FromHttpRequestError) -> Error {
         FromHttpRequestError::MethodMismatch { .. } => Error::unrecognized("Unrecognized request").with_status(405),
         other => Error::bad_json(other.to_string()),
     }
+}
+
+/// Whether ruma refused a string as a room version ID (its grammar allows only `[a-z0-9.-]`).
+fn is_unknown_room_version(e: &serde_json::Error) -> bool {
+    let text = e.to_string();
+    text.starts_with("invalid value: string") && text.contains("expected a Matrix room version ID")
 }
 
 /// A JSON object body (for endpoints whose body ruma does not model, or models too strictly

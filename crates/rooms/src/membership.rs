@@ -11,8 +11,9 @@ use trellis_proto::rooms::{Empty, ForgetRequest, MembershipAction, MembershipReq
 use crate::{
     Rooms,
     create::{MemberProfile, member_content},
+    new_event::{NewEvent, object},
     state::RoomState,
-    writer::{Appended, NewEvent, object},
+    writer::Appended,
 };
 
 const SELECT_MEMBERSHIP: &str = "SELECT membership FROM memberships WHERE user_id = $1 AND room_id = $2";

@@ -7,10 +7,7 @@ use serde_json::Value;
 use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{RedactRequest, SendEventRequest, SendEventResponse};
 
-use crate::{
-    Rooms, pdu,
-    writer::{Appended, NewEvent},
-};
+use crate::{Rooms, new_event::NewEvent, pdu, writer::Appended};
 
 /// Longest event type and state key, in bytes (spec: size limits).
 const MAX_ID_BYTES: usize = 255;
@@ -40,6 +37,12 @@ impl Rooms {
                 self.send_membership(&sender, &room_id, &target, content, txn).await
             }
             (kind, key) => {
+                // Like Synapse: a room cannot be replaced by itself.
+                if kind == "m.room.tombstone"
+                    && content.get("replacement_room") == Some(&ruma::CanonicalJsonValue::String(room_id.to_string()))
+                {
+                    return Err(Error::bad_json("a tombstone cannot name the room it is sent in"));
+                }
                 if kind == "m.room.canonical_alias" && key == Some("") {
                     self.check_canonical_alias(&room_id, &serde_json::to_value(&content)?).await?;
                 }

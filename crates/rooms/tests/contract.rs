@@ -20,6 +20,8 @@ mod redaction;
 mod relations;
 #[path = "contract/upgrade.rs"]
 mod upgrade;
+#[path = "contract/versions.rs"]
+mod versions;
 
 use common::*;
 use trellis_core::ErrorCode;
@@ -63,6 +65,11 @@ contract!(
     upgrade::upgrade_replaces_the_room,
     upgrade::upgrade_raises_the_upgraders_power_while_copying,
     upgrade::knocking,
+    versions::every_version_serves_the_room_lifecycle,
+    versions::knocking_and_restricted_rooms_follow_their_versions,
+    versions::v12_rooms_are_named_by_their_create_event,
+    versions::v12_creators_have_infinite_power,
+    versions::upgrades_cross_the_formats,
     profiles::profile_changes_reach_every_joined_room,
     auth_rules::create_has_no_previous_events,
     auth_rules::create_room_id_domain_matches_sender,

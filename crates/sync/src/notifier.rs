@@ -48,9 +48,6 @@ const RECORD: &str = "WITH n AS (INSERT INTO notifications (user_id, room_id, ev
 const RULE_POSITIONS: &str = "SELECT user_id, type, pos, \
         CASE WHEN type = 'm.ignored_user_list' THEN content END FROM account_data \
      WHERE room_id = '' AND type IN ('m.push_rules', 'm.ignored_user_list') AND user_id = ANY($1)";
-/// The create events of rooms that have a predecessor.
-const PREDECESSORS: &str = "SELECT room_id, content FROM events WHERE room_id = ANY($1) AND type = 'm.room.create' \
-     AND state_key = '' AND content LIKE '%predecessor%'";
 /// The local users among some users.
 const LOCAL_USERS: &str = "SELECT user_id FROM users WHERE user_id = ANY($1)";
 /// The last state change of a room: room contexts read before it are still exact.
@@ -213,19 +210,6 @@ impl SyncWorker {
             ];
             queued += tx.execute(RECORD, &slice).await?;
         }
-        // Local users joining a room that replaced another take their rules for it along, before
-        // the batch counts as done (a reader waiting for the notifier then sees the copies).
-        let joins: Vec<(&str, &str)> = events
-            .iter()
-            .filter(|e| e.get::<_, &str>(4) == "m.room.member" && e.get::<_, Option<&str>>(5) == Some(e.get(3)))
-            .filter(|e| trellis_storage::visibility::membership_of(e.get(6)).as_deref() == Some("join"))
-            .map(|e| (e.get::<_, &str>(3), e.get::<_, &str>(2)))
-            .collect();
-        if !joins.is_empty()
-            && let Err(e) = self.follow_upgrades(&read, &joins).await
-        {
-            tracing::warn!(error = ?e, "copying push rules to upgraded rooms failed");
-        }
         tx.execute(ADVANCE, &[&upto]).await?;
         tx.commit().await?;
         if queued > 0 {
@@ -233,34 +217,6 @@ impl SyncWorker {
         }
         tracing::debug!(from, upto, events = events.len(), queued, "push notifier batch");
         Ok(full)
-    }
-
-    /// For each `(user, room)` join of a local user to a room with a predecessor (an upgrade's
-    /// replacement): copies the user's push rules about the old room to the new one.
-    async fn follow_upgrades(&self, read: &deadpool_postgres::Client, joins: &[(&str, &str)]) -> Result<()> {
-        let rooms: Vec<&str> = joins.iter().map(|j| j.1).collect();
-        let predecessors: HashMap<String, String> = read
-            .query(PREDECESSORS, &[&rooms])
-            .await?
-            .iter()
-            .filter_map(|r| {
-                let content: serde_json::Value = serde_json::from_str(r.get(1)).ok()?;
-                Some((r.get(0), content["predecessor"]["room_id"].as_str()?.to_owned()))
-            })
-            .collect();
-        if predecessors.is_empty() {
-            return Ok(());
-        }
-        let users: Vec<&str> = joins.iter().filter(|j| predecessors.contains_key(j.1)).map(|j| j.0).collect();
-        let local: HashSet<String> = read.query(LOCAL_USERS, &[&users]).await?.iter().map(|r| r.get(0)).collect();
-        for (user, room) in joins {
-            if let Some(old) = predecessors.get(*room)
-                && local.contains(*user)
-            {
-                self.update_push_rules(user, |rules| Ok(rules.copy_room(old, room))).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Waits (until `until` at the latest) for a moment when no long-poll has been answered

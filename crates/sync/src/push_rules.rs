@@ -267,7 +267,6 @@ impl SyncWorker {
         if req.op.starts_with("get") {
             let uid = user_id(&req.user_id)?;
             let client = self.pool.get().await?;
-            self.notifier_caught_up(&client).await?;
             let row = client.query_one(&client.prepare_cached(LOAD).await?, &[&req.user_id]).await?;
             let rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
             return Ok(JsonResponse { body_json: read(&rules, &req)?.to_string() });

@@ -7,10 +7,7 @@
 
 use ruma::{
     OwnedRoomId, OwnedUserId,
-    push::{
-        Action, EventMatchConditionData, NewConditionalPushRule, NewPushRule, PushCondition, RuleKind, Ruleset,
-        SimplePushRuleInit,
-    },
+    push::{Action, Ruleset, SimplePushRuleInit},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -142,49 +139,6 @@ impl UserRules {
         Ok(())
     }
 
-    /// Copies the enabled rules about room `old` to room `new`, its replacement after an
-    /// upgrade (as Synapse does): a room rule named after it, and override and underride rules
-    /// matching its `room_id`, each copy named after `new`. `false` when nothing was copied.
-    pub fn copy_room(&mut self, old: &str, new: &str) -> bool {
-        let mut copied = false;
-        let room_rule = self.room.iter().find(|r| r.rule_id == old && r.enabled).map(|r| r.actions.clone());
-        if let Some(actions) = room_rule
-            && !self.room.iter().any(|r| r.rule_id == new)
-        {
-            copied |= self.put(SimpleKind::Room, new, actions, None, Some(old)).is_ok();
-        }
-        let about_old =
-            |c: &PushCondition| matches!(c, PushCondition::EventMatch(m) if m.key == "room_id" && m.pattern == old);
-        let mut conditional = Vec::new();
-        for (kind, rules) in [(RuleKind::Override, &self.base.override_), (RuleKind::Underride, &self.base.underride)] {
-            for r in rules.iter().filter(|r| r.enabled && r.conditions.iter().any(about_old)) {
-                let conditions: Vec<PushCondition> = r
-                    .conditions
-                    .iter()
-                    .map(|c| match c {
-                        PushCondition::EventMatch(m) if about_old(c) => {
-                            PushCondition::EventMatch(EventMatchConditionData::new(m.key.clone(), new.to_owned()))
-                        }
-                        c => c.clone(),
-                    })
-                    .collect();
-                conditional
-                    .push((kind.clone(), NewConditionalPushRule::new(new.to_owned(), conditions, r.actions.clone())));
-            }
-        }
-        for (kind, rule) in conditional {
-            if self.base.get(kind.clone(), new).is_some() {
-                continue;
-            }
-            let rule = match kind {
-                RuleKind::Override => NewPushRule::Override(rule),
-                _ => NewPushRule::Underride(rule),
-            };
-            copied |= self.base.insert(rule, None, None).is_ok();
-        }
-        copied
-    }
-
     /// The ruleset the evaluator matches events with: `base` and the room and sender rules
     /// that name a room or a user.
     pub fn matching(&self) -> Ruleset {
@@ -242,26 +196,6 @@ mod tests {
         let e = rules.put(SimpleKind::Room, "#e:x", notify(), Some("#a:x"), Some("#c:x")).unwrap_err();
         assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
         assert_eq!(rules.room.len(), 4, "a refused rule is not added");
-    }
-
-    #[test]
-    fn rules_about_a_room_follow_its_upgrade() {
-        let user = ruma::user_id!("@alice:x");
-        let mut rules = UserRules::new(crate::push_rules::defaults(user));
-        rules.put(SimpleKind::Room, "!old:x", vec![Action::Notify], None, None).unwrap();
-        rules.put(SimpleKind::Room, "!other:x", vec![], None, None).unwrap();
-        let about = |room: &str| {
-            let c = serde_json::json!([{"kind": "event_match", "key": "room_id", "pattern": room}]);
-            NewConditionalPushRule::new("quiet".into(), serde_json::from_value(c).unwrap(), vec![])
-        };
-        rules.base.insert(NewPushRule::Override(about("!old:x")), None, None).unwrap();
-        assert!(rules.copy_room("!old:x", "!new:x"));
-        let ids: Vec<&str> = rules.room.iter().map(|r| r.rule_id.as_str()).collect();
-        assert_eq!(ids, ["!other:x", "!new:x", "!old:x"], "placed before the old room's rule");
-        let copy = rules.base.override_.get("!new:x").expect("the override rule copied");
-        assert_eq!(serde_json::to_value(&copy.conditions).unwrap()[0]["pattern"], "!new:x");
-        assert!(!rules.copy_room("!old:x", "!new:x"), "copied once");
-        assert!(!rules.copy_room("!unknown:x", "!new2:x"));
     }
 
     #[test]

@@ -62,10 +62,9 @@ fn checked_data(kind: &str, data: &Value) -> Result<Map<String, Value>> {
 
 impl SyncWorker {
     /// Waits (up to `CATCH_UP`) until the notifier has evaluated every event committed before
-    /// now, so `/notifications` shows what was sent before it was asked for (and the push
-    /// rules, the copies an upgraded room's join made). The notifier may
+    /// now, so `/notifications` shows what was sent before it was asked for. The notifier may
     /// run on another worker, so its stored position is what is watched.
-    pub(crate) async fn notifier_caught_up(&self, client: &deadpool_postgres::Client) -> Result<()> {
+    async fn notifier_caught_up(&self, client: &deadpool_postgres::Client) -> Result<()> {
         let goal: i64 = client.query_one(COMPLETE, &[]).await?.get(0);
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         let stmt = client.prepare_cached(NOTIFIER_POS).await?;

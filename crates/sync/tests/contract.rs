@@ -18,6 +18,7 @@ contract!(
     invite_join_leave_sections,
     stored_filters,
     bad_input,
+    room_settings_follow_an_upgrade,
 );
 
 async fn initial_then_incremental(env: Env) {
@@ -290,4 +291,44 @@ async fn bad_input(env: Env) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotJson);
+}
+
+/// Only the upgrader, and only for the room's real successor, may carry the members' tags over.
+async fn room_settings_follow_an_upgrade(env: Env) {
+    let client = env.db.pool(1).get().await.unwrap();
+    for user in [ALICE, BOB] {
+        client.execute("INSERT INTO users (user_id, created_ts) VALUES ($1, 0)", &[&user]).await.unwrap();
+    }
+    let old = create_room(&env, "public_chat").await;
+    let unrelated = create_room(&env, "public_chat").await;
+    act(&env, BOB, &old, MembershipAction::Join, None).await;
+    let tag = |room: &str| UpdateTagRequest {
+        requester: BOB.into(),
+        user_id: BOB.into(),
+        room_id: room.into(),
+        tag: "u.work".into(),
+        content_json: Some("{}".into()),
+    };
+    env.sync.update_tag(tag(&old)).await.unwrap();
+    let upgrade = UpgradeRoomRequest {
+        sender: ALICE.into(),
+        room_id: old.clone(),
+        new_version: "12".into(),
+        ..Default::default()
+    };
+    let new = env.rooms.upgrade_room(upgrade).await.unwrap().replacement_room;
+    let transfer = |user: &str, to: &str| TransferRoomSettingsRequest {
+        user_id: user.into(),
+        old_room_id: old.clone(),
+        new_room_id: to.into(),
+    };
+    for (user, to) in [(BOB, new.as_str()), (ALICE, unrelated.as_str())] {
+        let err = env.sync.transfer_room_settings(transfer(user, to)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Forbidden, "{user} → {to}");
+    }
+    env.sync.transfer_room_settings(transfer(ALICE, &new)).await.unwrap();
+    let tags =
+        GetAccountDataRequest { requester: BOB.into(), user_id: BOB.into(), room_id: new, data_type: "m.tag".into() };
+    let tags: Value = serde_json::from_str(&env.sync.get_account_data(tags).await.unwrap().content_json).unwrap();
+    assert_eq!(tags, json!({"tags": {"u.work": {}}}));
 }

@@ -15,7 +15,7 @@ use trellis_sync::{SyncSettings, SyncWorker};
 pub struct Env {
     pub rooms: Arc<dyn RoomsService>,
     pub sync: Arc<dyn SyncService>,
-    pub _db: TestDb,
+    pub db: TestDb,
 }
 
 pub async fn local() -> Env {
@@ -34,7 +34,7 @@ pub async fn local() -> Env {
         ephemeral_batch: Duration::from_millis(50),
     };
     let sync = SyncWorker::new(db.pool(8), bus, sync_settings, Shutdown::never());
-    Env { rooms: Arc::new(RoomsHandle(rooms)), sync, _db: db }
+    Env { rooms: Arc::new(RoomsHandle(rooms)), sync, db }
 }
 
 pub async fn grpc() -> Env {

@@ -1,0 +1,58 @@
+//! One event to append (what a request asks for) and the row its transaction writes (what was
+//! built and judged): shared by the writer and the rules that judge each event.
+
+use std::sync::Arc;
+
+use ruma::{CanonicalJsonObject, OwnedEventId, OwnedUserId};
+use trellis_core::{Error, Result};
+
+use crate::pdu::Pdu;
+
+/// One event to append.
+pub struct NewEvent {
+    pub sender: OwnedUserId,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub content: CanonicalJsonObject,
+    /// `(device_id, txn_id)` of a client transaction.
+    pub txn: Option<(String, String)>,
+    /// For redactions: the event redacted.
+    pub redacts: Option<Redacts>,
+}
+
+/// The target of a redaction, looked up before the redaction is built.
+pub struct Redacts {
+    pub event_id: OwnedEventId,
+    pub sender: OwnedUserId,
+}
+
+impl NewEvent {
+    pub fn state(sender: &ruma::UserId, kind: &str, state_key: &str, content: serde_json::Value) -> Result<NewEvent> {
+        Ok(NewEvent {
+            sender: sender.to_owned(),
+            kind: kind.to_owned(),
+            state_key: Some(state_key.to_owned()),
+            content: object(content)?,
+            txn: None,
+            redacts: None,
+        })
+    }
+}
+
+/// A JSON object as canonical JSON (fails on floats or out-of-range integers).
+pub fn object(value: serde_json::Value) -> Result<CanonicalJsonObject> {
+    match value {
+        serde_json::Value::Object(map) => ruma::canonical_json::try_from_json_map(map)
+            .map_err(|e| Error::bad_json(format!("not canonical JSON: {e}"))),
+        _ => Err(Error::bad_json("content must be a JSON object")),
+    }
+}
+
+/// What the transaction writes for one event.
+pub(crate) struct Row {
+    pub pdu: Arc<Pdu>,
+    pub json: String,
+    pub unsigned: Option<String>,
+    pub txn: Option<(String, String)>,
+    pub redacts: Option<OwnedEventId>,
+}
