@@ -4,7 +4,7 @@
 # scripts/sytest.sh passes this file as the start command; TRELLIS_BIN names the binary.
 #
 # Everything SyTest expects of a homeserver under test is switched on here: open registration
-# with m.login.dummy, no rate limits, URL previews of SyTest's own pages on
+# with m.login.dummy, guest accounts, no rate limits, URL previews of SyTest's own pages on
 # 127.0.0.1, and outgoing HTTPS that trusts SyTest's CA (its push gateway and other mock
 # servers use certificates it signs). Trellis does not federate yet, so the federation port
 # and TLS files are unused: run SyTest with one server.
@@ -44,6 +44,8 @@ url = "$SYTEST_DB_URL"
 
 [registration]
 enabled = true
+# SyTest registers guests (POST /register?kind=guest); off by default
+allow_guests = true
 
 [rate_limits]
 enabled = false

@@ -1,4 +1,5 @@
-//! Extractors: the requester (from `Authorization: Bearer` or `?access_token=`), typed ruma
+//! Extractors: the requester (from `Authorization: Bearer` or `?access_token=`; a guest only
+//! on the endpoints `guest.rs` opens to guests), typed ruma
 //! requests (path, query and body parsed as the endpoint's metadata says), and raw JSON
 //! bodies. Every rejection is a Matrix error: `M_MISSING_TOKEN`, `M_NOT_JSON`,
 //! `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
@@ -70,6 +71,12 @@ impl FromRequestParts<AppState> for Authed {
             }
         };
         tracing::Span::current().record("user_id", authed.user_id.as_str());
+        if authed.is_guest {
+            let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |m| m.as_str());
+            if !crate::guest::allowed(&parts.method, route) {
+                return Err(ApiError(Error::new(ErrorCode::GuestAccessForbidden, "Guest access not allowed")));
+            }
+        }
         parts.extensions.insert(authed.clone());
         Ok(authed)
     }

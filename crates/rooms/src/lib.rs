@@ -8,6 +8,7 @@ mod authorise;
 mod context;
 mod create;
 mod directory;
+mod guests;
 mod keys;
 mod leave_all;
 mod members;

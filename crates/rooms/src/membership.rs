@@ -84,7 +84,7 @@ impl Rooms {
     }
 
     /// Appends a member event whose content the caller chose, adding what only the server
-    /// may decide: the user authorising a join to a restricted room.
+    /// may decide: the user authorising a join to a restricted room, a guest's `kind`.
     pub(crate) async fn send_membership(
         &self,
         sender: &UserId,
@@ -97,6 +97,7 @@ impl Rooms {
         content.remove("join_authorised_via_users_server");
         if content.get("membership").and_then(Value::as_str) == Some("join") && sender == target {
             let state = self.snapshot(room_id).await?;
+            self.admit_guest(&state, sender, &mut content).await?;
             if let Some(authoriser) = self.restricted_join_authoriser(&state, sender).await? {
                 content.insert("join_authorised_via_users_server".into(), json!(authoriser));
             }

@@ -29,6 +29,7 @@ impl Rooms {
             return Ok(SendEventResponse { event_id: id.to_string() });
         }
         let content = pdu::parse_content(&req.content_json)?;
+        let guest_access = req.event_type == "m.room.guest_access" && req.state_key.as_deref() == Some("");
         let appended = match (req.event_type.as_str(), req.state_key.as_deref()) {
             ("m.room.redaction", None) => return self.redact_from_content(req, &content).await,
             ("m.room.member", Some(key)) => {
@@ -55,7 +56,12 @@ impl Rooms {
             }
         };
         match appended {
-            Ok(Appended::New(pdus)) => Ok(SendEventResponse { event_id: pdus[0].event_id.to_string() }),
+            Ok(Appended::New(pdus)) => {
+                if guest_access {
+                    self.guest_access_changed(&room_id).await;
+                }
+                Ok(SendEventResponse { event_id: pdus[0].event_id.to_string() })
+            }
             Ok(Appended::Duplicate(id)) => Ok(SendEventResponse { event_id: id.to_string() }),
             Err(e) if e.code() == ErrorCode::NotFound => Err(Error::forbidden("You are not in this room")),
             Err(e) => Err(e),

@@ -10,6 +10,8 @@ mod auth_rules;
 mod basics;
 #[path = "contract/directory.rs"]
 mod directory;
+#[path = "contract/guests.rs"]
+mod guests;
 #[path = "contract/profiles.rs"]
 mod profiles;
 #[path = "contract/reading.rs"]
@@ -71,6 +73,7 @@ contract!(
     versions::v12_creators_have_infinite_power,
     versions::upgrades_cross_the_formats,
     profiles::profile_changes_reach_every_joined_room,
+    guests::guests_join_only_where_allowed_and_leave_when_revoked,
     auth_rules::create_has_no_previous_events,
     auth_rules::create_room_id_domain_matches_sender,
     auth_rules::create_room_version_is_known,
