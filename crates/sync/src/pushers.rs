@@ -40,6 +40,12 @@ const NOTIFICATIONS: &str = "SELECT n.event_pos, n.room_id, n.actions, n.ts, \
      FROM notifications n JOIN events e ON e.event_id = n.event_id \
      WHERE n.user_id = $1 AND n.event_pos < $2 AND (NOT $3 OR n.highlight) ORDER BY n.event_pos DESC LIMIT $4";
 
+const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
+const NOTIFIER_POS: &str = "SELECT pos FROM push_notifier WHERE id = 1";
+/// The longest `/notifications` waits for the notifier (which defers to busy moments for up
+/// to a second).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(2_500);
+
 fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str> {
     body[key].as_str().ok_or_else(|| Error::missing_param(format!("{key} is required")))
 }
@@ -63,6 +69,22 @@ fn checked_data(kind: &str, data: &Value) -> Result<Map<String, Value>> {
 }
 
 impl SyncWorker {
+    /// Waits (up to `CATCH_UP`) until the notifier has evaluated every event committed before
+    /// now, so `/notifications` shows what was sent before it was asked for. The notifier may
+    /// run on another worker, so its stored position is what is watched.
+    async fn notifier_caught_up(&self, client: &deadpool_postgres::Client) -> Result<()> {
+        let goal: i64 = client.query_one(COMPLETE, &[]).await?.get(0);
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        let stmt = client.prepare_cached(NOTIFIER_POS).await?;
+        while client.query_one(&stmt, &[]).await?.get::<_, i64>(0) < goal {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn pushers_op(&self, req: PushersRequest) -> Result<JsonResponse> {
         access::own(&req.requester, &req.user_id)?;
         let client = self.pool.get().await?;
@@ -148,6 +170,7 @@ impl SyncWorker {
             l => l.min(MAX_LIMIT),
         };
         let client = self.pool.get().await?;
+        self.notifier_caught_up(&client).await?;
         let stmt = client.prepare_cached(NOTIFICATIONS).await?;
         let rows = client.query(&stmt, &[&req.user_id, &from, &req.only_highlight, &i64::from(limit)]).await?;
         let now = now_ms();
@@ -156,8 +179,10 @@ impl SyncWorker {
             let event = EventRow::from_row_at(row, 5).render(None, Format::Client, now);
             let event: Value = serde_json::from_str(&event).unwrap_or_else(|_| json!({}));
             let actions: Value = serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
+            // `profile_tag` (which pushers' profile matched) is always present, null here:
+            // notifications are recorded per user, not per profile.
             out.push(json!({
-                "actions": actions, "event": event, "read": row.get::<_, bool>(4),
+                "actions": actions, "event": event, "profile_tag": null, "read": row.get::<_, bool>(4),
                 "room_id": row.get::<_, &str>(1), "ts": row.get::<_, i64>(3),
             }));
         }
