@@ -384,37 +384,20 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
 /// `trellis_sync_open_longpolls` follows the long-polls the workers hold.
 async fn open_long_polls_are_counted(server: TestServer) {
     let (alice, bob, room) = pair(&server).await;
-    let open = || async {
-        let text = reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap();
-        text.lines()
-            .find(|l| l.starts_with("trellis_sync_open_longpolls "))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let until = |want: f64| async move {
-        for _ in 0..100 {
-            if open().await == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("trellis_sync_open_longpolls never became {want} (is {})", open().await);
-    };
     let since = next(&bob.sync(None, None, 0).await);
-    until(0.0).await;
+    server.until_metric("trellis_sync_open_longpolls", 0.0).await;
     let polls: Vec<_> = (0..3)
         .map(|_| {
             let (bob, since) = (bob.clone(), since.clone());
             tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
         })
         .collect();
-    until(3.0).await;
+    server.until_metric("trellis_sync_open_longpolls", 3.0).await;
     alice.send_text(&room, "open1", "wake up").await;
     for poll in polls {
         assert_eq!(trellis_testkit::timeline_bodies(&poll.await.unwrap(), &room), ["wake up"]);
     }
-    until(0.0).await;
+    server.until_metric("trellis_sync_open_longpolls", 0.0).await;
 }
 
 /// Receipts, typing and presence in a room wake its members' long-polls, which answer from the

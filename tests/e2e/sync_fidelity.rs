@@ -5,8 +5,6 @@
 //! summaries without heroes for named rooms, ignored users kept out, and `event_id` in the
 //! federation format.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use trellis_testkit::{Client, TestServer, enc, timeline_bodies};
 
@@ -60,24 +58,6 @@ async fn sync_until(client: &Client, since: &str, filter: Option<&Value>, done: 
         since = next(&body);
     }
     panic!("the awaited sync never came");
-}
-
-/// Waits until the sync workers hold `n` long-polls.
-async fn until_open(server: &TestServer, n: f64) {
-    for _ in 0..200 {
-        let text = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
-        let open = text
-            .lines()
-            .find(|l| l.starts_with("trellis_sync_open_longpolls "))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if open == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the long-poll never opened");
 }
 
 async fn a_join_brings_presence_and_a_limited_timeline(server: TestServer) {
@@ -197,7 +177,7 @@ async fn gappy_lazy_syncs_carry_the_gaps_member_changes(server: TestServer) {
         let (alice, since, redundant) = (alice.clone(), since.clone(), redundant.clone());
         tokio::spawn(async move { quiet_sync(&alice, Some(&since), Some(&redundant), 10_000).await })
     };
-    until_open(&server, 1.0).await;
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     bob.send_text(&room, "b4", "bob once more").await;
     let body = poll.await.unwrap();
     assert_eq!(timeline_bodies(&body, &room), ["bob once more"]);
@@ -237,7 +217,7 @@ async fn ignored_users_are_left_out(server: TestServer) {
         let (alice, since) = (alice.clone(), since.clone());
         tokio::spawn(async move { quiet_sync(&alice, Some(&since), None, 10_000).await })
     };
-    until_open(&server, 1.0).await;
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     bob.send_text(&room, "b2", "bob again").await;
     carol.send_text(&room, "c2", "carol again").await;
     let mut body = poll.await.unwrap();

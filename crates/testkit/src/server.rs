@@ -262,6 +262,24 @@ impl TestServer {
         format!("{}/metrics", self.ops_url(&self.nodes[0].0))
     }
 
+    /// The current value of an unlabelled gauge or counter `name` (0 when not yet recorded).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.metrics_url()).await.expect("metrics answer").text().await.expect("metrics text");
+        let prefix = format!("{name} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    }
+
+    /// Waits (up to 10 s) until the metric `name` reads `want`; panics with its last value.
+    pub async fn until_metric(&self, name: &str, want: f64) {
+        for _ in 0..400 {
+            if self.metric(name).await == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("{name} never became {want} (is {})", self.metric(name).await);
+    }
+
     /// The named node's gRPC URL (split mode's service nodes).
     pub fn grpc_url(&self, name: &str) -> String {
         format!("http://{}", self.node(name).grpc_addr.expect("a gRPC port"))
