@@ -140,11 +140,9 @@ impl Rooms {
         let rows: Vec<EventRow> = client.query(&sql, &args).await?.iter().map(EventRow::from_row).collect();
 
         // The page boundary is that of the rows read, visible or not, so paging never stalls.
-        let end = if rows.len() < limit as usize {
-            None
-        } else {
-            rows.last().map(|r| StreamToken::new(if req.backwards { r.pos - 1 } else { r.pos }).to_string())
-        };
+        // Like Synapse, a page with rows has an `end` even when it is the last: the request
+        // from there finds nothing and has none.
+        let end = rows.last().map(|r| StreamToken::new(if req.backwards { r.pos - 1 } else { r.pos }).to_string());
         let viewer = Viewer { user_id: &req.user_id, device_id: &req.device_id };
         let mut state_json = Vec::new();
         if matches!(filter.lazy_load_options, ruma::api::client::filter::LazyLoadOptions::Enabled { .. }) {

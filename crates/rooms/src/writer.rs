@@ -25,10 +25,33 @@ pub struct NewEvent {
     pub kind: String,
     pub state_key: Option<String>,
     pub content: CanonicalJsonObject,
-    /// `(device_id, txn_id)` of a client transaction.
-    pub txn: Option<(String, String)>,
+    /// The client transaction that sent it.
+    pub txn: Option<Txn>,
     /// For redactions: the event redacted.
     pub redacts: Option<Redacts>,
+}
+
+/// A client transaction: its ID, the device that sent it and the request path it was sent
+/// on. A transaction ID is scoped to one device and one endpoint (spec: "Transaction
+/// identifiers"): the same ID in another room, for another event type, or on `/redact`
+/// instead of `/send` is another request.
+#[derive(Clone, Debug)]
+pub struct Txn {
+    pub device: String,
+    pub id: String,
+    pub scope: String,
+}
+
+impl Txn {
+    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`
+    pub fn send(device: &str, id: Option<String>, room: &str, kind: &str) -> Option<Txn> {
+        Some(Txn { device: device.to_owned(), id: id?, scope: format!("send/{room}/{kind}") })
+    }
+
+    /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`
+    pub fn redact(device: &str, id: Option<String>, room: &str, event: &str) -> Option<Txn> {
+        Some(Txn { device: device.to_owned(), id: id?, scope: format!("redact/{room}/{event}") })
+    }
 }
 
 /// The target of a redaction, looked up before the redaction is built.
@@ -84,14 +107,15 @@ impl Appended {
     }
 }
 
-const SELECT_TXN: &str = "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3";
+const SELECT_TXN: &str =
+    "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND scope = $4";
 
 /// What the transaction writes for one event.
 pub(crate) struct Row {
     pub pdu: Arc<Pdu>,
     pub json: String,
     pub unsigned: Option<String>,
-    pub txn: Option<(String, String)>,
+    pub txn: Option<Txn>,
     pub redacts: Option<OwnedEventId>,
 }
 
@@ -136,9 +160,17 @@ impl Rooms {
         // writer reloads the room from PostgreSQL instead of trusting half-applied state.
         let previous_latest = room.latest.clone();
         let mut rows = Vec::with_capacity(events.len());
+        // Setting state again changes nothing: one state event its sender already set with
+        // the same content is answered with the event in place (as Synapse does), once the
+        // rules allow it.
+        let dedupe = !creating && events.len() == 1;
         for ev in events {
-            match self.authorise(&mut room, ev) {
-                Ok(row) => rows.push(row),
+            match self.authorise(&mut room, ev, dedupe) {
+                Ok(Authorised::Row(row)) => rows.push(row),
+                Ok(Authorised::Unchanged(existing)) => {
+                    *cached = Some(room);
+                    return Ok(Appended::Duplicate(existing));
+                }
                 Err(e) => {
                     // Nothing was applied yet: the cached state is still exact, keep it.
                     if rows.is_empty() && !creating {
@@ -213,20 +245,18 @@ impl Rooms {
     }
 
     /// The event a client transaction already created, if any.
-    pub(crate) async fn txn_event(
-        &self,
-        sender: &ruma::UserId,
-        txn: Option<&(String, String)>,
-    ) -> Result<Option<OwnedEventId>> {
-        let Some((device, txn_id)) = txn else { return Ok(None) };
+    pub(crate) async fn txn_event(&self, sender: &ruma::UserId, txn: Option<&Txn>) -> Result<Option<OwnedEventId>> {
+        let Some(txn) = txn else { return Ok(None) };
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(SELECT_TXN).await?;
-        let row = client.query_opt(&stmt, &[&sender.as_str(), device, txn_id]).await?;
+        let row = client.query_opt(&stmt, &[&sender.as_str(), &txn.device, &txn.id, &txn.scope]).await?;
         Ok(row.map(|r| ruma::EventId::parse(r.get::<_, String>(0))).transpose()?)
     }
 
-    /// Builds one event on top of `room`, checks it, and applies it to `room`.
-    fn authorise(&self, room: &mut RoomState, ev: NewEvent) -> Result<Row> {
+    /// Builds one event on top of `room`, checks it, and applies it to `room`; with `dedupe`,
+    /// a state event that would change nothing is not applied.
+    fn authorise(&self, room: &mut RoomState, ev: NewEvent, dedupe: bool) -> Result<Authorised> {
+        let unchanged = if dedupe { unchanged_state(room, &ev) } else { None };
         let rules = room.rules.clone();
         let kind = TimelineEventType::from(ev.kind.as_str());
         let content_json = serde_json::to_string(&ev.content)?;
@@ -269,6 +299,9 @@ impl Rooms {
         if let Some(target) = &ev.redacts {
             crate::redact::check_permission(room, &ev.sender, &target.sender)?;
         }
+        if let Some(existing) = unchanged {
+            return Ok(Authorised::Unchanged(existing));
+        }
 
         let unsigned = pdu.state_key.as_ref().and_then(|key| {
             let prev = room.get(&StateEventType::from(pdu.kind.to_string()), key)?;
@@ -288,8 +321,28 @@ impl Rooms {
         }
         room.latest = Some(pdu.event_id.clone());
         room.depth += 1;
-        Ok(Row { pdu, json: built.json, unsigned, txn: ev.txn, redacts: ev.redacts.map(|r| r.event_id) })
+        Ok(Authorised::Row(Row {
+            pdu,
+            json: built.json,
+            unsigned,
+            txn: ev.txn,
+            redacts: ev.redacts.map(|r| r.event_id),
+        }))
     }
+}
+
+/// What the rules made of one new event.
+enum Authorised {
+    Row(Row),
+    /// A state event its sender already set with the same content: this is the event.
+    Unchanged(OwnedEventId),
+}
+
+/// When `ev` is a state event its sender already set with the same content, that event.
+fn unchanged_state(room: &RoomState, ev: &NewEvent) -> Option<OwnedEventId> {
+    let existing = room.get(&StateEventType::from(ev.kind.as_str()), ev.state_key.as_deref()?)?;
+    let content: CanonicalJsonObject = serde_json::from_str(existing.content_str()).ok()?;
+    (existing.sender == ev.sender && content == ev.content && ev.redacts.is_none()).then(|| existing.event_id.clone())
 }
 
 /// The room version's authorization rules (ruma's implementation) for `pdu`, given its auth

@@ -8,6 +8,8 @@ mod common;
 mod auth_rules;
 #[path = "contract/basics.rs"]
 mod basics;
+#[path = "contract/conformance.rs"]
+mod conformance;
 #[path = "contract/directory.rs"]
 mod directory;
 #[path = "contract/profiles.rs"]
@@ -43,6 +45,13 @@ contract!(
     basics::history_pagination,
     basics::former_members_see_state_as_of_leaving,
     basics::errors_cross_the_hop,
+    conformance::join_keeps_custom_content,
+    conformance::identical_state_is_the_event_in_place,
+    conformance::transaction_ids_are_scoped_to_their_path,
+    conformance::redaction_of_an_event_in_another_room_is_refused,
+    conformance::pages_with_events_have_an_end,
+    conformance::erased_senders_are_hidden_from_those_not_there,
+    conformance::self_destructing_messages_are_served_empty_once_due,
     redaction::redacted_events_are_stored_and_served_stripped,
     redaction::redaction_keeps_the_keys_of_the_room_version,
     redaction::v10_redactions_name_their_target_at_the_top_level,

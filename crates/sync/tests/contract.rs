@@ -113,6 +113,7 @@ async fn act(env: &Env, sender: &str, room: &str, action: MembershipAction, targ
             action: action as i32,
             target: target.map(Into::into),
             reason: None,
+            content_json: None,
         })
         .await
         .unwrap();

@@ -74,6 +74,8 @@ async fn password_route(
 #[derive(Deserialize)]
 struct DeactivateBody {
     auth: Option<Value>,
+    #[serde(default)]
+    erase: bool,
 }
 
 /// # `POST /_matrix/client/v3/account/deactivate`
@@ -86,6 +88,7 @@ async fn deactivate_route(
     let req = DeactivateRequest {
         user_id: auth.user_id.clone(),
         auth_json: body.auth.map(|a| a.to_string()).unwrap_or_default(),
+        erase: body.erase,
     };
     s.services.auth.deactivate(req).await?;
     forget_devices(&s, &auth.user_id, |_| true);

@@ -1,14 +1,20 @@
 //! Membership: join (by ID or alias), knock, invite, leave, kick, ban, unban, forget; the
 //! user's joined rooms and a room's members.
 
+use std::collections::BTreeMap;
+
 use axum::{Json, Router, extract::State};
-use ruma::api::client::{
-    knock::knock_room,
-    membership::{
-        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-        joined_members, joined_rooms, kick_user, leave_room, unban_user,
+use ruma::{
+    OwnedRoomId, RoomId,
+    api::client::{
+        knock::knock_room,
+        membership::{
+            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+            joined_members, joined_rooms, kick_user, leave_room, unban_user,
+        },
     },
 };
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use trellis_core::{Error, ratelimit::Action};
 use trellis_proto::rooms::{
@@ -19,7 +25,8 @@ use super::raw_events;
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
-    extract::{Authed, Ruma},
+    extract::{Authed, Ruma, RumaWithBody},
+    response::RumaResult,
     router::RumaRoutes,
 };
 
@@ -48,39 +55,54 @@ async fn change(
     target: Option<String>,
     reason: Option<String>,
 ) -> ApiResult<String> {
+    change_with(s, MembershipRequest { sender, room, action: action as i32, target, reason, content_json: None }).await
+}
+
+/// One membership change as a whole request (a join may carry custom content).
+async fn change_with(s: &AppState, req: MembershipRequest) -> ApiResult<String> {
+    let (action, sender) = (MembershipAction::try_from(req.action).unwrap_or_default(), req.sender.clone());
     match action {
         MembershipAction::Join | MembershipAction::Knock => s.limit(Action::Join, &sender).await?,
         MembershipAction::Invite => s.limit(Action::Invite, &sender).await?,
         _ => {}
     }
-    let resp = s
-        .services
-        .rooms
-        .change_membership(MembershipRequest { sender, room, action: action as i32, target, reason })
-        .await?;
-    Ok(resp.room_id)
+    Ok(s.services.rooms.change_membership(req).await?.room_id)
 }
 
 /// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
 async fn join_route(
     State(s): State<AppState>,
     auth: Authed,
-    Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> ApiResult<Json<Value>> {
+    RumaWithBody(req, body): RumaWithBody<join_room_by_id_or_alias::v3::Request>,
+) -> RumaResult<join_room_by_id_or_alias::v3::Response> {
     // `via`/`server_name` only matter over federation; local rooms need no hint.
-    let room_id =
-        change(&s, auth.user_id, req.room_id_or_alias.to_string(), MembershipAction::Join, None, req.reason).await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    let room_id = join(&s, auth.user_id, req.room_id_or_alias.to_string(), req.reason, body).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/join`
 async fn join_by_id_route(
     State(s): State<AppState>,
     auth: Authed,
-    Ruma(req): Ruma<join_room_by_id::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let room_id = change(&s, auth.user_id, req.room_id.to_string(), MembershipAction::Join, None, req.reason).await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    RumaWithBody(req, body): RumaWithBody<join_room_by_id::v3::Request>,
+) -> RumaResult<join_room_by_id::v3::Response> {
+    let room_id = join(&s, auth.user_id, req.room_id.to_string(), req.reason, body).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id).into())
+}
+
+/// A join; the body's other keys become member content, as Synapse keeps them.
+async fn join(
+    s: &AppState,
+    sender: String,
+    room: String,
+    reason: Option<String>,
+    body: Map<String, Value>,
+) -> ApiResult<OwnedRoomId> {
+    let content_json = Some(Value::Object(body).to_string());
+    let action = MembershipAction::Join as i32;
+    let room_id =
+        change_with(s, MembershipRequest { sender, room, action, target: None, reason, content_json }).await?;
+    Ok(RoomId::parse(room_id)?)
 }
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
@@ -187,30 +209,35 @@ async fn members_route(
     Ok(Json(json!({ "chunk": raw_events(resp.events_json)? })))
 }
 
+/// `joined_members` as Synapse answers it. ruma's `RoomMember` leaves out an unset name or
+/// avatar; Synapse always sends both keys (null when unset), and SyTest and older clients
+/// read them as keys.
+#[derive(Serialize)]
+struct JoinedMembers {
+    joined: BTreeMap<String, JoinedMember>,
+}
+
+#[derive(Serialize)]
+struct JoinedMember {
+    display_name: Option<String>,
+    avatar_url: Option<String>,
+}
+
 /// # `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
 async fn joined_members_route(
     State(s): State<AppState>,
     auth: Authed,
     Ruma(req): Ruma<joined_members::v3::Request>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JoinedMembers>> {
     let resp = s
         .services
         .rooms
         .joined_members(JoinedMembersRequest { user_id: auth.user_id, room_id: req.room_id.to_string() })
         .await?;
-    let joined: Map<String, Value> = resp
+    let joined = resp
         .members
         .into_iter()
-        .map(|m| {
-            let mut profile = Map::new();
-            if let Some(d) = m.display_name {
-                profile.insert("display_name".into(), json!(d));
-            }
-            if let Some(a) = m.avatar_url {
-                profile.insert("avatar_url".into(), json!(a));
-            }
-            (m.user_id, Value::Object(profile))
-        })
+        .map(|m| (m.user_id, JoinedMember { display_name: m.display_name, avatar_url: m.avatar_url }))
         .collect();
-    Ok(Json(json!({ "joined": joined })))
+    Ok(Json(JoinedMembers { joined }))
 }
