@@ -38,6 +38,7 @@ mod rooms_history;
 mod rooms_membership;
 mod rooms_relations;
 mod rooms_support;
+mod search;
 mod sync_features;
 mod sync_new_rooms;
 mod sync_resilience;

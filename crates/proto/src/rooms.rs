@@ -40,6 +40,8 @@ service! {
         fn timestamp_to_event(TimestampToEventRequest) -> TimestampToEventResponse;
         /// Deactivation: leaves every joined, invited or knocked room; the rooms left.
         fn leave_all_rooms(LeaveAllRoomsRequest) -> LeaveAllRoomsResponse;
+        /// Full-text search of the events the user may see, by rank or most recent first.
+        fn search_events(SearchEventsRequest) -> SearchEventsResponse;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

@@ -1,6 +1,6 @@
 //! What one append writes inside its transaction: the events, current state, memberships,
-//! client transaction IDs, relations and threads, and the effect of redactions on the events
-//! they redact.
+//! client transaction IDs, relations and threads, the search index, and the effect of
+//! redactions on the events they redact.
 
 use std::collections::HashMap;
 
@@ -123,6 +123,7 @@ pub(crate) async fn write_rows(
         tx.execute(&stmt, &[&users, &devices, &ids, &scopes, &events, &trellis_core::time::now_ms()]).await?;
     }
 
+    crate::search::index::write(tx, room_id, rows, positions).await?;
     for (row, pos) in rows.iter().zip(positions) {
         write_relation(tx, room_id, row, *pos).await?;
         if let Some(target) = &row.redacts {

@@ -130,6 +130,7 @@ pub(crate) async fn apply_stored(
     tx.execute(&stmt, &[&target.as_str(), &content, &serde_json::to_string(&stripped)?, &new_unsigned, &redaction_id])
         .await?;
 
+    crate::search::index::forget(tx, target.as_str()).await?;
     let stmt = tx.prepare_cached(DELETE_RELATION).await?;
     if let Some(rel) = tx.query_opt(&stmt, &[&target.as_str()]).await?
         && rel.get::<_, &str>(1) == "m.thread"

@@ -95,4 +95,7 @@ impl RoomsService for RoomsHandle {
     async fn leave_all_rooms(&self, req: LeaveAllRoomsRequest) -> Result<LeaveAllRoomsResponse> {
         self.0.leave_all_rooms(req).await
     }
+    async fn search_events(&self, req: SearchEventsRequest) -> Result<SearchEventsResponse> {
+        self.0.search_events(req).await
+    }
 }

@@ -19,6 +19,7 @@ mod profile;
 mod push;
 mod relations;
 mod rooms;
+mod search;
 mod sync;
 mod to_device;
 mod user_directory;
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .merge(key_backup::routes())
         .merge(keys::routes())
         .merge(to_device::routes())
+        .merge(search::routes())
 }
 
 /// A named path parameter (already percent-decoded).
