@@ -39,6 +39,7 @@ mod rooms_membership;
 mod rooms_relations;
 mod rooms_support;
 mod search;
+mod spaces;
 mod sync_features;
 mod sync_new_rooms;
 mod sync_resilience;

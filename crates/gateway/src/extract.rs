@@ -4,7 +4,7 @@
 //! `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, RawPathParams, Request},
+    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request},
     http::{header, request::Parts},
 };
 use std::time::Duration;
@@ -72,6 +72,19 @@ impl FromRequestParts<AppState> for Authed {
         tracing::Span::current().record("user_id", authed.user_id.as_str());
         parts.extensions.insert(authed.clone());
         Ok(authed)
+    }
+}
+
+/// For endpoints where authentication is optional (`room_summary`): no token is `None`; a
+/// token that is not valid is still refused.
+impl OptionalFromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Authed>, ApiError> {
+        if access_token(parts).is_none() {
+            return Ok(None);
+        }
+        <Authed as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
     }
 }
 

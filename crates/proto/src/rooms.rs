@@ -42,6 +42,10 @@ service! {
         fn leave_all_rooms(LeaveAllRoomsRequest) -> LeaveAllRoomsResponse;
         /// Full-text search of the events the user may see, by rank or most recent first.
         fn search_events(SearchEventsRequest) -> SearchEventsResponse;
+        /// A page of the rooms below a space the user may see, depth first.
+        fn get_hierarchy(HierarchyRequest) -> HierarchyResponse;
+        /// A room's summary, if the requester may see it (`M_NOT_FOUND` otherwise).
+        fn get_room_summary(RoomSummaryRequest) -> RoomSummaryResponse;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

@@ -21,6 +21,7 @@ mod search;
 mod send;
 mod service;
 pub use service::RoomsHandle;
+mod spaces;
 pub mod state;
 mod timestamp;
 mod tracker;

@@ -98,4 +98,10 @@ impl RoomsService for RoomsHandle {
     async fn search_events(&self, req: SearchEventsRequest) -> Result<SearchEventsResponse> {
         self.0.search_events(req).await
     }
+    async fn get_hierarchy(&self, req: HierarchyRequest) -> Result<HierarchyResponse> {
+        self.0.get_hierarchy(req).await
+    }
+    async fn get_room_summary(&self, req: RoomSummaryRequest) -> Result<RoomSummaryResponse> {
+        self.0.get_room_summary(req).await
+    }
 }

@@ -22,6 +22,8 @@ mod redaction;
 mod relations;
 #[path = "contract/search.rs"]
 mod search;
+#[path = "contract/spaces.rs"]
+mod spaces;
 #[path = "contract/upgrade.rs"]
 mod upgrade;
 
@@ -55,6 +57,7 @@ contract!(
     conformance::erased_senders_are_hidden_from_those_not_there,
     conformance::self_destructing_messages_are_served_empty_once_due,
     search::search_follows_the_index_and_visibility,
+    spaces::hierarchy_and_summaries,
     redaction::redacted_events_are_stored_and_served_stripped,
     redaction::redaction_keeps_the_keys_of_the_room_version,
     redaction::v10_redactions_name_their_target_at_the_top_level,

@@ -20,6 +20,7 @@ mod push;
 mod relations;
 mod rooms;
 mod search;
+mod spaces;
 mod sync;
 mod to_device;
 mod user_directory;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .merge(keys::routes())
         .merge(to_device::routes())
         .merge(search::routes())
+        .merge(spaces::routes())
 }
 
 /// A named path parameter (already percent-decoded).
@@ -92,4 +94,9 @@ impl IntoResponse for RawJson {
 /// Embeds rendered events in a `serde_json` response without parsing them again.
 fn raw_events(events: Vec<String>) -> Result<Vec<Box<RawValue>>, ApiError> {
     events.into_iter().map(|e| RawValue::from_string(e).map_err(ApiError::from)).collect()
+}
+
+/// An identifier a service sent; one that does not parse is our fault, not the client's.
+fn stored_id<T: TryFrom<String, Error = ruma::IdParseError>>(s: String) -> Result<T, ApiError> {
+    T::try_from(s).map_err(|e| ApiError(Error::internal(format!("stored identifier: {e}"))))
 }

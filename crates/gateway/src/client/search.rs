@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use trellis_core::Error;
 use trellis_proto::rooms::{SearchContext, SearchContextSpec, SearchEventsRequest, SearchEventsResponse, SearchGroup};
 
+use super::stored_id as id;
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
@@ -82,11 +83,6 @@ async fn search_route(
 
 fn raw<T>(json: String) -> ApiResult<Raw<T>> {
     Ok(Raw::from_json(RawValue::from_string(json)?))
-}
-
-/// An identifier the service sent; one that does not parse is our fault, not the client's.
-fn id<T: TryFrom<String, Error = ruma::IdParseError>>(s: String) -> ApiResult<T> {
-    T::try_from(s).map_err(|e| ApiError(Error::internal(format!("stored identifier: {e}"))))
 }
 
 fn room_events(resp: SearchEventsResponse) -> ApiResult<ResultRoomEvents> {
