@@ -31,6 +31,7 @@ mod media;
 mod nio;
 mod profile;
 mod push;
+mod reporting;
 mod rooms_conformance;
 mod rooms_create;
 mod rooms_directory;

@@ -46,6 +46,12 @@ service! {
         fn get_hierarchy(HierarchyRequest) -> HierarchyResponse;
         /// A room's summary, if the requester may see it (`M_NOT_FOUND` otherwise).
         fn get_room_summary(RoomSummaryRequest) -> RoomSummaryResponse;
+        /// Reports an event of a room the reporter is in (`M_NOT_FOUND` otherwise).
+        fn report_event(ReportEventRequest) -> Empty;
+        /// Reports a room this server knows (`M_NOT_FOUND` otherwise).
+        fn report_room(ReportRoomRequest) -> Empty;
+        /// Reports a user (`M_NOT_FOUND` for an unknown local user).
+        fn report_user(ReportUserRequest) -> Empty;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

@@ -17,6 +17,7 @@ mod profile;
 mod read;
 mod redact;
 mod relations;
+mod reports;
 mod search;
 mod send;
 mod service;

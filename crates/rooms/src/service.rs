@@ -104,4 +104,13 @@ impl RoomsService for RoomsHandle {
     async fn get_room_summary(&self, req: RoomSummaryRequest) -> Result<RoomSummaryResponse> {
         self.0.get_room_summary(req).await
     }
+    async fn report_event(&self, req: ReportEventRequest) -> Result<Empty> {
+        self.0.report_event(req).await
+    }
+    async fn report_room(&self, req: ReportRoomRequest) -> Result<Empty> {
+        self.0.report_room(req).await
+    }
+    async fn report_user(&self, req: ReportUserRequest) -> Result<Empty> {
+        self.0.report_user(req).await
+    }
 }

@@ -20,6 +20,8 @@ mod reading;
 mod redaction;
 #[path = "contract/relations.rs"]
 mod relations;
+#[path = "contract/reports.rs"]
+mod reports;
 #[path = "contract/search.rs"]
 mod search;
 #[path = "contract/spaces.rs"]
@@ -58,6 +60,7 @@ contract!(
     conformance::self_destructing_messages_are_served_empty_once_due,
     search::search_follows_the_index_and_visibility,
     spaces::hierarchy_and_summaries,
+    reports::reports_are_stored,
     redaction::redacted_events_are_stored_and_served_stripped,
     redaction::redaction_keeps_the_keys_of_the_room_version,
     redaction::v10_redactions_name_their_target_at_the_top_level,

@@ -18,6 +18,7 @@ mod presence;
 mod profile;
 mod push;
 mod relations;
+mod reporting;
 mod rooms;
 mod search;
 mod spaces;
@@ -63,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .merge(to_device::routes())
         .merge(search::routes())
         .merge(spaces::routes())
+        .merge(reporting::routes())
 }
 
 /// A named path parameter (already percent-decoded).
