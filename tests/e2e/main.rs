@@ -30,6 +30,7 @@ mod legacy_api;
 mod media;
 mod nio;
 mod profile;
+mod profile_fields;
 mod push;
 mod reporting;
 mod rooms_conformance;

@@ -63,6 +63,8 @@ async fn capabilities(_: Authed) -> Json<Value> {
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
+            // Custom profile fields (spec 1.16): every key the grammar allows may be set.
+            "m.profile_fields": { "enabled": true },
         }
     }))
 }
