@@ -41,6 +41,7 @@ mod rooms_membership;
 mod rooms_relations;
 mod rooms_support;
 mod search;
+mod server_info;
 mod spaces;
 mod sync_features;
 mod sync_new_rooms;

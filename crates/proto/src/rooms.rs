@@ -52,6 +52,8 @@ service! {
         fn report_room(ReportRoomRequest) -> Empty;
         /// Reports a user (`M_NOT_FOUND` for an unknown local user).
         fn report_user(ReportUserRequest) -> Empty;
+        /// The rooms two users are both joined to, a page at a time.
+        fn mutual_rooms(MutualRoomsRequest) -> MutualRoomsResponse;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

@@ -113,4 +113,7 @@ impl RoomsService for RoomsHandle {
     async fn report_user(&self, req: ReportUserRequest) -> Result<Empty> {
         self.0.report_user(req).await
     }
+    async fn mutual_rooms(&self, req: MutualRoomsRequest) -> Result<MutualRoomsResponse> {
+        self.0.mutual_rooms(req).await
+    }
 }

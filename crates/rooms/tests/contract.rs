@@ -12,6 +12,8 @@ mod basics;
 mod conformance;
 #[path = "contract/directory.rs"]
 mod directory;
+#[path = "contract/mutual.rs"]
+mod mutual;
 #[path = "contract/profiles.rs"]
 mod profiles;
 #[path = "contract/reading.rs"]
@@ -61,6 +63,7 @@ contract!(
     search::search_follows_the_index_and_visibility,
     spaces::hierarchy_and_summaries,
     reports::reports_are_stored,
+    mutual::mutual_rooms_page_through_shared_rooms,
     redaction::redacted_events_are_stored_and_served_stripped,
     redaction::redaction_keeps_the_keys_of_the_room_version,
     redaction::v10_redactions_name_their_target_at_the_top_level,

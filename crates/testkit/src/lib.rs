@@ -7,7 +7,10 @@ mod server;
 
 pub use client::{Client, Reply, enc, timeline_bodies};
 pub use server::{Mode, TestServer};
-pub use trellis_core::{config::Config, ratelimit::Rule};
+pub use trellis_core::{
+    config::{Config, SupportContact},
+    ratelimit::Rule,
+};
 
 /// Installs logging once per test process (`RUST_LOG` picks the level; default `warn`).
 pub fn init_logging() {

@@ -1,5 +1,5 @@
 //! Membership: join (by ID or alias), knock, invite, leave, kick, ban, unban, forget; the
-//! user's joined rooms and a room's members.
+//! user's joined rooms, a room's members, and the rooms shared with another user.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +9,8 @@ use ruma::{
     api::client::{
         knock::knock_room,
         membership::{
-            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-            joined_members, joined_rooms, kick_user, leave_room, unban_user,
+            ban_user, forget_room, get_member_events, get_mutual_rooms, invite_user, join_room_by_id,
+            join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
         },
     },
 };
@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use trellis_core::{Error, ratelimit::Action};
 use trellis_proto::rooms::{
     ForgetRequest, GetMembersRequest, JoinedMembersRequest, JoinedRoomsRequest, MembershipAction, MembershipRequest,
+    MutualRoomsRequest,
 };
 
 use super::raw_events;
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .ruma::<joined_rooms::v3::Request, _, _>(joined_rooms_route)
         .ruma::<get_member_events::v3::Request, _, _>(members_route)
         .ruma::<joined_members::v3::Request, _, _>(joined_members_route)
+        .ruma::<get_mutual_rooms::v1::Request, _, _>(mutual_rooms_route)
+        .ruma::<get_mutual_rooms::unstable::Request, _, _>(mutual_rooms_unstable_route)
 }
 
 /// One membership change; answers with the room ID.
@@ -240,4 +243,39 @@ async fn joined_members_route(
         .map(|m| (m.user_id, JoinedMember { display_name: m.display_name, avatar_url: m.avatar_url }))
         .collect();
     Ok(Json(JoinedMembers { joined }))
+}
+
+/// # `GET /_matrix/client/v1/mutual_rooms`
+async fn mutual_rooms_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<get_mutual_rooms::v1::Request>,
+) -> RumaResult<get_mutual_rooms::v1::Response> {
+    let (count, joined, next_batch) = mutual(&s, auth, req.user_id.to_string(), req.from).await?;
+    let mut out = get_mutual_rooms::v1::Response::new(count, joined);
+    out.next_batch = next_batch;
+    Ok(out.into())
+}
+
+/// # `GET /_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms`
+async fn mutual_rooms_unstable_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<get_mutual_rooms::unstable::Request>,
+) -> RumaResult<get_mutual_rooms::unstable::Response> {
+    let (_, joined, next_batch) = mutual(&s, auth, req.user_id.to_string(), req.from).await?;
+    let mut out = get_mutual_rooms::unstable::Response::new(joined);
+    out.next_batch = next_batch;
+    Ok(out.into())
+}
+
+async fn mutual(
+    s: &AppState,
+    auth: Authed,
+    other_user_id: String,
+    from: Option<String>,
+) -> ApiResult<(ruma::UInt, Vec<OwnedRoomId>, Option<String>)> {
+    let resp = s.services.rooms.mutual_rooms(MutualRoomsRequest { user_id: auth.user_id, other_user_id, from }).await?;
+    let joined = resp.room_ids.into_iter().map(super::stored_id).collect::<ApiResult<_>>()?;
+    Ok((ruma::UInt::try_from(resp.count).unwrap_or(ruma::UInt::MAX), joined, resp.next_batch))
 }

@@ -38,6 +38,8 @@ use trellis_core::Error;
 
 use crate::{AppState, error::ApiError};
 
+pub(crate) use discovery::support;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(discovery::routes())
