@@ -7,11 +7,12 @@ CARGO ?= cargo
 # `make run PROFILE=dev` for a quicker, unoptimised build.
 PROFILE ?= release
 
-.PHONY: run dev test services services-stop build release lint fmt clean help
+.PHONY: run dev test sytest services services-stop build release lint fmt clean help
 
 help:
 	@echo "make run            build and start the monolith on 127.0.0.1:8008 (starts PostgreSQL if needed)"
 	@echo "make test           unit, contract and end-to-end tests against real PostgreSQL and Redis"
+	@echo "make sytest         SyTest (the Matrix conformance suite) against a monolith, held to tests/sytest/floor"
 	@echo "make services       start PostgreSQL and Redis on loopback and print their URLs"
 	@echo "make services-stop  stop them"
 	@echo "make lint           rustfmt check and clippy with warnings as errors"
@@ -33,6 +34,9 @@ test:
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+sytest:
+	@scripts/sytest.sh
 
 services:
 	@scripts/services.sh start

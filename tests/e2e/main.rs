@@ -5,6 +5,21 @@
 /// Stamps out `monolith::<name>` and `split::<name>` tests for each scenario function, which
 /// takes a started `TestServer`.
 macro_rules! both_modes {
+    // `both_modes!(configured tweak; scenarios...)`: servers whose `Config` `tweak` adjusts.
+    (configured $tweak:ident; $($name:ident),* $(,)?) => {
+        mod monolith {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(trellis_testkit::TestServer::monolith_configured(super::$tweak).await).await
+            })*
+        }
+        mod split {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(trellis_testkit::TestServer::split_configured(super::$tweak).await).await
+            })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod monolith {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,6 +40,7 @@ mod client_startup;
 mod devices_account;
 mod e2ee_keys;
 mod errors;
+mod guest_access;
 mod js_sdk;
 mod legacy_api;
 mod media;
@@ -33,6 +49,7 @@ mod profile;
 mod profile_fields;
 mod push;
 mod reporting;
+mod room_versions;
 mod rooms_conformance;
 mod rooms_create;
 mod rooms_directory;

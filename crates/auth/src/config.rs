@@ -16,12 +16,12 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    /// Takes the server name and the `[registration]` section; guests stay disallowed.
+    /// Takes the server name and the `[registration]` section.
     pub fn from_config(config: &Config) -> AuthConfig {
         AuthConfig {
             server_name: config.server_name.clone(),
             registration_enabled: config.registration.enabled,
-            allow_guests: false,
+            allow_guests: config.registration.allow_guests,
             min_password_len: config.registration.min_password_len,
         }
     }
@@ -37,13 +37,14 @@ mod tests {
     fn takes_server_name_and_registration_settings() {
         let config = Config {
             server_name: "example.org".into(),
-            registration: RegistrationConfig { enabled: false, min_password_len: 12 },
+            registration: RegistrationConfig { enabled: false, min_password_len: 12, allow_guests: true },
             ..Config::default()
         };
         let auth = AuthConfig::from_config(&config);
         assert_eq!(auth.server_name, "example.org");
         assert!(!auth.registration_enabled);
-        assert!(!auth.allow_guests);
+        assert!(auth.allow_guests);
         assert_eq!(auth.min_password_len, 12);
+        assert!(!AuthConfig::from_config(&Config::default()).allow_guests, "guests are off by default");
     }
 }

@@ -12,6 +12,7 @@ mod backup_store;
 mod cache;
 mod config;
 mod devices;
+mod guest;
 pub mod keys;
 mod login;
 mod password;

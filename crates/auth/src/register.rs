@@ -1,4 +1,5 @@
-//! Registration (user and guest accounts) and username availability.
+//! Registration (user and guest accounts, and guests upgraded to users) and username
+//! availability.
 
 use std::sync::atomic::Ordering;
 
@@ -7,6 +8,7 @@ use trellis_core::{Error, ErrorCode, Result, ids::validate_new_localpart};
 use trellis_proto::auth::{CheckUsernameRequest, CheckUsernameResponse, RegisterRequest, RegisterResponse};
 
 use crate::{
+    guest,
     login::{Issued, issue_token, requested_device_id},
     password,
     service::Auth,
@@ -36,6 +38,8 @@ pub fn check_localpart(localpart: &str, server_name: &str) -> Result<()> {
 struct NewAccount {
     password_hash: Option<String>,
     is_guest: bool,
+    /// The guest account of this localpart becomes a full account (see `guest.rs`).
+    upgrade: bool,
     /// The UIA session to consume.
     session: Option<String>,
     /// `None` with `inhibit_login`: no device and no token.
@@ -57,8 +61,11 @@ impl Auth {
             return Err(Error::forbidden("Registration has been disabled"));
         }
         // Everything a client can fix is checked before user-interactive auth starts.
-        if let Some(localpart) = req.username.as_deref() {
-            self.check_available(localpart).await?;
+        match (req.username.as_deref(), req.guest_access_token.as_deref()) {
+            (Some(localpart), Some(token)) => self.check_guest_upgrade(localpart, token).await?,
+            (Some(localpart), None) => self.check_available(localpart).await?,
+            (None, Some(_)) => return Err(Error::missing_param("username is required to upgrade a guest account")),
+            (None, None) => {}
         }
         let password = password::check_new(req.password.as_deref(), self.config.min_password_len)?;
         let device_id = requested_device_id(req.device_id.as_deref())?;
@@ -74,6 +81,7 @@ impl Auth {
         let account = NewAccount {
             password_hash: Some(password::hash(password.to_owned()).await?),
             is_guest: false,
+            upgrade: req.guest_access_token.is_some(),
             session,
             login: (!req.inhibit_login)
                 .then_some(NewLogin { device_id, display_name: req.initial_device_display_name }),
@@ -94,6 +102,7 @@ impl Auth {
         let account = NewAccount {
             password_hash: None,
             is_guest: true,
+            upgrade: false,
             session: None,
             login: Some(NewLogin { device_id: None, display_name }),
         };
@@ -154,7 +163,11 @@ impl Auth {
         let user_id = self.user_id(localpart);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        store::create_user(&tx, &user_id, account.password_hash.as_deref(), account.is_guest, localpart).await?;
+        if account.upgrade {
+            guest::upgrade(&tx, &user_id, account.password_hash.as_deref()).await?;
+        } else {
+            store::create_user(&tx, &user_id, account.password_hash.as_deref(), account.is_guest, localpart).await?;
+        }
         if let Some(session) = &account.session
             && !store::delete_uia_session(&tx, session).await?
         {
@@ -168,6 +181,9 @@ impl Auth {
             None => None,
         };
         tx.commit().await?;
+        if account.upgrade {
+            self.forget_guest_tokens(&user_id).await?;
+        }
         if let Some(pos) = issued.as_ref().and_then(|i| i.device_list_pos) {
             self.announce_device_list(&user_id, pos).await;
         }

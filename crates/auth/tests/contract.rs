@@ -7,6 +7,8 @@ mod common;
 
 #[path = "contract/devices.rs"]
 mod devices;
+#[path = "contract/guests.rs"]
+mod guests;
 #[path = "contract/profiles.rs"]
 mod profiles;
 #[path = "contract/registration.rs"]
@@ -56,6 +58,8 @@ contract! {
     registration::registration_disabled with crate::common::closed_config(),
     registration::guests_forbidden_by_default,
     registration::guests_when_allowed with crate::common::guest_config(),
+    guests::guest_upgrades_to_a_full_account with crate::common::guest_config(),
+    guests::guest_cannot_upgrade_others with crate::common::guest_config(),
     sessions::login_forms,
     sessions::wrong_password_and_unknown_user,
     sessions::deactivated_user,

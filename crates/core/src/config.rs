@@ -259,11 +259,14 @@ pub struct RegistrationConfig {
     pub enabled: bool,
     /// Smallest password accepted at registration.
     pub min_password_len: usize,
+    /// Whether `POST /register?kind=guest` hands out guest accounts (off by default, as in
+    /// Synapse). Guests may call only the endpoints the spec's "Guest access" module allows.
+    pub allow_guests: bool,
 }
 
 impl Default for RegistrationConfig {
     fn default() -> RegistrationConfig {
-        RegistrationConfig { enabled: true, min_password_len: 1 }
+        RegistrationConfig { enabled: true, min_password_len: 1, allow_guests: false }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Extractors: the requester (from `Authorization: Bearer` or `?access_token=`), typed ruma
+//! Extractors: the requester (from `Authorization: Bearer` or `?access_token=`; a guest only
+//! on the endpoints `guest.rs` opens to guests), typed ruma
 //! requests (path, query and body parsed as the endpoint's metadata says), and raw JSON
 //! bodies. Every rejection is a Matrix error: `M_MISSING_TOKEN`, `M_NOT_JSON`,
 //! `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
@@ -70,6 +71,12 @@ impl FromRequestParts<AppState> for Authed {
             }
         };
         tracing::Span::current().record("user_id", authed.user_id.as_str());
+        if authed.is_guest {
+            let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |m| m.as_str());
+            if !crate::guest::allowed(&parts.method, route) {
+                return Err(ApiError(Error::new(ErrorCode::GuestAccessForbidden, "Guest access not allowed")));
+            }
+        }
         parts.extensions.insert(authed.clone());
         Ok(authed)
     }
@@ -176,6 +183,11 @@ async fn parse_ruma<T: IncomingRequest>(req: Request, state: &AppState) -> Resul
 fn parse_error(e: FromHttpRequestError) -> Error {
     match e {
         FromHttpRequestError::Deserialization(DeserializationError::Json(j)) => match j.classify() {
+            // A string that is no room version ID names a version this server does not have
+            // (Synapse's answer; a non-string stays M_BAD_JSON).
+            serde_json::error::Category::Data if is_unknown_room_version(&j) => {
+                Error::new(ErrorCode::UnsupportedRoomVersion, "Your homeserver does not support this room version")
+            }
             serde_json::error::Category::Data => Error::bad_json(j.to_string()),
             _ => Error::new(ErrorCode::NotJson, "Content not JSON."),
         },
@@ -189,6 +201,12 @@ fn parse_error(e: FromHttpRequestError) -> Error {
         FromHttpRequestError::MethodMismatch { .. } => Error::unrecognized("Unrecognized request").with_status(405),
         other => Error::bad_json(other.to_string()),
     }
+}
+
+/// Whether ruma refused a string as a room version ID (its grammar allows only `[a-z0-9.-]`).
+fn is_unknown_room_version(e: &serde_json::Error) -> bool {
+    let text = e.to_string();
+    text.starts_with("invalid value: string") && text.contains("expected a Matrix room version ID")
 }
 
 /// A JSON object body (for endpoints whose body ruma does not model, or models too strictly

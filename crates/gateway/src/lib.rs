@@ -7,6 +7,7 @@ mod client;
 mod edge;
 mod error;
 mod extract;
+mod guest;
 mod response;
 mod router;
 mod tokens;

@@ -35,6 +35,9 @@ service! {
         fn notifications(NotificationsRequest) -> JsonResponse;
         /// Stores send-to-device messages and wakes the recipients' long-polls.
         fn send_to_device(SendToDeviceRequest) -> Ack;
+        /// After an upgrade: the old room's push rules, tags and direct-chat entries of its
+        /// local members are copied to the new room.
+        fn transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
     }
     client SyncGrpcClient = sync_client::SyncClient<tonic::transport::Channel>,
         with calls: Arc<crate::sync_calls::Multiplexer>;
@@ -168,4 +171,5 @@ pooled! {
     pushers(PushersRequest) -> JsonResponse;
     notifications(NotificationsRequest) -> JsonResponse;
     send_to_device(SendToDeviceRequest) -> Ack;
+    transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
 }

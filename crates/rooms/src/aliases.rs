@@ -11,10 +11,7 @@ use trellis_proto::rooms::{
 };
 use trellis_storage::visibility::HistoryVisibility;
 
-use crate::{
-    Rooms,
-    writer::{NewEvent, is_unique_violation},
-};
+use crate::{Rooms, new_event::NewEvent, writer::is_unique_violation};
 
 const SELECT_ALIAS: &str = "SELECT room_id, creator FROM room_aliases WHERE alias = $1";
 const SELECT_ROOM_ALIASES: &str = "SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias";

@@ -9,8 +9,9 @@ use ruma::{CanonicalJsonObject, OwnedEventId, RoomVersionId, UserId, room_id, si
 use serde_json::json;
 use trellis_core::ErrorCode;
 
-use super::{check_rules, object};
+use super::check_rules;
 use crate::{
+    new_event::object,
     pdu::{Draft, Pdu, build},
     state::RoomState,
 };
@@ -50,8 +51,12 @@ impl Room {
         auth_events: Vec<OwnedEventId>,
     ) -> Arc<Pdu> {
         let content: CanonicalJsonObject = object(content).unwrap();
+        let auth_events = auth_events
+            .iter()
+            .map(|id| self.state.state.values().find(|p| &p.event_id == id).unwrap().reference())
+            .collect();
         let draft = Draft {
-            room_id: &self.state.room_id,
+            room_id: Some(&self.state.room_id),
             sender,
             kind,
             state_key,
@@ -62,11 +67,11 @@ impl Room {
             origin_server_ts: 1,
             redacts: None,
         };
-        build(draft, &self.state.rules, "localhost", &self.key).unwrap().pdu
+        build(draft, &self.state.rules, ruma::server_name!("localhost"), &self.key).unwrap().pdu
     }
 
     fn add(&mut self, pdu: Arc<Pdu>) {
-        self.state.latest = Some(pdu.event_id.clone());
+        self.state.latest = Some(pdu.reference());
         self.state.depth += 1;
         self.state.insert(pdu);
     }

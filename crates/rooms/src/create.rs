@@ -2,15 +2,16 @@
 //! join, power levels, canonical alias, preset state, initial_state, name, topic, invites),
 //! stored together with the room in one transaction.
 
-use ruma::{OwnedUserId, RoomAliasId, RoomId, RoomVersionId, UserId};
+use ruma::{OwnedUserId, RoomAliasId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{CreateRoomRequest, CreateRoomResponse};
 
 use crate::{
     Rooms,
+    new_event::{NewEvent, object},
     state::{DEFAULT_VERSION, RoomState, rules_for},
-    writer::{NewEvent, NewRoom, object},
+    writer::NewRoom,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ impl Rooms {
             Some(v) => RoomVersionId::try_from(v)
                 .map_err(|_| Error::new(ErrorCode::UnsupportedRoomVersion, format!("unknown room version {v}")))?,
         };
-        rules_for(&version)?;
+        let rules = rules_for(&version)?;
         let is_public = match req.visibility.as_str() {
             "" | "private" => false,
             "public" => true,
@@ -64,17 +65,29 @@ impl Rooms {
             .map(|u| UserId::parse(u).map_err(|_| Error::invalid_param(format!("invalid user ID {u:?}"))))
             .collect::<Result<Vec<OwnedUserId>>>()?;
 
-        let room_id = RoomId::new_v1(&self.settings.server_name);
+        let creators_privileged = rules.authorization.explicitly_privilege_room_creators;
         let mut events = Vec::new();
 
         let mut create = parse_object(req.creation_content_json.as_deref(), "creation_content")?;
         // The server decides the version and, before v11, the creator.
         create.remove("creator");
-        if version == RoomVersionId::V10 {
+        if !rules.authorization.use_room_create_sender {
             create.insert("creator".into(), json!(sender.as_str()));
         }
         create.insert("room_version".into(), json!(version.as_str()));
-        events.push(NewEvent::state(&sender, "m.room.create", "", Value::Object(create))?);
+        if creators_privileged && preset == Preset::TrustedPrivate && !invites.is_empty() {
+            // Like Synapse: the invitees of a trusted private chat become creators too (v12),
+            // instead of being given power 100.
+            let mut creators: Vec<String> = match create.get("additional_creators") {
+                Some(Value::Array(list)) => list.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect(),
+                _ => Vec::new(),
+            };
+            creators.extend(invites.iter().map(|u| u.to_string()));
+            creators.sort();
+            creators.dedup();
+            create.insert("additional_creators".into(), json!(creators));
+        }
+        let (room_id, create) = self.build_create(&version, &sender, object(Value::Object(create))?, None)?;
 
         let profile = self.member_profile(&sender).await?;
         events.push(NewEvent::state(
@@ -84,11 +97,14 @@ impl Rooms {
             member_content("join", &profile, false),
         )?);
 
+        // Creators of a v12 room have infinite power and may not be listed.
         let mut users = serde_json::Map::new();
-        users.insert(sender.to_string(), json!(100));
-        if preset == Preset::TrustedPrivate {
-            for u in &invites {
-                users.insert(u.to_string(), json!(100));
+        if !creators_privileged {
+            users.insert(sender.to_string(), json!(100));
+            if preset == Preset::TrustedPrivate {
+                for u in &invites {
+                    users.insert(u.to_string(), json!(100));
+                }
             }
         }
         let mut power_levels = json!({
@@ -100,7 +116,8 @@ impl Rooms {
                 "m.room.history_visibility": 100,
                 "m.room.canonical_alias": 50,
                 "m.room.avatar": 50,
-                "m.room.tombstone": 100,
+                // Only creators may upgrade a v12 room by default (Synapse).
+                "m.room.tombstone": if creators_privileged { 150 } else { 100 },
                 "m.room.server_acl": 100,
                 "m.room.encryption": 100,
             },
@@ -182,6 +199,7 @@ impl Rooms {
 
         let new_room = NewRoom {
             state: RoomState::new(room_id.clone(), version)?,
+            create,
             creator: sender.to_string(),
             is_public,
             alias: alias.map(|a| a.to_string()),

@@ -4,15 +4,19 @@
 
 mod access;
 mod aliases;
+mod authorise;
 mod context;
 mod create;
 mod directory;
+mod guests;
 mod keys;
 mod leave_all;
 mod members;
 mod membership;
+mod new_event;
 pub mod pdu;
 mod persist;
+mod power_copy;
 mod profile;
 mod read;
 mod redact;

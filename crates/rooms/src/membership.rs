@@ -11,8 +11,9 @@ use trellis_proto::rooms::{Empty, ForgetRequest, MembershipAction, MembershipReq
 use crate::{
     Rooms,
     create::{MemberProfile, member_content},
+    new_event::{NewEvent, Txn, object},
     state::RoomState,
-    writer::{Appended, NewEvent, Txn, object},
+    writer::Appended,
 };
 
 const SELECT_MEMBERSHIP: &str = "SELECT membership FROM memberships WHERE user_id = $1 AND room_id = $2";
@@ -88,7 +89,7 @@ impl Rooms {
     }
 
     /// Appends a member event whose content the caller chose, adding what only the server
-    /// may decide: the user authorising a join to a restricted room.
+    /// may decide: the user authorising a join to a restricted room, a guest's `kind`.
     pub(crate) async fn send_membership(
         &self,
         sender: &UserId,
@@ -101,6 +102,7 @@ impl Rooms {
         content.remove("join_authorised_via_users_server");
         if content.get("membership").and_then(Value::as_str) == Some("join") && sender == target {
             let state = self.snapshot(room_id).await?;
+            self.admit_guest(&state, sender, &mut content).await?;
             if let Some(authoriser) = self.restricted_join_authoriser(&state, sender).await? {
                 content.insert("join_authorised_via_users_server".into(), json!(authoriser));
             }

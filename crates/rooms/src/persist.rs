@@ -8,9 +8,9 @@ use ruma::events::TimelineEventType;
 use trellis_core::Result;
 
 use crate::{
+    new_event::Row,
     redact,
     state::{RoomState, membership_of},
-    writer::Row,
 };
 
 const INSERT_EVENTS: &str = "INSERT INTO events (pos, event_id, room_id, sender, type, state_key, depth, \

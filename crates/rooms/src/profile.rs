@@ -9,7 +9,7 @@ use serde_json::json;
 use trellis_core::Result;
 use trellis_proto::rooms::{JoinedRoomsRequest, ProfileChangedRequest, ProfileChangedResponse};
 
-use crate::{Rooms, writer::NewEvent};
+use crate::{Rooms, new_event::NewEvent};
 
 /// Rooms updated before the request returns.
 const INLINE_ROOMS: usize = 20;

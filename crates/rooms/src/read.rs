@@ -140,8 +140,8 @@ impl Rooms {
         let rows: Vec<EventRow> = client.query(&sql, &args).await?.iter().map(EventRow::from_row).collect();
 
         // The page boundary is that of the rows read, visible or not, so paging never stalls.
-        // Like Synapse, a page with rows has an `end` even when it is the last: the request
-        // from there finds nothing and has none.
+        // As Synapse, `end` is left out only when nothing was read: a short page still gives
+        // the token to look again from (forwards, a sync's `next_batch` then finds new events).
         let end = rows.last().map(|r| StreamToken::new(if req.backwards { r.pos - 1 } else { r.pos }).to_string());
         let viewer = Viewer { user_id: &req.user_id, device_id: &req.device_id };
         let mut state_json = Vec::new();

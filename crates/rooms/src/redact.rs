@@ -9,9 +9,11 @@ use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{RedactRequest, SendEventResponse};
 
 use crate::{
-    Rooms, pdu,
+    Rooms,
+    new_event::{NewEvent, Redacts, Row, Txn},
+    pdu,
     state::RoomState,
-    writer::{Appended, NewEvent, Redacts, Row, Txn},
+    writer::Appended,
 };
 
 const SELECT_TARGET: &str = "SELECT sender FROM events WHERE event_id = $1 AND room_id = $2";

@@ -8,8 +8,10 @@ use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{RedactRequest, SendEventRequest, SendEventResponse};
 
 use crate::{
-    Rooms, pdu,
-    writer::{Appended, NewEvent, Txn},
+    Rooms,
+    new_event::{NewEvent, Txn},
+    pdu,
+    writer::Appended,
 };
 
 /// Longest event type and state key, in bytes (spec: size limits).
@@ -32,6 +34,7 @@ impl Rooms {
             return Ok(SendEventResponse { event_id: id.to_string() });
         }
         let content = pdu::parse_content(&req.content_json)?;
+        let guest_access = req.event_type == "m.room.guest_access" && req.state_key.as_deref() == Some("");
         let appended = match (req.event_type.as_str(), req.state_key.as_deref()) {
             ("m.room.redaction", None) => return self.redact_from_content(req, &content, txn).await,
             ("m.room.member", Some(key)) => {
@@ -40,6 +43,12 @@ impl Rooms {
                 self.send_membership(&sender, &room_id, &target, content, txn).await
             }
             (kind, key) => {
+                // Like Synapse: a room cannot be replaced by itself.
+                if kind == "m.room.tombstone"
+                    && content.get("replacement_room") == Some(&ruma::CanonicalJsonValue::String(room_id.to_string()))
+                {
+                    return Err(Error::bad_json("a tombstone cannot name the room it is sent in"));
+                }
                 if kind == "m.room.canonical_alias" && key == Some("") {
                     self.check_canonical_alias(&room_id, &serde_json::to_value(&content)?).await?;
                 }
@@ -52,7 +61,12 @@ impl Rooms {
             }
         };
         match appended {
-            Ok(Appended::New(pdus)) => Ok(SendEventResponse { event_id: pdus[0].event_id.to_string() }),
+            Ok(Appended::New(pdus)) => {
+                if guest_access {
+                    self.guest_access_changed(&room_id).await;
+                }
+                Ok(SendEventResponse { event_id: pdus[0].event_id.to_string() })
+            }
             Ok(Appended::Duplicate(id)) => Ok(SendEventResponse { event_id: id.to_string() }),
             Err(e) if e.code() == ErrorCode::NotFound => Err(Error::forbidden("You are not in this room")),
             Err(e) => Err(e),

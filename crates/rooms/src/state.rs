@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId,
+    OwnedRoomId, OwnedUserId, RoomVersionId,
     events::{
         StateEventType,
         room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
@@ -13,7 +13,7 @@ use ruma::{
 };
 use trellis_core::{Error, Result};
 
-use crate::pdu::Pdu;
+use crate::pdu::{EventRef, Pdu};
 
 pub type StateKey = (StateEventType, String);
 
@@ -23,11 +23,13 @@ pub struct RoomState {
     pub version: RoomVersionId,
     pub rules: RoomVersionRules,
     pub state: HashMap<StateKey, Arc<Pdu>>,
-    pub latest: Option<OwnedEventId>,
+    /// The forward extremity the next event cites.
+    pub latest: Option<EventRef>,
     pub depth: i64,
 }
 
-const SELECT_ROOM: &str = "SELECT room_version, latest_event_id, depth FROM rooms WHERE room_id = $1";
+const SELECT_ROOM: &str = "SELECT r.room_version, r.latest_event_id, r.depth, e.pdu FROM rooms r \
+     LEFT JOIN events e ON e.event_id = r.latest_event_id WHERE r.room_id = $1";
 const SELECT_STATE: &str = "SELECT e.event_id, e.pdu FROM current_state c JOIN events e ON e.event_id = c.event_id \
      WHERE c.room_id = $1";
 
@@ -43,13 +45,14 @@ impl RoomState {
         let Some(row) = client.query_opt(SELECT_ROOM, &[&room_id]).await? else { return Ok(None) };
         let version = RoomVersionId::try_from(row.get::<_, String>(0))
             .map_err(|_| Error::internal("stored room version is invalid"))?;
-        let latest: Option<String> = row.get(1);
         let mut room = RoomState::new(ruma::RoomId::parse(room_id)?, version)?;
-        room.latest = latest.map(ruma::EventId::parse).transpose()?;
+        if let (Some(id), Some(pdu)) = (row.get::<_, Option<&str>>(1), row.get::<_, Option<&str>>(3)) {
+            room.latest = Some(Pdu::from_stored(id, pdu, &room.rules)?.reference());
+        }
         room.depth = row.get(2);
         let stmt = client.prepare_cached(SELECT_STATE).await?;
         for row in client.query(&stmt, &[&room_id]).await? {
-            let pdu = Pdu::from_stored(row.get(0), row.get(1))?;
+            let pdu = Pdu::from_stored(row.get(0), row.get(1), &room.rules)?;
             room.insert(Arc::new(pdu));
         }
         Ok(Some(room))
@@ -82,15 +85,22 @@ impl RoomState {
         membership_of(pdu)
     }
 
-    /// The room's creators: the create event's sender (v11) or its `creator` (v10).
+    /// The room's creators as the version defines them (ruma's reading of the create event):
+    /// its `creator` (v1–v10), its sender (v11), or its sender and `additional_creators` (v12).
     pub fn creators(&self) -> Vec<OwnedUserId> {
         let Some(create) = self.get(&StateEventType::RoomCreate, "") else { return Vec::new() };
-        if self.rules.authorization.use_room_create_sender {
-            return vec![create.sender.clone()];
-        }
-        self.content_str(&StateEventType::RoomCreate, "", "creator")
-            .and_then(|c| UserId::parse(c).ok())
-            .map_or_else(|| vec![create.sender.clone()], |c| vec![c])
+        let mut creators: Vec<OwnedUserId> = ruma::state_res::events::RoomCreateEvent::new(create.clone())
+            .creators(&self.rules.authorization)
+            .map(|set| set.into_iter().collect())
+            .unwrap_or_else(|_| vec![create.sender.clone()]);
+        creators.sort();
+        creators
+    }
+
+    /// Whether the version gives creators infinite power (v12): they are then never listed in
+    /// the power levels.
+    pub fn creators_privileged(&self) -> bool {
+        self.rules.authorization.explicitly_privilege_room_creators
     }
 
     /// The power levels in force (the spec's defaults when the room has none).
@@ -152,6 +162,6 @@ mod tests {
         for v in trellis_core::room_versions::SUPPORTED {
             assert!(rules_for(&RoomVersionId::try_from(*v).unwrap()).is_ok(), "{v}");
         }
-        assert!(rules_for(&RoomVersionId::V9).is_err());
+        assert!(rules_for(&RoomVersionId::try_from("org.example.custom").unwrap()).is_err());
     }
 }

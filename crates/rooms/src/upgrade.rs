@@ -1,21 +1,26 @@
-//! Room upgrades (`POST /rooms/{roomId}/upgrade`): a new room of the requested version whose
-//! create event names its predecessor, with the old room's important state and bans copied;
-//! local aliases and the directory listing move over; the old room gets a tombstone and its
-//! power levels are raised so ordinary members can no longer speak or invite there.
+//! Room upgrades (`POST /rooms/{roomId}/upgrade`) between any two supported versions: a new
+//! room whose create event names its predecessor (and, before v12, the old room's tombstone),
+//! with the old room's important state and bans copied; local aliases and the directory
+//! listing move over; the old room gets the tombstone and its power levels are raised so
+//! ordinary members can no longer speak or invite there. The tombstone is built first under
+//! the old room's lock and stored once the new room exists, so each can name the other.
 
-use ruma::{RoomId, RoomVersionId, UserId, events::StateEventType};
-use serde_json::{Value, json};
+use ruma::{OwnedUserId, RoomId, RoomVersionId, UserId, events::StateEventType};
+use serde_json::{Map, Value, json};
 use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{UpgradeRoomRequest, UpgradeRoomResponse};
 
 use crate::{
     Rooms,
     create::member_content,
-    state::{RoomState, rules_for},
-    writer::{NewEvent, NewRoom},
+    new_event::{NewEvent, object},
+    power_copy::{fixed_up, raise_for_copy, restricted},
+    state::{RoomState, membership_of, rules_for},
+    writer::NewRoom,
 };
 
-/// State copied to the new room as it is (Synapse's list).
+/// State copied to the new room as it is (Synapse's list, with the canonical alias that
+/// moves with the aliases).
 const COPIED_STATE: &[&str] = &[
     "m.room.join_rules",
     "m.room.name",
@@ -38,70 +43,104 @@ impl Rooms {
         let sender = UserId::parse(&req.sender)?;
         let old_id = RoomId::parse(&req.room_id).map_err(|_| Error::invalid_param("invalid room ID"))?;
         let version = RoomVersionId::try_from(req.new_version.as_str()).map_err(|_| unsupported(&req.new_version))?;
-        rules_for(&version).map_err(|_| unsupported(&req.new_version))?;
-        let old = self.snapshot(&old_id).await.map_err(|e| match e.code() {
-            ErrorCode::NotFound => Error::forbidden("You are not in this room"),
+        let rules = rules_for(&version).map_err(|_| unsupported(&req.new_version))?;
+        let privileged = rules.authorization.explicitly_privilege_room_creators;
+        let additional_creators = req
+            .additional_creators
+            .iter()
+            .map(|u| UserId::parse(u).map_err(|_| Error::invalid_param(format!("invalid user ID {u:?}"))))
+            .collect::<Result<Vec<OwnedUserId>>>()?;
+        let additional_creators = if privileged { additional_creators } else { Vec::new() };
+
+        let mut old = self.open_batch(&old_id, None).await.map_err(|e| match e.code() {
+            ErrorCode::NotFound => Error::not_found(format!("Unknown room {old_id}")),
             _ => e,
         })?;
-        if old.membership(sender.as_str()).as_deref() != Some("join") {
-            return Err(Error::forbidden("You are not in this room"));
+        let refusal = if old.room.membership(sender.as_str()).as_deref() != Some("join") {
+            Some(Error::forbidden("You are not in this room"))
+        } else if !old.room.power_levels().user_can_send_state(&sender, StateEventType::RoomTombstone) {
+            Some(Error::forbidden("You do not have the power to upgrade this room"))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            old.release();
+            return Err(e);
         }
-        if !old.power_levels().user_can_send_state(&sender, StateEventType::RoomTombstone) {
-            return Err(Error::forbidden("You do not have the power to upgrade this room"));
-        }
-
-        let new_id = RoomId::new_v1(&self.settings.server_name);
-        let events = self.successor_events(&old, &sender, &version).await?;
         let is_public: bool = {
             let client = self.pool.get().await?;
             client.query_one(&client.prepare_cached(SELECT_PUBLIC).await?, &[&old_id.as_str()]).await?.get(0)
         };
-        let new_room = NewRoom {
-            state: RoomState::new(new_id.clone(), version)?,
-            creator: sender.to_string(),
-            is_public,
-            alias: None,
+
+        // From v12 the new room is named after its create event, which therefore cannot name
+        // the tombstone; before, the room ID comes first and the create event cites the
+        // tombstone.
+        let mut create = successor_create(&old.room, &sender, &version, &additional_creators)?;
+        let mut built = None;
+        let new_id = if rules.authorization.room_create_event_id_as_room_id {
+            let (id, b) = self.build_create(&version, &sender, object(Value::Object(create.clone()))?, None)?;
+            built = Some(b);
+            id
+        } else {
+            RoomId::new_v1(&self.settings.server_name)
         };
+        let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_id.as_str() });
+        let tombstone = self.add(&mut old, NewEvent::state(&sender, "m.room.tombstone", "", tombstone)?)?;
+        let create = match built {
+            Some(b) => b,
+            None => {
+                create["predecessor"]["event_id"] = json!(tombstone.event_id);
+                self.build_create(&version, &sender, object(Value::Object(create))?, Some(new_id.clone()))?.1
+            }
+        };
+        let state = RoomState::new(new_id.clone(), version)?;
+        let events = self.successor_events(&old.room, &state, &sender, &additional_creators).await?;
+        let new_room = NewRoom { state, create, creator: sender.to_string(), is_public, alias: None };
         self.append(&new_id, Some(new_room), events).await?;
+        let old_state = old.room.clone();
+        self.commit(old).await?;
         {
             let client = self.pool.get().await?;
             client.execute(&client.prepare_cached(MOVE_ALIASES).await?, &[&old_id.as_str(), &new_id.as_str()]).await?;
             client.execute(&client.prepare_cached(UNPUBLISH).await?, &[&old_id.as_str()]).await?;
         }
-
-        let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_id.as_str() });
-        self.append(&old_id, None, vec![NewEvent::state(&sender, "m.room.tombstone", "", tombstone)?]).await?;
-        self.retire(&old, &sender).await;
+        self.retire(&old_state, &sender).await;
         tracing::info!(old = %old_id, new = %new_id, "room upgraded");
         Ok(UpgradeRoomResponse { replacement_room: new_id.to_string() })
     }
 
-    /// The new room's initial events, the upgrader's power raised while the state is copied.
+    /// The new room's events after its create event: the upgrader's join, power levels (the
+    /// upgrader raised while the state is copied when the version ranks creators by power
+    /// level), the copied state and bans, then the final power levels.
     async fn successor_events(
         &self,
         old: &RoomState,
+        new: &RoomState,
         sender: &UserId,
-        version: &RoomVersionId,
+        additional_creators: &[OwnedUserId],
     ) -> Result<Vec<NewEvent>> {
-        let mut create = old.content(&StateEventType::RoomCreate, "").unwrap_or_else(|| json!({}));
-        let c = create.as_object_mut().ok_or_else(|| Error::internal("create content is not an object"))?;
-        c.remove("creator");
-        c.insert("room_version".into(), json!(version.as_str()));
-        c.insert("predecessor".into(), json!({ "room_id": old.room_id, "event_id": old.latest }));
-        if !rules_for(version)?.authorization.use_room_create_sender {
-            c.insert("creator".into(), json!(sender));
-        }
-        let mut events = vec![NewEvent::state(sender, "m.room.create", "", create)?];
         let profile = self.member_profile(sender).await?;
-        events.push(NewEvent::state(
-            sender,
-            "m.room.member",
-            sender.as_str(),
-            member_content("join", &profile, false),
-        )?);
+        let mut events =
+            vec![NewEvent::state(sender, "m.room.member", sender.as_str(), member_content("join", &profile, false))?];
 
-        let power_levels = old.content(&StateEventType::RoomPowerLevels, "").unwrap_or_else(|| json!({}));
-        let raised = raise_for_copy(&power_levels, old.power_levels().for_user(sender), sender);
+        let old_pl = old.content(&StateEventType::RoomPowerLevels, "").unwrap_or_else(|| json!({}));
+        let mut power_levels = fixed_up(&old_pl);
+        let top = crate::power_copy::top_level(&power_levels);
+        let users = power_levels.as_object_mut().expect("fixed_up returns an object").entry("users");
+        let users = users.or_insert_with(|| json!({}));
+        if new.creators_privileged() {
+            // Creators have infinite power and may not be listed.
+            if let Some(users) = users.as_object_mut() {
+                users.remove(sender.as_str());
+                for c in additional_creators {
+                    users.remove(c.as_str());
+                }
+            }
+        } else if old.creators_privileged() && old.creators().iter().any(|c| c == sender) {
+            // A creator of a v12 room, unlisted there, keeps the top power in the new room.
+            users[sender.as_str()] = json!(top);
+        }
+        let raised = (!new.creators_privileged()).then(|| raise_for_copy(&power_levels, sender)).flatten();
         events.push(NewEvent::state(
             sender,
             "m.room.power_levels",
@@ -113,8 +152,17 @@ impl Rooms {
                 events.push(NewEvent::state(sender, kind, "", content)?);
             }
         }
+        // A space keeps its children.
+        if old.content_str(&StateEventType::RoomCreate, "", "type").as_deref() == Some("m.space") {
+            for ((kind, key), pdu) in &old.state {
+                let content = serde_json::from_str::<Map<String, Value>>(pdu.content_str()).unwrap_or_default();
+                if kind.to_string() == "m.space.child" && !content.is_empty() {
+                    events.push(NewEvent::state(sender, "m.space.child", key, Value::Object(content))?);
+                }
+            }
+        }
         for ((kind, key), pdu) in &old.state {
-            if *kind == StateEventType::RoomMember && crate::state::membership_of(pdu).as_deref() == Some("ban") {
+            if *kind == StateEventType::RoomMember && membership_of(pdu).as_deref() == Some("ban") {
                 events.push(NewEvent::state(sender, "m.room.member", key, json!({ "membership": "ban" }))?);
             }
         }
@@ -131,11 +179,7 @@ impl Rooms {
         if old.get(&StateEventType::RoomCanonicalAlias, "").is_some() {
             events.push(NewEvent::state(sender, "m.room.canonical_alias", "", json!({})));
         }
-        if let Some(mut pl) = old.content(&StateEventType::RoomPowerLevels, "") {
-            let users_default = pl.get("users_default").and_then(Value::as_i64).unwrap_or(0);
-            let restricted = 50.max(users_default + 1);
-            pl["events_default"] = json!(restricted);
-            pl["invite"] = json!(restricted);
+        if let Some(pl) = old.content(&StateEventType::RoomPowerLevels, "").and_then(|pl| restricted(&pl)) {
             events.push(NewEvent::state(sender, "m.room.power_levels", "", pl));
         }
         for event in events {
@@ -150,25 +194,32 @@ impl Rooms {
     }
 }
 
-/// The power levels with `sender` raised to what copying state needs (the highest of
-/// `state_default`, `ban` and every event level), or `None` when they already suffice.
-fn raise_for_copy(
-    pl: &Value,
-    current: ruma::events::room::power_levels::UserPowerLevel,
+/// The new room's create content: the version, the predecessor, what carries over from the
+/// old create event (`m.federate`, `type`), the creator field of versions that have one and
+/// the additional creators of versions that privilege creators.
+fn successor_create(
+    old: &RoomState,
     sender: &UserId,
-) -> Option<Value> {
-    let level = |k: &str, default: i64| pl.get(k).and_then(Value::as_i64).unwrap_or(default);
-    let events_max = pl
-        .get("events")
-        .and_then(Value::as_object)
-        .map_or(0, |e| e.values().filter_map(Value::as_i64).max().unwrap_or(0));
-    let needed = level("state_default", 50).max(level("ban", 50)).max(events_max);
-    if current >= ruma::Int::new_saturating(needed) {
-        return None;
+    version: &RoomVersionId,
+    additional_creators: &[OwnedUserId],
+) -> Result<Map<String, Value>> {
+    let rules = rules_for(version)?;
+    let old_create = old.content(&StateEventType::RoomCreate, "").unwrap_or_else(|| json!({}));
+    let mut create = Map::new();
+    create.insert("room_version".into(), json!(version.as_str()));
+    create.insert("predecessor".into(), json!({ "room_id": old.room_id }));
+    for kept in ["m.federate", "type"] {
+        if let Some(v) = old_create.get(kept) {
+            create.insert(kept.into(), v.clone());
+        }
     }
-    let mut raised = pl.clone();
-    raised["users"][sender.as_str()] = json!(needed);
-    Some(raised)
+    if !rules.authorization.use_room_create_sender {
+        create.insert("creator".into(), json!(sender));
+    }
+    if !additional_creators.is_empty() {
+        create.insert("additional_creators".into(), json!(additional_creators));
+    }
+    Ok(create)
 }
 
 fn unsupported(version: &str) -> Error {

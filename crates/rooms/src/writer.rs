@@ -1,90 +1,31 @@
-//! Appending events to a room: the one path every new event takes. Under the room's lock it
-//! picks auth and prev events, builds and signs each PDU, checks it against the room
-//! version's authorization rules, then stores the batch in one transaction and announces
-//! it. An event that fails the rules is never stored or sent to anyone.
+//! Appending events to a room: the one path every new event takes. A [`Batch`] holds the
+//! room's lock and state while each event is built, signed and checked against the room
+//! version's authorization rules ([`crate::authorise`]); the batch is then stored in one
+//! transaction and announced. An event that fails the rules is never stored or sent to anyone.
 
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    CanonicalJsonObject, OwnedEventId, OwnedUserId, RoomId,
+    CanonicalJsonObject, OwnedEventId, RoomId,
     events::{StateEventType, TimelineEventType},
 };
-use serde_json::value::RawValue;
+use tokio::sync::OwnedMutexGuard;
 use trellis_bus::Channel;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 
 use crate::{
     Rooms,
-    pdu::{self, Draft, Pdu},
+    authorise::{accept, check_rules},
+    new_event::{NewEvent, Row, Txn},
+    pdu::{Built, Pdu},
     state::RoomState,
 };
-
-/// One event to append.
-pub struct NewEvent {
-    pub sender: OwnedUserId,
-    pub kind: String,
-    pub state_key: Option<String>,
-    pub content: CanonicalJsonObject,
-    /// The client transaction that sent it.
-    pub txn: Option<Txn>,
-    /// For redactions: the event redacted.
-    pub redacts: Option<Redacts>,
-}
-
-/// A client transaction: its ID, the device that sent it and the request path it was sent
-/// on. A transaction ID is scoped to one device and one endpoint (spec: "Transaction
-/// identifiers"): the same ID in another room, for another event type, or on `/redact`
-/// instead of `/send` is another request.
-#[derive(Clone, Debug)]
-pub struct Txn {
-    pub device: String,
-    pub id: String,
-    pub scope: String,
-}
-
-impl Txn {
-    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`
-    pub fn send(device: &str, id: Option<String>, room: &str, kind: &str) -> Option<Txn> {
-        Some(Txn { device: device.to_owned(), id: id?, scope: format!("send/{room}/{kind}") })
-    }
-
-    /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`
-    pub fn redact(device: &str, id: Option<String>, room: &str, event: &str) -> Option<Txn> {
-        Some(Txn { device: device.to_owned(), id: id?, scope: format!("redact/{room}/{event}") })
-    }
-}
-
-/// The target of a redaction, looked up before the redaction is built.
-pub struct Redacts {
-    pub event_id: OwnedEventId,
-    pub sender: OwnedUserId,
-}
-
-impl NewEvent {
-    pub fn state(sender: &ruma::UserId, kind: &str, state_key: &str, content: serde_json::Value) -> Result<NewEvent> {
-        Ok(NewEvent {
-            sender: sender.to_owned(),
-            kind: kind.to_owned(),
-            state_key: Some(state_key.to_owned()),
-            content: object(content)?,
-            txn: None,
-            redacts: None,
-        })
-    }
-}
-
-/// A JSON object as canonical JSON (fails on floats or out-of-range integers).
-pub fn object(value: serde_json::Value) -> Result<CanonicalJsonObject> {
-    match value {
-        serde_json::Value::Object(map) => ruma::canonical_json::try_from_json_map(map)
-            .map_err(|e| Error::bad_json(format!("not canonical JSON: {e}"))),
-        _ => Err(Error::bad_json("content must be a JSON object")),
-    }
-}
 
 /// A room to insert in the same transaction as its first events.
 pub struct NewRoom {
     pub state: RoomState,
+    /// The room's create event, from [`Rooms::build_create`] (from v12 on its ID names the room).
+    pub create: Built,
     pub creator: String,
     pub is_public: bool,
     pub alias: Option<String>,
@@ -110,13 +51,25 @@ impl Appended {
 const SELECT_TXN: &str =
     "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND scope = $4";
 
-/// What the transaction writes for one event.
-pub(crate) struct Row {
-    pub pdu: Arc<Pdu>,
-    pub json: String,
-    pub unsigned: Option<String>,
-    pub txn: Option<Txn>,
-    pub redacts: Option<OwnedEventId>,
+/// A room's write lock, held with the room's state while events are built and checked against
+/// it, until they are stored together. Dropped unstored, it leaves no cached state behind: the
+/// next writer reloads the room from PostgreSQL instead of trusting half-applied state.
+pub(crate) struct Batch {
+    guard: OwnedMutexGuard<Option<RoomState>>,
+    pub room: RoomState,
+    previous_latest: Option<OwnedEventId>,
+    /// For a room being created: its creator, listing and alias.
+    new_room: Option<(String, bool, Option<String>)>,
+    rows: Vec<Row>,
+}
+
+impl Batch {
+    /// Ends an untouched batch, keeping the room's cached state (it is still exact).
+    pub(crate) fn release(mut self) {
+        if self.rows.is_empty() && self.new_room.is_none() {
+            *self.guard = Some(self.room);
+        }
+    }
 }
 
 const INSERT_ROOM: &str =
@@ -134,54 +87,82 @@ impl Rooms {
         new_room: Option<NewRoom>,
         events: Vec<NewEvent>,
     ) -> Result<Appended> {
-        let lock = self.room_lock(room_id);
-        let mut cached = lock.lock().await;
+        let mut batch = self.open_batch(room_id, new_room).await?;
         // Under the room lock a repeated transaction cannot race its first use.
         if let Some(ev) = events.first()
             && let Some(id) = self.txn_event(&ev.sender, ev.txn.as_ref()).await?
         {
+            batch.release();
             return Ok(Appended::Duplicate(id));
         }
-        let creating = new_room.is_some();
-        let (mut room, new_room) = match new_room {
-            Some(NewRoom { state, creator, is_public, alias }) => (state, Some((creator, is_public, alias))),
-            None => match cached.take() {
-                Some(room) => (room, None),
-                None => {
-                    let client = self.pool.get().await?;
-                    match RoomState::load(&client, room_id.as_str()).await? {
-                        Some(room) => (room, None),
-                        None => return Err(Error::not_found("unknown room")),
-                    }
-                }
-            },
-        };
-        // From here `cached` stays empty until the batch is stored: on any failure the next
-        // writer reloads the room from PostgreSQL instead of trusting half-applied state.
-        let previous_latest = room.latest.clone();
-        let mut rows = Vec::with_capacity(events.len());
         // Setting state again changes nothing: one state event its sender already set with
         // the same content is answered with the event in place (as Synapse does), once the
         // rules allow it.
-        let dedupe = !creating && events.len() == 1;
+        if let [ev] = events.as_slice()
+            && batch.new_room.is_none()
+            && let Some(existing) = unchanged_state(&batch.room, ev)
+        {
+            let allowed =
+                self.build_event(&batch.room, ev).and_then(|(built, auth)| check_rules(&batch.room, &built.pdu, &auth));
+            batch.release();
+            allowed?;
+            return Ok(Appended::Duplicate(existing));
+        }
         for ev in events {
-            match self.authorise(&mut room, ev, dedupe) {
-                Ok(Authorised::Row(row)) => rows.push(row),
-                Ok(Authorised::Unchanged(existing)) => {
-                    *cached = Some(room);
-                    return Ok(Appended::Duplicate(existing));
-                }
-                Err(e) => {
-                    // Nothing was applied yet: the cached state is still exact, keep it.
-                    if rows.is_empty() && !creating {
-                        *cached = Some(room);
-                    }
-                    return Err(e);
-                }
+            if let Err(e) = self.add(&mut batch, ev) {
+                batch.release();
+                return Err(e);
             }
         }
+        Ok(Appended::New(self.commit(batch).await?))
+    }
+
+    /// Takes the room's write lock with its state (loaded when not cached), or starts a new
+    /// room with its create event. `M_NOT_FOUND` if the room does not exist.
+    pub(crate) async fn open_batch(&self, room_id: &RoomId, new_room: Option<NewRoom>) -> Result<Batch> {
+        let mut guard = self.room_lock(room_id).lock_owned().await;
+        let Some(NewRoom { state, create, creator, is_public, alias }) = new_room else {
+            let room = match guard.take() {
+                Some(room) => room,
+                None => {
+                    let client = self.pool.get().await?;
+                    RoomState::load(&client, room_id.as_str()).await?.ok_or_else(|| Error::not_found("unknown room"))?
+                }
+            };
+            let previous_latest = room.latest.as_ref().map(|l| l.id.clone());
+            return Ok(Batch { guard, room, previous_latest, new_room: None, rows: Vec::new() });
+        };
+        let mut batch = Batch {
+            guard,
+            room: state,
+            previous_latest: None,
+            new_room: Some((creator, is_public, alias)),
+            rows: vec![],
+        };
+        let row = accept(&mut batch.room, create, &HashMap::new(), None, None)?;
+        batch.rows.push(row);
+        Ok(batch)
+    }
+
+    /// Builds `ev` on top of the batch's room, checks it and applies it to the batch.
+    pub(crate) fn add(&self, batch: &mut Batch, ev: NewEvent) -> Result<Arc<Pdu>> {
+        let (built, auth) = self.build_event(&batch.room, &ev)?;
+        if let Some(target) = &ev.redacts {
+            crate::redact::check_permission(&batch.room, &ev.sender, &target.sender)?;
+        }
+        let row = accept(&mut batch.room, built, &auth, ev.txn, ev.redacts)?;
+        let pdu = row.pdu.clone();
+        batch.rows.push(row);
+        Ok(pdu)
+    }
+
+    /// Stores the batch's events in one transaction and announces them; returns them in order.
+    pub(crate) async fn commit(&self, batch: Batch) -> Result<Vec<Arc<Pdu>>> {
+        let Batch { mut guard, room, previous_latest, new_room, rows } = batch;
+        let room_id = room.room_id.clone();
+        let creating = new_room.is_some();
         let stored: Vec<Arc<Pdu>> = rows.iter().map(|r| r.pdu.clone()).collect();
-        let channels = wake_channels(room_id, &stored);
+        let channels = wake_channels(&room_id, &stored);
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -202,7 +183,7 @@ impl Rooms {
             }
         }
         crate::persist::write_rows(&tx, &room, &rows, reservation.positions()).await?;
-        let latest = room.latest.as_ref().map(|e| e.as_str());
+        let latest = room.latest.as_ref().map(|e| e.id.as_str());
         let advanced = tx
             .execute(
                 ADVANCE_ROOM,
@@ -224,12 +205,12 @@ impl Rooms {
         // needs one from the same pool.
         drop(client);
         let last = self.tracker.commit(reservation, channels);
-        *cached = Some(room);
-        drop(cached);
+        *guard = Some(room);
+        drop(guard);
         metrics::counter!("trellis_events_persisted_total").increment(stored.len() as u64);
         // Read-your-writes: once this returns, every reader's token covers these events.
         self.tracker.wait_announced(last).await;
-        Ok(Appended::New(stored))
+        Ok(stored)
     }
 
     /// A copy of the room's current state (loaded and cached when need be), for decisions
@@ -252,107 +233,6 @@ impl Rooms {
         let row = client.query_opt(&stmt, &[&sender.as_str(), &txn.device, &txn.id, &txn.scope]).await?;
         Ok(row.map(|r| ruma::EventId::parse(r.get::<_, String>(0))).transpose()?)
     }
-
-    /// Builds one event on top of `room`, checks it, and applies it to `room`; with `dedupe`,
-    /// a state event that would change nothing is not applied.
-    fn authorise(&self, room: &mut RoomState, ev: NewEvent, dedupe: bool) -> Result<Authorised> {
-        let unchanged = if dedupe { unchanged_state(room, &ev) } else { None };
-        let rules = room.rules.clone();
-        let kind = TimelineEventType::from(ev.kind.as_str());
-        let content_json = serde_json::to_string(&ev.content)?;
-        let content_raw = RawValue::from_string(content_json)?;
-        let auth_types = ruma::state_res::auth_types_for_event(
-            &kind,
-            &ev.sender,
-            ev.state_key.as_deref(),
-            &content_raw,
-            &rules.authorization,
-        )
-        .map_err(Error::bad_json)?;
-        let mut auth: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
-        for (t, k) in &auth_types {
-            if let Some(p) = room.get(t, k) {
-                auth.insert(p.event_id.clone(), p.clone());
-            }
-        }
-        let mut auth_events: Vec<OwnedEventId> = auth.keys().cloned().collect();
-        auth_events.sort();
-        let built = pdu::build(
-            Draft {
-                room_id: &room.room_id,
-                sender: &ev.sender,
-                kind: &ev.kind,
-                state_key: ev.state_key.as_deref(),
-                content: ev.content,
-                prev_events: room.latest.iter().cloned().collect(),
-                auth_events,
-                depth: (room.depth + 1) as u64,
-                origin_server_ts: now_ms() as u64,
-                redacts: ev.redacts.as_ref().map(|r| &*r.event_id),
-            },
-            &rules,
-            self.settings.server_name.as_str(),
-            &self.key,
-        )?;
-        let pdu = built.pdu;
-        check_rules(room, &pdu, &auth)?;
-        if let Some(target) = &ev.redacts {
-            crate::redact::check_permission(room, &ev.sender, &target.sender)?;
-        }
-        if let Some(existing) = unchanged {
-            return Ok(Authorised::Unchanged(existing));
-        }
-
-        let unsigned = pdu.state_key.as_ref().and_then(|key| {
-            let prev = room.get(&StateEventType::from(pdu.kind.to_string()), key)?;
-            let content: serde_json::Value = serde_json::from_str(prev.content_str()).ok()?;
-            Some(
-                serde_json::json!({
-                    "replaces_state": prev.event_id,
-                    "prev_content": content,
-                    "prev_sender": prev.sender,
-                })
-                .to_string(),
-            )
-        });
-        room.insert(pdu.clone());
-        if let Some(target) = &ev.redacts {
-            room.redact(&target.event_id)?;
-        }
-        room.latest = Some(pdu.event_id.clone());
-        room.depth += 1;
-        Ok(Authorised::Row(Row {
-            pdu,
-            json: built.json,
-            unsigned,
-            txn: ev.txn,
-            redacts: ev.redacts.map(|r| r.event_id),
-        }))
-    }
-}
-
-/// What the rules made of one new event.
-enum Authorised {
-    Row(Row),
-    /// A state event its sender already set with the same content: this is the event.
-    Unchanged(OwnedEventId),
-}
-
-/// When `ev` is a state event its sender already set with the same content, that event.
-fn unchanged_state(room: &RoomState, ev: &NewEvent) -> Option<OwnedEventId> {
-    let existing = room.get(&StateEventType::from(ev.kind.as_str()), ev.state_key.as_deref()?)?;
-    let content: CanonicalJsonObject = serde_json::from_str(existing.content_str()).ok()?;
-    (existing.sender == ev.sender && content == ev.content && ev.redacts.is_none()).then(|| existing.event_id.clone())
-}
-
-/// The room version's authorization rules (ruma's implementation) for `pdu`, given its auth
-/// events and the room's current state: `M_FORBIDDEN` naming the rule that refused it.
-pub(crate) fn check_rules(room: &RoomState, pdu: &Pdu, auth: &HashMap<OwnedEventId, Arc<Pdu>>) -> Result<()> {
-    let rules = &room.rules.authorization;
-    ruma::state_res::check_state_independent_auth_rules(rules, pdu, |id| auth.get(id).cloned())
-        .map_err(Error::forbidden)?;
-    ruma::state_res::check_state_dependent_auth_rules(rules, pdu, |t, k| room.get(t, k).cloned())
-        .map_err(Error::forbidden)
 }
 
 /// Every event wakes the room's channel; member events also wake their target, who may not
@@ -376,6 +256,12 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
-#[cfg(test)]
-#[path = "auth_events_rules.rs"]
-mod auth_events_rules;
+/// When `ev` is a state event its sender already set with the same content, that event.
+fn unchanged_state(room: &RoomState, ev: &NewEvent) -> Option<OwnedEventId> {
+    if ev.redacts.is_some() {
+        return None;
+    }
+    let existing = room.get(&StateEventType::from(ev.kind.as_str()), ev.state_key.as_deref()?)?;
+    let content: CanonicalJsonObject = serde_json::from_str(existing.content_str()).ok()?;
+    (existing.sender == ev.sender && content == ev.content).then(|| existing.event_id.clone())
+}

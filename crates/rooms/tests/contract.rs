@@ -12,6 +12,8 @@ mod basics;
 mod conformance;
 #[path = "contract/directory.rs"]
 mod directory;
+#[path = "contract/guests.rs"]
+mod guests;
 #[path = "contract/mutual.rs"]
 mod mutual;
 #[path = "contract/profiles.rs"]
@@ -30,6 +32,8 @@ mod search;
 mod spaces;
 #[path = "contract/upgrade.rs"]
 mod upgrade;
+#[path = "contract/versions.rs"]
+mod versions;
 
 use common::*;
 use trellis_core::ErrorCode;
@@ -84,7 +88,13 @@ contract!(
     upgrade::upgrade_replaces_the_room,
     upgrade::upgrade_raises_the_upgraders_power_while_copying,
     upgrade::knocking,
+    versions::every_version_serves_the_room_lifecycle,
+    versions::knocking_and_restricted_rooms_follow_their_versions,
+    versions::v12_rooms_are_named_by_their_create_event,
+    versions::v12_creators_have_infinite_power,
+    versions::upgrades_cross_the_formats,
     profiles::profile_changes_reach_every_joined_room,
+    guests::guests_join_only_where_allowed_and_leave_when_revoked,
     auth_rules::create_has_no_previous_events,
     auth_rules::create_room_id_domain_matches_sender,
     auth_rules::create_room_version_is_known,

@@ -34,9 +34,12 @@ pub struct Request<'a> {
 /// How a room appears in the response.
 enum Section {
     /// Joined: timeline in `(lower, upto]`; full state if `full`, else the gap's state.
+    /// `newly`: joined since the client's `since`, so its timeline is always `limited`
+    /// (the client has nothing of the room before it and may page back, as with Synapse).
     Join {
         lower: i64,
         full: bool,
+        newly: bool,
     },
     Invite {
         at: i64,
@@ -95,12 +98,12 @@ impl SyncWorker {
         let mut built: Vec<Built> = Vec::new();
         for (room, section) in &sections {
             let (lower, full, hi) = match section {
-                Section::Join { lower, full } => (*lower, *full, upto.events),
+                Section::Join { lower, full, .. } => (*lower, *full, upto.events),
                 Section::Leave { lower, at, full } => (*lower, *full, *at),
                 Section::Invite { .. } | Section::Knock { .. } => continue,
             };
             let mut events = timelines.remove(room).unwrap_or_default();
-            let limited = events.len() as i64 > limit;
+            let limited = events.len() as i64 > limit || matches!(section, Section::Join { newly: true, .. });
             events.truncate(limit.max(0) as usize);
             events.reverse();
             // Where the timeline starts is decided before history visibility hides events,
@@ -434,7 +437,7 @@ impl SyncWorker {
 
 fn initial_section(now: &Membership, include_leave: bool) -> Option<Section> {
     match now.membership.as_str() {
-        "join" => Some(Section::Join { lower: 0, full: true }),
+        "join" => Some(Section::Join { lower: 0, full: true, newly: false }),
         "invite" => Some(Section::Invite { at: now.pos }),
         "knock" => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if include_leave => Some(Section::Leave { lower: 0, at: now.pos, full: true }),
@@ -448,9 +451,10 @@ fn incremental_section(now: &Membership, before: Option<&Membership>, since: i64
     match now.membership.as_str() {
         // Newly joined (from an invite, a knock, a leave or nothing) or rejoined: the room is
         // sent as an initial sync would send it, so the client gets the latest events it may
-        // see and a `prev_batch` to page back from, not just the join.
-        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true }),
-        "join" => Some(Section::Join { lower: since, full: full_state }),
+        // see and a `prev_batch` to page back from, not just the join; `limited` tells it
+        // that it may (Synapse marks every newly joined room so).
+        "join" if was != Some("join") => Some(Section::Join { lower: 0, full: true, newly: true }),
+        "join" => Some(Section::Join { lower: since, full: full_state, newly: false }),
         "invite" if changed => Some(Section::Invite { at: now.pos }),
         "knock" if changed => Some(Section::Knock { at: now.pos }),
         "leave" | "ban" if changed && matches!(was, Some("join" | "invite" | "knock")) => {
@@ -492,19 +496,19 @@ mod tests {
         // Still joined: timeline since `since`, no full state.
         assert!(matches!(
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, false),
-            Some(Section::Join { lower: 5, full: false })
+            Some(Section::Join { lower: 5, full: false, newly: false })
         ));
         // Joined or rejoined in the window: the whole room, as in an initial sync.
         for was in [Some(m("invite", 4)), Some(m("leave", 4)), Some(m("knock", 4)), None] {
             assert!(matches!(
                 incremental_section(&m("join", 9), was.as_ref(), 5, false),
-                Some(Section::Join { lower: 0, full: true })
+                Some(Section::Join { lower: 0, full: true, newly: true })
             ));
         }
         // Still joined with full_state: full state, timeline since `since`.
         assert!(matches!(
             incremental_section(&m("join", 3), Some(&m("join", 3)), 5, true),
-            Some(Section::Join { lower: 5, full: true })
+            Some(Section::Join { lower: 5, full: true, newly: false })
         ));
         // Invited or knocking in the window; an old invite stays out.
         assert!(matches!(incremental_section(&m("invite", 9), None, 5, false), Some(Section::Invite { at: 9 })));

@@ -26,6 +26,7 @@ mod pushers;
 mod queries;
 mod receipts;
 mod response;
+mod room_upgrade;
 mod service;
 mod streams;
 mod tail_cache;

@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    Int, OwnedRoomId, OwnedUserId, UInt,
+    Int, OwnedRoomId, OwnedUserId, RoomVersionId, UInt,
     power_levels::NotificationPowerLevels,
     push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
     room_version_rules::{AuthorizationRules, RoomPowerLevelsRules},
@@ -17,20 +17,29 @@ use trellis_core::Result;
 use crate::push_match::{CompiledRules, EventFacts};
 
 /// Member count, the user's member event content, the power levels content and the user's
-/// global display name (the fallback), for one room.
+/// global display name (the fallback), for one room; then the create event's sender and
+/// content (who the creators are, and whether the version privileges them).
 const CONTEXT: &str = "SELECT \
        (SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'), \
        (SELECT e.content FROM current_state c JOIN events e ON e.event_id = c.event_id \
           WHERE c.room_id = $1 AND c.type = 'm.room.member' AND c.state_key = $2), \
        (SELECT e.content FROM current_state c JOIN events e ON e.event_id = c.event_id \
           WHERE c.room_id = $1 AND c.type = 'm.room.power_levels' AND c.state_key = ''), \
-       (SELECT displayname FROM profiles WHERE user_id = $2)";
+       (SELECT displayname FROM profiles WHERE user_id = $2), \
+       (SELECT e.sender FROM current_state c JOIN events e ON e.event_id = c.event_id \
+          WHERE c.room_id = $1 AND c.type = 'm.room.create' AND c.state_key = ''), \
+       (SELECT e.content FROM current_state c JOIN events e ON e.event_id = c.event_id \
+          WHERE c.room_id = $1 AND c.type = 'm.room.create' AND c.state_key = '')";
 
 /// Member count, power levels, and every joined member's display name (member event, else
 /// global profile), for a whole room at once.
 const ROOM_CONTEXT: &str = "SELECT m.user_id, e.content, p.displayname, \
        (SELECT e2.content FROM current_state c2 JOIN events e2 ON e2.event_id = c2.event_id \
-          WHERE c2.room_id = $1 AND c2.type = 'm.room.power_levels' AND c2.state_key = '') \
+          WHERE c2.room_id = $1 AND c2.type = 'm.room.power_levels' AND c2.state_key = ''), \
+       (SELECT e2.sender FROM current_state c2 JOIN events e2 ON e2.event_id = c2.event_id \
+          WHERE c2.room_id = $1 AND c2.type = 'm.room.create' AND c2.state_key = ''), \
+       (SELECT e2.content FROM current_state c2 JOIN events e2 ON e2.event_id = c2.event_id \
+          WHERE c2.room_id = $1 AND c2.type = 'm.room.create' AND c2.state_key = '') \
      FROM memberships m \
      LEFT JOIN current_state c ON c.room_id = m.room_id AND c.type = 'm.room.member' AND c.state_key = m.user_id \
      LEFT JOIN events e ON e.event_id = c.event_id \
@@ -49,11 +58,10 @@ impl RoomContexts {
         let Ok(room_id) = OwnedRoomId::try_from(room) else { return Ok(None) };
         let stmt = client.prepare_cached(ROOM_CONTEXT).await?;
         let rows = client.query(&stmt, &[&room]).await?;
-        let power_levels = rows
-            .first()
-            .and_then(|r| r.get::<_, Option<String>>(3))
-            .and_then(|c| serde_json::from_str::<Value>(&c).ok())
-            .map(|c| power_levels(&c));
+        let power_levels = rows.first().and_then(|r| {
+            let content = serde_json::from_str::<Value>(&r.get::<_, Option<String>>(3)?).ok()?;
+            Some(with_creators(power_levels(&content), r.get(4), r.get(5)))
+        });
         let count = UInt::try_from(rows.len() as u64).unwrap_or_default();
         let mut members = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -106,7 +114,9 @@ pub async fn room_ctx(
     let levels: Option<String> = row.get(2);
     let profile: Option<String> = row.get(3);
     let count = UInt::try_from(members.max(0) as u64).unwrap_or_default();
-    let levels = levels.and_then(|c| serde_json::from_str::<Value>(&c).ok()).map(|c| power_levels(&c));
+    let levels = levels
+        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .map(|c| with_creators(power_levels(&c), row.get(4), row.get(5)));
     Ok(Some(member_ctx(room_id, count, user_id, display_name(member, profile), levels)))
 }
 
@@ -146,6 +156,27 @@ pub(crate) fn power_levels(content: &Value) -> PushConditionPowerLevelsCtx {
         notifications,
         RoomPowerLevelsRules::new(&AuthorizationRules::V1, []),
     )
+}
+
+/// `levels` with the room's creators outranking every level when its version says so (v12:
+/// the create event's sender and `additional_creators`, never listed in the power levels).
+fn with_creators(
+    mut levels: PushConditionPowerLevelsCtx,
+    create_sender: Option<&str>,
+    create_content: Option<&str>,
+) -> PushConditionPowerLevelsCtx {
+    let (Some(sender), Some(content)) = (create_sender, create_content) else { return levels };
+    let Ok(content) = serde_json::from_str::<Value>(content) else { return levels };
+    let version = content["room_version"].as_str().unwrap_or("1");
+    let Some(rules) = RoomVersionId::try_from(version).ok().and_then(|v| v.rules()) else { return levels };
+    if rules.authorization.explicitly_privilege_room_creators {
+        let additional = content["additional_creators"].as_array().into_iter().flatten();
+        let creators = std::iter::once(sender)
+            .chain(additional.filter_map(Value::as_str))
+            .filter_map(|u| OwnedUserId::try_from(u).ok());
+        levels.rules = RoomPowerLevelsRules::new(&rules.authorization, creators);
+    }
+    levels
 }
 
 /// The event as the rules see it (their keys are `type`, `sender`, `content.*`, ...).
@@ -208,6 +239,19 @@ mod tests {
     use ruma::{owned_room_id, owned_user_id, uint};
 
     use super::*;
+
+    #[test]
+    fn v12_creators_may_notify_the_room_unlisted() {
+        let pl = || power_levels(&serde_json::json!({"users": {}, "notifications": {"room": 50}}));
+        let creator = owned_user_id!("@creator:x");
+        let other = owned_user_id!("@other:x");
+        let create = |v: &str| serde_json::json!({"room_version": v, "additional_creators": ["@other:x"]}).to_string();
+        let v12 = with_creators(pl(), Some("@creator:x"), Some(&create("12")));
+        assert!(v12.has_sender_notification_permission(&creator, &"room".into()));
+        assert!(v12.has_sender_notification_permission(&other, &"room".into()), "additional creators too");
+        let v11 = with_creators(pl(), Some("@creator:x"), Some(&create("11")));
+        assert!(!v11.has_sender_notification_permission(&creator, &"room".into()), "v11 ranks creators by level");
+    }
 
     #[tokio::test]
     async fn default_rules_decide() {

@@ -61,4 +61,7 @@ impl SyncService for SyncWorker {
     async fn send_to_device(&self, req: SendToDeviceRequest) -> Result<Ack> {
         self.send_to_device(req).await
     }
+    async fn transfer_room_settings(&self, req: TransferRoomSettingsRequest) -> Result<Ack> {
+        self.transfer_room_settings(req).await
+    }
 }

@@ -15,7 +15,7 @@ use trellis_sync::{SyncSettings, SyncWorker};
 struct Env {
     rooms: Arc<dyn RoomsService>,
     sync: Arc<dyn SyncService>,
-    _db: TestDb,
+    db: TestDb,
 }
 
 async fn local() -> Env {
@@ -34,7 +34,7 @@ async fn local() -> Env {
         ephemeral_batch: Duration::from_millis(50),
     };
     let sync = SyncWorker::new(db.pool(8), bus, sync_settings, Shutdown::never());
-    Env { rooms: Arc::new(RoomsHandle(rooms)), sync, _db: db }
+    Env { rooms: Arc::new(RoomsHandle(rooms)), sync, db }
 }
 
 async fn grpc() -> Env {
@@ -59,6 +59,7 @@ contract!(
     invite_join_leave_sections,
     stored_filters,
     bad_input,
+    room_settings_follow_an_upgrade,
 );
 
 const ALICE: &str = "@alice:localhost";
@@ -401,4 +402,44 @@ async fn bad_input(env: Env) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotJson);
+}
+
+/// Only the upgrader, and only for the room's real successor, may carry the members' tags over.
+async fn room_settings_follow_an_upgrade(env: Env) {
+    let client = env.db.pool(1).get().await.unwrap();
+    for user in [ALICE, BOB] {
+        client.execute("INSERT INTO users (user_id, created_ts) VALUES ($1, 0)", &[&user]).await.unwrap();
+    }
+    let old = create_room(&env, "public_chat").await;
+    let unrelated = create_room(&env, "public_chat").await;
+    act(&env, BOB, &old, MembershipAction::Join, None).await;
+    let tag = |room: &str| UpdateTagRequest {
+        requester: BOB.into(),
+        user_id: BOB.into(),
+        room_id: room.into(),
+        tag: "u.work".into(),
+        content_json: Some("{}".into()),
+    };
+    env.sync.update_tag(tag(&old)).await.unwrap();
+    let upgrade = UpgradeRoomRequest {
+        sender: ALICE.into(),
+        room_id: old.clone(),
+        new_version: "12".into(),
+        ..Default::default()
+    };
+    let new = env.rooms.upgrade_room(upgrade).await.unwrap().replacement_room;
+    let transfer = |user: &str, to: &str| TransferRoomSettingsRequest {
+        user_id: user.into(),
+        old_room_id: old.clone(),
+        new_room_id: to.into(),
+    };
+    for (user, to) in [(BOB, new.as_str()), (ALICE, unrelated.as_str())] {
+        let err = env.sync.transfer_room_settings(transfer(user, to)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Forbidden, "{user} → {to}");
+    }
+    env.sync.transfer_room_settings(transfer(ALICE, &new)).await.unwrap();
+    let tags =
+        GetAccountDataRequest { requester: BOB.into(), user_id: BOB.into(), room_id: new, data_type: "m.tag".into() };
+    let tags: Value = serde_json::from_str(&env.sync.get_account_data(tags).await.unwrap().content_json).unwrap();
+    assert_eq!(tags, json!({"tags": {"u.work": {}}}));
 }

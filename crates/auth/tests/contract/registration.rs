@@ -116,7 +116,7 @@ pub async fn guests_when_allowed(svc: Arc<dyn AuthService>, _db: Pool) {
         device_id: Some("MINE".into()),
         inhibit_login: true,
         initial_device_display_name: Some("guest phone".into()),
-        auth_json: String::new(),
+        ..Default::default()
     };
     let done = svc.register(req).await.unwrap();
     let localpart = done.user_id.trim_start_matches('@').split(':').next().unwrap().to_owned();

@@ -45,6 +45,8 @@ struct RegisterBody {
     #[serde(default)]
     inhibit_login: bool,
     auth: Option<Value>,
+    /// Upgrading a guest account: the guest's access token.
+    guest_access_token: Option<String>,
     /// The r0-era one-shot form: `{"user": ..., "password": ..., "type": "m.login.password"}`.
     user: Option<String>,
     #[serde(rename = "type")]
@@ -83,6 +85,7 @@ async fn register_route(
             inhibit_login: body.inhibit_login,
             guest,
             auth_json: auth,
+            guest_access_token: body.guest_access_token,
         })
         .await?;
     let mut out = json!({ "user_id": resp.user_id, "home_server": s.settings.server_name });

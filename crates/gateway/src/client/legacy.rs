@@ -38,11 +38,17 @@ struct InitialSyncQuery {
     archived: Option<String>,
 }
 
-fn number(v: Option<&str>, what: &str) -> Result<u64, ApiError> {
+/// A non-negative number, else `M_INVALID_PARAM` (an empty value counts as absent).
+fn number(v: Option<&str>, what: &str) -> Result<Option<u64>, ApiError> {
     match v {
-        None | Some("") => Ok(0),
-        Some(n) => n.parse().map_err(|_| ApiError(Error::invalid_param(format!("{what} must be a number")))),
+        None | Some("") => Ok(None),
+        Some(n) => n.parse().map(Some).map_err(|_| ApiError(Error::invalid_param(format!("{what} must be a number")))),
     }
+}
+
+/// A `limit` parameter: a count of events (`M_INVALID_PARAM` if negative or not a number).
+fn limit(v: Option<&str>) -> Result<Option<u32>, ApiError> {
+    Ok(number(v, "limit")?.map(|n| n.min(u64::from(u32::MAX)) as u32))
 }
 
 /// # `GET /_matrix/client/r0/initialSync`
@@ -51,7 +57,7 @@ async fn initial_sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -
     let req = InitialSyncRequest {
         user_id: auth.user_id,
         device_id: auth.device_id,
-        limit: number(q.limit.as_deref(), "limit")?.min(u64::from(u32::MAX)) as u32,
+        limit: limit(q.limit.as_deref())?,
         archived: q.archived.as_deref() == Some("true"),
     };
     Ok(RawJson(s.services.sync.initial_sync(req).await?.body_json))
@@ -61,6 +67,8 @@ async fn initial_sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -
 struct EventsQuery {
     from: Option<String>,
     timeout: Option<String>,
+    limit: Option<String>,
+    room_id: Option<String>,
 }
 
 /// # `GET /_matrix/client/r0/events`
@@ -70,17 +78,50 @@ async fn events_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiR
         user_id: auth.user_id,
         device_id: auth.device_id,
         from: q.from,
-        timeout_ms: number(q.timeout.as_deref(), "timeout")?,
+        timeout_ms: number(q.timeout.as_deref(), "timeout")?.unwrap_or(0),
+        limit: limit(q.limit.as_deref())?,
+        room_id: q.room_id,
+        is_guest: auth.is_guest,
     };
     Ok(RawJson(s.services.sync.events(req).await?.body_json))
 }
 
+#[derive(Deserialize, Default)]
+struct RoomInitialSyncQuery {
+    limit: Option<String>,
+}
+
 /// # `GET /_matrix/client/r0/rooms/{roomId}/initialSync`
-async fn room_initial_sync_route(State(s): State<AppState>, auth: Authed, params: RawPathParams) -> ApiResult<RawJson> {
+async fn room_initial_sync_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    params: RawPathParams,
+    uri: Uri,
+) -> ApiResult<RawJson> {
+    let q: RoomInitialSyncQuery = query(&uri)?;
     let req = RoomInitialSyncRequest {
         user_id: auth.user_id,
         device_id: auth.device_id,
         room_id: param(&params, "room_id")?,
+        limit: limit(q.limit.as_deref())?,
     };
     Ok(RawJson(s.services.sync.room_initial_sync(req).await?.body_json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_counts() {
+        let ok = |v| limit(v).ok().expect("a valid limit");
+        assert_eq!(ok(None), None);
+        assert_eq!(ok(Some("")), None);
+        assert_eq!(ok(Some("0")), Some(0));
+        assert_eq!(ok(Some("5")), Some(5));
+        for bad in ["-2", "hello", "1.5"] {
+            let err = limit(Some(bad)).expect_err("refused");
+            assert_eq!((err.0.code(), err.0.status()), (trellis_core::ErrorCode::InvalidParam, 400), "{bad}");
+        }
+    }
 }

@@ -3,7 +3,10 @@
 use axum::{Json, Router, extract::State};
 use ruma::api::client::room::{create_room, upgrade_room};
 use serde_json::{Value, json};
-use trellis_proto::rooms::{CreateRoomRequest, UpgradeRoomRequest};
+use trellis_proto::{
+    rooms::{CreateRoomRequest, UpgradeRoomRequest},
+    sync::TransferRoomSettingsRequest,
+};
 
 use crate::{
     AppState,
@@ -46,6 +49,9 @@ async fn create_room_route(
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+///
+/// The rooms service replaces the room; the sync service then carries its members' push
+/// rules, tags and direct-chat entries over (best effort: the upgrade stands either way).
 async fn upgrade_route(
     State(s): State<AppState>,
     auth: Authed,
@@ -55,10 +61,19 @@ async fn upgrade_route(
         .services
         .rooms
         .upgrade_room(UpgradeRoomRequest {
-            sender: auth.user_id,
+            sender: auth.user_id.clone(),
             room_id: req.room_id.to_string(),
             new_version: req.new_version.to_string(),
+            additional_creators: req.additional_creators.iter().map(|u| u.to_string()).collect(),
         })
         .await?;
+    let transfer = TransferRoomSettingsRequest {
+        user_id: auth.user_id,
+        old_room_id: req.room_id.to_string(),
+        new_room_id: resp.replacement_room.clone(),
+    };
+    if let Err(e) = s.services.sync.transfer_room_settings(transfer).await {
+        tracing::warn!(error = ?e, room_id = %req.room_id, "room settings not carried over to the upgraded room");
+    }
     Ok(Json(json!({ "replacement_room": resp.replacement_room })))
 }

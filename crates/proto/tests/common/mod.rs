@@ -135,4 +135,7 @@ impl SyncService for Probe {
     async fn send_to_device(&self, _: SendToDeviceRequest) -> Result<Ack> {
         Err(Error::unrecognized("not in this test"))
     }
+    async fn transfer_room_settings(&self, _: TransferRoomSettingsRequest) -> Result<Ack> {
+        Err(Error::unrecognized("not in this test"))
+    }
 }

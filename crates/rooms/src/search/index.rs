@@ -4,7 +4,7 @@
 use ruma::events::TimelineEventType;
 use trellis_core::Result;
 
-use crate::writer::Row;
+use crate::new_event::Row;
 
 const INSERT: &str = "INSERT INTO event_search (event_id, room_id, pos, key, value, vector) \
      SELECT i, $1, p, k, v, to_tsvector('english', v) \

@@ -39,12 +39,12 @@ pub async fn create_room_id_domain_matches_sender(env: Env) {
 }
 
 pub async fn create_room_version_is_known(env: Env) {
-    for v in ["10", "11"] {
+    for v in ["1", "5", "10", "11", "12"] {
         let mut req = create(ALICE);
         req.room_version = Some(v.into());
         env.svc.create_room(req).await.unwrap();
     }
-    for v in ["1", "9", "banana"] {
+    for v in ["0", "13", "1.0", "banana"] {
         let mut req = create(ALICE);
         req.room_version = Some(v.into());
         refused(env.svc.create_room(req).await, ErrorCode::UnsupportedRoomVersion, "not supported");

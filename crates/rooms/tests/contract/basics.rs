@@ -72,7 +72,7 @@ pub async fn room_versions(env: Env) {
     let c = st.iter().find(|e| e["type"] == "m.room.create").unwrap();
     assert_eq!(c["content"]["room_version"], "10");
     assert_eq!(c["content"]["creator"], ALICE, "v10 create events carry the creator");
-    for bad in ["1", "9", "banana"] {
+    for bad in ["0", "13", "org.matrix.msc2870", "banana"] {
         let mut req = create(ALICE);
         req.room_version = Some(bad.into());
         assert_eq!(code(env.svc.create_room(req).await.unwrap_err()), ErrorCode::UnsupportedRoomVersion, "{bad}");

@@ -22,6 +22,7 @@ pub async fn upgrade_replaces_the_room(env: Env) {
         sender: sender.into(),
         room_id: old.clone(),
         new_version: version.into(),
+        additional_creators: vec![],
     };
     refused(env.svc.upgrade_room(upgrade(BOB, "11")).await, ErrorCode::Forbidden, "power to upgrade");
     refused(env.svc.upgrade_room(upgrade(ALICE, "banana")).await, ErrorCode::UnsupportedRoomVersion, "banana");
@@ -66,7 +67,7 @@ pub async fn upgrade_raises_the_upgraders_power_while_copying(env: Env) {
     send(&env, state(ALICE, &room, "m.room.power_levels", pl.clone())).await.unwrap();
     let acl = json!({"allow": ["*"], "deny": []});
     send(&env, state(ALICE, &room, "m.room.server_acl", acl.clone())).await.unwrap();
-    let req = UpgradeRoomRequest { sender: BOB.into(), room_id: room, new_version: "11".into() };
+    let req = UpgradeRoomRequest { sender: BOB.into(), room_id: room, new_version: "11".into(), ..Default::default() };
     let new = env.svc.upgrade_room(req).await.unwrap().replacement_room;
     let st = state_of(&env, BOB, &new).await;
     assert_eq!(st.iter().find(|e| e["type"] == "m.room.server_acl").unwrap()["content"], acl);
