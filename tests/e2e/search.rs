@@ -12,6 +12,7 @@ both_modes!(
     search_returns_context_state_and_groups,
     search_never_returns_what_the_searcher_may_not_see,
     search_refuses_bad_input,
+    search_hides_erased_users_from_later_joiners,
 );
 
 const SEARCH: &str = "/_matrix/client/v3/search";
@@ -157,6 +158,32 @@ async fn search_never_returns_what_the_searcher_may_not_see(server: TestServer) 
     assert_eq!(result_bodies(&found), ["joined banana"], "{found}");
     let found = search(&alice, json!({"search_term": "banana", "filter": {"rooms": [private]}})).await;
     assert_eq!(result_bodies(&found), ["secret banana"], "the filter's rooms narrow the search");
+
+    // A self-destructed message is found by no one, its sender included.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let gone = json!({"msgtype": "m.text", "body": "fleeting kiwi", "org.matrix.self_destruct_after": now - 1});
+    alice.put(&room_path(&room, "/send/m.room.message/sd1"), gone).await.ok();
+    assert_eq!(search(&alice, json!({"search_term": "kiwi"})).await["results"], Value::Null);
+}
+
+async fn search_hides_erased_users_from_later_joiners(server: TestServer) {
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let carol = user(&server, "carol").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
+    say(&alice, &room, "mango secrets").await;
+    carol.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
+    assert_eq!(result_bodies(&search(&carol, json!({"search_term": "mango"})).await), ["mango secrets"]);
+
+    let path = "/_matrix/client/v3/account/deactivate";
+    let challenge = alice.post(path, json!({"erase": true})).await;
+    let auth = json!({"type": "m.login.password", "session": challenge.body["session"],
+                      "identifier": {"type": "m.id.user", "user": alice.user_id}, "password": "pw"});
+    alice.post(path, json!({"erase": true, "auth": auth})).await.ok();
+    // Bob was there and still finds it; Carol joined later and no longer does.
+    assert_eq!(result_bodies(&search(&bob, json!({"search_term": "mango"})).await), ["mango secrets"]);
+    assert_eq!(search(&carol, json!({"search_term": "mango"})).await["results"], Value::Null);
 }
 
 async fn search_refuses_bad_input(server: TestServer) {

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use ruma::api::client::filter::RoomEventFilter;
 use tokio_postgres::types::ToSql;
-use trellis_core::Result;
+use trellis_core::{Result, time::now_ms};
 use trellis_storage::{
+    erasure,
     events::{COLUMNS, EventRow},
     visibility::{self, RoomHistory},
 };
@@ -136,16 +137,21 @@ impl Search<'_> {
     ) -> Result<Page> {
         let batch = (limit * 2).max(20);
         let mut hits = Vec::new();
+        let now = now_ms();
         for _ in 0..MAX_ROUNDS {
-            let rows = self.fetch(client, cursor, batch).await?;
+            let mut rows = self.fetch(client, cursor, batch).await?;
             let full = rows.len() == batch;
-            for (rank, row) in rows {
+            // A match whose text the viewer may not have — an erased user's, or a message past
+            // its self-destruct time — is no result: that it matched would tell what it said.
+            let stored: Vec<String> = rows.iter().map(|(_, r)| r.content.clone()).collect();
+            erasure::hide_erased(client, |room| readable.histories.get(room), rows.iter_mut().map(|(_, r)| r)).await?;
+            for ((rank, row), stored) in rows.into_iter().zip(stored) {
                 cursor = Some(if self.recent {
                     Cursor::Recent { pos: row.pos }
                 } else {
                     Cursor::Rank { rank, pos: row.pos }
                 });
-                if readable.sees(&row) {
+                if readable.sees(&row) && row.content == stored && !row.self_destructed(now) {
                     hits.push((rank, row));
                     if hits.len() == limit {
                         return Ok(Page { hits, next: cursor });
