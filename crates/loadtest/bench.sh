@@ -13,7 +13,8 @@
 #              (default ${CARGO_TARGET_DIR:-target})
 # Needs the release build (cargo build --release -p trellis-homeserver -p trellis-loadtest),
 # scripts/services.sh (PostgreSQL on 15432, Redis on 16379), curl, and pidstat (sysstat).
-# The server listens on 127.0.0.1:8008, so nothing else may use that port.
+# The server listens on 127.0.0.1:8008 (metrics on 9190, or run-split.sh's operations ports),
+# so nothing else may use those ports.
 set -euo pipefail
 MODE=${1:?usage: bench.sh MODE RECEIVERS} N=${2:?usage: bench.sh MODE RECEIVERS}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,7 +36,8 @@ export SPLIT_DIR=$OUT/split
 case "${LT_ARGS:-}" in *held*) export MIMALLOC_PURGE_DELAY=0 ;; esac
 case $MODE in
   mono)
-    TRELLIS_BUS__BACKEND=memory TRELLIS_MEDIA__PATH=$OUT/media "$BIN" serve >"$OUT/server.log" 2>&1 &
+    TRELLIS_BUS__BACKEND=memory TRELLIS_MEDIA__PATH=$OUT/media TRELLIS_METRICS__LISTEN=127.0.0.1:9190 \
+      "$BIN" serve >"$OUT/server.log" 2>&1 &
     echo $! >"$OUT/mono.pid"
     PIDS=$(cat "$OUT/mono.pid")
     for _ in $(seq 100); do
@@ -62,8 +64,16 @@ set +e
 RC=$?
 set -e
 kill "$PIDSTAT"
-# The server's own counters (fast and slow sync paths, request latencies) for the run.
-curl -fs http://127.0.0.1:8008/metrics >"$OUT/metrics.txt" 2>/dev/null || true
+# The server's own counters (fast and slow sync paths, request latencies) for the run, from
+# each process's operations port (metrics are never on the client port).
+case $MODE in
+  mono) curl -fs http://127.0.0.1:9190/metrics >"$OUT/metrics.txt" 2>/dev/null || true ;;
+  split*)
+    "$ROOT/scripts/run-split.sh" ops | while read -r name url; do
+      curl -fs "$url/metrics" >"$OUT/metrics-$name.txt" 2>/dev/null || true
+    done
+    ;;
+esac
 case $MODE in
   mono)
     kill "$(cat "$OUT/mono.pid")"

@@ -200,6 +200,10 @@ async fn cross_signing_and_signatures(server: TestServer) {
     let sigs = &q["device_keys"][&alice.user_id][&alice.device_id]["signatures"][&alice.user_id];
     assert_eq!(sigs["ed25519:ASSK"], "ssk-sig", "{q}");
     assert_eq!(sigs[format!("ed25519:{}", alice.device_id)], "selfsig");
+    // Alice's signature of Bob's master key (by her user-signing key) is hers to see, not
+    // Bob's (as Synapse).
+    assert!(q["master_keys"][&bob.user_id]["signatures"].get(&alice.user_id).is_none(), "{q}");
+    let q = alice.post(&format!("{V3}/keys/query"), json!({"device_keys": {bob.user_id.clone(): []}})).await.ok();
     assert_eq!(q["master_keys"][&bob.user_id]["signatures"][&alice.user_id]["ed25519:AUSK"], "usk-sig", "{q}");
 
     // The dummy stage is not enough; the password is.

@@ -37,18 +37,24 @@ macro_rules! both_modes {
 }
 
 mod client_startup;
+mod dashboards;
 mod devices_account;
 mod e2ee_keys;
+mod e2ee_local;
 mod errors;
 mod guest_access;
+mod health;
 mod js_sdk;
 mod legacy_api;
 mod media;
 mod nio;
+mod openid_whois;
 mod profile;
 mod profile_fields;
 mod push;
 mod reporting;
+mod push_gateway;
+mod push_rules;
 mod room_versions;
 mod rooms_conformance;
 mod rooms_create;
@@ -61,8 +67,10 @@ mod search;
 mod server_info;
 mod spaces;
 mod sync_features;
+mod sync_fidelity;
 mod sync_new_rooms;
 mod sync_resilience;
 mod sync_workers;
 mod telemetry;
 mod tutorial;
+mod uia_register;

@@ -74,11 +74,13 @@ async fn room_versions_and_create_room(server: TestServer) {
     assert_eq!((bob_member["membership"].as_str(), bob_member["is_direct"].as_bool()), (Some("invite"), Some(true)));
     alice.post("/_matrix/client/v3/createRoom", json!({"room_alias_name": "pair"})).await.err(400, "M_ROOM_IN_USE");
 
-    // public_chat: public join rule, guests forbidden, invites need power.
+    // public_chat: public join rule, no guest access event, invites need power.
     let public = alice.create_room(json!({"preset": "public_chat"})).await;
     let rules = alice.get(&room_path(&public, "/state/m.room.join_rules")).await.ok();
     assert_eq!(rules["join_rule"], "public");
     assert_eq!(alice.get(&room_path(&public, "/state/m.room.power_levels")).await.ok()["invite"], 50);
+    // No `m.room.guest_access` event: without one, guests may not join (as Synapse creates it).
+    alice.get(&room_path(&public, "/state/m.room.guest_access")).await.err(404, "M_NOT_FOUND");
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&public)), json!({})).await.ok();
     bob.post(&room_path(&public, "/invite"), json!({"user_id": "@carol:localhost"})).await.err(403, "M_FORBIDDEN");
     // The default preset for a private room: invite-only, shared history.

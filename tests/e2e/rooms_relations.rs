@@ -90,6 +90,9 @@ async fn room_upgrade(server: TestServer) {
     let create = alice.get(&room_path(&new, "/state/m.room.create")).await.ok();
     assert_eq!((create["room_version"].as_str(), create["predecessor"]["room_id"].as_str()), (Some("11"), Some(&*old)));
     assert_eq!(alice.get(&room_path(&new, "/state/m.room.name")).await.ok()["name"], "Hall");
+    // A public room has no guest access event; its successor has the private_chat preset's.
+    alice.get(&room_path(&old, "/state/m.room.guest_access")).await.err(404, "M_NOT_FOUND");
+    assert_eq!(alice.get(&room_path(&new, "/state/m.room.guest_access")).await.ok()["guest_access"], "can_join");
     let alias = alice.get(&format!("/_matrix/client/v3/directory/room/{}", enc("#hall:localhost"))).await.ok();
     assert_eq!(alias["room_id"], new.as_str());
     bob.put(&room_path(&old, "/send/m.room.message/late"), json!({"body": "hi"})).await.err(403, "M_FORBIDDEN");

@@ -360,7 +360,7 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     };
-    let before = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
+    let before = metric(&reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap());
     let mut since = next(&bob.sync(None, None, 0).await);
     let mut got = Vec::new();
     for i in 0..5 {
@@ -377,7 +377,7 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
         since = next(&body);
     }
     assert_eq!(got, (0..5).map(|i| format!("fast {i}")).collect::<Vec<_>>());
-    let after = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
+    let after = metric(&reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap());
     assert!(after - before >= 3.0, "woken long-polls answered from memory: {before} -> {after}");
 }
 
@@ -385,7 +385,7 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
 async fn open_long_polls_are_counted(server: TestServer) {
     let (alice, bob, room) = pair(&server).await;
     let open = || async {
-        let text = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap();
         text.lines()
             .find(|l| l.starts_with("trellis_sync_open_longpolls "))
             .and_then(|l| l.rsplit(' ').next())
@@ -432,7 +432,7 @@ async fn receipts_typing_and_presence_reach_woken_polls_from_memory(server: Test
     let first = bob.sync(None, None, 0).await;
     let unread = first["rooms"]["join"][&room]["unread_notifications"].clone();
     assert_eq!(unread["notification_count"], 1, "{first}");
-    let before = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
+    let before = metric(&reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap());
     let mut since = next(&first);
     let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id));
     let receipt = |kind: &str| format!("/_matrix/client/v3/rooms/{}/receipt/{kind}/{}", enc(&room), enc(&event));
@@ -483,6 +483,6 @@ async fn receipts_typing_and_presence_reach_woken_polls_from_memory(server: Test
     // Alice's own private receipt reaches her.
     let own = alice.sync(None, None, 0).await;
     assert!(ephemeral(&own, &room, "m.receipt").unwrap().to_string().contains("m.read.private"), "{own}");
-    let after = metric(&reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap());
+    let after = metric(&reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap());
     assert!(after - before >= 3.0, "woken long-polls answered from memory: {before} -> {after}");
 }

@@ -130,7 +130,9 @@ async fn a_rejoined_room_is_sent_whole(server: TestServer) {
     let since = next(&bob.sync(None, None, 0).await);
     alice.send_text(&room, "t1", "while away").await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
-    let body = sync_until_joined(&bob, &since, None, &room).await;
+    // A timeline shorter than the room, so that its start has state before it.
+    let short = json!({"room": {"timeline": {"limit": 4}}});
+    let body = sync_until_joined(&bob, &since, Some(&short), &room).await;
     // A public room's history is shared: everything since the room began is visible again.
     assert_eq!(timeline_bodies(&body, &room), ["before", "while away"]);
     let state = state_types(&body, &room);

@@ -1,4 +1,4 @@
-//! Observability through the gateway: Prometheus counters and latency histograms per route.
+//! Observability: Prometheus counters and latency histograms per route, on the operations port.
 
 use trellis_testkit::TestServer;
 
@@ -10,7 +10,7 @@ async fn metrics_count_requests_per_route(server: TestServer) {
     for _ in 0..3 {
         alice.get("/_matrix/client/v3/account/whoami").await.ok();
     }
-    let text = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap();
     let line = text
         .lines()
         .find(|l| {

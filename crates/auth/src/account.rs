@@ -6,7 +6,7 @@ use tracing::{info, instrument};
 use trellis_core::Result;
 use trellis_proto::auth::{AuthAck, ChangePasswordRequest, DeactivateRequest};
 
-use crate::{backup_store, devices, password, service::Auth};
+use crate::{backup_store, devices, openid, password, service::Auth};
 
 const SET_PASSWORD: &str = "UPDATE users SET password_hash = $2 WHERE user_id = $1";
 const DEACTIVATE: &str = "UPDATE users SET deactivated = TRUE, erased = erased OR $2 WHERE user_id = $1";
@@ -17,7 +17,7 @@ impl Auth {
     pub(crate) async fn do_change_password(&self, req: ChangePasswordRequest) -> Result<AuthAck> {
         // A weak new password is refused before the client is asked for the old one.
         let new = password::check_new(Some(&req.new_password), self.config.min_password_len)?.to_owned();
-        self.require_uia(&req.user_id, "change_password", &req.auth_json).await?;
+        self.require_uia(&req.user_id, "change_password", None, &req.auth_json).await?;
         let hash = password::hash(new).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -38,13 +38,14 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_deactivate(&self, req: DeactivateRequest) -> Result<AuthAck> {
-        self.require_uia(&req.user_id, "deactivate", &req.auth_json).await?;
+        self.require_uia(&req.user_id, "deactivate", None, &req.auth_json).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(&tx.prepare_cached(DEACTIVATE).await?, &[&req.user_id, &req.erase]).await?;
         let removed = devices::delete_all_devices(&tx, &req.user_id, None).await?;
         tx.execute(&tx.prepare_cached(DELETE_USER_UIA).await?, &[&req.user_id]).await?;
         backup_store::delete_all(&tx, &req.user_id).await?;
+        openid::delete_user_tokens(&tx, &req.user_id).await?;
         tx.commit().await?;
         let tokens = removed.revoked.len();
         self.removed(&req.user_id, removed).await;

@@ -36,7 +36,8 @@ pub fn key_from_json(value: &Value) -> Result<KeyRow> {
     let int = |k: &str| {
         obj.get(k).and_then(Value::as_i64).filter(|n| *n >= 0).ok_or_else(|| bad(&format!("{k} must be an integer")))
     };
-    let session_data = obj.get("session_data").filter(|v| v.is_object()).ok_or_else(|| bad("session_data missing"))?;
+    // Opaque to the server (encrypted by the client): any JSON, as Synapse keeps it.
+    let session_data = obj.get("session_data").filter(|v| !v.is_null()).ok_or_else(|| bad("session_data missing"))?;
     Ok(KeyRow {
         first_message_index: int("first_message_index")?,
         forwarded_count: int("forwarded_count")?,

@@ -12,7 +12,7 @@ use trellis_proto::auth::{
     UpdateDeviceRequest,
 };
 
-use crate::{service::Auth, store, token::TokenHash};
+use crate::{login::NewLogin, service::Auth, store, token::TokenHash};
 
 /// A device's last-seen time and IP are written at most once per this interval per process
 /// (Synapse keeps a similar granularity), never on every request.
@@ -22,8 +22,10 @@ const SELECT_DEVICES: &str = "SELECT device_id, display_name, last_seen_ip, last
                               WHERE user_id = $1 ORDER BY device_id";
 const SELECT_DEVICE: &str = "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices \
                              WHERE user_id = $1 AND device_id = $2";
-const RENAME_DEVICE: &str = "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2";
-const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_ts = $3, last_seen_ip = COALESCE($4, last_seen_ip) \
+const RENAME_DEVICE: &str = "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2 \
+                             AND display_name IS DISTINCT FROM $3";
+const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_ts = $3, last_seen_ip = COALESCE($4, last_seen_ip), \
+                            last_seen_user_agent = COALESCE($5, last_seen_user_agent) \
                             WHERE user_id = $1 AND device_id = $2";
 const DELETE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = ANY($2) \
                              RETURNING token_hash";
@@ -35,14 +37,10 @@ const DELETE_OTHER_DEVICES: &str = "DELETE FROM devices WHERE user_id = $1 AND d
 /// The `uia_sessions.kind` of device deletion.
 const UIA_KIND: &str = "delete_devices";
 
-/// Creates the device unless it exists; true if it was created.
-pub async fn create_device(
-    c: &impl GenericClient,
-    user_id: &str,
-    device_id: &str,
-    display_name: Option<&str>,
-) -> Result<bool> {
-    store::ensure_device(c, user_id, device_id, display_name).await
+/// Creates the device unless it exists, seen now from where the login came; true if it was
+/// created.
+pub async fn create_device(c: &impl GenericClient, user_id: &str, device_id: &str, login: &NewLogin) -> Result<bool> {
+    store::ensure_device(c, user_id, device_id, login).await
 }
 
 /// What a deletion did, for after its transaction commits: the token hashes to evict and the
@@ -105,26 +103,37 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = %req.user_id, device_id = %req.device_id))]
     pub(crate) async fn do_update_device(&self, req: UpdateDeviceRequest) -> Result<AuthAck> {
-        let client = self.pool.get().await?;
-        let updated = match &req.display_name {
+        let mut client = self.pool.get().await?;
+        // A new name is a device-list change: other users' clients show device names (as
+        // Synapse, which tells the users sharing a room).
+        let tx = client.transaction().await?;
+        let renamed = match &req.display_name {
             Some(name) => {
-                let stmt = client.prepare_cached(RENAME_DEVICE).await?;
-                client.execute(&stmt, &[&req.user_id, &req.device_id, name]).await?
+                tx.execute(&tx.prepare_cached(RENAME_DEVICE).await?, &[&req.user_id, &req.device_id, name]).await?
             }
-            None => {
-                let stmt = client.prepare_cached(SELECT_DEVICE).await?;
-                client.query_opt(&stmt, &[&req.user_id, &req.device_id]).await?.map_or(0, |_| 1)
-            }
+            None => 0,
         };
-        if updated == 0 {
-            return Err(unknown_device());
+        if renamed == 0 {
+            // No name, or the same one: nothing changes, but the device must exist.
+            let stmt = tx.prepare_cached(SELECT_DEVICE).await?;
+            tx.query_opt(&stmt, &[&req.user_id, &req.device_id]).await?.ok_or_else(unknown_device)?;
+            return Ok(AuthAck {});
         }
+        let pos = crate::keys::changes::record(&tx, &req.user_id).await?;
+        tx.commit().await?;
+        self.announce_device_list(&req.user_id, pos).await;
         Ok(AuthAck {})
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id, devices = req.device_ids.len()))]
     pub(crate) async fn do_delete_devices(&self, req: DeleteDevicesRequest) -> Result<AuthAck> {
-        self.require_uia(&req.user_id, UIA_KIND, &req.auth_json).await?;
+        // The session is bound to the devices it deletes: one started to delete a device
+        // cannot be completed to delete another.
+        let mut target = req.device_ids.clone();
+        target.sort();
+        target.dedup();
+        let target = serde_json::to_string(&target)?;
+        self.require_uia(&req.user_id, UIA_KIND, Some(&target), &req.auth_json).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let removed = delete_devices(&tx, &req.user_id, &req.device_ids).await?;
@@ -146,7 +155,7 @@ impl Auth {
 
     /// Records that the requester's device was just used, at most once per
     /// [`LAST_SEEN_EVERY`] per device; the write runs in the background.
-    pub(crate) async fn note_seen(&self, requester: &Requester, ip: Option<String>) {
+    pub(crate) async fn note_seen(&self, requester: &Requester, ip: Option<String>, user_agent: Option<String>) {
         let key = (requester.user_id.clone(), requester.device_id.clone());
         if self.seen.contains_key(&key) {
             return;
@@ -157,7 +166,7 @@ impl Auth {
             let result: Result<()> = async {
                 let client = pool.get().await?;
                 let stmt = client.prepare_cached(TOUCH_DEVICE).await?;
-                client.execute(&stmt, &[&key.0, &key.1, &now_ms(), &ip]).await?;
+                client.execute(&stmt, &[&key.0, &key.1, &now_ms(), &ip, &user_agent]).await?;
                 Ok(())
             }
             .await;

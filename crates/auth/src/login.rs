@@ -67,20 +67,23 @@ fn unknown_token() -> Error {
     Error::new(ErrorCode::UnknownToken, "Invalid access token passed.").with_field("soft_logout", false)
 }
 
-/// Makes sure the device exists (creating it with `display_name` if not), replaces its tokens
-/// with a new one. Run it in a transaction.
-pub async fn issue_token(
-    c: &impl GenericClient,
-    user_id: &str,
-    device_id: Option<String>,
-    display_name: Option<&str>,
-) -> Result<Issued> {
-    let (device_id, created) = match device_id {
-        Some(id) => {
-            let created = devices::create_device(c, user_id, &id, display_name).await?;
-            (id, created)
-        }
-        None => (new_device(c, user_id, display_name).await?, true),
+/// A login to issue a token for: the device (a new one when `device_id` is `None`), the
+/// name a new device gets, and where the request came from (a new device's first last-seen
+/// record, so a device is never listed without one).
+#[derive(Debug, Clone, Default)]
+pub struct NewLogin {
+    pub device_id: Option<String>,
+    pub display_name: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Makes sure the device exists (creating it if not), replaces its tokens with a new one. Run
+/// it in a transaction.
+pub async fn issue_token(c: &impl GenericClient, user_id: &str, login: &NewLogin) -> Result<Issued> {
+    let (device_id, created) = match &login.device_id {
+        Some(id) => (id.clone(), devices::create_device(c, user_id, id, login).await?),
+        None => (new_device(c, user_id, login).await?, true),
     };
     let device_list_pos = match created {
         true => Some(crate::keys::changes::record(c, user_id).await?),
@@ -92,10 +95,10 @@ pub async fn issue_token(
     Ok(Issued { device_id, access_token, revoked, device_list_pos })
 }
 
-async fn new_device(c: &impl GenericClient, user_id: &str, display_name: Option<&str>) -> Result<String> {
+async fn new_device(c: &impl GenericClient, user_id: &str, login: &NewLogin) -> Result<String> {
     for _ in 0..DEVICE_ID_ATTEMPTS {
         let id = new_device_id().to_string();
-        if devices::create_device(c, user_id, &id, display_name).await? {
+        if devices::create_device(c, user_id, &id, login).await? {
             return Ok(id);
         }
     }
@@ -125,7 +128,13 @@ impl Auth {
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let issued = issue_token(&tx, &user_id, device_id, req.initial_device_display_name.as_deref()).await?;
+        let login = NewLogin {
+            device_id,
+            display_name: req.initial_device_display_name,
+            ip: req.ip,
+            user_agent: req.user_agent,
+        };
+        let issued = issue_token(&tx, &user_id, &login).await?;
         tx.commit().await?;
         if !issued.revoked.is_empty() {
             self.tokens.revoke(&issued.revoked).await;
@@ -142,7 +151,7 @@ impl Auth {
         let hash = hash_token(&req.access_token);
         if let Some(requester) = self.tokens.get(&hash).await {
             tracing::Span::current().record("user_id", requester.user_id.as_str());
-            self.note_seen(&requester, req.ip).await;
+            self.note_seen(&requester, req.ip, req.user_agent).await;
             return Ok(requester);
         }
         let epoch = self.tokens.epoch();
@@ -153,7 +162,7 @@ impl Auth {
         let requester = found.ok_or_else(unknown_token)?;
         tracing::Span::current().record("user_id", requester.user_id.as_str());
         self.tokens.insert(hash, requester.clone(), epoch).await;
-        self.note_seen(&requester, req.ip).await;
+        self.note_seen(&requester, req.ip, req.user_agent).await;
         Ok(requester)
     }
 

@@ -1,18 +1,24 @@
 //! Registration (user and guest accounts, and guests upgraded to users) and username
 //! availability.
+//!
+//! As Synapse: the first request may be `{}` (the answer is the UIA challenge); the session
+//! remembers the parameters and the password's hash, so the last stage may send only `auth`;
+//! and a completed session, replayed, answers with the same account (logged in again)
+//! instead of registering another.
 
 use std::sync::atomic::Ordering;
 
+use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
-use trellis_core::{Error, ErrorCode, Result, ids::validate_new_localpart};
+use trellis_core::{Error, ErrorCode, Result, ids::validate_new_localpart, time::now_ms};
 use trellis_proto::auth::{CheckUsernameRequest, CheckUsernameResponse, RegisterRequest, RegisterResponse};
 
 use crate::{
     guest,
-    login::{Issued, issue_token, requested_device_id},
+    login::{Issued, NewLogin, issue_token, requested_device_id},
     password,
     service::Auth,
-    store, uia,
+    store, uia, uia_store,
 };
 
 /// The `uia_sessions.kind` of registration sessions.
@@ -34,21 +40,33 @@ pub fn check_localpart(localpart: &str, server_name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The registration parameters a UIA session remembers between its requests (the password
+/// is kept apart, as its hash).
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Params {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    initial_device_display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    inhibit_login: bool,
+    /// Upgrading a guest: the guest's access token (`username` is the guest's localpart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    guest_access_token: Option<String>,
+}
+
 /// What to create in the registration transaction.
 struct NewAccount {
     password_hash: Option<String>,
     is_guest: bool,
     /// The guest account of this localpart becomes a full account (see `guest.rs`).
     upgrade: bool,
-    /// The UIA session to consume.
+    /// The UIA session that authorised it: it records the account, for replays.
     session: Option<String>,
     /// `None` with `inhibit_login`: no device and no token.
     login: Option<NewLogin>,
-}
-
-struct NewLogin {
-    device_id: Option<String>,
-    display_name: Option<String>,
 }
 
 impl Auth {
@@ -60,38 +78,121 @@ impl Auth {
         if !self.config.registration_enabled {
             return Err(Error::forbidden("Registration has been disabled"));
         }
-        // Everything a client can fix is checked before user-interactive auth starts.
-        match (req.username.as_deref(), req.guest_access_token.as_deref()) {
+        // Everything a client can fix is checked before user-interactive auth starts; a
+        // missing password only once the stages are done (the first request may be `{}`).
+        let password = match req.password.as_deref() {
+            Some(p) => Some(password::check_new(Some(p), self.config.min_password_len)?.to_owned()),
+            None => None,
+        };
+        let params = Params {
+            // Synapse registers capitals in lower case rather than refusing them.
+            username: req.username.map(|u| u.to_lowercase()),
+            device_id: requested_device_id(req.device_id.as_deref())?,
+            // As Synapse: a display name sent without a password is a client's stray retry,
+            // which must not replace the parameters remembered in the session.
+            initial_device_display_name: req.initial_device_display_name.filter(|_| password.is_some()),
+            inhibit_login: req.inhibit_login,
+            guest_access_token: req.guest_access_token,
+        };
+        let replayed = self.registered_in_session(&req.auth_json).await?;
+        match (params.username.as_deref(), params.guest_access_token.as_deref()) {
+            // A guest's numeric localpart is its own to keep.
             (Some(localpart), Some(token)) => self.check_guest_upgrade(localpart, token).await?,
-            (Some(localpart), None) => self.check_available(localpart).await?,
+            (Some(localpart), None) => {
+                check_localpart(localpart, &self.config.server_name)?;
+                // A replayed session's own account is not "in use" for it.
+                if replayed.as_deref() != Some(self.user_id(localpart).as_str()) {
+                    self.check_available(localpart).await?;
+                }
+            }
             (None, Some(_)) => return Err(Error::missing_param("username is required to upgrade a guest account")),
             (None, None) => {}
         }
-        let password = password::check_new(req.password.as_deref(), self.config.min_password_len)?;
-        let device_id = requested_device_id(req.device_id.as_deref())?;
         let round = uia::Round {
             kind: UIA_KIND,
             user_id: None,
+            target: None,
+            params: (params != Params::default()).then(|| serde_json::to_string(&params)).transpose()?,
             flows: uia::REGISTER_FLOWS,
             auth_json: &req.auth_json,
             server_name: &self.config.server_name,
         };
-        let session = self.uia.check(&self.pool, round).await?;
-
-        let account = NewAccount {
-            password_hash: Some(password::hash(password.to_owned()).await?),
-            is_guest: false,
-            upgrade: req.guest_access_token.is_some(),
-            session,
-            login: (!req.inhibit_login)
-                .then_some(NewLogin { device_id, display_name: req.initial_device_display_name }),
+        let session = match self.uia.check(&self.pool, round).await? {
+            uia::Outcome::Complete(session) => session,
+            uia::Outcome::Incomplete { session, body } => {
+                // Kept for the last stage, which need not send the password again.
+                if let Some(password) = password
+                    && session.row.password_hash.is_none()
+                {
+                    let hash = password::hash(password).await?;
+                    uia_store::set_password_hash(&self.pool.get().await?, &session.id, &hash).await?;
+                }
+                return Err(Error::uia(body));
+            }
         };
-        let (user_id, issued) = match req.username.as_deref() {
+        let params = match session.as_ref().and_then(|s| s.row.params.as_deref()) {
+            Some(json) => serde_json::from_str(json)?,
+            None => params,
+        };
+        let login = (!params.inhibit_login).then(|| NewLogin {
+            device_id: params.device_id.clone(),
+            display_name: params.initial_device_display_name.clone(),
+            ip: req.ip,
+            user_agent: req.user_agent,
+        });
+        if let Some(user_id) = session.as_ref().and_then(|s| s.row.registered_user_id.clone()) {
+            // The session already registered its account: the same answer again, with a
+            // login of its own (Synapse makes registration idempotent so).
+            let issued = match login {
+                Some(login) => Some(self.log_in_again(&user_id, &login).await?),
+                None => None,
+            };
+            info!(user_id = %user_id, "registration session replayed");
+            return Ok(response(user_id, issued, false));
+        }
+        let password_hash = match password {
+            Some(password) => password::hash(password).await?,
+            None => session
+                .as_ref()
+                .and_then(|s| s.row.password_hash.clone())
+                .ok_or_else(|| Error::missing_param("Missing params: password"))?,
+        };
+        let account = NewAccount {
+            password_hash: Some(password_hash),
+            is_guest: false,
+            upgrade: params.guest_access_token.is_some(),
+            session: session.map(|s| s.id),
+            login,
+        };
+        let (user_id, issued) = match params.username.as_deref() {
             Some(localpart) => (self.user_id(localpart), self.create_account(localpart, &account).await?),
             None => self.create_numeric_account(&account).await?,
         };
         info!(user_id = %user_id, device_id = issued.as_ref().map(|i| i.device_id.as_str()), "user registered");
-        Ok(response(user_id, issued))
+        Ok(response(user_id, issued, true))
+    }
+
+    /// The account the UIA session named in `auth_json` registered, if it did.
+    async fn registered_in_session(&self, auth_json: &str) -> Result<Option<String>> {
+        let Some(session) = uia::parse(auth_json)?.and_then(|d| d.session) else { return Ok(None) };
+        let client = self.pool.get().await?;
+        let row = uia_store::get(&client, &session, now_ms() - uia::SESSION_TTL_MS).await?;
+        Ok(row.filter(|r| r.kind == UIA_KIND).and_then(|r| r.registered_user_id))
+    }
+
+    /// A new token (and device, unless the login names an existing one) for an account.
+    async fn log_in_again(&self, user_id: &str, login: &NewLogin) -> Result<Issued> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let issued = issue_token(&tx, user_id, login).await?;
+        tx.commit().await?;
+        if !issued.revoked.is_empty() {
+            self.tokens.revoke(&issued.revoked).await;
+        }
+        if let Some(pos) = issued.device_list_pos {
+            self.announce_device_list(user_id, pos).await;
+        }
+        Ok(issued)
     }
 
     async fn register_guest(&self, display_name: Option<String>) -> Result<RegisterResponse> {
@@ -104,11 +205,11 @@ impl Auth {
             is_guest: true,
             upgrade: false,
             session: None,
-            login: Some(NewLogin { device_id: None, display_name }),
+            login: Some(NewLogin { display_name, ..NewLogin::default() }),
         };
         let (user_id, issued) = self.create_numeric_account(&account).await?;
         info!(user_id = %user_id, "guest registered");
-        Ok(response(user_id, issued))
+        Ok(response(user_id, issued, true))
     }
 
     #[instrument(skip_all, fields(username = %req.username))]
@@ -157,8 +258,8 @@ impl Auth {
         Ok(())
     }
 
-    /// One transaction: user, profile (display name = localpart, as Synapse), the UIA
-    /// session consumed, device and token unless login is inhibited.
+    /// One transaction: user, profile (display name = localpart, as Synapse), the account
+    /// recorded in its UIA session, device and token unless login is inhibited.
     async fn create_account(&self, localpart: &str, account: &NewAccount) -> Result<Option<Issued>> {
         let user_id = self.user_id(localpart);
         let mut client = self.pool.get().await?;
@@ -169,15 +270,13 @@ impl Auth {
             store::create_user(&tx, &user_id, account.password_hash.as_deref(), account.is_guest, localpart).await?;
         }
         if let Some(session) = &account.session
-            && !store::delete_uia_session(&tx, session).await?
+            && !uia_store::set_registered(&tx, session, &user_id).await?
         {
-            // Used up by a concurrent registration with the same session.
+            // A concurrent registration with the same session created its account first.
             return Err(uia::unknown_session());
         }
         let issued = match &account.login {
-            Some(login) => {
-                Some(issue_token(&tx, &user_id, login.device_id.clone(), login.display_name.as_deref()).await?)
-            }
+            Some(login) => Some(issue_token(&tx, &user_id, login).await?),
             None => None,
         };
         tx.commit().await?;
@@ -191,12 +290,12 @@ impl Auth {
     }
 }
 
-fn response(user_id: String, issued: Option<Issued>) -> RegisterResponse {
+fn response(user_id: String, issued: Option<Issued>, created: bool) -> RegisterResponse {
     let (access_token, device_id) = match issued {
         Some(i) => (Some(i.access_token), Some(i.device_id)),
         None => (None, None),
     };
-    RegisterResponse { user_id, access_token, device_id }
+    RegisterResponse { user_id, access_token, device_id, created }
 }
 
 #[cfg(test)]
@@ -216,10 +315,10 @@ mod tests {
 
     #[test]
     fn inhibited_login_has_no_token_or_device() {
-        let r = response("@a:hs".into(), None);
+        let r = response("@a:hs".into(), None, true);
         assert_eq!((r.access_token, r.device_id), (None, None));
         let issued = Issued { device_id: "D".into(), access_token: "t".into(), revoked: vec![], device_list_pos: None };
-        let r = response("@a:hs".into(), Some(issued));
+        let r = response("@a:hs".into(), Some(issued), false);
         assert_eq!((r.access_token.as_deref(), r.device_id.as_deref()), (Some("t"), Some("D")));
     }
 }

@@ -141,4 +141,16 @@ impl AuthService for Auth {
     async fn delete_room_keys(&self, req: RoomKeysRequest) -> Result<RoomKeysCount> {
         self.do_delete_room_keys(req).await
     }
+
+    async fn request_openid_token(&self, req: OpenidTokenRequest) -> Result<OpenidToken> {
+        self.do_request_openid_token(req).await
+    }
+
+    async fn openid_userinfo(&self, req: OpenidUserinfoRequest) -> Result<OpenidUserinfo> {
+        self.do_openid_userinfo(req).await
+    }
+
+    async fn whois(&self, req: WhoisRequest) -> Result<WhoisResponse> {
+        self.do_whois(req).await
+    }
 }

@@ -1,4 +1,4 @@
-//! SQL of the auth service: users, devices, access tokens, UIA sessions and profiles.
+//! SQL of the auth service: users, devices, access tokens and profiles (UIA sessions: `uia_store`).
 //! Functions take any client or transaction; the service decides what runs together.
 
 use deadpool_postgres::GenericClient;
@@ -6,7 +6,10 @@ use tokio_postgres::error::SqlState;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::auth::Requester;
 
-use crate::token::{TokenHash, hash_from_bytes};
+use crate::{
+    login::NewLogin,
+    token::{TokenHash, hash_from_bytes},
+};
 
 const INSERT_USER: &str = "INSERT INTO users (user_id, password_hash, is_guest, created_ts) \
                            VALUES ($1, $2, $3, $4)";
@@ -17,8 +20,9 @@ const SELECT_CREDENTIALS: &str = "SELECT password_hash, deactivated FROM users W
 const MAX_NUMERIC_LOCALPART: &str = "SELECT COALESCE(MAX(substring(user_id FROM '^@([0-9]{1,18}):')::BIGINT), 0) \
                                      FROM users WHERE user_id ~ '^@[0-9]{1,18}:'";
 
-const INSERT_DEVICE: &str = "INSERT INTO devices (user_id, device_id, display_name, created_ts) \
-                             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id) DO NOTHING";
+const INSERT_DEVICE: &str = "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts, \
+                             last_seen_ip, last_seen_user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6) \
+                             ON CONFLICT (user_id, device_id) DO NOTHING";
 
 const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) \
                             VALUES ($1, $2, $3, $4)";
@@ -26,15 +30,6 @@ const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest FROM acces
                             JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1";
 const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
                                     RETURNING token_hash";
-
-const INSERT_UIA: &str = "INSERT INTO uia_sessions (session_id, kind, created_ts, user_id) VALUES ($1, $2, $3, $4)";
-const SELECT_UIA: &str = "SELECT completed FROM uia_sessions \
-                          WHERE session_id = $1 AND kind = $2 AND created_ts >= $3 \
-                          AND user_id IS NOT DISTINCT FROM $4";
-const MARK_UIA_STAGE: &str = "UPDATE uia_sessions SET completed = array_append(completed, $2) \
-                              WHERE session_id = $1 AND NOT ($2 = ANY (completed))";
-const DELETE_UIA: &str = "DELETE FROM uia_sessions WHERE session_id = $1";
-const PURGE_UIA: &str = "DELETE FROM uia_sessions WHERE created_ts < $1";
 
 const SELECT_PROFILE: &str = "SELECT displayname, avatar_url, fields::text FROM profiles WHERE user_id = $1";
 const SET_DISPLAYNAME: &str = "UPDATE profiles SET displayname = $2 WHERE user_id = $1 \
@@ -104,16 +99,14 @@ pub async fn max_numeric_localpart(c: &impl GenericClient) -> Result<i64> {
     Ok(c.query_one(&stmt, &[]).await?.get(0))
 }
 
-/// Creates the device unless it exists; true if it was created. An existing device keeps
-/// its display name. Called only through `devices::create_device`.
-pub async fn ensure_device(
-    c: &impl GenericClient,
-    user_id: &str,
-    device_id: &str,
-    display_name: Option<&str>,
-) -> Result<bool> {
+/// Creates the device unless it exists, last seen now from the login's address; true if it
+/// was created. An existing device keeps its display name. Called only through
+/// `devices::create_device`.
+pub async fn ensure_device(c: &impl GenericClient, user_id: &str, device_id: &str, login: &NewLogin) -> Result<bool> {
     let stmt = c.prepare_cached(INSERT_DEVICE).await?;
-    Ok(c.execute(&stmt, &[&user_id, &device_id, &display_name, &now_ms()]).await? == 1)
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&user_id, &device_id, &login.display_name, &now_ms(), &login.ip, &login.user_agent];
+    Ok(c.execute(&stmt, &params).await? == 1)
 }
 
 /// Deletes a device's tokens and returns their hashes.
@@ -144,48 +137,6 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
         device_id: row.get(1),
         is_guest: row.get(2),
     }))
-}
-
-pub async fn create_uia_session(
-    c: &impl GenericClient,
-    session_id: &str,
-    kind: &str,
-    user_id: Option<&str>,
-) -> Result<()> {
-    let stmt = c.prepare_cached(INSERT_UIA).await?;
-    c.execute(&stmt, &[&session_id, &kind, &now_ms(), &user_id]).await?;
-    Ok(())
-}
-
-/// The stages completed in a live session of `kind` belonging to `user_id`, or `None` if
-/// there is no such session.
-pub async fn uia_session(
-    c: &impl GenericClient,
-    session_id: &str,
-    kind: &str,
-    user_id: Option<&str>,
-    created_after: i64,
-) -> Result<Option<Vec<String>>> {
-    let stmt = c.prepare_cached(SELECT_UIA).await?;
-    Ok(c.query_opt(&stmt, &[&session_id, &kind, &created_after, &user_id]).await?.map(|row| row.get(0)))
-}
-
-pub async fn mark_uia_stage(c: &impl GenericClient, session_id: &str, stage: &str) -> Result<()> {
-    let stmt = c.prepare_cached(MARK_UIA_STAGE).await?;
-    c.execute(&stmt, &[&session_id, &stage]).await?;
-    Ok(())
-}
-
-/// Deletes a session; false if it was already gone (consumed by a concurrent request).
-pub async fn delete_uia_session(c: &impl GenericClient, session_id: &str) -> Result<bool> {
-    let stmt = c.prepare_cached(DELETE_UIA).await?;
-    Ok(c.execute(&stmt, &[&session_id]).await? == 1)
-}
-
-/// Deletes sessions created before `before`; returns how many.
-pub async fn purge_uia_sessions(c: &impl GenericClient, before: i64) -> Result<u64> {
-    let stmt = c.prepare_cached(PURGE_UIA).await?;
-    Ok(c.execute(&stmt, &[&before]).await?)
 }
 
 pub async fn profile(c: &impl GenericClient, user_id: &str) -> Result<Option<ProfileRow>> {

@@ -3,8 +3,10 @@
 //! user that need their password again (`m.login.password`: device deletion, password
 //! change, deactivation, cross-signing key replacement).
 //!
-//! A session belongs to one purpose (`kind`) and one user (none for registration): it is
-//! never accepted for another. See the spec's "User-Interactive Authentication API".
+//! A session belongs to one purpose (`kind`), one user (none for registration) and one
+//! target (e.g. the devices a deletion removes): it is never accepted for another operation.
+//! It remembers the first request's parameters for the later stages (registration). See the
+//! spec's "User-Interactive Authentication API".
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,7 +14,13 @@ use deadpool_postgres::Pool;
 use serde_json::{Map, Value, json};
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 
-use crate::{login::login_localpart, password, service::Auth, store};
+use crate::{
+    login::login_localpart,
+    password,
+    service::Auth,
+    store,
+    uia_store::{self, SessionRow},
+};
 
 pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
@@ -75,14 +83,15 @@ pub fn parse(auth_json: &str) -> Result<Option<AuthDict>> {
     }))
 }
 
-/// The 401 body: flows, params, session and, once anything is done, the completed stages.
-pub fn challenge(flows: Flows, session: &str, completed: &[String]) -> Map<String, Value> {
+/// The 401 body: flows, params, session and, once the client sent an `auth` object, the
+/// stages completed so far (Synapse sends `completed` then even when it is empty).
+pub fn challenge(flows: Flows, session: &str, completed: Option<&[String]>) -> Map<String, Value> {
     let flows: Vec<Value> = flows.iter().map(|stages| json!({ "stages": stages })).collect();
     let mut body = Map::new();
     body.insert("flows".into(), Value::Array(flows));
     body.insert("params".into(), json!({}));
     body.insert("session".into(), Value::String(session.to_owned()));
-    if !completed.is_empty() {
+    if let Some(completed) = completed {
         body.insert("completed".into(), json!(completed));
     }
     body
@@ -100,9 +109,32 @@ pub struct Round<'a> {
     /// The signed-in user whose password the `m.login.password` stage checks; `None` for
     /// registration.
     pub user_id: Option<&'a str>,
+    /// What exactly is authorised (e.g. the devices a deletion removes): a session started
+    /// for one target is refused for another.
+    pub target: Option<&'a str>,
+    /// The request's parameters as JSON, remembered in the session; `None` when the request
+    /// carried none, and then the remembered ones apply.
+    pub params: Option<String>,
     pub flows: Flows,
     pub auth_json: &'a str,
     pub server_name: &'a str,
+}
+
+/// A session and its record.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub row: SessionRow,
+}
+
+/// The result of a round.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A flow is complete: the session (with the parameters that apply), unless the client
+    /// completed a one-stage flow without one.
+    Complete(Option<Session>),
+    /// Stages remain: the 401 body to answer, and the session it names.
+    Incomplete { session: Session, body: Map<String, Value> },
 }
 
 /// A stage that failed: the error to put in the challenge body.
@@ -115,25 +147,21 @@ pub struct Uia {
 }
 
 impl Uia {
-    /// Runs one round. `Ok` once a flow is complete, with the session to consume together
-    /// with the operation (none if the client completed a one-stage flow without a
-    /// session); otherwise the 401 to answer.
-    pub async fn check(&self, pool: &Pool, round: Round<'_>) -> Result<Option<String>> {
+    /// Runs one round: checks the stage the client's `auth` object completes, in its session
+    /// (which must be for the same operation), and says whether a flow is now complete.
+    pub async fn check(&self, pool: &Pool, round: Round<'_>) -> Result<Outcome> {
         let dict = parse(round.auth_json)?;
         let client = pool.get().await?;
         let Some(dict) = dict else {
-            let session = self.new_session(&client, &round).await?;
-            return Err(Error::uia(challenge(round.flows, &session, &[])));
+            let session = self.new_session(&client, &round, &[]).await?;
+            let body = challenge(round.flows, &session.id, None);
+            return Ok(Outcome::Incomplete { session, body });
         };
-        let (session, mut completed) = match &dict.session {
-            Some(id) => {
-                let completed = store::uia_session(&client, id, round.kind, round.user_id, now_ms() - SESSION_TTL_MS)
-                    .await?
-                    .ok_or_else(unknown_session)?;
-                (Some(id.clone()), completed)
-            }
-            None => (None, Vec::new()),
+        let mut session = match &dict.session {
+            Some(id) => Some(continued(&client, id, &round).await?),
+            None => None,
         };
+        let mut completed = session.as_ref().map(|s| s.row.completed.clone()).unwrap_or_default();
         let offered = |stage: &str| round.flows.iter().any(|flow| flow.contains(&stage));
         let failure = match dict.stage.as_deref() {
             Some(stage) if !offered(stage) => {
@@ -145,87 +173,146 @@ impl Uia {
             // Only a session: the client asks whether out-of-band stages are done.
             None => None,
         };
-        if let (Some(stage), None) = (dict.stage.as_deref(), &failure) {
-            if let Some(id) = &session {
-                store::mark_uia_stage(&client, id, stage).await?;
+        let done = match (dict.stage.as_deref(), &failure) {
+            (Some(stage), None) => Some(stage),
+            _ => None,
+        };
+        if let Some(stage) = done {
+            if let Some(s) = &session {
+                uia_store::mark_stage(&client, &s.id, stage).await?;
             }
             if !completed.iter().any(|c| c == stage) {
                 completed.push(stage.to_owned());
             }
         }
         if failure.is_none() && flow_complete(round.flows, &completed) {
-            return Ok(session);
+            if let Some(s) = &mut session {
+                s.row.completed = completed;
+            }
+            return Ok(Outcome::Complete(session));
         }
         let session = match session {
-            Some(id) => id,
-            None => self.new_session(&client, &round).await?,
+            Some(s) => s,
+            None => self.new_session(&client, &round, &completed).await?,
         };
-        let mut body = challenge(round.flows, &session, &completed);
+        let mut body = challenge(round.flows, &session.id, Some(&completed));
         if let Some(Failure(code, message)) = failure {
             body.insert("errcode".into(), code.as_str().into());
             body.insert("error".into(), message.into());
         }
-        Err(Error::uia(body))
+        Ok(Outcome::Incomplete { session, body })
     }
 
-    async fn new_session(&self, client: &deadpool_postgres::Client, round: &Round<'_>) -> Result<String> {
+    async fn new_session(
+        &self,
+        client: &deadpool_postgres::Client,
+        round: &Round<'_>,
+        completed: &[String],
+    ) -> Result<Session> {
         if self.created.fetch_add(1, Ordering::Relaxed).is_multiple_of(PURGE_EVERY) {
-            let purged = store::purge_uia_sessions(client, now_ms() - SESSION_TTL_MS).await?;
+            let purged = uia_store::purge(client, now_ms() - SESSION_TTL_MS).await?;
             if purged > 0 {
                 tracing::debug!(purged, "expired uia sessions purged");
             }
         }
-        let session = trellis_core::ids::random_string(SESSION_ID_LEN);
-        store::create_uia_session(client, &session, round.kind, round.user_id).await?;
-        Ok(session)
+        let id = trellis_core::ids::random_string(SESSION_ID_LEN);
+        let row = SessionRow {
+            kind: round.kind.to_owned(),
+            user_id: round.user_id.map(str::to_owned),
+            target: round.target.map(str::to_owned),
+            params: round.params.clone(),
+            ..SessionRow::default()
+        };
+        uia_store::create(client, &id, &row).await?;
+        for stage in completed {
+            uia_store::mark_stage(client, &id, stage).await?;
+        }
+        Ok(Session { id, row: SessionRow { completed: completed.to_vec(), ..row } })
     }
 }
 
-/// The `m.login.password` stage: the identifier must name the requesting user and the
-/// password must be theirs. A mismatch is `M_FORBIDDEN` inside the 401 challenge.
+/// The session a client continues: it must be live and for the same operation; parameters
+/// the request carries replace the remembered ones.
+async fn continued(client: &deadpool_postgres::Client, id: &str, round: &Round<'_>) -> Result<Session> {
+    let mut row = uia_store::get(client, id, now_ms() - SESSION_TTL_MS).await?.ok_or_else(unknown_session)?;
+    if row.kind != round.kind || row.user_id.as_deref() != round.user_id || row.target.as_deref() != round.target {
+        return Err(Error::forbidden("Requested operation has changed during the UI authentication session."));
+    }
+    if let Some(params) = &round.params
+        && row.params.as_ref() != Some(params)
+    {
+        uia_store::set_params(client, id, params).await?;
+        row.params = Some(params.clone());
+    }
+    Ok(Session { id: id.to_owned(), row })
+}
+
+/// The `m.login.password` stage: the password must be that of the user the identifier names
+/// (a mismatch is `M_FORBIDDEN` inside the 401 challenge, so the client may retry), and that
+/// user must be the requesting one (if not, a plain 403: the credentials were right but are
+/// someone else's, as Synapse answers).
 async fn check_password(
     client: &deadpool_postgres::Client,
     round: &Round<'_>,
     dict: &AuthDict,
 ) -> Result<Option<Failure>> {
-    let Some(user_id) = round.user_id else {
+    let Some(requester) = round.user_id else {
         return Ok(Some(Failure(ErrorCode::Unrecognized, "Unsupported authentication type".into())));
     };
     let forbidden = |m: &str| Ok(Some(Failure(ErrorCode::Forbidden, m.into())));
-    if let Some(user) = &dict.user {
-        let matches = login_localpart(user, round.server_name)
-            .is_ok_and(|local| format!("@{local}:{}", round.server_name) == user_id);
-        if !matches {
-            return forbidden("Requested user ID does not match the authenticated user");
-        }
-    }
+    let named = match &dict.user {
+        Some(user) => match login_localpart(user, round.server_name) {
+            Ok(local) => Some(format!("@{local}:{}", round.server_name)),
+            Err(_) => return forbidden("Invalid username or password"),
+        },
+        None => None,
+    };
+    let user_id = named.as_deref().unwrap_or(requester);
     let Some(given) = dict.password.clone() else {
         return forbidden("Invalid password");
     };
     let stored = store::credentials(client, user_id).await?.and_then(|c| c.password_hash);
-    if password::verify(given, stored).await? { Ok(None) } else { forbidden("Invalid password") }
+    if !password::verify(given, stored).await? {
+        return forbidden("Invalid password");
+    }
+    if user_id != requester {
+        return Err(Error::forbidden("Requested user ID does not match the authenticated user"));
+    }
+    Ok(None)
 }
 
 impl Auth {
     /// Ok once the client's `auth` completed the password flow in a session of this user
-    /// for this purpose (the session is then used up); otherwise the error the gateway
-    /// answers as the 401 UIA body.
-    pub(crate) async fn require_uia(&self, user_id: &str, purpose: &str, auth_json: &str) -> Result<()> {
+    /// for this purpose and target (the session is then used up); otherwise the error the
+    /// gateway answers as the 401 UIA body.
+    pub(crate) async fn require_uia(
+        &self,
+        user_id: &str,
+        purpose: &str,
+        target: Option<&str>,
+        auth_json: &str,
+    ) -> Result<()> {
         let round = Round {
             kind: purpose,
             user_id: Some(user_id),
+            target,
+            params: None,
             flows: PASSWORD_FLOWS,
             auth_json,
             server_name: &self.config.server_name,
         };
-        if let Some(session) = self.uia.check(&self.pool, round).await? {
-            let client = self.pool.get().await?;
-            // Used up by a concurrent request with the same session.
-            if !store::delete_uia_session(&client, &session).await? {
-                return Err(unknown_session());
+        match self.uia.check(&self.pool, round).await? {
+            Outcome::Incomplete { body, .. } => Err(Error::uia(body)),
+            Outcome::Complete(None) => Ok(()),
+            Outcome::Complete(Some(session)) => {
+                let client = self.pool.get().await?;
+                // Used up by a concurrent request with the same session.
+                if !uia_store::delete(&client, &session.id).await? {
+                    return Err(unknown_session());
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 }
 
@@ -265,12 +352,13 @@ mod tests {
 
     #[test]
     fn challenge_shape() {
-        let body = Value::Object(challenge(REGISTER_FLOWS, "s1", &[]));
+        let body = Value::Object(challenge(REGISTER_FLOWS, "s1", None));
         assert_eq!(body, json!({"flows":[{"stages":["m.login.dummy"]}],"params":{},"session":"s1"}));
-        let body = challenge(PASSWORD_FLOWS, "s1", &[PASSWORD.to_owned()]);
+        let body = challenge(PASSWORD_FLOWS, "s1", Some(&[PASSWORD.to_owned()]));
         assert_eq!(body["completed"], json!(["m.login.password"]));
         assert_eq!(body["flows"], json!([{"stages":["m.login.password"]}]));
-        let err = Error::uia(challenge(REGISTER_FLOWS, "s1", &[]));
+        assert_eq!(challenge(PASSWORD_FLOWS, "s1", Some(&[]))["completed"], json!([]));
+        let err = Error::uia(challenge(REGISTER_FLOWS, "s1", None));
         assert_eq!(err.status(), 401);
         assert_eq!(err.code(), ErrorCode::UiaRequired);
         assert!(err.client_body().get("errcode").is_none());

@@ -5,6 +5,8 @@
 
 mod common;
 
+#[path = "contract/accounts.rs"]
+mod accounts;
 #[path = "contract/devices.rs"]
 mod devices;
 #[path = "contract/guests.rs"]
@@ -17,6 +19,8 @@ mod registration;
 mod sessions;
 #[path = "contract/uia.rs"]
 mod uia;
+#[path = "contract/uia_params.rs"]
+mod uia_params;
 
 /// Stamps out `local::<scenario>` and `grpc::<scenario>` tests from `module::scenario`; a
 /// scenario may name the `AuthConfig` it needs (default: [`common::config`]).
@@ -47,9 +51,18 @@ macro_rules! contract {
 
 contract! {
     uia::uia_register_flow,
-    uia::uia_session_is_single_use,
+    uia::completed_registration_session_replays,
     uia::dummy_without_session_is_accepted,
     uia::uia_failures,
+    uia_params::empty_register_body_is_a_challenge,
+    uia_params::registration_remembers_parameters,
+    uia_params::remembered_inhibit_login,
+    uia_params::replay_without_username,
+    uia_params::failed_stage_lists_completed,
+    accounts::new_devices_are_seen_at_login,
+    accounts::whois_is_for_yourself_or_an_admin,
+    accounts::renaming_a_device_changes_the_device_list,
+    accounts::openid_tokens,
     registration::username_rules,
     registration::register_checks_come_before_uia,
     registration::register_with_inhibit_login,

@@ -5,41 +5,16 @@
 
 mod common;
 
-use std::{collections::HashSet, sync::Arc};
+use std::collections::HashSet;
 
-use common::{SERVER, assert_err, config, register};
+use common::{KeysHarness, SERVER, assert_err, config, device_keys, keys_req as req, register};
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
-use trellis_auth::Auth;
 use trellis_core::ErrorCode;
-use trellis_proto::{
-    auth::{AuthService, LogoutRequest},
-    keys::{KeysGrpcClient, KeysGrpcServer, KeysRequest, KeysService},
-};
-use trellis_storage::testing::TestDb;
+use trellis_proto::auth::LogoutRequest;
 
-struct Harness {
-    auth: Arc<dyn AuthService>,
-    keys: Arc<dyn KeysService>,
-    pool: Pool,
-    _db: TestDb,
-}
-
-async fn harness(grpc: bool) -> Harness {
-    let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
-    let svc = Arc::new(Auth::new(db.pool(16), config()));
-    let keys: Arc<dyn KeysService> = if grpc {
-        let routes = tonic::service::Routes::new(KeysGrpcServer::new(svc.clone()).into_service());
-        let url = trellis_proto::server::spawn_on_free_port(routes).await;
-        Arc::new(KeysGrpcClient::connect(&url).expect("gRPC client"))
-    } else {
-        svc.clone()
-    };
-    Harness { auth: svc, keys, pool: db.pool(2), _db: db }
-}
-
-fn req(user: &str, device: &str, body: Value) -> KeysRequest {
-    KeysRequest { user_id: user.into(), device_id: device.into(), body_json: body.to_string() }
+async fn harness(grpc: bool) -> KeysHarness {
+    KeysHarness::new(config(), grpc).await
 }
 
 async fn count(pool: &Pool, sql: &str) -> i64 {
@@ -89,7 +64,7 @@ async fn bad_uploads_are_refused(grpc: bool) {
     let h = harness(grpc).await;
     let alice = register(&h.auth, "alice", "password1").await;
     let (user, device) = (alice.user_id.clone(), alice.device_id.clone().unwrap());
-    let keys = |u: &str, d: &str| json!({"device_keys": {"user_id": u, "device_id": d, "keys": {}}});
+    let keys = |u: &str, d: &str| json!({"device_keys": device_keys(u, d)});
     let err = h.keys.upload_keys(req(&user, &device, keys("@bob:test.local", &device))).await.unwrap_err();
     assert_err(&err, ErrorCode::InvalidParam, 400);
     let err = h.keys.upload_keys(req(&user, &device, json!({"one_time_keys": {"nocolon": {}}}))).await.unwrap_err();

@@ -1,5 +1,5 @@
 //! What the auth service leaves in PostgreSQL (local implementation only): hashed secrets,
-//! consumed UIA sessions, deleted devices, generated localparts.
+//! what UIA sessions remember, deleted devices, generated localparts.
 
 mod common;
 
@@ -36,18 +36,21 @@ async fn secrets_are_stored_hashed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn uia_sessions_are_created_then_consumed() {
+async fn uia_sessions_keep_a_password_hash_and_their_account() {
     let h = Harness::local(config()).await;
     let sessions = "SELECT count(*) FROM uia_sessions WHERE kind = 'register'";
     assert_eq!(count(&h.pool, sessions, &[]).await, 0);
     let mut req = register_req("bob", "correct horse");
     let challenge = h.svc.register(req.clone()).await.unwrap_err();
     let session = challenge.client_body()["session"].as_str().unwrap().to_owned();
-    let one = "SELECT count(*) FROM uia_sessions WHERE session_id = $1 AND kind = 'register'";
-    assert_eq!(count(&h.pool, one, &[&session]).await, 1);
+    let one = "SELECT count(*) FROM uia_sessions WHERE session_id = $1 AND kind = 'register' \
+               AND password_hash LIKE '$argon2id$%' AND position('correct horse' IN params) = 0";
+    assert_eq!(count(&h.pool, one, &[&session]).await, 1, "the password is remembered hashed, never in clear");
     req.auth_json = dummy_auth(Some(&session));
-    h.svc.register(req).await.unwrap();
-    assert_eq!(count(&h.pool, sessions, &[]).await, 0);
+    let done = h.svc.register(req).await.unwrap();
+    // Kept, with the account it created, so that a replay answers with that account.
+    let registered = "SELECT count(*) FROM uia_sessions WHERE session_id = $1 AND registered_user_id = $2";
+    assert_eq!(count(&h.pool, registered, &[&session, &done.user_id]).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -165,6 +165,7 @@ impl Hub {
         } else {
             let woken: Vec<Arc<Waiter>> = entry.waiters.values().cloned().collect();
             drop(k);
+            metrics::counter!("trellis_bus_wakeups_total", "stream" => "other").increment(woken.len() as u64);
             for w in woken {
                 w.wake(Some((stream, pos)));
             }
@@ -184,6 +185,7 @@ impl Hub {
         }
         // Woken outside the lock: the long-polls woken first need it at once.
         drop(k);
+        metrics::counter!("trellis_bus_wakeups_total", "stream" => "events").increment(woken.len() as u64);
         for w in woken {
             w.wake(Some((Stream::Events, pos)));
         }

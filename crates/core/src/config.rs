@@ -73,6 +73,8 @@ pub struct Config {
     pub rate_limits: crate::ratelimit::RateLimitConfig,
     pub turn: TurnConfig,
     pub support: SupportConfig,
+    pub metrics: MetricsConfig,
+    pub health: HealthConfig,
 }
 
 impl Default for Config {
@@ -94,6 +96,8 @@ impl Default for Config {
             rate_limits: crate::ratelimit::RateLimitConfig::default(),
             turn: TurnConfig::default(),
             support: SupportConfig::default(),
+            metrics: MetricsConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -131,13 +135,46 @@ pub struct GrpcConfig {
     /// Where this process serves the gRPC API of the service roles it runs (split mode).
     /// Unused when no role here is called by another process.
     pub listen: SocketAddr,
-    /// Also serve Prometheus `/metrics` over HTTP here (for processes without the gateway).
+    /// Former name of `metrics.listen`, still read when that is unset.
     pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for GrpcConfig {
     fn default() -> GrpcConfig {
         GrpcConfig { listen: ([127, 0, 0, 1], 9100).into(), metrics_listen: None }
+    }
+}
+
+/// `[metrics]`: the operations port, apart from the client API and gRPC ports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where every role serves Prometheus `/metrics` and the `/health/live` and
+    /// `/health/ready` probes over plain HTTP. Unset: nowhere (several processes on one host
+    /// would otherwise collide on a default port). Never the client API port.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[health]`: readiness checks and draining.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How often the database, Redis and the services this process calls are checked.
+    pub interval_ms: u64,
+    /// How long one check may take before it counts as failed.
+    pub timeout_ms: u64,
+    /// After SIGTERM, how long the process reports itself not ready while it keeps serving,
+    /// so load balancers and Kubernetes endpoints stop sending it new work before it stops.
+    pub drain_ms: u64,
+    /// An unreachable Redis makes the process not ready. When false it only shows in the
+    /// readiness report: the bus falls back to polling PostgreSQL and shared rate limits
+    /// let requests through, so the process still serves, more slowly.
+    pub require_redis: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig { interval_ms: 2_000, timeout_ms: 1_000, drain_ms: 0, require_redis: true }
     }
 }
 
@@ -455,6 +492,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limits",
     "turn",
     "support",
+    "metrics",
+    "health",
 ];
 
 impl Config {
@@ -472,6 +511,11 @@ impl Config {
             TOP_LEVEL_KEYS.contains(&top.as_str())
         });
         figment.merge(env.split("__")).extract().map_err(Box::new)
+    }
+
+    /// The operations listener: `metrics.listen`, or the former `grpc.metrics_listen`.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics.listen.or(self.grpc.metrics_listen)
     }
 
     pub fn runs(&self, role: Role) -> bool {

@@ -107,6 +107,10 @@ impl RateLimitConfig {
 pub trait RateLimiter: Send + Sync + 'static {
     /// Takes one action for `key` under `rule`: `None` if allowed, else how long to wait.
     async fn take(&self, key: &str, rule: Rule) -> Option<Duration>;
+
+    /// Whether an action for `key` would be allowed now, without taking one: `None` if so,
+    /// else how long to wait.
+    async fn peek(&self, key: &str, rule: Rule) -> Option<Duration>;
 }
 
 /// The error for an exceeded limit: 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`.
@@ -117,11 +121,33 @@ pub fn exceeded(wait: Duration) -> Error {
 
 /// Applies `config` to `action` by `who` through `limiter`.
 pub async fn check(limiter: &dyn RateLimiter, config: &RateLimitConfig, action: Action, who: &str) -> Result<()> {
+    apply(limiter, config, action, who, true).await
+}
+
+/// Refuses `action` by `who` if its limit is exhausted now, without counting this request:
+/// for requests that count only once they turn out to do the action (a registration counts
+/// when it creates an account, not for each stage of user-interactive auth).
+pub async fn check_only(limiter: &dyn RateLimiter, config: &RateLimitConfig, action: Action, who: &str) -> Result<()> {
+    apply(limiter, config, action, who, false).await
+}
+
+async fn apply(
+    limiter: &dyn RateLimiter,
+    config: &RateLimitConfig,
+    action: Action,
+    who: &str,
+    take: bool,
+) -> Result<()> {
     if !config.enabled {
         return Ok(());
     }
     let key = format!("{}:{who}", action.as_str());
-    match limiter.take(&key, config.rule(action)).await {
+    let rule = config.rule(action);
+    let refused = match take {
+        true => limiter.take(&key, rule).await,
+        false => limiter.peek(&key, rule).await,
+    };
+    match refused {
         None => Ok(()),
         Some(wait) => {
             metrics::counter!("trellis_rate_limited_total", "action" => action.as_str()).increment(1);
@@ -174,6 +200,12 @@ impl RateLimiter for MemoryLimiter {
             Err(wait_ms) => Some(Duration::from_secs_f64(wait_ms / 1000.0)),
         }
     }
+
+    async fn peek(&self, key: &str, rule: Rule) -> Option<Duration> {
+        let now = self.start.elapsed().as_secs_f64() * 1000.0;
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        gcra(guard.0.get(key).copied(), now, rule).err().map(|wait_ms| Duration::from_secs_f64(wait_ms / 1000.0))
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +246,15 @@ mod tests {
         // Other users and other actions have their own budgets; disabled means unlimited.
         check(&limiter, &config, Action::Message, "@b:x").await.unwrap();
         check(&limiter, &config, Action::Join, "@a:x").await.unwrap();
+        // Looking does not count: the budget is what it was.
+        for _ in 0..5 {
+            check_only(&limiter, &config, Action::Join, "@c:x").await.unwrap();
+        }
+        check(&limiter, &config, Action::Join, "@c:x").await.unwrap();
+        let full = RateLimitConfig { join: Rule::new(0.001, 1), ..config.clone() };
+        check(&limiter, &full, Action::Join, "@d:x").await.unwrap();
+        let err = check_only(&limiter, &full, Action::Join, "@d:x").await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::LimitExceeded);
         let off = RateLimitConfig { enabled: false, ..config };
         for _ in 0..10 {
             check(&limiter, &off, Action::Message, "@a:x").await.unwrap();

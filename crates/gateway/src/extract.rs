@@ -55,9 +55,12 @@ impl FromRequestParts<AppState> for Authed {
         let authed = match cached {
             Some(authed) => authed,
             None => {
-                let ip = client_ip(parts, state);
-                let requester =
-                    state.services.auth.authenticate(AuthenticateRequest { access_token: token.clone(), ip }).await?;
+                let req = AuthenticateRequest {
+                    access_token: token.clone(),
+                    ip: client_ip(parts, state),
+                    user_agent: user_agent(parts),
+                };
+                let requester = state.services.auth.authenticate(req).await?;
                 let authed = Authed {
                     user_id: requester.user_id,
                     device_id: requester.device_id,
@@ -252,6 +255,27 @@ impl FromRequestParts<AppState> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientIp, Self::Rejection> {
         Ok(ClientIp(client_ip(parts, state).unwrap_or_else(|| "unknown".to_owned())))
     }
+}
+
+/// Where a request comes from, for a device's last-seen record: the client's address (see
+/// [`ClientIp`]; `None` without connect info) and its `User-Agent`.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
+        Ok(Origin { ip: client_ip(parts, state), user_agent: user_agent(parts) })
+    }
+}
+
+/// The request's `User-Agent`, if it sent a readable one.
+fn user_agent(parts: &Parts) -> Option<String> {
+    parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// See [`ClientIp`]; `None` when the server was started without connect info.

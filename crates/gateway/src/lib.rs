@@ -81,4 +81,12 @@ impl AppState {
         let limiter = self.services.limiter.as_ref();
         trellis_core::ratelimit::check(limiter, &self.settings.rate_limits, action, who).await.map_err(error::ApiError)
     }
+
+    /// Refuses `action` by `who` if its rate limit is exhausted, without counting it (see
+    /// `ratelimit::check_only`).
+    pub(crate) async fn limit_check_only(&self, action: Action, who: &str) -> Result<(), error::ApiError> {
+        let limiter = self.services.limiter.as_ref();
+        let settings = &self.settings.rate_limits;
+        trellis_core::ratelimit::check_only(limiter, settings, action, who).await.map_err(error::ApiError)
+    }
 }

@@ -1,7 +1,7 @@
 //! The router: endpoint routes from `client/`, registered on every historical path of their
 //! ruma metadata, behind the edge (`edge.rs`: CORS, `OPTIONS`, first-generation paths); the
 //! `M_UNRECOGNIZED` 404/405 fallbacks and panics as `M_UNKNOWN`; per-route tracing spans and
-//! Prometheus metrics.
+//! Prometheus metrics (served on the operations port, never here: see `metrics.listen`).
 
 use std::{
     collections::HashSet,
@@ -37,7 +37,6 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
         .then(|| Arc::new(crate::tokens::TokenCache::new(settings.token_cache, 200_000)));
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
     client::routes()
-        .route("/metrics", axum::routing::get(metrics))
         .route_layer(middleware::from_fn(observe))
         .method_not_allowed_fallback(|| async {
             crate::error::ApiError(trellis_core::Error::unrecognized("Unrecognized request").with_status(405))
@@ -73,10 +72,6 @@ async fn fallback(method: Method) -> Response {
     metrics::counter!("trellis_http_requests_total", "method" => method.to_string(), "route" => "unmatched", "status" => "404")
         .increment(1);
     unrecognized().into_response()
-}
-
-async fn metrics() -> String {
-    trellis_core::telemetry::metrics_handle().render()
 }
 
 struct HeaderExtract<'a>(&'a HeaderMap);

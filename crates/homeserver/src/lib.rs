@@ -1,6 +1,13 @@
 //! Composition of a Trellis process: for each role, the local implementation when this
 //! process runs it, otherwise a gRPC client to the process that does. Monolith mode is every
-//! role in one process, called through the service traits with an in-process bus.
+//! role in one process, called through the service traits with an in-process bus. Every
+//! process also serves its operations port (metrics and health, `ops.rs`) and checks what
+//! its roles depend on (`health.rs`).
+
+pub mod health;
+mod ops;
+
+pub use ops::probe;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -13,23 +20,27 @@ use trellis_core::{
 };
 use trellis_proto::{
     auth::{AuthGrpcClient, AuthGrpcServer, AuthService},
+    health::HealthReporter,
     keys::{KeysGrpcClient, KeysGrpcServer, KeysService},
     media::{MediaGrpcClient, MediaGrpcServer, MediaService},
     rooms::{RoomsGrpcClient, RoomsGrpcServer, RoomsService},
     sync::{SyncGrpcClient, SyncGrpcServer, SyncPool, SyncService},
 };
 
+use crate::health::{Health, Probe};
+
 /// Sockets a node serves on, bound by the caller (tests bind port 0).
 #[derive(Default)]
 pub struct Listeners {
     pub http: Option<TcpListener>,
     pub grpc: Option<TcpListener>,
+    /// The operations port: `/metrics` and the health probes.
     pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds what `config` asks for: HTTP with the gateway role, gRPC when a service role runs
-    /// in split mode, and the optional metrics port.
+    /// in split mode, and the operations port when `metrics.listen` is set.
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
         let http = match config.runs(Role::Gateway) {
             true => Some(
@@ -47,7 +58,7 @@ impl Listeners {
             ),
             false => None,
         };
-        let metrics = match config.grpc.metrics_listen {
+        let metrics = match config.metrics_listen() {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?),
             None => None,
         };
@@ -64,6 +75,9 @@ pub fn serves_grpc(config: &Config) -> bool {
 pub struct Node {
     pub http_addr: Option<SocketAddr>,
     pub grpc_addr: Option<SocketAddr>,
+    /// The operations port (metrics and health), when one was bound.
+    pub metrics_addr: Option<SocketAddr>,
+    health: Arc<Health>,
     trigger: ShutdownTrigger,
     tasks: JoinSet<()>,
 }
@@ -71,6 +85,16 @@ pub struct Node {
 impl Node {
     pub fn shutdown_handle(&self) -> Shutdown {
         self.trigger.handle()
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Starts draining: the process reports not ready (HTTP and gRPC health) but goes on
+    /// serving, so load balancers take it out before [`Node::stop`].
+    pub fn drain(&self) {
+        self.health.begin_drain();
     }
 
     /// Stops serving: long-polls end, servers drain, background tasks stop.
@@ -98,20 +122,46 @@ struct Local {
     media: Option<Arc<dyn MediaService>>,
 }
 
-/// Starts every role of `config` on `listeners`.
+/// Starts every role of `config` on `listeners`. The operations port answers from the start
+/// (not ready until the roles are up: a rooms standby waits here for the writer lock).
 pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node> {
     // Installed before the first request so every count lands in `/metrics`.
     trellis_core::telemetry::metrics_handle();
     let (trigger, shutdown) = shutdown::channel();
+    let health = Health::new(config.health.clone());
+    let mut tasks = JoinSet::new();
+    let mut node_metrics = None;
+    if let Some(listener) = listeners.metrics {
+        node_metrics = Some(listener.local_addr()?);
+        let app = ops::router(health.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "operations server failed");
+            }
+        });
+    }
+
+    let mut probes = Vec::new();
     let needs_db = config.roles.iter().any(|r| *r != Role::Gateway);
     if needs_db {
         let pool = trellis_storage::connect(&config.database.url, 1)?;
         trellis_storage::pool::check(&pool).await?;
         trellis_storage::migrate::run(&pool).await.context("running migrations")?;
+        probes.push(Probe::Database(pool));
+    }
+    if let Some(url) = redis_use(&config) {
+        probes.push(Probe::redis(url, config.health.require_redis)?);
     }
     // Each role gets a pool of its own, so in a monolith a thousand sync computations cannot
     // starve the event writer of connections.
-    let db = || trellis_storage::connect(&config.database.url, config.database.pool_size);
+    let mut pools = Vec::new();
+    let mut db = |role: &'static str| -> anyhow::Result<trellis_storage::Pool> {
+        let pool = trellis_storage::connect(&config.database.url, config.database.pool_size)?;
+        pools.push((role, pool.clone()));
+        Ok(pool)
+    };
 
     // The auth role announces device-list changes.
     let bus: Option<Arc<dyn Bus>> = if config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth) {
@@ -122,44 +172,54 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
 
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
     if config.runs(Role::Auth) {
-        let auth = trellis_auth::Auth::new(db()?, trellis_auth::AuthConfig::from_config(&config));
+        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config));
         let auth = Arc::new(auth.with_bus(bus.clone().expect("bus")));
         local.auth = Some(auth.clone());
         local.keys = Some(auth);
     }
     if config.runs(Role::Rooms) {
         let settings = trellis_rooms::RoomsSettings::from_config(&config)?;
-        let rooms = trellis_rooms::Rooms::start(db()?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
+        let rooms =
+            trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
+        probes.push(Probe::Writer(rooms.clone()));
         local.rooms = Some(Arc::new(trellis_rooms::RoomsHandle(rooms)));
     }
     if config.runs(Role::Sync) {
         let settings = trellis_sync::SyncSettings::from_config(&config);
-        local.sync = Some(trellis_sync::SyncWorker::new(db()?, bus.clone().expect("bus"), settings, shutdown.clone()));
+        local.sync =
+            Some(trellis_sync::SyncWorker::new(db("sync")?, bus.clone().expect("bus"), settings, shutdown.clone()));
     }
     if config.runs(Role::Media) {
-        local.media = Some(Arc::new(trellis_media::Media::from_config(db()?, &config).await?));
+        local.media = Some(Arc::new(trellis_media::Media::from_config(db("media")?, &config).await?));
     }
 
-    let mut tasks = JoinSet::new();
     let mut node_grpc = None;
+    let mut grpc_health: Option<HealthReporter> = None;
     if let Some(listener) = listeners.grpc {
         node_grpc = Some(listener.local_addr()?);
         let mut routes = tonic::service::RoutesBuilder::default();
+        let mut names = Vec::new();
         if let Some(s) = &local.auth {
             routes.add_service(AuthGrpcServer::new(s.clone()).into_service());
+            names.push(trellis_proto::pb::auth::auth_server::SERVICE_NAME);
         }
         if let Some(s) = &local.keys {
             routes.add_service(KeysGrpcServer::new(s.clone()).into_service());
+            names.push(trellis_proto::pb::keys::keys_server::SERVICE_NAME);
         }
         if let Some(s) = &local.rooms {
             routes.add_service(RoomsGrpcServer::new(s.clone()).into_service());
+            names.push(trellis_proto::pb::rooms::rooms_server::SERVICE_NAME);
         }
         if let Some(s) = &local.sync {
             routes.add_service(SyncGrpcServer::new(s.clone()).until(shutdown.clone()).into_service());
+            names.push(trellis_proto::pb::sync::sync_server::SERVICE_NAME);
         }
         if let Some(s) = &local.media {
             routes.add_service(MediaGrpcServer::new(s.clone()).into_service());
+            names.push(trellis_proto::pb::media::media_server::SERVICE_NAME);
         }
+        grpc_health = Some(trellis_proto::health::add(&mut routes, names).await);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = trellis_proto::server::serve(listener, routes.routes(), stop).await {
@@ -190,6 +250,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
             })?,
             limiter: make_limiter(&config).await?,
         };
+        probes.extend(remote_probes(&config, &local)?);
         let app = trellis_gateway::router(services, trellis_gateway::GatewaySettings::from_config(&config));
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -208,18 +269,11 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         });
     }
 
-    if let Some(listener) = listeners.metrics {
-        let app = axum::Router::new()
-            .route("/metrics", axum::routing::get(|| async { trellis_core::telemetry::metrics_handle().render() }));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await;
-        });
-    }
+    tasks.spawn(health.clone().monitor(probes, grpc_health, pools, shutdown.clone()));
 
     let roles: Vec<&str> = config.roles.iter().map(|r| r.as_str()).collect();
-    tracing::info!(roles = ?roles, http = ?node_http, grpc = ?node_grpc, "trellis started");
-    Ok(Node { http_addr: node_http, grpc_addr: node_grpc, trigger, tasks })
+    tracing::info!(roles = ?roles, http = ?node_http, grpc = ?node_grpc, ops = ?node_metrics, "trellis started");
+    Ok(Node { http_addr: node_http, grpc_addr: node_grpc, metrics_addr: node_metrics, health, trigger, tasks })
 }
 
 fn pick<T: ?Sized>(
@@ -232,6 +286,49 @@ fn pick<T: ?Sized>(
         (Some(l), _) => Ok(l),
         (None, Some(url)) => Ok(connect(url)?),
         (None, None) => bail!("the {role} role is neither run here nor configured in remote.{role}"),
+    }
+}
+
+/// The gRPC services a gateway calls in other processes, checked through their health
+/// service.
+fn remote_probes(config: &Config, local: &Local) -> anyhow::Result<Vec<Probe>> {
+    let mut probes = Vec::new();
+    let remotes = [
+        ("auth", local.auth.is_none(), &config.remote.auth),
+        ("rooms", local.rooms.is_none(), &config.remote.rooms),
+        ("media", local.media.is_none(), &config.remote.media),
+    ];
+    for (name, remote, url) in remotes {
+        if let (true, Some(url)) = (remote, url) {
+            probes.push(Probe::Service { name, channel: trellis_proto::channel(url)? });
+        }
+    }
+    if local.sync.is_none() {
+        let workers = config.remote.sync.iter().map(|u| Ok((u.clone(), trellis_proto::channel(u)?)));
+        probes.push(Probe::SyncWorkers(workers.collect::<trellis_core::Result<_>>()?));
+    }
+    Ok(probes)
+}
+
+/// The Redis this process talks to, if any: the bus's, or the one where gateways share
+/// rate-limit counts.
+fn redis_use(config: &Config) -> Option<&str> {
+    let url = config.redis.url.as_deref()?;
+    let bus = config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth);
+    let bus_on_redis = bus && bus_backend(config) == BusBackend::Redis;
+    let shared_limits = config.runs(Role::Gateway) && !config.is_monolith() && config.rate_limits.enabled;
+    (bus_on_redis || shared_limits).then_some(url)
+}
+
+/// The bus backend `config` resolves to.
+fn bus_backend(config: &Config) -> BusBackend {
+    // Publishers (rooms, auth) and the subscriber (sync) must share the process for an
+    // in-process bus.
+    let both_here = config.runs(Role::Rooms) && config.runs(Role::Sync) && config.runs(Role::Auth);
+    match config.bus.backend {
+        BusBackend::Auto if both_here => BusBackend::Memory,
+        BusBackend::Auto => BusBackend::Redis,
+        b => b,
     }
 }
 
@@ -262,15 +359,8 @@ async fn make_limiter(config: &Config) -> anyhow::Result<Arc<dyn trellis_core::r
 }
 
 async fn make_bus(config: &Config, shutdown: Shutdown) -> anyhow::Result<Arc<dyn Bus>> {
-    // Publishers (rooms, auth) and the subscriber (sync) must share the process for an
-    // in-process bus.
     let both_here = config.runs(Role::Rooms) && config.runs(Role::Sync) && config.runs(Role::Auth);
-    let backend = match config.bus.backend {
-        BusBackend::Auto if both_here => BusBackend::Memory,
-        BusBackend::Auto => BusBackend::Redis,
-        b => b,
-    };
-    match backend {
+    match bus_backend(config) {
         BusBackend::Memory if !both_here => {
             bail!("an in-process bus needs the auth, rooms and sync roles in the same process; configure redis.url")
         }

@@ -1,6 +1,7 @@
-//! `trellis`: serve any set of roles, run migrations, or print the effective configuration.
+//! `trellis`: serve any set of roles, run migrations, print the effective configuration, or
+//! ask a running process whether it is healthy.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,14 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Ask the process configured here, on its operations port (`metrics.listen`), whether
+    /// it is ready (or, with `--live`, alive); exit status 0 if so. For container health
+    /// checks in an image without curl.
+    Health {
+        /// Liveness instead of readiness.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 /// mimalloc returns freed memory to the OS: with the system allocator, the 19 MiB work area
@@ -62,6 +71,14 @@ async fn run() -> anyhow::Result<()> {
             println!("{applied} migration(s) applied");
             Ok(())
         }
+        Command::Health { live } => {
+            let addr = config.metrics_listen().context("metrics.listen is not set: no operations port to ask")?;
+            let path = if live { "/health/live" } else { "/health/ready" };
+            let (status, body) = trellis_homeserver::probe(addr, path, Duration::from_secs(5)).await?;
+            println!("{status} {body}");
+            anyhow::ensure!(status == 200, "{path} answered {status}");
+            Ok(())
+        }
         Command::Serve { roles } => {
             if let Some(roles) = roles {
                 config.roles = roles;
@@ -73,10 +90,30 @@ async fn run() -> anyhow::Result<()> {
             let _telemetry = trellis_core::telemetry::init(&config.telemetry, &name)?;
             trellis_core::telemetry::metrics_handle();
             let listeners = trellis_homeserver::Listeners::bind(&config).await?;
-            let mut node = trellis_homeserver::start(config, listeners).await?;
+            let drain = Duration::from_millis(config.health.drain_ms);
+            // A rooms standby waits inside `start` for the writer lock: a signal ends the wait.
+            let mut node = tokio::select! {
+                node = trellis_homeserver::start(config, listeners) => node?,
+                _ = shutdown_signal() => {
+                    tracing::info!("stopped while starting");
+                    return Ok(());
+                }
+            };
             let stop = node.shutdown_handle();
             tokio::select! {
-                _ = shutdown_signal() => tracing::info!("shutting down"),
+                _ = shutdown_signal() => {
+                    tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down");
+                    if !drain.is_zero() {
+                        // Not ready, still serving, until load balancers have taken this
+                        // process out; a second signal cuts the wait short.
+                        node.drain();
+                        tokio::select! {
+                            _ = tokio::time::sleep(drain) => {}
+                            _ = shutdown_signal() => {}
+                            _ = node.wait() => {}
+                        }
+                    }
+                }
                 _ = node.wait() => tracing::warn!("a server stopped; shutting down"),
                 _ = stop.wait() => {}
             }

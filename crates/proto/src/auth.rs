@@ -36,6 +36,12 @@ service! {
         /// `M_WRONG_ROOM_KEYS_VERSION` unless `version` is the current one.
         fn put_room_keys(PutRoomKeysRequest) -> RoomKeysCount;
         fn delete_room_keys(RoomKeysRequest) -> RoomKeysCount;
+        /// `M_FORBIDDEN` for another user's token.
+        fn request_openid_token(OpenidTokenRequest) -> OpenidToken;
+        /// `M_UNKNOWN_TOKEN` for an unknown or expired token.
+        fn openid_userinfo(OpenidUserinfoRequest) -> OpenidUserinfo;
+        /// For the user themself or an admin (else `M_FORBIDDEN`).
+        fn whois(WhoisRequest) -> WhoisResponse;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

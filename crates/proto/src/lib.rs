@@ -6,6 +6,7 @@
 #[macro_use]
 mod macros;
 pub mod auth;
+pub mod health;
 pub mod keys;
 pub mod media;
 pub mod rooms;

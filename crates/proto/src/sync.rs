@@ -32,6 +32,7 @@ service! {
         fn room_initial_sync(RoomInitialSyncRequest) -> SyncResponse;
         fn push_rules(PushRulesRequest) -> JsonResponse;
         fn pushers(PushersRequest) -> JsonResponse;
+        fn delete_device_pushers(DeleteDevicePushersRequest) -> Ack;
         fn notifications(NotificationsRequest) -> JsonResponse;
         /// Stores send-to-device messages and wakes the recipients' long-polls.
         fn send_to_device(SendToDeviceRequest) -> Ack;
@@ -169,6 +170,7 @@ pooled! {
     room_initial_sync(RoomInitialSyncRequest) -> SyncResponse;
     push_rules(PushRulesRequest) -> JsonResponse;
     pushers(PushersRequest) -> JsonResponse;
+    delete_device_pushers(DeleteDevicePushersRequest) -> Ack;
     notifications(NotificationsRequest) -> JsonResponse;
     send_to_device(SendToDeviceRequest) -> Ack;
     transfer_room_settings(TransferRoomSettingsRequest) -> Ack;

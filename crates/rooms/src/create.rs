@@ -165,15 +165,19 @@ impl Rooms {
         {
             events.push(NewEvent::state(&sender, "m.room.canonical_alias", "", json!({ "alias": alias }))?);
         }
+        // A public room gets no `m.room.guest_access` (guests are forbidden without one).
         let (join_rule, guest_access) = match preset {
-            Preset::Public => ("public", "forbidden"),
-            Preset::Private | Preset::TrustedPrivate => ("invite", "can_join"),
+            Preset::Public => ("public", None),
+            Preset::Private | Preset::TrustedPrivate => ("invite", Some("can_join")),
         };
+        let guest_access = guest_access.map(|g| ("m.room.guest_access", json!({ "guest_access": g })));
         for (kind, content) in [
             ("m.room.join_rules", json!({ "join_rule": join_rule })),
             ("m.room.history_visibility", json!({ "history_visibility": "shared" })),
-            ("m.room.guest_access", json!({ "guest_access": guest_access })),
-        ] {
+        ]
+        .into_iter()
+        .chain(guest_access)
+        {
             if !overridden(kind) {
                 events.push(NewEvent::state(&sender, kind, "", content)?);
             }

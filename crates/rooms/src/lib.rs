@@ -144,6 +144,12 @@ impl Rooms {
     pub fn announced_position(&self) -> i64 {
         self.tracker.announced()
     }
+
+    /// False once the session holding the event-writer lock has closed: this process can no
+    /// longer know that it is the only writer (its health then asks for a restart).
+    pub fn holds_writer_lock(&self) -> bool {
+        !self._writer_lock.is_closed()
+    }
 }
 
 /// Drops every cached room state at once (tests exercise the reload path with it).

@@ -148,7 +148,10 @@ impl Rooms {
             raised.clone().unwrap_or(power_levels.clone()),
         )?);
         for kind in COPIED_STATE {
-            if let Some(content) = old.content(&StateEventType::from(*kind), "") {
+            // The new room is made as Synapse makes it: from the private_chat preset, which the
+            // copied state overrides; without a guest_access of its own, guests may join.
+            let preset = (*kind == "m.room.guest_access").then(|| json!({ "guest_access": "can_join" }));
+            if let Some(content) = old.content(&StateEventType::from(*kind), "").or(preset) {
                 events.push(NewEvent::state(sender, kind, "", content)?);
             }
         }

@@ -6,11 +6,12 @@
 use trellis_core::Result;
 
 /// Users among those whose device list changed in `(from, to]` that are the user themself
-/// or share a joined room with them.
+/// or share a joined room with them; a change meant for one user only (`only_for`) is
+/// shown to that user alone.
 const CHANGED: &str = "SELECT DISTINCT c.user_id FROM device_list_changes c \
-     WHERE c.pos > $2 AND c.pos <= $3 AND (c.user_id = $1 OR EXISTS ( \
+     WHERE c.pos > $2 AND c.pos <= $3 AND (c.only_for = $1 OR c.only_for IS NULL AND (c.user_id = $1 OR EXISTS ( \
        SELECT 1 FROM memberships a JOIN memberships b ON b.room_id = a.room_id \
-       WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = c.user_id AND b.membership = 'join'))";
+       WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = c.user_id AND b.membership = 'join')))";
 
 /// Users who now share a joined room with the user and whose membership there, or the user's
 /// own, changed in the events window `(from, to]`. Two branches so each can use

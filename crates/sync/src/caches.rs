@@ -156,6 +156,8 @@ pub struct Caches {
     /// A device's first key upload changes its device list, which wakes its user channel and
     /// so the exact path; the fast path reads the counts only for devices marked here.
     pub key_devices: Bounded<Key<2>, bool>,
+    /// Each user's ignored users and the positions the list is exact for.
+    pub ignored: Bounded<String, (StreamToken, crate::ignored::Ignored)>,
 }
 
 impl Caches {
@@ -170,6 +172,7 @@ impl Caches {
             push_rules: Bounded::new(200_000),
             push_rooms: Bounded::new(2_000_000),
             key_devices: Bounded::new(1_000_000),
+            ignored: Bounded::new(200_000),
         }
     }
 
@@ -182,6 +185,7 @@ impl Caches {
         self.push_rules.trim();
         self.push_rooms.trim();
         self.key_devices.trim();
+        self.ignored.trim();
     }
 }
 

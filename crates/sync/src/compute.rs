@@ -17,9 +17,10 @@ use trellis_storage::{
 };
 
 use crate::{
-    SyncWorker, filters, lazy,
-    queries::{self, Client, Membership},
+    SyncWorker, filters, lazy, presence,
+    queries::{self, Client, Members, Membership},
     response::{Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RawEvent, Summary, SyncBody, Timeline, raw},
+    timeline,
 };
 
 /// What one sync asks for.
@@ -30,6 +31,9 @@ pub struct Request<'a> {
     pub full_state: bool,
     pub filter: &'a FilterDefinition,
 }
+
+/// Account data of the window: global events, and events per room.
+type AccountData = (Vec<Value>, HashMap<String, Vec<Value>>);
 
 /// How a room appears in the response.
 enum Section {
@@ -73,6 +77,11 @@ impl SyncWorker {
         upto: StreamToken,
         memberships: &[Membership],
     ) -> Result<SyncBody> {
+        // Account data first: the ignored users shape the timelines and invites.
+        let since_ad = req.since.map(|t| t.get(Stream::AccountData));
+        let account_data =
+            self.account_data_events(client, req.user_id, since_ad, upto.get(Stream::AccountData)).await?;
+        let ignored = self.ignored_users(client, req.user_id, since_ad, upto, &account_data.0).await?;
         let sections = self.sections(client, req, upto.events, memberships).await?;
         let room_filter = &req.filter.room;
         let limit =
@@ -95,6 +104,8 @@ impl SyncWorker {
         // changed in the gap between `since` and a limited timeline.
         let lazy = lazy::options(&room_filter.state);
         let mut state_bounds = Vec::new();
+        // Gaps whose member changes a lazy-loading client gets besides its timeline's senders.
+        let mut gap_bounds = Vec::new();
         let mut built: Vec<Built> = Vec::new();
         for (room, section) in &sections {
             let (lower, full, hi) = match section {
@@ -102,16 +113,19 @@ impl SyncWorker {
                 Section::Leave { lower, at, full } => (*lower, *full, *at),
                 Section::Invite { .. } | Section::Knock { .. } => continue,
             };
-            let mut events = timelines.remove(room).unwrap_or_default();
-            let limited = events.len() as i64 > limit || matches!(section, Section::Join { newly: true, .. });
-            events.truncate(limit.max(0) as usize);
-            events.reverse();
-            // Where the timeline starts is decided before history visibility hides events,
-            // as for `/messages`: the client pages back from there.
-            let start = events.first().map_or(hi + 1, |e| e.pos);
-            if let Some(history) = histories.get(room) {
-                events = history.filter(req.user_id, events);
-            }
+            let sight = timeline::Sight { user: req.user_id, history: histories.get(room), ignored: &ignored };
+            let newest = timelines.remove(room).unwrap_or_default();
+            let window = timeline::visible(
+                client,
+                room,
+                (lower, hi),
+                newest,
+                limit.max(0) as usize,
+                &room_filter.timeline,
+                &sight,
+            )
+            .await?;
+            let timeline::Window { events, mut limited, start } = window;
             if events.is_empty() && !full {
                 continue;
             }
@@ -119,12 +133,35 @@ impl SyncWorker {
                 state_bounds.push((room.clone(), 0, start));
             } else if limited {
                 state_bounds.push((room.clone(), lower, start));
+                gap_bounds.push((room.clone(), lower, start));
             }
+            // A room joined since `since` is limited, as Synapse sends it: the client keeps
+            // nothing of it from before and pages back from `prev_batch`.
+            limited |= matches!(section, Section::Join { newly: true, .. });
             built.push(Built { room: room.clone(), section, events, limited, start });
         }
-        let mut states = queries::state_between(client, &state_bounds, &room_filter.state, lazy.is_some()).await?;
+        let members = if lazy.is_some() { Members::Without } else { Members::All };
+        let mut states = queries::state_between(client, &state_bounds, &room_filter.state, members).await?;
         if let Some(include_redundant) = lazy {
-            self.lazy_members(client, req, &built, &mut states, include_redundant, upto.events).await?;
+            // A gappy sync carries every membership change of its gap (old leaves, members
+            // who joined and said nothing), as Synapse does: the client cannot page through
+            // the gap to find them.
+            let gaps = queries::state_between(client, &gap_bounds, &room_filter.state, Members::Only).await?;
+            for (room, rows) in gaps {
+                states.entry(room).or_default().extend(rows);
+            }
+            let rooms: Vec<lazy::Room> = built
+                .iter()
+                .map(|b| lazy::Room {
+                    room: &b.room,
+                    events: &b.events,
+                    whole: matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. }),
+                })
+                .collect();
+            let (user, device) = (req.user_id, req.device_id);
+            let since = req.since.map(|t| t.events);
+            self.lazy_members(client, (user, device), since, &rooms, &mut states, include_redundant, upto.events)
+                .await?;
         }
 
         // The summary may be left out while unchanged (spec: `RoomSummary`): only rooms new to
@@ -150,6 +187,22 @@ impl SyncWorker {
             )
         };
         let summarised: HashSet<String> = summarised.iter().map(|r| r.to_string()).collect();
+
+        // Users whose presence the client may lack: see `presence::joined_since`.
+        let presence_of = if req.since.is_some() {
+            let fresh: Vec<&str> = built
+                .iter()
+                .filter(|b| matches!(b.section, Section::Join { newly: true, .. }))
+                .map(|b| b.room.as_str())
+                .collect();
+            let mut members: Vec<&EventRow> = Vec::new();
+            for b in built.iter().filter(|b| matches!(b.section, Section::Join { .. })) {
+                members.extend(b.events.iter().chain(states.get(&b.room).into_iter().flatten()));
+            }
+            presence::joined_since(client, req.user_id, &fresh, &members).await?
+        } else {
+            HashSet::new()
+        };
 
         let pdus = match req.filter.event_format {
             EventFormat::Federation => {
@@ -197,7 +250,7 @@ impl SyncWorker {
                 Section::Join { .. } => {
                     let summary = if summarised.contains(&b.room) {
                         let (j, i) = counts.get(&b.room).copied().unwrap_or_default();
-                        Summary { heroes: heroes.remove(&b.room).or(Some(vec![])), joined: Some(j), invited: Some(i) }
+                        Summary { heroes: heroes.remove(&b.room).flatten(), joined: Some(j), invited: Some(i) }
                     } else {
                         Summary::default()
                     };
@@ -218,6 +271,19 @@ impl SyncWorker {
             .collect();
         let mut stripped = queries::invite_state(client, req.user_id, &stripped_rooms).await?;
         for (room, section) in &sections {
+            let from_ignored = || {
+                stripped.get(room).is_some_and(|rows| {
+                    rows.iter().any(|e| {
+                        e.kind == "m.room.member"
+                            && e.state_key.as_deref() == Some(req.user_id)
+                            && ignored.contains(&e.sender)
+                    })
+                })
+            };
+            if matches!(section, Section::Invite { .. }) && from_ignored() {
+                // Invites from ignored users are not shown (spec: "Ignoring Users").
+                continue;
+            }
             let events = || -> Vec<RawEvent> {
                 stripped.get(room).map(|rows| rows.iter().map(|e| raw(stripped_json(e))).collect()).unwrap_or_default()
             };
@@ -233,7 +299,24 @@ impl SyncWorker {
         }
         stripped.clear();
 
-        self.other_streams(client, req, upto, memberships, &mut body).await?;
+        self.other_streams(client, req, upto, memberships, account_data, &mut body).await?;
+        let rooms: Vec<String> = body.rooms.join.keys().cloned().collect();
+        for (room, (notes, highlights)) in
+            self.unread_counts(client, req.user_id, &rooms, upto.events, &ignored).await?
+        {
+            if let Some(entry) = body.rooms.join.get_mut(&room) {
+                entry.unread_notifications.notification_count = notes;
+                entry.unread_notifications.highlight_count = highlights;
+                if req.filter.room.timeline.unread_thread_notifications {
+                    // Threads are not counted separately yet: everything is in the main count.
+                    entry.unread_thread_notifications = Some(Default::default());
+                }
+            }
+        }
+
+        if !presence_of.is_empty() {
+            self.add_presence(client, &req.filter.presence, &presence_of, &mut body).await?;
+        }
         let since_td = req.since.map(|t| t.get(Stream::ToDevice));
         let (to_device, truncated) =
             self.to_device_events(client, req.user_id, req.device_id, since_td, upto.get(Stream::ToDevice)).await?;
@@ -258,6 +341,7 @@ impl SyncWorker {
         req: &Request<'_>,
         upto: StreamToken,
         memberships: &[Membership],
+        (global, per_room): AccountData,
         body: &mut SyncBody,
     ) -> Result<()> {
         let since = |s: Stream| req.since.map(|t| t.get(s));
@@ -291,9 +375,6 @@ impl SyncWorker {
             entry.ephemeral.events.extend(events.into_iter().map(|e| raw(e.to_string())));
         }
 
-        let (global, per_room) = self
-            .account_data_events(client, req.user_id, since(Stream::AccountData), upto.get(Stream::AccountData))
-            .await?;
         body.account_data.events =
             filters::events(&req.filter.account_data, global).into_iter().map(|e| raw(e.to_string())).collect();
         for (room, events) in per_room {
@@ -313,84 +394,7 @@ impl SyncWorker {
         body.presence.events =
             filters::events(&req.filter.presence, presence).into_iter().map(|e| raw(e.to_string())).collect();
 
-        let rooms: Vec<String> = body.rooms.join.keys().cloned().collect();
-        for (room, (notes, highlights)) in self.unread_counts(client, req.user_id, &rooms, upto.events).await? {
-            if let Some(entry) = body.rooms.join.get_mut(&room) {
-                entry.unread_notifications.notification_count = notes;
-                entry.unread_notifications.highlight_count = highlights;
-                if rf.timeline.unread_thread_notifications {
-                    // Threads are not counted separately yet: everything is in the main count.
-                    entry.unread_thread_notifications = Some(Default::default());
-                }
-            }
-        }
         Ok(())
-    }
-
-    /// Adds to each room's state the member events its timeline needs and the device lacks,
-    /// and records what is sent.
-    async fn lazy_members(
-        &self,
-        client: &Client,
-        req: &Request<'_>,
-        built: &[Built<'_>],
-        states: &mut HashMap<String, Vec<EventRow>>,
-        include_redundant: bool,
-        upto: i64,
-    ) -> Result<()> {
-        let mut wanted = Vec::new();
-        for b in built {
-            let start = b.events.first().map_or(upto + 1, |e| e.pos);
-            let mut members: HashSet<&str> = b.events.iter().map(|e| e.sender.as_str()).collect();
-            let full = matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. });
-            if full {
-                members.insert(req.user_id);
-            }
-            for m in members {
-                wanted.push((b.room.clone(), m.to_owned(), start));
-            }
-        }
-        // A room sent whole (new to the client) gets its members afresh: what an earlier
-        // membership of the device received may be long stale.
-        let rooms: Vec<String> = built
-            .iter()
-            .filter(|b| !matches!(b.section, Section::Join { full: true, .. } | Section::Leave { full: true, .. }))
-            .map(|b| b.room.clone())
-            .collect();
-        let sent = match req.since {
-            Some(since) if !include_redundant => {
-                self.members_sent(client, req.user_id, req.device_id, &rooms, since.events).await?
-            }
-            _ => HashMap::new(),
-        };
-        let members = self.members_before(client, &wanted).await?;
-        let mut delivered: Vec<EventRow> = Vec::new();
-        // Per room, the members whose current event the device has, and since when.
-        let mut current: HashMap<String, HashMap<String, i64>> = HashMap::new();
-        for m in members {
-            let member = m.state_key.clone().unwrap_or_default();
-            let key = (m.room_id.clone(), member.clone());
-            if let Some((event_id, pos)) = sent.get(&key)
-                && *event_id == m.event_id
-            {
-                current.entry(m.room_id.clone()).or_default().insert(member, *pos);
-                continue;
-            }
-            current.entry(m.room_id.clone()).or_default().insert(member, upto);
-            delivered.push(m.clone());
-            states.entry(m.room_id.clone()).or_default().push(m);
-        }
-        for b in built {
-            delivered.extend(b.events.iter().filter(|e| e.kind == "m.room.member").cloned());
-            // Members whose event is in this timeline are current on the device too.
-            for e in b.events.iter().filter(|e| e.kind == "m.room.member") {
-                current.entry(b.room.clone()).or_default().insert(e.state_key.clone().unwrap_or_default(), upto);
-            }
-        }
-        for (room, members) in current {
-            self.cache_members_sent(req.user_id, req.device_id, &room, members);
-        }
-        self.record_members_sent(client, req.user_id, req.device_id, &delivered, upto).await
     }
 
     /// Decides, for every room the user has a membership in, how it appears.

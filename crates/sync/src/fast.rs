@@ -6,10 +6,13 @@
 //! channel fired, a member event, a limited timeline, a tail that does not reach back far
 //! enough, a member the device may lack) hands the work to `compute`, which reads PostgreSQL.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::api::client::filter::EventFormat;
-use trellis_bus::{Channel, News};
+use trellis_bus::{Channel, News, Subscription};
 use trellis_core::{Result, Stream, StreamToken, time::now_ms};
 use trellis_storage::events::Viewer;
 
@@ -30,6 +33,7 @@ impl SyncWorker {
         req: &Request<'_>,
         news: &News,
         memberships: &[Membership],
+        sub: &Subscription,
     ) -> Result<Option<SyncBody>> {
         let Some(since) = req.since else { return Ok(slow("initial")) };
         if req.full_state || !news.known || matches!(req.filter.event_format, EventFormat::Federation) {
@@ -77,6 +81,11 @@ impl SyncWorker {
         }
         let limit = rf.timeline.limit.map_or(u64::from(self.settings.default_timeline_limit), u64::from) as usize;
         let lazy = lazy::options(&rf.state);
+        // The users this one ignores, known exactly for `since` once the exact path has run.
+        let ignored = self.ignored_cached(req.user_id, since, sub);
+        if ignored.is_none() && !rooms.is_empty() {
+            return Ok(slow("ignored_unknown"));
+        }
         let mut timelines: Vec<(String, Vec<Arc<TailEvent>>)> = Vec::new();
         for room in rooms {
             let Some(events) = self.caches.tails.events(&self.pool, &room, since.events, upto).await? else {
@@ -90,16 +99,23 @@ impl SyncWorker {
                 // A parent and its child in one window: the parent needs bundling.
                 return Ok(slow("relation"));
             }
+            let ignores =
+                |e: &TailEvent| ignored.as_ref().is_some_and(|list| !e.row.is_state() && list.contains(&e.row.sender));
             let events: Vec<Arc<TailEvent>> = events
                 .into_iter()
-                .filter(|e| filters::timeline_event_passes(&rf.timeline, &e.row, e.has_url))
+                .filter(|e| filters::timeline_event_passes(&rf.timeline, &e.row, e.has_url) && !ignores(e))
                 .collect();
             if events.len() > limit {
                 // A limited timeline needs the state of the gap.
                 return Ok(slow("limited"));
             }
-            if lazy.is_some() && !self.members_current(req, &room, &events, since.events) {
-                return Ok(slow("lazy_members"));
+            match lazy {
+                // Redundant members are sent again with every timeline: the exact path does it.
+                Some(true) if !events.is_empty() => return Ok(slow("lazy_members")),
+                Some(_) if !self.members_current(req, &room, &events, since.events) => {
+                    return Ok(slow("lazy_members"));
+                }
+                _ => {}
             }
             if !events.is_empty() {
                 timelines.push((room, events));
@@ -157,11 +173,21 @@ impl SyncWorker {
             }
         }
         let has_keys = self.caches.key_devices.get_at([req.user_id, req.device_id]);
+        if ignored.is_none() && !stale_counts.is_empty() {
+            return Ok(slow("ignored_unknown"));
+        }
         if !stale_counts.is_empty() || has_keys != Some(false) {
             let client = self.pool.get().await?;
             if !stale_counts.is_empty() {
-                for (room, counts) in
-                    self.unread_counts(&client, req.user_id, &stale_counts, upto.max(since.events)).await?
+                for (room, counts) in self
+                    .unread_counts(
+                        &client,
+                        req.user_id,
+                        &stale_counts,
+                        upto.max(since.events),
+                        ignored.as_deref().unwrap_or(&HashSet::new()),
+                    )
+                    .await?
                 {
                     set_counts(&mut body, &room, counts, rf.timeline.unread_thread_notifications);
                 }

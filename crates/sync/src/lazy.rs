@@ -25,7 +25,88 @@ pub fn options(state: &RoomEventFilter) -> Option<bool> {
     }
 }
 
+/// A room of a lazy-loading sync: its timeline, and whether it is sent whole (new to the
+/// client, or full state), which brings the user's own member event and fresh members.
+pub(crate) struct Room<'a> {
+    pub room: &'a str,
+    pub events: &'a [EventRow],
+    pub whole: bool,
+}
+
 impl SyncWorker {
+    /// Adds to each room's state the member events its timeline needs and the device lacks,
+    /// and records what is sent.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn lazy_members(
+        &self,
+        client: &deadpool_postgres::Client,
+        (user, device): (&str, &str),
+        since: Option<i64>,
+        built: &[Room<'_>],
+        states: &mut HashMap<String, Vec<EventRow>>,
+        include_redundant: bool,
+        upto: i64,
+    ) -> Result<()> {
+        let mut wanted = Vec::new();
+        for b in built {
+            let start = b.events.first().map_or(upto + 1, |e| e.pos);
+            let mut members: HashSet<&str> = b.events.iter().map(|e| e.sender.as_str()).collect();
+            if b.whole {
+                members.insert(user);
+            }
+            for m in members {
+                wanted.push((b.room.to_owned(), m.to_owned(), start));
+            }
+        }
+        // A room sent whole (new to the client) gets its members afresh: what an earlier
+        // membership of the device received may be long stale.
+        let rooms: Vec<String> = built.iter().filter(|b| !b.whole).map(|b| b.room.to_owned()).collect();
+        let sent = match since {
+            Some(since) if !include_redundant => self.members_sent(client, user, device, &rooms, since).await?,
+            _ => HashMap::new(),
+        };
+        let members = self.members_before(client, &wanted).await?;
+        let mut delivered: Vec<EventRow> = Vec::new();
+        // Per room, the members whose current event the device has, and since when.
+        let mut current: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        // The member changes of a gap are already in the state.
+        let mut in_state = HashSet::new();
+        for (room, rows) in states.iter() {
+            for m in rows.iter().filter(|e| e.kind == "m.room.member") {
+                current.entry(room.clone()).or_default().insert(m.state_key.clone().unwrap_or_default(), upto);
+                in_state.insert(m.event_id.clone());
+                delivered.push(m.clone());
+            }
+        }
+        for m in members {
+            if in_state.contains(&m.event_id) {
+                continue;
+            }
+            let member = m.state_key.clone().unwrap_or_default();
+            let key = (m.room_id.clone(), member.clone());
+            if let Some((event_id, pos)) = sent.get(&key)
+                && *event_id == m.event_id
+            {
+                current.entry(m.room_id.clone()).or_default().insert(member, *pos);
+                continue;
+            }
+            current.entry(m.room_id.clone()).or_default().insert(member, upto);
+            delivered.push(m.clone());
+            states.entry(m.room_id.clone()).or_default().push(m);
+        }
+        for b in built {
+            delivered.extend(b.events.iter().filter(|e| e.kind == "m.room.member").cloned());
+            // Members whose event is in this timeline are current on the device too.
+            for e in b.events.iter().filter(|e| e.kind == "m.room.member") {
+                current.entry(b.room.to_owned()).or_default().insert(e.state_key.clone().unwrap_or_default(), upto);
+            }
+        }
+        for (room, members) in current {
+            self.cache_members_sent(user, device, &room, members);
+        }
+        self.record_members_sent(client, user, device, &delivered, upto).await
+    }
+
     /// Member events as of just before `before`, per room, for the given members.
     pub(crate) async fn members_before(
         &self,

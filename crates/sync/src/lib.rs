@@ -11,6 +11,7 @@ mod e2ee;
 mod fast;
 mod fields;
 mod filters;
+mod ignored;
 mod lazy;
 mod legacy;
 mod longpoll;
@@ -22,6 +23,7 @@ mod push_delivery;
 mod push_eval;
 mod push_match;
 mod push_rules;
+mod push_ruleset;
 mod pushers;
 mod queries;
 mod receipts;
@@ -30,6 +32,7 @@ mod room_upgrade;
 mod service;
 mod streams;
 mod tail_cache;
+mod timeline;
 mod to_device;
 mod typing;
 mod unread;
@@ -82,6 +85,8 @@ pub struct SyncWorker {
     positions: Arc<positions::SharedPositions>,
     /// Bus subscriptions kept between a device's long-polls (see `parked.rs`).
     parked: parked::Parking,
+    /// Signalled when pushes were queued here, so delivery sends them at once.
+    push_queued: Arc<tokio::sync::Notify>,
 }
 
 impl SyncWorker {
@@ -104,8 +109,10 @@ impl SyncWorker {
             last_answer_ms: Default::default(),
             started: std::time::Instant::now(),
             parked: parked::Parking::new(parked::KEEP),
+            push_queued: Arc::new(tokio::sync::Notify::new()),
         });
         tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
+        tokio::spawn(push_delivery::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));
         worker
     }

@@ -157,7 +157,7 @@ impl SyncWorker {
                         continue;
                     }
                     crate::fast::slow("hub_behind");
-                } else if let Some(body) = self.compute_fast(&request, news, &memberships).await? {
+                } else if let Some(body) = self.compute_fast(&request, news, &memberships, &sub).await? {
                     computations += 1;
                     answered = Some(Some(body));
                 }

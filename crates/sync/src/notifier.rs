@@ -7,7 +7,11 @@
 //! new position commit together: exactly one worker handles each event, once, and a restarted
 //! worker resumes from the stored position.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use trellis_core::{Result, shutdown::Shutdown, time::now_ms};
 
@@ -40,19 +44,20 @@ const RECORD: &str = "WITH n AS (INSERT INTO notifications (user_id, room_id, ev
      INSERT INTO push_outbox (user_id, event_pos, app_id, pushkey, next_attempt_ms) \
      SELECT n.user_id, n.event_pos, p.app_id, p.pushkey, $8 FROM n \
      JOIN pushers p ON p.user_id = n.user_id AND p.kind = 'http'";
-/// Where each user's stored rules stand (no row: the defaults).
-const RULE_POSITIONS: &str = "SELECT user_id, pos FROM account_data \
-     WHERE room_id = '' AND type = 'm.push_rules' AND user_id = ANY($1)";
+/// Where each user's stored rules stand (no row: the defaults), and whom each ignores.
+const RULE_POSITIONS: &str = "SELECT user_id, type, pos, \
+        CASE WHEN type = 'm.ignored_user_list' THEN content END FROM account_data \
+     WHERE room_id = '' AND type IN ('m.push_rules', 'm.ignored_user_list') AND user_id = ANY($1)";
+/// The local users among some users.
+const LOCAL_USERS: &str = "SELECT user_id FROM users WHERE user_id = ANY($1)";
 /// The last state change of a room: room contexts read before it are still exact.
 const STATE_POS: &str = "SELECT coalesce(max(pos), 0) FROM current_state WHERE room_id = $1";
 /// The memo is dropped whole past this many entries.
 const MEMO_LIMIT: usize = 200_000;
 const ADVANCE: &str = "UPDATE push_notifier SET pos = $1 WHERE id = 1";
 
-/// Runs the notifier and push delivery until `shutdown`.
+/// Runs the notifier until `shutdown` (`push_delivery` sends what it queues).
 pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
-    let http =
-        reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_else(|_| reqwest::Client::new());
     let mut memo = Memo::default();
     loop {
         tokio::select! {
@@ -78,9 +83,6 @@ pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown)
                     break;
                 }
             }
-        }
-        if let Err(e) = worker.deliver_due(&http).await {
-            tracing::warn!(error = ?e, "push delivery failed");
         }
     }
 }
@@ -138,9 +140,22 @@ impl SyncWorker {
                 members.extend(contexts.members().map(|(user, _)| user.clone()));
             }
         }
+        // Invites notify their (local) invitee, who is not a member yet.
+        let invited: Vec<&str> = events
+            .iter()
+            .filter(|e| e.get::<_, &str>(4) == "m.room.member")
+            .filter(|e| trellis_storage::visibility::membership_of(e.get(6)).as_deref() == Some("invite"))
+            .filter_map(|e| e.get::<_, Option<&str>>(5))
+            .collect();
+        let invitees: HashSet<String> = if invited.is_empty() {
+            HashSet::new()
+        } else {
+            read.query(LOCAL_USERS, &[&invited]).await?.iter().map(|r| r.get(0)).collect()
+        };
+        members.extend(invitees.iter().cloned());
         members.sort_unstable();
         members.dedup();
-        self.refresh_rules(&read, memo, &members).await?;
+        let ignoring = self.refresh_rules(&read, memo, &members).await?;
         let now = now_ms();
         let mut rows = Rows::default();
         // The JSON of each distinct list of actions, by where the rule keeps it.
@@ -151,8 +166,13 @@ impl SyncWorker {
             // Flattened once, matched against every member's rules.
             let Some(facts) = push_eval::facts(&json) else { continue };
             let Some(contexts) = memo.rooms.get(room).and_then(|(_, c)| c.clone()) else { continue };
-            for (user, ctx) in contexts.members() {
-                if user == sender {
+            let invitee = ev
+                .get::<_, Option<&str>>(5)
+                .filter(|u| invitees.contains(*u) && ev.get::<_, &str>(4) == "m.room.member")
+                .filter(|u| !contexts.is_member(u))
+                .and_then(|u| Some((u.to_owned(), Arc::new(contexts.outsider(u)?))));
+            for (user, ctx) in contexts.members().chain(invitee.as_ref().map(|(u, c)| (u, c))) {
+                if user == sender || ignoring.get(user).is_some_and(|list| list.contains(sender)) {
                     continue;
                 }
                 let Some((_, rules)) = memo.rules.get(user) else { continue };
@@ -192,6 +212,9 @@ impl SyncWorker {
         }
         tx.execute(ADVANCE, &[&upto]).await?;
         tx.commit().await?;
+        if queued > 0 {
+            self.push_queued.notify_one();
+        }
         tracing::debug!(from, upto, events = events.len(), queued, "push notifier batch");
         Ok(full)
     }
@@ -214,10 +237,26 @@ impl SyncWorker {
     }
 
     /// Makes `memo` hold the current rules of every user in `users` (one query for all of
-    /// them; only the users whose stored rules moved are loaded again).
-    async fn refresh_rules(&self, read: &deadpool_postgres::Client, memo: &mut Memo, users: &[String]) -> Result<()> {
-        let stored: HashMap<String, i64> =
-            read.query(RULE_POSITIONS, &[&users]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    /// them; only the users whose stored rules moved are loaded again), and returns whom each
+    /// of them ignores (their events notify nobody who ignores them).
+    async fn refresh_rules(
+        &self,
+        read: &deadpool_postgres::Client,
+        memo: &mut Memo,
+        users: &[String],
+    ) -> Result<HashMap<String, HashSet<String>>> {
+        let mut stored: HashMap<String, i64> = HashMap::new();
+        let mut ignoring = HashMap::new();
+        for row in read.query(RULE_POSITIONS, &[&users]).await? {
+            let (user, kind): (String, &str) = (row.get(0), row.get(1));
+            if kind == crate::ignored::IGNORED_USER_LIST {
+                let content: Option<&str> = row.get(3);
+                let content: serde_json::Value = content.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
+                ignoring.insert(user, crate::ignored::parse(&content));
+            } else {
+                stored.insert(user, row.get(2));
+            }
+        }
         for user in users {
             let now = stored.get(user).copied();
             if memo.rules.get(user).is_none_or(|(at, _)| *at != now) {
@@ -225,6 +264,6 @@ impl SyncWorker {
                 memo.rules.insert(user.clone(), (now, rules));
             }
         }
-        Ok(())
+        Ok(ignoring)
     }
 }

@@ -33,6 +33,9 @@ const CHANGED: &str = "SELECT user_id, state, status_msg, last_active_ts, curren
      ON a.room_id = b.room_id WHERE a.user_id = $1 AND a.membership = 'join' AND b.membership = 'join' \
      UNION SELECT $1)";
 
+const CURRENT_OF: &str =
+    "SELECT user_id, state, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = ANY($1)";
+
 fn valid_state(s: &str) -> Result<()> {
     match s {
         "online" | "offline" | "unavailable" => Ok(()),
@@ -155,6 +158,69 @@ impl SyncWorker {
         }
         Ok(out)
     }
+}
+
+impl SyncWorker {
+    /// Puts the current presence of `users` (passing `filter`) in `body`, in place of any
+    /// change of theirs it holds.
+    pub(crate) async fn add_presence(
+        &self,
+        client: &deadpool_postgres::Client,
+        filter: &ruma::api::client::filter::Filter,
+        users: &std::collections::HashSet<String>,
+        body: &mut crate::response::SyncBody,
+    ) -> Result<()> {
+        let current = crate::filters::events(filter, self.current_presence(client, users).await?);
+        body.presence.events.retain(|e| {
+            let sender =
+                serde_json::from_str::<Value>(e.get()).ok().and_then(|v| v["sender"].as_str().map(str::to_owned));
+            sender.is_none_or(|s| !users.contains(&s))
+        });
+        body.presence.events.extend(current.into_iter().map(|e| crate::response::raw(e.to_string())));
+        Ok(())
+    }
+
+    /// The current `m.presence` events of `users`; a user who never had any is offline.
+    pub(crate) async fn current_presence(
+        &self,
+        client: &deadpool_postgres::Client,
+        users: &std::collections::HashSet<String>,
+    ) -> Result<Vec<Value>> {
+        let list: Vec<&str> = users.iter().map(String::as_str).collect();
+        let stmt = client.prepare_cached(CURRENT_OF).await?;
+        let now = now_ms();
+        let rows: Vec<PresenceRow> = client.query(&stmt, &[&list]).await?.iter().map(PresenceRow::from_row).collect();
+        let mut out: Vec<Value> = rows.iter().map(|p| p.event(now)).collect();
+        let known: std::collections::HashSet<&str> = rows.iter().map(|p| p.user.as_str()).collect();
+        let mut unknown: Vec<&str> = list.into_iter().filter(|u| !known.contains(u)).collect();
+        unknown.sort_unstable();
+        for user in unknown {
+            out.push(json!({ "type": "m.presence", "sender": user, "content": { "presence": "offline" } }));
+        }
+        Ok(out)
+    }
+}
+
+/// Users whose presence an incremental sync adds although it did not change (as Synapse):
+/// every member of the rooms the user joined since `since` (`fresh`), and whoever joined or
+/// was invited to one of the user's rooms since (their member events in the response,
+/// `members`); not the user.
+pub(crate) async fn joined_since(
+    client: &deadpool_postgres::Client,
+    user: &str,
+    fresh: &[&str],
+    members: &[&trellis_storage::events::EventRow],
+) -> Result<std::collections::HashSet<String>> {
+    let mut out: std::collections::HashSet<String> =
+        crate::queries::joined_members(client, fresh).await?.into_iter().collect();
+    for e in members.iter().filter(|e| e.kind == "m.room.member") {
+        let membership = trellis_storage::visibility::membership_of(&e.content);
+        if matches!(membership.as_deref(), Some("join" | "invite")) {
+            out.extend(e.state_key.clone());
+        }
+    }
+    out.remove(user);
+    Ok(out)
 }
 
 /// One user's stored presence.

@@ -1,10 +1,16 @@
 //! Delivery of queued pushes to http pushers (push gateway API, `POST /_matrix/push/v1/notify`):
 //! each `push_outbox` row is claimed under a lease (so two workers never send it at once), sent,
 //! and deleted once the gateway accepts it; a failure is retried with exponential backoff
-//! until it is given up.
+//! until it is given up. A claimed batch is sent concurrently, so one slow gateway holds up
+//! no other, and delivery runs beside the notifier rather than in its loop.
+//!
+//! A row with an event is a notification; a row without one is a badge update (the unread
+//! count after a read receipt), as Synapse sends them.
+
+use std::{sync::Weak, time::Duration};
 
 use serde_json::{Map, Value, json};
-use trellis_core::{Result, time::now_ms};
+use trellis_core::{Result, shutdown::Shutdown, time::now_ms};
 
 use crate::SyncWorker;
 
@@ -15,23 +21,40 @@ const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_RETRY_MS: i64 = 3_600_000;
 /// Attempts before a push is dropped.
 const MAX_ATTEMPTS: i32 = 12;
+/// How often delivery looks for due pushes when nothing was queued on this worker.
+const TICK: Duration = Duration::from_millis(200);
+/// A gateway that takes longer has failed this attempt.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 const CLAIM: &str = "UPDATE push_outbox SET next_attempt_ms = $1 + $2, attempts = attempts + 1 \
-     WHERE id IN (SELECT id FROM push_outbox WHERE next_attempt_ms <= $1 ORDER BY id LIMIT 20 \
+     WHERE id IN (SELECT id FROM push_outbox WHERE next_attempt_ms <= $1 ORDER BY id LIMIT 50 \
         FOR UPDATE SKIP LOCKED) \
      RETURNING id, event_pos, user_id, app_id, pushkey, attempts";
-/// What the push needs: the notification, its event and the pusher.
-const DETAILS: &str = "SELECT n.room_id, n.event_id, n.actions, e.type, e.sender, e.content, p.data, p.pushkey_ts \
+/// What a push needs: the pusher, and for a notification its event, the room's name and
+/// canonical alias and the sender's display name.
+const PUSHER: &str = "SELECT data, pushkey_ts FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3";
+const DETAILS: &str = "SELECT n.room_id, n.event_id, n.actions, e.type, e.sender, e.content, e.state_key, \
+        (SELECT s.content FROM current_state c JOIN events s ON s.event_id = c.event_id \
+           WHERE c.room_id = n.room_id AND c.type = 'm.room.name' AND c.state_key = ''), \
+        (SELECT s.content FROM current_state c JOIN events s ON s.event_id = c.event_id \
+           WHERE c.room_id = n.room_id AND c.type = 'm.room.canonical_alias' AND c.state_key = ''), \
+        (SELECT s.content FROM current_state c JOIN events s ON s.event_id = c.event_id \
+           WHERE c.room_id = n.room_id AND c.type = 'm.room.member' AND c.state_key = e.sender) \
      FROM notifications n JOIN events e ON e.event_id = n.event_id \
-     JOIN pushers p ON p.user_id = n.user_id AND p.app_id = $2 AND p.pushkey = $3 \
-     WHERE n.user_id = $4 AND n.event_pos = $1";
+     WHERE n.user_id = $2 AND n.event_pos = $1";
 /// Notifications after the user's read receipt in each room: the badge count.
 const UNREAD: &str = "SELECT count(*) FROM notifications n WHERE n.user_id = $1 AND n.event_pos > \
      COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id AND r.user_id = n.user_id \
         AND r.receipt_type IN ('m.read', 'm.read.private')), 0)";
+/// A badge update for each of the user's http pushers that has none waiting.
+pub(crate) const QUEUE_BADGES: &str = "INSERT INTO push_outbox (user_id, event_pos, app_id, pushkey, next_attempt_ms) \
+     SELECT p.user_id, NULL, p.app_id, p.pushkey, $2 FROM pushers p WHERE p.user_id = $1 AND p.kind = 'http' \
+     AND NOT EXISTS (SELECT 1 FROM push_outbox o WHERE o.user_id = p.user_id AND o.app_id = p.app_id \
+        AND o.pushkey = p.pushkey AND o.event_pos IS NULL AND o.attempts = 0)";
 const DONE: &str = "DELETE FROM push_outbox WHERE id = $1";
 const RETRY: &str = "UPDATE push_outbox SET next_attempt_ms = $2 WHERE id = $1";
-const REJECTED: &str = "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2";
+/// The gateway said the pushkey is no longer valid: the user's pusher goes.
+const REJECTED: &str = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3";
 
 /// The wait before retry number `attempts` (1 = the first retry).
 pub fn backoff_ms(attempts: i32) -> i64 {
@@ -50,78 +73,163 @@ pub fn tweaks(actions: &Value) -> Map<String, Value> {
     out
 }
 
-/// The push gateway request body for one notification to one device.
-#[allow(clippy::too_many_arguments)]
-pub fn body(
-    room: &str,
-    event_id: &str,
-    kind: &str,
-    sender: &str,
-    content: &str,
-    actions: &Value,
-    (app_id, pushkey, pushkey_ts): (&str, &str, i64),
-    data: &Value,
-    unread: i64,
-) -> Value {
-    let mut data = data.as_object().cloned().unwrap_or_default();
+/// The pusher a push goes to.
+pub struct Device<'a> {
+    pub app_id: &'a str,
+    pub pushkey: &'a str,
+    /// Milliseconds; sent in seconds.
+    pub pushkey_ts: i64,
+    pub data: &'a Value,
+}
+
+/// The event of a notification and what the push says about it.
+pub struct Notice<'a> {
+    pub room: &'a str,
+    pub event_id: &'a str,
+    pub kind: &'a str,
+    pub sender: &'a str,
+    pub state_key: Option<&'a str>,
+    pub content: &'a str,
+    pub actions: &'a Value,
+    /// The room's name, else its canonical alias.
+    pub room_name: Option<String>,
+    pub sender_display_name: Option<String>,
+}
+
+/// The push gateway request body for `notice` (`None`: a badge update) to one device of `user`.
+pub fn body(user: &str, notice: Option<&Notice<'_>>, device: &Device<'_>, unread: i64) -> Value {
+    let mut data = device.data.as_object().cloned().unwrap_or_default();
     data.remove("url");
-    let tweaks = tweaks(actions);
-    let high = tweaks.get("highlight").is_some_and(|h| h != &Value::Bool(false)) || tweaks.contains_key("sound");
     let event_id_only = data.get("format").and_then(Value::as_str) == Some("event_id_only");
-    let mut n = json!({
-        "event_id": event_id,
-        "room_id": room,
+    let mut d = json!({
+        "app_id": device.app_id, "pushkey": device.pushkey, "pushkey_ts": device.pushkey_ts / 1000, "data": data,
+    });
+    let Some(n) = notice else {
+        return json!({ "notification": { "counts": { "unread": unread }, "devices": [d] } });
+    };
+    let tweaks = tweaks(n.actions);
+    let high = tweaks.get("highlight").is_some_and(|h| h != &Value::Bool(false)) || tweaks.contains_key("sound");
+    d["tweaks"] = Value::Object(tweaks);
+    let mut out = json!({
+        // `id` is the event ID under its pre-spec name, which older gateways still read.
+        "id": n.event_id,
+        "event_id": n.event_id,
+        "room_id": n.room,
         "counts": { "unread": unread },
         "prio": if high { "high" } else { "low" },
-        "devices": [{
-            "app_id": app_id, "pushkey": pushkey, "pushkey_ts": pushkey_ts / 1000, "data": data, "tweaks": tweaks,
-        }],
+        "devices": [d],
     });
     if !event_id_only {
-        n["type"] = json!(kind);
-        n["sender"] = json!(sender);
-        n["content"] = serde_json::from_str(content).unwrap_or_else(|_| json!({}));
+        out["type"] = json!(n.kind);
+        out["sender"] = json!(n.sender);
+        out["content"] = serde_json::from_str(n.content).unwrap_or_else(|_| json!({}));
+        if let Some(name) = &n.room_name {
+            out["room_name"] = json!(name);
+        }
+        if let Some(name) = &n.sender_display_name {
+            out["sender_display_name"] = json!(name);
+        }
+        if n.kind == "m.room.member"
+            && let Some(target) = n.state_key
+        {
+            let content: Value = serde_json::from_str(n.content).unwrap_or_default();
+            out["membership"] = content["membership"].clone();
+            out["user_is_target"] = json!(target == user);
+        }
     }
-    json!({ "notification": n })
+    json!({ "notification": out })
+}
+
+/// A string field of a stored JSON content, when present and not empty.
+fn field(content: Option<String>, key: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(&content?).ok()?;
+    v[key].as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// Runs delivery until `shutdown`: due pushes are sent when the notifier or a receipt queues
+/// some on this worker, and at every tick (retries, and pushes queued by other workers).
+pub(crate) async fn run(worker: Weak<SyncWorker>, shutdown: Shutdown) {
+    let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
+    loop {
+        let Some(queued) = worker.upgrade().map(|w| w.push_queued.clone()) else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = queued.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+        let Some(worker) = worker.upgrade() else { return };
+        if let Err(e) = worker.deliver_due(&http).await {
+            tracing::warn!(error = ?e, "push delivery failed");
+        }
+    }
+}
+
+/// One claimed push, ready to send.
+struct Claimed {
+    id: i64,
+    user: String,
+    app_id: String,
+    pushkey: String,
+    attempts: i32,
+    url: String,
+    body: Value,
 }
 
 impl SyncWorker {
-    /// Sends every push that is due.
+    /// Sends every push that is due, concurrently.
     pub(crate) async fn deliver_due(&self, http: &reqwest::Client) -> Result<()> {
         let client = self.pool.get().await?;
         let claimed = client.query(CLAIM, &[&now_ms(), &LEASE_MS]).await?;
+        let mut ready = Vec::new();
         for row in claimed {
-            let (id, event_pos, user): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+            let (id, event_pos, user): (i64, Option<i64>, String) = (row.get(0), row.get(1), row.get(2));
             let (app_id, pushkey, attempts): (String, String, i32) = (row.get(3), row.get(4), row.get(5));
-            let Some(d) = client.query_opt(DETAILS, &[&event_pos, &app_id, &pushkey, &user]).await? else {
-                // The pusher was removed (or the event is gone): nothing to send.
+            let Some(pusher) = client.query_opt(PUSHER, &[&user, &app_id, &pushkey]).await? else {
+                // The pusher was removed: nothing to send.
                 client.execute(DONE, &[&id]).await?;
                 continue;
             };
-            let data: Value = serde_json::from_str(d.get::<_, &str>(6)).unwrap_or_else(|_| json!({}));
+            let data: Value = serde_json::from_str(pusher.get::<_, &str>(0)).unwrap_or_else(|_| json!({}));
             let Some(url) = data["url"].as_str().map(str::to_owned) else {
                 client.execute(DONE, &[&id]).await?;
                 continue;
             };
-            let actions: Value = serde_json::from_str(d.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
+            let device = Device { app_id: &app_id, pushkey: &pushkey, pushkey_ts: pusher.get(1), data: &data };
             let unread: i64 = client.query_one(UNREAD, &[&user]).await?.get(0);
-            let body = body(
-                d.get(0),
-                d.get(1),
-                d.get(3),
-                d.get(4),
-                d.get(5),
-                &actions,
-                (app_id.as_str(), pushkey.as_str(), d.get(7)),
-                &data,
-                unread,
-            );
-            match send(http, &url, &body).await {
+            let body = match event_pos {
+                None => body(&user, None, &device, unread),
+                Some(pos) => {
+                    let Some(d) = client.query_opt(DETAILS, &[&pos, &user]).await? else {
+                        // The notification (or its event) is gone.
+                        client.execute(DONE, &[&id]).await?;
+                        continue;
+                    };
+                    let actions: Value = serde_json::from_str(d.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
+                    let notice = Notice {
+                        room: d.get(0),
+                        event_id: d.get(1),
+                        kind: d.get(3),
+                        sender: d.get(4),
+                        content: d.get(5),
+                        state_key: d.get(6),
+                        actions: &actions,
+                        room_name: field(d.get(7), "name").or_else(|| field(d.get(8), "alias")),
+                        sender_display_name: field(d.get(9), "displayname"),
+                    };
+                    body(&user, Some(&notice), &device, unread)
+                }
+            };
+            ready.push(Claimed { id, user, app_id, pushkey, attempts, url, body });
+        }
+        let sent = futures_util::future::join_all(ready.iter().map(|p| send(http, &p.url, &p.body))).await;
+        for (push, outcome) in ready.iter().zip(sent) {
+            let (id, app_id, attempts) = (push.id, push.app_id.as_str(), push.attempts);
+            match outcome {
                 Ok(rejected) => {
                     client.execute(DONE, &[&id]).await?;
-                    if rejected.contains(&pushkey) {
+                    if rejected.contains(&push.pushkey) {
                         tracing::info!(app_id, "push gateway rejected the pushkey; removing the pusher");
-                        client.execute(REJECTED, &[&app_id, &pushkey]).await?;
+                        client.execute(REJECTED, &[&push.user, &app_id, &push.pushkey]).await?;
                     }
                     metrics::counter!("trellis_push_delivered_total").increment(1);
                 }
@@ -161,33 +269,55 @@ mod tests {
         assert_eq!(backoff_ms(40), MAX_RETRY_MS);
     }
 
+    fn notice<'a>(kind: &'a str, state_key: Option<&'a str>, content: &'a str, actions: &'a Value) -> Notice<'a> {
+        Notice {
+            room: "!r:x",
+            event_id: "$e",
+            kind,
+            sender: "@b:x",
+            state_key,
+            content,
+            actions,
+            room_name: Some("Lunch".into()),
+            sender_display_name: Some("Bob".into()),
+        }
+    }
+
     #[test]
     fn body_has_the_push_gateway_shape() {
         let actions = json!(["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]);
         let data = json!({"url": "http://x/_matrix/push/v1/notify", "format": "full", "extra": 1});
-        let b =
-            body("!r:x", "$e", "m.room.message", "@b:x", r#"{"body":"hi"}"#, &actions, ("app", "key", 5000), &data, 3);
+        let device = Device { app_id: "app", pushkey: "key", pushkey_ts: 5000, data: &data };
+        let b = body("@a:x", Some(&notice("m.room.message", None, r#"{"body":"hi"}"#, &actions)), &device, 3);
         let n = &b["notification"];
-        assert_eq!(n["event_id"], "$e");
+        assert_eq!((&n["event_id"], &n["id"]), (&json!("$e"), &json!("$e")));
         assert_eq!(n["counts"]["unread"], 3);
         assert_eq!(n["prio"], "high");
         assert_eq!(n["content"]["body"], "hi");
+        assert_eq!((&n["room_name"], &n["sender_display_name"]), (&json!("Lunch"), &json!("Bob")));
+        assert!(n.get("membership").is_none());
         let d = &n["devices"][0];
         assert_eq!(d["pushkey_ts"], 5);
         assert_eq!(d["data"], json!({"format": "full", "extra": 1}), "url is left out");
         assert_eq!(d["tweaks"], json!({"sound": "default", "highlight": true}));
-        let only = body(
-            "!r:x",
-            "$e",
-            "m.room.message",
-            "@b:x",
-            "{}",
-            &json!(["notify"]),
-            ("a", "k", 0),
-            &json!({"format": "event_id_only"}),
-            0,
+
+        let invite = notice("m.room.member", Some("@a:x"), r#"{"membership":"invite"}"#, &actions);
+        let n = &body("@a:x", Some(&invite), &device, 0)["notification"];
+        assert_eq!((&n["membership"], &n["user_is_target"]), (&json!("invite"), &json!(true)));
+
+        let only = json!({"format": "event_id_only"});
+        let device = Device { app_id: "a", pushkey: "k", pushkey_ts: 0, data: &only };
+        let plain = json!(["notify"]);
+        let b = body("@a:x", Some(&notice("m.room.message", None, "{}", &plain)), &device, 0);
+        assert!(b["notification"].get("sender").is_none());
+        assert!(b["notification"].get("room_name").is_none());
+        assert_eq!(b["notification"]["prio"], "low");
+
+        let badge = body("@a:x", None, &device, 2);
+        assert_eq!(
+            badge,
+            json!({"notification": {"counts": {"unread": 2}, "devices": [{
+            "app_id": "a", "pushkey": "k", "pushkey_ts": 0, "data": {"format": "event_id_only"}}]}})
         );
-        assert!(only["notification"].get("sender").is_none());
-        assert_eq!(only["notification"]["prio"], "low");
     }
 }

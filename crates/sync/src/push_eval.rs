@@ -51,6 +51,9 @@ const ROOM_CONTEXT: &str = "SELECT m.user_id, e.content, p.displayname, \
 /// context built per member and event, would not keep up).
 pub struct RoomContexts {
     members: std::collections::HashMap<String, Arc<PushConditionRoomCtx>>,
+    room_id: OwnedRoomId,
+    count: UInt,
+    power_levels: Option<PushConditionPowerLevelsCtx>,
 }
 
 impl RoomContexts {
@@ -71,7 +74,17 @@ impl RoomContexts {
             let ctx = member_ctx(room_id.clone(), count, user_id, name, power_levels.clone());
             members.insert(user, Arc::new(ctx));
         }
-        Ok(Some(RoomContexts { members }))
+        Ok(Some(RoomContexts { members, room_id, count, power_levels }))
+    }
+
+    /// The context of a user who is not joined (an invitee), known by their localpart.
+    pub fn outsider(&self, user: &str) -> Option<PushConditionRoomCtx> {
+        let user_id = OwnedUserId::try_from(user).ok()?;
+        Some(member_ctx(self.room_id.clone(), self.count, user_id, None, self.power_levels.clone()))
+    }
+
+    pub fn is_member(&self, user: &str) -> bool {
+        self.members.contains_key(user)
     }
 
     /// Every joined member with their context.

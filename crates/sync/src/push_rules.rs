@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use ruma::{
-    OwnedRoomId, OwnedUserId, UserId,
+    OwnedUserId, UserId,
     push::{
         Action, ConditionalPushRule, InsertPushRuleError, NewConditionalPushRule, NewPatternedPushRule, NewPushRule,
-        NewSimplePushRule, PatternedPushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
+        PatternedPushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
     },
 };
 use serde_json::{Value, json};
@@ -17,7 +17,12 @@ use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream};
 use trellis_proto::sync::{JsonResponse, PushRulesRequest};
 
-use crate::{SyncWorker, access, push_match::CompiledRules, streams::next_position};
+use crate::{
+    SyncWorker, access,
+    push_match::CompiledRules,
+    push_ruleset::{SimpleKind, SimpleRule, UserRules},
+    streams::next_position,
+};
 
 pub(crate) const PUSH_RULES: &str = "m.push_rules";
 /// The stored rules and the account-data position they were read at, in one snapshot.
@@ -70,24 +75,21 @@ pub(crate) fn defaults(user: &UserId) -> Ruleset {
 }
 
 /// A user's effective rules: stored content merged over the current server defaults.
-pub(crate) fn effective(user: &UserId, stored: Option<&str>) -> Ruleset {
+pub(crate) fn effective(user: &UserId, stored: Option<&str>) -> UserRules {
     let defaults = defaults(user);
-    let Some(stored) = stored else { return defaults };
-    match serde_json::from_str::<Value>(stored)
-        .ok()
-        .and_then(|v| serde_json::from_value::<Ruleset>(v["global"].clone()).ok())
-    {
+    let Some(stored) = stored else { return UserRules::new(defaults) };
+    match serde_json::from_str::<Value>(stored).ok().and_then(|v| UserRules::from_json(&v["global"])) {
         Some(mut rules) => {
-            rules.update_with_server_default(defaults);
+            rules.base.update_with_server_default(defaults);
             rules
         }
-        None => defaults,
+        None => UserRules::new(defaults),
     }
 }
 
 /// The `m.push_rules` account data content for `rules`.
-pub(crate) fn content(rules: &Ruleset) -> Value {
-    json!({ "global": rules })
+pub(crate) fn content(rules: &UserRules) -> Value {
+    json!({ "global": rules.to_json() })
 }
 
 fn user_id(user: &str) -> Result<OwnedUserId> {
@@ -106,13 +108,23 @@ fn kind(kind: &str) -> Result<RuleKind> {
 }
 
 /// The JSON of rule `id` of `kind` in `rules`, if present.
-fn find(rules: &Ruleset, kind: &str, id: &str) -> Option<Value> {
-    let all = serde_json::to_value(rules).ok()?;
+fn find(rules: &UserRules, kind: &str, id: &str) -> Option<Value> {
+    let all = rules.to_json();
     all[kind].as_array()?.iter().find(|r| r["rule_id"] == id).cloned()
 }
 
+/// The `actions` of a rule body: `notify`, `dont_notify`, `coalesce` (the last two legacy,
+/// meaning nothing) or `set_tweak` objects; anything else is refused, as Synapse does.
 fn actions(body: &Value) -> Result<Vec<Action>> {
     let raw = body.get("actions").ok_or_else(|| Error::bad_json("actions is required"))?;
+    let known = |a: &Value| match a {
+        Value::String(s) => matches!(s.as_str(), "notify" | "dont_notify" | "coalesce"),
+        Value::Object(o) => o.get("set_tweak").is_some_and(Value::is_string),
+        _ => false,
+    };
+    if !raw.as_array().is_some_and(|list| list.iter().all(known)) {
+        return Err(Error::bad_json("actions must be a list of notify, dont_notify, coalesce or set_tweak"));
+    }
     serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("invalid actions"))
 }
 
@@ -132,14 +144,6 @@ fn new_rule(kind: &str, id: &str, body: &Value) -> Result<NewPushRule> {
             let pattern = body["pattern"].as_str().ok_or_else(|| Error::bad_json("pattern is required"))?;
             NewPushRule::Content(NewPatternedPushRule::new(id.to_owned(), pattern.to_owned(), actions))
         }
-        "room" => {
-            let room = OwnedRoomId::try_from(id).map_err(|_| Error::invalid_param("room rule IDs are room IDs"))?;
-            NewPushRule::Room(NewSimplePushRule::new(room, actions))
-        }
-        "sender" => {
-            let user = OwnedUserId::try_from(id).map_err(|_| Error::invalid_param("sender rule IDs are user IDs"))?;
-            NewPushRule::Sender(NewSimplePushRule::new(user, actions))
-        }
         _ => return Err(Error::invalid_param("Unknown push rule kind")),
     })
 }
@@ -149,22 +153,30 @@ fn not_found() -> Error {
 }
 
 /// Applies one edit (`put`, `delete`, `set_enabled`, `set_actions`) to `rules`.
-pub(crate) fn edit(rules: &mut Ruleset, req: &PushRulesRequest) -> Result<()> {
+pub(crate) fn edit(rules: &mut UserRules, req: &PushRulesRequest) -> Result<()> {
     let rk = kind(&req.kind)?;
     let id = req.rule_id.as_str();
+    let body =
+        || -> Result<Value> { serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON")) };
     match req.op.as_str() {
         "put" => {
             if id.starts_with('.') {
                 return Err(Error::invalid_param("Cannot create server-default rules"));
             }
-            let body: Value = serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON"))?;
-            let rule = new_rule(&req.kind, id, &body)?;
+            if id.contains(['/', '\\']) {
+                return Err(Error::invalid_param("Rule IDs may not contain slashes"));
+            }
+            let body = body()?;
             let (before, after) = (
                 Some(req.before.as_str()).filter(|s| !s.is_empty()),
                 Some(req.after.as_str()).filter(|s| !s.is_empty()),
             );
-            rules.insert(rule, after, before).map_err(|e| match e {
-                InsertPushRuleError::UnknownRuleId => Error::not_found("before/after rule not found"),
+            if let Some(simple) = SimpleKind::parse(&req.kind) {
+                return rules.put(simple, id, actions(&body)?, after, before);
+            }
+            let rule = new_rule(&req.kind, id, &body)?;
+            rules.base.insert(rule, after, before).map_err(|e| match e {
+                InsertPushRuleError::UnknownRuleId => Error::invalid_param("before/after rule not found"),
                 InsertPushRuleError::ServerDefaultRuleId => Error::invalid_param("Cannot create server-default rules"),
                 InsertPushRuleError::InvalidRuleId => Error::invalid_param("Invalid rule ID"),
                 InsertPushRuleError::RelativeToServerDefaultRule => {
@@ -174,29 +186,48 @@ pub(crate) fn edit(rules: &mut Ruleset, req: &PushRulesRequest) -> Result<()> {
                 _ => Error::invalid_param("Invalid push rule"),
             })
         }
-        "delete" => rules.remove(rk, id).map_err(|e| match e {
-            RemovePushRuleError::ServerDefault => Error::forbidden("Cannot delete server-default rules"),
-            _ => not_found(),
-        }),
+        "delete" => {
+            if let Some(simple) = SimpleKind::parse(&req.kind) {
+                let list = rules.list_mut(simple);
+                let at = list.iter().position(|r| r.rule_id == id).ok_or_else(not_found)?;
+                list.remove(at);
+                return Ok(());
+            }
+            rules.base.remove(rk, id).map_err(|e| match e {
+                RemovePushRuleError::ServerDefault => Error::forbidden("Cannot delete server-default rules"),
+                _ => not_found(),
+            })
+        }
         "set_enabled" => {
-            let body: Value = serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON"))?;
-            let enabled = body["enabled"].as_bool().ok_or_else(|| Error::bad_json("enabled must be a boolean"))?;
-            rules.set_enabled(rk, id, enabled).map_err(|_| not_found())
+            let enabled = body()?["enabled"].as_bool().ok_or_else(|| Error::bad_json("enabled must be a boolean"))?;
+            match SimpleKind::parse(&req.kind) {
+                Some(simple) => simple_rule(rules, simple, id)?.enabled = enabled,
+                None => rules.base.set_enabled(rk, id, enabled).map_err(|_| not_found())?,
+            }
+            Ok(())
         }
         "set_actions" => {
-            let body: Value = serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON"))?;
-            rules.set_actions(rk, id, actions(&body)?).map_err(|_| not_found())
+            let actions = actions(&body()?)?;
+            match SimpleKind::parse(&req.kind) {
+                Some(simple) => simple_rule(rules, simple, id)?.actions = actions,
+                None => rules.base.set_actions(rk, id, actions).map_err(|_| not_found())?,
+            }
+            Ok(())
         }
         _ => Err(Error::invalid_param("unknown operation")),
     }
 }
 
+fn simple_rule<'a>(rules: &'a mut UserRules, kind: SimpleKind, id: &str) -> Result<&'a mut SimpleRule> {
+    rules.list_mut(kind).iter_mut().find(|r| r.rule_id == id).ok_or_else(not_found)
+}
+
 /// Answers a read (`get`, `get_enabled`, `get_actions`) from `rules`.
-pub(crate) fn read(rules: &Ruleset, req: &PushRulesRequest) -> Result<Value> {
+pub(crate) fn read(rules: &UserRules, req: &PushRulesRequest) -> Result<Value> {
     if req.scope.is_empty() {
         return Ok(content(rules));
     }
-    let all = serde_json::to_value(rules).map_err(|_| Error::internal("push rules do not serialise"))?;
+    let all = rules.to_json();
     if req.kind.is_empty() {
         return Ok(all);
     }
@@ -223,7 +254,7 @@ impl SyncWorker {
         let stmt = client.prepare_cached(LOAD).await?;
         let row = client.query_one(&stmt, &[&user]).await?;
         let (stored, pos): (Option<String>, i64) = (row.get(0), row.get(1));
-        let rules = Arc::new(CompiledRules::new(effective(&uid, stored.as_deref()), user));
+        let rules = Arc::new(CompiledRules::new(effective(&uid, stored.as_deref()).matching(), user));
         self.caches.push_rules.insert(user.to_owned(), (pos, rules.clone()));
         Ok((pos, rules))
     }
@@ -234,26 +265,42 @@ impl SyncWorker {
             return Err(Error::invalid_param("Unknown push rule scope"));
         }
         if req.op.starts_with("get") {
-            let (_, rules) = self.load_push_rules(&self.pool.get().await?, &req.user_id).await?;
+            let uid = user_id(&req.user_id)?;
+            let client = self.pool.get().await?;
+            let row = client.query_one(&client.prepare_cached(LOAD).await?, &[&req.user_id]).await?;
+            let rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
             return Ok(JsonResponse { body_json: read(&rules, &req)?.to_string() });
         }
         if req.scope.is_empty() || req.rule_id.is_empty() {
             return Err(Error::invalid_param("A rule scope, kind and ID are required"));
         }
-        let uid = user_id(&req.user_id)?;
+        self.update_push_rules(&req.user_id, |rules| edit(rules, &req).map(|()| true)).await?;
+        Ok(JsonResponse { body_json: "{}".into() })
+    }
+
+    /// Applies `change` to the user's rules and stores them when it says it changed them:
+    /// under the account-data stream's row lock, which serialises this read-modify-write with
+    /// every other account-data write.
+    pub(crate) async fn update_push_rules(
+        &self,
+        user: &str,
+        change: impl FnOnce(&mut UserRules) -> Result<bool>,
+    ) -> Result<()> {
+        let uid = user_id(user)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // The account-data stream row lock serialises this read-modify-write with every other
-        // account-data write.
         let pos = next_position(&tx, Stream::AccountData).await?;
-        let row = tx.query_one(LOAD, &[&req.user_id]).await?;
+        let row = tx.query_one(LOAD, &[&user]).await?;
         let mut rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
-        edit(&mut rules, &req)?;
-        tx.execute(UPSERT, &[&req.user_id, &content(&rules).to_string(), &pos]).await?;
+        if !change(&mut rules)? {
+            // Rolled back: the position is not used.
+            return Ok(());
+        }
+        tx.execute(UPSERT, &[&user, &content(&rules).to_string(), &pos]).await?;
         tx.commit().await?;
-        self.caches.push_rules.insert(req.user_id.clone(), (pos, Arc::new(CompiledRules::new(rules, &req.user_id))));
-        self.announce(&[Channel::User(req.user_id)], Stream::AccountData, pos).await;
-        Ok(JsonResponse { body_json: "{}".into() })
+        self.caches.push_rules.insert(user.to_owned(), (pos, Arc::new(CompiledRules::new(rules.matching(), user))));
+        self.announce(&[Channel::User(user.to_owned())], Stream::AccountData, pos).await;
+        Ok(())
     }
 }
 
@@ -272,12 +319,12 @@ mod tests {
         }
     }
 
-    fn ids(rules: &Ruleset, kind: &str) -> Vec<String> {
-        let all = serde_json::to_value(rules).unwrap();
+    fn ids(rules: &UserRules, kind: &str) -> Vec<String> {
+        let all = rules.to_json();
         all[kind].as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap().to_owned()).collect()
     }
 
-    fn rules() -> Ruleset {
+    fn rules() -> UserRules {
         effective(&user_id("@alice:example.org").unwrap(), None)
     }
 
@@ -318,7 +365,7 @@ mod tests {
         let mut unknown = req("put", "content", "e", body);
         unknown.before = "zzz".into();
         let e = edit(&mut r, &unknown).unwrap_err();
-        assert_eq!(e.code().as_str(), "M_NOT_FOUND");
+        assert_eq!((e.code().as_str(), e.status()), ("M_INVALID_PARAM", 400), "spec: 400 for an unknown before/after");
         edit(&mut r, &req("delete", "content", "a", json!({}))).unwrap();
         assert!(!ids(&r, "content").contains(&"a".to_owned()));
     }

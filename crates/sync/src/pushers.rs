@@ -1,9 +1,12 @@
-//! Pushers (`GET /pushers`, `POST /pushers/set`) and the events that notified a user
-//! (`GET /notifications`).
+//! Pushers (`GET /pushers`, `POST /pushers/set`; a pusher goes with the device that set it)
+//! and the events that notified a user (`GET /notifications`).
 
 use serde_json::{Map, Value, json};
 use trellis_core::{Error, Result, time::now_ms};
-use trellis_proto::sync::{JsonResponse, NotificationsRequest, PushersRequest};
+use trellis_proto::sync::{
+    Ack, DeleteDevicePushersRequest, JsonResponse, NotificationsRequest, PushersRequest,
+    delete_device_pushers_request::Which,
+};
 use trellis_storage::events::{EventRow, Format};
 
 use crate::{SyncWorker, access};
@@ -20,10 +23,15 @@ const LIST: &str = "SELECT app_id, pushkey, kind, app_display_name, device_displ
 const DELETE: &str = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3";
 const DELETE_OTHERS: &str = "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3";
 const UPSERT: &str = "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, \
-        profile_tag, lang, data, pushkey_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+        profile_tag, lang, data, pushkey_ts, device_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = EXCLUDED.kind, \
         app_display_name = EXCLUDED.app_display_name, device_display_name = EXCLUDED.device_display_name, \
-        profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data";
+        profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data, \
+        device_id = EXCLUDED.device_id";
+const DELETE_OF_DEVICES: &str = "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2)";
+// Pushers of unknown origin (made before devices were recorded) go too.
+const DELETE_ALL_BUT: &str = "DELETE FROM pushers WHERE user_id = $1 AND device_id IS DISTINCT FROM $2";
+const DELETE_ALL: &str = "DELETE FROM pushers WHERE user_id = $1";
 const NOTIFICATIONS: &str = "SELECT n.event_pos, n.room_id, n.actions, n.ts, \
         n.event_pos <= COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id \
            AND r.user_id = n.user_id AND r.receipt_type IN ('m.read', 'm.read.private')), 0), \
@@ -31,6 +39,12 @@ const NOTIFICATIONS: &str = "SELECT n.event_pos, n.room_id, n.actions, n.ts, \
         e.unsigned_json, e.txn_device, e.txn_id, e.redacts \
      FROM notifications n JOIN events e ON e.event_id = n.event_id \
      WHERE n.user_id = $1 AND n.event_pos < $2 AND (NOT $3 OR n.highlight) ORDER BY n.event_pos DESC LIMIT $4";
+
+const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
+const NOTIFIER_POS: &str = "SELECT pos FROM push_notifier WHERE id = 1";
+/// The longest `/notifications` waits for the notifier (which defers to busy moments for up
+/// to a second).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(2_500);
 
 fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str> {
     body[key].as_str().ok_or_else(|| Error::missing_param(format!("{key} is required")))
@@ -55,6 +69,22 @@ fn checked_data(kind: &str, data: &Value) -> Result<Map<String, Value>> {
 }
 
 impl SyncWorker {
+    /// Waits (up to `CATCH_UP`) until the notifier has evaluated every event committed before
+    /// now, so `/notifications` shows what was sent before it was asked for. The notifier may
+    /// run on another worker, so its stored position is what is watched.
+    async fn notifier_caught_up(&self, client: &deadpool_postgres::Client) -> Result<()> {
+        let goal: i64 = client.query_one(COMPLETE, &[]).await?.get(0);
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        let stmt = client.prepare_cached(NOTIFIER_POS).await?;
+        while client.query_one(&stmt, &[]).await?.get::<_, i64>(0) < goal {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn pushers_op(&self, req: PushersRequest) -> Result<JsonResponse> {
         access::own(&req.requester, &req.user_id)?;
         let client = self.pool.get().await?;
@@ -97,10 +127,36 @@ impl SyncWorker {
         if !append {
             client.execute(DELETE_OTHERS, &[&app_id, &pushkey, &req.user_id]).await?;
         }
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] =
-            [&req.user_id, &app_id, &pushkey, &kind, &app_name, &device_name, &profile_tag, &lang, &data, &now_ms()];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+            &req.user_id,
+            &app_id,
+            &pushkey,
+            &kind,
+            &app_name,
+            &device_name,
+            &profile_tag,
+            &lang,
+            &data,
+            &now_ms(),
+            &req.device_id,
+        ];
         client.execute(UPSERT, &params).await?;
         Ok(JsonResponse { body_json: "{}".into() })
+    }
+
+    /// Deletes the pushers of devices that are gone (see `DeleteDevicePushersRequest`).
+    pub(crate) async fn delete_device_pushers_op(&self, req: DeleteDevicePushersRequest) -> Result<Ack> {
+        let client = self.pool.get().await?;
+        let deleted = match &req.which {
+            Some(Which::Devices(list)) => client.execute(DELETE_OF_DEVICES, &[&req.user_id, &list.device_ids]).await?,
+            Some(Which::AllBut(device_id)) => client.execute(DELETE_ALL_BUT, &[&req.user_id, device_id]).await?,
+            Some(Which::All(true)) => client.execute(DELETE_ALL, &[&req.user_id]).await?,
+            Some(Which::All(false)) | None => 0,
+        };
+        if deleted > 0 {
+            tracing::info!(user_id = %req.user_id, deleted, "pushers of removed devices deleted");
+        }
+        Ok(Ack {})
     }
 
     pub(crate) async fn list_notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {
@@ -114,6 +170,7 @@ impl SyncWorker {
             l => l.min(MAX_LIMIT),
         };
         let client = self.pool.get().await?;
+        self.notifier_caught_up(&client).await?;
         let stmt = client.prepare_cached(NOTIFICATIONS).await?;
         let rows = client.query(&stmt, &[&req.user_id, &from, &req.only_highlight, &i64::from(limit)]).await?;
         let now = now_ms();
@@ -122,8 +179,10 @@ impl SyncWorker {
             let event = EventRow::from_row_at(row, 5).render(None, Format::Client, now);
             let event: Value = serde_json::from_str(&event).unwrap_or_else(|_| json!({}));
             let actions: Value = serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
+            // `profile_tag` (which pushers' profile matched) is always present, null here:
+            // notifications are recorded per user, not per profile.
             out.push(json!({
-                "actions": actions, "event": event, "read": row.get::<_, bool>(4),
+                "actions": actions, "event": event, "profile_tag": null, "read": row.get::<_, bool>(4),
                 "room_id": row.get::<_, &str>(1), "ts": row.get::<_, i64>(3),
             }));
         }

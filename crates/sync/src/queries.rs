@@ -16,11 +16,18 @@ pub type Client = deadpool_postgres::Client;
 const SELECT_MEMBERSHIPS: &str = "SELECT room_id, membership, pos, forgotten FROM memberships WHERE user_id = $1";
 const MEMBERSHIP_AT: &str = "SELECT content, pos FROM events WHERE type = 'm.room.member' AND state_key = $1 \
      AND room_id = $2 AND pos <= $3 ORDER BY pos DESC LIMIT 1";
+const JOINED_MEMBERS: &str = "SELECT DISTINCT user_id FROM memberships WHERE room_id = ANY($1) AND membership = 'join'";
 const MEMBER_COUNTS: &str = "SELECT room_id, membership, count(*) FROM memberships \
      WHERE room_id = ANY($1) AND membership IN ('join', 'invite') GROUP BY room_id, membership";
-const HEROES: &str = "SELECT r.rid, h.user_id FROM unnest($1::text[]) AS r(rid) CROSS JOIN LATERAL \
-     (SELECT user_id FROM memberships m WHERE m.room_id = r.rid AND m.membership IN ('join', 'invite') \
-      AND m.user_id <> $2 ORDER BY user_id LIMIT 5) h";
+/// Per room: whether it has a name or canonical alias (then it needs no heroes), and up to
+/// five other members.
+const HEROES: &str = "SELECT r.rid, EXISTS (SELECT 1 FROM current_state c JOIN events e ON e.event_id = c.event_id \
+        WHERE c.room_id = r.rid AND c.state_key = '' AND \
+        ((c.type = 'm.room.name' AND coalesce(e.content::jsonb->>'name', '') <> '') \
+         OR (c.type = 'm.room.canonical_alias' AND coalesce(e.content::jsonb->>'alias', '') <> ''))), \
+     ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid AND m.membership IN ('join', 'invite') \
+        AND m.user_id <> $2 ORDER BY user_id LIMIT 5) \
+     FROM unnest($1::text[]) AS r(rid)";
 
 /// State types shown to invitees (stripped state), as the spec recommends.
 pub const INVITE_STATE_TYPES: &[&str] = &[
@@ -90,20 +97,30 @@ pub async fn timelines(
     grouped(client.query(&client.prepare_cached(&sql).await?, &args).await?)
 }
 
-/// Per room, the latest state event of each key with a position in `(lo, before)`; member
-/// events left out when lazy-loading adds the ones needed itself.
+/// Which member events a state query returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Members {
+    All,
+    /// None: lazy-loading adds the ones needed itself.
+    Without,
+    Only,
+}
+
+/// Per room, the latest state event of each key with a position in `(lo, before)`.
 pub async fn state_between(
     client: &Client,
     bounds: &[(String, i64, i64)],
     filter: &RoomEventFilter,
-    without_members: bool,
+    members: Members,
 ) -> Result<HashMap<String, Vec<EventRow>>> {
     if bounds.is_empty() {
         return Ok(HashMap::new());
     }
     let (mut cond, params) = filter::conditions(filter, 4);
-    if without_members {
-        cond.push_str(" AND type <> 'm.room.member'");
+    match members {
+        Members::All => {}
+        Members::Without => cond.push_str(" AND type <> 'm.room.member'"),
+        Members::Only => cond.push_str(" AND type = 'm.room.member'"),
     }
     let sql = format!(
         "SELECT s.* FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(rid, lo, before) CROSS JOIN LATERAL \
@@ -142,6 +159,15 @@ pub async fn invite_state(
     grouped(client.query(&client.prepare_cached(&sql).await?, &[&rooms, &ats, &types, &user]).await?)
 }
 
+/// The joined members of these rooms.
+pub async fn joined_members(client: &Client, rooms: &[&str]) -> Result<Vec<String>> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client.prepare_cached(JOINED_MEMBERS).await?;
+    Ok(client.query(&stmt, &[&rooms]).await?.iter().map(|r| r.get(0)).collect())
+}
+
 /// Joined and invited member counts per room.
 pub async fn member_counts(client: &Client, rooms: &[&str]) -> Result<HashMap<String, (u64, u64)>> {
     let stmt = client.prepare_cached(MEMBER_COUNTS).await?;
@@ -157,23 +183,41 @@ pub async fn member_counts(client: &Client, rooms: &[&str]) -> Result<HashMap<St
     Ok(out)
 }
 
-/// Up to five other members per room, for clients to name unnamed rooms.
-pub async fn heroes(client: &Client, rooms: &[&str], user: &str) -> Result<HashMap<String, Vec<String>>> {
+/// Up to five other members per room, for clients to name unnamed rooms; `None` for a room
+/// with a name or canonical alias (spec: `m.heroes` is required only without them, and
+/// Synapse leaves it out then).
+pub async fn heroes(client: &Client, rooms: &[&str], user: &str) -> Result<HashMap<String, Option<Vec<String>>>> {
     let stmt = client.prepare_cached(HEROES).await?;
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let mut out = HashMap::new();
     for row in client.query(&stmt, &[&rooms, &user]).await? {
-        out.entry(row.get(0)).or_default().push(row.get(1));
+        let named: bool = row.get(1);
+        out.insert(row.get(0), (!named).then(|| row.get(2)));
     }
     Ok(out)
 }
 
-/// The stored PDUs of these events (for `event_format: federation`).
+/// The stored PDUs of these events (for `event_format: federation`), each with its
+/// `event_id` (not part of a PDU since room version 3, but clients asking for this format
+/// expect it, as Synapse serves it).
 pub async fn pdus(client: &Client, event_ids: &[&str]) -> Result<HashMap<String, String>> {
     if event_ids.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client.query("SELECT event_id, pdu FROM events WHERE event_id = ANY($1)", &[&event_ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (id, pdu): (String, String) = (r.get(0), r.get(1));
+            let pdu = match serde_json::from_str::<serde_json::Value>(&pdu) {
+                Ok(serde_json::Value::Object(mut map)) => {
+                    map.insert("event_id".into(), serde_json::Value::String(id.clone()));
+                    serde_json::Value::Object(map).to_string()
+                }
+                _ => pdu,
+            };
+            (id, pdu)
+        })
+        .collect())
 }
 
 fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {

@@ -54,7 +54,12 @@ impl SyncWorker {
             tx.commit().await?;
             return Ok(Ack {});
         }
+        // The unread count may have dropped: the user's push gateways hear the new badge.
+        let badges = tx.execute(crate::push_delivery::QUEUE_BADGES, &[&req.user_id, &now_ms()]).await?;
         tx.commit().await?;
+        if badges > 0 {
+            self.push_queued.notify_one();
+        }
         // The room sees a public receipt; the owner's channel fires for every receipt, as its
         // unread counts change even for a client that filters receipts out.
         let mut channels = vec![Channel::User(req.user_id)];

@@ -6,14 +6,20 @@ use std::sync::Arc;
 
 use ruma::{
     OwnedRoomId, UserId,
-    push::{AnyPushRuleRef, NewConditionalPushRule, NewPushRule, NewSimplePushRule, PushCondition, RuleKind, Ruleset},
+    push::{NewConditionalPushRule, NewPushRule, PushCondition, RuleKind},
 };
 use serde_json::{Value, json};
 use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream};
 use trellis_proto::sync::{Ack, TransferRoomSettingsRequest};
 
-use crate::{SyncWorker, access, push_match::CompiledRules, push_rules, streams::next_position};
+use crate::{
+    SyncWorker, access,
+    push_match::CompiledRules,
+    push_rules,
+    push_ruleset::{SimpleKind, UserRules},
+    streams::next_position,
+};
 
 /// The replacement room's create event: its sender and the room it names as predecessor.
 const SUCCESSOR: &str = "SELECT e.sender, e.content FROM current_state c JOIN events e ON e.event_id = c.event_id \
@@ -79,7 +85,9 @@ impl SyncWorker {
             }
             tx.commit().await?;
             if rules_changed {
-                self.caches.push_rules.insert(user.clone(), (pos, Arc::new(CompiledRules::new(rules, &user))));
+                self.caches
+                    .push_rules
+                    .insert(user.clone(), (pos, Arc::new(CompiledRules::new(rules.matching(), &user))));
             }
             self.announce(&[Channel::User(user)], Stream::AccountData, pos).await;
         }
@@ -93,15 +101,21 @@ fn not_successor() -> Error {
 
 /// Adds to `rules` a copy, for `new`, of each user rule that names room `old`: its room rule,
 /// and conditional rules matching `room_id` whose ID names the room. Whether anything changed.
-fn copy_push_rules(rules: &mut Ruleset, old: &str, new: &OwnedRoomId) -> bool {
-    let mut copies: Vec<(NewPushRule, RuleKind, String, bool)> = Vec::new();
-    if let Some(AnyPushRuleRef::Room(rule)) = rules.get(RuleKind::Room, old)
-        && rules.get(RuleKind::Room, new).is_none()
+fn copy_push_rules(rules: &mut UserRules, old: &str, new: &OwnedRoomId) -> bool {
+    let mut changed = false;
+    let room_rule = rules.room.iter().find(|r| r.rule_id == old).cloned();
+    if let Some(rule) = room_rule
+        && !rules.room.iter().any(|r| r.rule_id == new.as_str())
+        && rules.put(SimpleKind::Room, new.as_str(), rule.actions, None, None).is_ok()
     {
-        let copy = NewPushRule::Room(NewSimplePushRule::new(new.clone(), rule.actions.clone()));
-        copies.push((copy, RuleKind::Room, new.to_string(), rule.enabled));
+        if let Some(copy) = rules.room.iter_mut().find(|r| r.rule_id == new.as_str()) {
+            copy.enabled = rule.enabled;
+        }
+        changed = true;
     }
-    for (kind, list) in [(RuleKind::Override, &rules.override_), (RuleKind::Underride, &rules.underride)] {
+    let base = &mut rules.base;
+    let mut copies: Vec<(NewPushRule, RuleKind, String, bool)> = Vec::new();
+    for (kind, list) in [(RuleKind::Override, &base.override_), (RuleKind::Underride, &base.underride)] {
         for rule in list.iter().filter(|r| !r.default && r.rule_id.contains(old)) {
             let names_room =
                 |c: &PushCondition| matches!(c, PushCondition::EventMatch(m) if m.key == "room_id" && m.pattern == old);
@@ -109,7 +123,7 @@ fn copy_push_rules(rules: &mut Ruleset, old: &str, new: &OwnedRoomId) -> bool {
                 continue;
             }
             let id = rule.rule_id.replace(old, new.as_str());
-            if rules.get(kind.clone(), &id).is_some() {
+            if base.get(kind.clone(), &id).is_some() {
                 continue;
             }
             let conditions = rule
@@ -130,10 +144,10 @@ fn copy_push_rules(rules: &mut Ruleset, old: &str, new: &OwnedRoomId) -> bool {
             copies.push((copy, kind.clone(), id, rule.enabled));
         }
     }
-    let changed = !copies.is_empty();
+    changed |= !copies.is_empty();
     for (rule, kind, id, enabled) in copies {
-        if rules.insert(rule, None, None).is_ok() && !enabled {
-            let _ = rules.set_enabled(kind, id, false);
+        if base.insert(rule, None, None).is_ok() && !enabled {
+            let _ = base.set_enabled(kind, id, false);
         }
     }
     changed
@@ -170,7 +184,11 @@ fn with_direct_room(direct: &str, old: &str, new: &str) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use ruma::{owned_room_id, push::Action, user_id};
+    use ruma::{
+        owned_room_id,
+        push::{Action, AnyPushRuleRef},
+        user_id,
+    };
 
     use super::*;
 
@@ -179,23 +197,22 @@ mod tests {
         let old = "!old:x";
         let new = owned_room_id!("!new:x");
         let mut rules = push_rules::effective(user_id!("@a:x"), None);
-        let room_rule = NewSimplePushRule::new(owned_room_id!("!old:x"), vec![Action::Notify]);
-        rules.insert(NewPushRule::Room(room_rule), None, None).unwrap();
+        rules.put(SimpleKind::Room, old, vec![Action::Notify], None, None).unwrap();
         let cond: PushCondition =
             serde_json::from_value(json!({"kind": "event_match", "key": "room_id", "pattern": old})).unwrap();
         let over = NewConditionalPushRule::new(format!("mute-{old}"), vec![cond], vec![]);
-        rules.insert(NewPushRule::Override(over), None, None).unwrap();
-        rules.set_enabled(RuleKind::Override, format!("mute-{old}"), false).unwrap();
+        rules.base.insert(NewPushRule::Override(over), None, None).unwrap();
+        rules.base.set_enabled(RuleKind::Override, format!("mute-{old}"), false).unwrap();
 
         assert!(copy_push_rules(&mut rules, old, &new));
-        let Some(AnyPushRuleRef::Room(copy)) = rules.get(RuleKind::Room, "!new:x") else { panic!("room rule copied") };
+        let copy = rules.room.iter().find(|r| r.rule_id == "!new:x").expect("room rule copied");
         assert_eq!(serde_json::to_value(&copy.actions).unwrap(), json!(["notify"]));
-        let Some(AnyPushRuleRef::Override(copy)) = rules.get(RuleKind::Override, "mute-!new:x") else {
+        let Some(AnyPushRuleRef::Override(copy)) = rules.base.get(RuleKind::Override, "mute-!new:x") else {
             panic!("override copied")
         };
         assert!(!copy.enabled);
         assert_eq!(serde_json::to_value(&copy.conditions).unwrap()[0]["pattern"], "!new:x");
-        assert!(rules.get(RuleKind::Room, old).is_some(), "the old room keeps its rules");
+        assert!(rules.room.iter().any(|r| r.rule_id == old), "the old room keeps its rules");
         assert!(!copy_push_rules(&mut rules, old, &new), "a second copy changes nothing");
     }
 

@@ -55,6 +55,9 @@ impl SyncService for SyncWorker {
     async fn pushers(&self, req: PushersRequest) -> Result<JsonResponse> {
         self.pushers_op(req).await
     }
+    async fn delete_device_pushers(&self, req: DeleteDevicePushersRequest) -> Result<Ack> {
+        self.delete_device_pushers_op(req).await
+    }
     async fn notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {
         self.list_notifications(req).await
     }

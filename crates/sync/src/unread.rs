@@ -4,7 +4,10 @@
 //! as it recorded them (the rules in force when they arrived, like Synapse's push actions);
 //! later ones are evaluated here with the current rules.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::push::PushConditionRoomCtx;
 use trellis_core::Result;
@@ -38,13 +41,15 @@ const UNREAD: &str = "WITH np AS (SELECT COALESCE((SELECT pos FROM push_notifier
 pub type Counts = (u64, u64);
 
 impl SyncWorker {
-    /// Counts for each of `rooms`, as of events position `upto`.
+    /// Counts for each of `rooms`, as of events position `upto`; the events of `ignored`
+    /// users do not count (the notifier does not record them either).
     pub(crate) async fn unread_counts(
         &self,
         client: &deadpool_postgres::Client,
         user: &str,
         rooms: &[String],
         upto: i64,
+        ignored: &HashSet<String>,
     ) -> Result<HashMap<String, Counts>> {
         let mut out: HashMap<String, Counts> = rooms.iter().map(|r| (r.clone(), (0, 0))).collect();
         if rooms.is_empty() {
@@ -70,6 +75,9 @@ impl SyncWorker {
                 continue;
             };
             let Some(ctx) = contexts.get(&room) else { continue };
+            if ignored.contains(row.get::<_, &str>(2)) {
+                continue;
+            }
             let event = push_eval::event_json(event_id, &room, row.get(2), row.get(3), row.get(4), row.get(5));
             let outcome = push_eval::evaluate(&rules, ctx, &event).await;
             let entry = out.entry(room).or_default();

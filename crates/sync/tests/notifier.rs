@@ -94,7 +94,12 @@ async fn one_worker_per_event_and_resume_after_restart() {
         "kind": "http", "app_id": "app", "pushkey": "k", "app_display_name": "A", "device_display_name": "D",
         "lang": "en", "data": {"url": "http://127.0.0.1:9/_matrix/push/v1/notify"},
     });
-    let set = PushersRequest { requester: BOB.into(), user_id: BOB.into(), body_json: Some(pusher.to_string()) };
+    let set = PushersRequest {
+        requester: BOB.into(),
+        user_id: BOB.into(),
+        body_json: Some(pusher.to_string()),
+        device_id: None,
+    };
     workers[0].pushers(set).await.unwrap();
 
     for i in 0..20 {

@@ -3,6 +3,7 @@
 //! sync workers behind two gateways), plus a small Matrix client for tests.
 
 mod client;
+pub mod proxy;
 mod server;
 
 pub use client::{Client, Reply, enc, timeline_bodies};
@@ -11,6 +12,7 @@ pub use trellis_core::{
     config::{Config, SupportContact},
     ratelimit::Rule,
 };
+pub use trellis_proto::health::ServingStatus;
 
 /// Installs logging once per test process (`RUST_LOG` picks the level; default `warn`).
 pub fn init_logging() {

@@ -7,7 +7,7 @@ use trellis_core::config::{BusBackend, Config, Role, SyncBalance};
 use trellis_homeserver::{Listeners, Node};
 use trellis_storage::testing::TestDb;
 
-use crate::client::Client;
+use crate::{client::Client, proxy::TcpProxy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -26,6 +26,8 @@ pub struct TestServer {
     db: TestDb,
     media_dir: PathBuf,
     redis: Option<PrivateRedis>,
+    /// Set when every node reaches PostgreSQL through a proxy the test can cut.
+    db_proxy: Option<TcpProxy>,
 }
 
 /// A redis-server of this test alone, which the test may restart.
@@ -82,6 +84,8 @@ impl TestServer {
         c.media.max_upload_bytes = 10 * 1024 * 1024;
         c.bus.channel_prefix = format!("test{}", uuid::Uuid::new_v4().simple());
         c.bus.linger_ms = 2_000;
+        // Health tests wait for checks to notice a change; a short interval keeps them quick.
+        c.health.interval_ms = 200;
         // Tests register and log in many users from one address; the rate-limit tests turn
         // the limits on with a configured server.
         c.rate_limits.enabled = false;
@@ -95,6 +99,31 @@ impl TestServer {
 
     /// A monolith whose configuration `tweak` adjusts first.
     pub async fn monolith_configured(tweak: impl Fn(&mut Config)) -> TestServer {
+        TestServer::monolith_with(&tweak, None).await
+    }
+
+    /// Either mode, every node reaching PostgreSQL through a proxy that
+    /// [`TestServer::cut_database`] cuts.
+    pub async fn with_database_proxy(mode: Mode) -> TestServer {
+        let target = std::env::var("TRELLIS_TEST_DATABASE_URL")
+            .expect("TRELLIS_TEST_DATABASE_URL is not set: run the tests with `make test`");
+        let (_, host) = crate::proxy::url_via(&target, ([127, 0, 0, 1], 0).into());
+        let proxy = TcpProxy::start(host).await;
+        let addr = proxy.addr();
+        let via = move |c: &mut Config| c.database.url = crate::proxy::url_via(&c.database.url, addr).0;
+        match mode {
+            Mode::Monolith => TestServer::monolith_with(&via, Some(proxy)).await,
+            Mode::Split => {
+                let redis = std::env::var("TRELLIS_TEST_REDIS_URL")
+                    .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
+                let mut server = TestServer::split_with(redis, None, &via).await;
+                server.db_proxy = Some(proxy);
+                server
+            }
+        }
+    }
+
+    async fn monolith_with(tweak: &dyn Fn(&mut Config), db_proxy: Option<TcpProxy>) -> TestServer {
         crate::init_logging();
         let db = TestDb::new().await.expect("test database");
         let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
@@ -102,7 +131,7 @@ impl TestServer {
         config.roles = Role::ALL.to_vec();
         config.bus.backend = BusBackend::Memory;
         tweak(&mut config);
-        let listeners = Listeners { http: Some(free().await), ..Default::default() };
+        let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
         let node = trellis_homeserver::start(config, listeners).await.expect("monolith starts");
         let url = format!("http://{}", node.http_addr.expect("http"));
         TestServer {
@@ -113,6 +142,7 @@ impl TestServer {
             db,
             media_dir,
             redis: None,
+            db_proxy,
         }
     }
 
@@ -160,7 +190,7 @@ impl TestServer {
         let service = async |name: &str, role: Role, nodes: &mut Vec<(String, Node)>| -> String {
             let mut c = base.clone();
             c.roles = vec![role];
-            let listeners = Listeners { grpc: Some(free().await), ..Default::default() };
+            let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
             let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
             let url = format!("http://{}", node.grpc_addr.expect("grpc"));
             nodes.push((name.to_owned(), node));
@@ -182,13 +212,13 @@ impl TestServer {
             c.remote.media = Some(media.clone());
             c.remote.sync = sync;
             c.sync.balance = SyncBalance::RoundRobin;
-            let listeners = Listeners { http: Some(free().await), ..Default::default() };
+            let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
             let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
             urls.push(format!("http://{}", node.http_addr.expect("http")));
             nodes.push((format!("gateway-{i}"), node));
         }
         let pooled_url = urls.pop();
-        TestServer { mode: Mode::Split, urls, pooled_url, nodes, db, media_dir, redis: private }
+        TestServer { mode: Mode::Split, urls, pooled_url, nodes, db, media_dir, redis: private, db_proxy: None }
     }
 
     /// The first gateway.
@@ -208,6 +238,54 @@ impl TestServer {
 
     pub fn database_url(&self) -> &str {
         self.db.url()
+    }
+
+    /// The names of the running nodes: `monolith`, or `auth`, `rooms`, `media`, `sync-0`,
+    /// `sync-1`, `gateway-0`, `gateway-1`, `gateway-2` (the pooled one).
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn node(&self, name: &str) -> &Node {
+        &self.nodes.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no node {name}")).1
+    }
+
+    /// The operations port of the named node (`http://127.0.0.1:port`): `/metrics`,
+    /// `/health/live`, `/health/ready`.
+    pub fn ops_url(&self, name: &str) -> String {
+        format!("http://{}", self.node(name).metrics_addr.expect("an operations port"))
+    }
+
+    /// Prometheus metrics of this test's process (every node records into the same registry),
+    /// from the first node's operations port.
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.ops_url(&self.nodes[0].0))
+    }
+
+    /// The named node's gRPC URL (split mode's service nodes).
+    pub fn grpc_url(&self, name: &str) -> String {
+        format!("http://{}", self.node(name).grpc_addr.expect("a gRPC port"))
+    }
+
+    /// What the named node's gRPC health service says of `service` ("" for the whole server).
+    pub async fn grpc_health(&self, name: &str, service: &str) -> Result<trellis_proto::health::ServingStatus, String> {
+        let channel = trellis_proto::channel(&self.grpc_url(name)).map_err(|e| e.to_string())?;
+        trellis_proto::health::check(channel, service, std::time::Duration::from_secs(5)).await
+    }
+
+    /// The named node starts draining, as on SIGTERM: not ready, still serving.
+    pub fn drain(&self, name: &str) {
+        self.node(name).drain();
+    }
+
+    /// Drops every connection to PostgreSQL and refuses new ones (a `with_database_proxy`
+    /// server only).
+    pub fn cut_database(&self) {
+        self.db_proxy.as_ref().expect("a server started with_database_proxy").cut();
+    }
+
+    pub fn restore_database(&self) {
+        self.db_proxy.as_ref().expect("a server started with_database_proxy").restore();
     }
 
     /// Stops the named node (e.g. `"sync-1"`), as if its process died.

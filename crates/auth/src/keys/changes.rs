@@ -11,16 +11,27 @@ use trellis_proto::keys::{KeyChangesRequest, KeyChangesResponse};
 use crate::service::Auth;
 
 const BUMP: &str = "UPDATE e2ee_streams SET pos = pos + 1 WHERE stream = 'device_lists' RETURNING pos";
-const INSERT_CHANGE: &str = "INSERT INTO device_list_changes (pos, user_id) VALUES ($1, $2)";
+const INSERT_CHANGE: &str = "INSERT INTO device_list_changes (pos, user_id, only_for) VALUES ($1, $2, $3)";
 const JOINED_ROOMS: &str = "SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join'";
 
 /// Records that `user_id`'s device list changed; returns the change's position. Run it inside
 /// the transaction that makes the change, then [`Auth::announce_device_list`] after commit.
 pub async fn record(c: &impl GenericClient, user_id: &str) -> Result<StreamPos> {
+    insert(c, user_id, None).await
+}
+
+/// Records a change of `user_id`'s keys that only `viewer` is told about: a user's own
+/// user-signing key, or their signature on another user's master key (Synapse tells nobody
+/// else either). Announce it with [`Auth::announce_private_change`].
+pub async fn record_private(c: &impl GenericClient, user_id: &str, viewer: &str) -> Result<StreamPos> {
+    insert(c, user_id, Some(viewer)).await
+}
+
+async fn insert(c: &impl GenericClient, user_id: &str, only_for: Option<&str>) -> Result<StreamPos> {
     let stmt = c.prepare_cached(BUMP).await?;
     let pos: StreamPos = c.query_one(&stmt, &[]).await?.get(0);
     let stmt = c.prepare_cached(INSERT_CHANGE).await?;
-    c.execute(&stmt, &[&pos, &user_id]).await?;
+    c.execute(&stmt, &[&pos, &user_id, &only_for]).await?;
     Ok(pos)
 }
 
@@ -36,6 +47,12 @@ impl Auth {
             Err(e) => tracing::warn!(error = ?e, "reading rooms for a device-list wake-up failed"),
         }
         bus.publish_at(&channels, Stream::DeviceLists, pos).await;
+    }
+
+    /// Wakes only `viewer`'s long-polls, for a change recorded with [`record_private`].
+    pub(crate) async fn announce_private_change(&self, viewer: &str, pos: StreamPos) {
+        let Some(bus) = &self.bus else { return };
+        bus.publish_at(&[Channel::User(viewer.to_owned())], Stream::DeviceLists, pos).await;
     }
 
     async fn joined_rooms(&self, user_id: &str) -> Result<Vec<String>> {

@@ -67,7 +67,7 @@ impl Auth {
             uploads.iter().any(|(usage, _, json)| existing.iter().any(|k| k.key_type == *usage && k.key_json != *json));
         if replaces {
             let auth = body.get("auth").filter(|v| !v.is_null()).map(Value::to_string).unwrap_or_default();
-            self.require_uia(user, "device_signing_upload", &auth).await?;
+            self.require_uia(user, "device_signing_upload", None, &auth).await?;
         }
         let fresh: Vec<_> = uploads
             .into_iter()
@@ -81,9 +81,17 @@ impl Auth {
         for (usage, public, json) in &fresh {
             store::set_cross_signing_key(&tx, user, usage, public, json).await?;
         }
-        let pos = changes::record(&tx, user).await?;
+        // A user-signing key is private to its owner: a new one alone is nobody else's news.
+        let public = fresh.iter().any(|(usage, _, _)| *usage != "user_signing");
+        let pos = match public {
+            true => changes::record(&tx, user).await?,
+            false => changes::record_private(&tx, user, user).await?,
+        };
         tx.commit().await?;
-        self.announce_device_list(user, pos).await;
+        match public {
+            true => self.announce_device_list(user, pos).await,
+            false => self.announce_private_change(user, pos).await,
+        }
         info!(user_id = %user, keys = fresh.len(), "cross-signing keys uploaded");
         Ok(KeysResponse { body_json: "{}".into() })
     }
@@ -155,10 +163,26 @@ impl Auth {
             for (target_user, key_id, signer_key, sig) in &accepted {
                 store::add_signature(&tx, (target_user, key_id), (me, signer_key), sig).await?;
             }
-            // Other users' master keys signed by the user-signing key are private to the signer.
-            let pos = changes::record(&tx, me).await?;
+            // The user's own keys signed: everyone sharing a room hears of it. Other users'
+            // master keys signed by the user-signing key: only the signer sees them change.
+            let mut others: Vec<&str> = accepted.iter().map(|a| a.0.as_str()).filter(|t| *t != me).collect();
+            others.sort_unstable();
+            others.dedup();
+            let own = match accepted.iter().any(|a| a.0 == me) {
+                true => Some(changes::record(&tx, me).await?),
+                false => None,
+            };
+            let mut private = None;
+            for other in others {
+                private = Some(changes::record_private(&tx, other, me).await?);
+            }
             tx.commit().await?;
-            self.announce_device_list(me, pos).await;
+            if let Some(pos) = own {
+                self.announce_device_list(me, pos).await;
+            }
+            if let Some(pos) = private {
+                self.announce_private_change(me, pos).await;
+            }
         }
         Ok(KeysResponse { body_json: json!({ "failures": failures }).to_string() })
     }

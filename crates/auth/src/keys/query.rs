@@ -1,6 +1,7 @@
 //! `POST /keys/query` (device and cross-signing keys, with uploaded signatures merged in)
 //! and `POST /keys/claim` (one one-time key per device, else its fallback key).
 
+use ruma::UserId;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 use trellis_core::{Error, Result};
@@ -29,8 +30,11 @@ fn parse(json: &str) -> Result<Value> {
 }
 
 impl Auth {
+    /// Whether `user` is a user ID of this server. The server name may carry a port
+    /// (`hs.example:8448`), so it is ruma's parse of the ID that says where the server name
+    /// starts, not the last `:`.
     fn is_local(&self, user: &str) -> bool {
-        user.rsplit_once(':').is_some_and(|(_, server)| server == self.config.server_name)
+        UserId::parse(user).is_ok_and(|id| id.server_name().as_str() == self.config.server_name)
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
@@ -57,16 +61,27 @@ impl Auth {
                     continue;
                 }
                 let mut keys = parse(&row.key_json)?;
-                merge_signatures(&mut keys, store::signatures(&client, user, &row.device_id).await?);
+                // A device is signed by its owner's self-signing key; others' signatures of
+                // it are nobody's business (as Synapse).
+                let sigs = store::signatures(&client, user, &row.device_id).await?;
+                merge_signatures(&mut keys, sigs.into_iter().filter(|s| s.0 == *user).collect());
                 if let Value::Object(obj) = &mut keys {
-                    obj.insert("unsigned".into(), json!({ "device_display_name": row.display_name }));
+                    let mut unsigned = Map::new();
+                    if let Some(name) = row.display_name {
+                        unsigned.insert("device_display_name".into(), Value::String(name));
+                    }
+                    obj.insert("unsigned".into(), Value::Object(unsigned));
                 }
                 found.insert(row.device_id, keys);
             }
             devices.insert(user.clone(), Value::Object(found));
             for row in store::cross_signing_keys(&client, user).await? {
                 let mut key = parse(&row.key_json)?;
-                merge_signatures(&mut key, store::signatures(&client, user, &row.public_key).await?);
+                // Another user's signature of this key (made with their user-signing key)
+                // is shown to that user only.
+                let sigs = store::signatures(&client, user, &row.public_key).await?;
+                let visible = sigs.into_iter().filter(|s| s.0 == *user || s.0 == req.user_id).collect();
+                merge_signatures(&mut key, visible);
                 match row.key_type.as_str() {
                     "master" => masters.insert(user.clone(), key),
                     "self_signing" => selfs.insert(user.clone(), key),

@@ -3,6 +3,7 @@
 //! Spec: client-server API, "End-to-end encryption", `/keys/upload`; fallback keys are
 //! MSC2732 (also accepted under the unstable `org.matrix.msc2732.fallback_keys`).
 
+use ruma::encryption::DeviceKeys;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 use trellis_core::{Error, Result};
@@ -27,9 +28,11 @@ impl Auth {
         let device_keys = match body.get("device_keys") {
             None | Some(Value::Null) => None,
             Some(Value::Object(keys)) => {
-                if keys.get("user_id").and_then(Value::as_str) != Some(user)
-                    || keys.get("device_id").and_then(Value::as_str) != Some(device)
-                {
+                // The spec's DeviceKeys: user_id, device_id, algorithms, keys and signatures
+                // are all required. The object is stored as sent (signatures cover it).
+                let parsed: DeviceKeys = serde_json::from_value(Value::Object(keys.clone()))
+                    .map_err(|e| Error::bad_json(format!("Invalid device_keys: {e}")))?;
+                if parsed.user_id != user || parsed.device_id != device {
                     return Err(Error::invalid_param(
                         "device_keys.user_id and device_id must match the user and device of the access token",
                     ));

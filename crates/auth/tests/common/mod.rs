@@ -9,8 +9,11 @@ use deadpool_postgres::Pool;
 use serde_json::json;
 use trellis_auth::{Auth, AuthConfig};
 use trellis_core::{Error, ErrorCode};
-use trellis_proto::auth::{
-    AuthGrpcClient, AuthGrpcServer, AuthService, LoginRequest, LoginResponse, RegisterRequest, RegisterResponse,
+use trellis_proto::{
+    auth::{
+        AuthGrpcClient, AuthGrpcServer, AuthService, LoginRequest, LoginResponse, RegisterRequest, RegisterResponse,
+    },
+    keys::{KeysGrpcClient, KeysGrpcServer, KeysRequest, KeysService},
 };
 use trellis_storage::testing::TestDb;
 
@@ -51,6 +54,45 @@ impl Harness {
         let client = AuthGrpcClient::connect(&url).expect("gRPC client");
         Harness { svc: Arc::new(client), pool, _db }
     }
+}
+
+/// The keys service (served by the auth role) with the auth service beside it, for the key
+/// scenarios: keys through gRPC or called directly.
+pub struct KeysHarness {
+    pub auth: Arc<dyn AuthService>,
+    pub keys: Arc<dyn KeysService>,
+    pub pool: Pool,
+    _db: TestDb,
+}
+
+impl KeysHarness {
+    pub async fn new(config: AuthConfig, grpc: bool) -> KeysHarness {
+        let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
+        let svc = Arc::new(Auth::new(db.pool(16), config));
+        let keys: Arc<dyn KeysService> = if grpc {
+            let routes = tonic::service::Routes::new(KeysGrpcServer::new(svc.clone()).into_service());
+            let url = trellis_proto::server::spawn_on_free_port(routes).await;
+            Arc::new(KeysGrpcClient::connect(&url).expect("gRPC client"))
+        } else {
+            svc.clone()
+        };
+        KeysHarness { auth: svc, keys, pool: db.pool(2), _db: db }
+    }
+}
+
+/// A keys request by `user` on `device` with `body`.
+pub fn keys_req(user: &str, device: &str, body: serde_json::Value) -> KeysRequest {
+    KeysRequest { user_id: user.into(), device_id: device.into(), body_json: body.to_string() }
+}
+
+/// Device keys as the spec's DeviceKeys object (every required field).
+pub fn device_keys(user: &str, device: &str) -> serde_json::Value {
+    json!({
+        "user_id": user, "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {format!("curve25519:{device}"): "curve", format!("ed25519:{device}"): "ed"},
+        "signatures": {user: {format!("ed25519:{device}"): "self-signature"}},
+    })
 }
 
 /// Asserts errcode and HTTP status (both must survive the gRPC hop).

@@ -38,8 +38,12 @@ pub async fn delete_devices_needs_the_password(svc: Arc<dyn AuthService>, _db: P
     let err = svc.delete_devices(delete(password_auth("alice", "wrong", Some(&session)))).await.unwrap_err();
     assert_eq!((err.status(), err.client_body()["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
     assert_eq!(err.client_body()["session"], session.as_str());
+    // Bob's own credentials are right, but they are not Alice's: a plain 403, as Synapse.
     let err = svc.delete_devices(delete(password_auth("bob", "pw-bob-long", Some(&session)))).await.unwrap_err();
-    assert_eq!(err.client_body()["errcode"], "M_FORBIDDEN");
+    assert_err(&err, ErrorCode::Forbidden, 403);
+    // ... and with Bob's wrong password, a failed stage.
+    let err = svc.delete_devices(delete(password_auth("bob", "wrong", Some(&session)))).await.unwrap_err();
+    assert_eq!((err.status(), err.client_body()["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
     // Dummy completes registration only.
     let dummy = json!({"type": "m.login.dummy", "session": session}).to_string();
     let err = svc.delete_devices(delete(dummy)).await.unwrap_err();
@@ -48,15 +52,26 @@ pub async fn delete_devices_needs_the_password(svc: Arc<dyn AuthService>, _db: P
     // The session is Alice's: Bob's request with it is refused.
     let bob_req = DeleteDevicesRequest {
         user_id: format!("@bob:{SERVER}"),
-        device_ids: vec![],
+        device_ids: vec![phone.device_id.clone()],
         auth_json: password_auth("bob", "pw-bob-long", Some(&session)),
     };
-    assert_err(&svc.delete_devices(bob_req).await.unwrap_err(), ErrorCode::Unknown, 400);
+    assert_err(&svc.delete_devices(bob_req).await.unwrap_err(), ErrorCode::Forbidden, 403);
+    // So is completing it for another of Alice's devices than the one it was started for.
+    let other = DeleteDevicesRequest {
+        user_id: user_id.clone(),
+        device_ids: vec![alice.device_id.clone().unwrap()],
+        auth_json: password_auth("alice", "pw-alice-long", Some(&session)),
+    };
+    assert_err(&svc.delete_devices(other).await.unwrap_err(), ErrorCode::Forbidden, 403);
+    let list = svc.list_devices(ListDevicesRequest { user_id: alice.user_id.clone() }).await.unwrap();
+    assert_eq!(list.devices.len(), 2, "nothing was deleted");
 
     svc.delete_devices(delete(password_auth(&format!("@alice:{SERVER}"), "pw-alice-long", Some(&session))))
         .await
         .unwrap();
-    let gone = svc.authenticate(AuthenticateRequest { access_token: phone.access_token.clone(), ip: None }).await;
+    let gone = svc
+        .authenticate(AuthenticateRequest { access_token: phone.access_token.clone(), ip: None, user_agent: None })
+        .await;
     assert_err(&gone.unwrap_err(), ErrorCode::UnknownToken, 401);
     let get = GetDeviceRequest { user_id: alice.user_id.clone(), device_id: phone.device_id.clone() };
     assert_err(&svc.get_device(get).await.unwrap_err(), ErrorCode::NotFound, 404);

@@ -26,13 +26,19 @@ pub async fn username_rules(svc: Arc<dyn AuthService>, _db: Pool) {
 
 pub async fn register_checks_come_before_uia(svc: Arc<dyn AuthService>, _db: Pool) {
     // None of these carry `auth`: a 400 instead of the 401 challenge proves the order.
-    let mut req = register_req("frank", "correct horse");
-    req.password = None;
-    assert_err(&svc.register(req).await.unwrap_err(), ErrorCode::MissingParam, 400);
     let req = register_req("frank", "short");
     assert_err(&svc.register(req).await.unwrap_err(), ErrorCode::WeakPassword, 400);
-    let req = register_req("Frank", "correct horse");
+    let req = register_req("fr ank", "correct horse");
     assert_err(&svc.register(req).await.unwrap_err(), ErrorCode::InvalidUsername, 400);
+    let mut req = register_req("frank", "correct horse");
+    req.device_id = Some("D".repeat(600));
+    assert_err(&svc.register(req).await.unwrap_err(), ErrorCode::InvalidParam, 400);
+    // A missing password is asked for only once the stages are done (`{}` starts a session).
+    let mut req = register_req("frank", "correct horse");
+    req.password = None;
+    assert_eq!(svc.register(req.clone()).await.unwrap_err().status(), 401);
+    req.auth_json = dummy_auth(None);
+    assert_err(&svc.register(req).await.unwrap_err(), ErrorCode::MissingParam, 400);
 
     register(&svc, "frank", "correct horse").await;
     let req = register_req("frank", "correct horse");
@@ -116,6 +122,7 @@ pub async fn guests_when_allowed(svc: Arc<dyn AuthService>, _db: Pool) {
         device_id: Some("MINE".into()),
         inhibit_login: true,
         initial_device_display_name: Some("guest phone".into()),
+        auth_json: String::new(),
         ..Default::default()
     };
     let done = svc.register(req).await.unwrap();
@@ -124,7 +131,7 @@ pub async fn guests_when_allowed(svc: Arc<dyn AuthService>, _db: Pool) {
     let device = done.device_id.expect("guests always get a device");
     assert_ne!(device, "MINE");
     let token = done.access_token.expect("guests always get a token");
-    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None }).await.unwrap();
+    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None }).await.unwrap();
     assert!(me.is_guest);
     assert_eq!((me.user_id, me.device_id), (done.user_id, device));
     // A guest has no password.

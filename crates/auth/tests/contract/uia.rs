@@ -1,11 +1,11 @@
-//! User-interactive auth of registration: challenge, dummy stage, session handling.
+//! User-interactive auth of registration: challenge, dummy stage, session handling, replays.
 
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use serde_json::json;
 use trellis_core::ErrorCode;
-use trellis_proto::auth::{AuthService, AuthenticateRequest};
+use trellis_proto::auth::{AuthService, AuthenticateRequest, DeleteDevicesRequest};
 
 use crate::common::{SERVER, assert_err, dummy_auth, login, register_req};
 
@@ -28,7 +28,7 @@ pub async fn uia_register_flow(svc: Arc<dyn AuthService>, _db: Pool) {
     assert!(token.starts_with("trl_") && token.len() >= 36, "{token:?}");
     let device = done.device_id.expect("device ID");
 
-    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None }).await.unwrap();
+    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None }).await.unwrap();
     assert_eq!(
         (me.user_id.as_str(), me.device_id.as_str(), me.is_guest),
         (done.user_id.as_str(), device.as_str(), false)
@@ -39,17 +39,35 @@ pub async fn uia_register_flow(svc: Arc<dyn AuthService>, _db: Pool) {
     assert_ne!(logged_in.device_id, device, "a login without device_id gets a new device");
 }
 
-pub async fn uia_session_is_single_use(svc: Arc<dyn AuthService>, _db: Pool) {
+pub async fn completed_registration_session_replays(svc: Arc<dyn AuthService>, _db: Pool) {
     let err = svc.register(register_req("alice", "correct horse")).await.unwrap_err();
     let session = err.client_body()["session"].as_str().unwrap().to_owned();
     let mut req = register_req("alice", "correct horse");
     req.auth_json = dummy_auth(Some(&session));
-    svc.register(req).await.unwrap();
+    let first = svc.register(req.clone()).await.unwrap();
+    assert!(first.created);
 
-    let mut again = register_req("bob", "correct horse");
-    again.auth_json = dummy_auth(Some(&session));
-    let err = svc.register(again).await.unwrap_err();
-    assert_err(&err, ErrorCode::Unknown, 400);
+    // The same request again: the same account, logged in again (idempotent registration),
+    // and not counted as a new account.
+    let again = svc.register(req).await.unwrap();
+    assert_eq!((again.user_id.as_str(), again.created), (first.user_id.as_str(), false));
+    assert_ne!(again.access_token, first.access_token);
+    let token = again.access_token.clone().expect("a token");
+    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None }).await.unwrap();
+    assert_eq!(me.user_id, first.user_id);
+    // The session's account is its outcome, whatever a replay asks for.
+    let mut other = register_req("bob", "correct horse");
+    other.auth_json = dummy_auth(Some(&session));
+    assert_eq!(svc.register(other).await.unwrap().user_id, first.user_id);
+    // Another user's session is never a registration session's.
+    let del = DeleteDevicesRequest {
+        user_id: first.user_id.clone(),
+        device_ids: vec![],
+        auth_json: json!({"type": "m.login.password", "user": "alice", "password": "correct horse",
+                          "session": session})
+        .to_string(),
+    };
+    assert_err(&svc.delete_devices(del).await.unwrap_err(), ErrorCode::Forbidden, 403);
 }
 
 pub async fn dummy_without_session_is_accepted(svc: Arc<dyn AuthService>, _db: Pool) {

@@ -10,13 +10,19 @@ use ruma::api::client::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use trellis_core::{Error, ratelimit::Action};
-use trellis_proto::auth::{CheckUsernameRequest, LoginRequest, LogoutRequest, RegisterRequest};
+use trellis_proto::{
+    auth::{CheckUsernameRequest, LoginRequest, LogoutRequest, RegisterRequest},
+    sync::delete_device_pushers_request::Which,
+};
 
-use super::query;
+use super::{
+    devices::{delete_pushers, these},
+    query,
+};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
-    extract::{Authed, ClientIp, JsonObject, Ruma, from_object},
+    extract::{Authed, ClientIp, JsonObject, Origin, Ruma, from_object},
     router::RumaRoutes,
 };
 
@@ -54,13 +60,18 @@ struct RegisterBody {
 }
 
 /// # `POST /_matrix/client/v3/register`
+///
+/// Counts against the registration rate limit only when it creates an account: the stages
+/// of user-interactive auth before that, and replays of a completed session, are free (as
+/// Synapse), so a script registering a few users never sees 429.
 async fn register_route(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
+    origin: Origin,
     uri: Uri,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    s.limit(Action::Register, &ip).await?;
+    s.limit_check_only(Action::Register, &ip).await?;
     let q: RegisterQuery = query(&uri)?;
     let guest = match q.kind.as_deref() {
         None | Some("user") => false,
@@ -86,8 +97,14 @@ async fn register_route(
             guest,
             auth_json: auth,
             guest_access_token: body.guest_access_token,
+            ip: origin.ip,
+            user_agent: origin.user_agent,
         })
         .await?;
+    if resp.created {
+        // The account exists now: this counts, whatever the limiter says.
+        let _ = s.limit(Action::Register, &ip).await;
+    }
     let mut out = json!({ "user_id": resp.user_id, "home_server": s.settings.server_name });
     if let Some(token) = resp.access_token {
         out["access_token"] = json!(token);
@@ -117,6 +134,7 @@ async fn login_types_route() -> Json<Value> {
 async fn login_route(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
+    origin: Origin,
     Ruma(req): Ruma<login::v3::Request>,
 ) -> ApiResult<Json<Value>> {
     s.limit(Action::Login, &ip).await?;
@@ -141,6 +159,8 @@ async fn login_route(
             password: password.password,
             device_id: req.device_id.map(|d| d.to_string()),
             initial_device_display_name: req.initial_device_display_name,
+            ip: origin.ip,
+            user_agent: origin.user_agent,
         })
         .await?;
     Ok(Json(json!({
@@ -155,6 +175,7 @@ async fn login_route(
 async fn logout_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
     forget_tokens(&s, &auth, false);
     s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: false }).await?;
+    delete_pushers(&s, &auth.user_id, these(vec![auth.device_id])).await?;
     Ok(Json(json!({})))
 }
 
@@ -162,6 +183,7 @@ async fn logout_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json
 async fn logout_all_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
     forget_tokens(&s, &auth, true);
     s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: true }).await?;
+    delete_pushers(&s, &auth.user_id, Which::All(true)).await?;
     Ok(Json(json!({})))
 }
 

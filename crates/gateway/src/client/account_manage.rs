@@ -13,9 +13,10 @@ use trellis_core::{Error, ErrorCode};
 use trellis_proto::{
     auth::{ChangePasswordRequest, DeactivateRequest},
     rooms::LeaveAllRoomsRequest,
+    sync::delete_device_pushers_request::Which,
 };
 
-use super::devices::forget_devices;
+use super::devices::{delete_pushers, forget_devices};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
@@ -65,6 +66,7 @@ async fn password_route(
     };
     s.services.auth.change_password(req).await?;
     if body.logout_devices {
+        delete_pushers(&s, &auth.user_id, Which::AllBut(auth.device_id.clone())).await?;
         let own = auth.device_id;
         forget_devices(&s, &auth.user_id, move |d| d != own);
     }
@@ -91,6 +93,7 @@ async fn deactivate_route(
         erase: body.erase,
     };
     s.services.auth.deactivate(req).await?;
+    delete_pushers(&s, &auth.user_id, Which::All(true)).await?;
     forget_devices(&s, &auth.user_id, |_| true);
     s.services.rooms.leave_all_rooms(LeaveAllRoomsRequest { user_id: auth.user_id }).await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))

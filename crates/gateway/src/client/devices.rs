@@ -8,7 +8,10 @@ use axum::{
 use ruma::api::client::device::{delete_device, delete_devices, get_device, get_devices, update_device};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use trellis_proto::auth::{DeleteDevicesRequest, Device, GetDeviceRequest, ListDevicesRequest, UpdateDeviceRequest};
+use trellis_proto::{
+    auth::{DeleteDevicesRequest, Device, GetDeviceRequest, ListDevicesRequest, UpdateDeviceRequest},
+    sync::{DeleteDevicePushersRequest, DeviceIdList, delete_device_pushers_request::Which},
+};
 
 use super::param;
 use crate::{
@@ -46,6 +49,18 @@ fn device_json(d: Device) -> Value {
 pub(super) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) -> bool) {
     let Some(cache) = &s.tokens else { return };
     cache.forget(|a| a.user_id == user_id && gone(&a.device_id));
+}
+
+/// Deletes the pushers the user's removed devices made (the sync service keeps pushers).
+pub(super) async fn delete_pushers(s: &AppState, user_id: &str, which: Which) -> ApiResult<()> {
+    let req = DeleteDevicePushersRequest { user_id: user_id.to_owned(), which: Some(which) };
+    s.services.sync.delete_device_pushers(req).await?;
+    Ok(())
+}
+
+/// [`Which`] for a list of devices.
+pub(super) fn these(device_ids: Vec<String>) -> Which {
+    Which::Devices(DeviceIdList { device_ids })
 }
 
 /// # `GET /_matrix/client/v3/devices`
@@ -107,6 +122,7 @@ async fn delete_route(
         auth_json: auth_json(body.auth),
     };
     s.services.auth.delete_devices(req).await?;
+    delete_pushers(&s, &auth.user_id, these(vec![device_id.clone()])).await?;
     forget_devices(&s, &auth.user_id, move |d| d == device_id);
     Ok(Json(json!({})))
 }
@@ -130,6 +146,7 @@ async fn delete_many_route(
         auth_json: auth_json(body.auth),
     };
     s.services.auth.delete_devices(req).await?;
+    delete_pushers(&s, &auth.user_id, these(body.devices.clone())).await?;
     let gone = body.devices;
     forget_devices(&s, &auth.user_id, move |d| gone.iter().any(|g| g == d));
     Ok(Json(json!({})))

@@ -13,7 +13,7 @@ use ruma::api::client::backup::{
     update_backup_version,
 };
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use trellis_core::Error;
 use trellis_proto::auth::{
     BackupVersion, CreateBackupVersionRequest, GetBackupVersionRequest, PutRoomKeysRequest, RoomKeysCount,
@@ -49,8 +49,21 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct VersionBody {
     algorithm: String,
-    auth_data: Map<String, Value>,
-    version: Option<String>,
+    /// Opaque to the server: any JSON value (the spec describes an object per algorithm, but
+    /// Synapse stores whatever a client sends, and clients rely on that).
+    auth_data: Value,
+    /// The version it updates, as a string (the spec) or a number (what older clients send).
+    version: Option<Value>,
+}
+
+/// A body's `version`, which must name the path's version if present.
+fn same_version(body: Option<&Value>, path: &str) -> bool {
+    match body {
+        None | Some(Value::Null) => true,
+        Some(Value::String(v)) => v == path,
+        Some(Value::Number(n)) => n.to_string() == path,
+        Some(_) => false,
+    }
 }
 
 fn version_json(v: BackupVersion) -> ApiResult<Json<Value>> {
@@ -74,7 +87,7 @@ async fn create_version_route(
     let req = CreateBackupVersionRequest {
         user_id: auth.user_id,
         algorithm: body.algorithm,
-        auth_data_json: Value::Object(body.auth_data).to_string(),
+        auth_data_json: body.auth_data.to_string(),
     };
     let created = s.services.auth.create_backup_version(req).await?;
     Ok(Json(json!({ "version": created.version })))
@@ -101,14 +114,14 @@ async fn update_version_route(
 ) -> ApiResult<Json<Value>> {
     let version = param(&params, "version")?;
     let body: VersionBody = from_object(body)?;
-    if body.version.as_ref().is_some_and(|v| *v != version) {
+    if !same_version(body.version.as_ref(), &version) {
         return Err(Error::invalid_param("version in body does not match the path").into());
     }
     let req = UpdateBackupVersionRequest {
         user_id: auth.user_id,
         version,
         algorithm: body.algorithm,
-        auth_data_json: Value::Object(body.auth_data).to_string(),
+        auth_data_json: body.auth_data.to_string(),
     };
     s.services.auth.update_backup_version(req).await?;
     Ok(Json(json!({})))

@@ -14,6 +14,7 @@ mod legacy;
 mod media;
 mod media_serve;
 mod membership;
+mod openid;
 mod presence;
 mod profile;
 mod push;
@@ -67,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         .merge(search::routes())
         .merge(spaces::routes())
         .merge(reporting::routes())
+        .merge(openid::routes())
 }
 
 /// A named path parameter (already percent-decoded).

@@ -4,7 +4,8 @@
 use axum::{
     Router,
     extract::{Path, RawQuery, State},
-    routing::get,
+    http::Method,
+    routing::{get, put},
 };
 use ruma::api::client::push::{
     delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
@@ -12,6 +13,7 @@ use ruma::api::client::push::{
     set_pushrule_enabled,
 };
 use serde_json::Value;
+use trellis_core::Error;
 use trellis_proto::sync::{NotificationsRequest, PushRulesRequest, PushersRequest};
 
 use super::RawJson;
@@ -23,14 +25,9 @@ use crate::{
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new()
         .ruma::<get_pushrules_all::v3::Request, _, _>(all_route)
-        // Some clients leave the trailing slash off.
-        .route("/_matrix/client/v3/pushrules", get(all_route))
-        .route("/_matrix/client/r0/pushrules", get(all_route))
         .ruma::<get_pushrules_global_scope::v3::Request, _, _>(global_route)
-        .route("/_matrix/client/v3/pushrules/global", get(global_route))
-        .route("/_matrix/client/r0/pushrules/global", get(global_route))
         .ruma::<get_pushrule::v3::Request, _, _>(get_rule_route)
         .ruma::<set_pushrule::v3::Request, _, _>(set_rule_route)
         .ruma::<delete_pushrule::v3::Request, _, _>(delete_rule_route)
@@ -40,7 +37,64 @@ pub fn routes() -> Router<AppState> {
         .ruma::<set_pushrule_actions::v3::Request, _, _>(set_actions_route)
         .ruma::<get_pushers::v3::Request, _, _>(get_pushers_route)
         .ruma::<set_pusher::v3::Request, _, _>(set_pusher_route)
-        .ruma::<get_notifications::v3::Request, _, _>(notifications_route)
+        .ruma::<get_notifications::v3::Request, _, _>(notifications_route);
+    // Every other path under `/pushrules/`: a kind's rules (`global/{kind}/`), else refused as
+    // Synapse refuses it (SyTest checks), with 400 rather than a 404 or 405.
+    for version in ["v3", "r0"] {
+        let base = format!("/_matrix/client/{version}/pushrules");
+        router = router
+            .route(&format!("{base}/"), put(other_path_route).delete(other_path_route))
+            .route(&format!("{base}/{{*rest}}"), get(other_path_route).put(other_path_route).delete(other_path_route));
+    }
+    router
+}
+
+/// What a path under `/pushrules/` not routed above asks for.
+#[derive(Debug, PartialEq)]
+enum OtherPath {
+    /// `GET global/{kind}/`: every rule of a kind.
+    Kind(String),
+    Refused(&'static str),
+}
+
+/// Reads `rest` (the path after `/pushrules/`) of a request with `method`, as Synapse reads it.
+fn other_path(method: &Method, rest: &str) -> OtherPath {
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (parts.first().copied(), parts.len()) {
+        (Some("global"), _) => {}
+        (Some(""), _) | (None, _) => return OtherPath::Refused("A push rule scope is required"),
+        _ => return OtherPath::Refused("Unknown push rule scope"),
+    }
+    if *method == Method::GET {
+        return match parts[1..] {
+            [kind, ""] if !kind.is_empty() => OtherPath::Kind(kind.to_owned()),
+            [] | [_] => OtherPath::Refused("Push rule paths end with a slash"),
+            [_, _, attr] if !matches!(attr, "enabled" | "actions") => OtherPath::Refused("Unknown push rule attribute"),
+            _ => OtherPath::Refused("Unrecognized push rule path"),
+        };
+    }
+    match parts[1..] {
+        [] | [""] => OtherPath::Refused("A push rule kind is required"),
+        [_] | [_, ""] => OtherPath::Refused("A push rule ID is required"),
+        [_, _, attr, ..] if !matches!(attr, "enabled" | "actions") => OtherPath::Refused("Unknown push rule attribute"),
+        _ => OtherPath::Refused("Unrecognized push rule path"),
+    }
+}
+
+/// # `GET|PUT|DELETE /_matrix/client/v3/pushrules/{path}`
+///
+/// The paths the spec's routes do not cover.
+async fn other_path_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    method: Method,
+    rest: Option<Path<String>>,
+) -> ApiResult<RawJson> {
+    let rest = rest.map(|Path(rest)| rest).unwrap_or_default();
+    match other_path(&method, &rest) {
+        OtherPath::Kind(kind) => rules(&s, auth, "get", &kind, "", Extra::default()).await,
+        OtherPath::Refused(why) => Err(Error::unrecognized(why).with_status(400).into()),
+    }
 }
 
 /// One push-rule call to the sync service.
@@ -157,13 +211,19 @@ async fn set_actions_route(
 
 /// # `GET /_matrix/client/v3/pushers`
 async fn get_pushers_route(State(s): State<AppState>, auth: Authed) -> ApiResult<RawJson> {
-    let req = PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: None };
+    let req =
+        PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: None, device_id: None };
     Ok(RawJson(s.services.sync.pushers(req).await?.body_json))
 }
 
 /// # `POST /_matrix/client/v3/pushers/set`
 async fn set_pusher_route(State(s): State<AppState>, auth: Authed, obj: JsonObject) -> ApiResult<RawJson> {
-    let req = PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: Some(body(obj)) };
+    let req = PushersRequest {
+        requester: auth.user_id.clone(),
+        user_id: auth.user_id,
+        body_json: Some(body(obj)),
+        device_id: Some(auth.device_id),
+    };
     Ok(RawJson(s.services.sync.pushers(req).await?.body_json))
 }
 
@@ -181,4 +241,24 @@ async fn notifications_route(
         only_highlight: req.only.as_deref() == Some("highlight"),
     };
     Ok(RawJson(s.services.sync.notifications(req).await?.body_json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_outside_the_spec_routes() {
+        let (get, put) = (Method::GET, Method::PUT);
+        assert_eq!(other_path(&get, "global/room/"), OtherPath::Kind("room".into()));
+        assert_eq!(other_path(&get, "global/bogus/"), OtherPath::Kind("bogus".into()), "the service refuses the kind");
+        for path in ["global", "global/room", "not_a_scope/", "global/override/.m.rule.master/not_an_attr"] {
+            assert!(matches!(other_path(&get, path), OtherPath::Refused(_)), "GET {path}");
+        }
+        for path in
+            ["", "not_a_scope/room/#spam:example.com", "global", "global/room", "global/room/", "global/override/x/y"]
+        {
+            assert!(matches!(other_path(&put, path), OtherPath::Refused(_)), "PUT {path}");
+        }
+    }
 }

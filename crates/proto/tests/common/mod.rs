@@ -129,6 +129,9 @@ impl SyncService for Probe {
     async fn pushers(&self, _: PushersRequest) -> Result<JsonResponse> {
         Err(Error::unrecognized("not in this test"))
     }
+    async fn delete_device_pushers(&self, _: DeleteDevicePushersRequest) -> Result<Ack> {
+        Err(Error::unrecognized("not in this test"))
+    }
     async fn notifications(&self, _: NotificationsRequest) -> Result<JsonResponse> {
         Err(Error::unrecognized("not in this test"))
     }

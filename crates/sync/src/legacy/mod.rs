@@ -94,7 +94,7 @@ async fn snapshots(
     let bounds: Vec<(String, i64, i64)> = rooms.iter().map(|(r, at)| (r.clone(), 0, *at)).collect();
     let mut timelines = queries::timelines(client, &bounds, limit, &all).await?;
     let state_bounds: Vec<(String, i64, i64)> = rooms.iter().map(|(r, at)| (r.clone(), 0, at + 1)).collect();
-    let mut states = queries::state_between(client, &state_bounds, &all, false).await?;
+    let mut states = queries::state_between(client, &state_bounds, &all, queries::Members::All).await?;
     let ids: Vec<&str> = rooms.iter().map(|(r, _)| r.as_str()).collect();
     let mut histories = visibility::load(client, viewer.user_id, &ids).await?;
     let ms = now_ms();

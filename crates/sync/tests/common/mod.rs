@@ -1,0 +1,122 @@
+//! The harness of the sync worker's contract tests: a sync worker and a real rooms service
+//! on a fresh database, called in process or over gRPC, and the calls the tests share.
+
+#![allow(dead_code)] // each test binary uses its own part of it
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use trellis_core::shutdown::Shutdown;
+use trellis_proto::{rooms::*, sync::*};
+use trellis_rooms::{Rooms, RoomsHandle, RoomsSettings};
+use trellis_storage::testing::TestDb;
+use trellis_sync::{SyncSettings, SyncWorker};
+
+pub struct Env {
+    pub rooms: Arc<dyn RoomsService>,
+    pub sync: Arc<dyn SyncService>,
+    pub db: TestDb,
+}
+
+pub async fn local() -> Env {
+    let db = TestDb::new().await.expect("test database");
+    let bus = trellis_bus::MemoryBus::new();
+    let settings = RoomsSettings {
+        server_name: ruma::ServerName::parse("localhost").unwrap(),
+        database_url: db.url().to_owned(),
+        test_commit_jitter: None,
+    };
+    let rooms = Rooms::start(db.pool(8), bus.clone(), settings, Shutdown::never()).await.unwrap();
+    let sync_settings = SyncSettings {
+        max_timeout: Duration::from_secs(30),
+        default_timeline_limit: 10,
+        degraded_poll: Duration::from_millis(500),
+        ephemeral_batch: Duration::from_millis(50),
+    };
+    let sync = SyncWorker::new(db.pool(8), bus, sync_settings, Shutdown::never());
+    Env { rooms: Arc::new(RoomsHandle(rooms)), sync, db }
+}
+
+pub async fn grpc() -> Env {
+    let env = local().await;
+    let routes = tonic::service::Routes::new(SyncGrpcServer::new(env.sync.clone()).into_service());
+    let url = trellis_proto::server::spawn_on_free_port(routes).await;
+    Env { sync: Arc::new(SyncGrpcClient::connect(&url).unwrap()), ..env }
+}
+
+#[macro_export]
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod local_impl { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::local().await).await } )* }
+        mod over_grpc { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::grpc().await).await } )* }
+    };
+}
+
+pub const ALICE: &str = "@alice:localhost";
+pub const BOB: &str = "@bob:localhost";
+
+pub async fn sync(env: &Env, user: &str, since: Option<&str>, filter: Option<Value>, timeout_ms: u64) -> Value {
+    let resp = env
+        .sync
+        .sync(SyncRequest {
+            user_id: user.into(),
+            device_id: "DEV".into(),
+            since: since.map(Into::into),
+            filter: filter.map(|f| f.to_string()),
+            timeout_ms,
+            full_state: false,
+            set_presence: String::new(),
+        })
+        .await
+        .unwrap();
+    serde_json::from_str(&resp.body_json).unwrap()
+}
+
+pub async fn create_room(env: &Env, preset: &str) -> String {
+    env.rooms
+        .create_room(CreateRoomRequest { sender: ALICE.into(), preset: preset.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .room_id
+}
+
+pub async fn say(env: &Env, room: &str, body: &str) -> String {
+    env.rooms
+        .send_event(SendEventRequest {
+            sender: ALICE.into(),
+            device_id: "DEV".into(),
+            room_id: room.into(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
+            txn_id: Some(format!("txn-{body}")),
+        })
+        .await
+        .unwrap()
+        .event_id
+}
+
+pub async fn act(env: &Env, sender: &str, room: &str, action: MembershipAction, target: Option<&str>) {
+    env.rooms
+        .change_membership(MembershipRequest {
+            sender: sender.into(),
+            room: room.into(),
+            action: action as i32,
+            target: target.map(Into::into),
+            reason: None,
+        })
+        .await
+        .unwrap();
+}
+
+pub fn timeline_bodies(body: &Value, room: &str) -> Vec<String> {
+    body["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|evs| {
+            evs.iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
