@@ -9,7 +9,7 @@ use trellis_proto::auth::{AuthAck, ChangePasswordRequest, DeactivateRequest};
 use crate::{backup_store, devices, openid, password, service::Auth};
 
 const SET_PASSWORD: &str = "UPDATE users SET password_hash = $2 WHERE user_id = $1";
-const DEACTIVATE: &str = "UPDATE users SET deactivated = TRUE WHERE user_id = $1";
+const DEACTIVATE: &str = "UPDATE users SET deactivated = TRUE, erased = erased OR $2 WHERE user_id = $1";
 const DELETE_USER_UIA: &str = "DELETE FROM uia_sessions WHERE user_id = $1";
 
 impl Auth {
@@ -41,7 +41,7 @@ impl Auth {
         self.require_uia(&req.user_id, "deactivate", None, &req.auth_json).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute(&tx.prepare_cached(DEACTIVATE).await?, &[&req.user_id]).await?;
+        tx.execute(&tx.prepare_cached(DEACTIVATE).await?, &[&req.user_id, &req.erase]).await?;
         let removed = devices::delete_all_devices(&tx, &req.user_id, None).await?;
         tx.execute(&tx.prepare_cached(DELETE_USER_UIA).await?, &[&req.user_id]).await?;
         backup_store::delete_all(&tx, &req.user_id).await?;
@@ -49,7 +49,7 @@ impl Auth {
         tx.commit().await?;
         let tokens = removed.revoked.len();
         self.removed(&req.user_id, removed).await;
-        info!(user_id = %req.user_id, tokens, "account deactivated");
+        info!(user_id = %req.user_id, tokens, erase = req.erase, "account deactivated");
         Ok(AuthAck {})
     }
 }

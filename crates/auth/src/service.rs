@@ -83,6 +83,12 @@ impl AuthService for Auth {
     async fn set_profile(&self, req: SetProfileRequest) -> Result<Profile> {
         self.do_set_profile(req).await
     }
+    async fn set_profile_field(&self, req: SetProfileFieldRequest) -> Result<Profile> {
+        self.do_set_profile_field(req).await
+    }
+    async fn delete_profile_field(&self, req: DeleteProfileFieldRequest) -> Result<Profile> {
+        self.do_delete_profile_field(req).await
+    }
 
     async fn list_devices(&self, req: ListDevicesRequest) -> Result<DeviceList> {
         self.do_list_devices(req).await

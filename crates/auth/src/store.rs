@@ -31,11 +31,15 @@ const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest FROM acces
 const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
                                     RETURNING token_hash";
 
-const SELECT_PROFILE: &str = "SELECT displayname, avatar_url FROM profiles WHERE user_id = $1";
+const SELECT_PROFILE: &str = "SELECT displayname, avatar_url, fields::text FROM profiles WHERE user_id = $1";
 const SET_DISPLAYNAME: &str = "UPDATE profiles SET displayname = $2 WHERE user_id = $1 \
-                               RETURNING displayname, avatar_url";
+                               RETURNING displayname, avatar_url, fields::text";
 const SET_AVATAR_URL: &str = "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1 \
-                              RETURNING displayname, avatar_url";
+                              RETURNING displayname, avatar_url, fields::text";
+// `$3` NULL removes the key.
+const SET_CUSTOM: &str = "UPDATE profiles SET fields = CASE WHEN $3::text IS NULL THEN fields - $2::text \
+     ELSE jsonb_set(fields, ARRAY[$2::text], $3::jsonb) END WHERE user_id = $1 \
+     RETURNING displayname, avatar_url, fields::text";
 
 /// A user's password hash and whether the account is deactivated.
 pub struct Credentials {
@@ -47,6 +51,8 @@ pub struct Credentials {
 pub struct ProfileRow {
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
+    /// The custom fields, a JSON object.
+    pub fields: String,
 }
 
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -160,6 +166,18 @@ pub async fn set_profile_field(
     Ok(c.query_opt(&stmt, &[&user_id, &value]).await?.map(|row| profile_row(&row)))
 }
 
+/// Sets (or with `None` removes) one custom field, given as JSON; the updated profile, or
+/// `None` if there is none.
+pub async fn set_custom_field(
+    c: &impl GenericClient,
+    user_id: &str,
+    key: &str,
+    value_json: Option<&str>,
+) -> Result<Option<ProfileRow>> {
+    let stmt = c.prepare_cached(SET_CUSTOM).await?;
+    Ok(c.query_opt(&stmt, &[&user_id, &key, &value_json]).await?.map(|row| profile_row(&row)))
+}
+
 fn profile_row(row: &tokio_postgres::Row) -> ProfileRow {
-    ProfileRow { displayname: row.get(0), avatar_url: row.get(1) }
+    ProfileRow { displayname: row.get(0), avatar_url: row.get(1), fields: row.get(2) }
 }

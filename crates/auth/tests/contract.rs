@@ -80,6 +80,7 @@ contract! {
     sessions::logout_all_devices,
     sessions::login_with_existing_device_replaces_its_token,
     profiles::profile_get_set_clear,
+    profiles::custom_profile_fields,
     profiles::profile_errors,
     devices::delete_devices_needs_the_password,
     devices::backup_keeps_the_better_key,

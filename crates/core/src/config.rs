@@ -72,6 +72,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub rate_limits: crate::ratelimit::RateLimitConfig,
     pub turn: TurnConfig,
+    pub support: SupportConfig,
     pub metrics: MetricsConfig,
     pub health: HealthConfig,
 }
@@ -94,6 +95,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             rate_limits: crate::ratelimit::RateLimitConfig::default(),
             turn: TurnConfig::default(),
+            support: SupportConfig::default(),
             metrics: MetricsConfig::default(),
             health: HealthConfig::default(),
         }
@@ -235,6 +237,27 @@ impl Default for BusConfig {
     fn default() -> BusConfig {
         BusConfig { backend: BusBackend::Auto, linger_ms: 30_000, channel_prefix: "trellis".into() }
     }
+}
+
+/// `[support]`: who to contact about this server, served at `/.well-known/matrix/support`
+/// (spec 1.10); with neither contacts nor a page, that answers 404.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupportConfig {
+    /// `[[support.contacts]]` entries.
+    pub contacts: Vec<SupportContact>,
+    /// A web page with help for this server's users.
+    pub support_page: Option<String>,
+}
+
+/// A way to reach the server's administrators: a role (`m.role.admin`, `m.role.security` or
+/// a namespaced one) and a Matrix ID or an e-mail address or both.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportContact {
+    pub role: String,
+    pub matrix_id: Option<String>,
+    pub email_address: Option<String>,
 }
 
 /// `[turn]`: the TURN servers handed to VoIP clients by `GET /voip/turnServer`.
@@ -468,6 +491,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "telemetry",
     "rate_limits",
     "turn",
+    "support",
     "metrics",
     "health",
 ];

@@ -70,6 +70,8 @@ error_codes! {
     ResourceLimitExceeded => ("M_RESOURCE_LIMIT_EXCEEDED", 403),
     UserLocked => ("M_USER_LOCKED", 401),
     UserSuspended => ("M_USER_SUSPENDED", 403),
+    KeyTooLarge => ("M_KEY_TOO_LARGE", 400),
+    ProfileTooLarge => ("M_PROFILE_TOO_LARGE", 400),
     // Not an errcode: a user-interactive-auth challenge (401 with flows and no errcode).
     UiaRequired => ("M_UIA_REQUIRED", 401),
 }

@@ -5,7 +5,7 @@
 //! `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, RawPathParams, Request},
+    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request},
     http::{header, request::Parts},
 };
 use std::time::Duration;
@@ -85,6 +85,19 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
+/// For endpoints where authentication is optional (`room_summary`): no token is `None`; a
+/// token that is not valid is still refused.
+impl OptionalFromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Authed>, ApiError> {
+        if access_token(parts).is_none() {
+            return Ok(None);
+        }
+        <Authed as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
+    }
+}
+
 /// A request body read whole, within the JSON size limit. A body over the limit is still
 /// read (and dropped) within bounds before the refusal goes out: a client that is still
 /// sending would otherwise see its connection reset instead of `M_TOO_LARGE`.
@@ -132,21 +145,41 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Ruma<T>, ApiError> {
-        let (mut parts, body) = req.into_parts();
-        let params = RawPathParams::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|_| Error::invalid_param("invalid path parameter"))?;
-        let args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut bytes = body_bytes(body, state.settings.max_json_body_bytes).await?;
-        // Clients (matrix-nio, curl) send bodiless POSTs to endpoints whose fields are all
-        // optional; every endpoint reads that as `{}`, whether ruma's parser does or not.
-        if bytes.iter().all(u8::is_ascii_whitespace) && parts.method != axum::http::Method::GET {
-            bytes = Bytes::from_static(b"{}");
-        }
-        let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-        T::try_from_http_request(request, &args).map(Ruma).map_err(|e| ApiError(parse_error(e)))
+        parse_ruma(req, state).await.map(|(request, _)| Ruma(request))
     }
+}
+
+/// An endpoint request parsed by ruma, with its body as a JSON object too: for the endpoints
+/// whose body may carry keys ruma does not model (custom member content on `/join`, as
+/// Synapse keeps it).
+pub struct RumaWithBody<T>(pub T, pub serde_json::Map<String, serde_json::Value>);
+
+impl<T: IncomingRequest + Send> FromRequest<AppState> for RumaWithBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<RumaWithBody<T>, ApiError> {
+        let (request, bytes) = parse_ruma(req, state).await?;
+        Ok(RumaWithBody(request, parse_object(&bytes)?))
+    }
+}
+
+/// Parses path, query and body as `T`'s metadata says; also hands back the body read.
+async fn parse_ruma<T: IncomingRequest>(req: Request, state: &AppState) -> Result<(T, Bytes), ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, state)
+        .await
+        .map_err(|_| Error::invalid_param("invalid path parameter"))?;
+    let args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut bytes = body_bytes(body, state.settings.max_json_body_bytes).await?;
+    // Clients (matrix-nio, curl) send bodiless POSTs to endpoints whose fields are all
+    // optional; every endpoint reads that as `{}`, whether ruma's parser does or not.
+    if bytes.iter().all(u8::is_ascii_whitespace) && parts.method != axum::http::Method::GET {
+        bytes = Bytes::from_static(b"{}");
+    }
+    let request = axum::http::Request::from_parts(parts, bytes.as_ref());
+    let parsed = T::try_from_http_request(request, &args).map_err(|e| ApiError(parse_error(e)))?;
+    Ok((parsed, bytes))
 }
 
 /// Maps ruma's parse failures to the spec's errcodes.

@@ -46,6 +46,8 @@ pub struct GatewaySettings {
     pub turn: TurnConfig,
     /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub x_forwarded_for: bool,
+    /// `/.well-known/matrix/support`, when configured.
+    pub support: Option<ruma::api::client::discovery::discover_support::Response>,
 }
 
 impl GatewaySettings {
@@ -59,6 +61,7 @@ impl GatewaySettings {
             rate_limits: config.rate_limits.clone(),
             turn: config.turn.clone(),
             x_forwarded_for: config.http.x_forwarded_for,
+            support: client::support(&config.support),
         }
     }
 }

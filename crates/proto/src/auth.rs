@@ -15,6 +15,9 @@ service! {
         fn logout(LogoutRequest) -> LogoutResponse;
         fn get_profile(GetProfileRequest) -> Profile;
         fn set_profile(SetProfileRequest) -> Profile;
+        /// Sets a custom profile field (`M_KEY_TOO_LARGE`, `M_PROFILE_TOO_LARGE`, `M_INVALID_PARAM`).
+        fn set_profile_field(SetProfileFieldRequest) -> Profile;
+        fn delete_profile_field(DeleteProfileFieldRequest) -> Profile;
         fn list_devices(ListDevicesRequest) -> DeviceList;
         /// `M_NOT_FOUND` for a device the user does not have.
         fn get_device(GetDeviceRequest) -> Device;

@@ -40,6 +40,20 @@ service! {
         fn timestamp_to_event(TimestampToEventRequest) -> TimestampToEventResponse;
         /// Deactivation: leaves every joined, invited or knocked room; the rooms left.
         fn leave_all_rooms(LeaveAllRoomsRequest) -> LeaveAllRoomsResponse;
+        /// Full-text search of the events the user may see, by rank or most recent first.
+        fn search_events(SearchEventsRequest) -> SearchEventsResponse;
+        /// A page of the rooms below a space the user may see, depth first.
+        fn get_hierarchy(HierarchyRequest) -> HierarchyResponse;
+        /// A room's summary, if the requester may see it (`M_NOT_FOUND` otherwise).
+        fn get_room_summary(RoomSummaryRequest) -> RoomSummaryResponse;
+        /// Reports an event of a room the reporter is in (`M_NOT_FOUND` otherwise).
+        fn report_event(ReportEventRequest) -> Empty;
+        /// Reports a room this server knows (`M_NOT_FOUND` otherwise).
+        fn report_room(ReportRoomRequest) -> Empty;
+        /// Reports a user (`M_NOT_FOUND` for an unknown local user).
+        fn report_user(ReportUserRequest) -> Empty;
+        /// The rooms two users are both joined to, a page at a time.
+        fn mutual_rooms(MutualRoomsRequest) -> MutualRoomsResponse;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

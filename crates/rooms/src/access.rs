@@ -1,9 +1,11 @@
 //! Who may read a room, and how far: members read everything they may see, former members
 //! read up to their departure, anyone may read a `world_readable` room; each event is then
-//! subject to the history-visibility rules (`trellis_storage::visibility`).
+//! subject to the history-visibility rules (`trellis_storage::visibility`), and an erased
+//! user's events to `trellis_storage::erasure`.
 
 use trellis_core::{Error, Result, time::now_ms};
 use trellis_storage::{
+    erasure,
     events::{EventRow, Format, Viewer},
     relations,
     visibility::{self, HistoryVisibility, RoomHistory},
@@ -60,6 +62,7 @@ impl Access {
         rows: Vec<EventRow>,
     ) -> Result<Vec<String>> {
         let mut rows = self.filter(rows);
+        erasure::hide_erased(client, |_| Some(&self.history), rows.iter_mut()).await?;
         relations::bundle(client, viewer, &mut rows).await?;
         let now = now_ms();
         Ok(rows.iter().map(|r| r.render(Some(viewer), Format::Client, now)).collect())

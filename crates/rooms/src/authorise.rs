@@ -13,7 +13,7 @@ use trellis_core::{Error, Result, time::now_ms};
 
 use crate::{
     Rooms,
-    new_event::{NewEvent, Redacts, Row},
+    new_event::{NewEvent, Redacts, Row, Txn},
     pdu::{self, Built, Draft, EventRef, Pdu},
     state::RoomState,
 };
@@ -104,7 +104,7 @@ pub(crate) fn accept(
     room: &mut RoomState,
     built: Built,
     auth: &HashMap<OwnedEventId, Arc<Pdu>>,
-    txn: Option<(String, String)>,
+    txn: Option<Txn>,
     redacts: Option<Redacts>,
 ) -> Result<Row> {
     let pdu = built.pdu;

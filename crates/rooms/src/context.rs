@@ -103,15 +103,15 @@ impl Rooms {
 
 /// One side of a context: its bound on `pos` (`$2` is the event, `$4` the ceiling when
 /// given), order and limit.
-struct Side {
-    bound: &'static str,
-    order: &'static str,
-    limit: i64,
-    ceiling: Option<i64>,
+pub(crate) struct Side {
+    pub bound: &'static str,
+    pub order: &'static str,
+    pub limit: i64,
+    pub ceiling: Option<i64>,
 }
 
 /// Up to `side.limit` events of `room` on one side of the event at `pos`, matching `filter`.
-async fn context_page(
+pub(crate) async fn context_page(
     client: &deadpool_postgres::Client,
     room: &str,
     filter: &ruma::api::client::filter::RoomEventFilter,

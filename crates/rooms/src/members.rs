@@ -1,8 +1,13 @@
 //! Room members: `/members` (as of a point in the stream, filtered by membership) and
-//! `/joined_members`, as the user may see them (a former member sees them as of leaving).
+//! `/joined_members`, as the user may see them (a former member sees them as of leaving);
+//! the rooms two users share (`/mutual_rooms`).
 
+use ruma::UserId;
 use trellis_core::{Error, Result, StreamToken, time::now_ms};
-use trellis_proto::rooms::{EventList, GetMembersRequest, JoinedMember, JoinedMembersRequest, JoinedMembersResponse};
+use trellis_proto::rooms::{
+    EventList, GetMembersRequest, JoinedMember, JoinedMembersRequest, JoinedMembersResponse, MutualRoomsRequest,
+    MutualRoomsResponse,
+};
 use trellis_storage::{
     events::{COLUMNS, EventRow, Format},
     visibility::membership_of,
@@ -11,6 +16,15 @@ use trellis_storage::{
 use crate::{Rooms, access::Access};
 
 const MEMBERSHIPS: &[&str] = &["join", "invite", "knock", "leave", "ban"];
+/// Rooms per page of `/mutual_rooms`.
+const MUTUAL_PAGE: i64 = 100;
+/// Rooms both users are joined to, in room ID order after `$3`, and how many in all.
+const MUTUAL: &str = "SELECT a.room_id, count(*) OVER () FROM memberships a \
+     JOIN memberships b ON b.room_id = a.room_id AND b.user_id = $2 AND b.membership = 'join' \
+     WHERE a.user_id = $1 AND a.membership = 'join' AND a.room_id > $3 ORDER BY a.room_id LIMIT $4";
+const MUTUAL_COUNT: &str = "SELECT count(*) FROM memberships a \
+     JOIN memberships b ON b.room_id = a.room_id AND b.user_id = $2 AND b.membership = 'join' \
+     WHERE a.user_id = $1 AND a.membership = 'join'";
 
 impl Rooms {
     /// The member events of `room` as of `at` (a stream position), within the user's view.
@@ -62,5 +76,41 @@ impl Rooms {
             })
             .collect();
         Ok(JoinedMembersResponse { members })
+    }
+}
+
+impl Rooms {
+    /// # `GET /_matrix/client/v1/mutual_rooms`
+    pub(crate) async fn mutual_rooms(&self, req: MutualRoomsRequest) -> Result<MutualRoomsResponse> {
+        let other = UserId::parse(&req.other_user_id).map_err(|_| Error::invalid_param("invalid user ID"))?;
+        if other.is_historical() {
+            return Err(Error::invalid_param("The user ID provided is not a compliant one"));
+        }
+        if other.as_str() == req.user_id {
+            return Err(Error::invalid_param("You share every room with yourself"));
+        }
+        let after = match req.from.as_deref().filter(|f| !f.is_empty()) {
+            None => String::new(),
+            Some(token) => token
+                .strip_prefix('m')
+                .filter(|room| room.starts_with('!'))
+                .ok_or_else(|| Error::invalid_param("invalid from token"))?
+                .to_owned(),
+        };
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(MUTUAL).await?;
+        let rows = client.query(&stmt, &[&req.user_id, &other.as_str(), &after, &(MUTUAL_PAGE + 1)]).await?;
+        let mut room_ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let more = room_ids.len() as i64 > MUTUAL_PAGE;
+        room_ids.truncate(MUTUAL_PAGE as usize);
+        // The count of the whole set, not of what follows the token.
+        let count = if after.is_empty() {
+            rows.first().map_or(0, |r| r.get::<_, i64>(1))
+        } else {
+            let stmt = client.prepare_cached(MUTUAL_COUNT).await?;
+            client.query_one(&stmt, &[&req.user_id, &other.as_str()]).await?.get(0)
+        };
+        let next_batch = more.then(|| room_ids.last().map(|r| format!("m{r}"))).flatten();
+        Ok(MutualRoomsResponse { room_ids, count: count.max(0) as u64, next_batch })
     }
 }

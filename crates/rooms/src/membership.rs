@@ -11,7 +11,7 @@ use trellis_proto::rooms::{Empty, ForgetRequest, MembershipAction, MembershipReq
 use crate::{
     Rooms,
     create::{MemberProfile, member_content},
-    new_event::{NewEvent, object},
+    new_event::{NewEvent, Txn, object},
     state::RoomState,
     writer::Appended,
 };
@@ -71,14 +71,19 @@ impl Rooms {
                 _ => return Err(bad_state(format!("{target} is not banned"))),
             },
         };
-        let mut content = match membership {
+        let content = match membership {
             "join" | "invite" | "knock" => member_content(membership, &self.member_profile(&target).await?, false),
             _ => json!({ "membership": membership }),
         };
-        if let Some(reason) = req.reason.as_deref().filter(|r| !r.is_empty()) {
-            content["reason"] = json!(reason);
+        let Value::Object(mut content) = content else { unreachable!("member content is an object") };
+        if membership == "join"
+            && let Some(extra) = req.content_json.as_deref()
+        {
+            custom_content(&mut content, extra)?;
         }
-        let Value::Object(content) = content else { unreachable!("member content is an object") };
+        if let Some(reason) = req.reason.as_deref().filter(|r| !r.is_empty()) {
+            content.insert("reason".into(), json!(reason));
+        }
         self.send_membership(&sender, &room_id, &target, content, None).await?;
         Ok(done(&room_id))
     }
@@ -91,7 +96,7 @@ impl Rooms {
         room_id: &RoomId,
         target: &UserId,
         mut content: Map<String, Value>,
-        txn: Option<(String, String)>,
+        txn: Option<Txn>,
     ) -> Result<Appended> {
         // Clients never choose who authorised their join.
         content.remove("join_authorised_via_users_server");
@@ -202,6 +207,25 @@ impl Rooms {
             None => MemberProfile { displayname: None, avatar_url: None },
         })
     }
+}
+
+/// Keys of a join request's body that are the request's, not the member event's.
+const NOT_CONTENT: &[&str] = &["membership", "reason", "third_party_signed", "join_authorised_via_users_server"];
+
+/// Adds the other keys of a join request's body to the member content, as Synapse does (a
+/// client may set its own `displayname` or `avatar_url` for the room this way).
+fn custom_content(content: &mut Map<String, Value>, body: &str) -> Result<()> {
+    let Value::Object(extra) =
+        serde_json::from_str(body).map_err(|_| Error::new(ErrorCode::NotJson, "Content not JSON."))?
+    else {
+        return Err(Error::bad_json("the body must be a JSON object"));
+    };
+    for (key, value) in extra {
+        if !NOT_CONTENT.contains(&key.as_str()) {
+            content.insert(key, value);
+        }
+    }
+    Ok(())
 }
 
 /// A membership change that makes no sense in the target's current state (403, like Synapse).

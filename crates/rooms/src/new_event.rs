@@ -14,10 +14,33 @@ pub struct NewEvent {
     pub kind: String,
     pub state_key: Option<String>,
     pub content: CanonicalJsonObject,
-    /// `(device_id, txn_id)` of a client transaction.
-    pub txn: Option<(String, String)>,
+    /// The client transaction that sent it.
+    pub txn: Option<Txn>,
     /// For redactions: the event redacted.
     pub redacts: Option<Redacts>,
+}
+
+/// A client transaction: its ID, the device that sent it and the request path it was sent
+/// on. A transaction ID is scoped to one device and one endpoint (spec: "Transaction
+/// identifiers"): the same ID in another room, for another event type, or on `/redact`
+/// instead of `/send` is another request.
+#[derive(Clone, Debug)]
+pub struct Txn {
+    pub device: String,
+    pub id: String,
+    pub scope: String,
+}
+
+impl Txn {
+    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`
+    pub fn send(device: &str, id: Option<String>, room: &str, kind: &str) -> Option<Txn> {
+        Some(Txn { device: device.to_owned(), id: id?, scope: format!("send/{room}/{kind}") })
+    }
+
+    /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`
+    pub fn redact(device: &str, id: Option<String>, room: &str, event: &str) -> Option<Txn> {
+        Some(Txn { device: device.to_owned(), id: id?, scope: format!("redact/{room}/{event}") })
+    }
 }
 
 /// The target of a redaction, looked up before the redaction is built.
@@ -53,6 +76,6 @@ pub(crate) struct Row {
     pub pdu: Arc<Pdu>,
     pub json: String,
     pub unsigned: Option<String>,
-    pub txn: Option<(String, String)>,
+    pub txn: Option<Txn>,
     pub redacts: Option<OwnedEventId>,
 }

@@ -1,6 +1,6 @@
 //! What one append writes inside its transaction: the events, current state, memberships,
-//! client transaction IDs, relations and threads, and the effect of redactions on the events
-//! they redact.
+//! client transaction IDs, relations and threads, the search index, and the effect of
+//! redactions on the events they redact.
 
 use std::collections::HashMap;
 
@@ -25,8 +25,8 @@ const UPSERT_MEMBERSHIPS: &str = "INSERT INTO memberships (room_id, user_id, mem
      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) \
      ON CONFLICT (user_id, room_id) DO UPDATE SET membership = EXCLUDED.membership, \
      event_id = EXCLUDED.event_id, pos = EXCLUDED.pos, forgotten = FALSE";
-const INSERT_TXNS: &str = "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) \
-     SELECT *, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])";
+const INSERT_TXNS: &str = "INSERT INTO event_txns (user_id, device_id, txn_id, scope, event_id, created_ts) \
+     SELECT *, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])";
 const INSERT_RELATION: &str = "INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, type, sender, pos) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
 const UPSERT_THREAD: &str = "INSERT INTO threads (root_id, room_id, latest_pos) VALUES ($1, $2, $3) \
@@ -54,8 +54,8 @@ pub(crate) async fn write_rows(
         c.content.push(p.content_str().to_owned());
         c.unsigned.push(row.unsigned.clone());
         c.pdu.push(row.json.clone());
-        c.txn_device.push(row.txn.as_ref().map(|t| t.0.clone()));
-        c.txn_id.push(row.txn.as_ref().map(|t| t.1.clone()));
+        c.txn_device.push(row.txn.as_ref().map(|t| t.device.clone()));
+        c.txn_id.push(row.txn.as_ref().map(|t| t.id.clone()));
         c.redacts.push(row.redacts.as_ref().map(|r| r.to_string()));
     }
     let stmt = tx.prepare_cached(INSERT_EVENTS).await?;
@@ -112,21 +112,18 @@ pub(crate) async fn write_rows(
         }
     }
 
-    let txns: Vec<_> = rows
-        .iter()
-        .filter_map(|r| {
-            r.txn.as_ref().map(|(d, t)| (r.pdu.sender.to_string(), d.clone(), t.clone(), r.pdu.event_id.to_string()))
-        })
-        .collect();
+    let txns: Vec<_> = rows.iter().filter_map(|r| r.txn.as_ref().map(|t| (r, t))).collect();
     if !txns.is_empty() {
-        let users: Vec<String> = txns.iter().map(|t| t.0.clone()).collect();
-        let devices: Vec<String> = txns.iter().map(|t| t.1.clone()).collect();
-        let ids: Vec<String> = txns.iter().map(|t| t.2.clone()).collect();
-        let events: Vec<String> = txns.iter().map(|t| t.3.clone()).collect();
+        let users: Vec<String> = txns.iter().map(|(r, _)| r.pdu.sender.to_string()).collect();
+        let devices: Vec<&str> = txns.iter().map(|(_, t)| t.device.as_str()).collect();
+        let ids: Vec<&str> = txns.iter().map(|(_, t)| t.id.as_str()).collect();
+        let scopes: Vec<&str> = txns.iter().map(|(_, t)| t.scope.as_str()).collect();
+        let events: Vec<String> = txns.iter().map(|(r, _)| r.pdu.event_id.to_string()).collect();
         let stmt = tx.prepare_cached(INSERT_TXNS).await?;
-        tx.execute(&stmt, &[&users, &devices, &ids, &events, &trellis_core::time::now_ms()]).await?;
+        tx.execute(&stmt, &[&users, &devices, &ids, &scopes, &events, &trellis_core::time::now_ms()]).await?;
     }
 
+    crate::search::index::write(tx, room_id, rows, positions).await?;
     for (row, pos) in rows.iter().zip(positions) {
         write_relation(tx, room_id, row, *pos).await?;
         if let Some(target) = &row.redacts {

@@ -10,13 +10,14 @@ use trellis_proto::rooms::{RedactRequest, SendEventResponse};
 
 use crate::{
     Rooms,
-    new_event::{NewEvent, Redacts, Row},
+    new_event::{NewEvent, Redacts, Row, Txn},
     pdu,
     state::RoomState,
     writer::Appended,
 };
 
 const SELECT_TARGET: &str = "SELECT sender FROM events WHERE event_id = $1 AND room_id = $2";
+const SELECT_ELSEWHERE: &str = "SELECT 1 FROM events WHERE event_id = $1";
 const SELECT_STORED: &str = "SELECT type, state_key, content, pdu, unsigned_json, redacted_by FROM events \
      WHERE event_id = $1 AND room_id = $2 FOR UPDATE";
 const UPDATE_REDACTED: &str =
@@ -34,18 +35,32 @@ const UPDATE_PREV_CONTENT: &str = "UPDATE events SET unsigned_json = \
 impl Rooms {
     #[tracing::instrument(skip_all, fields(sender = %req.sender, room_id = %req.room_id, event_id = %req.event_id))]
     pub(crate) async fn redact(&self, req: RedactRequest) -> Result<SendEventResponse> {
+        let txn = Txn::redact(&req.device_id, req.txn_id.clone(), &req.room_id, &req.event_id);
+        self.redact_in(req, txn).await
+    }
+
+    /// A redaction sent by the transaction `txn` (of `/redact`, or of `/send` when the
+    /// client sent an `m.room.redaction` event).
+    pub(crate) async fn redact_in(&self, req: RedactRequest, txn: Option<Txn>) -> Result<SendEventResponse> {
         let sender = UserId::parse(&req.sender)?;
         let room_id = RoomId::parse(&req.room_id).map_err(|_| Error::invalid_param("invalid room ID"))?;
         let event_id = EventId::parse(&req.event_id).map_err(|_| Error::invalid_param("invalid event ID"))?;
-        let txn = req.txn_id.clone().map(|t| (req.device_id.clone(), t));
         if let Some(id) = self.txn_event(&sender, txn.as_ref()).await? {
             return Ok(SendEventResponse { event_id: id.to_string() });
         }
         let target_sender: String = {
             let client = self.pool.get().await?;
             let stmt = client.prepare_cached(SELECT_TARGET).await?;
-            let row = client.query_opt(&stmt, &[&event_id.as_str(), &room_id.as_str()]).await?;
-            row.ok_or_else(|| Error::not_found("Event not found"))?.get(0)
+            match client.query_opt(&stmt, &[&event_id.as_str(), &room_id.as_str()]).await? {
+                Some(row) => row.get(0),
+                None => {
+                    let stmt = client.prepare_cached(SELECT_ELSEWHERE).await?;
+                    if client.query_opt(&stmt, &[&event_id.as_str()]).await?.is_some() {
+                        return Err(Error::invalid_param("The event is in another room"));
+                    }
+                    return Err(Error::not_found("Event not found"));
+                }
+            }
         };
         let mut content = CanonicalJsonObject::new();
         if let Some(reason) = req.reason.filter(|r| !r.is_empty()) {
@@ -117,6 +132,7 @@ pub(crate) async fn apply_stored(
     tx.execute(&stmt, &[&target.as_str(), &content, &serde_json::to_string(&stripped)?, &new_unsigned, &redaction_id])
         .await?;
 
+    crate::search::index::forget(tx, target.as_str()).await?;
     let stmt = tx.prepare_cached(DELETE_RELATION).await?;
     if let Some(rel) = tx.query_opt(&stmt, &[&target.as_str()]).await?
         && rel.get::<_, &str>(1) == "m.thread"

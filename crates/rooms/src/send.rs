@@ -7,7 +7,12 @@ use serde_json::Value;
 use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::rooms::{RedactRequest, SendEventRequest, SendEventResponse};
 
-use crate::{Rooms, new_event::NewEvent, pdu, writer::Appended};
+use crate::{
+    Rooms,
+    new_event::{NewEvent, Txn},
+    pdu,
+    writer::Appended,
+};
 
 /// Longest event type and state key, in bytes (spec: size limits).
 const MAX_ID_BYTES: usize = 255;
@@ -23,7 +28,7 @@ impl Rooms {
         if req.state_key.as_ref().is_some_and(|k| k.len() > MAX_ID_BYTES) {
             return Err(Error::invalid_param("state key must be at most 255 bytes"));
         }
-        let txn = req.txn_id.clone().map(|t| (req.device_id.clone(), t));
+        let txn = Txn::send(&req.device_id, req.txn_id.clone(), room_id.as_str(), &req.event_type);
         // Fast path for retries: no lock, no parsing.
         if let Some(id) = self.txn_event(&sender, txn.as_ref()).await? {
             return Ok(SendEventResponse { event_id: id.to_string() });
@@ -31,7 +36,7 @@ impl Rooms {
         let content = pdu::parse_content(&req.content_json)?;
         let guest_access = req.event_type == "m.room.guest_access" && req.state_key.as_deref() == Some("");
         let appended = match (req.event_type.as_str(), req.state_key.as_deref()) {
-            ("m.room.redaction", None) => return self.redact_from_content(req, &content).await,
+            ("m.room.redaction", None) => return self.redact_from_content(req, &content, txn).await,
             ("m.room.member", Some(key)) => {
                 let target = UserId::parse(key).map_err(|_| Error::bad_json("member state key must be a user ID"))?;
                 let Value::Object(content) = serde_json::to_value(&content)? else { unreachable!("an object") };
@@ -73,6 +78,7 @@ impl Rooms {
         &self,
         req: SendEventRequest,
         content: &ruma::CanonicalJsonObject,
+        txn: Option<Txn>,
     ) -> Result<SendEventResponse> {
         let Some(ruma::CanonicalJsonValue::String(target)) = content.get("redacts") else {
             return Err(Error::bad_json("a redaction needs content.redacts"));
@@ -81,14 +87,14 @@ impl Rooms {
             Some(ruma::CanonicalJsonValue::String(r)) => Some(r.clone()),
             _ => None,
         };
-        self.redact(RedactRequest {
+        let redaction = RedactRequest {
             sender: req.sender,
             device_id: req.device_id,
             room_id: req.room_id,
             event_id: target.clone(),
-            txn_id: req.txn_id,
+            txn_id: None,
             reason,
-        })
-        .await
+        };
+        self.redact_in(redaction, txn).await
     }
 }

@@ -95,4 +95,25 @@ impl RoomsService for RoomsHandle {
     async fn leave_all_rooms(&self, req: LeaveAllRoomsRequest) -> Result<LeaveAllRoomsResponse> {
         self.0.leave_all_rooms(req).await
     }
+    async fn search_events(&self, req: SearchEventsRequest) -> Result<SearchEventsResponse> {
+        self.0.search_events(req).await
+    }
+    async fn get_hierarchy(&self, req: HierarchyRequest) -> Result<HierarchyResponse> {
+        self.0.get_hierarchy(req).await
+    }
+    async fn get_room_summary(&self, req: RoomSummaryRequest) -> Result<RoomSummaryResponse> {
+        self.0.get_room_summary(req).await
+    }
+    async fn report_event(&self, req: ReportEventRequest) -> Result<Empty> {
+        self.0.report_event(req).await
+    }
+    async fn report_room(&self, req: ReportRoomRequest) -> Result<Empty> {
+        self.0.report_room(req).await
+    }
+    async fn report_user(&self, req: ReportUserRequest) -> Result<Empty> {
+        self.0.report_user(req).await
+    }
+    async fn mutual_rooms(&self, req: MutualRoomsRequest) -> Result<MutualRoomsResponse> {
+        self.0.mutual_rooms(req).await
+    }
 }

@@ -1,6 +1,8 @@
 //! The user directory (`POST /user_directory/search`): users who share a room with the
-//! searcher or sit in a room anyone may join, matched word by word against their user ID
-//! and global display name. Deactivated accounts are never listed.
+//! searcher or sit in a public room (one anyone may join or read), matched word by word
+//! against their user ID and global display name. As in Synapse, the searcher finds
+//! themselves only through a public room, never through a private one. Deactivated accounts
+//! are never listed.
 
 use trellis_core::Result;
 use trellis_proto::rooms::{DirectoryUser, SearchUsersRequest, SearchUsersResponse};
@@ -16,14 +18,16 @@ const MAX_WORDS: usize = 8;
 /// `$3` a prefix pattern that ranks first, `$4` the row limit.
 const SEARCH: &str = "WITH visible AS ( \
        SELECT m2.user_id FROM memberships m1 \
-       JOIN memberships m2 ON m2.room_id = m1.room_id AND m2.membership = 'join' \
+       JOIN memberships m2 ON m2.room_id = m1.room_id AND m2.membership = 'join' AND m2.user_id <> $1 \
        WHERE m1.user_id = $1 AND m1.membership = 'join' \
      UNION \
        SELECT m.user_id FROM current_state c \
        JOIN events e ON e.event_id = c.event_id \
        JOIN memberships m ON m.room_id = c.room_id AND m.membership = 'join' \
-       WHERE c.type = 'm.room.join_rules' AND c.state_key = '' \
-         AND e.content::jsonb->>'join_rule' = 'public') \
+       WHERE ((c.type = 'm.room.join_rules' AND e.content::jsonb->>'join_rule' = 'public') \
+           OR (c.type = 'm.room.history_visibility' \
+               AND e.content::jsonb->>'history_visibility' = 'world_readable')) \
+         AND c.state_key = '') \
      SELECT v.user_id, p.displayname, p.avatar_url \
      FROM visible v \
      JOIN users u ON u.user_id = v.user_id AND NOT u.deactivated \

@@ -5,15 +5,18 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use ruma::{OwnedEventId, RoomId, events::TimelineEventType};
+use ruma::{
+    CanonicalJsonObject, OwnedEventId, RoomId,
+    events::{StateEventType, TimelineEventType},
+};
 use tokio::sync::OwnedMutexGuard;
 use trellis_bus::Channel;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 
 use crate::{
     Rooms,
-    authorise::accept,
-    new_event::{NewEvent, Row},
+    authorise::{accept, check_rules},
+    new_event::{NewEvent, Row, Txn},
     pdu::{Built, Pdu},
     state::RoomState,
 };
@@ -45,7 +48,8 @@ impl Appended {
     }
 }
 
-const SELECT_TXN: &str = "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3";
+const SELECT_TXN: &str =
+    "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND scope = $4";
 
 /// A room's write lock, held with the room's state while events are built and checked against
 /// it, until they are stored together. Dropped unstored, it leaves no cached state behind: the
@@ -90,6 +94,19 @@ impl Rooms {
         {
             batch.release();
             return Ok(Appended::Duplicate(id));
+        }
+        // Setting state again changes nothing: one state event its sender already set with
+        // the same content is answered with the event in place (as Synapse does), once the
+        // rules allow it.
+        if let [ev] = events.as_slice()
+            && batch.new_room.is_none()
+            && let Some(existing) = unchanged_state(&batch.room, ev)
+        {
+            let allowed =
+                self.build_event(&batch.room, ev).and_then(|(built, auth)| check_rules(&batch.room, &built.pdu, &auth));
+            batch.release();
+            allowed?;
+            return Ok(Appended::Duplicate(existing));
         }
         for ev in events {
             if let Err(e) = self.add(&mut batch, ev) {
@@ -209,15 +226,11 @@ impl Rooms {
     }
 
     /// The event a client transaction already created, if any.
-    pub(crate) async fn txn_event(
-        &self,
-        sender: &ruma::UserId,
-        txn: Option<&(String, String)>,
-    ) -> Result<Option<OwnedEventId>> {
-        let Some((device, txn_id)) = txn else { return Ok(None) };
+    pub(crate) async fn txn_event(&self, sender: &ruma::UserId, txn: Option<&Txn>) -> Result<Option<OwnedEventId>> {
+        let Some(txn) = txn else { return Ok(None) };
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(SELECT_TXN).await?;
-        let row = client.query_opt(&stmt, &[&sender.as_str(), device, txn_id]).await?;
+        let row = client.query_opt(&stmt, &[&sender.as_str(), &txn.device, &txn.id, &txn.scope]).await?;
         Ok(row.map(|r| ruma::EventId::parse(r.get::<_, String>(0))).transpose()?)
     }
 }
@@ -241,4 +254,14 @@ fn wake_channels(room_id: &RoomId, pdus: &[Arc<Pdu>]) -> Vec<Channel> {
 
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// When `ev` is a state event its sender already set with the same content, that event.
+fn unchanged_state(room: &RoomState, ev: &NewEvent) -> Option<OwnedEventId> {
+    if ev.redacts.is_some() {
+        return None;
+    }
+    let existing = room.get(&StateEventType::from(ev.kind.as_str()), ev.state_key.as_deref()?)?;
+    let content: CanonicalJsonObject = serde_json::from_str(existing.content_str()).ok()?;
+    (existing.sender == ev.sender && content == ev.content).then(|| existing.event_id.clone())
 }

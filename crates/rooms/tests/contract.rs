@@ -8,10 +8,14 @@ mod common;
 mod auth_rules;
 #[path = "contract/basics.rs"]
 mod basics;
+#[path = "contract/conformance.rs"]
+mod conformance;
 #[path = "contract/directory.rs"]
 mod directory;
 #[path = "contract/guests.rs"]
 mod guests;
+#[path = "contract/mutual.rs"]
+mod mutual;
 #[path = "contract/profiles.rs"]
 mod profiles;
 #[path = "contract/reading.rs"]
@@ -20,6 +24,12 @@ mod reading;
 mod redaction;
 #[path = "contract/relations.rs"]
 mod relations;
+#[path = "contract/reports.rs"]
+mod reports;
+#[path = "contract/search.rs"]
+mod search;
+#[path = "contract/spaces.rs"]
+mod spaces;
 #[path = "contract/upgrade.rs"]
 mod upgrade;
 #[path = "contract/versions.rs"]
@@ -47,6 +57,17 @@ contract!(
     basics::history_pagination,
     basics::former_members_see_state_as_of_leaving,
     basics::errors_cross_the_hop,
+    conformance::join_keeps_custom_content,
+    conformance::identical_state_is_the_event_in_place,
+    conformance::transaction_ids_are_scoped_to_their_path,
+    conformance::redaction_of_an_event_in_another_room_is_refused,
+    conformance::pages_with_events_have_an_end,
+    conformance::erased_senders_are_hidden_from_those_not_there,
+    conformance::self_destructing_messages_are_served_empty_once_due,
+    search::search_follows_the_index_and_visibility,
+    spaces::hierarchy_and_summaries,
+    reports::reports_are_stored,
+    mutual::mutual_rooms_page_through_shared_rooms,
     redaction::redacted_events_are_stored_and_served_stripped,
     redaction::redaction_keeps_the_keys_of_the_room_version,
     redaction::v10_redactions_name_their_target_at_the_top_level,

@@ -13,6 +13,9 @@ use tokio_postgres::Row;
 pub const COLUMNS: &str = "pos, event_id, room_id, sender, type, state_key, origin_server_ts, content, unsigned_json, \
      txn_device, txn_id, redacts";
 
+/// MSC2228's content key: when a message self-destructs.
+const SELF_DESTRUCT_AFTER: &str = "org.matrix.self_destruct_after";
+
 /// One stored event, as much of it as clients see.
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -104,7 +107,11 @@ impl EventRow {
             unsigned.insert("m.relations".into(), relations.clone());
         }
         let empty = RawValue::from_string("{}".into()).expect("valid JSON");
-        let content = serde_json::from_str::<&RawValue>(&self.content).unwrap_or(&empty);
+        let content = if self.self_destructed(now_ms) {
+            &empty
+        } else {
+            serde_json::from_str::<&RawValue>(&self.content).unwrap_or(&empty)
+        };
         let event = ClientEvent {
             content,
             event_id: &self.event_id,
@@ -117,6 +124,18 @@ impl EventRow {
             unsigned,
         };
         serde_json::to_string(&event).expect("event serialises")
+    }
+
+    /// Whether this is a self-destructing message past its time (MSC2228: a non-state event
+    /// whose content sets `org.matrix.self_destruct_after`, a timestamp in milliseconds). It is
+    /// then served with empty content, to its sender too.
+    pub fn self_destructed(&self, now_ms: i64) -> bool {
+        self.state_key.is_none()
+            && self.content.contains(SELF_DESTRUCT_AFTER)
+            && serde_json::from_str::<serde_json::Value>(&self.content)
+                .ok()
+                .and_then(|c| c.get(SELF_DESTRUCT_AFTER).and_then(serde_json::Value::as_i64))
+                .is_some_and(|after| after <= now_ms)
     }
 
     /// `unsigned.age` at `now_ms`.
@@ -161,5 +180,17 @@ mod tests {
         .unwrap();
         assert!(other["unsigned"].get("transaction_id").is_none());
         assert!(other.get("room_id").is_none());
+    }
+
+    #[test]
+    fn self_destructing_messages_lose_their_content_once_due() {
+        let r = crate::testing::message_row(r#"{"body":"hi","org.matrix.self_destruct_after":2000}"#, None);
+        let before: serde_json::Value = serde_json::from_str(&r.render(None, Format::Client, 1999)).unwrap();
+        assert_eq!(before["content"]["body"], "hi");
+        let after: serde_json::Value = serde_json::from_str(&r.render(None, Format::Client, 2000)).unwrap();
+        assert_eq!(after["content"], serde_json::json!({}));
+        let mut state = r.clone();
+        state.state_key = Some(String::new());
+        assert!(!state.self_destructed(5000), "state events never self-destruct");
     }
 }

@@ -3,6 +3,7 @@
 //! test databases.
 
 pub mod device_lists;
+pub mod erasure;
 pub mod events;
 pub mod filter;
 pub mod key_counts;

@@ -11,6 +11,7 @@ use ruma::api::client::filter::{EventFormat, FilterDefinition};
 use serde_json::Value;
 use trellis_core::{Result, Stream, StreamToken, time::now_ms};
 use trellis_storage::{
+    erasure,
     events::{EventRow, Format, Viewer},
     relations, visibility,
 };
@@ -216,6 +217,8 @@ impl SyncWorker {
             _ => HashMap::new(),
         };
         let viewer = Viewer { user_id: req.user_id, device_id: req.device_id };
+        erasure::hide_erased(client, |room| histories.get(room), built.iter_mut().flat_map(|b| b.events.iter_mut()))
+            .await?;
         for b in built.iter_mut() {
             relations::bundle(client, viewer, &mut b.events).await?;
         }
@@ -233,7 +236,15 @@ impl SyncWorker {
             SyncBody { next_batch: upto.max(req.since.unwrap_or_default()).to_string(), ..Default::default() };
         for b in built {
             let state = Events { events: render(&states.remove(&b.room).unwrap_or_default()) };
-            let prev_batch = StreamToken::new((b.start - 1).min(upto.events)).to_string();
+            // An initial sync whose timeline holds all of the room's history points
+            // `prev_batch` at the present, as Synapse does: clients page back from it and
+            // find the room's events (the ones in hand again) rather than nothing.
+            let prev_batch = if req.since.is_none() && !b.limited && matches!(b.section, Section::Join { .. }) {
+                upto.events
+            } else {
+                (b.start - 1).min(upto.events)
+            };
+            let prev_batch = StreamToken::new(prev_batch).to_string();
             let timeline = Timeline { events: render(&b.events), limited: b.limited, prev_batch };
             match b.section {
                 Section::Join { .. } => {

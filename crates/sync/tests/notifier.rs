@@ -86,6 +86,7 @@ async fn one_worker_per_event_and_resume_after_restart() {
         action: MembershipAction::Join as i32,
         target: None,
         reason: None,
+        content_json: None,
     };
     rooms.change_membership(join).await.unwrap();
     // A pusher whose gateway never answers: each push stays queued, once.

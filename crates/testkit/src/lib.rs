@@ -8,7 +8,10 @@ mod server;
 
 pub use client::{Client, Reply, enc, timeline_bodies};
 pub use server::{Mode, TestServer};
-pub use trellis_core::{config::Config, ratelimit::Rule};
+pub use trellis_core::{
+    config::{Config, SupportContact},
+    ratelimit::Rule,
+};
 pub use trellis_proto::health::ServingStatus;
 
 /// Installs logging once per test process (`RUST_LOG` picks the level; default `warn`).

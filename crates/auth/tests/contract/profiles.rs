@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use trellis_core::ErrorCode;
-use trellis_proto::auth::{AuthService, GetProfileRequest, ProfileField, SetProfileRequest};
+use trellis_proto::auth::{
+    AuthService, DeleteProfileFieldRequest, GetProfileRequest, Profile, ProfileField, SetProfileFieldRequest,
+    SetProfileRequest,
+};
 
 use crate::common::{SERVER, assert_err, register};
 
@@ -69,4 +72,46 @@ pub async fn profile_errors(svc: Arc<dyn AuthService>, _db: Pool) {
 
     let unknown = GetProfileRequest { user_id: format!("@nobody:{SERVER}") };
     assert_err(&svc.get_profile(unknown).await.unwrap_err(), ErrorCode::NotFound, 404);
+}
+
+pub async fn custom_profile_fields(svc: Arc<dyn AuthService>, _db: Pool) {
+    let user_id = register(&svc, "rowan", "correct horse").await.user_id;
+    let set = |key: &str, value: &str| SetProfileFieldRequest {
+        requester: user_id.clone(),
+        user_id: user_id.clone(),
+        key: key.into(),
+        value_json: value.into(),
+    };
+    let p = svc.set_profile_field(set("m.tz", r#""Europe/Oslo""#)).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&p.fields_json).unwrap(),
+        serde_json::json!({"m.tz": "Europe/Oslo"})
+    );
+    svc.set_profile_field(set("com.example.x", "[1, 2]")).await.unwrap();
+    let p = svc.get_profile(GetProfileRequest { user_id: user_id.clone() }).await.unwrap();
+    let fields: serde_json::Value = serde_json::from_str(&p.fields_json).unwrap();
+    assert_eq!(fields, serde_json::json!({"m.tz": "Europe/Oslo", "com.example.x": [1, 2]}));
+    assert_eq!(p.displayname.as_deref(), Some("rowan"), "the name is untouched");
+
+    let p = svc
+        .delete_profile_field(DeleteProfileFieldRequest {
+            requester: user_id.clone(),
+            user_id: user_id.clone(),
+            key: "m.tz".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&p.fields_json).unwrap(),
+        serde_json::json!({"com.example.x": [1, 2]})
+    );
+
+    let code = |r: trellis_core::Result<Profile>| r.unwrap_err().code();
+    assert_eq!(code(svc.set_profile_field(set("m.tz", "5")).await), ErrorCode::BadJson);
+    assert_eq!(code(svc.set_profile_field(set("displayname", r#""x""#)).await), ErrorCode::InvalidParam);
+    let big = format!("\"{}\"", "x".repeat(70 * 1024));
+    assert_eq!(code(svc.set_profile_field(set("com.example.big", &big)).await), ErrorCode::ProfileTooLarge);
+    let mut other = set("m.tz", r#""UTC""#);
+    other.requester = "@mallory:localhost".into();
+    assert_eq!(code(svc.set_profile_field(other).await), ErrorCode::Forbidden);
 }

@@ -76,6 +76,8 @@ async fn password_route(
 #[derive(Deserialize)]
 struct DeactivateBody {
     auth: Option<Value>,
+    #[serde(default)]
+    erase: bool,
 }
 
 /// # `POST /_matrix/client/v3/account/deactivate`
@@ -88,6 +90,7 @@ async fn deactivate_route(
     let req = DeactivateRequest {
         user_id: auth.user_id.clone(),
         auth_json: body.auth.map(|a| a.to_string()).unwrap_or_default(),
+        erase: body.erase,
     };
     s.services.auth.deactivate(req).await?;
     delete_pushers(&s, &auth.user_id, Which::All(true)).await?;

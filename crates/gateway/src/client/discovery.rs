@@ -1,17 +1,27 @@
-//! Discovery: `/versions`, `/.well-known/matrix/client`, `/capabilities`.
+//! Discovery: `/versions`, `/.well-known/matrix/client`, `/.well-known/matrix/support`,
+//! `/capabilities`.
 
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::get};
-use ruma::api::client::discovery::{get_capabilities, get_supported_versions};
+use ruma::{
+    UserId,
+    api::client::discovery::{
+        discover_support::{self, Contact, ContactRole},
+        get_capabilities, get_supported_versions,
+    },
+};
 use serde_json::{Value, json};
+use trellis_core::{Error, config::SupportConfig};
 
-use crate::{AppState, extract::Authed, router::RumaRoutes};
+use crate::{AppState, extract::Authed, response::RumaResult, router::RumaRoutes};
 
-/// Spec versions whose endpoints Trellis serves: through v1.11 (authenticated media, async
-/// uploads, jump-to-date, threads, private receipts, end-to-end encryption). Later versions
-/// are added as the endpoints they make mandatory land.
+/// Spec versions whose endpoints Trellis serves: through v1.15 — authenticated media with
+/// its `Content-Disposition` (v1.12), room and user reports (v1.13, v1.14), room summaries
+/// (v1.15); account locking and suspension (v1.12, v1.13) and the OAuth 2.0 API (v1.15) are
+/// optional and answered as absent. Not v1.16 yet: `/sync`'s `use_state_after` and room
+/// version 12's creator power levels at room creation are still to come.
 const VERSIONS: &[&str] = &[
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4",
-    "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
+    "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
 ];
 
 /// Unstable features that are really served (clients switch behaviour on these).
@@ -26,12 +36,21 @@ const UNSTABLE_FEATURES: &[&str] = &[
     "org.matrix.msc3827.stable",
     // Authenticated media under `/_matrix/client/v1/media`.
     "org.matrix.msc3916.stable",
+    // Room summaries (MSC3266), also under `/unstable/im.nheko.summary`.
+    "im.nheko.summary",
+    // Mutual rooms (MSC2666): the unstable path and `/v1/mutual_rooms`.
+    "uk.half-shot.msc2666.query_mutual_rooms",
+    "uk.half-shot.msc2666.query_mutual_rooms.stable",
+    // Custom profile fields (MSC4133): the unstable path and the stable one.
+    "uk.tcpip.msc4133",
+    "uk.tcpip.msc4133.stable",
 ];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .ruma::<get_supported_versions::Request, _, _>(versions)
         .route("/.well-known/matrix/client", get(well_known))
+        .ruma::<discover_support::Request, _, _>(support_route)
         .ruma::<get_capabilities::v3::Request, _, _>(capabilities)
 }
 
@@ -52,6 +71,49 @@ async fn well_known(State(state): State<AppState>, headers: HeaderMap) -> Json<V
     Json(json!({ "m.homeserver": { "base_url": base } }))
 }
 
+/// # `GET /.well-known/matrix/support`
+async fn support_route(State(state): State<AppState>) -> RumaResult<discover_support::Response> {
+    let support = state.settings.support.clone().ok_or_else(|| Error::not_found("No support information"))?;
+    Ok(support.into())
+}
+
+/// The support answer of `[support]`, `None` when it names nothing. A contact with neither
+/// a valid Matrix ID nor an e-mail address is left out (and said so once, at start).
+pub(crate) fn support(config: &SupportConfig) -> Option<discover_support::Response> {
+    let mut contacts = Vec::new();
+    for c in &config.contacts {
+        let role = ContactRole::from(c.role.as_str());
+        let matrix_id = c.matrix_id.as_deref().and_then(|id| match UserId::parse(id) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(matrix_id = id, error = %e, "support contact: not a user ID");
+                None
+            }
+        });
+        let mut contact = match (matrix_id, c.email_address.clone()) {
+            (Some(id), email) => {
+                let mut contact = Contact::with_matrix_id(role, id);
+                contact.email_address = email;
+                contact
+            }
+            (None, Some(email)) => Contact::with_email_address(role, email),
+            (None, None) => {
+                tracing::warn!(role = %c.role, "support contact without a Matrix ID or e-mail address: left out");
+                continue;
+            }
+        };
+        contact.email_address = contact.email_address.filter(|e| !e.is_empty());
+        contacts.push(contact);
+    }
+    let page = config.support_page.clone().filter(|p| !p.is_empty());
+    if contacts.is_empty() && page.is_none() {
+        return None;
+    }
+    let mut out = discover_support::Response::with_contacts(contacts);
+    out.support_page = page;
+    Some(out)
+}
+
 /// # `GET /_matrix/client/v3/capabilities`
 async fn capabilities(_: Authed) -> Json<Value> {
     let available: serde_json::Map<String, Value> =
@@ -63,6 +125,8 @@ async fn capabilities(_: Authed) -> Json<Value> {
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
+            // Custom profile fields (spec 1.16): every key the grammar allows may be set.
+            "m.profile_fields": { "enabled": true },
         }
     }))
 }

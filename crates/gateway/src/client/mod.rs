@@ -19,7 +19,10 @@ mod presence;
 mod profile;
 mod push;
 mod relations;
+mod reporting;
 mod rooms;
+mod search;
+mod spaces;
 mod sync;
 mod to_device;
 mod user_directory;
@@ -35,6 +38,8 @@ use serde_json::value::RawValue;
 use trellis_core::Error;
 
 use crate::{AppState, error::ApiError};
+
+pub(crate) use discovery::support;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,6 +65,9 @@ pub fn routes() -> Router<AppState> {
         .merge(key_backup::routes())
         .merge(keys::routes())
         .merge(to_device::routes())
+        .merge(search::routes())
+        .merge(spaces::routes())
+        .merge(reporting::routes())
         .merge(openid::routes())
 }
 
@@ -92,4 +100,9 @@ impl IntoResponse for RawJson {
 /// Embeds rendered events in a `serde_json` response without parsing them again.
 fn raw_events(events: Vec<String>) -> Result<Vec<Box<RawValue>>, ApiError> {
     events.into_iter().map(|e| RawValue::from_string(e).map_err(ApiError::from)).collect()
+}
+
+/// An identifier a service sent; one that does not parse is our fault, not the client's.
+fn stored_id<T: TryFrom<String, Error = ruma::IdParseError>>(s: String) -> Result<T, ApiError> {
+    T::try_from(s).map_err(|e| ApiError(Error::internal(format!("stored identifier: {e}"))))
 }

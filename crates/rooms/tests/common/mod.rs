@@ -57,6 +57,7 @@ pub fn member(sender: &str, room: &str, action: MembershipAction, target: Option
         action: action as i32,
         target: target.map(Into::into),
         reason: None,
+        content_json: None,
     }
 }
 

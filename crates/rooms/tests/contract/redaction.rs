@@ -81,7 +81,7 @@ pub async fn redaction_errors(env: Env) {
     let err = env.svc.redact(redaction(ALICE, &room, "$unknown", None)).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound);
     let err = env.svc.redact(redaction(ALICE, &room, &elsewhere, None)).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::NotFound, "events of another room are not found here");
+    assert_eq!(err.code(), ErrorCode::InvalidParam, "an event of another room is a bad request, as in Synapse");
     let err = env.svc.redact(redaction(ALICE, &room, "not-an-id", None)).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidParam);
     // A redaction sent as an ordinary event takes the same path.
