@@ -36,6 +36,7 @@ macro_rules! both_modes {
     };
 }
 
+mod certs;
 mod client_startup;
 mod dashboards;
 mod deploy_check;
@@ -74,5 +75,6 @@ mod sync_new_rooms;
 mod sync_resilience;
 mod sync_workers;
 mod telemetry;
+mod tls;
 mod tutorial;
 mod uia_register;

@@ -116,6 +116,28 @@ pub struct HttpConfig {
     /// Trust `X-Forwarded-For` for the client's address (set when a proxy or ingress that
     /// overwrites the header sits in front of every gateway).
     pub x_forwarded_for: bool,
+    /// Serve the client API over TLS (`https://`) on `listen`, with this certificate.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate for the client API, reloaded when its files change (a renewal needs no
+/// restart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub certificate: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// How often the files are looked at for a change, in milliseconds.
+    #[serde(default = "TlsConfig::default_reload_ms")]
+    pub reload_ms: u64,
+}
+
+impl TlsConfig {
+    fn default_reload_ms() -> u64 {
+        10_000
+    }
 }
 
 impl Default for HttpConfig {
@@ -125,6 +147,7 @@ impl Default for HttpConfig {
             max_json_body_bytes: 1024 * 1024,
             token_cache_ms: 2_000,
             x_forwarded_for: false,
+            tls: None,
         }
     }
 }
