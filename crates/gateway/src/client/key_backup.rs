@@ -20,30 +20,35 @@ use trellis_proto::auth::{
     RoomKeysRequest, UpdateBackupVersionRequest,
 };
 
-use super::{RawJson, param, query};
+use super::{param, query};
 use crate::{
     AppState,
     error::ApiResult,
     extract::{Authed, JsonObject, from_object},
+    response::Rendered,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .ruma::<create_backup_version::v3::Request, _, _>(create_version_route)
-        .ruma::<get_latest_backup_info::v3::Request, _, _>(latest_version_route)
-        .ruma::<get_backup_info::v3::Request, _, _>(get_version_route)
-        .ruma::<update_backup_version::v3::Request, _, _>(update_version_route)
-        .ruma::<delete_backup_version::v3::Request, _, _>(delete_version_route)
-        .ruma::<get_backup_keys::v3::Request, _, _>(get_keys_route)
-        .ruma::<get_backup_keys_for_room::v3::Request, _, _>(get_keys_route)
-        .ruma::<get_backup_keys_for_session::v3::Request, _, _>(get_keys_route)
-        .ruma::<add_backup_keys::v3::Request, _, _>(put_keys_route)
-        .ruma::<add_backup_keys_for_room::v3::Request, _, _>(put_keys_route)
-        .ruma::<add_backup_keys_for_session::v3::Request, _, _>(put_keys_route)
-        .ruma::<delete_backup_keys::v3::Request, _, _>(delete_keys_route)
-        .ruma::<delete_backup_keys_for_room::v3::Request, _, _>(delete_keys_route)
-        .ruma::<delete_backup_keys_for_session::v3::Request, _, _>(delete_keys_route)
+        .json_endpoint::<create_backup_version::v3::Request, _, _>(create_version_route)
+        .json_endpoint::<get_latest_backup_info::v3::Request, _, _>(latest_version_route)
+        .json_endpoint::<get_backup_info::v3::Request, _, _>(get_version_route)
+        .json_endpoint::<update_backup_version::v3::Request, _, _>(update_version_route)
+        .json_endpoint::<delete_backup_version::v3::Request, _, _>(delete_version_route)
+        .json_endpoint::<get_backup_keys::v3::Request, _, _>(get_keys_route::<get_backup_keys::v3::Response>)
+        .json_endpoint::<get_backup_keys_for_room::v3::Request, _, _>(
+            get_keys_route::<get_backup_keys_for_room::v3::Response>,
+        )
+        .json_endpoint::<get_backup_keys_for_session::v3::Request, _, _>(
+            get_keys_route::<get_backup_keys_for_session::v3::Response>,
+        )
+        .json_endpoint::<add_backup_keys::v3::Request, _, _>(put_keys_route)
+        .json_endpoint::<add_backup_keys_for_room::v3::Request, _, _>(put_keys_route)
+        .json_endpoint::<add_backup_keys_for_session::v3::Request, _, _>(put_keys_route)
+        .json_endpoint::<delete_backup_keys::v3::Request, _, _>(delete_keys_route)
+        .json_endpoint::<delete_backup_keys_for_room::v3::Request, _, _>(delete_keys_route)
+        .json_endpoint::<delete_backup_keys_for_session::v3::Request, _, _>(delete_keys_route)
 }
 
 #[derive(Deserialize)]
@@ -156,14 +161,14 @@ fn count_json(c: RoomKeysCount) -> Json<Value> {
 }
 
 /// # `GET /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]`
-async fn get_keys_route(
+async fn get_keys_route<R>(
     State(s): State<AppState>,
     auth: Authed,
     uri: Uri,
     params: RawPathParams,
-) -> ApiResult<RawJson> {
+) -> ApiResult<Rendered<R>> {
     let req = keys_request(auth, &uri, &params)?;
-    Ok(RawJson(s.services.auth.get_room_keys(req).await?.json))
+    Ok(Rendered::new(s.services.auth.get_room_keys(req).await?.json))
 }
 
 /// # `PUT /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]`
