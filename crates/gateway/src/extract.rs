@@ -254,23 +254,36 @@ async fn parse_ruma<T: IncomingRequest + 'static>(
     Ok((parsed, bytes))
 }
 
-/// Endpoints whose missing required field Synapse answers with `M_MISSING_PARAM` (it checks
-/// their fields by hand), where ruma's parser would say `M_BAD_JSON`.
-fn missing_is_param<T: 'static>() -> bool {
+/// The required fields whose absence Synapse answers with `M_MISSING_PARAM` (it checks them
+/// by hand), where ruma's parser would say `M_BAD_JSON`: by endpoint, the field.
+fn missing_param<T: 'static>() -> Option<&'static str> {
     use std::any::TypeId;
-    [
-        TypeId::of::<crate::adjust::Uia<change_password::v3::Request>>(),
-        TypeId::of::<get_media_preview::v1::Request>(),
-        #[allow(deprecated)] // the legacy media endpoints are deprecated, and still served
-        TypeId::of::<media::get_media_preview::v3::Request>(),
-    ]
-    .contains(&TypeId::of::<T>())
+
+    use ruma::api::client::backup::*;
+    #[allow(deprecated)] // the legacy media endpoints are deprecated, and still served
+    let table = [
+        (TypeId::of::<crate::adjust::Uia<change_password::v3::Request>>(), "new_password"),
+        (TypeId::of::<get_media_preview::v1::Request>(), "url"),
+        (TypeId::of::<media::get_media_preview::v3::Request>(), "url"),
+        (TypeId::of::<get_backup_keys::v3::Request>(), "version"),
+        (TypeId::of::<get_backup_keys_for_room::v3::Request>(), "version"),
+        (TypeId::of::<get_backup_keys_for_session::v3::Request>(), "version"),
+        (TypeId::of::<add_backup_keys::v3::Request>(), "version"),
+        (TypeId::of::<add_backup_keys_for_room::v3::Request>(), "version"),
+        (TypeId::of::<add_backup_keys_for_session::v3::Request>(), "version"),
+        (TypeId::of::<delete_backup_keys::v3::Request>(), "version"),
+        (TypeId::of::<delete_backup_keys_for_room::v3::Request>(), "version"),
+        (TypeId::of::<delete_backup_keys_for_session::v3::Request>(), "version"),
+    ];
+    table.iter().find(|(t, _)| *t == TypeId::of::<T>()).map(|(_, field)| *field)
 }
 
 /// Maps ruma's parse failures to the spec's errcodes.
 fn parse_error<T: 'static>(e: FromHttpRequestError) -> Error {
-    if missing_is_param::<T>() && e.to_string().contains("missing field") {
-        return Error::missing_param(e.to_string());
+    if let Some(field) = missing_param::<T>()
+        && e.to_string().contains(&format!("missing field `{field}`"))
+    {
+        return Error::missing_param(format!("Missing parameter: {field}"));
     }
     match e {
         FromHttpRequestError::Deserialization(DeserializationError::Json(j)) => match j.classify() {
@@ -323,13 +336,6 @@ pub fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::
         Ok(_) => Err(ApiError(Error::bad_json("Body must be a JSON object"))),
         Err(_) => Err(ApiError(Error::new(ErrorCode::NotJson, "Content not JSON."))),
     }
-}
-
-/// Deserialises a field set from a JSON object, mapping failures to `M_BAD_JSON`.
-pub fn from_object<T: serde::de::DeserializeOwned>(
-    obj: serde_json::Map<String, serde_json::Value>,
-) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| ApiError(Error::bad_json(e.to_string())))
 }
 
 /// Where a request comes from, for a device's last-seen record and rate limits: the client's
