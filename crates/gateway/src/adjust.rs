@@ -71,3 +71,33 @@ impl<T: IncomingRequest, A: Adjustment> IncomingRequest for Adjusted<T, A> {
         Ok(Adjusted { request, kept, adjustment: PhantomData })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::api::{IncomingRequestExt, client::device::delete_devices};
+
+    use super::*;
+
+    fn request(body: &[u8]) -> http::Request<&[u8]> {
+        http::Request::builder().method("POST").uri("/_matrix/client/v3/delete_devices").body(body).expect("a request")
+    }
+
+    #[test]
+    fn legacy_password_stages_reach_the_service_as_sent() {
+        // The pre-r0.4 `user` key: ruma's `AuthData` wants an `identifier` and refuses this.
+        let body = br#"{"devices": ["A"], "auth": {"type": "m.login.password", "user": "@a:x", "password": "p"}}"#;
+        assert!(delete_devices::v3::Request::try_from_http_request(request(body), &[]).is_err());
+        let uia = Uia::<delete_devices::v3::Request>::try_from_http_request(request(body), &[]).expect("parsed");
+        assert_eq!(uia.request.devices, ["A"]);
+        let auth: Value = serde_json::from_str(&uia.auth_json()).expect("JSON");
+        assert_eq!(auth["user"], "@a:x");
+    }
+
+    #[test]
+    fn no_auth_is_empty_and_the_rest_is_still_ruma_checked() {
+        let uia = Uia::<delete_devices::v3::Request>::try_from_http_request(request(br#"{"devices": []}"#), &[]);
+        assert_eq!(uia.expect("parsed").auth_json(), "");
+        let missing = Uia::<delete_devices::v3::Request>::try_from_http_request(request(br#"{"auth": null}"#), &[]);
+        assert!(missing.is_err(), "devices is required");
+    }
+}

@@ -313,8 +313,9 @@ fn is_unknown_room_version(e: &serde_json::Error) -> bool {
     text.starts_with("invalid value: string") && text.contains("expected a Matrix room version ID")
 }
 
-/// A JSON object body (for endpoints whose body ruma does not model, or models too strictly
-/// for older clients).
+/// A JSON object body, for the routes that are not `Ruma<T>`: compatibility shims ruma has
+/// no type for, and the endpoints whose body their service reads (keys, push rule writes,
+/// `pushers/set`).
 pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
 
 impl FromRequest<AppState> for JsonObject {

@@ -37,7 +37,9 @@ impl Adjustment for DefaultTimeout {
     type Kept = ();
 
     fn adjust(body: &mut Map<String, Value>) -> serde_json::Result<()> {
-        body.entry("timeout").or_insert(DEFAULT_TYPING_TIMEOUT_MS.into());
+        if body.get("timeout").is_none_or(Value::is_null) {
+            body.insert("timeout".to_owned(), DEFAULT_TYPING_TIMEOUT_MS.into());
+        }
         Ok(())
     }
 }
