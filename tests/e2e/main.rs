@@ -38,6 +38,7 @@ macro_rules! both_modes {
 
 mod client_startup;
 mod dashboards;
+mod deploy_check;
 mod devices_account;
 mod e2ee_keys;
 mod e2ee_local;
@@ -52,9 +53,9 @@ mod openid_whois;
 mod profile;
 mod profile_fields;
 mod push;
-mod reporting;
 mod push_gateway;
 mod push_rules;
+mod reporting;
 mod room_versions;
 mod rooms_conformance;
 mod rooms_create;
@@ -66,6 +67,7 @@ mod rooms_support;
 mod search;
 mod server_info;
 mod spaces;
+mod sync_elastic;
 mod sync_features;
 mod sync_fidelity;
 mod sync_new_rooms;
