@@ -36,6 +36,8 @@ macro_rules! both_modes {
     };
 }
 
+mod bad_ids;
+mod bad_input;
 mod client_startup;
 mod dashboards;
 mod devices_account;
@@ -49,12 +51,13 @@ mod legacy_api;
 mod media;
 mod nio;
 mod openid_whois;
+mod poisoned_rows;
 mod profile;
 mod profile_fields;
 mod push;
-mod reporting;
 mod push_gateway;
 mod push_rules;
+mod reporting;
 mod room_versions;
 mod rooms_conformance;
 mod rooms_create;

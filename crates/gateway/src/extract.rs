@@ -98,7 +98,8 @@ impl OptionalFromRequestParts<AppState> for Authed {
     }
 }
 
-/// A request body read whole, within the JSON size limit. A body over the limit is still
+/// A JSON request body read whole, within the JSON size limit, refused if it holds NUL
+/// (`input.rs`). A body over the limit is still
 /// read (and dropped) within bounds before the refusal goes out: a client that is still
 /// sending would otherwise see its connection reset instead of `M_TOO_LARGE`.
 pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -116,6 +117,7 @@ pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, A
         }
         whole.extend_from_slice(&chunk);
     }
+    crate::input::check_json(&whole)?;
     Ok(whole.freeze())
 }
 
@@ -178,7 +180,8 @@ async fn parse_ruma<T: IncomingRequest>(req: Request, state: &AppState) -> Resul
         bytes = Bytes::from_static(b"{}");
     }
     let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-    let parsed = T::try_from_http_request(request, &args).map_err(|e| ApiError(parse_error(e)))?;
+    let parse = || T::try_from_http_request(request, &args).map_err(parse_error);
+    let parsed = crate::input::parse_or_refuse(parse)?;
     Ok((parsed, bytes))
 }
 

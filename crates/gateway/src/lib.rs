@@ -8,6 +8,7 @@ mod edge;
 mod error;
 mod extract;
 mod guest;
+mod input;
 mod response;
 mod router;
 mod tokens;
