@@ -55,6 +55,7 @@ impl FromRequestParts<AppState> for Authed {
         let authed = match cached {
             Some(authed) => authed,
             None => {
+                let validation = state.tokens.as_ref().map(|c| c.begin());
                 let req = AuthenticateRequest {
                     access_token: token.clone(),
                     ip: client_ip(parts, state),
@@ -67,8 +68,8 @@ impl FromRequestParts<AppState> for Authed {
                     is_guest: requester.is_guest,
                     access_token: token.clone(),
                 };
-                if let Some(c) = &state.tokens {
-                    c.insert(token, authed.clone());
+                if let (Some(c), Some(since)) = (&state.tokens, validation) {
+                    c.insert(token, authed.clone(), since);
                 }
                 authed
             }

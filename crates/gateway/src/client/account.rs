@@ -173,21 +173,21 @@ async fn login_route(
 
 /// # `POST /_matrix/client/v3/logout`
 async fn logout_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
+    s.services.auth.logout(LogoutRequest { access_token: auth.access_token.clone(), all_devices: false }).await?;
     forget_tokens(&s, &auth, false);
-    s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: false }).await?;
     delete_pushers(&s, &auth.user_id, these(vec![auth.device_id])).await?;
     Ok(Json(json!({})))
 }
 
 /// # `POST /_matrix/client/v3/logout/all`
 async fn logout_all_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
+    s.services.auth.logout(LogoutRequest { access_token: auth.access_token.clone(), all_devices: true }).await?;
     forget_tokens(&s, &auth, true);
-    s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: true }).await?;
     delete_pushers(&s, &auth.user_id, Which::All(true)).await?;
     Ok(Json(json!({})))
 }
 
-/// Drops this gateway's cached validations of the tokens a logout ends.
+/// Drops this gateway's cached validations of the tokens a logout ended (after it committed).
 fn forget_tokens(s: &AppState, auth: &Authed, all_devices: bool) {
     let Some(cache) = &s.tokens else { return };
     cache.forget(|a| a.user_id == auth.user_id && (all_devices || a.device_id == auth.device_id));

@@ -104,6 +104,7 @@ pub async fn act(env: &Env, sender: &str, room: &str, action: MembershipAction, 
             action: action as i32,
             target: target.map(Into::into),
             reason: None,
+            content_json: None,
         })
         .await
         .unwrap();
