@@ -36,6 +36,8 @@ macro_rules! both_modes {
     };
 }
 
+mod bad_ids;
+mod bad_input;
 mod certs;
 mod client_startup;
 mod dashboards;
@@ -51,6 +53,7 @@ mod legacy_api;
 mod media;
 mod nio;
 mod openid_whois;
+mod poisoned_rows;
 mod profile;
 mod profile_fields;
 mod push;

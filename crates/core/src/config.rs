@@ -110,8 +110,10 @@ pub struct HttpConfig {
     /// Largest JSON request body, in bytes (media uploads have their own limit).
     pub max_json_body_bytes: usize,
     /// How long a gateway reuses an access token's validation, in milliseconds (0: never).
-    /// A logout through this gateway takes effect at once; through another gateway, within
-    /// this time.
+    /// A revocation (logout, device deletion, password change, deactivation) is final on
+    /// every gateway as soon as it answered: in split mode the auth service answers it only
+    /// once this time has passed since it committed, so keep it short and the same on every
+    /// process.
     pub token_cache_ms: u64,
     /// Trust `X-Forwarded-For` for the client's address (set when a proxy or ingress that
     /// overwrites the header sits in front of every gateway).

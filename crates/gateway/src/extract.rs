@@ -61,6 +61,7 @@ impl FromRequestParts<AppState> for Authed {
         let authed = match cached {
             Some(authed) => authed,
             None => {
+                let validation = state.tokens.as_ref().map(|c| c.begin());
                 let req = AuthenticateRequest {
                     access_token: token.clone(),
                     ip: client_ip(parts, state),
@@ -73,8 +74,8 @@ impl FromRequestParts<AppState> for Authed {
                     is_guest: requester.is_guest,
                     access_token: token.clone(),
                 };
-                if let Some(c) = &state.tokens {
-                    c.insert(token, authed.clone());
+                if let (Some(c), Some(since)) = (&state.tokens, validation) {
+                    c.insert(token, authed.clone(), since);
                 }
                 authed
             }
@@ -104,7 +105,8 @@ impl OptionalFromRequestParts<AppState> for Authed {
     }
 }
 
-/// A request body read whole, within the JSON size limit. A body over the limit is still
+/// A JSON request body read whole, within the JSON size limit, refused if it holds NUL
+/// (`input.rs`). A body over the limit is still
 /// read (and dropped) within bounds before the refusal goes out: a client that is still
 /// sending would otherwise see its connection reset instead of `M_TOO_LARGE`.
 pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -122,6 +124,7 @@ pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, A
         }
         whole.extend_from_slice(&chunk);
     }
+    crate::input::check_json(&whole)?;
     Ok(whole.freeze())
 }
 
@@ -250,7 +253,8 @@ async fn parse_ruma<T: IncomingRequest + 'static>(
         bytes = Bytes::from_static(b"{}");
     }
     let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-    let parsed = T::try_from_http_request(request, &args).map_err(|e| ApiError(parse_error::<T>(e)))?;
+    let parse = || T::try_from_http_request(request, &args).map_err(parse_error::<T>);
+    let parsed = crate::input::parse_or_refuse(parse).map_err(ApiError)?;
     Ok((parsed, bytes))
 }
 

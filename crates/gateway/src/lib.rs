@@ -9,6 +9,7 @@ mod edge;
 mod error;
 mod extract;
 mod guest;
+mod input;
 mod response;
 mod router;
 mod tokens;

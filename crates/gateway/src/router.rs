@@ -42,6 +42,7 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
         .then(|| Arc::new(crate::tokens::TokenCache::new(settings.token_cache, 200_000)));
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
     client::routes()
+        .route_layer(middleware::from_fn(crate::input::check_path_ids))
         .route_layer(middleware::from_fn(observe))
         .method_not_allowed_fallback(|| async {
             crate::error::ApiError(trellis_core::Error::unrecognized("Unrecognized request").with_status(405))
