@@ -39,6 +39,7 @@ macro_rules! both_modes {
 mod bad_ids;
 mod bad_input;
 mod client_startup;
+mod connections;
 mod dashboards;
 mod devices_account;
 mod e2ee_keys;
