@@ -40,6 +40,7 @@ mod bad_ids;
 mod bad_input;
 mod certs;
 mod client_startup;
+mod connections;
 mod dashboards;
 mod deploy_check;
 mod devices_account;

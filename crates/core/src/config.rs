@@ -118,6 +118,24 @@ pub struct HttpConfig {
     /// Trust `X-Forwarded-For` for the client's address (set when a proxy or ingress that
     /// overwrites the header sits in front of every gateway).
     pub x_forwarded_for: bool,
+    /// Most client connections open at once; past it a new one is answered 503 and closed.
+    /// 0: three quarters of the process's open-file limit.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (0: no cap). Off with
+    /// `x_forwarded_for`, where every connection comes from the proxy (which caps its clients).
+    pub max_connections_per_address: usize,
+    /// How long a connection may take to send a request's head once it started to, in
+    /// milliseconds: a client sending half a request, or a byte at a time, is cut off.
+    pub header_timeout_ms: u64,
+    /// How long a request body may pause between two chunks, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// How long a connection with no request under way may stay silent before it is closed,
+    /// in milliseconds. A request in progress is never cut short by it: a `/sync` long-poll
+    /// keeps its full `timeout`.
+    pub idle_timeout_ms: u64,
+    /// Requests served on one connection before it is closed (`Connection: close`), so
+    /// clients spread over gateways behind a balancer (0: no limit).
+    pub max_requests_per_connection: u64,
     /// Serve the client API over TLS (`https://`) on `listen`, with this certificate.
     pub tls: Option<TlsConfig>,
 }
@@ -149,6 +167,12 @@ impl Default for HttpConfig {
             max_json_body_bytes: 1024 * 1024,
             token_cache_ms: 2_000,
             x_forwarded_for: false,
+            max_connections: 0,
+            max_connections_per_address: 512,
+            header_timeout_ms: 20_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_requests_per_connection: 1_000,
             tls: None,
         }
     }

@@ -41,15 +41,21 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
     let tokens = (!settings.token_cache.is_zero())
         .then(|| Arc::new(crate::tokens::TokenCache::new(settings.token_cache, 200_000)));
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
-    client::routes()
+    let routes = client::routes()
         .route_layer(middleware::from_fn(crate::input::check_path_ids))
-        .route_layer(middleware::from_fn(observe))
+        .route_layer(middleware::from_fn(observe));
+    guarded(routes).with_state(state)
+}
+
+/// The fallbacks for unknown paths and methods, and a panic anywhere inside becoming a logged
+/// `M_UNKNOWN` 500 for that request alone.
+fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .method_not_allowed_fallback(|| async {
             crate::error::ApiError(trellis_core::Error::unrecognized("Unrecognized request").with_status(405))
         })
         .fallback(fallback)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .with_state(state)
 }
 
 /// Registration of endpoint handlers on every historical path of their ruma metadata.
@@ -216,8 +222,42 @@ fn status_label(status: u16) -> &'static str {
     CODES.get(usize::from(status)).map_or("other", String::as_str)
 }
 
-fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("handler panicked");
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let text = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    tracing::error!(panic = text.unwrap_or("?"), "handler panicked");
     let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"});
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let response = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    async fn boom() -> &'static str {
+        let items: Vec<&str> = Vec::new();
+        items[std::hint::black_box(0)]
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_for_that_request_only() {
+        let app = guarded(
+            Router::new().route("/boom", get(boom)).route("/fine", get(|| async { axum::Json(serde_json::json!({})) })),
+        );
+        let (status, body) = call(&app, "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["errcode"], "M_UNKNOWN");
+        assert!(!body.to_string().contains("index out of bounds"), "the panic's text stays in the log: {body}");
+        assert_eq!(call(&app, "/fine").await.0, StatusCode::OK, "the next request is served");
+        assert_eq!(call(&app, "/nowhere").await.1["errcode"], "M_UNRECOGNIZED");
+    }
 }
