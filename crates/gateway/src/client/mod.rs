@@ -22,6 +22,7 @@ mod relations;
 mod reporting;
 mod rooms;
 mod search;
+mod sliding_sync;
 mod spaces;
 mod sync;
 mod to_device;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .merge(events::routes())
         .merge(relations::routes())
         .merge(sync::routes())
+        .merge(sliding_sync::routes())
         .merge(ephemeral::routes())
         .merge(account_data::routes())
         .merge(presence::routes())
