@@ -55,6 +55,7 @@ mod push;
 mod push_gateway;
 mod push_rules;
 mod reporting;
+mod rust_sdk;
 mod room_versions;
 mod rooms_conformance;
 mod rooms_create;
