@@ -16,7 +16,9 @@ both_modes!(matrix_rust_sdk_element_x_scenario);
 fn scenario_binary() -> PathBuf {
     match std::env::var_os("TRELLIS_RUST_SDK_BIN") {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/rust-sdk/target/debug/trellis-rust-sdk-scenario"),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/rust-sdk/target/debug/trellis-rust-sdk-scenario")
+        }
     }
 }
 
