@@ -67,6 +67,7 @@ mod rust_sdk;
 mod search;
 mod server_info;
 mod sliding_sync;
+mod sliding_sync_extensions;
 mod sliding_sync_rooms;
 mod spaces;
 mod sync_features;
