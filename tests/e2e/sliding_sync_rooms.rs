@@ -58,7 +58,7 @@ async fn required_state_is_sent_as_deltas(server: TestServer) {
     for kind in ["m.room.create", "m.room.power_levels", "m.room.topic", "m.room.name", "m.room.join_rules"] {
         assert_eq!(state_keys(r, kind), [""], "{kind} in {r}");
     }
-    assert_eq!(state_keys(r, "m.room.member"), [alice.user_id.clone()]);
+    assert_eq!(state_keys(r, "m.room.member"), std::slice::from_ref(&alice.user_id));
     assert!(r.get("timeline").is_none(), "timeline_limit 0: {r}");
 }
 
