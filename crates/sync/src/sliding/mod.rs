@@ -82,10 +82,31 @@ impl SyncWorker {
 
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
-        // Subscribe first, read second: no wake-up can fall between the two.
-        let mut sub = self.bus.subscribe(&[Channel::User(user.to_owned())]).await?;
+        // Subscribe first, read second: no wake-up can fall between the two. The previous
+        // request of the connection may have left its subscription, listening all along: then
+        // the bus can vouch that nothing changed since the `pos`, and the request waits
+        // without computing anything.
+        let parking = format!("{device}\u{1f}sliding\u{1f}{}", asked.conn_id);
         let from = pos.map(|p| p.token);
+        let (mut sub, mut quiet_since) = match self.parked.take(user, &parking) {
+            Some(kept) if previous.is_some() => {
+                kept.sub.clear_wakeups();
+                (kept.sub, from)
+            }
+            _ => (self.bus.subscribe(&[Channel::User(user.to_owned())]).await?, None),
+        };
+        let mut goal = None;
         loop {
+            if let Some(since) = quiet_since {
+                let news = sub.news_since(&since);
+                let quiet = news.known && news.changes.is_empty();
+                if quiet && tokio::time::Instant::now() < deadline && self.hub_caught_up(&news, &mut goal).await? {
+                    wait_for_news(&sub, &since, deadline, self).await;
+                    if tokio::time::Instant::now() < deadline && !self.shutdown.is_triggered() {
+                        continue;
+                    }
+                }
+            }
             let mut client = self.pool.get().await?;
             let members = queries::memberships(&client, user).await?;
             let joined: Vec<Channel> =
@@ -112,11 +133,16 @@ impl SyncWorker {
                 let mut body = answer.body;
                 body.pos = Pos::render(stored, upto);
                 body.txn_id = req.txn_id.clone();
+                if !self.shutdown.is_triggered() {
+                    // Kept for the connection's next request (see `parked.rs`).
+                    self.parked.park(user, &parking, crate::parked::Parked { sub, rooms: Arc::default() });
+                }
                 metrics::histogram!("trellis_sliding_sync_duration_seconds", "kind" => if previous.is_none() { "initial" } else { "incremental" })
                     .record(started.elapsed().as_secs_f64());
                 return Ok(SlidingSyncResponse { body_json: serde_json::to_string(&body)? });
             }
             drop(client);
+            quiet_since = Some(upto);
             wait_for_news(&sub, &upto, deadline, self).await;
         }
     }

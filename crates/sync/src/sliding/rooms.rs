@@ -156,10 +156,18 @@ impl SyncWorker {
         let now = now_ms();
         let render = |e: &EventRow| raw(e.render(Some(viewer), Format::WithoutRoomId, now));
 
+        // Unread counts for the joined rooms that go out: sent whole, or with news.
         let joined_sent: Vec<String> = plans
             .iter()
             .filter(|p| p.candidate.member.membership == "join")
-            .map(|p| p.candidate.member.room_id.clone())
+            .map(|p| (p, p.candidate.member.room_id.as_str()))
+            .filter(|(p, room)| {
+                p.initial
+                    || windows.get(*room).is_some_and(|w| !w.events.is_empty())
+                    || found.get(*room).is_some_and(|f| !f.required.is_empty())
+                    || meta_rooms.contains(room)
+            })
+            .map(|(_, room)| room.to_owned())
             .collect();
         let unread = self.unread_counts(client, user, &joined_sent, upto, &ignored).await?;
 
