@@ -12,6 +12,7 @@ both_modes!(
     required_state_is_sent_as_deltas,
     invites_joins_and_leaves_move_through_the_list,
     room_subscriptions_see_only_the_users_rooms,
+    list_filters_select_rooms,
     bad_input_is_refused_with_400s,
 );
 
@@ -133,6 +134,40 @@ async fn room_subscriptions_see_only_the_users_rooms(server: TestServer) {
     let only = json!({"conn_id": "peek", "room_subscriptions": {secret.clone(): {"timeline_limit": 5}}});
     let peek = alice.sliding(None, None, only).await.ok();
     assert!(peek["rooms"].as_object().is_none_or(|r| r.is_empty()), "{peek}");
+}
+
+async fn list_filters_select_rooms(server: TestServer) {
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let space = alice.create_room(json!({"name": "space", "creation_content": {"type": "m.space"}})).await;
+    let child = alice.create_room(json!({"name": "child"})).await;
+    let child_path = format!("/_matrix/client/v3/rooms/{}/state/m.space.child/{}", enc(&space), enc(&child));
+    alice.put(&child_path, json!({"via": ["localhost"]})).await.ok();
+    let dm = alice.create_room(json!({"is_direct": true, "invite": [bob.user_id]})).await;
+    let direct = format!("/_matrix/client/v3/user/{}/account_data/m.direct", enc(&alice.user_id));
+    alice.put(&direct, json!({bob.user_id.clone(): [dm.clone()]})).await.ok();
+    let secret = alice
+        .create_room(json!({"name": "secret", "initial_state": [
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]}))
+        .await;
+    let lists = |filters: Value| json!({"ranges": [[0, 20]], "timeline_limit": 0, "filters": filters});
+    let req = json!({"lists": {
+        "in_space": lists(json!({"spaces": [space]})),
+        "dms": lists(json!({"is_dm": true})),
+        "spaces": lists(json!({"room_types": ["m.space"]})),
+        "not_spaces": lists(json!({"not_room_types": ["m.space"]})),
+        "encrypted": lists(json!({"is_encrypted": true})),
+    }});
+    let body = alice.sliding(None, None, req).await.ok();
+    let count = |name: &str| body["lists"][name]["count"].as_u64().unwrap();
+    assert_eq!(
+        [count("in_space"), count("dms"), count("spaces"), count("not_spaces"), count("encrypted")],
+        [1, 1, 1, 3, 1],
+        "{body}"
+    );
+    assert_eq!(body["rooms"][&dm]["is_dm"], true);
+    assert_eq!(body["rooms"][&child]["is_dm"], false);
+    assert!(body["rooms"].get(&secret).is_some() && body["rooms"].get(&space).is_some());
 }
 
 async fn bad_input_is_refused_with_400s(server: TestServer) {

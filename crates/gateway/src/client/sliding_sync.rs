@@ -20,7 +20,7 @@ use trellis_proto::sync::{
 use crate::{
     AppState,
     error::ApiError,
-    extract::{Authed, Ruma},
+    extract::{Authed, RumaWithBody},
     response::RumaResult,
     router::RumaRoutes,
 };
@@ -33,9 +33,18 @@ pub fn routes() -> Router<AppState> {
 async fn sliding_sync_route(
     State(s): State<AppState>,
     auth: Authed,
-    Ruma(req): Ruma<v5::Request>,
+    RumaWithBody(req, raw): RumaWithBody<v5::Request>,
 ) -> RumaResult<v5::Response> {
-    let body = s.services.sync.sliding_sync(wire_request(auth, req)).await?;
+    let mut wire = wire_request(auth, req);
+    // ruma's list filters have no `spaces`: read it from the body as sent.
+    for (name, list) in wire.lists.iter_mut() {
+        let spaces =
+            raw.get("lists").and_then(|l| l.get(name)).and_then(|l| l.get("filters")).and_then(|f| f.get("spaces"));
+        if let (Some(filters), Some(spaces)) = (list.filters.as_mut(), spaces.and_then(|s| s.as_array())) {
+            filters.spaces = spaces.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect();
+        }
+    }
+    let body = s.services.sync.sliding_sync(wire).await?;
     let body: Body = serde_json::from_str(&body.body_json)
         .map_err(|e| ApiError(Error::internal(format!("sliding sync body from the worker: {e}"))))?;
     let mut out = v5::Response::new(body.pos);
@@ -108,6 +117,7 @@ fn wire_request(auth: Authed, req: v5::Request) -> SlidingSyncRequest {
                         is_invite: f.is_invite,
                         room_types: room_types(&f.room_types),
                         not_room_types: room_types(&f.not_room_types),
+                        spaces: Vec::new(),
                     }),
                 };
                 (name, list)

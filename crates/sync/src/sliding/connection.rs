@@ -41,6 +41,8 @@ const COMPACT: &str = "DELETE FROM sliding_rooms r WHERE connection_id = $1 AND 
 const NEW_POSITION: &str =
     "INSERT INTO sliding_positions (connection_id, lists, created_ts) VALUES ($1, $2, $3) RETURNING pos";
 const ROOM: &str = "INSERT INTO sliding_rooms (connection_id, room_id, pos, state) VALUES ($1, $2, $3, $4)";
+/// How often a connection answered without changes is marked used.
+const TOUCH_EVERY: Duration = Duration::from_secs(3600);
 const EXPIRE: &str = "DELETE FROM sliding_connections WHERE last_used_ts <= $1";
 
 /// What the client holds of one room.
@@ -61,6 +63,8 @@ pub(crate) struct State {
     pub pos: i64,
     pub rooms: HashMap<String, RoomSent>,
     pub lists: BTreeMap<String, u64>,
+    /// When the connection was last marked used in PostgreSQL (ms).
+    pub touched: i64,
 }
 
 /// A parsed `pos`.
@@ -134,7 +138,7 @@ pub(crate) async fn load(client: &Client, memory: &Memory, key: &Key, pos: &Pos)
             rooms.insert(row.get::<_, String>(0), sent);
         }
     }
-    let state = Arc::new(State { id, pos: pos.position, rooms, lists });
+    let state = Arc::new(State { id, pos: pos.position, rooms, lists, touched: 0 });
     memory.put(key.clone(), state.clone());
     Ok(state)
 }
@@ -180,7 +184,20 @@ pub(crate) async fn store(
     tx.commit().await?;
     next.id = id;
     next.pos = pos;
+    next.touched = now;
     Ok(next)
+}
+
+/// A connection whose answers change nothing it stores is still in use: it is marked so at
+/// most once an hour, so it does not expire while a client keeps it busy.
+pub(crate) async fn keep_alive(client: &Client, memory: &Memory, key: &Key, state: &State) -> Result<()> {
+    let now = now_ms();
+    if now - state.touched < TOUCH_EVERY.as_millis() as i64 {
+        return Ok(());
+    }
+    client.execute(TOUCH, &[&state.id, &now]).await?;
+    memory.put(key.clone(), Arc::new(State { touched: now, ..state.clone() }));
+    Ok(())
 }
 
 /// Forgets connections unused for [`EXPIRY`]; returns how many.

@@ -3,7 +3,7 @@
 //! of the lists once the client has been told of the leave; rooms the user was kicked or
 //! banned from stay, as Synapse keeps them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
     queries::{Facts, Member},
@@ -50,13 +50,19 @@ pub(crate) fn listed(member: &Member, user: &str, from: Option<i64>) -> bool {
     }
 }
 
-fn passes(c: &Candidate, f: &Filters) -> bool {
+/// Children of the spaces the lists filter on, by space.
+pub(crate) type Children = HashMap<String, HashSet<String>>;
+
+fn passes(c: &Candidate, f: &Filters, children: &Children) -> bool {
     let invited = c.member.membership == "invite";
+    let in_spaces = f.spaces.is_empty()
+        || f.spaces.iter().any(|s| children.get(s).is_some_and(|c2| c2.contains(&c.member.room_id)));
     f.is_dm.is_none_or(|want| want == c.dm)
         && f.is_encrypted.is_none_or(|want| want == c.encrypted)
         && f.is_invite.is_none_or(|want| want == invited)
         && (f.room_types.is_empty() || f.room_types.contains(&c.room_type))
         && !f.not_room_types.contains(&c.room_type)
+        && in_spaces
 }
 
 /// One list's outcome: its count and the rooms in its ranges, in list order.
@@ -66,10 +72,14 @@ pub(crate) struct Window {
 }
 
 /// Applies each list to the candidates (already ordered by [`order`]).
-pub(crate) fn windows(candidates: &[Candidate], lists: &BTreeMap<String, List>) -> BTreeMap<String, Window> {
+pub(crate) fn windows(
+    candidates: &[Candidate],
+    lists: &BTreeMap<String, List>,
+    children: &Children,
+) -> BTreeMap<String, Window> {
     let mut out = BTreeMap::new();
     for (name, list) in lists {
-        let matching: Vec<&Candidate> = candidates.iter().filter(|c| passes(c, &list.filters)).collect();
+        let matching: Vec<&Candidate> = candidates.iter().filter(|c| passes(c, &list.filters, children)).collect();
         let mut seen = HashSet::new();
         let mut rooms = Vec::new();
         for &(start, end) in &list.ranges {
@@ -117,13 +127,16 @@ mod tests {
             ("invites".to_owned(), list(vec![(0, 10)], Filters { is_invite: Some(true), ..Default::default() })),
             ("dms".to_owned(), list(vec![(0, 10)], Filters { is_dm: Some(true), ..Default::default() })),
             ("past".to_owned(), list(vec![(5, 9)], Filters::default())),
+            ("space".to_owned(), list(vec![(0, 9)], Filters { spaces: vec!["!s".into()], ..Default::default() })),
         ]);
-        let w = windows(&all, &lists);
+        let children = Children::from([("!s".to_owned(), HashSet::from(["!a".to_owned()]))]);
+        let w = windows(&all, &lists, &children);
         assert_eq!((w["top"].count, w["top"].rooms.clone()), (3, vec!["!bd".to_owned()]));
         assert_eq!(w["huge"].rooms, ["!ce", "!a", "!bd"]);
         assert_eq!(w["invites"].rooms, ["!ce"]);
         assert_eq!(w["dms"].rooms, ["!bd"]);
         assert_eq!((w["past"].count, w["past"].rooms.len()), (3, 0));
+        assert_eq!(w["space"].rooms, ["!a"]);
     }
 
     #[test]

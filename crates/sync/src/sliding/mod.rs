@@ -120,7 +120,10 @@ impl SyncWorker {
             let expired = tokio::time::Instant::now() >= deadline;
             if answer.news || previous.is_none() || expired || self.shutdown.is_triggered() {
                 let stored = match (&previous, answer.changed.is_empty() && !lists_changed(&previous, &answer.next)) {
-                    (Some(prev), true) => prev.pos,
+                    (Some(prev), true) => {
+                        connection::keep_alive(&client, &self.sliding, &key, prev).await?;
+                        prev.pos
+                    }
                     _ => {
                         let state =
                             connection::store(&mut client, &key, previous.as_deref(), answer.next, &answer.changed)
@@ -187,7 +190,16 @@ impl SyncWorker {
         lists::order(&mut candidates);
         let listed: Vec<Candidate> =
             candidates.iter().filter(|c| lists::listed(&c.member, user, from)).cloned().collect();
-        let windows = lists::windows(&listed, &asked.lists);
+        // Spaces a list filters on, among those the user is joined to.
+        let spaces: Vec<&str> = asked
+            .lists
+            .values()
+            .flat_map(|l| l.filters.spaces.iter())
+            .filter(|s| candidates.iter().any(|c| &c.member.room_id == *s && c.member.membership == "join"))
+            .map(String::as_str)
+            .collect();
+        let children = queries::children(client, &spaces).await?;
+        let windows = lists::windows(&listed, &asked.lists, &children);
 
         // The rooms to answer for, each with the union of the configurations asking for it.
         let by_id: HashMap<&str, &Candidate> = candidates.iter().map(|c| (c.member.room_id.as_str(), c)).collect();

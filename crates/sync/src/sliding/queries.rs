@@ -38,6 +38,11 @@ const FACTS: &str = "SELECT r.rid, \
 
 const DIRECT: &str = "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' AND type = 'm.direct'";
 
+/// The children of spaces: `m.space.child` state with a non-empty `via`.
+const CHILDREN: &str = "SELECT c.room_id, c.state_key FROM current_state c JOIN events e ON e.event_id = c.event_id \
+     WHERE c.room_id = ANY($1) AND c.type = 'm.space.child' AND jsonb_typeof(e.content::jsonb->'via') = 'array' \
+     AND jsonb_array_length(e.content::jsonb->'via') > 0";
+
 /// Rooms among `$1` with an event in `($2, $3]`.
 const ACTIVE: &str = "SELECT r.rid FROM unnest($1::text[]) AS r(rid) WHERE EXISTS \
      (SELECT 1 FROM events e WHERE e.room_id = r.rid AND e.pos > $2 AND e.pos <= $3)";
@@ -81,6 +86,19 @@ pub(crate) async fn direct_rooms(client: &Client, user: &str) -> Result<HashSet<
         for rooms in users.values().filter_map(|r| r.as_array()) {
             out.extend(rooms.iter().filter_map(|r| r.as_str()).map(str::to_owned));
         }
+    }
+    Ok(out)
+}
+
+/// The children of each of `spaces`.
+pub(crate) async fn children(client: &Client, spaces: &[&str]) -> Result<HashMap<String, HashSet<String>>> {
+    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+    if spaces.is_empty() {
+        return Ok(out);
+    }
+    let stmt = client.prepare_cached(CHILDREN).await?;
+    for row in client.query(&stmt, &[&spaces]).await? {
+        out.entry(row.get(0)).or_default().insert(row.get(1));
     }
     Ok(out)
 }

@@ -60,6 +60,8 @@ pub(crate) struct Filters {
     /// Room types (`None` for rooms without one); empty for any.
     pub room_types: Vec<Option<String>>,
     pub not_room_types: Vec<Option<String>>,
+    /// Only children of these spaces; empty for any room.
+    pub spaces: Vec<String>,
 }
 
 pub(crate) struct List {
@@ -138,6 +140,7 @@ pub(crate) fn parse(req: &SlidingSyncRequest) -> Result<Request> {
                 is_invite: f.is_invite,
                 room_types: f.room_types.iter().map(|t| (!t.is_empty()).then(|| t.clone())).collect(),
                 not_room_types: f.not_room_types.iter().map(|t| (!t.is_empty()).then(|| t.clone())).collect(),
+                spaces: f.spaces.clone(),
             },
             None => Filters::default(),
         };
