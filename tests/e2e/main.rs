@@ -38,6 +38,7 @@ macro_rules! both_modes {
 
 mod client_startup;
 mod dashboards;
+mod deploy_check;
 mod devices_account;
 mod e2ee_keys;
 mod e2ee_local;
@@ -70,6 +71,7 @@ mod sliding_sync;
 mod sliding_sync_extensions;
 mod sliding_sync_rooms;
 mod spaces;
+mod sync_elastic;
 mod sync_features;
 mod sync_fidelity;
 mod sync_new_rooms;

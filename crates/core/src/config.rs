@@ -317,6 +317,19 @@ pub enum SyncBalance {
     RoundRobin,
 }
 
+/// Where a gateway finds the sync workers it spreads long-polls over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncDiscovery {
+    /// The fixed `remote.sync` list.
+    #[default]
+    Static,
+    /// The workers alive now: each registers its `sync.advertise_url` in Redis and renews it
+    /// every `sync.heartbeat_ms`; gateways follow the registry, so workers can be added and
+    /// removed without touching the gateways.
+    Redis,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
@@ -329,6 +342,13 @@ pub struct SyncConfig {
     /// them (new events still answer at once): in a busy room one response then carries
     /// many such changes instead of one each.
     pub ephemeral_batch_ms: u64,
+    pub discovery: SyncDiscovery,
+    /// A sync worker's gRPC URL as gateways reach it, registered with `discovery = "redis"`
+    /// (in Kubernetes, the pod IP: `http://$(POD_IP):50051`). Default: `http://` and
+    /// `grpc.listen`, when that names a specific address.
+    pub advertise_url: Option<String>,
+    /// How often a registered worker renews its entry; it lapses after three missed renewals.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -338,6 +358,9 @@ impl Default for SyncConfig {
             default_timeline_limit: 10,
             balance: SyncBalance::User,
             ephemeral_batch_ms: 200,
+            discovery: SyncDiscovery::Static,
+            advertise_url: None,
+            heartbeat_ms: 1_000,
         }
     }
 }
