@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Json, Router, routing::get};
-use rcgen::{CertificateParams, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::json;
 use trellis_check::{Finding, Options, Outcome};
 use trellis_testkit::TestServer;
@@ -92,27 +92,18 @@ async fn a_misconfigured_deployment_is_named_check_by_check() {
     assert_eq!(outcome(&findings, "cors"), Outcome::Skip, "{}", lines(&findings));
 }
 
-/// A CA and a certificate it signed for `localhost`, valid for `days` more days (negative:
-/// expired that many days ago).
+/// A server configuration presenting a certificate valid for `days` more days; the CA's PEM.
 fn certificate(days: i64) -> (String, rustls::ServerConfig) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(30.max(1 - days));
-    params.not_after = now + time::Duration::days(days);
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let issued = crate::certs::issue(days);
+    let chain = vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .with_single_cert(chain, key)
         .unwrap();
-    (ca.pem(), config)
+    (issued.ca_pem, config)
 }
 
 /// Completes TLS handshakes (and nothing more) on a port of its own.

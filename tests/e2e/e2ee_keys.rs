@@ -221,7 +221,8 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
         let since = since.clone();
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let started = std::time::Instant::now();
     alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": alice.device_keys()})).await.ok();
     let woke = poll.await.unwrap();
@@ -250,7 +251,8 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
         let since = next(&s2);
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let started = std::time::Instant::now();
     alice2.post(&format!("{V3}/logout"), json!({})).await.ok();
     let s2 = poll.await.unwrap();
@@ -275,7 +277,8 @@ async fn to_device_messages(server: TestServer) {
         let since = next(&b1);
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let send = |txn: &str, to: Value| {
         let path = format!("{V3}/sendToDevice/m.test/{txn}");
         let body = json!({"messages": {bob.user_id.clone(): to}});

@@ -98,7 +98,8 @@ async fn device_rename_reaches_room_members(server: TestServer) {
         let since = since.clone();
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let started = std::time::Instant::now();
     let path = format!("{V3}/devices/{}", enc(&alice.device_id));
     alice.put(&path, json!({"display_name": "test display name"})).await.ok();

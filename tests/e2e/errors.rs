@@ -154,19 +154,66 @@ async fn reqwest_post(client: &trellis_testkit::Client, path: &str, body: &str) 
     trellis_testkit::Reply { status, body: resp.json().await.unwrap() }
 }
 
-/// Gateways cache token checks briefly: a logout is immediate where it happened and reaches
-/// the other gateways within `http.token_cache_ms` (2 s by default).
+/// Gateways cache token checks briefly, yet a revocation through any gateway — a logout, a
+/// device deletion, a logout everywhere — is final on every gateway as soon as it answered,
+/// even while the token is in use all along.
 async fn logout_reaches_every_gateway(server: TestServer) {
     let mut alice = server.client();
     alice.register("alice", "pw").await;
-    let elsewhere: Vec<trellis_testkit::Client> = server.urls.iter().map(|u| alice.via(u)).collect();
-    for c in &elsewhere {
-        c.get("/_matrix/client/v3/account/whoami").await.ok();
+    let gateways = server.gateway_urls();
+    let everywhere = |c: &trellis_testkit::Client| gateways.iter().map(|u| c.via(u)).collect::<Vec<_>>();
+    let whoami = "/_matrix/client/v3/account/whoami";
+    let still_valid = |c: trellis_testkit::Client| async move { c.get(whoami).await.status == 200 };
+
+    // A logout while the token is busy on every gateway.
+    let mut phone = server.client();
+    phone.login("alice", "pw").await;
+    for c in everywhere(&phone) {
+        c.get(whoami).await.ok();
     }
-    alice.post("/_matrix/client/v3/logout", json!({})).await.ok();
-    alice.get("/_matrix/client/v3/account/whoami").await.err(401, "M_UNKNOWN_TOKEN");
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
-    for c in &elsewhere {
-        c.get("/_matrix/client/v3/account/whoami").await.err(401, "M_UNKNOWN_TOKEN");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = everywhere(&phone)
+        .into_iter()
+        .map(|c| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.get(whoami).await;
+                }
+            })
+        })
+        .collect();
+    phone.post("/_matrix/client/v3/logout", json!({})).await.ok();
+    for c in everywhere(&phone) {
+        assert!(!still_valid(c.clone()).await, "a logged-out token still works at {}", c.base);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in busy {
+        task.await.unwrap();
+    }
+
+    // A device deleted through another gateway.
+    let mut laptop = server.client();
+    laptop.login("alice", "pw").await;
+    for c in everywhere(&laptop) {
+        c.get(whoami).await.ok();
+    }
+    let path = format!("/_matrix/client/v3/devices/{}", enc(&laptop.device_id));
+    let other = alice.via(gateways.last().unwrap());
+    let challenge = other.request("DELETE", &path, Some(json!({}))).await;
+    let auth = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "pw", "session": challenge.body["session"]});
+    other.request("DELETE", &path, Some(json!({"auth": auth}))).await.ok();
+    for c in everywhere(&laptop) {
+        assert!(!still_valid(c.clone()).await, "a deleted device's token still works at {}", c.base);
+    }
+
+    // Everywhere at once.
+    for c in everywhere(&alice) {
+        c.get(whoami).await.ok();
+    }
+    alice.post("/_matrix/client/v3/logout/all", json!({})).await.ok();
+    for c in everywhere(&alice) {
+        assert!(!still_valid(c.clone()).await, "a token logged out everywhere still works at {}", c.base);
     }
 }

@@ -78,7 +78,8 @@ async fn the_first_tutorial(server: TestServer) {
             panic!("no message in the event stream")
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     alice
         .post(
             &format!("{V1}/rooms/{}/send/m.room.message", enc(&room)),

@@ -36,7 +36,11 @@ macro_rules! both_modes {
     };
 }
 
+mod bad_ids;
+mod bad_input;
+mod certs;
 mod client_startup;
+mod connections;
 mod dashboards;
 mod deploy_check;
 mod devices_account;
@@ -50,6 +54,7 @@ mod legacy_api;
 mod media;
 mod nio;
 mod openid_whois;
+mod poisoned_rows;
 mod profile;
 mod profile_fields;
 mod push;
@@ -78,5 +83,6 @@ mod sync_new_rooms;
 mod sync_resilience;
 mod sync_workers;
 mod telemetry;
+mod tls;
 mod tutorial;
 mod uia_register;

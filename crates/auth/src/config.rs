@@ -1,5 +1,7 @@
 //! The settings the auth service runs with.
 
+use std::time::Duration;
+
 use trellis_core::config::Config;
 
 /// What the auth service needs from the configuration.
@@ -13,6 +15,11 @@ pub struct AuthConfig {
     pub allow_guests: bool,
     /// Smallest password accepted at registration, in characters.
     pub min_password_len: usize,
+    /// How long a gateway in another process may go on honouring a token it validated (its
+    /// `http.token_cache_ms`; zero in a monolith, whose one gateway is told at once). A
+    /// revocation answers only once this has passed since it committed, so a revoked token
+    /// fails on every gateway as soon as the revoking request has answered.
+    pub remote_token_cache: Duration,
 }
 
 impl AuthConfig {
@@ -23,6 +30,10 @@ impl AuthConfig {
             registration_enabled: config.registration.enabled,
             allow_guests: config.registration.allow_guests,
             min_password_len: config.registration.min_password_len,
+            remote_token_cache: match config.is_monolith() {
+                true => Duration::ZERO,
+                false => Duration::from_millis(config.http.token_cache_ms),
+            },
         }
     }
 }
@@ -46,5 +57,9 @@ mod tests {
         assert!(auth.allow_guests);
         assert_eq!(auth.min_password_len, 12);
         assert!(!AuthConfig::from_config(&Config::default()).allow_guests, "guests are off by default");
+        assert_eq!(auth.remote_token_cache, Duration::ZERO, "a monolith's one gateway is told at once");
+        let split = Config { roles: vec![trellis_core::config::Role::Auth], ..config };
+        let waits = Duration::from_millis(split.http.token_cache_ms);
+        assert_eq!(AuthConfig::from_config(&split).remote_token_cache, waits, "gateways elsewhere cache tokens");
     }
 }

@@ -84,6 +84,9 @@ fn unknown_device() -> Error {
     Error::not_found("Unknown device")
 }
 
+/// Slack for the gateways' clocks running a little slow against this one's.
+const CLOCK_MARGIN: Duration = Duration::from_millis(20);
+
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_list_devices(&self, req: ListDevicesRequest) -> Result<DeviceList> {
@@ -145,11 +148,18 @@ impl Auth {
     }
 
     /// After a deletion committed: its tokens stop working here at once, and the sync workers
-    /// of the user's contacts hear that the device list changed.
+    /// of the user's contacts hear that the device list changed. In split mode the answer
+    /// waits until no gateway can still hold a validation of those tokens from before the
+    /// commit (`AuthConfig::remote_token_cache`): a revoked token fails everywhere as soon as
+    /// the revoking request has answered.
     pub(crate) async fn removed(&self, user_id: &str, removed: Removed) {
+        let committed = tokio::time::Instant::now();
         self.tokens.revoke(&removed.revoked).await;
         if let Some(pos) = removed.change {
             self.announce_device_list(user_id, pos).await;
+        }
+        if !removed.revoked.is_empty() && !self.config.remote_token_cache.is_zero() {
+            tokio::time::sleep_until(committed + self.config.remote_token_cache + CLOCK_MARGIN).await;
         }
     }
 

@@ -110,12 +110,54 @@ pub struct HttpConfig {
     /// Largest JSON request body, in bytes (media uploads have their own limit).
     pub max_json_body_bytes: usize,
     /// How long a gateway reuses an access token's validation, in milliseconds (0: never).
-    /// A logout through this gateway takes effect at once; through another gateway, within
-    /// this time.
+    /// A revocation (logout, device deletion, password change, deactivation) is final on
+    /// every gateway as soon as it answered: in split mode the auth service answers it only
+    /// once this time has passed since it committed, so keep it short and the same on every
+    /// process.
     pub token_cache_ms: u64,
     /// Trust `X-Forwarded-For` for the client's address (set when a proxy or ingress that
     /// overwrites the header sits in front of every gateway).
     pub x_forwarded_for: bool,
+    /// Most client connections open at once; past it a new one is answered 503 and closed.
+    /// 0: three quarters of the process's open-file limit.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (0: no cap). Off with
+    /// `x_forwarded_for`, where every connection comes from the proxy (which caps its clients).
+    pub max_connections_per_address: usize,
+    /// How long a connection may take to send a request's head once it started to, in
+    /// milliseconds: a client sending half a request, or a byte at a time, is cut off.
+    pub header_timeout_ms: u64,
+    /// How long a request body may pause between two chunks, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// How long a connection with no request under way may stay silent before it is closed,
+    /// in milliseconds. A request in progress is never cut short by it: a `/sync` long-poll
+    /// keeps its full `timeout`.
+    pub idle_timeout_ms: u64,
+    /// Requests served on one connection before it is closed (`Connection: close`), so
+    /// clients spread over gateways behind a balancer (0: no limit).
+    pub max_requests_per_connection: u64,
+    /// Serve the client API over TLS (`https://`) on `listen`, with this certificate.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate for the client API, reloaded when its files change (a renewal needs no
+/// restart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub certificate: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// How often the files are looked at for a change, in milliseconds.
+    #[serde(default = "TlsConfig::default_reload_ms")]
+    pub reload_ms: u64,
+}
+
+impl TlsConfig {
+    fn default_reload_ms() -> u64 {
+        10_000
+    }
 }
 
 impl Default for HttpConfig {
@@ -125,6 +167,13 @@ impl Default for HttpConfig {
             max_json_body_bytes: 1024 * 1024,
             token_cache_ms: 2_000,
             x_forwarded_for: false,
+            max_connections: 0,
+            max_connections_per_address: 512,
+            header_timeout_ms: 20_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_requests_per_connection: 1_000,
+            tls: None,
         }
     }
 }

@@ -36,6 +36,28 @@ pub fn user_id(localpart: &str, server_name: &str) -> Result<OwnedUserId, Error>
         .map_err(|_| Error::new(ErrorCode::InvalidUsername, "not a valid user ID"))
 }
 
+/// A user ID the server acts on (an invitee, a member's state key): ruma's grammar, which
+/// admits historical IDs, and a localpart that is not empty (`user_id_localpart =
+/// 1*user_id_char`). `M_INVALID_PARAM` otherwise.
+pub fn parse_user_id(id: &str) -> Result<OwnedUserId, Error> {
+    let parsed = UserId::parse(id).map_err(|_| Error::invalid_param(format!("invalid user ID {id:?}")))?;
+    if parsed.localpart().is_empty() {
+        return Err(Error::invalid_param(format!("user ID {id:?} has an empty localpart")));
+    }
+    Ok(parsed)
+}
+
+/// A room alias the server creates, resolves or checks: ruma's grammar and a localpart that is
+/// not empty (`#:server` names nothing). `M_INVALID_PARAM` otherwise.
+pub fn parse_room_alias(alias: &str) -> Result<OwnedRoomAliasId, Error> {
+    let parsed =
+        RoomAliasId::parse(alias).map_err(|_| Error::invalid_param(format!("invalid room alias {alias:?}")))?;
+    if parsed.alias().is_empty() {
+        return Err(Error::invalid_param(format!("room alias {alias:?} has an empty localpart")));
+    }
+    Ok(parsed)
+}
+
 /// A random alphanumeric string from a cryptographically secure generator.
 pub fn random_string(len: usize) -> String {
     rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
@@ -60,6 +82,16 @@ mod tests {
         }
         let long = "a".repeat(250);
         assert!(validate_new_localpart(&long, "localhost").is_err());
+    }
+
+    #[test]
+    fn empty_localparts_are_refused() {
+        assert_eq!(parse_user_id("@:localhost").unwrap_err().code(), ErrorCode::InvalidParam);
+        assert_eq!(parse_room_alias("#:localhost").unwrap_err().code(), ErrorCode::InvalidParam);
+        assert_eq!(parse_user_id("@a:localhost").unwrap().localpart(), "a");
+        assert_eq!(parse_user_id("@Hist\u{1}:localhost").unwrap().localpart(), "Hist\u{1}", "historical IDs stay");
+        assert_eq!(parse_room_alias("#a:localhost").unwrap().alias(), "a");
+        assert!(parse_user_id("alice").is_err() && parse_room_alias("#a").is_err());
     }
 
     #[test]

@@ -49,6 +49,9 @@ where
             let answer = (StatusCode::OK, Json(serde_json::json!({}))).into_response();
             return Either::Left(ready(Ok(with_cors(answer))));
         }
+        if let Err(e) = crate::input::check_uri(req.uri()) {
+            return Either::Left(ready(Ok(with_cors(crate::error::ApiError(e).into_response()))));
+        }
         rewrite_api_v1(&mut req);
         Either::Right(self.0.call(req).map_ok(with_cors as fn(Response) -> Response))
     }

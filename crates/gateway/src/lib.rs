@@ -3,11 +3,13 @@
 //! gateway depends only on `trellis-core` and `trellis-proto`: it cannot reach a database,
 //! Redis or a service's internals, only the service contracts.
 
+mod adjust;
 mod client;
 mod edge;
 mod error;
 mod extract;
 mod guest;
+mod input;
 mod response;
 mod router;
 mod tokens;

@@ -11,7 +11,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     handler::Handler,
     http::{HeaderMap, Method, StatusCode},
     middleware::{self, Next},
@@ -19,11 +19,16 @@ use axum::{
     routing::{MethodFilter, on},
 };
 use opentelemetry::propagation::Extractor;
-use ruma::api::{Metadata, path_builder::PathBuilder};
+use ruma::api::{IncomingRequest, Metadata, path_builder::PathBuilder};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{AppState, GatewaySettings, Services, client, error::unrecognized};
+use crate::{
+    AppState, GatewaySettings, Services, client,
+    error::{ApiResult, unrecognized},
+    extract::{Auth, Ruma},
+    response::Reply,
+};
 
 /// The complete HTTP application.
 pub fn router(services: Services, settings: GatewaySettings) -> Router {
@@ -36,36 +41,105 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
     let tokens = (!settings.token_cache.is_zero())
         .then(|| Arc::new(crate::tokens::TokenCache::new(settings.token_cache, 200_000)));
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
-    client::routes()
-        .route_layer(middleware::from_fn(observe))
+    let routes = client::routes()
+        .route_layer(middleware::from_fn(crate::input::check_path_ids))
+        .route_layer(middleware::from_fn(observe));
+    guarded(routes).with_state(state)
+}
+
+/// The fallbacks for unknown paths and methods, and a panic anywhere inside becoming a logged
+/// `M_UNKNOWN` 500 for that request alone.
+fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .method_not_allowed_fallback(|| async {
             crate::error::ApiError(trellis_core::Error::unrecognized("Unrecognized request").with_status(405))
         })
         .fallback(fallback)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .with_state(state)
 }
 
-/// Registration of ruma endpoints on all their paths.
-pub(crate) trait RumaRoutes {
-    fn ruma<T: Metadata, H, X>(self, handler: H) -> Self
+/// Registration of endpoint handlers on every historical path of their ruma metadata.
+///
+/// A handler is `async fn <endpoint>_route(s: AppState, req: Ruma<Request>) ->
+/// ApiResult<Response>`: the endpoint's request type in (authenticated as its metadata
+/// says), its response type out (or [`Rendered`](crate::response::Rendered) JSON standing
+/// for it); the method and paths come from the request type's metadata.
+pub(crate) trait RumaRoutes: Sized {
+    /// On the endpoint's own paths (r0, v3, v1, unstable: all its metadata lists).
+    fn ruma<T, A, F, Fut, O>(self, handler: F) -> Self
     where
-        H: Handler<X, AppState>,
-        X: 'static;
+        T: IncomingRequest + Send + 'static,
+        A: Auth,
+        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+        O: Reply<T::OutgoingResponse> + 'static,
+    {
+        self.ruma_on(paths_of::<T>(), handler)
+    }
+
+    /// On `paths` (the endpoint's own and any its metadata does not list; the caller says why).
+    fn ruma_on<T, A, F, Fut, O>(self, paths: Vec<String>, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        A: Auth,
+        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+        O: Reply<T::OutgoingResponse> + 'static;
+
+    /// A plain axum handler on endpoint `T`'s paths, for the endpoints whose body their
+    /// service still reads as JSON (keys, push rule writes, `pushers/set`: their services
+    /// decide the errcodes until their contracts are typed), whose query is read as Synapse
+    /// reads it (`/sync`), or that stream (media).
+    fn json_endpoint<T: Metadata, H: Handler<X, AppState>, X: 'static>(self, handler: H) -> Self {
+        self.json_endpoint_on::<T, H, X>(paths_of::<T>(), handler)
+    }
+
+    /// [`json_endpoint`](Self::json_endpoint) on `paths`.
+    fn json_endpoint_on<T: Metadata, H: Handler<X, AppState>, X: 'static>(self, paths: Vec<String>, handler: H)
+    -> Self;
 }
 
 impl RumaRoutes for Router<AppState> {
-    fn ruma<T: Metadata, H, X>(mut self, handler: H) -> Self
+    fn ruma_on<T, A, F, Fut, O>(mut self, paths: Vec<String>, handler: F) -> Self
     where
-        H: Handler<X, AppState>,
-        X: 'static,
+        T: IncomingRequest + Send + 'static,
+        A: Auth,
+        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+        O: Reply<T::OutgoingResponse> + 'static,
     {
         let filter = MethodFilter::try_from(T::METHOD).expect("endpoint methods are standard");
-        for path in T::PATH_BUILDER.all_paths() {
-            self = self.route(path, on(filter, handler.clone()));
+        let route = move |State(s): State<AppState>, req: Ruma<T, A>| {
+            let answer = handler(s, req);
+            async move {
+                match answer.await {
+                    Ok(reply) => reply.into_answer(),
+                    Err(e) => e.into_response(),
+                }
+            }
+        };
+        for path in paths {
+            self = self.route(&path, on(filter, route.clone()));
         }
         self
     }
+
+    fn json_endpoint_on<T: Metadata, H: Handler<X, AppState>, X: 'static>(
+        mut self,
+        paths: Vec<String>,
+        handler: H,
+    ) -> Self {
+        let filter = MethodFilter::try_from(T::METHOD).expect("endpoint methods are standard");
+        for path in paths {
+            self = self.route(&path, on(filter, handler.clone()));
+        }
+        self
+    }
+}
+
+/// The paths of endpoint `T`'s metadata.
+pub(crate) fn paths_of<T: Metadata>() -> Vec<String> {
+    T::PATH_BUILDER.all_paths().map(str::to_owned).collect()
 }
 
 async fn fallback(method: Method) -> Response {
@@ -148,8 +222,42 @@ fn status_label(status: u16) -> &'static str {
     CODES.get(usize::from(status)).map_or("other", String::as_str)
 }
 
-fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("handler panicked");
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let text = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    tracing::error!(panic = text.unwrap_or("?"), "handler panicked");
     let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"});
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let response = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    async fn boom() -> &'static str {
+        let items: Vec<&str> = Vec::new();
+        items[std::hint::black_box(0)]
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_for_that_request_only() {
+        let app = guarded(
+            Router::new().route("/boom", get(boom)).route("/fine", get(|| async { axum::Json(serde_json::json!({})) })),
+        );
+        let (status, body) = call(&app, "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["errcode"], "M_UNKNOWN");
+        assert!(!body.to_string().contains("index out of bounds"), "the panic's text stays in the log: {body}");
+        assert_eq!(call(&app, "/fine").await.0, StatusCode::OK, "the next request is served");
+        assert_eq!(call(&app, "/nowhere").await.1["errcode"], "M_UNRECOGNIZED");
+    }
 }

@@ -5,8 +5,10 @@
 //! its roles depend on (`health.rs`).
 
 pub mod health;
+mod http;
 mod ops;
 mod sync_directory;
+mod tls;
 
 pub use ops::probe;
 
@@ -264,21 +266,9 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         };
         probes.extend(remote_probes(&config, &local)?);
         let app = trellis_gateway::router(services, trellis_gateway::GatewaySettings::from_config(&config));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            // Replies go out as soon as they are written: no Nagle delay behind an earlier,
-            // unacknowledged segment of a large reply.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let limits = http::HttpLimits::from_config(&config.http);
+        let tls = config.http.tls.as_ref().map(|t| tls::acceptor(t, shutdown.clone())).transpose()?;
+        tasks.spawn(http::serve(listener, app, limits, tls, shutdown.clone()));
     }
 
     tasks.spawn(health.clone().monitor(probes, grpc_health, pools, shutdown.clone()));

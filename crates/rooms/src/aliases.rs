@@ -2,7 +2,7 @@
 //! permission checks, a room's local aliases, and the validation of `m.room.canonical_alias`
 //! (every alias well-formed; local ones must point at the room).
 
-use ruma::{RoomAliasId, RoomId, UserId, events::StateEventType};
+use ruma::{RoomId, UserId, events::StateEventType};
 use serde_json::{Value, json};
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::rooms::{
@@ -32,7 +32,7 @@ impl Rooms {
 
     /// A well-formed alias of this server (`M_INVALID_PARAM` otherwise).
     fn local_alias(&self, alias: &str) -> Result<ruma::OwnedRoomAliasId> {
-        let parsed = RoomAliasId::parse(alias).map_err(|_| Error::invalid_param("Room alias invalid"))?;
+        let parsed = trellis_core::ids::parse_room_alias(alias)?;
         if parsed.server_name() != self.settings.server_name || alias.len() > 255 {
             return Err(Error::invalid_param("Room alias must be local and at most 255 bytes"));
         }
@@ -40,7 +40,7 @@ impl Rooms {
     }
 
     pub(crate) async fn resolve_alias(&self, req: ResolveAliasRequest) -> Result<ResolveAliasResponse> {
-        RoomAliasId::parse(&req.alias).map_err(|_| Error::invalid_param("Room alias invalid"))?;
+        trellis_core::ids::parse_room_alias(&req.alias)?;
         let room_id = self.alias_room(&req.alias).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
         Ok(ResolveAliasResponse { room_id, servers: vec![self.server_name().to_owned()] })
     }
@@ -132,8 +132,7 @@ impl Rooms {
             Some(_) => return Err(Error::invalid_param("alt_aliases must be a list")),
         }
         for alias in aliases {
-            let parsed =
-                RoomAliasId::parse(alias).map_err(|_| Error::invalid_param(format!("invalid alias {alias}")))?;
+            let parsed = trellis_core::ids::parse_room_alias(alias)?;
             // Only this server's aliases can be checked.
             if parsed.server_name() == self.settings.server_name
                 && self.alias_room(alias).await?.as_deref() != Some(room_id.as_str())

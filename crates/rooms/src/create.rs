@@ -59,11 +59,8 @@ impl Rooms {
                 Some(alias)
             }
         };
-        let invites = req
-            .invite
-            .iter()
-            .map(|u| UserId::parse(u).map_err(|_| Error::invalid_param(format!("invalid user ID {u:?}"))))
-            .collect::<Result<Vec<OwnedUserId>>>()?;
+        let invites =
+            req.invite.iter().map(|u| trellis_core::ids::parse_user_id(u)).collect::<Result<Vec<OwnedUserId>>>()?;
 
         let creators_privileged = rules.authorization.explicitly_privilege_room_creators;
         let mut events = Vec::new();

@@ -25,14 +25,14 @@ const LIST_PUBLIC: &str = "WITH listed AS ( \
          s.* \
        FROM rooms r CROSS JOIN LATERAL ( \
          SELECT \
-           max(e.content::jsonb->>'name') FILTER (WHERE c.type = 'm.room.name') AS name, \
-           max(e.content::jsonb->>'topic') FILTER (WHERE c.type = 'm.room.topic') AS topic, \
-           max(e.content::jsonb->>'alias') FILTER (WHERE c.type = 'm.room.canonical_alias') AS alias, \
-           max(e.content::jsonb->>'url') FILTER (WHERE c.type = 'm.room.avatar') AS avatar, \
-           max(e.content::jsonb->>'join_rule') FILTER (WHERE c.type = 'm.room.join_rules') AS join_rule, \
-           max(e.content::jsonb->>'history_visibility') FILTER (WHERE c.type = 'm.room.history_visibility') AS hv, \
-           max(e.content::jsonb->>'guest_access') FILTER (WHERE c.type = 'm.room.guest_access') AS guests, \
-           max(e.content::jsonb->>'type') FILTER (WHERE c.type = 'm.room.create') AS room_type \
+           max(trellis_jsonb(e.content)->>'name') FILTER (WHERE c.type = 'm.room.name') AS name, \
+           max(trellis_jsonb(e.content)->>'topic') FILTER (WHERE c.type = 'm.room.topic') AS topic, \
+           max(trellis_jsonb(e.content)->>'alias') FILTER (WHERE c.type = 'm.room.canonical_alias') AS alias, \
+           max(trellis_jsonb(e.content)->>'url') FILTER (WHERE c.type = 'm.room.avatar') AS avatar, \
+           max(trellis_jsonb(e.content)->>'join_rule') FILTER (WHERE c.type = 'm.room.join_rules') AS join_rule, \
+           max(trellis_jsonb(e.content)->>'history_visibility') FILTER (WHERE c.type = 'm.room.history_visibility') AS hv, \
+           max(trellis_jsonb(e.content)->>'guest_access') FILTER (WHERE c.type = 'm.room.guest_access') AS guests, \
+           max(trellis_jsonb(e.content)->>'type') FILTER (WHERE c.type = 'm.room.create') AS room_type \
          FROM current_state c JOIN events e ON e.event_id = c.event_id \
          WHERE c.room_id = r.room_id AND c.state_key = '') s \
        WHERE r.is_public) \

@@ -34,7 +34,7 @@ impl Rooms {
             MembershipAction::Join | MembershipAction::Leave | MembershipAction::Knock => sender.clone(),
             _ => {
                 let t = req.target.as_deref().ok_or_else(|| Error::missing_param("user_id is required"))?;
-                UserId::parse(t).map_err(|_| Error::invalid_param("invalid user ID"))?
+                trellis_core::ids::parse_user_id(t)?
             }
         };
         let current = self.membership_of(&room_id, &target).await?;
@@ -184,7 +184,7 @@ impl Rooms {
     /// A room ID, or the room an alias points at.
     pub(crate) async fn resolve_room(&self, room: &str) -> Result<OwnedRoomId> {
         if room.starts_with('#') {
-            ruma::RoomAliasId::parse(room).map_err(|_| Error::invalid_param("invalid room alias"))?;
+            trellis_core::ids::parse_room_alias(room)?;
             let id = self.alias_room(room).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
             Ok(RoomId::parse(id)?)
         } else {

@@ -29,8 +29,8 @@ const REFRESH_THREAD: &str = "UPDATE threads SET latest_pos = \
      (SELECT max(pos) FROM event_relations WHERE relates_to = $1 AND rel_type = 'm.thread') WHERE root_id = $1";
 // Later state events show the redacted content as their `prev_content`.
 const UPDATE_PREV_CONTENT: &str = "UPDATE events SET unsigned_json = \
-     jsonb_set(unsigned_json::jsonb, '{prev_content}', ($3::text)::jsonb)::text \
-     WHERE room_id = $1 AND type = $4 AND state_key = $5 AND unsigned_json::jsonb->>'replaces_state' = $2";
+     jsonb_set(trellis_jsonb(unsigned_json), '{prev_content}', trellis_jsonb($3::text))::text \
+     WHERE room_id = $1 AND type = $4 AND state_key = $5 AND trellis_jsonb(unsigned_json)->>'replaces_state' = $2";
 
 impl Rooms {
     #[tracing::instrument(skip_all, fields(sender = %req.sender, room_id = %req.room_id, event_id = %req.event_id))]

@@ -38,7 +38,8 @@ impl Rooms {
         let appended = match (req.event_type.as_str(), req.state_key.as_deref()) {
             ("m.room.redaction", None) => return self.redact_from_content(req, &content, txn).await,
             ("m.room.member", Some(key)) => {
-                let target = UserId::parse(key).map_err(|_| Error::bad_json("member state key must be a user ID"))?;
+                let target = trellis_core::ids::parse_user_id(key)
+                    .map_err(|_| Error::bad_json("member state key must be a user ID"))?;
                 let Value::Object(content) = serde_json::to_value(&content)? else { unreachable!("an object") };
                 self.send_membership(&sender, &room_id, &target, content, txn).await
             }

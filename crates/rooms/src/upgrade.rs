@@ -48,7 +48,7 @@ impl Rooms {
         let additional_creators = req
             .additional_creators
             .iter()
-            .map(|u| UserId::parse(u).map_err(|_| Error::invalid_param(format!("invalid user ID {u:?}"))))
+            .map(|u| trellis_core::ids::parse_user_id(u))
             .collect::<Result<Vec<OwnedUserId>>>()?;
         let additional_creators = if privileged { additional_creators } else { Vec::new() };
 

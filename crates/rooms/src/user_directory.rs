@@ -24,9 +24,9 @@ const SEARCH: &str = "WITH visible AS ( \
        SELECT m.user_id FROM current_state c \
        JOIN events e ON e.event_id = c.event_id \
        JOIN memberships m ON m.room_id = c.room_id AND m.membership = 'join' \
-       WHERE ((c.type = 'm.room.join_rules' AND e.content::jsonb->>'join_rule' = 'public') \
+       WHERE ((c.type = 'm.room.join_rules' AND trellis_jsonb(e.content)->>'join_rule' = 'public') \
            OR (c.type = 'm.room.history_visibility' \
-               AND e.content::jsonb->>'history_visibility' = 'world_readable')) \
+               AND trellis_jsonb(e.content)->>'history_visibility' = 'world_readable')) \
          AND c.state_key = '') \
      SELECT v.user_id, p.displayname, p.avatar_url \
      FROM visible v \

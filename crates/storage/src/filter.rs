@@ -41,8 +41,10 @@ pub fn conditions(filter: &RoomEventFilter, mut next: usize) -> (String, Vec<Par
         push(format!(" AND NOT (sender = ANY(${next}))"), Box::new(s), &mut sql);
     }
     match filter.url_filter {
-        Some(UrlFilter::EventsWithUrl) => sql.push_str(" AND jsonb_exists(content::jsonb, 'url')"),
-        Some(UrlFilter::EventsWithoutUrl) => sql.push_str(" AND NOT jsonb_exists(content::jsonb, 'url')"),
+        Some(UrlFilter::EventsWithUrl) => sql.push_str(" AND jsonb_exists(trellis_jsonb(content), 'url')"),
+        Some(UrlFilter::EventsWithoutUrl) => {
+            sql.push_str(" AND NOT coalesce(jsonb_exists(trellis_jsonb(content), 'url'), false)")
+        }
         _ => {}
     }
     (sql, params)
@@ -91,7 +93,10 @@ mod tests {
         }))
         .unwrap();
         let (sql, params) = conditions(&f, 3);
-        assert_eq!(sql, " AND type LIKE ANY($3) AND NOT (sender = ANY($4)) AND jsonb_exists(content::jsonb, 'url')");
+        assert_eq!(
+            sql,
+            " AND type LIKE ANY($3) AND NOT (sender = ANY($4)) AND jsonb_exists(trellis_jsonb(content), 'url')"
+        );
         assert_eq!(params.len(), 2);
         let none: RoomEventFilter = serde_json::from_value(serde_json::json!({"senders": []})).unwrap();
         assert_eq!(conditions(&none, 1).0, " AND false");

@@ -19,7 +19,7 @@ const LATEST_EDITS: &str = "SELECT DISTINCT ON (r.relates_to) r.relates_to, r.ev
      JOIN event_relations r ON r.relates_to = p.id AND r.rel_type = 'm.replace' \
        AND r.sender = p.sender AND r.type = p.type \
      JOIN events e ON e.event_id = r.event_id \
-     WHERE jsonb_exists(e.content::jsonb, 'm.new_content') \
+     WHERE jsonb_exists(trellis_jsonb(e.content), 'm.new_content') \
      ORDER BY r.relates_to, e.origin_server_ts DESC, e.event_id DESC";
 const THREAD_SUMMARIES: &str = "SELECT relates_to, count(*), max(pos), bool_or(sender = $2) \
      FROM event_relations WHERE relates_to = ANY($1) AND rel_type = 'm.thread' GROUP BY relates_to";

@@ -23,8 +23,8 @@ const MEMBER_COUNTS: &str = "SELECT room_id, membership, count(*) FROM membershi
 /// five other members.
 const HEROES: &str = "SELECT r.rid, EXISTS (SELECT 1 FROM current_state c JOIN events e ON e.event_id = c.event_id \
         WHERE c.room_id = r.rid AND c.state_key = '' AND \
-        ((c.type = 'm.room.name' AND coalesce(e.content::jsonb->>'name', '') <> '') \
-         OR (c.type = 'm.room.canonical_alias' AND coalesce(e.content::jsonb->>'alias', '') <> ''))), \
+        ((c.type = 'm.room.name' AND coalesce(trellis_jsonb(e.content)->>'name', '') <> '') \
+         OR (c.type = 'm.room.canonical_alias' AND coalesce(trellis_jsonb(e.content)->>'alias', '') <> ''))), \
      ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid AND m.membership IN ('join', 'invite') \
         AND m.user_id <> $2 ORDER BY user_id LIMIT 5) \
      FROM unnest($1::text[]) AS r(rid)";

@@ -55,14 +55,28 @@ impl Client {
 
     /// Sends a request; `path` starts with `/` and may carry a query string.
     pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self.builder(method, path);
         if let Some(b) = body {
             req = req.json(&b);
         }
+        Client::send(req).await
+    }
+
+    /// Sends `body` as it is (any bytes, not necessarily JSON).
+    pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> Reply {
+        Client::send(self.builder(method, path).body(body)).await
+    }
+
+    fn builder(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn send(req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body read");

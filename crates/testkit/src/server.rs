@@ -274,6 +274,13 @@ impl TestServer {
         self.db.url()
     }
 
+    /// Runs one SQL statement on the server's database behind its back (to plant the rows a
+    /// test needs, such as ones no request could write); the number of rows it touched.
+    pub async fn sql(&self, statement: &str) -> u64 {
+        let client = self.db.pool(1).get().await.expect("a database connection");
+        client.execute(statement, &[]).await.unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
     /// The names of the running nodes: `monolith`, or `auth`, `rooms`, `media`, `sync-0`,
     /// `sync-1`, `gateway-0`, `gateway-1`, `gateway-2` (the pooled one).
     pub fn node_names(&self) -> Vec<String> {

@@ -20,7 +20,13 @@ use trellis_storage::testing::TestDb;
 pub const SERVER: &str = "test.local";
 
 pub fn config() -> AuthConfig {
-    AuthConfig { server_name: SERVER.into(), registration_enabled: true, allow_guests: false, min_password_len: 8 }
+    AuthConfig {
+        server_name: SERVER.into(),
+        registration_enabled: true,
+        allow_guests: false,
+        min_password_len: 8,
+        remote_token_cache: std::time::Duration::ZERO,
+    }
 }
 
 pub fn closed_config() -> AuthConfig {

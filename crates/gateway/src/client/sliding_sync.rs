@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::{Router, extract::State};
+use axum::Router;
 use ruma::{
     OwnedRoomId,
     api::client::sync::sync_events::v5::{self, request, response},
@@ -19,23 +19,19 @@ use trellis_proto::sync::{
 
 use crate::{
     AppState,
-    error::ApiError,
-    extract::{Authed, RumaWithBody},
-    response::RumaResult,
+    error::{ApiError, ApiResult},
+    extract::{Authed, Ruma},
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new().ruma::<v5::Request, _, _>(sliding_sync_route)
+    Router::new().ruma(sliding_sync_route)
 }
 
 /// # `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`
-async fn sliding_sync_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    RumaWithBody(req, raw): RumaWithBody<v5::Request>,
-) -> RumaResult<v5::Response> {
-    let mut wire = wire_request(auth, req);
+async fn sliding_sync_route(s: AppState, req: Ruma<v5::Request>) -> ApiResult<v5::Response> {
+    let raw = req.json_object()?;
+    let mut wire = wire_request(req.user, req.body);
     // ruma's list filters have no `spaces`: read it from the body as sent.
     for (name, list) in wire.lists.iter_mut() {
         let spaces =
@@ -52,7 +48,7 @@ async fn sliding_sync_route(
     out.lists = body.lists;
     out.rooms = body.rooms;
     out.extensions = body.extensions;
-    Ok(out.into())
+    Ok(out)
 }
 
 /// The worker's rendering of the response body.
