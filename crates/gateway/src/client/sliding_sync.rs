@@ -31,8 +31,7 @@ pub fn routes() -> Router<AppState> {
 /// # `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`
 async fn sliding_sync_route(s: AppState, req: Ruma<v5::Request>) -> ApiResult<v5::Response> {
     let raw = req.json_object()?;
-    let Ruma { body, user, .. } = req;
-    let mut wire = wire_request(user, body);
+    let mut wire = wire_request(req.user, req.body);
     // ruma's list filters have no `spaces`: read it from the body as sent.
     for (name, list) in wire.lists.iter_mut() {
         let spaces =

@@ -30,6 +30,10 @@ const ROOMS: &str = "SELECT DISTINCT ON (room_id) room_id, state FROM sliding_ro
 const DROP: &str = "DELETE FROM sliding_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3";
 const CREATE: &str = "INSERT INTO sliding_connections (user_id, device_id, conn_id, created_ts, last_used_ts) \
      VALUES ($1, $2, $3, $4, $4) RETURNING id";
+const LOCK: &str = "SELECT id FROM sliding_connections WHERE id = $1 FOR UPDATE";
+/// A position made from the same one since this request began.
+const SUPERSEDED: &str =
+    "SELECT 1 FROM sliding_positions WHERE connection_id = $1 AND pos > $2 AND created_ts >= $3 LIMIT 1";
 const TOUCH: &str = "UPDATE sliding_connections SET last_used_ts = $2 WHERE id = $1";
 /// Answers the client never received, and positions it has moved past.
 const FORGET_POSITIONS: &str = "DELETE FROM sliding_positions WHERE connection_id = $1 AND pos <> $2";
@@ -149,18 +153,31 @@ fn key_part(key: &Key, i: usize) -> &str {
 
 /// Stores `next`, the connection's state after a response to a request at `previous` (`None`
 /// for a new connection, which replaces any of the same `conn_id`); `changed` lists the rooms
-/// whose entries differ. Returns the new state with its position.
+/// whose entries differ; the request began at `started_ms`. Returns the new state with its
+/// position.
 pub(crate) async fn store(
     client: &mut Client,
     key: &Key,
     previous: Option<&State>,
     mut next: State,
     changed: &[String],
+    started_ms: i64,
 ) -> Result<State> {
     let tx = client.transaction().await?;
     let now = now_ms();
     let id = match previous {
         Some(prev) => {
+            // Two requests of one connection at once (a client retrying before the first is
+            // cancelled) store one after the other: the later one's deletions then cover the
+            // earlier one's rows.
+            if tx.query_opt(LOCK, &[&prev.id]).await?.is_none() {
+                return Err(unknown_pos());
+            }
+            // A request the client gave up on (it sent the same `pos` again, and that one was
+            // answered first) must not undo the answer the client holds.
+            if tx.query_opt(SUPERSEDED, &[&prev.id, &prev.pos, &started_ms]).await?.is_some() {
+                return Err(Error::new(ErrorCode::UnknownPos, "A later request of this connection was answered"));
+            }
             tx.execute(FORGET_POSITIONS, &[&prev.id, &prev.pos]).await?;
             tx.execute(FORGET_ROOMS, &[&prev.id, &prev.pos]).await?;
             tx.execute(COMPACT, &[&prev.id, &prev.pos]).await?;

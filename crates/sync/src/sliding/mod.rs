@@ -60,6 +60,7 @@ impl SyncWorker {
     #[tracing::instrument(level = "debug", skip_all, fields(user = %req.user_id, conn = %req.conn_id))]
     pub(crate) async fn sliding_sync(&self, req: SlidingSyncRequest) -> Result<SlidingSyncResponse> {
         let started = Instant::now();
+        let began = trellis_core::time::now_ms();
         let asked = request::parse(&req)?;
         let pos = req.pos.as_deref().filter(|p| !p.is_empty()).map(Pos::parse).transpose()?;
         let (user, device) = (req.user_id.as_str(), req.device_id.as_str());
@@ -125,9 +126,15 @@ impl SyncWorker {
                         prev.pos
                     }
                     _ => {
-                        let state =
-                            connection::store(&mut client, &key, previous.as_deref(), answer.next, &answer.changed)
-                                .await?;
+                        let state = connection::store(
+                            &mut client,
+                            &key,
+                            previous.as_deref(),
+                            answer.next,
+                            &answer.changed,
+                            began,
+                        )
+                        .await?;
                         let pos = state.pos;
                         self.sliding.put(key.clone(), Arc::new(state));
                         pos

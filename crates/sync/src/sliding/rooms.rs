@@ -248,6 +248,17 @@ impl SyncWorker {
                 RoomSent { behind: None, config: RoomConfig { required: config.required, timeline_limit } },
             );
             if news {
+                tracing::debug!(
+                    room = room_id,
+                    initial = p.initial,
+                    expanded,
+                    from = p.from,
+                    limited = room.limited,
+                    events = room.timeline.len(),
+                    prev_batch = ?room.prev_batch,
+                    limit = p.config.timeline_limit,
+                    "sliding sync room"
+                );
                 out.rooms.insert(id, room);
             }
         }

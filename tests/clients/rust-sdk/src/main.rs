@@ -50,8 +50,15 @@ async fn main() -> Result<()> {
     let [_, url, alice_name, bob_name, password] = args.as_slice() else {
         bail!("usage: trellis-rust-sdk-scenario <homeserver URL> <alice> <bob> <password>");
     };
-    let (alice, alice_sync) = start(url, alice_name, password).await.context("alice logs in")?;
-    let (bob, bob_sync) = start(url, bob_name, password).await.context("bob logs in")?;
+    let alice = login(url, alice_name, password).await.context("alice logs in")?;
+    // A room with history from before this session, as a user finds when they open the app.
+    let history = create(&alice, "history").await?;
+    for i in 0..30 {
+        history.send(RoomMessageEventContent::text_plain(format!("history {i}"))).await?;
+    }
+    let alice_sync = start(&alice).await?;
+    let bob = login(url, bob_name, password).await.context("bob logs in")?;
+    let bob_sync = start(&bob).await?;
     step("logged in; sync services running (sliding sync discovered from /versions)");
 
     // 2. The room list, most recent first.
@@ -98,14 +105,31 @@ async fn main() -> Result<()> {
     step("a new message moves its room to the top of the list");
 
     // 3. A timeline and back-pagination.
-    let history = create(&alice, "history").await?;
-    for i in 0..30 {
-        history.send(RoomMessageEventContent::text_plain(format!("history {i}"))).await?;
-    }
-    alice_sync.room_list_service().subscribe_to_rooms(&[history.room_id()]).await;
-    let timeline = history.timeline().await?;
-    until("the timeline shows the latest message", wait_for(&timeline, |b| b.contains(&"history 29".to_owned())))
+    // Another session of alice's opens the history room straight away (its subscription is in
+    // the connection's first request), as Element X reopens the room a user was in.
+    let phone = login(url, alice_name, password).await.context("alice logs in again")?;
+    let phone_sync = Arc::new(SyncService::builder(phone.clone()).build().await?);
+    phone_sync.room_list_service().subscribe_to_rooms(&[history.room_id()]).await;
+    phone_sync.start().await;
+    let history = until("the new session knows the room", room_in_state(&phone, history.room_id(), RoomState::Joined))
         .await?;
+    let (cache, _cache_handles) = history.event_cache().await?;
+    until("the subscription brings the room's latest messages", async {
+        loop {
+            if cache.events().await?.iter().any(|e| e.raw().json().get().contains("\"history 29\"")) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await?;
+    let timeline = history.timeline().await?;
+    // The subscription's wider timeline first, as a user sees the room open before scrolling.
+    until(
+        "the timeline shows the latest twenty messages",
+        wait_for(&timeline, |b| b.contains(&"history 10".to_owned()) && b.contains(&"history 29".to_owned())),
+    )
+    .await?;
     until("back-pagination reaches the room's first message", async {
         loop {
             if messages(&timeline).await.contains(&"history 0".to_owned()) {
@@ -174,6 +198,7 @@ async fn main() -> Result<()> {
         .await?;
     step("alice and bob exchange end-to-end-encrypted messages");
 
+    phone_sync.stop().await;
     alice_sync.stop().await;
     bob_sync.stop().await;
     println!("rust-sdk scenario passed");
@@ -184,17 +209,22 @@ fn step(what: &str) {
     println!("ok: {what}");
 }
 
-/// A logged-in client with its sync service started, as Element X sets them up.
-async fn start(url: &str, user: &str, password: &str) -> Result<(Client, Arc<SyncService>)> {
+/// A client logged in with a password, as Element X sets it up.
+async fn login(url: &str, user: &str, password: &str) -> Result<Client> {
     let client = Client::builder()
         .homeserver_url(url)
         .sliding_sync_version_builder(VersionBuilder::DiscoverNative)
         .build()
         .await?;
     client.matrix_auth().login_username(user, password).initial_device_display_name("rust-sdk scenario").send().await?;
+    Ok(client)
+}
+
+/// The client's sync service (room list and encryption connections), started.
+async fn start(client: &Client) -> Result<Arc<SyncService>> {
     let sync = Arc::new(SyncService::builder(client.clone()).build().await?);
     sync.start().await;
-    Ok((client, sync))
+    Ok(sync)
 }
 
 async fn create(client: &Client, name: &str) -> Result<Room> {
