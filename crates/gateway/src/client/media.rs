@@ -29,7 +29,7 @@ use serde::Deserialize;
 use trellis_core::Error;
 use trellis_proto::media::{ConfigRequest, CreateRequest, PreviewUrlRequest, UploadMeta};
 
-use super::{media_serve, param, query};
+use super::{media_serve, param, query, uint};
 use crate::{
     AppState,
     error::ApiResult,
@@ -186,7 +186,7 @@ async fn create_mxc_uri_route(
 
 async fn upload_size(s: &AppState) -> ApiResult<UInt> {
     let config = s.services.media.config(ConfigRequest {}).await?;
-    Ok(config.upload_size.and_then(|size| UInt::try_from(size).ok()).unwrap_or(UInt::MAX))
+    Ok(config.upload_size.map_or(UInt::MAX, uint))
 }
 
 /// # `GET /_matrix/client/v1/media/config`

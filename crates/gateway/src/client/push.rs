@@ -17,6 +17,7 @@ use serde_json::Value;
 use trellis_core::Error;
 use trellis_proto::sync::{NotificationsRequest, PushRulesRequest, PushersRequest};
 
+use super::small;
 use crate::{
     AppState,
     error::ApiResult,
@@ -254,7 +255,7 @@ async fn get_notifications_route(
         requester: user_id.clone(),
         user_id,
         from: req.from.unwrap_or_default(),
-        limit: req.limit.map_or(0, |l| u32::try_from(u64::from(l)).unwrap_or(u32::MAX)),
+        limit: req.limit.map_or(0, small),
         only_highlight: req.only.as_deref() == Some("highlight"),
     };
     Ok(Rendered::new(s.services.sync.notifications(ask).await?.body_json))
