@@ -142,6 +142,22 @@ pub(crate) fn paths_of<T: Metadata>() -> Vec<String> {
     T::PATH_BUILDER.all_paths().map(str::to_owned).collect()
 }
 
+/// `paths`, and each of them under `{base}v3/` also under the older `versions` of `base`
+/// that ruma's metadata does not list (clients still use them, and Synapse serves them).
+pub(crate) fn also_under(mut paths: Vec<String>, base: &str, versions: &[&str]) -> Vec<String> {
+    let v3 = format!("{base}v3/");
+    let rests: Vec<String> = paths.iter().filter_map(|p| p.strip_prefix(&v3)).map(str::to_owned).collect();
+    for rest in rests {
+        for version in versions {
+            let path = format!("{base}{version}/{rest}");
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+}
+
 async fn fallback(method: Method) -> Response {
     metrics::counter!("trellis_http_requests_total", "method" => method.to_string(), "route" => "unmatched", "status" => "404")
         .increment(1);
