@@ -13,7 +13,7 @@ use axum::{
     Router,
     extract::{MatchedPath, Request, State},
     handler::Handler,
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, Method},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodFilter, on},
@@ -238,16 +238,20 @@ fn status_label(status: u16) -> &'static str {
     CODES.get(usize::from(status)).map_or("other", String::as_str)
 }
 
+/// A panic is an internal error: logged (with its text) and answered `M_UNKNOWN` by the one
+/// error mapping.
 fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let text = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
-    tracing::error!(panic = text.unwrap_or("?"), "handler panicked");
-    let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"});
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    let text = crate::input::panic_text(&*panic).unwrap_or("?");
+    crate::error::ApiError(trellis_core::Error::internal(format!("handler panicked: {text}"))).into_response()
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::{body::Body, http::Request, routing::get};
+    use axum::{
+        body::Body,
+        http::{Request, StatusCode},
+        routing::get,
+    };
     use tower::ServiceExt;
 
     use super::*;
