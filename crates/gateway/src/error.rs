@@ -22,12 +22,6 @@ impl From<Error> for ApiError {
     }
 }
 
-impl From<ruma::IdParseError> for ApiError {
-    fn from(e: ruma::IdParseError) -> ApiError {
-        ApiError(Error::invalid_param(format!("invalid identifier: {e}")))
-    }
-}
-
 impl From<serde_json::Error> for ApiError {
     fn from(e: serde_json::Error) -> ApiError {
         ApiError(Error::internal(e))

@@ -53,9 +53,6 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
-        if let Some(authed) = parts.extensions.get::<Authed>() {
-            return Ok(authed.clone());
-        }
         let token = access_token(parts).ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?;
         let cached = state.tokens.as_ref().and_then(|c| c.get(&token));
         let authed = match cached {
@@ -87,7 +84,6 @@ impl FromRequestParts<AppState> for Authed {
                 return Err(ApiError(Error::new(ErrorCode::GuestAccessForbidden, "Guest access not allowed")));
             }
         }
-        parts.extensions.insert(authed.clone());
         Ok(authed)
     }
 }
@@ -208,14 +204,6 @@ impl<T: Metadata, A: Auth> Ruma<T, A> {
     /// The body as a JSON object (`{}` when empty).
     pub fn json_object(&self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
         parse_object(&self.json)
-    }
-}
-
-impl<T: Metadata, A: Auth> std::ops::Deref for Ruma<T, A> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.body
     }
 }
 
@@ -358,14 +346,6 @@ impl Origin {
     /// The client's address, as the key of a per-address rate limit.
     pub fn ip_or_unknown(&self) -> String {
         self.ip.clone().unwrap_or_else(|| "unknown".to_owned())
-    }
-}
-
-impl FromRequestParts<AppState> for Origin {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
-        Ok(origin(parts, state))
     }
 }
 

@@ -136,7 +136,7 @@ fn quiet_parser_panics() {
         std::panic::set_hook(Box::new(move |info| {
             if PARSING.with(Cell::get) {
                 let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-                tracing::warn!(at = %at, panic = %panic_text(info.payload()), "request parser panicked");
+                tracing::warn!(at = %at, panic = %panic_text(info.payload()).unwrap_or(""), "request parser panicked");
             } else {
                 previous(info);
             }
@@ -144,12 +144,9 @@ fn quiet_parser_panics() {
     });
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("")
+/// A panic's message, when it has one (`panic!` with a literal or a formatted string).
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use axum::{
     Router,
     extract::{MatchedPath, Request, State},
     handler::Handler,
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, Method},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodFilter, on},
@@ -142,6 +142,22 @@ pub(crate) fn paths_of<T: Metadata>() -> Vec<String> {
     T::PATH_BUILDER.all_paths().map(str::to_owned).collect()
 }
 
+/// `paths`, and each of them under `{base}v3/` also under the older `versions` of `base`
+/// that ruma's metadata does not list (clients still use them, and Synapse serves them).
+pub(crate) fn also_under(mut paths: Vec<String>, base: &str, versions: &[&str]) -> Vec<String> {
+    let v3 = format!("{base}v3/");
+    let rests: Vec<String> = paths.iter().filter_map(|p| p.strip_prefix(&v3)).map(str::to_owned).collect();
+    for rest in rests {
+        for version in versions {
+            let path = format!("{base}{version}/{rest}");
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+}
+
 async fn fallback(method: Method) -> Response {
     metrics::counter!("trellis_http_requests_total", "method" => method.to_string(), "route" => "unmatched", "status" => "404")
         .increment(1);
@@ -222,16 +238,20 @@ fn status_label(status: u16) -> &'static str {
     CODES.get(usize::from(status)).map_or("other", String::as_str)
 }
 
+/// A panic is an internal error: logged (with its text) and answered `M_UNKNOWN` by the one
+/// error mapping.
 fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let text = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
-    tracing::error!(panic = text.unwrap_or("?"), "handler panicked");
-    let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"});
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    let text = crate::input::panic_text(&*panic).unwrap_or("?");
+    crate::error::ApiError(trellis_core::Error::internal(format!("handler panicked: {text}"))).into_response()
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::{body::Body, http::Request, routing::get};
+    use axum::{
+        body::Body,
+        http::{Request, StatusCode},
+        routing::get,
+    };
     use tower::ServiceExt;
 
     use super::*;

@@ -25,14 +25,14 @@ use trellis_proto::{
 };
 
 use super::{
-    devices::{delete_pushers, these},
+    devices::{delete_pushers, forget_devices, these},
     stored_id,
 };
 use crate::{
     AppState,
     adjust::Uia,
     error::{ApiError, ApiResult},
-    extract::{Authed, Ruma},
+    extract::Ruma,
     response::Rendered,
     router::RumaRoutes,
 };
@@ -168,8 +168,8 @@ async fn login_route(s: AppState, req: Ruma<login::v3::Request>) -> ApiResult<lo
 /// # `POST /_matrix/client/v3/logout`
 async fn logout_route(s: AppState, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
     let auth = req.user;
-    s.services.auth.logout(LogoutRequest { access_token: auth.access_token.clone(), all_devices: false }).await?;
-    forget_tokens(&s, &auth, false);
+    s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: false }).await?;
+    forget_devices(&s, &auth.user_id, |d| d == auth.device_id);
     delete_pushers(&s, &auth.user_id, these(vec![auth.device_id])).await?;
     Ok(logout::v3::Response::new())
 }
@@ -177,16 +177,10 @@ async fn logout_route(s: AppState, req: Ruma<logout::v3::Request>) -> ApiResult<
 /// # `POST /_matrix/client/v3/logout/all`
 async fn logout_all_route(s: AppState, req: Ruma<logout_all::v3::Request>) -> ApiResult<logout_all::v3::Response> {
     let auth = req.user;
-    s.services.auth.logout(LogoutRequest { access_token: auth.access_token.clone(), all_devices: true }).await?;
-    forget_tokens(&s, &auth, true);
+    s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: true }).await?;
+    forget_devices(&s, &auth.user_id, |_| true);
     delete_pushers(&s, &auth.user_id, Which::All(true)).await?;
     Ok(logout_all::v3::Response::new())
-}
-
-/// Drops this gateway's cached validations of the tokens a logout ended (after it committed).
-fn forget_tokens(s: &AppState, auth: &Authed, all_devices: bool) {
-    let Some(cache) = &s.tokens else { return };
-    cache.forget(|a| a.user_id == auth.user_id && (all_devices || a.device_id == auth.device_id));
 }
 
 /// # `GET /_matrix/client/v3/account/whoami`

@@ -2,13 +2,10 @@
 //! `/rooms/{roomId}/aliases`, `/directory/list/room/{roomId}`, `/publicRooms`.
 
 use axum::Router;
-use ruma::{
-    UInt,
-    api::client::{
-        alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
-        room::{Visibility, aliases},
-    },
+use ruma::api::client::{
+    alias::{create_alias, delete_alias, get_alias},
+    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+    room::{Visibility, aliases},
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -17,7 +14,7 @@ use trellis_proto::rooms::{
     SetAliasRequest, SetDirectoryVisibilityRequest,
 };
 
-use super::stored_id;
+use super::{small, stored_id};
 use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
@@ -90,10 +87,6 @@ async fn set_room_visibility_route(
     Ok(set_room_visibility::v3::Response::new())
 }
 
-fn limit(l: Option<UInt>) -> Option<u32> {
-    l.map(|l| u64::from(l).min(u64::from(u32::MAX)) as u32)
-}
-
 /// # `GET /_matrix/client/v3/publicRooms`
 async fn get_public_rooms_route(
     s: AppState,
@@ -101,7 +94,7 @@ async fn get_public_rooms_route(
 ) -> ApiResult<Rendered<get_public_rooms::v3::Response>> {
     let req = req.body;
     let ask = PublicRoomsRequest {
-        limit: limit(req.limit),
+        limit: req.limit.map(small),
         since: req.since,
         server: req.server.map(|s| s.to_string()),
         ..Default::default()
@@ -118,7 +111,7 @@ async fn get_public_rooms_filtered_route(
     let room_types: Vec<String> =
         req.filter.room_types.iter().map(|t| t.as_str().unwrap_or_default().to_owned()).collect();
     let ask = PublicRoomsRequest {
-        limit: limit(req.limit),
+        limit: req.limit.map(small),
         since: req.since,
         search_term: req.filter.generic_search_term,
         filter_room_types: !room_types.is_empty(),

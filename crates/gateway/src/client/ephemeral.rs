@@ -3,13 +3,10 @@
 use std::time::Duration;
 
 use axum::Router;
-use ruma::{
-    api::client::{
-        read_marker::set_read_marker,
-        receipt::create_receipt::{self, v3::ReceiptType},
-        typing::create_typing_event::{self, v3::Typing},
-    },
-    events::receipt::ReceiptThread,
+use ruma::api::client::{
+    read_marker::set_read_marker,
+    receipt::create_receipt,
+    typing::create_typing_event::{self, v3::Typing},
 };
 use serde_json::{Map, Value};
 use trellis_proto::sync::{PostReceiptRequest, ReadMarkersRequest, SetTypingRequest};
@@ -73,26 +70,16 @@ async fn create_receipt_route(
     req: Ruma<create_receipt::v3::Request>,
 ) -> ApiResult<create_receipt::v3::Response> {
     let body = req.body;
-    let receipt_type = match &body.receipt_type {
-        ReceiptType::Read => "m.read".to_owned(),
-        ReceiptType::ReadPrivate => "m.read.private".to_owned(),
-        ReceiptType::FullyRead => "m.fully_read".to_owned(),
-        other => other.to_string(),
-    };
-    let thread_id = match body.thread {
-        ReceiptThread::Unthreaded => None,
-        ReceiptThread::Main => Some("main".to_owned()),
-        ReceiptThread::Thread(root) => Some(root.to_string()),
-        other => Some(other.as_str().unwrap_or_default().to_owned()),
-    };
     s.services
         .sync
         .post_receipt(PostReceiptRequest {
             user_id: req.user.user_id,
             room_id: body.room_id.to_string(),
-            receipt_type,
+            // ruma's spelling of both is the spec's: `m.read`, `m.read.private`, ...; no
+            // thread for an unthreaded receipt, `main` or the root's event ID otherwise.
+            receipt_type: body.receipt_type.to_string(),
             event_id: body.event_id.to_string(),
-            thread_id,
+            thread_id: body.thread.as_str().map(str::to_owned),
         })
         .await?;
     Ok(create_receipt::v3::Response::new())

@@ -32,7 +32,7 @@ use trellis_proto::rooms::{
     SendEventRequest, TimestampToEventRequest,
 };
 
-use super::{param, raw, raw_list, stored_id};
+use super::{param, raw, raw_list, small, stored_id};
 use crate::{
     AppState,
     error::ApiResult,
@@ -159,10 +159,6 @@ async fn get_state_events_route(
     Ok(get_state_events::v3::Response::new(raw_list(resp.events_json)?))
 }
 
-fn limit(l: UInt) -> u32 {
-    u64::from(l).min(u64::from(u32::MAX)) as u32
-}
-
 /// # `GET /_matrix/client/v3/rooms/{roomId}/messages`
 async fn get_message_events_route(
     s: AppState,
@@ -179,7 +175,7 @@ async fn get_message_events_route(
             from: req.from,
             to: req.to,
             backwards: req.dir == Direction::Backward,
-            limit: limit(req.limit),
+            limit: small(req.limit),
             filter_json: Some(serde_json::to_string(&req.filter)?),
         })
         .await?;
@@ -257,7 +253,7 @@ async fn get_context_route(
             device_id: auth.device_id,
             room_id: req.room_id.to_string(),
             event_id: req.event_id.to_string(),
-            limit: limit(req.limit),
+            limit: small(req.limit),
             filter_json: Some(serde_json::to_string(&req.filter)?),
         })
         .await?;

@@ -19,7 +19,7 @@ use trellis_proto::auth::{
     RoomKeysRequest, UpdateBackupVersionRequest,
 };
 
-use super::raw;
+use super::{raw, uint};
 use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
@@ -59,7 +59,7 @@ fn algorithm(body: &Raw<BackupAlgorithm>) -> ApiResult<(String, String, Option<V
 fn info(v: BackupVersion) -> ApiResult<(Raw<BackupAlgorithm>, UInt, String, String)> {
     let auth_data: Value = serde_json::from_str(&v.auth_data_json)?;
     let algorithm = raw(json!({ "algorithm": v.algorithm, "auth_data": auth_data }).to_string())?;
-    Ok((algorithm, UInt::try_from(v.count).unwrap_or(UInt::MAX), v.etag, v.version))
+    Ok((algorithm, uint(v.count), v.etag, v.version))
 }
 
 /// # `POST /_matrix/client/v3/room_keys/version`
@@ -169,7 +169,7 @@ async fn put_keys(s: &AppState, user_id: String, version: String, rooms: Value) 
 }
 
 fn count(c: RoomKeysCount) -> ApiResult<(String, UInt)> {
-    Ok((c.etag, UInt::try_from(c.count).unwrap_or(UInt::MAX)))
+    Ok((c.etag, uint(c.count)))
 }
 
 /// # `PUT /_matrix/client/v3/room_keys/keys`

@@ -16,7 +16,7 @@ use crate::{
     error::ApiResult,
     extract::{Authed, JsonObject, Ruma},
     response::Rendered,
-    router::{RumaRoutes, paths_of},
+    router::{RumaRoutes, also_under, paths_of},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -41,15 +41,7 @@ pub fn routes() -> Router<AppState> {
 /// The endpoint's ruma paths, plus the `r0` and `unstable` prefixes ruma does not list
 /// (clients of every age use them for the keys API, and Synapse serves all three).
 fn every_prefix<T: Metadata>() -> Vec<String> {
-    let mut paths = paths_of::<T>();
-    let rest = paths.iter().find_map(|p| p.strip_prefix("/_matrix/client/v3")).expect("a v3 path").to_owned();
-    for prefix in ["r0", "unstable"] {
-        let path = format!("/_matrix/client/{prefix}{rest}");
-        if !paths.contains(&path) {
-            paths.push(path);
-        }
-    }
-    paths
+    also_under(paths_of::<T>(), "/_matrix/client/", &["r0", "unstable"])
 }
 
 /// A keys request as the keys service takes it: the body as sent (the service reads it, and

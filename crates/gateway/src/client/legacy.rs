@@ -14,7 +14,7 @@ use serde::Deserialize;
 use trellis_core::Error;
 use trellis_proto::sync::{EventsRequest, InitialSyncRequest, RoomInitialSyncRequest};
 
-use super::{param, query};
+use super::{param, query, small};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
@@ -54,7 +54,7 @@ fn number(v: Option<&str>, what: &str) -> Result<Option<u64>, ApiError> {
 
 /// A `limit` parameter: a count of events (`M_INVALID_PARAM` if negative or not a number).
 fn limit(v: Option<&str>) -> Result<Option<u32>, ApiError> {
-    Ok(number(v, "limit")?.map(|n| n.min(u64::from(u32::MAX)) as u32))
+    Ok(number(v, "limit")?.map(small))
 }
 
 /// # `GET /_matrix/client/r0/initialSync`

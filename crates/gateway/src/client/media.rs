@@ -29,13 +29,13 @@ use serde::Deserialize;
 use trellis_core::Error;
 use trellis_proto::media::{ConfigRequest, CreateRequest, PreviewUrlRequest, UploadMeta};
 
-use super::{media_serve, param, query};
+use super::{media_serve, param, query, uint};
 use crate::{
     AppState,
     error::ApiResult,
     extract::{Authed, LINGER_EXTRA_BYTES, Ruma, linger},
     response::{Rendered, Reply},
-    router::{RumaRoutes, paths_of},
+    router::{RumaRoutes, also_under, paths_of},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -43,19 +43,7 @@ pub fn routes() -> Router<AppState> {
     // Uploads and downloads stream: ruma's types hold a whole file in memory, so these are
     // axum handlers on the endpoints' paths. `/_matrix/media/v1/...` served every legacy
     // endpoint before r0, and Synapse still answers there.
-    let legacy = |mut paths: Vec<String>| -> Vec<String> {
-        let rests: Vec<String> =
-            paths.iter().filter_map(|p| p.strip_prefix("/_matrix/media/v3/")).map(str::to_owned).collect();
-        for rest in rests {
-            for version in ["r0", "v1"] {
-                let path = format!("/_matrix/media/{version}/{rest}");
-                if !paths.contains(&path) {
-                    paths.push(path);
-                }
-            }
-        }
-        paths
-    };
+    let legacy = |paths| also_under(paths, "/_matrix/media/", &["r0", "v1"]);
     Router::new()
         .json_endpoint_on::<media::create_content::v3::Request, _, _>(
             legacy(paths_of::<media::create_content::v3::Request>()),
@@ -186,7 +174,7 @@ async fn create_mxc_uri_route(
 
 async fn upload_size(s: &AppState) -> ApiResult<UInt> {
     let config = s.services.media.config(ConfigRequest {}).await?;
-    Ok(config.upload_size.and_then(|size| UInt::try_from(size).ok()).unwrap_or(UInt::MAX))
+    Ok(config.upload_size.map_or(UInt::MAX, uint))
 }
 
 /// # `GET /_matrix/client/v1/media/config`

@@ -21,7 +21,7 @@ use trellis_proto::rooms::{
     MutualRoomsRequest,
 };
 
-use super::{raw_list, stored_id};
+use super::{raw_list, stored_id, uint};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
@@ -238,5 +238,5 @@ async fn mutual(
 ) -> ApiResult<(ruma::UInt, Vec<OwnedRoomId>, Option<String>)> {
     let resp = s.services.rooms.mutual_rooms(MutualRoomsRequest { user_id, other_user_id, from }).await?;
     let joined = resp.room_ids.into_iter().map(stored_id).collect::<ApiResult<_>>()?;
-    Ok((ruma::UInt::try_from(resp.count).unwrap_or(ruma::UInt::MAX), joined, resp.next_batch))
+    Ok((uint(resp.count), joined, resp.next_batch))
 }

@@ -30,7 +30,7 @@ mod user_directory;
 mod voip;
 
 use axum::{Router, extract::RawPathParams};
-use ruma::serde::Raw;
+use ruma::{UInt, serde::Raw};
 use serde_json::value::RawValue;
 use trellis_core::Error;
 
@@ -95,6 +95,16 @@ fn raw<T>(json: String) -> Result<Raw<T>, ApiError> {
 /// [`raw`] for each of a list.
 fn raw_list<T>(events: Vec<String>) -> Result<Vec<Raw<T>>, ApiError> {
     events.into_iter().map(raw).collect()
+}
+
+/// A count or limit from a request as the `u32` the service contracts carry, saturating.
+fn small(n: impl Into<u64>) -> u32 {
+    u32::try_from(n.into()).unwrap_or(u32::MAX)
+}
+
+/// A count a service sent as ruma's `UInt`, saturating (at `UInt::MAX`, for one out of range).
+fn uint(n: impl TryInto<UInt>) -> UInt {
+    n.try_into().unwrap_or(UInt::MAX)
 }
 
 /// An identifier a service sent; one that does not parse is our fault, not the client's.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::{Router, extract::State, http::Uri, response::Response, routing::get};
+use axum::{Router, extract::State, http::Uri, response::Response};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedServerName, UInt, UserId,
     api::{
@@ -23,20 +23,13 @@ use trellis_core::{Error, ErrorCode};
 use trellis_proto::auth::{OpenidTokenRequest, OpenidUserinfoRequest, WhoisRequest};
 
 use super::query;
-use crate::{
-    AppState,
-    error::ApiResult,
-    extract::Ruma,
-    response::Reply,
-    router::{RumaRoutes, paths_of},
-};
+use crate::{AppState, error::ApiResult, extract::Ruma, response::Reply, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
-    let mut router = Router::new().ruma(request_openid_token_route).ruma(get_user_info_route);
-    for path in paths_of::<get_openid_userinfo::v1::Request>() {
-        router = router.route(&path, get(get_openid_userinfo_route));
-    }
-    router
+    Router::new()
+        .ruma(request_openid_token_route)
+        .ruma(get_user_info_route)
+        .json_endpoint::<get_openid_userinfo::v1::Request, _, _>(get_openid_userinfo_route)
 }
 
 /// # `POST /_matrix/client/v3/user/{userId}/openid/request_token`

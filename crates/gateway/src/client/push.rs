@@ -17,6 +17,7 @@ use serde_json::Value;
 use trellis_core::Error;
 use trellis_proto::sync::{NotificationsRequest, PushRulesRequest, PushersRequest};
 
+use super::small;
 use crate::{
     AppState,
     error::ApiResult,
@@ -111,11 +112,7 @@ async fn rules<R>(
         requester: auth.user_id.clone(),
         user_id: auth.user_id,
         op: op.into(),
-        scope: if op == "get" && kind.is_empty() && extra.scope_only.is_none() {
-            String::new()
-        } else {
-            "global".into()
-        },
+        scope: if extra.all_scopes { String::new() } else { "global".into() },
         kind: kind.into(),
         rule_id: rule_id.into(),
         before: extra.before,
@@ -127,7 +124,8 @@ async fn rules<R>(
 
 #[derive(Default)]
 struct Extra {
-    scope_only: Option<()>,
+    /// `GET /pushrules/`: the rules of every scope (every other path names `global`).
+    all_scopes: bool,
     before: String,
     after: String,
     body: String,
@@ -142,7 +140,7 @@ async fn get_pushrules_all_route(
     s: AppState,
     req: Ruma<get_pushrules_all::v3::Request>,
 ) -> ApiResult<Rendered<get_pushrules_all::v3::Response>> {
-    rules(&s, req.user, "get", "", "", Extra::default()).await
+    rules(&s, req.user, "get", "", "", Extra { all_scopes: true, ..Default::default() }).await
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/`
@@ -150,7 +148,7 @@ async fn get_pushrules_global_scope_route(
     s: AppState,
     req: Ruma<get_pushrules_global_scope::v3::Request>,
 ) -> ApiResult<Rendered<get_pushrules_global_scope::v3::Response>> {
-    rules(&s, req.user, "get", "", "", Extra { scope_only: Some(()), ..Default::default() }).await
+    rules(&s, req.user, "get", "", "", Extra::default()).await
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
@@ -254,7 +252,7 @@ async fn get_notifications_route(
         requester: user_id.clone(),
         user_id,
         from: req.from.unwrap_or_default(),
-        limit: req.limit.map_or(0, |l| u32::try_from(u64::from(l)).unwrap_or(u32::MAX)),
+        limit: req.limit.map_or(0, small),
         only_highlight: req.only.as_deref() == Some("highlight"),
     };
     Ok(Rendered::new(s.services.sync.notifications(ask).await?.body_json))

@@ -17,7 +17,7 @@ use ruma::{
 };
 use trellis_proto::rooms::{GetRelationsRequest, GetRelationsResponse, GetThreadsRequest};
 
-use super::raw_list;
+use super::{raw_list, small};
 use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
@@ -26,10 +26,6 @@ pub fn routes() -> Router<AppState> {
         .ruma(get_relating_events_with_rel_type_route)
         .ruma(get_relating_events_with_rel_type_and_event_type_route)
         .ruma(get_threads_route)
-}
-
-fn limit(l: Option<UInt>) -> u32 {
-    l.map_or(0, |l| u64::from(l).min(u64::from(u32::MAX)) as u32)
 }
 
 /// The service request of the three relations endpoints, whose ruma types share these fields.
@@ -42,7 +38,7 @@ macro_rules! relations_request {
             event_id: $req.body.event_id.to_string(),
             from: $req.body.from.clone(),
             to: $req.body.to.clone(),
-            limit: limit($req.body.limit),
+            limit: $req.body.limit.map_or(0, small),
             forwards: $req.body.dir == Direction::Forward,
             recurse: $req.body.recurse,
             ..Default::default()
@@ -100,7 +96,7 @@ async fn get_threads_route(s: AppState, req: Ruma<get_threads::v1::Request>) -> 
             device_id: auth.device_id,
             room_id: req.room_id.to_string(),
             participated: req.include == get_threads::v1::IncludeThreads::Participated,
-            limit: limit(req.limit),
+            limit: req.limit.map_or(0, small),
             from: req.from,
         })
         .await?;

@@ -13,7 +13,7 @@ use ruma::{
 use trellis_core::Error;
 use trellis_proto::rooms::{SearchContext, SearchContextSpec, SearchEventsRequest, SearchEventsResponse, SearchGroup};
 
-use super::{raw, stored_id as id};
+use super::{raw, small, stored_id as id, uint};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
@@ -36,8 +36,8 @@ async fn search_events_route(s: AppState, req: Ruma<v3::Request>) -> ApiResult<v
         return Ok(v3::Response::new(Default::default()));
     };
     let context = asked_context.then(|| SearchContextSpec {
-        before_limit: u32::try_from(criteria.event_context.before_limit).unwrap_or(u32::MAX),
-        after_limit: u32::try_from(criteria.event_context.after_limit).unwrap_or(u32::MAX),
+        before_limit: small(criteria.event_context.before_limit),
+        after_limit: small(criteria.event_context.after_limit),
         include_profile: criteria.event_context.include_profile,
     });
     let order_by_recent = match criteria.order_by {
@@ -78,7 +78,7 @@ async fn search_events_route(s: AppState, req: Ruma<v3::Request>) -> ApiResult<v
 
 fn room_events(resp: SearchEventsResponse) -> ApiResult<ResultRoomEvents> {
     let mut out = ResultRoomEvents::new();
-    out.count = Some(resp.count.try_into().unwrap_or(ruma::UInt::MAX));
+    out.count = Some(uint(resp.count));
     out.next_batch = resp.next_batch;
     out.highlights = resp.highlights;
     for hit in resp.results {

@@ -11,6 +11,7 @@ use ruma::{
     presence::PresenceState,
 };
 use serde::Deserialize;
+use serde_json::Value;
 use trellis_core::Error;
 use trellis_proto::sync::{
     SlidingExtensions, SlidingFilters, SlidingList, SlidingNames, SlidingRange, SlidingRoomConfig, SlidingScoped,
@@ -30,13 +31,13 @@ pub fn routes() -> Router<AppState> {
 
 /// # `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`
 async fn sliding_sync_route(s: AppState, req: Ruma<v5::Request>) -> ApiResult<v5::Response> {
-    let raw = req.json_object()?;
+    // ruma's list filters have no `spaces`: read them from the body as sent, and only them
+    // (a shape ruma accepted but this does not read is no spaces).
+    let sent: SentLists = serde_json::from_slice(&req.json).unwrap_or_default();
     let mut wire = wire_request(req.user, req.body);
-    // ruma's list filters have no `spaces`: read it from the body as sent.
     for (name, list) in wire.lists.iter_mut() {
-        let spaces =
-            raw.get("lists").and_then(|l| l.get(name)).and_then(|l| l.get("filters")).and_then(|f| f.get("spaces"));
-        if let (Some(filters), Some(spaces)) = (list.filters.as_mut(), spaces.and_then(|s| s.as_array())) {
+        let spaces = sent.lists.get(name).and_then(|l| l.filters.as_ref()).and_then(|f| f.spaces.as_ref());
+        if let (Some(filters), Some(spaces)) = (list.filters.as_mut(), spaces.and_then(Value::as_array)) {
             filters.spaces = spaces.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect();
         }
     }
@@ -49,6 +50,25 @@ async fn sliding_sync_route(s: AppState, req: Ruma<v5::Request>) -> ApiResult<v5
     out.rooms = body.rooms;
     out.extensions = body.extensions;
     Ok(out)
+}
+
+/// The lists of the request body as sent, with nothing but each one's `filters.spaces`.
+#[derive(Deserialize, Default)]
+struct SentLists {
+    #[serde(default)]
+    lists: BTreeMap<String, SentList>,
+}
+
+#[derive(Deserialize)]
+struct SentList {
+    #[serde(default)]
+    filters: Option<SentFilters>,
+}
+
+#[derive(Deserialize)]
+struct SentFilters {
+    #[serde(default)]
+    spaces: Option<Value>,
 }
 
 /// The worker's rendering of the response body.

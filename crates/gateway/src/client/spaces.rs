@@ -4,7 +4,7 @@
 
 use axum::Router;
 use ruma::{
-    RoomVersionId, UInt,
+    RoomVersionId,
     api::client::{
         room::get_summary,
         space::{SpaceHierarchyRoomsChunk, get_hierarchy},
@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use trellis_core::Error;
 use trellis_proto::rooms::{self as pb, HierarchyRequest, RoomSummaryRequest};
 
-use super::stored_id;
+use super::{small, stored_id, uint};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
@@ -35,7 +35,6 @@ async fn get_hierarchy_route(
     req: Ruma<get_hierarchy::v1::Request>,
 ) -> ApiResult<get_hierarchy::v1::Response> {
     let (auth, req) = (req.user, req.body);
-    let small = |n: Option<UInt>| n.map(|n| u32::try_from(u64::from(n)).unwrap_or(u32::MAX));
     let resp = s
         .services
         .rooms
@@ -43,8 +42,8 @@ async fn get_hierarchy_route(
             user_id: auth.user_id,
             room_id: req.room_id.to_string(),
             from: req.from,
-            limit: small(req.limit),
-            max_depth: small(req.max_depth),
+            limit: req.limit.map(small),
+            max_depth: req.max_depth.map(small),
             suggested_only: req.suggested_only,
         })
         .await?;
@@ -93,7 +92,7 @@ fn summary(s: pb::RoomSummary) -> Result<RoomSummary, ApiError> {
         // `invite`, and rules the spec does not know (joinable only by invite).
         _ => JoinRuleSummary::Invite,
     };
-    let members = UInt::try_from(s.num_joined_members).unwrap_or(UInt::MAX);
+    let members = uint(s.num_joined_members);
     let mut out = RoomSummary::new(stored_id(s.room_id)?, join_rule, s.guest_can_join, members, s.world_readable);
     // State written by clients: a malformed alias or avatar is left out rather than failing.
     out.canonical_alias = s.canonical_alias.and_then(|a| a.try_into().ok());

@@ -4,7 +4,7 @@ use axum::Router;
 use ruma::api::client::user_directory::search_users::{self, v3::User};
 use trellis_proto::rooms::SearchUsersRequest;
 
-use super::stored_id;
+use super::{small, stored_id};
 use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
@@ -16,7 +16,7 @@ async fn search_users_route(
     s: AppState,
     req: Ruma<search_users::v3::Request>,
 ) -> ApiResult<search_users::v3::Response> {
-    let limit = u32::try_from(u64::from(req.body.limit)).unwrap_or(u32::MAX);
+    let limit = small(req.body.limit);
     let ask = SearchUsersRequest { requester: req.user.user_id, search_term: req.body.search_term, limit };
     let resp = s.services.rooms.search_users(ask).await?;
     let results = resp
