@@ -220,7 +220,8 @@ pub async fn pdus(client: &Client, event_ids: &[&str]) -> Result<HashMap<String,
         .collect())
 }
 
-fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
+/// Rows of events, by room, in their order.
+pub(crate) fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
     let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in rows {
         let ev = EventRow::from_row(&row);

@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use trellis_core::Result;
 use trellis_storage::events::{COLUMNS, EventRow};
 
-use crate::queries::Client;
+use crate::queries::{Client, grouped};
 
 /// A membership of the user, with the sender of its event (a leave sent by someone else is a
 /// kick, which keeps the room in the lists).
@@ -154,13 +154,4 @@ pub(crate) async fn state_changes(client: &Client, rooms: &[(String, i64)]) -> R
     let ids: Vec<&str> = rooms.iter().map(|r| r.0.as_str()).collect();
     let afters: Vec<i64> = rooms.iter().map(|r| r.1).collect();
     grouped(client.query(&client.prepare_cached(&sql).await?, &[&ids, &afters]).await?)
-}
-
-fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
-    let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
-    for row in rows {
-        let ev = EventRow::from_row(&row);
-        out.entry(ev.room_id.clone()).or_default().push(ev);
-    }
-    Ok(out)
 }
