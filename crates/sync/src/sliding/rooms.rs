@@ -13,7 +13,7 @@ use ruma::{
     api::client::sync::sync_events::v5::response::{Hero, Room},
     serde::Raw,
 };
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use trellis_core::{Result, StreamToken, time::now_ms};
 use trellis_storage::{
     erasure,
@@ -27,7 +27,7 @@ use super::{
     request::{MEMBER, RoomConfig},
     state::{self, Ask},
 };
-use crate::{SyncWorker, queries, timeline};
+use crate::{SyncWorker, compute::stripped_json, queries, response::raw, timeline};
 
 /// A room to answer for, with what the connection already sent of it.
 pub(crate) struct Plan<'a> {
@@ -184,7 +184,7 @@ impl SyncWorker {
             if !joined_or_left(p)
                 && let Some(rows) = stripped.remove(room_id)
             {
-                room.invite_state = Some(rows.iter().map(|e| Raw::from_json(stripped_json(e))).collect());
+                room.invite_state = Some(rows.iter().map(|e| Raw::from_json(raw(stripped_json(e)))).collect());
                 news = true;
             }
             let window = windows.remove(room_id);
@@ -297,23 +297,7 @@ impl SyncWorker {
     }
 }
 
-fn raw(json: String) -> Box<RawValue> {
-    RawValue::from_string(json).expect("rendered events are valid JSON")
-}
-
 fn content_str(e: &EventRow, key: &str) -> Option<String> {
     let content: Value = serde_json::from_str(&e.content).ok()?;
     content[key].as_str().filter(|s| !s.is_empty()).map(str::to_owned)
-}
-
-/// A stripped state event: `type`, `state_key`, `content` and `sender`.
-fn stripped_json(e: &EventRow) -> Box<RawValue> {
-    let content: Value = serde_json::from_str(&e.content).unwrap_or_default();
-    let json = serde_json::json!({
-        "type": e.kind,
-        "state_key": e.state_key.as_deref().unwrap_or(""),
-        "content": content,
-        "sender": e.sender,
-    });
-    raw(json.to_string())
 }
