@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use trellis_bus::{Channel, Subscription};
 use trellis_core::{Error, Result, Stream, StreamToken, time::now_ms};
-use trellis_proto::sync::{EventsRequest, SetPresenceRequest, SyncResponse};
+use trellis_proto::sync::{EventsRequest, SyncResponse};
 use trellis_storage::{
     events::{COLUMNS, EventRow, Viewer},
     visibility::{self, HistoryVisibility},
@@ -45,14 +45,7 @@ impl SyncWorker {
         let since = parse_since(req.from.as_deref())?;
         if !req.is_guest {
             // Like a sync, reading the stream marks the user online (throttled).
-            let mark = SetPresenceRequest {
-                requester: req.user_id.clone(),
-                user_id: req.user_id.clone(),
-                presence: "online".into(),
-                status_msg: None,
-                from_sync: true,
-            };
-            self.set_presence(mark).await?;
+            self.mark_syncing(&req.user_id, "online").await?;
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);

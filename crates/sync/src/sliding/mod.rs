@@ -23,7 +23,7 @@ use ruma::{UInt, api::client::sync::sync_events::v5::response::List as ListRespo
 use serde::Serialize;
 use trellis_bus::{Channel, Subscription};
 use trellis_core::{Result, StreamToken};
-use trellis_proto::sync::{SetPresenceRequest, SlidingSyncRequest, SlidingSyncResponse};
+use trellis_proto::sync::{SlidingSyncRequest, SlidingSyncResponse};
 
 use self::{
     connection::{Key, Pos, State},
@@ -69,17 +69,7 @@ impl SyncWorker {
             Some(p) => Some(connection::load(&self.pool.get().await?, &self.sliding, &key, p).await?),
             None => None,
         };
-        let presence = if req.set_presence.is_empty() { "online" } else { req.set_presence.as_str() };
-        if presence != "offline" {
-            let mark = SetPresenceRequest {
-                requester: user.to_owned(),
-                user_id: user.to_owned(),
-                presence: presence.to_owned(),
-                status_msg: None,
-                from_sync: true,
-            };
-            self.set_presence(mark).await?;
-        }
+        self.mark_syncing(user, &req.set_presence).await?;
 
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
