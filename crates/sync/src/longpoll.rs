@@ -190,17 +190,21 @@ impl SyncWorker {
                 self.park(poll, sub, memberships, exact);
                 return Ok(body);
             }
-            let wait = if self.bus.is_healthy() {
-                deadline.saturating_duration_since(tokio::time::Instant::now())
-            } else {
-                self.settings.degraded_poll.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            };
-            tokio::select! {
-                _ = sub.wait() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.shutdown.wait() => {}
-            }
+            self.wait_once(&sub, deadline).await;
             waited = true;
+        }
+    }
+
+    /// Waits for a wake-up of `sub`, the deadline or shutdown, whichever comes first (while the
+    /// bus is degraded, at most `degraded_poll`: wake-ups may be lost then). Whether `sub` woke
+    /// it.
+    pub(crate) async fn wait_once(&self, sub: &Subscription, deadline: tokio::time::Instant) -> bool {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = if self.bus.is_healthy() { left } else { self.settings.degraded_poll.min(left) };
+        tokio::select! {
+            _ = sub.wait() => true,
+            _ = tokio::time::sleep(wait) => false,
+            _ = self.shutdown.wait() => false,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use trellis_bus::{Channel, Subscription};
+use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream, StreamToken, time::now_ms};
 use trellis_proto::sync::{EventsRequest, SyncResponse};
 use trellis_storage::{
@@ -71,18 +71,7 @@ impl SyncWorker {
                 let body = serde_json::json!({ "chunk": chunk, "start": since.to_string(), "end": end.to_string() });
                 return Ok(SyncResponse { body_json: body.to_string() });
             }
-            self.wait_until(&sub, deadline).await;
-        }
-    }
-
-    /// Waits for a wake-up, the deadline or shutdown (polling while the bus is degraded).
-    async fn wait_until(&self, sub: &Subscription, deadline: tokio::time::Instant) {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let wait = if self.bus.is_healthy() { left } else { self.settings.degraded_poll.min(left) };
-        tokio::select! {
-            _ = sub.wait() => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = self.shutdown.wait() => {}
+            self.wait_once(&sub, deadline).await;
         }
     }
 

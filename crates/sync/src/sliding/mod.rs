@@ -287,15 +287,8 @@ fn lists_changed(previous: &Option<Arc<State>>, next: &State) -> bool {
 /// after `upto` costs nothing), the deadline or shutdown.
 async fn wait_for_news(sub: &Subscription, upto: &StreamToken, deadline: tokio::time::Instant, worker: &SyncWorker) {
     loop {
-        let wait = if worker.bus.is_healthy() {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        } else {
-            worker.settings.degraded_poll.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
-        };
-        tokio::select! {
-            _ = sub.wait() => {}
-            _ = tokio::time::sleep(wait) => return,
-            _ = worker.shutdown.wait() => return,
+        if !worker.wait_once(sub, deadline).await {
+            return;
         }
         let news = sub.news_since(upto);
         if !news.known || !news.changes.is_empty() {
