@@ -52,7 +52,10 @@ struct Body {
 struct Answer {
     body: Body,
     next: State,
+    /// The rooms whose entries in `next` differ from the previous state's.
     changed: Vec<String>,
+    /// Whether a list count differs from the previous state's (or there is none).
+    lists_changed: bool,
     news: bool,
 }
 
@@ -110,7 +113,7 @@ impl SyncWorker {
                 self.sliding_answer(&client, (user, device), &asked, previous.as_deref(), members, &bounds).await?;
             let expired = tokio::time::Instant::now() >= deadline;
             if answer.news || previous.is_none() || expired || self.shutdown.is_triggered() {
-                let stored = match (&previous, answer.changed.is_empty() && !lists_changed(&previous, &answer.next)) {
+                let stored = match (&previous, answer.changed.is_empty() && !answer.lists_changed) {
                     (Some(prev), true) => {
                         connection::keep_alive(&client, &self.sliding, &key, prev).await?;
                         prev.pos
@@ -264,7 +267,7 @@ impl SyncWorker {
             }
         }
         next.lists = windows.iter().map(|(name, w)| (name.clone(), w.count)).collect();
-        let lists_news = previous.is_none_or(|p| p.lists != next.lists);
+        let lists_changed = previous.is_none_or(|p| p.lists != next.lists);
         let lists = windows
             .iter()
             .map(|(name, w)| {
@@ -273,14 +276,10 @@ impl SyncWorker {
                 (name.clone(), l)
             })
             .collect();
-        let news = !outcome.rooms.is_empty() || ext_news || lists_news;
+        let news = !outcome.rooms.is_empty() || ext_news || lists_changed;
         let body = Body { txn_id: None, pos: String::new(), lists, rooms: outcome.rooms, extensions };
-        Ok(Answer { body, next, changed, news })
+        Ok(Answer { body, next, changed, lists_changed, news })
     }
-}
-
-fn lists_changed(previous: &Option<Arc<State>>, next: &State) -> bool {
-    previous.as_ref().is_none_or(|p| p.lists != next.lists)
 }
 
 /// Waits for a wake-up that may concern the request (one the bus vouches carries nothing new
