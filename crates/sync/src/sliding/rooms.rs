@@ -62,28 +62,27 @@ impl SyncWorker {
     ) -> Result<Outcome> {
         let upto = bounds.upto.events;
         let joined_or_left = |p: &Plan| !matches!(p.candidate.member.membership.as_str(), "invite" | "knock");
-        // Timelines, one query for all rooms.
+        // Timelines, one query for all rooms, each read up to its own limit (one event more
+        // tells whether it is limited).
         let mut timeline_bounds = Vec::new();
-        let mut limit = 0i64;
+        let mut limits = Vec::new();
         for p in plans.iter().filter(|p| joined_or_left(p) && p.config.timeline_limit > 0) {
             let expanded = p.prev.is_some_and(|prev| prev.config.timeline_limit < p.config.timeline_limit);
             let lower = if p.initial || expanded { 0 } else { p.from };
             let hi = if p.candidate.member.membership == "join" { upto } else { p.candidate.member.pos.min(upto) };
             timeline_bounds.push((p.candidate.member.room_id.clone(), lower, hi));
-            limit = limit.max(i64::from(p.config.timeline_limit));
+            limits.push(i64::from(p.config.timeline_limit) + 1);
         }
-        let mut newest = queries::timelines(client, &timeline_bounds, limit + 1, &Default::default()).await?;
+        let mut newest = queries::timelines_each(client, &timeline_bounds, &limits, &Default::default()).await?;
         let synced: Vec<&str> = timeline_bounds.iter().map(|b| b.0.as_str()).collect();
         let histories = visibility::load(client, user, &synced).await?;
         let ignored = self
             .ignored_users(client, user, Some(bounds.upto.get(trellis_core::Stream::AccountData)), bounds.upto, &[])
             .await?;
         let mut windows: HashMap<String, timeline::Window> = HashMap::new();
-        for (room, lower, hi) in &timeline_bounds {
-            let plan = plans.iter().find(|p| &p.candidate.member.room_id == room).expect("planned");
-            let mut rows = newest.remove(room).unwrap_or_default();
-            let cap = plan.config.timeline_limit as usize;
-            rows.truncate(cap + 1);
+        for ((room, lower, hi), limit) in timeline_bounds.iter().zip(&limits) {
+            let rows = newest.remove(room).unwrap_or_default();
+            let cap = (limit - 1) as usize;
             let sight = timeline::Sight { user, history: histories.get(room), ignored: &ignored };
             let w = timeline::visible(client, room, (*lower, *hi), rows, cap, &Default::default(), &sight).await?;
             windows.insert(room.clone(), w);
