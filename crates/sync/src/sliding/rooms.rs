@@ -134,6 +134,7 @@ impl SyncWorker {
         let hero_ids =
             if meta_rooms.is_empty() { HashMap::new() } else { queries::heroes(client, &meta_rooms, user).await? };
         let heroes = self.hero_profiles(client, &hero_ids).await?;
+        let meta: HashSet<&str> = meta_rooms.iter().copied().collect();
 
         let invites: Vec<(String, i64)> = plans
             .iter()
@@ -164,7 +165,7 @@ impl SyncWorker {
                 p.initial
                     || windows.get(*room).is_some_and(|w| !w.events.is_empty())
                     || found.get(*room).is_some_and(|f| !f.required.is_empty())
-                    || meta_rooms.contains(room)
+                    || meta.contains(room)
             })
             .map(|(_, room)| room.to_owned())
             .collect();
@@ -220,7 +221,7 @@ impl SyncWorker {
                 };
                 news = true;
             }
-            if meta_rooms.contains(&room_id) {
+            if meta.contains(room_id) {
                 let (joined, invited) = counts.get(room_id).copied().unwrap_or_default();
                 room.joined_count = UInt::new(joined);
                 room.invited_count = UInt::new(invited);
