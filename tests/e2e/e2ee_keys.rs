@@ -216,13 +216,8 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
     let since = next(&s);
 
     // Alice uploads device keys while bob long-polls: his sync wakes with her in `changed`.
-    let poll = {
-        let bob = bob.clone();
-        let since = since.clone();
-        tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-    };
     // The long-poll is open (waiting on the worker) before anything is sent.
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    let poll = server.open_long_poll(&bob, &since).await;
     let started = std::time::Instant::now();
     alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": alice.device_keys()})).await.ok();
     let woke = poll.await.unwrap();
@@ -246,13 +241,8 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
     let s2 = bob.sync(Some(&next(&s)), None, 0).await;
     assert_eq!(s2["device_lists"]["changed"], json!([alice.user_id]), "{s2}");
     // So is a logout (the device and its keys are gone), and it wakes a long-poll.
-    let poll = {
-        let bob = bob.clone();
-        let since = next(&s2);
-        tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-    };
     // The long-poll is open (waiting on the worker) before anything is sent.
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    let poll = server.open_long_poll(&bob, &next(&s2)).await;
     let started = std::time::Instant::now();
     alice2.post(&format!("{V3}/logout"), json!({})).await.ok();
     let s2 = poll.await.unwrap();
@@ -272,13 +262,8 @@ async fn to_device_messages(server: TestServer) {
     let b2 = bob2.sync(None, None, 0).await;
 
     // A long-poll is woken by a message to its device.
-    let poll = {
-        let bob = bob.clone();
-        let since = next(&b1);
-        tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-    };
     // The long-poll is open (waiting on the worker) before anything is sent.
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    let poll = server.open_long_poll(&bob, &next(&b1)).await;
     let send = |txn: &str, to: Value| {
         let path = format!("{V3}/sendToDevice/m.test/{txn}");
         let body = json!({"messages": {bob.user_id.clone(): to}});

@@ -93,13 +93,8 @@ async fn device_rename_reaches_room_members(server: TestServer) {
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
     let since = bob.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
 
-    let poll = {
-        let bob = bob.clone();
-        let since = since.clone();
-        tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-    };
     // The long-poll is open (waiting on the worker) before anything is sent.
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    let poll = server.open_long_poll(&bob, &since).await;
     let started = std::time::Instant::now();
     let path = format!("{V3}/devices/{}", enc(&alice.device_id));
     alice.put(&path, json!({"display_name": "test display name"})).await.ok();

@@ -86,9 +86,7 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = %req.user_id, field = ?req.field()))]
     pub(crate) async fn do_set_profile(&self, req: SetProfileRequest) -> Result<Profile> {
-        if req.requester != req.user_id {
-            return Err(Error::forbidden("You may only change your own profile"));
-        }
+        own_profile(&req.requester, &req.user_id)?;
         let field = match req.field() {
             ProfileField::Displayname => Field::Displayname,
             ProfileField::AvatarUrl => Field::AvatarUrl,
@@ -102,9 +100,7 @@ impl Auth {
     }
     #[instrument(skip_all, fields(user_id = %req.user_id, key = %req.key))]
     pub(crate) async fn do_set_profile_field(&self, req: SetProfileFieldRequest) -> Result<Profile> {
-        if req.requester != req.user_id {
-            return Err(Error::forbidden("You may only change your own profile"));
-        }
+        own_profile(&req.requester, &req.user_id)?;
         check_key(&req.key)?;
         let value: serde_json::Value =
             serde_json::from_str(&req.value_json).map_err(|_| Error::bad_json("the value is not JSON"))?;
@@ -126,14 +122,20 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = %req.user_id, key = %req.key))]
     pub(crate) async fn do_delete_profile_field(&self, req: DeleteProfileFieldRequest) -> Result<Profile> {
-        if req.requester != req.user_id {
-            return Err(Error::forbidden("You may only change your own profile"));
-        }
+        own_profile(&req.requester, &req.user_id)?;
         check_key(&req.key)?;
         let client = self.pool.get().await?;
         let row = store::set_custom_field(&client, &req.user_id, &req.key, None).await?.ok_or_else(no_profile)?;
         info!(user_id = %req.user_id, key = %req.key, "profile field removed");
         Ok(profile(req.user_id, row))
+    }
+}
+
+/// Only the profile's owner may change it.
+fn own_profile(requester: &str, user_id: &str) -> Result<()> {
+    match requester == user_id {
+        true => Ok(()),
+        false => Err(Error::forbidden("You may only change your own profile")),
     }
 }
 

@@ -62,6 +62,15 @@ impl Target {
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok((status, headers, body))
     }
+
+    /// The body of a 200 answer to `request`; anything else as a sentence naming `what`.
+    async fn ok_json(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+        match self.json(request).await {
+            Ok((StatusCode::OK, _, body)) => Ok(body),
+            Ok((status, _, body)) => Err(format!("{what} answered {status}: {body}")),
+            Err(e) => Err(format!("{what} failed: {e}")),
+        }
+    }
 }
 
 /// reqwest's error as its causes (the interesting part, such as a certificate problem, is
@@ -245,13 +254,13 @@ async fn with_account(target: &Target, base: &Url, user: &str, password: &str) -
         "initial_device_display_name": "trellis check",
     });
     let url = Target::url(base, "/_matrix/client/v3/login");
-    let (token, user_id) = match target.json(target.http.post(url).json(&login)).await {
-        Ok((StatusCode::OK, _, body)) => match (body["access_token"].as_str(), body["user_id"].as_str()) {
-            (Some(token), Some(user_id)) => (token.to_owned(), user_id.to_owned()),
-            _ => return signed_out(format!("login answered without a token: {body}")),
-        },
-        Ok((status, _, body)) => return signed_out(format!("login as {user} answered {status}: {body}")),
-        Err(e) => return signed_out(format!("login failed: {e}")),
+    let body = match target.ok_json(target.http.post(url).json(&login), &format!("login as {user}")).await {
+        Ok(body) => body,
+        Err(detail) => return signed_out(detail),
+    };
+    let (token, user_id) = match (body["access_token"].as_str(), body["user_id"].as_str()) {
+        (Some(token), Some(user_id)) => (token.to_owned(), user_id.to_owned()),
+        _ => return signed_out(format!("login answered without a token: {body}")),
     };
     let findings = vec![media(target, base, &token).await, sync_round_trip(target, base, &token, &user_id).await];
     let logout = target.http.post(Target::url(base, "/_matrix/client/v3/logout")).bearer_auth(&token).json(&json!({}));
@@ -270,15 +279,14 @@ async fn media(target: &Target, base: &Url, token: &str) -> Finding {
     let mut last = String::new();
     for path in ["/_matrix/client/v1/media/config", "/_matrix/media/v3/config"] {
         let url = Target::url(base, path);
-        match target.json(target.http.get(url.clone()).bearer_auth(token)).await {
-            Ok((StatusCode::OK, _, body)) => {
+        match target.ok_json(target.http.get(url.clone()).bearer_auth(token), url.as_str()).await {
+            Ok(body) => {
                 return match body["m.upload.size"].as_u64() {
                     Some(size) => Finding::ok(CHECK, format!("uploads up to {} (from {path})", human_size(size))),
                     None => Finding::ok(CHECK, format!("no upload size limit announced (from {path})")),
                 };
             }
-            Ok((status, _, body)) => last = format!("{url} answered {status}: {body}"),
-            Err(e) => last = format!("{url} could not be fetched: {e}"),
+            Err(detail) => last = detail,
         }
     }
     Finding::fail(CHECK, last, "route /_matrix/client/v1/media and /_matrix/media to the homeserver")
@@ -299,6 +307,7 @@ async fn sync_round_trip(target: &Target, base: &Url, token: &str, user_id: &str
     let fix = "check that long-polls reach the sync workers and that the proxy allows requests of 30 s or more";
     let filter = json!({"room": {"rooms": []}, "presence": {"types": []}}).to_string();
     let sync = |since: Option<String>, timeout_ms: u64| {
+        let since_given = since.is_some();
         let mut url = Target::url(base, "/_matrix/client/v3/sync");
         url.query_pairs_mut().append_pair("filter", &filter).append_pair("timeout", &timeout_ms.to_string());
         if let Some(since) = since {
@@ -309,12 +318,11 @@ async fn sync_round_trip(target: &Target, base: &Url, token: &str, user_id: &str
             .get(url)
             .bearer_auth(token)
             .timeout(Duration::from_millis(timeout_ms) + Duration::from_secs(10));
-        target.json(request)
+        target.ok_json(request, if since_given { "/sync" } else { "initial /sync" })
     };
     let mut since = match sync(None, 0).await {
-        Ok((StatusCode::OK, _, body)) => body["next_batch"].as_str().map(str::to_owned),
-        Ok((status, _, body)) => return Finding::fail(CHECK, format!("initial /sync answered {status}: {body}"), fix),
-        Err(e) => return Finding::fail(CHECK, format!("initial /sync failed: {e}"), fix),
+        Ok(body) => body["next_batch"].as_str().map(str::to_owned),
+        Err(detail) => return Finding::fail(CHECK, detail, fix),
     };
     if since.is_none() {
         return Finding::fail(CHECK, "initial /sync has no next_batch", fix);
@@ -323,19 +331,14 @@ async fn sync_round_trip(target: &Target, base: &Url, token: &str, user_id: &str
     let path = format!("/_matrix/client/v3/user/{user_id}/account_data/org.trellis.check");
     let started = Instant::now();
     let put = target.http.put(Target::url(base, &path)).bearer_auth(token).json(&json!({"nonce": nonce}));
-    match target.json(put).await {
-        Ok((StatusCode::OK, _, _)) => {}
-        Ok((status, _, body)) => {
-            return Finding::fail(CHECK, format!("writing account data answered {status}: {body}"), fix);
-        }
-        Err(e) => return Finding::fail(CHECK, format!("writing account data failed: {e}"), fix),
+    if let Err(detail) = target.ok_json(put, "writing account data").await {
+        return Finding::fail(CHECK, detail, fix);
     }
     // A few long-polls: other changes of the account may come first.
     for _ in 0..5 {
         let body = match sync(since.clone(), 10_000).await {
-            Ok((StatusCode::OK, _, body)) => body,
-            Ok((status, _, body)) => return Finding::fail(CHECK, format!("/sync answered {status}: {body}"), fix),
-            Err(e) => return Finding::fail(CHECK, format!("/sync failed: {e}"), fix),
+            Ok(body) => body,
+            Err(detail) => return Finding::fail(CHECK, detail, fix),
         };
         let seen = body["account_data"]["events"].as_array().is_some_and(|events| {
             events.iter().any(|e| e["type"] == "org.trellis.check" && e["content"]["nonce"] == nonce)

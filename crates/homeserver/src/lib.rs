@@ -225,10 +225,8 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         grpc_health = Some(trellis_proto::health::add(&mut routes, names).await);
         if local.sync.is_some() && config.sync.discovery == SyncDiscovery::Redis {
             let url = sync_directory::advertise_url(config.sync.advertise_url.as_deref(), node_grpc)?;
-            let redis = config.redis.url.clone().context("sync.discovery = \"redis\" needs redis.url")?;
-            let every = Duration::from_millis(config.sync.heartbeat_ms.max(50));
-            let prefix = config.bus.channel_prefix.clone();
-            tasks.spawn(sync_directory::advertise(url, redis, prefix, every, health.clone(), shutdown.clone()));
+            let registry = sync_directory::Registry::from_config(&config)?;
+            tasks.spawn(sync_directory::advertise(url, registry, health.clone(), shutdown.clone()));
         }
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -346,11 +344,9 @@ async fn sync_directory(
             directory.apply(&config.remote.sync)?;
         }
         SyncDiscovery::Redis => {
-            let redis = config.redis.url.clone().context("sync.discovery = \"redis\" needs redis.url")?;
-            let prefix = config.bus.channel_prefix.clone();
-            sync_directory::discover(&directory, &redis, &prefix).await.context("reading the sync worker registry")?;
-            let every = Duration::from_millis(config.sync.heartbeat_ms.max(50));
-            tasks.spawn(sync_directory::follow(directory.clone(), redis, prefix, every, shutdown.clone()));
+            let registry = sync_directory::Registry::from_config(config)?;
+            sync_directory::discover(&directory, &registry).await.context("reading the sync worker registry")?;
+            tasks.spawn(sync_directory::follow(directory.clone(), registry, shutdown.clone()));
         }
     }
     Ok(directory)

@@ -15,7 +15,11 @@ use std::{
     time::Duration,
 };
 
-use trellis_core::{config::SyncBalance, shutdown::Shutdown};
+use anyhow::Context;
+use trellis_core::{
+    config::{Config, SyncBalance},
+    shutdown::Shutdown,
+};
 use trellis_proto::{
     sync::{SyncGrpcClient, SyncPool, SyncService},
     sync_pool::PoolWorker,
@@ -26,8 +30,27 @@ use crate::health::Health;
 /// Missed renewals after which an entry lapses.
 const LAPSE_AFTER: u32 = 3;
 
-fn registry_key(prefix: &str) -> String {
-    format!("{prefix}:sync-workers")
+/// Where the registry lives and how often it is renewed and read, from the configuration.
+#[derive(Clone)]
+pub struct Registry {
+    redis_url: String,
+    key: String,
+    every: Duration,
+}
+
+impl Registry {
+    pub fn from_config(config: &Config) -> anyhow::Result<Registry> {
+        let redis_url = config.redis.url.clone().context("sync.discovery = \"redis\" needs redis.url")?;
+        Ok(Registry {
+            redis_url,
+            key: format!("{}:sync-workers", config.bus.channel_prefix),
+            every: Duration::from_millis(config.sync.heartbeat_ms.max(50)),
+        })
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        redis::Client::open(self.redis_url.as_str())
+    }
 }
 
 /// A known worker: the client calls go through, and its channel for the readiness probe.
@@ -104,10 +127,9 @@ async fn live_workers(conn: &mut redis::aio::MultiplexedConnection, key: &str) -
 
 /// Reads the registry once, so a gateway starts with the workers alive now; fails when Redis
 /// cannot be read.
-pub async fn discover(directory: &SyncDirectory, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let urls = live_workers(&mut conn, &registry_key(prefix)).await?;
+pub async fn discover(directory: &SyncDirectory, registry: &Registry) -> anyhow::Result<()> {
+    let mut conn = registry.client()?.get_multiplexed_async_connection().await?;
+    let urls = live_workers(&mut conn, &registry.key).await?;
     directory.apply(&urls)?;
     if urls.is_empty() {
         tracing::warn!("no sync worker is registered yet; /sync answers 503 until one is");
@@ -115,31 +137,24 @@ pub async fn discover(directory: &SyncDirectory, redis_url: &str, prefix: &str) 
     Ok(())
 }
 
-/// Follows the registry every `every` until shutdown. A Redis outage keeps the last known
+/// Follows the registry every heartbeat until shutdown. A Redis outage keeps the last known
 /// workers (the pool skips any that stopped answering).
-pub async fn follow(
-    directory: Arc<SyncDirectory>,
-    redis_url: String,
-    prefix: String,
-    every: Duration,
-    shutdown: Shutdown,
-) {
-    let key = registry_key(&prefix);
-    let client = match redis::Client::open(redis_url.as_str()) {
+pub async fn follow(directory: Arc<SyncDirectory>, registry: Registry, shutdown: Shutdown) {
+    let client = match registry.client() {
         Ok(client) => client,
         Err(e) => return tracing::error!(error = %e, "sync discovery: bad Redis URL"),
     };
     let mut conn = None;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(registry.every) => {}
             _ = shutdown.wait() => return,
         }
         if conn.is_none() {
             conn = client.get_multiplexed_async_connection().await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        match live_workers(c, &key).await {
+        match live_workers(c, &registry.key).await {
             Ok(urls) => {
                 if let Err(e) = directory.apply(&urls) {
                     tracing::warn!(error = ?e, "sync discovery: a registered worker URL is unusable");
@@ -153,19 +168,12 @@ pub async fn follow(
     }
 }
 
-/// A sync worker's entry in the registry: renewed every `every` while the process serves,
+/// A sync worker's entry in the registry: renewed every heartbeat while the process serves,
 /// removed as soon as it drains (gateways then stop sending it new polls while it answers the
 /// ones it holds) and at shutdown.
-pub async fn advertise(
-    url: String,
-    redis_url: String,
-    prefix: String,
-    every: Duration,
-    health: Arc<Health>,
-    shutdown: Shutdown,
-) {
-    let key = registry_key(&prefix);
-    let client = match redis::Client::open(redis_url.as_str()) {
+pub async fn advertise(url: String, registry: Registry, health: Arc<Health>, shutdown: Shutdown) {
+    let (key, every) = (&registry.key, registry.every);
+    let client = match registry.client() {
         Ok(client) => client,
         Err(e) => return tracing::error!(error = %e, "sync registry: bad Redis URL"),
     };
@@ -182,11 +190,11 @@ pub async fn advertise(
                 false => {
                     async {
                         let until = redis_now(c).await? + lapse;
-                        redis::cmd("ZADD").arg(&key).arg(until).arg(&url).query_async::<()>(c).await
+                        redis::cmd("ZADD").arg(key).arg(until).arg(&url).query_async::<()>(c).await
                     }
                     .await
                 }
-                true => redis::cmd("ZREM").arg(&key).arg(&url).query_async::<()>(c).await,
+                true => redis::cmd("ZREM").arg(key).arg(&url).query_async::<()>(c).await,
             };
             match result {
                 Ok(()) if registered == draining => {
@@ -200,14 +208,16 @@ pub async fn advertise(
                 }
             }
         }
+        // Draining cuts the wait short once, to leave the registry at once; after that
+        // `drained()` is always ready and would spin.
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = health.drained() => {}
+            _ = health.drained(), if !health.is_draining() => {}
             _ = shutdown.wait() => break,
         }
     }
     if let Some(c) = conn.as_mut() {
-        let _ = redis::cmd("ZREM").arg(&key).arg(&url).query_async::<()>(c).await;
+        let _ = redis::cmd("ZREM").arg(key).arg(&url).query_async::<()>(c).await;
     }
 }
 

@@ -47,8 +47,7 @@ impl SyncPool {
 
     /// The workers in the order `user_id`'s calls try them.
     fn order(&self, user_id: &str) -> Vec<PoolWorker> {
-        let workers = self.workers.read().clone();
-        let mut order: Vec<PoolWorker> = workers.iter().cloned().collect();
+        let mut order: Vec<PoolWorker> = self.workers.read().to_vec();
         match self.balance {
             SyncBalance::RoundRobin => {
                 if !order.is_empty() {

@@ -19,28 +19,20 @@ const MAX_LIMIT: u32 = 500;
 
 /// Published rooms with their summary, filtered by `$1` (an ILIKE pattern or NULL) and
 /// room types (`$2` on: `$3` lists them, `''` for none), ordered and paged by `$4`/`$5`.
-const LIST_PUBLIC: &str = "WITH listed AS ( \
+const LIST_PUBLIC: &str = concat!(
+    "WITH listed AS ( \
        SELECT r.room_id, \
          (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS joined, \
          s.* \
-       FROM rooms r CROSS JOIN LATERAL ( \
-         SELECT \
-           max(trellis_jsonb(e.content)->>'name') FILTER (WHERE c.type = 'm.room.name') AS name, \
-           max(trellis_jsonb(e.content)->>'topic') FILTER (WHERE c.type = 'm.room.topic') AS topic, \
-           max(trellis_jsonb(e.content)->>'alias') FILTER (WHERE c.type = 'm.room.canonical_alias') AS alias, \
-           max(trellis_jsonb(e.content)->>'url') FILTER (WHERE c.type = 'm.room.avatar') AS avatar, \
-           max(trellis_jsonb(e.content)->>'join_rule') FILTER (WHERE c.type = 'm.room.join_rules') AS join_rule, \
-           max(trellis_jsonb(e.content)->>'history_visibility') FILTER (WHERE c.type = 'm.room.history_visibility') AS hv, \
-           max(trellis_jsonb(e.content)->>'guest_access') FILTER (WHERE c.type = 'm.room.guest_access') AS guests, \
-           max(trellis_jsonb(e.content)->>'type') FILTER (WHERE c.type = 'm.room.create') AS room_type \
-         FROM current_state c JOIN events e ON e.event_id = c.event_id \
-         WHERE c.room_id = r.room_id AND c.state_key = '') s \
-       WHERE r.is_public) \
+       FROM rooms r ",
+    room_state_summary!(),
+    "WHERE r.is_public) \
      SELECT room_id, joined, name, topic, alias, avatar, join_rule, hv, guests, room_type, count(*) OVER () \
      FROM listed \
      WHERE ($1::text IS NULL OR name ILIKE $1 OR topic ILIKE $1 OR alias ILIKE $1) \
        AND (NOT $2 OR COALESCE(room_type, '') = ANY($3)) \
-     ORDER BY joined DESC, room_id LIMIT $4 OFFSET $5";
+     ORDER BY joined DESC, room_id LIMIT $4 OFFSET $5"
+);
 
 impl Rooms {
     pub(crate) async fn get_directory_visibility(

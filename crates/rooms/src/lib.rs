@@ -2,6 +2,30 @@
 //! [`writer`] (authorization rules, signing, one transaction, announcement); reads serve
 //! state, history, relations and the directory as history visibility allows.
 
+/// SQL: `CROSS JOIN LATERAL` a room's summary fields from its current state, as `s` with the
+/// columns `name`, `topic`, `alias`, `avatar`, `join_rule`, `join_rules` (the content as
+/// stored), `hv`, `guests`, `room_type` and `encryption`, for the `rooms` row `r`. The public
+/// room directory and the room summary (`/hierarchy`, `/room_summary`) read rooms the same way.
+macro_rules! room_state_summary {
+    () => {
+        "CROSS JOIN LATERAL ( \
+           SELECT \
+             max(trellis_jsonb(e.content)->>'name') FILTER (WHERE c.type = 'm.room.name') AS name, \
+             max(trellis_jsonb(e.content)->>'topic') FILTER (WHERE c.type = 'm.room.topic') AS topic, \
+             max(trellis_jsonb(e.content)->>'alias') FILTER (WHERE c.type = 'm.room.canonical_alias') AS alias, \
+             max(trellis_jsonb(e.content)->>'url') FILTER (WHERE c.type = 'm.room.avatar') AS avatar, \
+             max(trellis_jsonb(e.content)->>'join_rule') FILTER (WHERE c.type = 'm.room.join_rules') AS join_rule, \
+             max(e.content) FILTER (WHERE c.type = 'm.room.join_rules') AS join_rules, \
+             max(trellis_jsonb(e.content)->>'history_visibility') \
+               FILTER (WHERE c.type = 'm.room.history_visibility') AS hv, \
+             max(trellis_jsonb(e.content)->>'guest_access') FILTER (WHERE c.type = 'm.room.guest_access') AS guests, \
+             max(trellis_jsonb(e.content)->>'type') FILTER (WHERE c.type = 'm.room.create') AS room_type, \
+             max(trellis_jsonb(e.content)->>'algorithm') FILTER (WHERE c.type = 'm.room.encryption') AS encryption \
+           FROM current_state c JOIN events e ON e.event_id = c.event_id \
+           WHERE c.room_id = r.room_id AND c.state_key = '') s "
+    };
+}
+
 mod access;
 mod aliases;
 mod authorise;

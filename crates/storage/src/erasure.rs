@@ -22,24 +22,19 @@ pub async fn hide_erased<'a, 'r>(
     rows: impl IntoIterator<Item = &'r mut EventRow>,
 ) -> Result<()> {
     let mut rows: Vec<&mut EventRow> = rows.into_iter().collect();
-    if rows.is_empty() {
+    // Only events the viewer was not joined for can be hidden: when there are none (every
+    // event of a live sync, most pages of history), the database is not asked at all.
+    let unseen: Vec<usize> = (0..rows.len())
+        .filter(|&i| history(&rows[i].room_id).and_then(|h| h.membership_before(rows[i].pos)) != Some("join"))
+        .collect();
+    if unseen.is_empty() {
         return Ok(());
     }
-    let senders: HashSet<&str> = rows.iter().map(|r| r.sender.as_str()).collect();
+    let senders: HashSet<&str> = unseen.iter().map(|&i| rows[i].sender.as_str()).collect();
     let senders: Vec<&str> = senders.into_iter().collect();
     let stmt = client.prepare_cached(SELECT_ERASED).await?;
     let erased: HashSet<String> = client.query(&stmt, &[&senders]).await?.iter().map(|r| r.get(0)).collect();
-    if erased.is_empty() {
-        return Ok(());
-    }
-    let hidden: Vec<usize> = rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            erased.contains(&r.sender) && history(&r.room_id).and_then(|h| h.membership_before(r.pos)) != Some("join")
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let hidden: Vec<usize> = unseen.into_iter().filter(|&i| erased.contains(&rows[i].sender)).collect();
     if hidden.is_empty() {
         return Ok(());
     }

@@ -75,6 +75,40 @@ async fn free() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind loopback")
 }
 
+/// A fresh database, media directory and split-mode configuration on `redis`.
+async fn split_base(redis: String) -> (TestDb, PathBuf, Config) {
+    crate::init_logging();
+    let db = TestDb::new().await.expect("test database");
+    let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
+    let mut base = TestServer::base_config(&db, &media_dir);
+    base.redis.url = Some(redis);
+    base.bus.backend = BusBackend::Redis;
+    (db, media_dir, base)
+}
+
+/// One service role of `base` on a gRPC port of its own: its URL and node.
+async fn start_service(base: &Config, name: &str, role: Role) -> (String, Node) {
+    let mut c = base.clone();
+    c.roles = vec![role];
+    let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
+    let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+    (format!("http://{}", node.grpc_addr.expect("grpc")), node)
+}
+
+/// A gateway calling the auth, rooms and media services at `services`, its configuration
+/// adjusted by `tweak`: its client URL and node.
+async fn start_gateway(base: &Config, services: &[String], tweak: impl FnOnce(&mut Config)) -> (String, Node) {
+    let mut c = base.clone();
+    c.roles = vec![Role::Gateway];
+    c.remote.auth = Some(services[0].clone());
+    c.remote.rooms = Some(services[1].clone());
+    c.remote.media = Some(services[2].clone());
+    tweak(&mut c);
+    let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
+    let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
+    (format!("http://{}", node.http_addr.expect("http")), node)
+}
+
 impl TestServer {
     pub async fn start(mode: Mode) -> TestServer {
         match mode {
@@ -186,43 +220,32 @@ impl TestServer {
     }
 
     async fn split_with(redis: String, private: Option<PrivateRedis>, tweak: &dyn Fn(&mut Config)) -> TestServer {
-        crate::init_logging();
-        let db = TestDb::new().await.expect("test database");
-        let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
-        let mut base = TestServer::base_config(&db, &media_dir);
-        base.redis.url = Some(redis);
-        base.bus.backend = BusBackend::Redis;
+        let (db, media_dir, mut base) = split_base(redis).await;
         tweak(&mut base);
 
         let mut nodes = Vec::new();
-        let service = async |name: &str, role: Role, nodes: &mut Vec<(String, Node)>| -> String {
-            let mut c = base.clone();
-            c.roles = vec![role];
-            let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
-            let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
-            let url = format!("http://{}", node.grpc_addr.expect("grpc"));
+        let mut services = Vec::new();
+        for (name, role) in [("auth", Role::Auth), ("rooms", Role::Rooms), ("media", Role::Media)] {
+            let (url, node) = start_service(&base, name, role).await;
+            services.push(url);
             nodes.push((name.to_owned(), node));
-            url
-        };
-        let auth = service("auth", Role::Auth, &mut nodes).await;
-        let rooms = service("rooms", Role::Rooms, &mut nodes).await;
-        let media = service("media", Role::Media, &mut nodes).await;
-        let sync0 = service("sync-0", Role::Sync, &mut nodes).await;
-        let sync1 = service("sync-1", Role::Sync, &mut nodes).await;
+        }
+        let mut syncs = Vec::new();
+        for name in ["sync-0", "sync-1"] {
+            let (url, node) = start_service(&base, name, Role::Sync).await;
+            syncs.push(url);
+            nodes.push((name.to_owned(), node));
+        }
 
         let mut urls = Vec::new();
-        let workers = [vec![sync0.clone()], vec![sync1.clone()], vec![sync0, sync1]];
+        let workers = [vec![syncs[0].clone()], vec![syncs[1].clone()], syncs];
         for (i, sync) in workers.into_iter().enumerate() {
-            let mut c = base.clone();
-            c.roles = vec![Role::Gateway];
-            c.remote.auth = Some(auth.clone());
-            c.remote.rooms = Some(rooms.clone());
-            c.remote.media = Some(media.clone());
-            c.remote.sync = sync;
-            c.sync.balance = SyncBalance::RoundRobin;
-            let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
-            let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
-            urls.push(format!("http://{}", node.http_addr.expect("http")));
+            let (url, node) = start_gateway(&base, &services, |c| {
+                c.remote.sync = sync;
+                c.sync.balance = SyncBalance::RoundRobin;
+            })
+            .await;
+            urls.push(url);
             nodes.push((format!("gateway-{i}"), node));
         }
         let pooled_url = urls.pop();
@@ -259,6 +282,15 @@ impl TestServer {
         let mut c = self.client();
         c.register(name, PASSWORD).await;
         c
+    }
+
+    /// `client`'s long-poll from `since` (10 s), once the sync workers hold it (and no other):
+    /// whatever the test sends next wakes it.
+    pub async fn open_long_poll(&self, client: &Client, since: &str) -> tokio::task::JoinHandle<serde_json::Value> {
+        let (client, since) = (client.clone(), since.to_owned());
+        let poll = tokio::spawn(async move { client.sync(Some(&since), None, 10_000).await });
+        self.until_metric("trellis_sync_open_longpolls", 1.0).await;
+        poll
     }
 
     /// Two new users, `alice` and `bob`, both joined to a public room alice made.

@@ -9,23 +9,14 @@ use trellis_proto::rooms::{RoomSummary, RoomSummaryRequest, RoomSummaryResponse}
 
 use crate::Rooms;
 
-const SUMMARY: &str = "SELECT r.room_id, r.room_version, \
+const SUMMARY: &str = concat!(
+    "SELECT r.room_id, r.room_version, \
        (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join'), \
-       s.* \
-     FROM rooms r CROSS JOIN LATERAL ( \
-       SELECT \
-         max(trellis_jsonb(e.content)->>'name') FILTER (WHERE c.type = 'm.room.name') AS name, \
-         max(trellis_jsonb(e.content)->>'topic') FILTER (WHERE c.type = 'm.room.topic') AS topic, \
-         max(trellis_jsonb(e.content)->>'alias') FILTER (WHERE c.type = 'm.room.canonical_alias') AS alias, \
-         max(trellis_jsonb(e.content)->>'url') FILTER (WHERE c.type = 'm.room.avatar') AS avatar, \
-         max(e.content) FILTER (WHERE c.type = 'm.room.join_rules') AS join_rules, \
-         max(trellis_jsonb(e.content)->>'history_visibility') FILTER (WHERE c.type = 'm.room.history_visibility') AS hv, \
-         max(trellis_jsonb(e.content)->>'guest_access') FILTER (WHERE c.type = 'm.room.guest_access') AS guests, \
-         max(trellis_jsonb(e.content)->>'type') FILTER (WHERE c.type = 'm.room.create') AS room_type, \
-         max(trellis_jsonb(e.content)->>'algorithm') FILTER (WHERE c.type = 'm.room.encryption') AS encryption \
-       FROM current_state c JOIN events e ON e.event_id = c.event_id \
-       WHERE c.room_id = r.room_id AND c.state_key = '') s \
-     WHERE r.room_id = $1";
+       s.name, s.topic, s.alias, s.avatar, s.join_rules, s.hv, s.guests, s.room_type, s.encryption \
+     FROM rooms r ",
+    room_state_summary!(),
+    "WHERE r.room_id = $1"
+);
 const SELECT_MEMBERSHIP: &str = "SELECT membership FROM memberships WHERE user_id = $1 AND room_id = $2";
 const JOINED_ANY: &str =
     "SELECT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1 AND room_id = ANY($2) AND membership = 'join')";

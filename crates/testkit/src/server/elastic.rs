@@ -2,11 +2,10 @@
 //! registry (`sync.discovery = "redis"`), and a test adds workers and stops them the way a
 //! rolling update or a scale-down does.
 
-use trellis_core::config::{BusBackend, Role, SyncDiscovery};
-use trellis_homeserver::{Listeners, Node};
-use trellis_storage::testing::TestDb;
+use trellis_core::config::{Role, SyncDiscovery};
+use trellis_homeserver::Node;
 
-use super::{Mode, TestServer, free};
+use super::{Mode, TestServer, split_base, start_gateway, start_service};
 
 /// Fast renewals so that registry changes show within a test's patience.
 const HEARTBEAT_MS: u64 = 100;
@@ -15,25 +14,17 @@ impl TestServer {
     /// Auth, rooms and media on their own gRPC ports, `workers` sync workers registered in
     /// Redis, and one gateway following the registry.
     pub async fn split_elastic(workers: usize) -> TestServer {
-        crate::init_logging();
         let redis = std::env::var("TRELLIS_TEST_REDIS_URL")
             .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
-        let db = TestDb::new().await.expect("test database");
-        let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
-        let mut base = TestServer::base_config(&db, &media_dir);
-        base.redis.url = Some(redis);
-        base.bus.backend = BusBackend::Redis;
+        let (db, media_dir, mut base) = split_base(redis).await;
         base.sync.discovery = SyncDiscovery::Redis;
         base.sync.heartbeat_ms = HEARTBEAT_MS;
 
         let mut nodes: Vec<(String, Node)> = Vec::new();
-        let mut urls = Vec::new();
+        let mut services = Vec::new();
         for (name, role) in [("auth", Role::Auth), ("rooms", Role::Rooms), ("media", Role::Media)] {
-            let mut c = base.clone();
-            c.roles = vec![role];
-            let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
-            let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
-            urls.push(format!("http://{}", node.grpc_addr.expect("grpc")));
+            let (url, node) = start_service(&base, name, role).await;
+            services.push(url);
             nodes.push((name.to_owned(), node));
         }
         let mut server = TestServer {
@@ -51,14 +42,8 @@ impl TestServer {
             server.add_sync_worker().await;
         }
 
-        let mut c = base;
-        c.roles = vec![Role::Gateway];
-        c.remote.auth = Some(urls[0].clone());
-        c.remote.rooms = Some(urls[1].clone());
-        c.remote.media = Some(urls[2].clone());
-        let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
-        let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
-        server.urls.push(format!("http://{}", node.http_addr.expect("http")));
+        let (url, node) = start_gateway(&base, &services, |_| {}).await;
+        server.urls.push(url);
         server.nodes.push(("gateway".to_owned(), node));
         server.until_metric("trellis_gateway_sync_workers", workers as f64).await;
         server
@@ -67,13 +52,11 @@ impl TestServer {
     /// Starts one more sync worker (`sync-N`, one past the highest running) and
     /// returns its name. It registers itself; a gateway picks it up within a heartbeat.
     pub async fn add_sync_worker(&mut self) -> String {
-        let mut c = self.sync_base.clone().expect("a split_elastic server");
-        c.roles = vec![Role::Sync];
+        let base = self.sync_base.as_ref().expect("a split_elastic server");
         // One past the highest running worker's number: names stay unique among live nodes.
         let next = self.nodes.iter().filter_map(|(name, _)| name.strip_prefix("sync-")?.parse::<usize>().ok()).max();
         let name = format!("sync-{}", next.map_or(0, |n| n + 1));
-        let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
-        let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+        let (_, node) = start_service(base, &name, Role::Sync).await;
         self.nodes.push((name.clone(), node));
         name
     }
