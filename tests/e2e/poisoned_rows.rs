@@ -6,7 +6,7 @@
 use serde_json::json;
 use trellis_testkit::{Client, TestServer, enc};
 
-both_modes!(stored_nul_breaks_no_read);
+both_modes!(stored_nul_breaks_no_read, stored_nul_breaks_no_sliding_read);
 
 /// Puts `\u0000` where every `POISON` stands in the stored events: their content, their
 /// `unsigned` data and their PDU.
@@ -169,5 +169,38 @@ async fn stored_nul_breaks_no_read(server: TestServer) {
     reads.check("PUT", &redact, redacted);
     alice.send_text(&room, "later", "still talking").await;
     reads.get(&bob, &format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&limit=5")).await;
+    assert!(reads.failed.is_empty(), "reads that failed:\n{}", reads.failed.join("\n"));
+}
+
+/// Sliding sync looks inside stored JSON to sort and filter its lists: the room type of each
+/// room's create event, the `via` of each space child. A poisoned create event or space child
+/// still leaves every list answered, with the room counted where it belongs.
+async fn stored_nul_breaks_no_sliding_read(server: TestServer) {
+    let mut alice = server.client();
+    alice.register("alice", "pw").await;
+    let space =
+        alice.create_room(json!({"name": "space", "creation_content": {"type": "m.space", "x": "POISON"}})).await;
+    let child = alice.create_room(json!({"name": "child", "creation_content": {"x": "POISON"}})).await;
+    let child_path = format!("/_matrix/client/v3/rooms/{}/state/m.space.child/{}", enc(&space), enc(&child));
+    alice.put(&child_path, json!({"via": ["localhost"], "x": "POISON"})).await.ok();
+    let touched = server
+        .sql(r"UPDATE events SET content = replace(content, 'POISON', '\u0000') WHERE content LIKE '%POISON%'")
+        .await;
+    assert!(touched >= 3, "poisoned {touched} rows");
+
+    let lists = |filters: serde_json::Value| json!({"ranges": [[0, 20]], "timeline_limit": 1, "filters": filters});
+    let req = json!({"lists": {
+        "all": lists(json!({})),
+        "in_space": lists(json!({"spaces": [space]})),
+        "spaces": lists(json!({"room_types": ["m.space"]})),
+    }});
+    let mut reads = Reads::default();
+    let body = reads.post(&alice, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", req).await;
+    let count = |name: &str| body["lists"][name]["count"].as_u64();
+    reads.expect(
+        [count("all"), count("in_space"), count("spaces")] == [Some(2), Some(1), Some(1)],
+        format!("the lists of a poisoned space and child: {body}"),
+    );
+    reads.expect(body["rooms"][&child].is_object(), format!("the child in the answer: {body}"));
     assert!(reads.failed.is_empty(), "reads that failed:\n{}", reads.failed.join("\n"));
 }

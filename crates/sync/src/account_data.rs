@@ -17,6 +17,8 @@ const LOCK_TAGS: &str =
     "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = 'm.tag' FOR UPDATE";
 const CHANGED: &str =
     "SELECT room_id, type, content FROM account_data WHERE user_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos";
+const OF_ROOMS: &str = "SELECT room_id, type, content FROM account_data \
+     WHERE user_id = $1 AND room_id = ANY($2) AND pos <= $3 ORDER BY pos";
 
 /// Longest account data type, in bytes.
 const MAX_TYPE_BYTES: usize = 255;
@@ -121,13 +123,12 @@ impl SyncWorker {
         let (mut global, mut rooms) = (Vec::new(), HashMap::<String, Vec<Value>>::new());
         for row in client.query(&stmt, &[&user, &since.unwrap_or(-1), &upto]).await? {
             let (room, kind, content): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-            let content: Value = if room.is_empty() && kind == crate::push_rules::PUSH_RULES {
+            let event = if room.is_empty() && kind == crate::push_rules::PUSH_RULES {
                 // Served merged over the current server defaults, like `GET /pushrules/`.
-                self.push_rules_content(user, Some(&content))
+                json!({ "type": kind, "content": self.push_rules_content(user, Some(&content)) })
             } else {
-                serde_json::from_str(&content).unwrap_or_else(|_| json!({}))
+                event(&kind, &content)
             };
-            let event = json!({ "type": kind, "content": content });
             if room.is_empty() {
                 global.push(event);
             } else {
@@ -142,10 +143,37 @@ impl SyncWorker {
         Ok((global, rooms))
     }
 
+    /// All account data of `rooms` written up to `upto`, per room (a room sent whole needs
+    /// only its own, not every room's).
+    pub(crate) async fn room_account_data(
+        &self,
+        client: &deadpool_postgres::Client,
+        user: &str,
+        rooms: &[&str],
+        upto: i64,
+    ) -> Result<HashMap<String, Vec<Value>>> {
+        let mut out = HashMap::<String, Vec<Value>>::new();
+        if rooms.is_empty() {
+            return Ok(out);
+        }
+        let stmt = client.prepare_cached(OF_ROOMS).await?;
+        for row in client.query(&stmt, &[&user, &rooms, &upto]).await? {
+            let (room, kind): (String, &str) = (row.get(0), row.get(1));
+            out.entry(room).or_default().push(event(kind, row.get(2)));
+        }
+        Ok(out)
+    }
+
     fn push_rules_content(&self, user: &str, stored: Option<&str>) -> Value {
         match ruma::UserId::parse(user) {
             Ok(uid) => crate::push_rules::content(&crate::push_rules::effective(&uid, stored)),
             Err(_) => json!({}),
         }
     }
+}
+
+/// An account data event: its type and stored content (`{}` if that is not JSON).
+fn event(kind: &str, content: &str) -> Value {
+    let content: Value = serde_json::from_str(content).unwrap_or_else(|_| json!({}));
+    json!({ "type": kind, "content": content })
 }

@@ -476,7 +476,7 @@ pub(crate) fn room_selected(room: &str, rooms: Option<&[ruma::OwnedRoomId]>, not
 }
 
 /// A stripped state event: only `type`, `state_key`, `content` and `sender`.
-fn stripped_json(e: &EventRow) -> String {
+pub(crate) fn stripped_json(e: &EventRow) -> String {
     let content: Value = serde_json::from_str(&e.content).unwrap_or_default();
     serde_json::json!({
         "type": e.kind,

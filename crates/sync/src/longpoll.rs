@@ -36,19 +36,7 @@ impl SyncWorker {
     #[tracing::instrument(level = "debug", skip_all, fields(user = %req.user_id, since = ?req.since))]
     pub(crate) async fn long_poll(&self, req: SyncRequest) -> Result<SyncResponse> {
         let started = Instant::now();
-        // Syncing marks the user online unless the client says otherwise (spec:
-        // `set_presence`); the refresh is throttled and usually costs nothing.
-        let presence = if req.set_presence.is_empty() { "online" } else { req.set_presence.as_str() };
-        if presence != "offline" {
-            let mark = trellis_proto::sync::SetPresenceRequest {
-                requester: req.user_id.clone(),
-                user_id: req.user_id.clone(),
-                presence: presence.to_owned(),
-                status_msg: None,
-                from_sync: true,
-            };
-            self.set_presence(mark).await?;
-        }
+        self.mark_syncing(&req.user_id, &req.set_presence).await?;
         let filter = self.resolve_filter(&req.user_id, req.filter.as_deref()).await?;
         let since = parse_since(req.since.as_deref())?;
         let poll = Poll {
@@ -202,17 +190,21 @@ impl SyncWorker {
                 self.park(poll, sub, memberships, exact);
                 return Ok(body);
             }
-            let wait = if self.bus.is_healthy() {
-                deadline.saturating_duration_since(tokio::time::Instant::now())
-            } else {
-                self.settings.degraded_poll.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            };
-            tokio::select! {
-                _ = sub.wait() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.shutdown.wait() => {}
-            }
+            self.wait_once(&sub, deadline).await;
             waited = true;
+        }
+    }
+
+    /// Waits for a wake-up of `sub`, the deadline or shutdown, whichever comes first (while the
+    /// bus is degraded, at most `degraded_poll`: wake-ups may be lost then). Whether `sub` woke
+    /// it.
+    pub(crate) async fn wait_once(&self, sub: &Subscription, deadline: tokio::time::Instant) -> bool {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = if self.bus.is_healthy() { left } else { self.settings.degraded_poll.min(left) };
+        tokio::select! {
+            _ = sub.wait() => true,
+            _ = tokio::time::sleep(wait) => false,
+            _ = self.shutdown.wait() => false,
         }
     }
 

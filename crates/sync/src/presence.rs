@@ -108,6 +108,24 @@ impl SyncWorker {
         Ok(Ack {})
     }
 
+    /// Reading a sync stream marks the user with the presence their client asks for (`""`:
+    /// online; spec: `set_presence`), unless that is `offline`. Throttled (see
+    /// `set_presence`): usually it costs nothing.
+    pub(crate) async fn mark_syncing(&self, user: &str, set_presence: &str) -> Result<()> {
+        let presence = if set_presence.is_empty() { "online" } else { set_presence };
+        if presence != "offline" {
+            let mark = SetPresenceRequest {
+                requester: user.to_owned(),
+                user_id: user.to_owned(),
+                presence: presence.to_owned(),
+                status_msg: None,
+                from_sync: true,
+            };
+            self.set_presence(mark).await?;
+        }
+        Ok(())
+    }
+
     /// Marks users who stopped syncing offline; returns how many.
     pub(crate) async fn expire_presence(&self) -> Result<usize> {
         let cutoff = now_ms() - OFFLINE_AFTER_MS;

@@ -80,19 +80,30 @@ pub async fn timelines(
     limit: i64,
     filter: &RoomEventFilter,
 ) -> Result<HashMap<String, Vec<EventRow>>> {
+    timelines_each(client, bounds, &vec![limit; bounds.len()], filter).await
+}
+
+/// Up to `limits[i]` events of room `bounds[i]` in its `(lo, hi]`, newest first, matching
+/// `filter` (rooms asking for few events read no more than that).
+pub async fn timelines_each(
+    client: &Client,
+    bounds: &[(String, i64, i64)],
+    limits: &[i64],
+    filter: &RoomEventFilter,
+) -> Result<HashMap<String, Vec<EventRow>>> {
     if bounds.is_empty() {
         return Ok(HashMap::new());
     }
     let (cond, params) = filter::conditions(filter, 5);
     let sql = format!(
-        "SELECT e.* FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(rid, lo, hi) CROSS JOIN LATERAL \
-         (SELECT {COLUMNS} FROM events WHERE room_id = r.rid AND pos > r.lo AND pos <= r.hi{cond} \
-          ORDER BY pos DESC LIMIT $4) e"
+        "SELECT e.* FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS r(rid, lo, hi, lim) \
+         CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE room_id = r.rid AND pos > r.lo AND pos <= r.hi{cond} \
+          ORDER BY pos DESC LIMIT r.lim) e"
     );
     let rooms: Vec<&str> = bounds.iter().map(|b| b.0.as_str()).collect();
     let los: Vec<i64> = bounds.iter().map(|b| b.1).collect();
     let his: Vec<i64> = bounds.iter().map(|b| b.2).collect();
-    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&rooms, &los, &his, &limit];
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&rooms, &los, &his, &limits];
     args.extend(params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
     grouped(client.query(&client.prepare_cached(&sql).await?, &args).await?)
 }
@@ -220,7 +231,8 @@ pub async fn pdus(client: &Client, event_ids: &[&str]) -> Result<HashMap<String,
         .collect())
 }
 
-fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
+/// Rows of events, by room, in their order.
+pub(crate) fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
     let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in rows {
         let ev = EventRow::from_row(&row);

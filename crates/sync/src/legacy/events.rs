@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use trellis_bus::{Channel, Subscription};
+use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream, StreamToken, time::now_ms};
-use trellis_proto::sync::{EventsRequest, SetPresenceRequest, SyncResponse};
+use trellis_proto::sync::{EventsRequest, SyncResponse};
 use trellis_storage::{
     events::{COLUMNS, EventRow, Viewer},
     visibility::{self, HistoryVisibility},
@@ -45,14 +45,7 @@ impl SyncWorker {
         let since = parse_since(req.from.as_deref())?;
         if !req.is_guest {
             // Like a sync, reading the stream marks the user online (throttled).
-            let mark = SetPresenceRequest {
-                requester: req.user_id.clone(),
-                user_id: req.user_id.clone(),
-                presence: "online".into(),
-                status_msg: None,
-                from_sync: true,
-            };
-            self.set_presence(mark).await?;
+            self.mark_syncing(&req.user_id, "online").await?;
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
@@ -78,18 +71,7 @@ impl SyncWorker {
                 let body = serde_json::json!({ "chunk": chunk, "start": since.to_string(), "end": end.to_string() });
                 return Ok(SyncResponse { body_json: body.to_string() });
             }
-            self.wait_until(&sub, deadline).await;
-        }
-    }
-
-    /// Waits for a wake-up, the deadline or shutdown (polling while the bus is degraded).
-    async fn wait_until(&self, sub: &Subscription, deadline: tokio::time::Instant) {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let wait = if self.bus.is_healthy() { left } else { self.settings.degraded_poll.min(left) };
-        tokio::select! {
-            _ = sub.wait() => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = self.shutdown.wait() => {}
+            self.wait_once(&sub, deadline).await;
         }
     }
 

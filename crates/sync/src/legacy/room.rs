@@ -19,8 +19,6 @@ const MEMBERSHIP: &str = "SELECT membership, pos, forgotten FROM memberships WHE
 const MEMBERS_PRESENCE: &str = "SELECT m.user_id, p.state, p.status_msg, p.last_active_ts, p.currently_active \
      FROM memberships m LEFT JOIN presence p ON p.user_id = m.user_id \
      WHERE m.room_id = $1 AND m.membership = 'join' ORDER BY m.user_id";
-const ROOM_ACCOUNT_DATA: &str =
-    "SELECT type, content FROM account_data WHERE user_id = $1 AND room_id = $2 ORDER BY pos";
 
 /// How the user reads the room.
 enum View {
@@ -72,15 +70,11 @@ impl SyncWorker {
                 (members_presence(&client, room).await?, receipts)
             }
         };
-        let account_data: Vec<Value> = client
-            .query(&client.prepare_cached(ROOM_ACCOUNT_DATA).await?, &[&user, &room])
+        let account_data = self
+            .room_account_data(&client, user, &[room], now.get(Stream::AccountData))
             .await?
-            .iter()
-            .map(|r| {
-                let content: Value = serde_json::from_str(r.get::<_, &str>(1)).unwrap_or_else(|_| json!({}));
-                json!({ "type": r.get::<_, &str>(0), "content": content })
-            })
-            .collect();
+            .remove(room)
+            .unwrap_or_default();
 
         let mut body = json!({
             "room_id": room,

@@ -44,7 +44,8 @@ const COMPACT: &str = "DELETE FROM sliding_rooms r WHERE connection_id = $1 AND 
       AND n.pos > r.pos AND n.pos <= $2)";
 const NEW_POSITION: &str =
     "INSERT INTO sliding_positions (connection_id, lists, created_ts) VALUES ($1, $2, $3) RETURNING pos";
-const ROOM: &str = "INSERT INTO sliding_rooms (connection_id, room_id, pos, state) VALUES ($1, $2, $3, $4)";
+const ROOMS_SENT: &str = "INSERT INTO sliding_rooms (connection_id, room_id, pos, state) \
+     SELECT $1, r.room_id, $2, r.state FROM unnest($3::text[], $4::text[]) AS r(room_id, state)";
 /// How often a connection answered without changes is marked used.
 const TOUCH_EVERY: Duration = Duration::from_secs(3600);
 const EXPIRE: &str = "DELETE FROM sliding_connections WHERE last_used_ts <= $1";
@@ -192,11 +193,16 @@ pub(crate) async fn store(
     };
     let lists = serde_json::to_string(&next.lists)?;
     let pos: i64 = tx.query_one(NEW_POSITION, &[&id, &lists, &now]).await?.get(0);
-    let stmt = tx.prepare_cached(ROOM).await?;
+    // Every changed room in one statement (a new connection's first answer may hold hundreds).
+    let (mut rooms, mut states) = (Vec::new(), Vec::new());
     for room in changed {
         if let Some(sent) = next.rooms.get(room) {
-            tx.execute(&stmt, &[&id, room, &pos, &serde_json::to_string(sent)?]).await?;
+            rooms.push(room.as_str());
+            states.push(serde_json::to_string(sent)?);
         }
+    }
+    if !rooms.is_empty() {
+        tx.execute(ROOMS_SENT, &[&id, &pos, &rooms, &states]).await?;
     }
     tx.commit().await?;
     next.id = id;

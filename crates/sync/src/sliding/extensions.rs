@@ -110,15 +110,10 @@ impl SyncWorker {
             let top = upto.get(Stream::AccountData);
             let (global, mut per_room) =
                 self.account_data_events(client, user, since(Stream::AccountData), top).await?;
-            let fresh: Vec<&String> = scoped.iter().filter(|r| rooms.initial.contains(*r)).collect();
+            let fresh: Vec<&str> = scoped.iter().filter(|r| rooms.initial.contains(*r)).map(String::as_str).collect();
             if from.is_some() && !fresh.is_empty() {
                 // Rooms new to the connection get all of their account data.
-                let (_, all) = self.account_data_events(client, user, None, top).await?;
-                for room in &fresh {
-                    if let Some(events) = all.get(*room) {
-                        per_room.insert((*room).clone(), events.clone());
-                    }
-                }
+                per_room.extend(self.room_account_data(client, user, &fresh, top).await?);
             }
             let mut ad = AccountData::default();
             ad.global = global.iter().map(|e| Raw::from_json(raw(e))).collect();

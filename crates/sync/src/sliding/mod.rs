@@ -23,7 +23,7 @@ use ruma::{UInt, api::client::sync::sync_events::v5::response::List as ListRespo
 use serde::Serialize;
 use trellis_bus::{Channel, Subscription};
 use trellis_core::{Result, StreamToken};
-use trellis_proto::sync::{SetPresenceRequest, SlidingSyncRequest, SlidingSyncResponse};
+use trellis_proto::sync::{SlidingSyncRequest, SlidingSyncResponse};
 
 use self::{
     connection::{Key, Pos, State},
@@ -52,7 +52,10 @@ struct Body {
 struct Answer {
     body: Body,
     next: State,
+    /// The rooms whose entries in `next` differ from the previous state's.
     changed: Vec<String>,
+    /// Whether a list count differs from the previous state's (or there is none).
+    lists_changed: bool,
     news: bool,
 }
 
@@ -69,17 +72,7 @@ impl SyncWorker {
             Some(p) => Some(connection::load(&self.pool.get().await?, &self.sliding, &key, p).await?),
             None => None,
         };
-        let presence = if req.set_presence.is_empty() { "online" } else { req.set_presence.as_str() };
-        if presence != "offline" {
-            let mark = SetPresenceRequest {
-                requester: user.to_owned(),
-                user_id: user.to_owned(),
-                presence: presence.to_owned(),
-                status_msg: None,
-                from_sync: true,
-            };
-            self.set_presence(mark).await?;
-        }
+        self.mark_syncing(user, &req.set_presence).await?;
 
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
@@ -120,7 +113,7 @@ impl SyncWorker {
                 self.sliding_answer(&client, (user, device), &asked, previous.as_deref(), members, &bounds).await?;
             let expired = tokio::time::Instant::now() >= deadline;
             if answer.news || previous.is_none() || expired || self.shutdown.is_triggered() {
-                let stored = match (&previous, answer.changed.is_empty() && !lists_changed(&previous, &answer.next)) {
+                let stored = match (&previous, answer.changed.is_empty() && !answer.lists_changed) {
                     (Some(prev), true) => {
                         connection::keep_alive(&client, &self.sliding, &key, prev).await?;
                         prev.pos
@@ -274,7 +267,7 @@ impl SyncWorker {
             }
         }
         next.lists = windows.iter().map(|(name, w)| (name.clone(), w.count)).collect();
-        let lists_news = previous.is_none_or(|p| p.lists != next.lists);
+        let lists_changed = previous.is_none_or(|p| p.lists != next.lists);
         let lists = windows
             .iter()
             .map(|(name, w)| {
@@ -283,29 +276,18 @@ impl SyncWorker {
                 (name.clone(), l)
             })
             .collect();
-        let news = !outcome.rooms.is_empty() || ext_news || lists_news;
+        let news = !outcome.rooms.is_empty() || ext_news || lists_changed;
         let body = Body { txn_id: None, pos: String::new(), lists, rooms: outcome.rooms, extensions };
-        Ok(Answer { body, next, changed, news })
+        Ok(Answer { body, next, changed, lists_changed, news })
     }
-}
-
-fn lists_changed(previous: &Option<Arc<State>>, next: &State) -> bool {
-    previous.as_ref().is_none_or(|p| p.lists != next.lists)
 }
 
 /// Waits for a wake-up that may concern the request (one the bus vouches carries nothing new
 /// after `upto` costs nothing), the deadline or shutdown.
 async fn wait_for_news(sub: &Subscription, upto: &StreamToken, deadline: tokio::time::Instant, worker: &SyncWorker) {
     loop {
-        let wait = if worker.bus.is_healthy() {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        } else {
-            worker.settings.degraded_poll.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
-        };
-        tokio::select! {
-            _ = sub.wait() => {}
-            _ = tokio::time::sleep(wait) => return,
-            _ = worker.shutdown.wait() => return,
+        if !worker.wait_once(sub, deadline).await {
+            return;
         }
         let news = sub.news_since(upto);
         if !news.known || !news.changes.is_empty() {

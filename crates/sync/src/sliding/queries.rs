@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use trellis_core::Result;
 use trellis_storage::events::{COLUMNS, EventRow};
 
-use crate::queries::Client;
+use crate::queries::{Client, grouped};
 
 /// A membership of the user, with the sender of its event (a leave sent by someone else is a
 /// kick, which keeps the room in the lists).
@@ -32,7 +32,7 @@ const FACTS: &str = "SELECT r.rid, \
           'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', 'm.beacon_info')), \
        EXISTS (SELECT 1 FROM current_state c WHERE c.room_id = r.rid AND c.type = 'm.room.encryption' \
           AND c.state_key = ''), \
-       (SELECT ev.content::jsonb->>'type' FROM current_state c JOIN events ev ON ev.event_id = c.event_id \
+       (SELECT trellis_jsonb(ev.content)->>'type' FROM current_state c JOIN events ev ON ev.event_id = c.event_id \
           WHERE c.room_id = r.rid AND c.type = 'm.room.create' AND c.state_key = '') \
      FROM unnest($1::text[]) AS r(rid)";
 
@@ -40,8 +40,9 @@ const DIRECT: &str = "SELECT content FROM account_data WHERE user_id = $1 AND ro
 
 /// The children of spaces: `m.space.child` state with a non-empty `via`.
 const CHILDREN: &str = "SELECT c.room_id, c.state_key FROM current_state c JOIN events e ON e.event_id = c.event_id \
-     WHERE c.room_id = ANY($1) AND c.type = 'm.space.child' AND jsonb_typeof(e.content::jsonb->'via') = 'array' \
-     AND jsonb_array_length(e.content::jsonb->'via') > 0";
+     WHERE c.room_id = ANY($1) AND c.type = 'm.space.child' \
+     AND jsonb_typeof(trellis_jsonb(e.content)->'via') = 'array' \
+     AND jsonb_array_length(trellis_jsonb(e.content)->'via') > 0";
 
 /// Rooms among `$1` with an event in `($2, $3]`.
 const ACTIVE: &str = "SELECT r.rid FROM unnest($1::text[]) AS r(rid) WHERE EXISTS \
@@ -153,13 +154,4 @@ pub(crate) async fn state_changes(client: &Client, rooms: &[(String, i64)]) -> R
     let ids: Vec<&str> = rooms.iter().map(|r| r.0.as_str()).collect();
     let afters: Vec<i64> = rooms.iter().map(|r| r.1).collect();
     grouped(client.query(&client.prepare_cached(&sql).await?, &[&ids, &afters]).await?)
-}
-
-fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
-    let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
-    for row in rows {
-        let ev = EventRow::from_row(&row);
-        out.entry(ev.room_id.clone()).or_default().push(ev);
-    }
-    Ok(out)
 }

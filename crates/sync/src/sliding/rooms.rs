@@ -13,7 +13,7 @@ use ruma::{
     api::client::sync::sync_events::v5::response::{Hero, Room},
     serde::Raw,
 };
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use trellis_core::{Result, StreamToken, time::now_ms};
 use trellis_storage::{
     erasure,
@@ -27,7 +27,7 @@ use super::{
     request::{MEMBER, RoomConfig},
     state::{self, Ask},
 };
-use crate::{SyncWorker, queries, timeline};
+use crate::{SyncWorker, compute::stripped_json, queries, response::raw, timeline};
 
 /// A room to answer for, with what the connection already sent of it.
 pub(crate) struct Plan<'a> {
@@ -62,28 +62,27 @@ impl SyncWorker {
     ) -> Result<Outcome> {
         let upto = bounds.upto.events;
         let joined_or_left = |p: &Plan| !matches!(p.candidate.member.membership.as_str(), "invite" | "knock");
-        // Timelines, one query for all rooms.
+        // Timelines, one query for all rooms, each read up to its own limit (one event more
+        // tells whether it is limited).
         let mut timeline_bounds = Vec::new();
-        let mut limit = 0i64;
+        let mut limits = Vec::new();
         for p in plans.iter().filter(|p| joined_or_left(p) && p.config.timeline_limit > 0) {
             let expanded = p.prev.is_some_and(|prev| prev.config.timeline_limit < p.config.timeline_limit);
             let lower = if p.initial || expanded { 0 } else { p.from };
             let hi = if p.candidate.member.membership == "join" { upto } else { p.candidate.member.pos.min(upto) };
             timeline_bounds.push((p.candidate.member.room_id.clone(), lower, hi));
-            limit = limit.max(i64::from(p.config.timeline_limit));
+            limits.push(i64::from(p.config.timeline_limit) + 1);
         }
-        let mut newest = queries::timelines(client, &timeline_bounds, limit + 1, &Default::default()).await?;
+        let mut newest = queries::timelines_each(client, &timeline_bounds, &limits, &Default::default()).await?;
         let synced: Vec<&str> = timeline_bounds.iter().map(|b| b.0.as_str()).collect();
         let histories = visibility::load(client, user, &synced).await?;
         let ignored = self
             .ignored_users(client, user, Some(bounds.upto.get(trellis_core::Stream::AccountData)), bounds.upto, &[])
             .await?;
         let mut windows: HashMap<String, timeline::Window> = HashMap::new();
-        for (room, lower, hi) in &timeline_bounds {
-            let plan = plans.iter().find(|p| &p.candidate.member.room_id == room).expect("planned");
-            let mut rows = newest.remove(room).unwrap_or_default();
-            let cap = plan.config.timeline_limit as usize;
-            rows.truncate(cap + 1);
+        for ((room, lower, hi), limit) in timeline_bounds.iter().zip(&limits) {
+            let rows = newest.remove(room).unwrap_or_default();
+            let cap = (limit - 1) as usize;
             let sight = timeline::Sight { user, history: histories.get(room), ignored: &ignored };
             let w = timeline::visible(client, room, (*lower, *hi), rows, cap, &Default::default(), &sight).await?;
             windows.insert(room.clone(), w);
@@ -135,6 +134,7 @@ impl SyncWorker {
         let hero_ids =
             if meta_rooms.is_empty() { HashMap::new() } else { queries::heroes(client, &meta_rooms, user).await? };
         let heroes = self.hero_profiles(client, &hero_ids).await?;
+        let meta: HashSet<&str> = meta_rooms.iter().copied().collect();
 
         let invites: Vec<(String, i64)> = plans
             .iter()
@@ -165,7 +165,7 @@ impl SyncWorker {
                 p.initial
                     || windows.get(*room).is_some_and(|w| !w.events.is_empty())
                     || found.get(*room).is_some_and(|f| !f.required.is_empty())
-                    || meta_rooms.contains(room)
+                    || meta.contains(room)
             })
             .map(|(_, room)| room.to_owned())
             .collect();
@@ -184,7 +184,7 @@ impl SyncWorker {
             if !joined_or_left(p)
                 && let Some(rows) = stripped.remove(room_id)
             {
-                room.invite_state = Some(rows.iter().map(|e| Raw::from_json(stripped_json(e))).collect());
+                room.invite_state = Some(rows.iter().map(|e| Raw::from_json(raw(stripped_json(e)))).collect());
                 news = true;
             }
             let window = windows.remove(room_id);
@@ -221,7 +221,7 @@ impl SyncWorker {
                 };
                 news = true;
             }
-            if meta_rooms.contains(&room_id) {
+            if meta.contains(room_id) {
                 let (joined, invited) = counts.get(room_id).copied().unwrap_or_default();
                 room.joined_count = UInt::new(joined);
                 room.invited_count = UInt::new(invited);
@@ -297,23 +297,7 @@ impl SyncWorker {
     }
 }
 
-fn raw(json: String) -> Box<RawValue> {
-    RawValue::from_string(json).expect("rendered events are valid JSON")
-}
-
 fn content_str(e: &EventRow, key: &str) -> Option<String> {
     let content: Value = serde_json::from_str(&e.content).ok()?;
     content[key].as_str().filter(|s| !s.is_empty()).map(str::to_owned)
-}
-
-/// A stripped state event: `type`, `state_key`, `content` and `sender`.
-fn stripped_json(e: &EventRow) -> Box<RawValue> {
-    let content: Value = serde_json::from_str(&e.content).unwrap_or_default();
-    let json = serde_json::json!({
-        "type": e.kind,
-        "state_key": e.state_key.as_deref().unwrap_or(""),
-        "content": content,
-        "sender": e.sender,
-    });
-    raw(json.to_string())
 }

@@ -95,14 +95,12 @@ pub(crate) async fn read(client: &Client, asks: &[Ask<'_>]) -> Result<HashMap<St
     }
 
     // Rooms the user is no longer in: their state as of the leave or ban.
-    for a in asks {
-        let Some(at) = a.left_at else { continue };
-        let after = a.held.map_or(0, |(after, _)| after);
-        let bounds = [(a.room.to_owned(), after, at + 1)];
-        let rows = state_between(client, &bounds, &RoomEventFilter::default(), Members::All)
-            .await?
-            .remove(a.room)
-            .unwrap_or_default();
+    let left: Vec<(&Ask, i64)> = asks.iter().filter_map(|a| a.left_at.map(|at| (a, at))).collect();
+    let bounds: Vec<(String, i64, i64)> =
+        left.iter().map(|(a, at)| (a.room.to_owned(), a.held.map_or(0, |(after, _)| after), at + 1)).collect();
+    let mut states = state_between(client, &bounds, &RoomEventFilter::default(), Members::All).await?;
+    for (a, _) in left {
+        let rows = states.remove(a.room).unwrap_or_default();
         let required = rows.iter().filter(|e| matches(a.required, e)).cloned().collect();
         out.insert(a.room.to_owned(), Found { required, changes: rows });
     }
