@@ -88,13 +88,13 @@ start() {
   start_role media 0 media
   start_role auth 1 auth
   start_role rooms 2 rooms
-  local sync_urls=() i
+  # Sync workers register themselves in Redis (sync.discovery = "redis"); gateways follow
+  # the registry, so workers can be added or stopped while everything runs.
+  local i
   for ((i = 0; i < workers; i++)); do
-    start_role "sync-$((i + 1))" "$((3 + i))" sync
-    sync_urls+=("\"http://127.0.0.1:$((BASE + 3 + i))\"")
+    start_role "sync-$((i + 1))" "$((3 + i))" sync TRELLIS_SYNC__DISCOVERY=redis
   done
-  local list host="${HTTP%:*}" port="${HTTP##*:}" gateway_addrs=() addr
-  list="[$(IFS=,; echo "${sync_urls[*]}")]"
+  local host="${HTTP%:*}" port="${HTTP##*:}" gateway_addrs=() addr
   for ((i = 0; i < gateways; i++)); do
     if [ "$gateways" -eq 1 ]; then addr="$HTTP"; else addr="$host:$((port + 1 + i))"; fi
     gateway_addrs+=("$addr")
@@ -103,7 +103,7 @@ start() {
       TRELLIS_REMOTE__AUTH="http://127.0.0.1:$((BASE + 1))" \
       TRELLIS_REMOTE__ROOMS="http://127.0.0.1:$((BASE + 2))" \
       TRELLIS_REMOTE__MEDIA="http://127.0.0.1:$BASE" \
-      TRELLIS_REMOTE__SYNC="$list" \
+      TRELLIS_SYNC__DISCOVERY=redis \
       TRELLIS_SYNC__BALANCE="$BALANCE"
   done
   if [ "$gateways" -gt 1 ]; then

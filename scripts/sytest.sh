@@ -107,6 +107,12 @@ if lost:
 EOF
 fi
 
+# What Synapse passes and Trellis does not, from Synapse's own run shipped with SyTest.
+if [ -f "$src/synapse-1hs.json" ]; then
+  perl "$work/suite/summarise.pl" --compare "$src/synapse-1hs.json" "$summary" > "$out/compare-synapse.txt" 2>&1 || true
+  echo "sytest: compared with Synapse: $out/compare-synapse.txt ($(grep -m1 '^Pass in baseline, not in current' "$out/compare-synapse.txt" || echo 'no comparison'))" >&2
+fi
+
 floor="$(tr -dc '0-9' < "$floor_file")"
 echo "sytest: $passed passed; the floor is $floor; results in $out" >&2
 if [ "$passed" -lt "$floor" ]; then

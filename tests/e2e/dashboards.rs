@@ -4,8 +4,7 @@
 
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
-use serde_json::json;
-use trellis_testkit::{TestServer, enc};
+use trellis_testkit::TestServer;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository root")
@@ -87,12 +86,7 @@ fn dashboards_query_metrics_the_code_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_deployment_exports_what_the_dashboards_show() {
     let server = TestServer::split().await;
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
+    let (alice, bob, room) = server.pair().await;
     let since = bob.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let poll = {
         let bob = bob.clone();

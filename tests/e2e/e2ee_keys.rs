@@ -16,25 +16,6 @@ both_modes!(
 
 const V3: &str = "/_matrix/client/v3";
 
-async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "pw").await;
-    c
-}
-
-fn device_keys(c: &Client) -> Value {
-    json!({
-        "user_id": c.user_id,
-        "device_id": c.device_id,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {
-            format!("curve25519:{}", c.device_id): "curvekey",
-            format!("ed25519:{}", c.device_id): "edkey",
-        },
-        "signatures": { c.user_id.clone(): { format!("ed25519:{}", c.device_id): "selfsig" } },
-    })
-}
-
 fn otk(n: u32) -> Value {
     json!({"key": format!("key{n}"), "signatures": {}})
 }
@@ -44,10 +25,10 @@ fn next(body: &Value) -> String {
 }
 
 async fn upload_query_and_claim_keys(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     // Keys for somebody else's device are refused.
-    let mut wrong = device_keys(&alice);
+    let mut wrong = alice.device_keys();
     wrong["device_id"] = json!("OTHER");
     alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": wrong})).await.err(400, "M_INVALID_PARAM");
 
@@ -55,7 +36,7 @@ async fn upload_query_and_claim_keys(server: TestServer) {
         .post(
             &format!("{V3}/keys/upload"),
             json!({
-                "device_keys": device_keys(&alice),
+                "device_keys": alice.device_keys(),
                 "one_time_keys": {"signed_curve25519:A1": otk(1), "signed_curve25519:A2": otk(2)},
             }),
         )
@@ -106,13 +87,13 @@ async fn upload_query_and_claim_keys(server: TestServer) {
 }
 
 async fn claims_fall_back_to_the_fallback_key(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     alice
         .post(
             &format!("{V3}/keys/upload"),
             json!({
-                "device_keys": device_keys(&alice),
+                "device_keys": alice.device_keys(),
                 "one_time_keys": {"signed_curve25519:O1": otk(1)},
                 "org.matrix.msc2732.fallback_keys": {"signed_curve25519:F1": {"key": "fb", "fallback": true}},
             }),
@@ -147,10 +128,10 @@ fn cs_key(user: &str, usage: &str, public: &str) -> Value {
 }
 
 async fn cross_signing_and_signatures(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": device_keys(&alice)})).await.ok();
-    bob.post(&format!("{V3}/keys/upload"), json!({"device_keys": device_keys(&bob)})).await.ok();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": alice.device_keys()})).await.ok();
+    bob.post(&format!("{V3}/keys/upload"), json!({"device_keys": bob.device_keys()})).await.ok();
     let keys = |c: &Client, tag: &str| {
         json!({
             "master_key": cs_key(&c.user_id, "master", &format!("{tag}MASTER")),
@@ -175,7 +156,7 @@ async fn cross_signing_and_signatures(server: TestServer) {
 
     // Signatures: alice's self-signing key signs her device; her user-signing key signs bob's
     // master key; a signature by a key that is not hers is refused.
-    let mut dev = device_keys(&alice);
+    let mut dev = alice.device_keys();
     dev["signatures"][&alice.user_id]["ed25519:ASSK"] = json!("ssk-sig");
     let mut bob_master = cs_key(&bob.user_id, "master", "BMASTER");
     bob_master["signatures"] = json!({alice.user_id.clone(): {"ed25519:AUSK": "usk-sig"}});
@@ -223,9 +204,9 @@ async fn cross_signing_and_signatures(server: TestServer) {
 }
 
 async fn device_list_changes_reach_room_members(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     let first = bob.sync(None, None, 0).await;
     // Bob joins: alice newly shares a room with him.
@@ -240,15 +221,16 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
         let since = since.clone();
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let started = std::time::Instant::now();
-    alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": device_keys(&alice)})).await.ok();
+    alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": alice.device_keys()})).await.ok();
     let woke = poll.await.unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "the long-poll was woken");
     assert_eq!(woke["device_lists"]["changed"], json!([alice.user_id]), "{woke}");
     // Carol shares no room with alice: her keys change nothing for bob... and alice's new
     // keys are none of carol's business.
-    carol.post(&format!("{V3}/keys/upload"), json!({"device_keys": device_keys(&carol)})).await.ok();
+    carol.post(&format!("{V3}/keys/upload"), json!({"device_keys": carol.device_keys()})).await.ok();
     let s = bob.sync(Some(&next(&woke)), None, 0).await;
     assert_eq!(s["device_lists"]["changed"], json!([]), "{s}");
 
@@ -269,7 +251,8 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
         let since = next(&s2);
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let started = std::time::Instant::now();
     alice2.post(&format!("{V3}/logout"), json!({})).await.ok();
     let s2 = poll.await.unwrap();
@@ -281,8 +264,8 @@ async fn device_list_changes_reach_room_members(server: TestServer) {
 }
 
 async fn to_device_messages(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let mut bob2 = server.client();
     bob2.login("bob", "pw").await;
     let b1 = bob.sync(None, None, 0).await;
@@ -294,7 +277,8 @@ async fn to_device_messages(server: TestServer) {
         let since = next(&b1);
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let send = |txn: &str, to: Value| {
         let path = format!("{V3}/sendToDevice/m.test/{txn}");
         let body = json!({"messages": {bob.user_id.clone(): to}});
@@ -350,14 +334,14 @@ async fn to_device_messages(server: TestServer) {
 /// The key counts ride on every sync of a device that has keys, including the long-polls
 /// woken by new messages (answered from the worker's cache).
 async fn key_counts_in_woken_syncs(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
     bob.post(
         &format!("{V3}/keys/upload"),
         json!({
-            "device_keys": device_keys(&bob),
+            "device_keys": bob.device_keys(),
             "one_time_keys": {"signed_curve25519:B1": otk(1), "signed_curve25519:B2": otk(2)},
             "fallback_keys": {"signed_curve25519:BF": otk(9)},
         }),

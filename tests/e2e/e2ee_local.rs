@@ -2,40 +2,24 @@
 //! name carries a port, the spec's required DeviceKeys fields, opaque key-backup data, and a
 //! device rename reaching the device lists of room members.
 
-use serde_json::{Value, json};
-use trellis_testkit::{Client, TestServer, enc};
+use serde_json::json;
+use trellis_testkit::{TestServer, enc};
 
 both_modes!(device_keys_need_every_field, key_backup_data_is_opaque, device_rename_reaches_room_members);
 
 const V3: &str = "/_matrix/client/v3";
 
-async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "pw").await;
-    c
-}
-
-fn device_keys(c: &Client) -> Value {
-    json!({
-        "user_id": c.user_id,
-        "device_id": c.device_id,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {format!("curve25519:{}", c.device_id): "curve", format!("ed25519:{}", c.device_id): "ed"},
-        "signatures": {c.user_id.clone(): {format!("ed25519:{}", c.device_id): "selfsig"}},
-    })
-}
-
 /// As SyTest runs a server: `127.0.0.1:8448`-like names, with a port.
 async fn keys_of_local_users_with_a_port(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     assert_eq!(alice.user_id, "@alice:localhost:8448");
-    let upload = json!({"device_keys": device_keys(&alice), "one_time_keys": {"signed_curve25519:K1": {"key": "k1"}}});
+    let upload = json!({"device_keys": alice.device_keys(), "one_time_keys": {"signed_curve25519:K1": {"key": "k1"}}});
     alice.post(&format!("{V3}/keys/upload"), upload).await.ok();
 
     let query = json!({"device_keys": {alice.user_id.clone(): [], bob.user_id.clone(): []}});
     let found = bob.post(&format!("{V3}/keys/query"), query).await.ok();
-    assert_eq!(found["device_keys"][&alice.user_id][&alice.device_id]["keys"], device_keys(&alice)["keys"], "{found}");
+    assert_eq!(found["device_keys"][&alice.user_id][&alice.device_id]["keys"], alice.device_keys()["keys"], "{found}");
     // Bob has no keys: he is there, with none.
     assert_eq!(found["device_keys"][&bob.user_id], json!({}), "{found}");
 
@@ -59,9 +43,9 @@ async fn keys_of_local_users_with_a_port_split() {
 }
 
 async fn device_keys_need_every_field(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     for missing in ["algorithms", "keys", "signatures"] {
-        let mut keys = device_keys(&alice);
+        let mut keys = alice.device_keys();
         keys.as_object_mut().unwrap().remove(missing);
         let body = json!({"device_keys": keys, "one_time_keys": {"my_algorithm:my_id_1": "KIhHVkAQ"}});
         alice.post(&format!("{V3}/keys/upload"), body).await.err(400, "M_BAD_JSON");
@@ -69,11 +53,11 @@ async fn device_keys_need_every_field(server: TestServer) {
     // Nothing of a refused upload was kept.
     let counts = alice.post(&format!("{V3}/keys/upload"), json!({})).await.ok();
     assert!(counts["one_time_key_counts"].get("my_algorithm").is_none(), "{counts}");
-    alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": device_keys(&alice)})).await.ok();
+    alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": alice.device_keys()})).await.ok();
 }
 
 async fn key_backup_data_is_opaque(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let create = json!({"algorithm": "m.megolm_backup.v1", "auth_data": "anopaquestring"});
     let version = alice.post(&format!("{V3}/room_keys/version"), create).await.ok()["version"].clone();
     let version = version.as_str().unwrap().to_owned();
@@ -103,8 +87,8 @@ async fn key_backup_data_is_opaque(server: TestServer) {
 }
 
 async fn device_rename_reaches_room_members(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
     let since = bob.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
@@ -114,7 +98,8 @@ async fn device_rename_reaches_room_members(server: TestServer) {
         let since = since.clone();
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     let started = std::time::Instant::now();
     let path = format!("{V3}/devices/{}", enc(&alice.device_id));
     alice.put(&path, json!({"display_name": "test display name"})).await.ok();

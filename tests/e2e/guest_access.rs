@@ -28,12 +28,6 @@ async fn guest(server: &TestServer) -> Client {
     c
 }
 
-async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "wordpass").await;
-    c
-}
-
 fn localpart(user_id: &str) -> &str {
     user_id.trim_start_matches('@').split(':').next().unwrap()
 }
@@ -83,7 +77,7 @@ async fn a_guest_reaches_only_the_guest_endpoints(server: TestServer) {
 }
 
 async fn guests_join_rooms_that_allow_them_and_leave_when_that_stops(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let g = guest(&server).await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     // Public, but not open to guests.
@@ -111,7 +105,7 @@ async fn guests_join_rooms_that_allow_them_and_leave_when_that_stops(server: Tes
 }
 
 async fn a_guest_peeks_into_world_readable_rooms(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let g = guest(&server).await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     alice.send_text(&room, "t1", "private").await;
@@ -153,7 +147,7 @@ async fn a_guest_peeks_into_world_readable_rooms(server: TestServer) {
 }
 
 async fn a_guest_upgrades_to_a_full_account(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let mut g = guest(&server).await;
     let other = guest(&server).await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
@@ -162,10 +156,10 @@ async fn a_guest_upgrades_to_a_full_account(server: TestServer) {
 
     let lp = localpart(&g.user_id).to_owned();
     // Another guest's token cannot claim this guest's name.
-    let steal = json!({"username": lp, "password": "wordpass", "guest_access_token": other.token});
+    let steal = json!({"username": lp, "password": "pw", "guest_access_token": other.token});
     server.client().post(&format!("{V3}/register"), steal).await.err(403, "M_FORBIDDEN");
 
-    let upgrade = json!({"username": lp, "password": "wordpass", "guest_access_token": g.token});
+    let upgrade = json!({"username": lp, "password": "pw", "guest_access_token": g.token});
     let challenge = server.client().post(&format!("{V3}/register"), upgrade.clone()).await;
     assert_eq!(challenge.status, 401, "{}", challenge.body);
     let mut done = upgrade.clone();
@@ -182,7 +176,7 @@ async fn a_guest_upgrades_to_a_full_account(server: TestServer) {
     assert_eq!(membership(&alice, &room, &g.user_id).await, "join", "no longer a guest: stays");
     // And it logs in with its password.
     let mut again = server.client();
-    again.login(&lp, "wordpass").await;
+    again.login(&lp, "pw").await;
 }
 
 mod disabled {

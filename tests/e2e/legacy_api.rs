@@ -22,14 +22,12 @@ const V1: &str = "/_matrix/client/api/v1";
 
 async fn register_v1(c: &mut Client, user: &str) {
     let reg = c
-        .post(&format!("{V1}/register"), json!({"user": user, "password": "wordpass", "type": "m.login.password"}))
+        .post(&format!("{V1}/register"), json!({"user": user, "password": "pw", "type": "m.login.password"}))
         .await
         .ok();
     assert_eq!(reg["user_id"], format!("@{user}:localhost"));
-    let login = c
-        .post(&format!("{V1}/login"), json!({"type": "m.login.password", "user": user, "password": "wordpass"}))
-        .await
-        .ok();
+    let login =
+        c.post(&format!("{V1}/login"), json!({"type": "m.login.password", "user": user, "password": "pw"})).await.ok();
     c.token = login["access_token"].as_str().map(str::to_owned);
     c.user_id = login["user_id"].as_str().unwrap().to_owned();
 }
@@ -80,7 +78,8 @@ async fn the_first_tutorial(server: TestServer) {
             panic!("no message in the event stream")
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     alice
         .post(
             &format!("{V1}/rooms/{}/send/m.room.message", enc(&room)),
@@ -103,12 +102,6 @@ async fn the_first_tutorial(server: TestServer) {
 
 const V3: &str = "/_matrix/client/v3";
 
-async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "wordpass").await;
-    c
-}
-
 fn room_of<'a>(init: &'a Value, room: &str) -> &'a Value {
     init["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == room).unwrap_or_else(|| panic!("{room}: {init}"))
 }
@@ -118,8 +111,8 @@ fn bodies(chunk: &Value) -> Vec<&str> {
 }
 
 async fn initial_sync_honours_limit_and_carries_receipts_presence_and_account_data(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let public = alice.create_room(json!({"visibility": "public", "preset": "public_chat"})).await;
     let private = alice.create_room(json!({})).await;
     bob.post(&format!("{V3}/join/{}", enc(&public)), json!({})).await.ok();
@@ -177,9 +170,9 @@ async fn initial_sync_honours_limit_and_carries_receipts_presence_and_account_da
 }
 
 async fn room_initial_sync_of_departed_and_world_readable_rooms(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
     alice.send_text(&room, "t1", "before").await;
@@ -224,7 +217,7 @@ async fn room_initial_sync_of_departed_and_world_readable_rooms(server: TestServ
 }
 
 async fn events_catch_up_in_order_with_account_data(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({})).await;
     let start = alice.get(&format!("{V3}/events?timeout=0")).await.ok()["end"].as_str().unwrap().to_owned();
     let mut sent = Vec::new();
@@ -266,7 +259,7 @@ async fn events_catch_up_in_order_with_account_data(server: TestServer) {
 }
 
 async fn events_refuse_bad_input(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     for bad in ["limit=-2", "limit=hello", "timeout=hello", "from=nonsense"] {
         alice.get(&format!("{V3}/events?{bad}")).await.err(400, "M_INVALID_PARAM");
     }
@@ -277,7 +270,7 @@ async fn events_refuse_bad_input(server: TestServer) {
 }
 
 async fn a_sync_token_pages_messages_forward(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({})).await;
     alice.send_text(&room, "t1", "1").await;
     let next = alice.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();

@@ -38,9 +38,11 @@ macro_rules! both_modes {
 
 mod bad_ids;
 mod bad_input;
+mod certs;
 mod client_startup;
 mod connections;
 mod dashboards;
+mod deploy_check;
 mod devices_account;
 mod e2ee_keys;
 mod e2ee_local;
@@ -70,11 +72,13 @@ mod rooms_support;
 mod search;
 mod server_info;
 mod spaces;
+mod sync_elastic;
 mod sync_features;
 mod sync_fidelity;
 mod sync_new_rooms;
 mod sync_resilience;
 mod sync_workers;
 mod telemetry;
+mod tls;
 mod tutorial;
 mod uia_register;

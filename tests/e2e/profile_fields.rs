@@ -5,8 +5,6 @@
 use serde_json::{Value, json};
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::user;
-
 both_modes!(custom_profile_fields, profile_field_limits_and_permissions);
 
 fn field(user: &str, key: &str) -> String {
@@ -14,8 +12,8 @@ fn field(user: &str, key: &str) -> String {
 }
 
 async fn custom_profile_fields(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     alice.put(&field(&alice.user_id, "m.tz"), json!({"m.tz": "Europe/Paris"})).await.ok();
     alice
         .put(&field(&alice.user_id, "com.example.pronouns"), json!({"com.example.pronouns": {"en": ["she"]}}))
@@ -58,8 +56,8 @@ async fn custom_profile_fields(server: TestServer) {
 }
 
 async fn profile_field_limits_and_permissions(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let me = alice.user_id.clone();
     bob.put(&field(&me, "m.tz"), json!({"m.tz": "UTC"})).await.err(403, "M_FORBIDDEN");
     bob.request("DELETE", &field(&me, "m.tz"), None).await.err(403, "M_FORBIDDEN");

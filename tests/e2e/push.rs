@@ -17,16 +17,6 @@ both_modes!(
     pushes_reach_the_gateway_with_a_retry,
 );
 
-async fn pair(server: &TestServer) -> (Client, Client, String) {
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
-    (alice, bob, room)
-}
-
 fn next(body: &Value) -> String {
     body["next_batch"].as_str().unwrap().to_owned()
 }
@@ -36,7 +26,7 @@ fn ids(rules: &Value, kind: &str) -> Vec<String> {
 }
 
 async fn default_rules_and_editing(server: TestServer) {
-    let (alice, _bob, _room) = pair(&server).await;
+    let (alice, _bob, _room) = server.pair().await;
     let all = alice.get("/_matrix/client/v3/pushrules/").await.ok();
     let global = &all["global"];
     assert!(ids(global, "override").contains(&".m.rule.master".to_owned()));
@@ -105,7 +95,7 @@ fn counts(body: &Value, room: &str) -> (Value, Value) {
 }
 
 async fn counts_follow_the_rules(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = next(&bob.sync(None, None, 0).await);
     alice.send_text(&room, "c1", "hello").await;
     alice.send_text(&room, "c2", "hey bob, look").await;
@@ -197,7 +187,7 @@ fn pusher(url: &str, pushkey: &str) -> Value {
 }
 
 async fn pushers_and_notifications(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let url = "http://127.0.0.1:9/_matrix/push/v1/notify";
     bob.post("/_matrix/client/v3/pushers/set", pusher(url, "key1")).await.ok();
     bob.post("/_matrix/client/v3/pushers/set", pusher(url, "key2")).await.ok();
@@ -297,7 +287,7 @@ async fn wait_for(gw: &Gateway, n: usize) -> Vec<Value> {
 }
 
 async fn pushes_reach_the_gateway_with_a_retry(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let (gw, url) = start_gateway(1).await;
     bob.post("/_matrix/client/v3/pushers/set", pusher(&url, "device-key")).await.ok();
     let event = alice.send_text(&room, "p1", "hi bob").await;

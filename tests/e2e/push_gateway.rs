@@ -11,7 +11,7 @@ use std::{
 
 use axum::{Json, Router, extract::State, routing::post};
 use serde_json::{Value, json};
-use trellis_testkit::{Client, TestServer, enc};
+use trellis_testkit::{TestServer, enc};
 
 both_modes!(pushes_as_the_gateway_sees_them, notifications_show_what_was_just_sent);
 
@@ -67,15 +67,9 @@ fn of_event(id: &str) -> impl Fn(&Value) -> bool + '_ {
     move |b: &Value| b["notification"]["event_id"] == id
 }
 
-async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "pw").await;
-    c
-}
-
 async fn pushes_as_the_gateway_sees_them(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let (gw, url) = Gateway::start().await;
     let room = alice.create_room(json!({"preset": "public_chat", "name": "Lunch"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
@@ -136,8 +130,8 @@ async fn pushes_as_the_gateway_sees_them(server: TestServer) {
 }
 
 async fn notifications_show_what_was_just_sent(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     for i in 0..3 {

@@ -4,13 +4,13 @@
 use serde_json::json;
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::{room_path, say, user};
+use crate::rooms_support::{room_path, say};
 
 both_modes!(reports_of_events_rooms_and_users);
 
 async fn reports_of_events_rooms_and_users(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     let event = say(&alice, &room, "rude").await;
     let report_event = room_path(&room, &format!("/report/{}", enc(&event)));

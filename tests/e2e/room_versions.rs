@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use trellis_testkit::{TestServer, enc, timeline_bodies};
 
-use crate::rooms_support::{room_path, say, user};
+use crate::rooms_support::{room_path, say};
 
 both_modes!(a_room_of_every_version, upgrades_across_event_id_formats, a_v12_creator_may_notify_the_room);
 
@@ -27,8 +27,8 @@ fn assert_event_id_shape(version: u32, id: &str) {
 }
 
 async fn a_room_of_every_version(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let since = bob.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let mut rooms = Vec::new();
     for version in 1..=12u32 {
@@ -76,8 +76,8 @@ async fn a_room_of_every_version(server: TestServer) {
 }
 
 async fn upgrades_across_event_id_formats(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let old = alice.create_room(json!({"preset": "public_chat", "room_alias_name": "hall", "room_version": "1"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&old)), json!({})).await.ok();
     alice.put(&room_path(&old, "/state/m.room.topic"), json!({"topic": "kept"})).await.ok();
@@ -150,8 +150,8 @@ async fn highlights(client: &trellis_testkit::Client, room: &str, want: u64) -> 
 /// `@room` needs the `notifications.room` level; a v12 creator, never listed in the power
 /// levels, outranks it.
 async fn a_v12_creator_may_notify_the_room(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat", "room_version": "12"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     let everyone = json!({"msgtype": "m.text", "body": "@room lunch", "m.mentions": {"room": true}});

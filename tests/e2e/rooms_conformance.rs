@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::{history, room_path, say, user};
+use crate::rooms_support::{history, room_path, say};
 
 both_modes!(
     joined_members_lists_both_profile_fields,
@@ -23,8 +23,8 @@ both_modes!(
 const V3: &str = "/_matrix/client/v3";
 
 async fn joined_members_lists_both_profile_fields(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let path = format!("{V3}/profile/{}/avatar_url", enc(&alice.user_id));
     alice.put(&path, json!({"avatar_url": "mxc://localhost/alice"})).await.ok();
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
@@ -40,9 +40,9 @@ async fn joined_members_lists_both_profile_fields(server: TestServer) {
 }
 
 async fn join_keeps_custom_content(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"preset": "public_chat", "room_alias_name": "custom"})).await;
 
     let by_id = bob.post(&format!("{V3}/join/{}", enc(&room)), json!({"foo": "bar", "membership": "leave"})).await;
@@ -61,13 +61,13 @@ async fn join_keeps_custom_content(server: TestServer) {
     assert_eq!(member["reason"], "hi");
 
     // Content that is not canonical JSON cannot go into an event.
-    let dave = user(&server, "dave").await;
+    let dave = server.user("dave").await;
     dave.post(&format!("{V3}/rooms/{}/join", enc(&room)), json!({"foo": 1.5})).await.err(400, "M_BAD_JSON");
 }
 
 async fn setting_identical_state_twice_makes_no_new_event(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room =
         alice.create_room(json!({"preset": "public_chat", "power_level_content_override": {"state_default": 0}})).await;
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
@@ -92,7 +92,7 @@ async fn setting_identical_state_twice_makes_no_new_event(server: TestServer) {
 }
 
 async fn transaction_ids_are_scoped_to_their_path(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let one = alice.create_room(json!({})).await;
     let two = alice.create_room(json!({})).await;
     let send = |room: &str, kind: &str| room_path(room, &format!("/send/{kind}/same-txn"));
@@ -121,8 +121,8 @@ async fn transaction_ids_are_scoped_to_their_path(server: TestServer) {
 }
 
 async fn redacting_an_event_of_another_room_is_refused(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let alices = alice.create_room(json!({})).await;
     let bobs = bob.create_room(json!({})).await;
     let event = say(&alice, &alices, "mine").await;
@@ -135,7 +135,7 @@ async fn redacting_an_event_of_another_room_is_refused(server: TestServer) {
 }
 
 async fn messages_pages_end_as_synapse_does(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({})).await;
     say(&alice, &room, "only").await;
     // The initial sync holds the whole room, unlimited; its `prev_batch` is where a client
@@ -170,10 +170,10 @@ async fn deactivate(client: &trellis_testkit::Client, body: Value) {
 }
 
 async fn erased_users_messages_are_hidden_from_later_joiners(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
-    let dave = user(&server, "dave").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let dave = server.user("dave").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
     let message = say(&alice, &room, "before erasure").await;
@@ -208,8 +208,8 @@ async fn directory_has(client: &trellis_testkit::Client, term: &str, user_id: &s
 }
 
 async fn user_directory_lists_members_of_public_rooms_only(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bobbyuniq").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bobbyuniq").await;
     let room = alice.create_room(json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
     bob.post(&format!("{V3}/join/{}", enc(&room)), json!({})).await.ok();
     // A private room shows Bob to Alice, but never Bob to himself.
@@ -230,7 +230,7 @@ async fn user_directory_lists_members_of_public_rooms_only(server: TestServer) {
 }
 
 async fn self_destructing_messages_expire(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({})).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let send = |txn: &str| room_path(&room, &format!("/send/m.room.message/{txn}"));

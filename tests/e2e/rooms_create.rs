@@ -3,13 +3,13 @@
 use serde_json::json;
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::{history, room_path, user};
+use crate::rooms_support::{history, room_path};
 
 both_modes!(room_versions_and_create_room, sending_limits_and_refusals);
 
 async fn room_versions_and_create_room(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let caps = alice.get("/_matrix/client/v3/capabilities").await.ok();
     let versions = &caps["capabilities"]["m.room_versions"];
     assert_eq!(versions["default"], "11");
@@ -93,8 +93,8 @@ async fn room_versions_and_create_room(server: TestServer) {
 }
 
 async fn sending_limits_and_refusals(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     let before = history(&alice, &room).await.as_array().unwrap().len();

@@ -3,7 +3,7 @@
 use serde_json::json;
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::{room_path, user};
+use crate::rooms_support::room_path;
 
 both_modes!(aliases_and_canonical_alias, published_room_directory);
 
@@ -12,8 +12,8 @@ fn alias_path(alias: &str) -> String {
 }
 
 async fn aliases_and_canonical_alias(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
 
     bob.put(&alias_path("#bobs:localhost"), json!({"room_id": room})).await.err(403, "M_FORBIDDEN");
@@ -26,7 +26,7 @@ async fn aliases_and_canonical_alias(server: TestServer) {
     assert_eq!(resolved, json!({"room_id": room, "servers": ["localhost"]}));
     let listed = bob.get(&room_path(&room, "/aliases")).await.ok();
     assert_eq!(listed["aliases"], json!(["#bobs:localhost", "#main:localhost"]));
-    let outsider = user(&server, "carol").await;
+    let outsider = server.user("carol").await;
     outsider.get(&room_path(&room, "/aliases")).await.err(403, "M_FORBIDDEN");
 
     let canonical = room_path(&room, "/state/m.room.canonical_alias");
@@ -42,8 +42,8 @@ async fn aliases_and_canonical_alias(server: TestServer) {
 }
 
 async fn published_room_directory(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let tea = alice
         .create_room(json!({"visibility": "public", "name": "Tea", "topic": "leaves", "room_alias_name": "tea"}))
         .await;

@@ -4,14 +4,14 @@
 use serde_json::json;
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::{bodies, history, room_path, say, user, v1_path};
+use crate::rooms_support::{bodies, history, room_path, say, v1_path};
 
 both_modes!(history_visibility_everywhere, redaction_everywhere, jump_to_date);
 
 async fn history_visibility_everywhere(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let eve = user(&server, "eve").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let eve = server.user("eve").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     alice
         .put(&room_path(&room, "/state/m.room.history_visibility"), json!({"history_visibility": "joined"}))
@@ -68,8 +68,8 @@ async fn history_visibility_everywhere(server: TestServer) {
 }
 
 async fn redaction_everywhere(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     let since = bob.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
@@ -116,8 +116,8 @@ async fn redaction_everywhere(server: TestServer) {
 
 /// `/timestamp_to_event`: the nearest event the user may see, in either direction.
 async fn jump_to_date(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     alice
         .put(&room_path(&room, "/state/m.room.history_visibility"), json!({"history_visibility": "joined"}))

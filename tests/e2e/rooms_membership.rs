@@ -5,14 +5,14 @@
 use serde_json::json;
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::{room_path, say, user};
+use crate::rooms_support::{room_path, say};
 
 both_modes!(membership_transitions, knocking_and_member_lists);
 
 async fn membership_transitions(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"room_alias_name": "club"})).await;
 
     // Reject an invite, then accept the next one through the alias (server_name ignored).
@@ -58,9 +58,9 @@ async fn membership_transitions(server: TestServer) {
 }
 
 async fn knocking_and_member_lists(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"room_alias_name": "door", "name": "Door"})).await;
     alice.put(&room_path(&room, "/state/m.room.join_rules"), json!({"join_rule": "knock"})).await.ok();
 
@@ -110,7 +110,7 @@ async fn knocking_and_member_lists(server: TestServer) {
     let joined = alice.get(&room_path(&room, "/joined_members")).await.ok();
     assert_eq!(joined["joined"]["@bob:localhost"]["display_name"], "Bobby");
     assert_eq!(joined["joined"].as_object().unwrap().len(), 2);
-    let outsider = user(&server, "dave").await;
+    let outsider = server.user("dave").await;
     outsider.get(&room_path(&room, "/members")).await.err(403, "M_FORBIDDEN");
     outsider.get(&room_path(&room, "/joined_members")).await.err(403, "M_FORBIDDEN");
 }

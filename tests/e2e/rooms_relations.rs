@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use trellis_testkit::{Client, TestServer, enc};
 
-use crate::rooms_support::{room_path, say, user, v1_path};
+use crate::rooms_support::{room_path, say, v1_path};
 
 both_modes!(relations_and_threads, room_upgrade);
 
@@ -17,8 +17,8 @@ fn ids(body: &Value) -> Vec<&str> {
 }
 
 async fn relations_and_threads(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     let root = say(&alice, &room, "root").await;
@@ -73,8 +73,8 @@ async fn relations_and_threads(server: TestServer) {
 }
 
 async fn room_upgrade(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let old = alice
         .create_room(json!({"preset": "public_chat", "name": "Hall", "room_alias_name": "hall", "room_version": "10"}))
         .await;

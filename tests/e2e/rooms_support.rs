@@ -1,14 +1,7 @@
 //! Helpers shared by the `rooms_*` scenarios: registered users and room paths.
 
 use serde_json::Value;
-use trellis_testkit::{Client, TestServer, enc};
-
-/// A registered client of the first gateway.
-pub async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "pw").await;
-    c
-}
+use trellis_testkit::{Client, enc};
 
 /// `/_matrix/client/v3/rooms/{room}{rest}`.
 pub fn room_path(room: &str, rest: &str) -> String {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use trellis_testkit::{Client, TestServer, enc};
 
-use crate::rooms_support::{room_path, say, user};
+use crate::rooms_support::{room_path, say};
 
 both_modes!(
     search_finds_messages_names_and_topics,
@@ -30,7 +30,7 @@ fn result_bodies(found: &Value) -> Vec<String> {
 }
 
 async fn search_finds_messages_names_and_topics(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({"name": "Gardening club", "topic": "Tomatoes and roses"})).await;
     say(&alice, &room, "the tomatoes are ripening").await;
     say(&alice, &room, "nothing to see").await;
@@ -61,7 +61,7 @@ async fn search_finds_messages_names_and_topics(server: TestServer) {
 }
 
 async fn search_pages_through_every_result_once(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({})).await;
     for i in 0..7 {
         say(&alice, &room, &format!("lemon number {i}")).await;
@@ -94,8 +94,8 @@ async fn search_pages_through_every_result_once(server: TestServer) {
 }
 
 async fn search_returns_context_state_and_groups(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let one = alice.create_room(json!({"preset": "public_chat", "name": "One"})).await;
     let two = alice.create_room(json!({"preset": "public_chat"})).await;
     for room in [&one, &two] {
@@ -134,8 +134,8 @@ async fn search_returns_context_state_and_groups(server: TestServer) {
 }
 
 async fn search_never_returns_what_the_searcher_may_not_see(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let private = alice.create_room(json!({})).await;
     say(&alice, &private, "secret banana").await;
     assert_eq!(search(&bob, json!({"search_term": "banana"})).await["count"], 0, "not a member");
@@ -167,9 +167,9 @@ async fn search_never_returns_what_the_searcher_may_not_see(server: TestServer) 
 }
 
 async fn search_hides_erased_users_from_later_joiners(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     say(&alice, &room, "mango secrets").await;
@@ -187,7 +187,7 @@ async fn search_hides_erased_users_from_later_joiners(server: TestServer) {
 }
 
 async fn search_refuses_bad_input(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let criteria = |c: Value| json!({"search_categories": {"room_events": c}});
     alice.post(SEARCH, criteria(json!({"search_term": "x", "order_by": "sideways"}))).await.err(400, "M_INVALID_PARAM");
     alice

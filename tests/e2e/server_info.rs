@@ -5,8 +5,6 @@
 use serde_json::json;
 use trellis_testkit::{TestServer, enc};
 
-use crate::rooms_support::user;
-
 both_modes!(versions_claim_what_is_served, support_is_absent_unless_configured, mutual_rooms_lists_shared_rooms);
 
 async fn versions_claim_what_is_served(server: TestServer) {
@@ -68,9 +66,9 @@ async fn support_from_config_split() {
 }
 
 async fn mutual_rooms_lists_shared_rooms(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let mut shared = Vec::new();
     for _ in 0..3 {
         let room = alice.create_room(json!({"preset": "public_chat"})).await;

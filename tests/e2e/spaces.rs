@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use trellis_testkit::{Client, TestServer, enc};
 
-use crate::rooms_support::{room_path, user, v1_path};
+use crate::rooms_support::{room_path, v1_path};
 
 both_modes!(hierarchy_walks_the_space_tree, hierarchy_refuses_bad_requests, room_summary_previews_rooms);
 
@@ -27,8 +27,8 @@ async fn hierarchy(client: &Client, space: &str, query: &str) -> Value {
 }
 
 async fn hierarchy_walks_the_space_tree(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let root = space(&alice, "Root", "public_chat").await;
     let sub = space(&alice, "Sub", "public_chat").await;
     let a = alice.create_room(json!({"name": "A", "preset": "public_chat", "topic": "about A"})).await;
@@ -73,8 +73,8 @@ async fn hierarchy_walks_the_space_tree(server: TestServer) {
 }
 
 async fn hierarchy_refuses_bad_requests(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let closed = space(&alice, "Closed", "private_chat").await;
     bob.get(&v1_path(&closed, "/hierarchy")).await.err(403, "M_FORBIDDEN");
     bob.get(&v1_path("!unknown:localhost", "/hierarchy")).await.err(403, "M_FORBIDDEN");
@@ -88,8 +88,8 @@ async fn hierarchy_refuses_bad_requests(server: TestServer) {
 }
 
 async fn room_summary_previews_rooms(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let public = alice
         .create_room(json!({"name": "Lobby", "topic": "Say hi", "preset": "public_chat", "room_alias_name": "lobby"}))
         .await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use trellis_testkit::{Client, TestServer, enc};
+use trellis_testkit::{TestServer, enc};
 
 both_modes!(
     history_visibility_forgetting_and_relations,
@@ -19,16 +19,6 @@ both_modes!(
     filters_shape_the_response,
 );
 
-async fn pair(server: &TestServer) -> (Client, Client, String) {
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
-    (alice, bob, room)
-}
-
 fn next(body: &Value) -> String {
     body["next_batch"].as_str().unwrap().to_owned()
 }
@@ -38,7 +28,7 @@ fn ephemeral<'a>(body: &'a Value, room: &str, kind: &str) -> Option<&'a Value> {
 }
 
 async fn typing_and_receipts(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = next(&bob.sync(None, None, 0).await);
 
     alice
@@ -121,7 +111,7 @@ async fn typing_and_receipts(server: TestServer) {
 }
 
 async fn unread_counts_rise_and_fall(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = next(&bob.sync(None, None, 0).await);
     alice.send_text(&room, "u1", "one").await;
     alice.send_text(&room, "u2", "hey bob, look").await;
@@ -150,7 +140,7 @@ async fn unread_counts_rise_and_fall(server: TestServer) {
 }
 
 async fn account_data_and_tags(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = next(&alice.sync(None, None, 0).await);
     let me = enc(&alice.user_id);
     alice
@@ -201,7 +191,7 @@ async fn account_data_and_tags(server: TestServer) {
 }
 
 async fn presence_between_room_members(server: TestServer) {
-    let (alice, bob, _room) = pair(&server).await;
+    let (alice, bob, _room) = server.pair().await;
     let mut carol = server.client();
     carol.register("carol", "pw").await;
     let since = next(&bob.sync(None, None, 0).await);
@@ -273,7 +263,7 @@ async fn lazy_loaded_members(server: TestServer) {
 }
 
 async fn filters_shape_the_response(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     bob.send_text(&room, "f1", "hello").await;
     let filter = json!({
         "event_fields": ["type", "content.body", "sender"],
@@ -352,7 +342,7 @@ async fn history_visibility_forgetting_and_relations(server: TestServer) {
 }
 
 async fn woken_long_polls_take_the_fast_path(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let metric = |text: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with("trellis_sync_fast_responses_total"))
@@ -383,7 +373,7 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
 
 /// `trellis_sync_open_longpolls` follows the long-polls the workers hold.
 async fn open_long_polls_are_counted(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = next(&bob.sync(None, None, 0).await);
     server.until_metric("trellis_sync_open_longpolls", 0.0).await;
     let polls: Vec<_> = (0..3)
@@ -403,7 +393,7 @@ async fn open_long_polls_are_counted(server: TestServer) {
 /// Receipts, typing and presence in a room wake its members' long-polls, which answer from the
 /// worker's shared windows: right content, private receipts kept private, unread counts kept.
 async fn receipts_typing_and_presence_reach_woken_polls_from_memory(server: TestServer) {
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let event = alice.send_text(&room, "w0", "hello bob").await;
     let metric = |text: &str| -> f64 {
         text.lines()

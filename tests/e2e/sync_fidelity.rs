@@ -17,12 +17,6 @@ both_modes!(
     federation_format_carries_event_ids,
 );
 
-async fn user(server: &TestServer, name: &str) -> Client {
-    let mut c = server.client();
-    c.register(name, "pw").await;
-    c
-}
-
 fn next(body: &Value) -> String {
     body["next_batch"].as_str().unwrap().to_owned()
 }
@@ -61,8 +55,8 @@ async fn sync_until(client: &Client, since: &str, filter: Option<&Value>, done: 
 }
 
 async fn a_join_brings_presence_and_a_limited_timeline(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     let status = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
     alice.put(&status, json!({"presence": "unavailable", "status_msg": "at lunch"})).await.ok();
@@ -91,9 +85,9 @@ async fn a_join_brings_presence_and_a_limited_timeline(server: TestServer) {
 }
 
 async fn current_state_shows_through_private_history(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice
         .create_room(json!({
             "preset": "public_chat",
@@ -145,10 +139,10 @@ fn members(body: &Value, room: &str) -> Vec<(String, String)> {
 }
 
 async fn gappy_lazy_syncs_carry_the_gaps_member_changes(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
-    let dave = user(&server, "dave").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let dave = server.user("dave").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     join(&bob, &room).await;
     join(&carol, &room).await;
@@ -185,9 +179,9 @@ async fn gappy_lazy_syncs_carry_the_gaps_member_changes(server: TestServer) {
 }
 
 async fn ignored_users_are_left_out(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
-    let carol = user(&server, "carol").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     join(&bob, &room).await;
     join(&carol, &room).await;
@@ -247,8 +241,8 @@ async fn ignored_users_are_left_out(server: TestServer) {
 }
 
 async fn named_rooms_have_counts_but_no_heroes(server: TestServer) {
-    let alice = user(&server, "alice").await;
-    let bob = user(&server, "bob").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
     let named = alice.create_room(json!({"preset": "public_chat", "name": "Lunch"})).await;
     let unnamed = alice.create_room(json!({"preset": "public_chat"})).await;
     join(&bob, &named).await;
@@ -263,7 +257,7 @@ async fn named_rooms_have_counts_but_no_heroes(server: TestServer) {
     // A name removed (emptied) brings the heroes back.
     let since = next(&body);
     alice.put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&named)), json!({"name": ""})).await.ok();
-    let carol = user(&server, "carol").await;
+    let carol = server.user("carol").await;
     join(&carol, &named).await;
     let body = sync_until(&alice, &since, None, |b| {
         b["rooms"]["join"][&named]["summary"]["m.joined_member_count"] == json!(3)
@@ -273,7 +267,7 @@ async fn named_rooms_have_counts_but_no_heroes(server: TestServer) {
 }
 
 async fn federation_format_carries_event_ids(server: TestServer) {
-    let alice = user(&server, "alice").await;
+    let alice = server.user("alice").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     let sent = alice.send_text(&room, "f1", "hello").await;
     let body = quiet_sync(&alice, None, Some(&json!({"event_format": "federation"})), 0).await;

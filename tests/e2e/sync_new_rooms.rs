@@ -53,16 +53,8 @@ fn state_types(body: &Value, room: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn users(server: &TestServer) -> (Client, Client) {
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    (alice, bob)
-}
-
 async fn messages_sent_before_an_invitee_joins_are_in_the_join_sync(server: TestServer) {
-    let (alice, bob) = users(&server).await;
+    let (alice, bob) = (server.user("alice").await, server.user("bob").await);
     let room = alice.create_room(json!({"preset": "private_chat", "name": "Before"})).await;
     let since = next(&bob.sync(None, None, 0).await);
     alice.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), json!({"user_id": bob.user_id})).await.ok();
@@ -122,7 +114,7 @@ async fn messages_sent_before_an_invitee_joins_are_in_the_join_sync(server: Test
 }
 
 async fn a_rejoined_room_is_sent_whole(server: TestServer) {
-    let (alice, bob) = users(&server).await;
+    let (alice, bob) = (server.user("alice").await, server.user("bob").await);
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     alice.send_text(&room, "t0", "before").await;
@@ -140,7 +132,7 @@ async fn a_rejoined_room_is_sent_whole(server: TestServer) {
 }
 
 async fn a_room_joined_without_an_invite_is_sent_whole(server: TestServer) {
-    let (alice, bob) = users(&server).await;
+    let (alice, bob) = (server.user("alice").await, server.user("bob").await);
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     for i in 1..=3 {
         alice.send_text(&room, &format!("t{i}"), &format!("m{i}")).await;
@@ -158,7 +150,7 @@ async fn a_room_joined_without_an_invite_is_sent_whole(server: TestServer) {
 }
 
 async fn joined_visibility_still_hides_the_history(server: TestServer) {
-    let (alice, bob) = users(&server).await;
+    let (alice, bob) = (server.user("alice").await, server.user("bob").await);
     let room = alice
         .create_room(json!({
             "preset": "public_chat",

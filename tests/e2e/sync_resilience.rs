@@ -4,7 +4,6 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use serde_json::json;
 use trellis_testkit::{Client, TestServer, enc};
 
 /// Sends `n` numbered messages, paced.
@@ -52,20 +51,10 @@ fn assert_exactly_once(got: &[String], n: usize) {
     assert_eq!(got, expected.as_slice(), "every message exactly once, in order");
 }
 
-async fn setup(server: &TestServer) -> (Client, Client, String) {
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
-    (alice, bob, room)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_worker_killed_mid_stream_loses_nothing() {
     let mut server = TestServer::split().await;
-    let (alice, bob, room) = setup(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = alice.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let (to_worker_1, to_worker_0) = (server.urls[1].clone(), server.urls[0].clone());
     let sender = send_paced(bob, room.clone(), 40, Duration::from_millis(50));
@@ -96,7 +85,7 @@ async fn a_sync_worker_killed_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_stream_loses_nothing() {
     let mut server = TestServer::split_private_redis().await;
-    let (alice, bob, room) = setup(&server).await;
+    let (alice, bob, room) = server.pair().await;
     let since = alice.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let (a, b) = (server.urls[0].clone(), server.urls[1].clone());
     let sender = send_paced(bob, room.clone(), 40, Duration::from_millis(50));

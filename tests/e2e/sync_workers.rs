@@ -39,12 +39,7 @@ async fn collect(server: &TestServer, reader: &Client, since: String, expected: 
 }
 
 async fn alternating_long_polls_lose_nothing(server: TestServer) {
-    let mut alice = server.client();
-    alice.register("alice", "pw").await;
-    let mut bob = server.client();
-    bob.register("bob", "pw").await;
-    let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
+    let (alice, bob, room) = server.pair().await;
     let since = alice.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
 
     let sender = {

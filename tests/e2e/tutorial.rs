@@ -62,7 +62,8 @@ async fn tutorial_walk(server: TestServer) {
             (alice.sync(Some(&since), None, 30_000).await, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The long-poll is open (waiting on the worker) before anything is sent.
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     bob.send_text(&room, "b1", "hi alice").await;
     let (incremental, waited) = poll.await.unwrap();
     assert_eq!(timeline_bodies(&incremental, &room), vec!["hi alice"]);

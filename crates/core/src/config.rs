@@ -136,6 +136,28 @@ pub struct HttpConfig {
     /// Requests served on one connection before it is closed (`Connection: close`), so
     /// clients spread over gateways behind a balancer (0: no limit).
     pub max_requests_per_connection: u64,
+    /// Serve the client API over TLS (`https://`) on `listen`, with this certificate.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate for the client API, reloaded when its files change (a renewal needs no
+/// restart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub certificate: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// How often the files are looked at for a change, in milliseconds.
+    #[serde(default = "TlsConfig::default_reload_ms")]
+    pub reload_ms: u64,
+}
+
+impl TlsConfig {
+    fn default_reload_ms() -> u64 {
+        10_000
+    }
 }
 
 impl Default for HttpConfig {
@@ -151,6 +173,7 @@ impl Default for HttpConfig {
             body_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             max_requests_per_connection: 1_000,
+            tls: None,
         }
     }
 }
@@ -343,6 +366,19 @@ pub enum SyncBalance {
     RoundRobin,
 }
 
+/// Where a gateway finds the sync workers it spreads long-polls over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncDiscovery {
+    /// The fixed `remote.sync` list.
+    #[default]
+    Static,
+    /// The workers alive now: each registers its `sync.advertise_url` in Redis and renews it
+    /// every `sync.heartbeat_ms`; gateways follow the registry, so workers can be added and
+    /// removed without touching the gateways.
+    Redis,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
@@ -355,6 +391,13 @@ pub struct SyncConfig {
     /// them (new events still answer at once): in a busy room one response then carries
     /// many such changes instead of one each.
     pub ephemeral_batch_ms: u64,
+    pub discovery: SyncDiscovery,
+    /// A sync worker's gRPC URL as gateways reach it, registered with `discovery = "redis"`
+    /// (in Kubernetes, the pod IP: `http://$(POD_IP):50051`). Default: `http://` and
+    /// `grpc.listen`, when that names a specific address.
+    pub advertise_url: Option<String>,
+    /// How often a registered worker renews its entry; it lapses after three missed renewals.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -364,6 +407,9 @@ impl Default for SyncConfig {
             default_timeline_limit: 10,
             balance: SyncBalance::User,
             ephemeral_batch_ms: 200,
+            discovery: SyncDiscovery::Static,
+            advertise_url: None,
+            heartbeat_ms: 1_000,
         }
     }
 }

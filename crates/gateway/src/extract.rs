@@ -1,8 +1,8 @@
-//! Extractors: the requester (from `Authorization: Bearer` or `?access_token=`; a guest only
-//! on the endpoints `guest.rs` opens to guests), typed ruma
-//! requests (path, query and body parsed as the endpoint's metadata says), and raw JSON
-//! bodies. Every rejection is a Matrix error: `M_MISSING_TOKEN`, `M_NOT_JSON`,
-//! `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
+//! The one extractor of an endpoint: [`Ruma`], its ruma request (path, query and body parsed
+//! as the endpoint's metadata says) with the requester its authentication scheme asks for
+//! (from `Authorization: Bearer` or `?access_token=`; a guest only on the endpoints
+//! `guest.rs` opens to guests). Every rejection is a Matrix error: `M_MISSING_TOKEN`,
+//! `M_NOT_JSON`, `M_BAD_JSON`, `M_INVALID_PARAM` or `M_TOO_LARGE`.
 
 use axum::{
     extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request},
@@ -13,7 +13,13 @@ use std::time::Duration;
 use axum::body::BodyDataStream;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ruma::api::{IncomingRequest, IncomingRequestExt, error::DeserializationError, error::FromHttpRequestError};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, Metadata,
+    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceTokenOptional, NoAccessToken, NoAuthentication},
+    client::{account::change_password, authenticated_media::get_media_preview, media},
+    error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
+};
 use trellis_core::{Error, ErrorCode};
 use trellis_proto::auth::AuthenticateRequest;
 
@@ -141,39 +147,105 @@ pub async fn linger(mut rest: BodyDataStream, limit: u64) {
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
-/// An endpoint request parsed by ruma from path, query and body.
-pub struct Ruma<T>(pub T);
+/// What an endpoint's authentication scheme (its ruma metadata) asks of a request, and who
+/// the request is from once that is done.
+pub trait Auth: Sized + Send + 'static {
+    /// The requester: [`Authed`] when a token is required, `Option<Authed>` when it is
+    /// optional (a token sent is still checked), `()` when the endpoint takes none.
+    type Requester: Send + 'static;
 
-impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
-    type Rejection = ApiError;
+    fn authenticate(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> impl Future<Output = Result<Self::Requester, ApiError>> + Send;
+}
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Ruma<T>, ApiError> {
-        parse_ruma(req, state).await.map(|(request, _)| Ruma(request))
+impl Auth for AccessToken {
+    type Requester = Authed;
+
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
+        <Authed as FromRequestParts<AppState>>::from_request_parts(parts, state).await
     }
 }
 
-/// An endpoint request parsed by ruma, with its body as a JSON object too: for the endpoints
-/// whose body may carry keys ruma does not model (custom member content on `/join`, as
-/// Synapse keeps it).
-pub struct RumaWithBody<T>(pub T, pub serde_json::Map<String, serde_json::Value>);
+impl Auth for AccessTokenOptional {
+    type Requester = Option<Authed>;
 
-impl<T: IncomingRequest + Send> FromRequest<AppState> for RumaWithBody<T> {
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Option<Authed>, ApiError> {
+        <Authed as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await
+    }
+}
+
+/// Endpoints open to anyone; a token sent along is not looked at.
+macro_rules! no_auth {
+    ($($scheme:ty),*) => {$(
+        impl Auth for $scheme {
+            type Requester = ();
+
+            async fn authenticate(_: &mut Parts, _: &AppState) -> Result<(), ApiError> {
+                Ok(())
+            }
+        }
+    )*};
+}
+// `AppserviceTokenOptional` (register, login): Trellis has no application services, so an
+// appservice token is never looked for.
+no_auth!(NoAuthentication, NoAccessToken, AppserviceTokenOptional);
+
+/// An endpoint's request, parsed by ruma from path, query and body, with its requester as
+/// the endpoint's metadata asks (`A`, which a handler overrides only where Trellis
+/// authenticates otherwise than ruma's metadata says, with a comment saying why).
+pub struct Ruma<T: Metadata, A: Auth = <T as Metadata>::Authentication> {
+    pub body: T,
+    pub user: A::Requester,
+    /// Where the request came from (rate limits, a device's last-seen record).
+    pub origin: Origin,
+    /// The body as sent, for the few endpoints that keep keys ruma's type does not model.
+    pub json: Bytes,
+}
+
+impl<T: Metadata, A: Auth> Ruma<T, A> {
+    /// The body as a JSON object (`{}` when empty).
+    pub fn json_object(&self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        parse_object(&self.json)
+    }
+}
+
+impl<T: Metadata, A: Auth> std::ops::Deref for Ruma<T, A> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.body
+    }
+}
+
+impl<T: IncomingRequest + Send + 'static, A: Auth> FromRequest<AppState> for Ruma<T, A> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<RumaWithBody<T>, ApiError> {
-        let (request, bytes) = parse_ruma(req, state).await?;
-        Ok(RumaWithBody(request, parse_object(&bytes)?))
+    async fn from_request(req: Request, state: &AppState) -> Result<Ruma<T, A>, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        // Who asks comes first: a request without a valid token learns nothing about its body.
+        let user = A::authenticate(&mut parts, state).await?;
+        let origin = origin(&parts, state);
+        let (body, json) = parse_ruma(parts, body, state).await?;
+        Ok(Ruma { body, user, origin, json })
     }
 }
 
 /// Parses path, query and body as `T`'s metadata says; also hands back the body read.
-async fn parse_ruma<T: IncomingRequest>(req: Request, state: &AppState) -> Result<(T, Bytes), ApiError> {
-    let (mut parts, body) = req.into_parts();
+async fn parse_ruma<T: IncomingRequest + 'static>(
+    mut parts: Parts,
+    body: axum::body::Body,
+    state: &AppState,
+) -> Result<(T, Bytes), ApiError> {
     let params = RawPathParams::from_request_parts(&mut parts, state)
         .await
         .map_err(|_| Error::invalid_param("invalid path parameter"))?;
-    let args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = params.iter().map(|(_, v)| v).collect();
+    // A compatibility route may end before the endpoint's last parameters (a state event
+    // with an empty state key, `PUT /rooms/{roomId}/state/{eventType}`): they are empty.
+    let wanted = T::PATH_BUILDER.all_paths().next().map_or(0, |p| p.matches('{').count());
+    args.resize(wanted.max(args.len()), "");
     let mut bytes = body_bytes(body, state.settings.max_json_body_bytes).await?;
     // Clients (matrix-nio, curl) send bodiless POSTs to endpoints whose fields are all
     // optional; every endpoint reads that as `{}`, whether ruma's parser does or not.
@@ -181,13 +253,42 @@ async fn parse_ruma<T: IncomingRequest>(req: Request, state: &AppState) -> Resul
         bytes = Bytes::from_static(b"{}");
     }
     let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-    let parse = || T::try_from_http_request(request, &args).map_err(parse_error);
-    let parsed = crate::input::parse_or_refuse(parse)?;
+    let parse = || T::try_from_http_request(request, &args).map_err(parse_error::<T>);
+    let parsed = crate::input::parse_or_refuse(parse).map_err(ApiError)?;
     Ok((parsed, bytes))
 }
 
+/// The required fields whose absence Synapse answers with `M_MISSING_PARAM` (it checks them
+/// by hand), where ruma's parser would say `M_BAD_JSON`: by endpoint, the field.
+fn missing_param<T: 'static>() -> Option<&'static str> {
+    use std::any::TypeId;
+
+    use ruma::api::client::backup::*;
+    #[allow(deprecated)] // the legacy media endpoints are deprecated, and still served
+    let table = [
+        (TypeId::of::<crate::adjust::Uia<change_password::v3::Request>>(), "new_password"),
+        (TypeId::of::<get_media_preview::v1::Request>(), "url"),
+        (TypeId::of::<media::get_media_preview::v3::Request>(), "url"),
+        (TypeId::of::<get_backup_keys::v3::Request>(), "version"),
+        (TypeId::of::<get_backup_keys_for_room::v3::Request>(), "version"),
+        (TypeId::of::<get_backup_keys_for_session::v3::Request>(), "version"),
+        (TypeId::of::<add_backup_keys::v3::Request>(), "version"),
+        (TypeId::of::<add_backup_keys_for_room::v3::Request>(), "version"),
+        (TypeId::of::<add_backup_keys_for_session::v3::Request>(), "version"),
+        (TypeId::of::<delete_backup_keys::v3::Request>(), "version"),
+        (TypeId::of::<delete_backup_keys_for_room::v3::Request>(), "version"),
+        (TypeId::of::<delete_backup_keys_for_session::v3::Request>(), "version"),
+    ];
+    table.iter().find(|(t, _)| *t == TypeId::of::<T>()).map(|(_, field)| *field)
+}
+
 /// Maps ruma's parse failures to the spec's errcodes.
-fn parse_error(e: FromHttpRequestError) -> Error {
+fn parse_error<T: 'static>(e: FromHttpRequestError) -> Error {
+    if let Some(field) = missing_param::<T>()
+        && e.to_string().contains(&format!("missing field `{field}`"))
+    {
+        return Error::missing_param(format!("Missing parameter: {field}"));
+    }
     match e {
         FromHttpRequestError::Deserialization(DeserializationError::Json(j)) => match j.classify() {
             // A string that is no room version ID names a version this server does not have
@@ -216,8 +317,9 @@ fn is_unknown_room_version(e: &serde_json::Error) -> bool {
     text.starts_with("invalid value: string") && text.contains("expected a Matrix room version ID")
 }
 
-/// A JSON object body (for endpoints whose body ruma does not model, or models too strictly
-/// for older clients).
+/// A JSON object body, for the routes that are not `Ruma<T>`: compatibility shims ruma has
+/// no type for, and the endpoints whose body their service reads (keys, push rule writes,
+/// `pushers/set`).
 pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
 
 impl FromRequest<AppState> for JsonObject {
@@ -241,40 +343,35 @@ pub fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::
     }
 }
 
-/// Deserialises a field set from a JSON object, mapping failures to `M_BAD_JSON`.
-pub fn from_object<T: serde::de::DeserializeOwned>(
-    obj: serde_json::Map<String, serde_json::Value>,
-) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| ApiError(Error::bad_json(e.to_string())))
-}
-
-/// The client's IP address: the TCP peer, or with `http.x_forwarded_for` the address the
-/// proxy in front appended last to `X-Forwarded-For`.
-#[derive(Debug, Clone)]
-pub struct ClientIp(pub String);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientIp, Self::Rejection> {
-        Ok(ClientIp(client_ip(parts, state).unwrap_or_else(|| "unknown".to_owned())))
-    }
-}
-
-/// Where a request comes from, for a device's last-seen record: the client's address (see
-/// [`ClientIp`]; `None` without connect info) and its `User-Agent`.
+/// Where a request comes from, for a device's last-seen record and rate limits: the client's
+/// address (the TCP peer, or with `http.x_forwarded_for` the address the proxy in front
+/// appended last to `X-Forwarded-For`; `None` without connect info) and its `User-Agent`.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The `Host` the client reached.
+    pub host: Option<String>,
+}
+
+impl Origin {
+    /// The client's address, as the key of a per-address rate limit.
+    pub fn ip_or_unknown(&self) -> String {
+        self.ip.clone().unwrap_or_else(|| "unknown".to_owned())
+    }
 }
 
 impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
-        Ok(Origin { ip: client_ip(parts, state), user_agent: user_agent(parts) })
+        Ok(origin(parts, state))
     }
+}
+
+fn origin(parts: &Parts, state: &AppState) -> Origin {
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
+    Origin { ip: client_ip(parts, state), user_agent: user_agent(parts), host }
 }
 
 /// The request's `User-Agent`, if it sent a readable one.
@@ -282,7 +379,7 @@ fn user_agent(parts: &Parts) -> Option<String> {
     parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// See [`ClientIp`]; `None` when the server was started without connect info.
+/// See [`Origin`]; `None` when the server was started without connect info.
 fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
     if state.settings.x_forwarded_for
         && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())

@@ -3,6 +3,7 @@
 //! gateway depends only on `trellis-core` and `trellis-proto`: it cannot reach a database,
 //! Redis or a service's internals, only the service contracts.
 
+mod adjust;
 mod client;
 mod edge;
 mod error;

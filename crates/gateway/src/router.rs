@@ -11,7 +11,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     handler::Handler,
     http::{HeaderMap, Method, StatusCode},
     middleware::{self, Next},
@@ -19,11 +19,16 @@ use axum::{
     routing::{MethodFilter, on},
 };
 use opentelemetry::propagation::Extractor;
-use ruma::api::{Metadata, path_builder::PathBuilder};
+use ruma::api::{IncomingRequest, Metadata, path_builder::PathBuilder};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{AppState, GatewaySettings, Services, client, error::unrecognized};
+use crate::{
+    AppState, GatewaySettings, Services, client,
+    error::{ApiResult, unrecognized},
+    extract::{Auth, Ruma},
+    response::Reply,
+};
 
 /// The complete HTTP application.
 pub fn router(services: Services, settings: GatewaySettings) -> Router {
@@ -53,26 +58,88 @@ fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
 }
 
-/// Registration of ruma endpoints on all their paths.
-pub(crate) trait RumaRoutes {
-    fn ruma<T: Metadata, H, X>(self, handler: H) -> Self
+/// Registration of endpoint handlers on every historical path of their ruma metadata.
+///
+/// A handler is `async fn <endpoint>_route(s: AppState, req: Ruma<Request>) ->
+/// ApiResult<Response>`: the endpoint's request type in (authenticated as its metadata
+/// says), its response type out (or [`Rendered`](crate::response::Rendered) JSON standing
+/// for it); the method and paths come from the request type's metadata.
+pub(crate) trait RumaRoutes: Sized {
+    /// On the endpoint's own paths (r0, v3, v1, unstable: all its metadata lists).
+    fn ruma<T, A, F, Fut, O>(self, handler: F) -> Self
     where
-        H: Handler<X, AppState>,
-        X: 'static;
+        T: IncomingRequest + Send + 'static,
+        A: Auth,
+        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+        O: Reply<T::OutgoingResponse> + 'static,
+    {
+        self.ruma_on(paths_of::<T>(), handler)
+    }
+
+    /// On `paths` (the endpoint's own and any its metadata does not list; the caller says why).
+    fn ruma_on<T, A, F, Fut, O>(self, paths: Vec<String>, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        A: Auth,
+        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+        O: Reply<T::OutgoingResponse> + 'static;
+
+    /// A plain axum handler on endpoint `T`'s paths, for the endpoints whose body their
+    /// service still reads as JSON (keys, push rule writes, `pushers/set`: their services
+    /// decide the errcodes until their contracts are typed), whose query is read as Synapse
+    /// reads it (`/sync`), or that stream (media).
+    fn json_endpoint<T: Metadata, H: Handler<X, AppState>, X: 'static>(self, handler: H) -> Self {
+        self.json_endpoint_on::<T, H, X>(paths_of::<T>(), handler)
+    }
+
+    /// [`json_endpoint`](Self::json_endpoint) on `paths`.
+    fn json_endpoint_on<T: Metadata, H: Handler<X, AppState>, X: 'static>(self, paths: Vec<String>, handler: H)
+    -> Self;
 }
 
 impl RumaRoutes for Router<AppState> {
-    fn ruma<T: Metadata, H, X>(mut self, handler: H) -> Self
+    fn ruma_on<T, A, F, Fut, O>(mut self, paths: Vec<String>, handler: F) -> Self
     where
-        H: Handler<X, AppState>,
-        X: 'static,
+        T: IncomingRequest + Send + 'static,
+        A: Auth,
+        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+        O: Reply<T::OutgoingResponse> + 'static,
     {
         let filter = MethodFilter::try_from(T::METHOD).expect("endpoint methods are standard");
-        for path in T::PATH_BUILDER.all_paths() {
-            self = self.route(path, on(filter, handler.clone()));
+        let route = move |State(s): State<AppState>, req: Ruma<T, A>| {
+            let answer = handler(s, req);
+            async move {
+                match answer.await {
+                    Ok(reply) => reply.into_answer(),
+                    Err(e) => e.into_response(),
+                }
+            }
+        };
+        for path in paths {
+            self = self.route(&path, on(filter, route.clone()));
         }
         self
     }
+
+    fn json_endpoint_on<T: Metadata, H: Handler<X, AppState>, X: 'static>(
+        mut self,
+        paths: Vec<String>,
+        handler: H,
+    ) -> Self {
+        let filter = MethodFilter::try_from(T::METHOD).expect("endpoint methods are standard");
+        for path in paths {
+            self = self.route(&path, on(filter, handler.clone()));
+        }
+        self
+    }
+}
+
+/// The paths of endpoint `T`'s metadata.
+pub(crate) fn paths_of<T: Metadata>() -> Vec<String> {
+    T::PATH_BUILDER.all_paths().map(str::to_owned).collect()
 }
 
 async fn fallback(method: Method) -> Response {

@@ -56,7 +56,7 @@ pub enum Probe {
     Service { name: &'static str, channel: tonic::transport::Channel },
     /// The sync workers a gateway spreads long-polls over: one answering is enough, the
     /// gateway retries a call on another.
-    SyncWorkers(Vec<(String, tonic::transport::Channel)>),
+    SyncWorkers(Arc<crate::sync_directory::SyncDirectory>),
     /// The rooms event writer still holds its lock (its liveness hangs on this).
     Writer(Arc<trellis_rooms::Rooms>),
 }
@@ -119,7 +119,11 @@ impl Probe {
                 result
             }
             Probe::Service { channel, .. } => serving(channel.clone(), timeout).await,
-            Probe::SyncWorkers(workers) => {
+            Probe::SyncWorkers(directory) => {
+                let workers = directory.channels();
+                if workers.is_empty() {
+                    return Err("no sync worker is known".to_owned());
+                }
                 let answers = join_all(workers.iter().map(|(_, c)| serving(c.clone(), timeout))).await;
                 if answers.iter().any(Result::is_ok) {
                     return Ok(());
@@ -170,6 +174,16 @@ impl Health {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the process drains (at once if it already does).
+    pub async fn drained(&self) {
+        let mut reports = self.report.subscribe();
+        while !self.is_draining() {
+            if reports.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// From now on the process is not ready (it keeps serving what it is sent).

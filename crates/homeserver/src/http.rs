@@ -1,11 +1,12 @@
-//! The client-API HTTP server (HTTP/1.1 and h2c, as `axum::serve` serves them), hardened
+//! The client-API HTTP server (HTTP/1.1 and HTTP/2, in the clear or over TLS), hardened
 //! against connections that hold resources without using them: a cap on connections in total
 //! and from one client address (past it a connection is answered 503 or 429 and closed), a
 //! request head that must be complete within `http.header_timeout_ms` of its first byte, a
 //! body that may pause at most `http.body_timeout_ms`, a connection with nothing under way
 //! closed after `http.idle_timeout_ms` of silence, and keep-alive ended after
 //! `http.max_requests_per_connection` requests. A request in progress is never cut short:
-//! a `/sync` long-poll keeps its whole `timeout`.
+//! a `/sync` long-poll keeps its whole `timeout`. With `http.tls`, an admitted connection's
+//! handshake runs on its own task within `tls::HANDSHAKE_TIMEOUT`.
 
 use std::{
     collections::HashMap,
@@ -34,6 +35,7 @@ use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
     time::Instant,
 };
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 use trellis_core::{config::HttpConfig, shutdown::Shutdown};
@@ -76,8 +78,15 @@ fn open_file_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets open requests finish.
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutdown: Shutdown) {
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets open requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: Shutdown,
+) {
     let limits = Arc::new(limits);
     let admission = Arc::new(Admission::new(&limits));
     tracing::info!(max_connections = limits.max_connections, per_address = ?limits.per_address, "client connections capped");
@@ -106,9 +115,17 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         let conn = Connection { app: app.clone(), peer, limits: limits.clone(), shutdown: shutdown.clone() };
-        let open = open.clone();
+        let (open, tls) = (open.clone(), tls.clone());
         tokio::spawn(async move {
-            conn.run(tcp).await;
+            match tls {
+                None => conn.run(tcp).await,
+                Some(acceptor) => match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(stream)) => conn.run(stream).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
             drop((ticket, open));
         });
     }
@@ -224,9 +241,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, tcp: TcpStream) {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S) {
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched { inner: tcp, activity: activity.clone() });
+        let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
         let service = Requests {
             app: self.app,
             peer: self.peer,
@@ -347,13 +364,13 @@ impl Activity {
     }
 }
 
-/// The socket, noting every read and write in the connection's [`Activity`].
-struct Watched {
-    inner: TcpStream,
+/// The connection's stream, noting every read and write in its [`Activity`].
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -364,7 +381,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {

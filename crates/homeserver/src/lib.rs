@@ -7,6 +7,8 @@
 pub mod health;
 mod http;
 mod ops;
+mod sync_directory;
+mod tls;
 
 pub use ops::probe;
 
@@ -16,7 +18,7 @@ use anyhow::{Context, bail};
 use tokio::{net::TcpListener, task::JoinSet};
 use trellis_bus::{Bus, MemoryBus, RedisBus};
 use trellis_core::{
-    config::{BusBackend, Config, Role},
+    config::{BusBackend, Config, Role, SyncDiscovery},
     shutdown::{self, Shutdown, ShutdownTrigger},
 };
 use trellis_proto::{
@@ -25,7 +27,7 @@ use trellis_proto::{
     keys::{KeysGrpcClient, KeysGrpcServer, KeysService},
     media::{MediaGrpcClient, MediaGrpcServer, MediaService},
     rooms::{RoomsGrpcClient, RoomsGrpcServer, RoomsService},
-    sync::{SyncGrpcClient, SyncGrpcServer, SyncPool, SyncService},
+    sync::{SyncGrpcServer, SyncService},
 };
 
 use crate::health::{Health, Probe};
@@ -221,6 +223,13 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
             names.push(trellis_proto::pb::media::media_server::SERVICE_NAME);
         }
         grpc_health = Some(trellis_proto::health::add(&mut routes, names).await);
+        if local.sync.is_some() && config.sync.discovery == SyncDiscovery::Redis {
+            let url = sync_directory::advertise_url(config.sync.advertise_url.as_deref(), node_grpc)?;
+            let redis = config.redis.url.clone().context("sync.discovery = \"redis\" needs redis.url")?;
+            let every = Duration::from_millis(config.sync.heartbeat_ms.max(50));
+            let prefix = config.bus.channel_prefix.clone();
+            tasks.spawn(sync_directory::advertise(url, redis, prefix, every, health.clone(), shutdown.clone()));
+        }
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = trellis_proto::server::serve(listener, routes.routes(), stop).await {
@@ -244,7 +253,11 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
             })?,
             sync: match &local.sync {
                 Some(s) => s.clone(),
-                None => remote_sync(&config)?,
+                None => {
+                    let directory = sync_directory(&config, &shutdown, &mut tasks).await?;
+                    probes.push(Probe::SyncWorkers(directory.clone()));
+                    directory.pool()
+                }
             },
             media: pick(local.media.clone(), config.remote.media.as_deref(), "media", |u| {
                 Ok(Arc::new(MediaGrpcClient::connect(u)?))
@@ -254,7 +267,11 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         probes.extend(remote_probes(&config, &local)?);
         let app = trellis_gateway::router(services, trellis_gateway::GatewaySettings::from_config(&config));
         let limits = http::HttpLimits::from_config(&config.http);
-        tasks.spawn(http::serve(listener, app, limits, shutdown.clone()));
+        let tls = match &config.http.tls {
+            Some(tls) => Some(tls::acceptor(tls, shutdown.clone())?),
+            None => None,
+        };
+        tasks.spawn(http::serve(listener, app, limits, tls, shutdown.clone()));
     }
 
     tasks.spawn(health.clone().monitor(probes, grpc_health, pools, shutdown.clone()));
@@ -291,10 +308,6 @@ fn remote_probes(config: &Config, local: &Local) -> anyhow::Result<Vec<Probe>> {
             probes.push(Probe::Service { name, channel: trellis_proto::channel(url)? });
         }
     }
-    if local.sync.is_none() {
-        let workers = config.remote.sync.iter().map(|u| Ok((u.clone(), trellis_proto::channel(u)?)));
-        probes.push(Probe::SyncWorkers(workers.collect::<trellis_core::Result<_>>()?));
-    }
     Ok(probes)
 }
 
@@ -320,15 +333,30 @@ fn bus_backend(config: &Config) -> BusBackend {
     }
 }
 
-fn remote_sync(config: &Config) -> anyhow::Result<Arc<dyn SyncService>> {
-    if config.remote.sync.is_empty() {
-        bail!("the sync role is neither run here nor configured in remote.sync");
+/// A gateway's sync workers: the `remote.sync` list, or the registry of live workers
+/// (`sync.discovery = "redis"`), read once now and followed from then on.
+async fn sync_directory(
+    config: &Config,
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Arc<sync_directory::SyncDirectory>> {
+    let directory = sync_directory::SyncDirectory::new(config.sync.balance);
+    match config.sync.discovery {
+        SyncDiscovery::Static => {
+            if config.remote.sync.is_empty() {
+                bail!("the sync role is neither run here nor configured in remote.sync (or sync.discovery)");
+            }
+            directory.apply(&config.remote.sync)?;
+        }
+        SyncDiscovery::Redis => {
+            let redis = config.redis.url.clone().context("sync.discovery = \"redis\" needs redis.url")?;
+            let prefix = config.bus.channel_prefix.clone();
+            sync_directory::discover(&directory, &redis, &prefix).await.context("reading the sync worker registry")?;
+            let every = Duration::from_millis(config.sync.heartbeat_ms.max(50));
+            tasks.spawn(sync_directory::follow(directory.clone(), redis, prefix, every, shutdown.clone()));
+        }
     }
-    let mut workers: Vec<Arc<dyn SyncService>> = Vec::new();
-    for url in &config.remote.sync {
-        workers.push(Arc::new(SyncGrpcClient::connect(url)?));
-    }
-    Ok(Arc::new(SyncPool::new(workers, config.sync.balance)))
+    Ok(directory)
 }
 
 /// Rate-limit state: in this process for a monolith (it is the only gateway), in Redis when

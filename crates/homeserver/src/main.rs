@@ -1,7 +1,7 @@
-//! `trellis`: serve any set of roles, run migrations, print the effective configuration, or
-//! ask a running process whether it is healthy.
+//! `trellis`: serve any set of roles, run migrations, print the effective configuration, ask
+//! a running process whether it is healthy, or check a deployment from a client's side.
 
-use std::{path::PathBuf, time::Duration};
+use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -37,6 +37,26 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Check a deployment as clients see it — client well-known and its CORS header,
+    /// `/versions`, CORS preflight, login flows, TLS certificate and expiry, and with a test
+    /// account the media configuration and a sync round trip. One line per check with what
+    /// to fix; exit status 1 if any check failed. Works against any Matrix homeserver.
+    Check {
+        /// The server name (`example.org`) or the client API's URL (`https://matrix.example.org`).
+        url: String,
+        /// A test account's user ID or localpart, for the media and sync checks.
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        /// The test account's password (or set TRELLIS_CHECK_PASSWORD).
+        #[arg(long, env = "TRELLIS_CHECK_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Extra CA certificates (PEM) to trust, for a private CA.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Warn when the certificate expires within this many days.
+        #[arg(long, default_value_t = 14)]
+        expiry_warn_days: u64,
+    },
 }
 
 /// mimalloc returns freed memory to the OS: with the system allocator, the 19 MiB work area
@@ -58,8 +78,15 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let command = match cli.command {
+        // Needs no configuration: it checks any homeserver from the outside.
+        Command::Check { url, user, password, ca_file, expiry_warn_days } => {
+            return check(url, user, password, ca_file, expiry_warn_days).await;
+        }
+        command => command,
+    };
     let mut config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    match cli.command {
+    match command {
         Command::Config => {
             print!("{}", config.to_redacted_toml());
             Ok(())
@@ -71,6 +98,7 @@ async fn run() -> anyhow::Result<()> {
             println!("{applied} migration(s) applied");
             Ok(())
         }
+        Command::Check { .. } => unreachable!("handled before loading the configuration"),
         Command::Health { live } => {
             let addr = config.metrics_listen().context("metrics.listen is not set: no operations port to ask")?;
             let path = if live { "/health/live" } else { "/health/ready" };
@@ -121,6 +149,34 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn check(
+    url: String,
+    user: Option<String>,
+    password: Option<String>,
+    ca_file: Option<PathBuf>,
+    expiry_warn_days: u64,
+) -> anyhow::Result<()> {
+    let mut options = trellis_check::Options::new(url);
+    options.user = user;
+    options.password = password;
+    options.expiry_warn_days = expiry_warn_days;
+    if let Some(path) = ca_file {
+        options.ca_pem = Some(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    let findings = trellis_check::run(&options).await;
+    // Piped into `head` or `grep -q`, a closed stdout ends the listing, not the process.
+    let mut out = std::io::stdout().lock();
+    for finding in &findings {
+        if writeln!(out, "{}", finding.line()).is_err() {
+            break;
+        }
+    }
+    if !trellis_check::passed(&findings) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -14,6 +14,7 @@ pub mod server;
 pub mod status;
 pub mod sync;
 pub mod sync_calls;
+pub mod sync_pool;
 pub mod trace;
 
 /// Generated protobuf messages and tonic stubs, one module per package.

@@ -1,11 +1,11 @@
-//! The sync service contract, and [`SyncPool`]: one handle over several sync workers.
+//! The sync service contract (and, re-exported, [`SyncPool`]: one handle over several sync
+//! workers).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::Arc;
 
-use trellis_core::{config::SyncBalance, shutdown::Shutdown};
+use trellis_core::shutdown::Shutdown;
+
+pub use crate::sync_pool::SyncPool;
 
 pub use crate::pb::sync::*;
 
@@ -79,99 +79,4 @@ impl SyncGrpcServer {
         self.shutdown = Some(shutdown);
         self
     }
-}
-
-/// Spreads calls over several sync workers. Any worker can answer any call: tokens carry the
-/// whole position and PostgreSQL holds the truth, so the choice only affects warm caches. A
-/// worker that cannot be reached is skipped in favour of the next one.
-pub struct SyncPool {
-    workers: Vec<Arc<dyn SyncService>>,
-    balance: SyncBalance,
-    next: AtomicUsize,
-}
-
-impl SyncPool {
-    pub fn new(workers: Vec<Arc<dyn SyncService>>, balance: SyncBalance) -> SyncPool {
-        assert!(!workers.is_empty(), "a sync pool needs at least one worker");
-        SyncPool { workers, balance, next: AtomicUsize::new(0) }
-    }
-
-    fn first_choice(&self, user_id: &str) -> usize {
-        match self.balance {
-            SyncBalance::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed),
-            SyncBalance::User => {
-                // FNV-1a: stable across processes, so every gateway picks the same worker.
-                let mut h: u64 = 0xcbf29ce484222325;
-                for b in user_id.bytes() {
-                    h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-                }
-                h as usize
-            }
-        }
-    }
-
-    async fn call<T, F, Fut>(&self, user_id: &str, f: F) -> trellis_core::Result<T>
-    where
-        F: Fn(Arc<dyn SyncService>) -> Fut,
-        Fut: std::future::Future<Output = trellis_core::Result<T>>,
-    {
-        let start = self.first_choice(user_id);
-        let n = self.workers.len();
-        let mut last = None;
-        for i in 0..n {
-            let worker = self.workers[(start + i) % n].clone();
-            match f(worker).await {
-                // Only an unreachable or failing worker is retried elsewhere; a Matrix error is
-                // an answer.
-                Err(e) if (e.is_internal() || crate::status::is_unavailable(&e)) && i + 1 < n => {
-                    tracing::warn!(error = ?e, "sync worker failed; trying the next one");
-                    last = Some(e);
-                }
-                other => return other,
-            }
-        }
-        Err(last.unwrap_or_else(|| trellis_core::Error::internal("no sync worker")))
-    }
-}
-
-/// Every call goes to the worker chosen for the request's user.
-macro_rules! pooled {
-    ($($method:ident($Req:ty) -> $Resp:ty;)*) => {
-        #[async_trait::async_trait]
-        impl SyncService for SyncPool {
-            $(
-                async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp> {
-                    let user = req.user_id.clone();
-                    self.call(&user, |w| {
-                        let req = req.clone();
-                        async move { w.$method(req).await }
-                    })
-                    .await
-                }
-            )*
-        }
-    };
-}
-
-pooled! {
-    sync(SyncRequest) -> SyncResponse;
-    create_filter(CreateFilterRequest) -> CreateFilterResponse;
-    get_filter(GetFilterRequest) -> GetFilterResponse;
-    set_typing(SetTypingRequest) -> Ack;
-    post_receipt(PostReceiptRequest) -> Ack;
-    set_read_markers(ReadMarkersRequest) -> Ack;
-    get_account_data(GetAccountDataRequest) -> AccountDataResponse;
-    set_account_data(SetAccountDataRequest) -> Ack;
-    update_tag(UpdateTagRequest) -> Ack;
-    get_presence(GetPresenceRequest) -> PresenceResponse;
-    set_presence(SetPresenceRequest) -> Ack;
-    initial_sync(InitialSyncRequest) -> SyncResponse;
-    events(EventsRequest) -> SyncResponse;
-    room_initial_sync(RoomInitialSyncRequest) -> SyncResponse;
-    push_rules(PushRulesRequest) -> JsonResponse;
-    pushers(PushersRequest) -> JsonResponse;
-    delete_device_pushers(DeleteDevicePushersRequest) -> Ack;
-    notifications(NotificationsRequest) -> JsonResponse;
-    send_to_device(SendToDeviceRequest) -> Ack;
-    transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
 }

@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use tokio::time::{sleep, timeout};
 use tonic::service::Routes;
 use trellis_core::{ErrorCode, shutdown::Shutdown};
-use trellis_proto::{status::is_unavailable, sync::*};
+use trellis_proto::{status::is_unavailable, sync::*, sync_pool::PoolWorker};
 
 const STREAM: &str = "/trellis.sync.v1.Sync/SyncCalls";
 const UNARY: &str = "/trellis.sync.v1.Sync/Sync";
@@ -162,7 +162,11 @@ async fn a_stopping_worker_answers_what_it_holds_refuses_new_calls_and_stops() {
 
     // The pool takes an unavailable worker's calls elsewhere.
     let live: Arc<dyn SyncService> = Arc::new(SyncGrpcClient::connect(&live.url).unwrap());
-    let pool = SyncPool::new(vec![client, live], trellis_core::config::SyncBalance::RoundRobin);
+    let workers = vec![
+        PoolWorker { name: "stopping".into(), service: client },
+        PoolWorker { name: "live".into(), service: live },
+    ];
+    let pool = SyncPool::new(workers, trellis_core::config::SyncBalance::RoundRobin);
     for i in 0..4 {
         assert_eq!(pool.sync(call(&format!("echo:{i}"), 0)).await.unwrap().body_json, i.to_string());
     }

@@ -293,10 +293,10 @@ async fn listen_to_rooms(sub: &mut Subscription, memberships: &[queries::Members
 /// Counts a long-poll in `trellis_sync_open_longpolls` while it is open on this worker (what
 /// a horizontal autoscaler of sync workers watches). Added and taken away rather than set, so
 /// that several workers in one process add up.
-struct OpenPoll;
+pub(crate) struct OpenPoll;
 
 impl OpenPoll {
-    fn count() -> OpenPoll {
+    pub(crate) fn count() -> OpenPoll {
         metrics::gauge!("trellis_sync_open_longpolls").increment(1.0);
         OpenPoll
     }

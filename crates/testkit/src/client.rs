@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+/// The password of the users [`crate::TestServer::user`] registers.
+pub const PASSWORD: &str = "pw";
+
 /// An HTTP status and a JSON body.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -90,6 +93,26 @@ impl Client {
     }
     pub async fn put(&self, path: &str, body: Value) -> Reply {
         self.request("PUT", path, Some(body)).await
+    }
+
+    /// Joins a room by ID or alias; panics unless it worked.
+    pub async fn join(&self, room: &str) {
+        self.post(&format!("/_matrix/client/v3/join/{}", enc(room)), json!({})).await.ok();
+    }
+
+    /// Device keys for this device in the shape `/keys/upload` takes (placeholder key
+    /// material and signature).
+    pub fn device_keys(&self) -> Value {
+        json!({
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {
+                format!("curve25519:{}", self.device_id): "curvekey",
+                format!("ed25519:{}", self.device_id): "edkey",
+            },
+            "signatures": {self.user_id.clone(): {format!("ed25519:{}", self.device_id): "selfsig"}},
+        })
     }
 
     /// Registers through user-interactive auth (the 401 challenge, then `m.login.dummy`) and

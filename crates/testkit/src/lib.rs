@@ -6,7 +6,7 @@ mod client;
 pub mod proxy;
 mod server;
 
-pub use client::{Client, Reply, enc, timeline_bodies};
+pub use client::{Client, PASSWORD, Reply, enc, timeline_bodies};
 pub use server::{Mode, TestServer};
 pub use trellis_core::{
     config::{Config, SupportContact},

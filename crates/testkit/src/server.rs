@@ -7,7 +7,12 @@ use trellis_core::config::{BusBackend, Config, Role, SyncBalance};
 use trellis_homeserver::{Listeners, Node};
 use trellis_storage::testing::TestDb;
 
-use crate::{client::Client, proxy::TcpProxy};
+use crate::{
+    client::{Client, PASSWORD},
+    proxy::TcpProxy,
+};
+
+mod elastic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -28,6 +33,8 @@ pub struct TestServer {
     redis: Option<PrivateRedis>,
     /// Set when every node reaches PostgreSQL through a proxy the test can cut.
     db_proxy: Option<TcpProxy>,
+    /// `split_elastic` servers: the configuration a new sync worker starts with.
+    sync_base: Option<Config>,
 }
 
 /// A redis-server of this test alone, which the test may restart.
@@ -143,6 +150,7 @@ impl TestServer {
             media_dir,
             redis: None,
             db_proxy,
+            sync_base: None,
         }
     }
 
@@ -218,7 +226,17 @@ impl TestServer {
             nodes.push((format!("gateway-{i}"), node));
         }
         let pooled_url = urls.pop();
-        TestServer { mode: Mode::Split, urls, pooled_url, nodes, db, media_dir, redis: private, db_proxy: None }
+        TestServer {
+            mode: Mode::Split,
+            urls,
+            pooled_url,
+            nodes,
+            db,
+            media_dir,
+            redis: private,
+            db_proxy: None,
+            sync_base: None,
+        }
     }
 
     /// The first gateway.
@@ -234,6 +252,22 @@ impl TestServer {
     /// A client of the first gateway.
     pub fn client(&self) -> Client {
         Client::new(self.url())
+    }
+
+    /// A client of the first gateway signed in as a new user `name` (password [`PASSWORD`]).
+    pub async fn user(&self, name: &str) -> Client {
+        let mut c = self.client();
+        c.register(name, PASSWORD).await;
+        c
+    }
+
+    /// Two new users, `alice` and `bob`, both joined to a public room alice made.
+    pub async fn pair(&self) -> (Client, Client, String) {
+        let alice = self.user("alice").await;
+        let bob = self.user("bob").await;
+        let room = alice.create_room(serde_json::json!({"preset": "public_chat"})).await;
+        bob.join(&room).await;
+        (alice, bob, room)
     }
 
     pub fn database_url(&self) -> &str {

@@ -38,8 +38,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $own := dict "server_name" .Values.serverName "remote" (dict
       "auth" (printf "http://%s-auth:9100" $name)
       "rooms" (printf "http://%s-rooms:9100" $name)
-      "media" (printf "http://%s-media:9100" $name)
-      "sync" (list (printf "http://%s-sync:9100" $name))) -}}
+      "media" (printf "http://%s-media:9100" $name)) -}}
 {{- if .Values.publicBaseUrl -}}
 {{- $_ := set $own "public_baseurl" .Values.publicBaseUrl -}}
 {{- end -}}

@@ -1,15 +1,24 @@
 //! Accounts and sessions: register (with user-interactive auth, and the r0-era one-shot
 //! form), username availability, login, logout, whoami.
 
-use axum::{Json, Router, extract::State, http::Uri};
-use ruma::api::client::{
-    account::{get_username_availability, register, whoami},
-    session::{get_login_types, login, logout, logout_all},
-    uiaa::UserIdentifier,
+use axum::Router;
+use ruma::{
+    OwnedDeviceId, OwnedUserId,
+    api::client::{
+        account::{
+            get_username_availability,
+            register::{self, RegistrationKind},
+            whoami,
+        },
+        session::{
+            get_login_types::{self, v3::LoginType},
+            login, logout, logout_all,
+        },
+        uiaa::UserIdentifier,
+    },
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
-use trellis_core::{Error, ratelimit::Action};
+use serde::Serialize;
+use trellis_core::{Error, ErrorCode, ratelimit::Action};
 use trellis_proto::{
     auth::{CheckUsernameRequest, LoginRequest, LogoutRequest, RegisterRequest},
     sync::delete_device_pushers_request::Which,
@@ -17,46 +26,26 @@ use trellis_proto::{
 
 use super::{
     devices::{delete_pushers, these},
-    query,
+    stored_id,
 };
 use crate::{
     AppState,
+    adjust::Uia,
     error::{ApiError, ApiResult},
-    extract::{Authed, ClientIp, JsonObject, Origin, Ruma, from_object},
+    extract::{Authed, Ruma},
+    response::Rendered,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .ruma::<register::v3::Request, _, _>(register_route)
-        .ruma::<get_username_availability::v3::Request, _, _>(available_route)
-        .ruma::<get_login_types::v3::Request, _, _>(login_types_route)
-        .ruma::<login::v3::Request, _, _>(login_route)
-        .ruma::<logout::v3::Request, _, _>(logout_route)
-        .ruma::<logout_all::v3::Request, _, _>(logout_all_route)
-        .ruma::<whoami::v3::Request, _, _>(whoami_route)
-}
-
-#[derive(Deserialize, Default)]
-struct RegisterQuery {
-    kind: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct RegisterBody {
-    username: Option<String>,
-    password: Option<String>,
-    device_id: Option<String>,
-    initial_device_display_name: Option<String>,
-    #[serde(default)]
-    inhibit_login: bool,
-    auth: Option<Value>,
-    /// Upgrading a guest account: the guest's access token.
-    guest_access_token: Option<String>,
-    /// The r0-era one-shot form: `{"user": ..., "password": ..., "type": "m.login.password"}`.
-    user: Option<String>,
-    #[serde(rename = "type")]
-    login_type: Option<String>,
+        .ruma(register_route)
+        .ruma(get_username_availability_route)
+        .ruma(get_login_types_route)
+        .ruma(login_route)
+        .ruma(logout_route)
+        .ruma(logout_all_route)
+        .ruma(whoami_route)
 }
 
 /// # `POST /_matrix/client/v3/register`
@@ -65,89 +54,97 @@ struct RegisterBody {
 /// of user-interactive auth before that, and replays of a completed session, are free (as
 /// Synapse), so a script registering a few users never sees 429.
 async fn register_route(
-    State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
-    origin: Origin,
-    uri: Uri,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
+    s: AppState,
+    req: Ruma<Uia<register::v3::Request>>,
+) -> ApiResult<Rendered<register::v3::Response>> {
+    let ip = req.origin.ip_or_unknown();
     s.limit_check_only(Action::Register, &ip).await?;
-    let q: RegisterQuery = query(&uri)?;
-    let guest = match q.kind.as_deref() {
-        None | Some("user") => false,
-        Some("guest") => true,
-        Some(_) => return Err(ApiError(Error::invalid_param("kind must be user or guest"))),
+    let guest = match req.body.request.kind {
+        RegistrationKind::User => false,
+        RegistrationKind::Guest => true,
+        _ => return Err(ApiError(Error::invalid_param("kind must be user or guest"))),
     };
-    let body: RegisterBody = from_object(body)?;
-    let auth = match (body.auth, body.login_type.as_deref()) {
-        (Some(auth), _) => auth.to_string(),
-        // The oldest tutorial registers in one step, before user-interactive auth existed.
-        (None, Some("m.login.password" | "m.login.dummy")) => json!({ "type": "m.login.dummy" }).to_string(),
-        (None, _) => String::new(),
+    // The oldest tutorial registers in one step, before user-interactive auth existed:
+    // `{"user": ..., "password": ..., "type": "m.login.password"}` (see the README).
+    let one_shot_type = req.body.request.login_type.as_ref().map(|t| t.as_str().to_owned());
+    let auth = match (req.body.auth_json(), one_shot_type.as_deref()) {
+        (auth, _) if !auth.is_empty() => auth,
+        (_, Some("m.login.password" | "m.login.dummy")) => r#"{"type":"m.login.dummy"}"#.to_owned(),
+        (none, _) => none,
     };
+    let one_shot_user = || req.json_object().ok()?.remove("user")?.as_str().map(str::to_owned);
+    let body = &req.body.request;
     let resp = s
         .services
         .auth
         .register(RegisterRequest {
-            username: body.username.or(body.user),
-            password: body.password,
-            device_id: body.device_id,
-            initial_device_display_name: body.initial_device_display_name,
+            username: body.username.clone().or_else(one_shot_user),
+            password: body.password.clone(),
+            device_id: body.device_id.as_ref().map(|d| d.to_string()),
+            initial_device_display_name: body.initial_device_display_name.clone(),
             inhibit_login: body.inhibit_login,
             guest,
             auth_json: auth,
-            guest_access_token: body.guest_access_token,
-            ip: origin.ip,
-            user_agent: origin.user_agent,
+            guest_access_token: body.guest_access_token.clone(),
+            ip: req.origin.ip.clone(),
+            user_agent: req.origin.user_agent.clone(),
         })
         .await?;
     if resp.created {
         // The account exists now: this counts, whatever the limiter says.
         let _ = s.limit(Action::Register, &ip).await;
     }
-    let mut out = json!({ "user_id": resp.user_id, "home_server": s.settings.server_name });
-    if let Some(token) = resp.access_token {
-        out["access_token"] = json!(token);
+    // Synapse's shape: without a login (`inhibit_login`) it leaves `device_id` out, where
+    // ruma's type sends `null`; and it still sends `home_server`, which r0-era clients read.
+    #[derive(Serialize)]
+    struct Registered {
+        user_id: OwnedUserId,
+        home_server: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        access_token: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device_id: Option<OwnedDeviceId>,
     }
-    if let Some(device) = resp.device_id {
-        out["device_id"] = json!(device);
-    }
-    Ok(Json(out))
+    Rendered::shaped(&Registered {
+        user_id: stored_id(resp.user_id)?,
+        home_server: s.settings.server_name.clone(),
+        access_token: resp.access_token,
+        device_id: resp.device_id.map(Into::into),
+    })
 }
 
 /// # `GET /_matrix/client/v3/register/available`
-async fn available_route(
-    State(s): State<AppState>,
-    Ruma(req): Ruma<get_username_availability::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let resp = s.services.auth.check_username(CheckUsernameRequest { username: req.username }).await?;
-    Ok(Json(json!({ "available": resp.available })))
+async fn get_username_availability_route(
+    s: AppState,
+    req: Ruma<get_username_availability::v3::Request>,
+) -> ApiResult<get_username_availability::v3::Response> {
+    let username = req.body.username;
+    let resp = s.services.auth.check_username(CheckUsernameRequest { username }).await?;
+    Ok(get_username_availability::v3::Response::new(resp.available))
 }
 
 /// # `GET /_matrix/client/v3/login`
-async fn login_types_route() -> Json<Value> {
-    Json(json!({ "flows": [{ "type": "m.login.password" }] }))
+async fn get_login_types_route(
+    _: AppState,
+    _: Ruma<get_login_types::v3::Request>,
+) -> ApiResult<get_login_types::v3::Response> {
+    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(Default::default())]))
 }
 
 /// # `POST /_matrix/client/v3/login`
-#[allow(deprecated)] // the `user` field is deprecated, and still sent by older clients
-async fn login_route(
-    State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
-    origin: Origin,
-    Ruma(req): Ruma<login::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    s.limit(Action::Login, &ip).await?;
+#[allow(deprecated)] // the `user` field and `home_server` are deprecated, and still used by older clients
+async fn login_route(s: AppState, req: Ruma<login::v3::Request>) -> ApiResult<login::v3::Response> {
+    s.limit(Action::Login, &req.origin.ip_or_unknown()).await?;
+    let origin = req.origin;
+    let req = req.body;
     let login::v3::LoginInfo::Password(password) = req.login_info else {
-        return Err(ApiError(Error::new(trellis_core::ErrorCode::Unknown, "Unknown login type").with_status(400)));
+        return Err(ApiError(Error::new(ErrorCode::Unknown, "Unknown login type").with_status(400)));
     };
     let user = match (password.identifier, password.user) {
         (Some(UserIdentifier::Matrix(id)), _) => id.user,
         (None, Some(user)) => user,
         (Some(_), _) => {
-            return Err(ApiError(
-                Error::new(trellis_core::ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
-            ));
+            return Err(ApiError(Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400)));
         }
         (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
     };
@@ -163,28 +160,27 @@ async fn login_route(
             user_agent: origin.user_agent,
         })
         .await?;
-    Ok(Json(json!({
-        "user_id": resp.user_id,
-        "access_token": resp.access_token,
-        "device_id": resp.device_id,
-        "home_server": s.settings.server_name,
-    })))
+    let mut out = login::v3::Response::new(stored_id(resp.user_id)?, resp.access_token, resp.device_id.into());
+    out.home_server = Some(stored_id(s.settings.server_name.clone())?);
+    Ok(out)
 }
 
 /// # `POST /_matrix/client/v3/logout`
-async fn logout_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
+async fn logout_route(s: AppState, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
+    let auth = req.user;
     s.services.auth.logout(LogoutRequest { access_token: auth.access_token.clone(), all_devices: false }).await?;
     forget_tokens(&s, &auth, false);
     delete_pushers(&s, &auth.user_id, these(vec![auth.device_id])).await?;
-    Ok(Json(json!({})))
+    Ok(logout::v3::Response::new())
 }
 
 /// # `POST /_matrix/client/v3/logout/all`
-async fn logout_all_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
+async fn logout_all_route(s: AppState, req: Ruma<logout_all::v3::Request>) -> ApiResult<logout_all::v3::Response> {
+    let auth = req.user;
     s.services.auth.logout(LogoutRequest { access_token: auth.access_token.clone(), all_devices: true }).await?;
     forget_tokens(&s, &auth, true);
     delete_pushers(&s, &auth.user_id, Which::All(true)).await?;
-    Ok(Json(json!({})))
+    Ok(logout_all::v3::Response::new())
 }
 
 /// Drops this gateway's cached validations of the tokens a logout ended (after it committed).
@@ -194,6 +190,16 @@ fn forget_tokens(s: &AppState, auth: &Authed, all_devices: bool) {
 }
 
 /// # `GET /_matrix/client/v3/account/whoami`
-async fn whoami_route(auth: Authed) -> Json<Value> {
-    Json(json!({ "user_id": auth.user_id, "device_id": auth.device_id, "is_guest": auth.is_guest }))
+///
+/// Synapse always sends `is_guest` (clients and our tests read `false` as a key); ruma's type
+/// leaves a `false` out.
+async fn whoami_route(_: AppState, req: Ruma<whoami::v3::Request>) -> ApiResult<Rendered<whoami::v3::Response>> {
+    #[derive(Serialize)]
+    struct WhoAmI<'a> {
+        user_id: &'a str,
+        device_id: &'a str,
+        is_guest: bool,
+    }
+    let auth = &req.user;
+    Rendered::shaped(&WhoAmI { user_id: &auth.user_id, device_id: &auth.device_id, is_guest: auth.is_guest })
 }

@@ -1,46 +1,32 @@
 //! Devices: list, show, rename, delete (one or many, behind user-interactive auth). A
 //! deleted device's tokens stop working at once at this gateway (its token cache is told).
 
-use axum::{
-    Json, Router,
-    extract::{RawPathParams, State},
+use axum::Router;
+use ruma::{
+    MilliSecondsSinceUnixEpoch, UInt,
+    api::client::device::{self, delete_device, delete_devices, get_device, get_devices, update_device},
 };
-use ruma::api::client::device::{delete_device, delete_devices, get_device, get_devices, update_device};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use trellis_proto::{
-    auth::{DeleteDevicesRequest, Device, GetDeviceRequest, ListDevicesRequest, UpdateDeviceRequest},
+    auth::{DeleteDevicesRequest, GetDeviceRequest, ListDevicesRequest, UpdateDeviceRequest},
     sync::{DeleteDevicePushersRequest, DeviceIdList, delete_device_pushers_request::Which},
 };
 
-use super::param;
-use crate::{
-    AppState,
-    error::ApiResult,
-    extract::{Authed, JsonObject, from_object},
-    router::RumaRoutes,
-};
+use crate::{AppState, adjust::Uia, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .ruma::<get_devices::v3::Request, _, _>(list_route)
-        .ruma::<get_device::v3::Request, _, _>(get_route)
-        .ruma::<update_device::v3::Request, _, _>(update_route)
-        .ruma::<delete_device::v3::Request, _, _>(delete_route)
-        .ruma::<delete_devices::v3::Request, _, _>(delete_many_route)
+        .ruma(get_devices_route)
+        .ruma(get_device_route)
+        .ruma(update_device_route)
+        .ruma(delete_device_route)
+        .ruma(delete_devices_route)
 }
 
-fn device_json(d: Device) -> Value {
-    let mut out = json!({ "device_id": d.device_id });
-    if let Some(name) = d.display_name {
-        out["display_name"] = json!(name);
-    }
-    if let Some(ip) = d.last_seen_ip {
-        out["last_seen_ip"] = json!(ip);
-    }
-    if let Some(ts) = d.last_seen_ts {
-        out["last_seen_ts"] = json!(ts);
-    }
+fn device(d: trellis_proto::auth::Device) -> device::Device {
+    let mut out = device::Device::new(d.device_id.into());
+    out.display_name = d.display_name;
+    out.last_seen_ip = d.last_seen_ip;
+    out.last_seen_ts = d.last_seen_ts.and_then(|ts| UInt::try_from(ts).ok()).map(MilliSecondsSinceUnixEpoch);
     out
 }
 
@@ -64,90 +50,60 @@ pub(super) fn these(device_ids: Vec<String>) -> Which {
 }
 
 /// # `GET /_matrix/client/v3/devices`
-async fn list_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
-    let list = s.services.auth.list_devices(ListDevicesRequest { user_id: auth.user_id }).await?;
-    Ok(Json(json!({ "devices": list.devices.into_iter().map(device_json).collect::<Vec<_>>() })))
+async fn get_devices_route(s: AppState, req: Ruma<get_devices::v3::Request>) -> ApiResult<get_devices::v3::Response> {
+    let list = s.services.auth.list_devices(ListDevicesRequest { user_id: req.user.user_id }).await?;
+    Ok(get_devices::v3::Response::new(list.devices.into_iter().map(device).collect()))
 }
 
 /// # `GET /_matrix/client/v3/devices/{deviceId}`
-async fn get_route(State(s): State<AppState>, auth: Authed, params: RawPathParams) -> ApiResult<Json<Value>> {
-    let device_id = param(&params, "device_id")?;
-    let device = s.services.auth.get_device(GetDeviceRequest { user_id: auth.user_id, device_id }).await?;
-    Ok(Json(device_json(device)))
-}
-
-#[derive(Deserialize)]
-struct UpdateBody {
-    display_name: Option<String>,
+async fn get_device_route(s: AppState, req: Ruma<get_device::v3::Request>) -> ApiResult<get_device::v3::Response> {
+    let get = GetDeviceRequest { user_id: req.user.user_id, device_id: req.body.device_id.to_string() };
+    Ok(get_device::v3::Response::new(device(s.services.auth.get_device(get).await?)))
 }
 
 /// # `PUT /_matrix/client/v3/devices/{deviceId}`
-async fn update_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let device_id = param(&params, "device_id")?;
-    let body: UpdateBody = from_object(body)?;
-    let req = UpdateDeviceRequest { user_id: auth.user_id, device_id, display_name: body.display_name };
-    s.services.auth.update_device(req).await?;
-    Ok(Json(json!({})))
-}
-
-#[derive(Deserialize)]
-struct DeleteBody {
-    auth: Option<Value>,
-}
-
-fn auth_json(auth: Option<Value>) -> String {
-    auth.map(|a| a.to_string()).unwrap_or_default()
+async fn update_device_route(
+    s: AppState,
+    req: Ruma<update_device::v3::Request>,
+) -> ApiResult<update_device::v3::Response> {
+    let (user_id, device_id, display_name) = (req.user.user_id, req.body.device_id.to_string(), req.body.display_name);
+    s.services.auth.update_device(UpdateDeviceRequest { user_id, device_id, display_name }).await?;
+    Ok(update_device::v3::Response::new())
 }
 
 /// # `DELETE /_matrix/client/v3/devices/{deviceId}`
-async fn delete_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let device_id = param(&params, "device_id")?;
-    let body: DeleteBody = from_object(body)?;
+async fn delete_device_route(
+    s: AppState,
+    req: Ruma<Uia<delete_device::v3::Request>>,
+) -> ApiResult<delete_device::v3::Response> {
+    let (user_id, device_id) = (req.user.user_id.clone(), req.body.request.device_id.to_string());
     // An unknown device is 404 before the client is asked for a password.
-    let get = GetDeviceRequest { user_id: auth.user_id.clone(), device_id: device_id.clone() };
-    s.services.auth.get_device(get).await?;
-    let req = DeleteDevicesRequest {
-        user_id: auth.user_id.clone(),
+    s.services.auth.get_device(GetDeviceRequest { user_id: user_id.clone(), device_id: device_id.clone() }).await?;
+    let delete = DeleteDevicesRequest {
+        user_id: user_id.clone(),
         device_ids: vec![device_id.clone()],
-        auth_json: auth_json(body.auth),
+        auth_json: req.body.auth_json(),
     };
-    s.services.auth.delete_devices(req).await?;
-    delete_pushers(&s, &auth.user_id, these(vec![device_id.clone()])).await?;
-    forget_devices(&s, &auth.user_id, move |d| d == device_id);
-    Ok(Json(json!({})))
-}
-
-#[derive(Deserialize)]
-struct DeleteManyBody {
-    devices: Vec<String>,
-    auth: Option<Value>,
+    s.services.auth.delete_devices(delete).await?;
+    delete_pushers(&s, &user_id, these(vec![device_id.clone()])).await?;
+    forget_devices(&s, &user_id, move |d| d == device_id);
+    Ok(delete_device::v3::Response::new())
 }
 
 /// # `POST /_matrix/client/v3/delete_devices`
-async fn delete_many_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let body: DeleteManyBody = from_object(body)?;
-    let req = DeleteDevicesRequest {
-        user_id: auth.user_id.clone(),
-        device_ids: body.devices.clone(),
-        auth_json: auth_json(body.auth),
+async fn delete_devices_route(
+    s: AppState,
+    req: Ruma<Uia<delete_devices::v3::Request>>,
+) -> ApiResult<delete_devices::v3::Response> {
+    let user_id = req.user.user_id.clone();
+    let device_ids: Vec<String> = req.body.request.devices.iter().map(ToString::to_string).collect();
+    let delete = DeleteDevicesRequest {
+        user_id: user_id.clone(),
+        device_ids: device_ids.clone(),
+        auth_json: req.body.auth_json(),
     };
-    s.services.auth.delete_devices(req).await?;
-    delete_pushers(&s, &auth.user_id, these(body.devices.clone())).await?;
-    let gone = body.devices;
-    forget_devices(&s, &auth.user_id, move |d| gone.iter().any(|g| g == d));
-    Ok(Json(json!({})))
+    s.services.auth.delete_devices(delete).await?;
+    delete_pushers(&s, &user_id, these(device_ids.clone())).await?;
+    forget_devices(&s, &user_id, move |d| device_ids.iter().any(|g| g == d));
+    Ok(delete_devices::v3::Response::new())
 }

@@ -1,18 +1,22 @@
 //! Discovery: `/versions`, `/.well-known/matrix/client`, `/.well-known/matrix/support`,
 //! `/capabilities`.
 
-use axum::{Json, Router, extract::State, http::HeaderMap, routing::get};
+use axum::Router;
 use ruma::{
     UserId,
-    api::client::discovery::{
-        discover_support::{self, Contact, ContactRole},
-        get_capabilities, get_supported_versions,
+    api::{
+        auth_scheme::NoAuthentication,
+        client::discovery::{
+            discover_homeserver::{self, HomeserverInfo},
+            discover_support::{self, Contact, ContactRole},
+            get_capabilities, get_supported_versions,
+        },
     },
 };
 use serde_json::{Value, json};
 use trellis_core::{Error, config::SupportConfig};
 
-use crate::{AppState, extract::Authed, response::RumaResult, router::RumaRoutes};
+use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
 
 /// Spec versions whose endpoints Trellis serves: through v1.15 — authenticated media with
 /// its `Content-Disposition` (v1.12), room and user reports (v1.13, v1.14), room summaries
@@ -48,33 +52,43 @@ const UNSTABLE_FEATURES: &[&str] = &[
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .ruma::<get_supported_versions::Request, _, _>(versions)
-        .route("/.well-known/matrix/client", get(well_known))
-        .ruma::<discover_support::Request, _, _>(support_route)
-        .ruma::<get_capabilities::v3::Request, _, _>(capabilities)
+        .ruma(get_supported_versions_route)
+        .ruma(discover_homeserver_route)
+        .ruma(discover_support_route)
+        .ruma(get_capabilities_route)
 }
 
 /// # `GET /_matrix/client/versions`
-async fn versions() -> Json<Value> {
-    let features: serde_json::Map<String, Value> =
-        UNSTABLE_FEATURES.iter().map(|f| (f.to_string(), json!(true))).collect();
-    Json(json!({ "versions": VERSIONS, "unstable_features": features }))
+///
+/// A token sent along is not looked at (ruma's metadata would check it): clients ask before
+/// they know whether the token they hold is still good.
+async fn get_supported_versions_route(
+    _: AppState,
+    _: Ruma<get_supported_versions::Request, NoAuthentication>,
+) -> ApiResult<get_supported_versions::Response> {
+    let mut out = get_supported_versions::Response::new(VERSIONS.iter().map(|v| v.to_string()).collect());
+    out.unstable_features = UNSTABLE_FEATURES.iter().map(|f| (f.to_string(), true)).collect();
+    Ok(out)
 }
 
 /// # `GET /.well-known/matrix/client`
-async fn well_known(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
-    let base = state.settings.public_baseurl.clone().unwrap_or_else(|| {
+async fn discover_homeserver_route(
+    s: AppState,
+    req: Ruma<discover_homeserver::Request>,
+) -> ApiResult<discover_homeserver::Response> {
+    let base = s.settings.public_baseurl.clone().unwrap_or_else(|| {
         // Without a configured URL, point clients back at the host they reached.
-        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or(&state.settings.server_name);
-        format!("http://{host}")
+        format!("http://{}", req.origin.host.as_deref().unwrap_or(&s.settings.server_name))
     });
-    Json(json!({ "m.homeserver": { "base_url": base } }))
+    Ok(discover_homeserver::Response::new(HomeserverInfo::new(base)))
 }
 
 /// # `GET /.well-known/matrix/support`
-async fn support_route(State(state): State<AppState>) -> RumaResult<discover_support::Response> {
-    let support = state.settings.support.clone().ok_or_else(|| Error::not_found("No support information"))?;
-    Ok(support.into())
+async fn discover_support_route(
+    s: AppState,
+    _: Ruma<discover_support::Request>,
+) -> ApiResult<discover_support::Response> {
+    Ok(s.settings.support.clone().ok_or_else(|| Error::not_found("No support information"))?)
 }
 
 /// The support answer of `[support]`, `None` when it names nothing. A contact with neither
@@ -115,10 +129,16 @@ pub(crate) fn support(config: &SupportConfig) -> Option<discover_support::Respon
 }
 
 /// # `GET /_matrix/client/v3/capabilities`
-async fn capabilities(_: Authed) -> Json<Value> {
+///
+/// Synapse's shape: every capability is sent, enabled or not (SyTest asserts the keys;
+/// ruma's type leaves out those at their default, `m.change_password` among them).
+async fn get_capabilities_route(
+    _: AppState,
+    _: Ruma<get_capabilities::v3::Request>,
+) -> ApiResult<Rendered<get_capabilities::v3::Response>> {
     let available: serde_json::Map<String, Value> =
         trellis_core::room_versions::SUPPORTED.iter().map(|v| (v.to_string(), json!("stable"))).collect();
-    Json(json!({
+    Rendered::shaped(&json!({
         "capabilities": {
             "m.room_versions": { "default": trellis_core::room_versions::DEFAULT, "available": available },
             "m.change_password": { "enabled": true },

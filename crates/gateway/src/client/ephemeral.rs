@@ -1,88 +1,85 @@
 //! Typing notifications, read receipts and read markers.
 
-use axum::{
-    Json, Router,
-    extract::{RawPathParams, State},
-    routing::put,
-};
+use std::time::Duration;
+
+use axum::Router;
 use ruma::{
-    api::{
-        Metadata,
-        client::{
-            read_marker::set_read_marker,
-            receipt::create_receipt::{self, v3::ReceiptType},
-            typing::create_typing_event,
-        },
-        path_builder::PathBuilder,
+    api::client::{
+        read_marker::set_read_marker,
+        receipt::create_receipt::{self, v3::ReceiptType},
+        typing::create_typing_event::{self, v3::Typing},
     },
     events::receipt::ReceiptThread,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use trellis_proto::sync::{PostReceiptRequest, ReadMarkersRequest, SetTypingRequest};
 
-use super::param;
 use crate::{
     AppState,
+    adjust::{Adjusted, Adjustment},
     error::ApiResult,
-    extract::{Authed, JsonObject, Ruma, from_object},
+    extract::Ruma,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
-    let mut router = Router::new();
-    // The typing body is parsed here: `timeout` is optional in the spec, not in ruma's type.
-    for path in create_typing_event::v3::Request::PATH_BUILDER.all_paths() {
-        router = router.route(path, put(typing_route));
-    }
-    router
-        .ruma::<create_receipt::v3::Request, _, _>(receipt_route)
-        .ruma::<set_read_marker::v3::Request, _, _>(read_markers_route)
-}
-
-#[derive(Deserialize)]
-struct TypingBody {
-    typing: bool,
-    timeout: Option<u64>,
+    Router::new().ruma(create_typing_event_route).ruma(create_receipt_route).ruma(set_read_marker_route)
 }
 
 /// How long typing lasts when the client gives no timeout.
 const DEFAULT_TYPING_TIMEOUT_MS: u64 = 30_000;
 
+/// A typing notice without `timeout` lasts the default: the spec makes it optional, and
+/// clients leave it out, but ruma's type requires it with `"typing": true`.
+struct DefaultTimeout;
+
+impl Adjustment for DefaultTimeout {
+    type Kept = ();
+
+    fn adjust(body: &mut Map<String, Value>) -> serde_json::Result<()> {
+        if body.get("timeout").is_none_or(Value::is_null) {
+            body.insert("timeout".to_owned(), DEFAULT_TYPING_TIMEOUT_MS.into());
+        }
+        Ok(())
+    }
+}
+
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
-async fn typing_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let body: TypingBody = from_object(body)?;
+async fn create_typing_event_route(
+    s: AppState,
+    req: Ruma<Adjusted<create_typing_event::v3::Request, DefaultTimeout>>,
+) -> ApiResult<create_typing_event::v3::Response> {
+    let body = req.body.request;
+    let (typing, timeout) = match body.state {
+        Typing::Yes(info) => (true, info.timeout),
+        _ => (false, Duration::from_millis(DEFAULT_TYPING_TIMEOUT_MS)),
+    };
     s.services
         .sync
         .set_typing(SetTypingRequest {
-            requester: auth.user_id,
-            user_id: param(&params, "user_id")?,
-            room_id: param(&params, "room_id")?,
-            typing: body.typing,
-            timeout_ms: body.timeout.unwrap_or(DEFAULT_TYPING_TIMEOUT_MS),
+            requester: req.user.user_id,
+            user_id: body.user_id.to_string(),
+            room_id: body.room_id.to_string(),
+            typing,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         })
         .await?;
-    Ok(Json(json!({})))
+    Ok(create_typing_event::v3::Response::new())
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}`
-async fn receipt_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<create_receipt::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let receipt_type = match &req.receipt_type {
+async fn create_receipt_route(
+    s: AppState,
+    req: Ruma<create_receipt::v3::Request>,
+) -> ApiResult<create_receipt::v3::Response> {
+    let body = req.body;
+    let receipt_type = match &body.receipt_type {
         ReceiptType::Read => "m.read".to_owned(),
         ReceiptType::ReadPrivate => "m.read.private".to_owned(),
         ReceiptType::FullyRead => "m.fully_read".to_owned(),
         other => other.to_string(),
     };
-    let thread_id = match req.thread {
+    let thread_id = match body.thread {
         ReceiptThread::Unthreaded => None,
         ReceiptThread::Main => Some("main".to_owned()),
         ReceiptThread::Thread(root) => Some(root.to_string()),
@@ -91,31 +88,31 @@ async fn receipt_route(
     s.services
         .sync
         .post_receipt(PostReceiptRequest {
-            user_id: auth.user_id,
-            room_id: req.room_id.to_string(),
+            user_id: req.user.user_id,
+            room_id: body.room_id.to_string(),
             receipt_type,
-            event_id: req.event_id.to_string(),
+            event_id: body.event_id.to_string(),
             thread_id,
         })
         .await?;
-    Ok(Json(json!({})))
+    Ok(create_receipt::v3::Response::new())
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/read_markers`
-async fn read_markers_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<set_read_marker::v3::Request>,
-) -> ApiResult<Json<Value>> {
+async fn set_read_marker_route(
+    s: AppState,
+    req: Ruma<set_read_marker::v3::Request>,
+) -> ApiResult<set_read_marker::v3::Response> {
+    let body = req.body;
     s.services
         .sync
         .set_read_markers(ReadMarkersRequest {
-            user_id: auth.user_id,
-            room_id: req.room_id.to_string(),
-            fully_read: req.fully_read.map(|e| e.to_string()),
-            read: req.read_receipt.map(|e| e.to_string()),
-            read_private: req.private_read_receipt.map(|e| e.to_string()),
+            user_id: req.user.user_id,
+            room_id: body.room_id.to_string(),
+            fully_read: body.fully_read.map(|e| e.to_string()),
+            read: body.read_receipt.map(|e| e.to_string()),
+            read_private: body.private_read_receipt.map(|e| e.to_string()),
         })
         .await?;
-    Ok(Json(json!({})))
+    Ok(set_read_marker::v3::Response::new())
 }

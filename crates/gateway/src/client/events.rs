@@ -1,83 +1,85 @@
 //! Events: sending (idempotent `PUT`, and the legacy `POST`), redaction, state (read and
-//! write, with or without a state key), history (`/messages`), one event, its context, and the event nearest a time.
+//! write, with or without a state key), history (`/messages`), one event, its context, and
+//! the event nearest a time.
 
 use axum::{
-    Json, Router,
+    Router,
     extract::{RawPathParams, State},
-    http::Uri,
-    routing::{get, post},
+    response::Response,
+    routing::post,
 };
-use ruma::api::{
-    Direction,
-    client::{
-        context::get_context,
-        message::{get_message_events, send_message_event},
-        redact::redact_event,
-        room::{get_event_by_timestamp, get_room_event},
-        state::get_state_events,
+use ruma::{
+    MilliSecondsSinceUnixEpoch, UInt,
+    api::{
+        Direction,
+        client::{
+            context::get_context,
+            message::{get_message_events, send_message_event},
+            redact::redact_event,
+            room::{get_event_by_timestamp, get_room_event},
+            state::{
+                get_state_event_for_key::{self, v3::StateEventFormat},
+                get_state_events, send_state_event,
+            },
+        },
     },
 };
-use serde::Deserialize;
-use serde_json::{Value, json, value::RawValue};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use trellis_core::ratelimit::Action;
 use trellis_proto::rooms::{
     GetContextRequest, GetEventRequest, GetMessagesRequest, GetStateEventRequest, GetStateRequest, RedactRequest,
     SendEventRequest, TimestampToEventRequest,
 };
 
-use super::{RawJson, param, query, raw_events};
+use super::{param, raw, raw_list, stored_id};
 use crate::{
     AppState,
     error::ApiResult,
     extract::{Authed, JsonObject, Ruma},
-    router::RumaRoutes,
+    response::{Rendered, Reply},
+    router::{RumaRoutes, paths_of},
 };
 
-/// Prefixes under which the legacy and state paths live (ruma does not model these forms).
-const PREFIXES: &[&str] = &["/_matrix/client/r0", "/_matrix/client/v3"];
-
 pub fn routes() -> Router<AppState> {
+    // A state key may be empty: the path then ends after the type, with or without `/`
+    // (clients and tutorials send `PUT /state/m.room.name` for the empty key, and Synapse
+    // serves it); the missing parameter reads as empty.
+    let with_empty_key = |paths: Vec<String>| -> Vec<String> {
+        paths
+            .iter()
+            .flat_map(|p| {
+                let short = p.trim_end_matches("/{state_key}");
+                [p.clone(), short.to_owned(), format!("{short}/")]
+            })
+            .collect()
+    };
     let mut router = Router::new()
-        .ruma::<send_message_event::v3::Request, _, _>(send_route)
-        .ruma::<get_state_events::v3::Request, _, _>(get_state_route)
-        .ruma::<get_message_events::v3::Request, _, _>(messages_route)
-        .ruma::<redact_event::v3::Request, _, _>(redact_route)
-        .ruma::<get_room_event::v3::Request, _, _>(event_route)
-        .ruma::<get_context::v3::Request, _, _>(context_route)
-        .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_route);
-    for prefix in PREFIXES {
+        .ruma(send_message_event_route)
+        .ruma(get_state_events_route)
+        .ruma(get_message_events_route)
+        .ruma(redact_event_route)
+        .ruma(get_room_event_route)
+        .ruma(get_context_route)
+        .ruma(get_event_by_timestamp_route)
+        .ruma_on(with_empty_key(paths_of::<get_state_event_for_key::v3::Request>()), get_state_event_for_key_route)
+        .ruma_on(with_empty_key(paths_of::<send_state_event::v3::Request>()), send_state_event_route);
+    // The oldest tutorials `POST` a message without a transaction ID (see the README); ruma
+    // has no such endpoint.
+    for prefix in ["/_matrix/client/r0", "/_matrix/client/v3"] {
         router = router.route(&format!("{prefix}/rooms/{{room_id}}/send/{{event_type}}"), post(legacy_send_route));
-        // A state key may be empty: the path then ends after the type, with or without `/`.
-        for key in ["/{state_key}", "", "/"] {
-            router = router.route(
-                &format!("{prefix}/rooms/{{room_id}}/state/{{event_type}}{key}"),
-                get(get_state_event_route).put(put_state_route),
-            );
-        }
     }
     router
 }
 
-/// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
-async fn send_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<send_message_event::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let (room_id, event_type) = (req.room_id.to_string(), req.event_type.to_string());
-    send(&s, auth, room_id, event_type, None, req.body.json().get().to_owned(), Some(req.txn_id.to_string())).await
-}
-
-/// Sends one event and answers with its ID.
+/// Sends one event; answers with its ID.
 async fn send(
     s: &AppState,
     auth: Authed,
-    room_id: String,
-    event_type: String,
-    state_key: Option<String>,
+    (room_id, event_type, state_key): (String, String, Option<String>),
     content_json: String,
     txn_id: Option<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<ruma::OwnedEventId> {
     s.limit(Action::Message, &auth.user_id).await?;
     let req = SendEventRequest {
         sender: auth.user_id,
@@ -88,8 +90,18 @@ async fn send(
         content_json,
         txn_id,
     };
-    let resp = s.services.rooms.send_event(req).await?;
-    Ok(Json(json!({ "event_id": resp.event_id })))
+    stored_id(s.services.rooms.send_event(req).await?.event_id)
+}
+
+/// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+async fn send_message_event_route(
+    s: AppState,
+    req: Ruma<send_message_event::v3::Request>,
+) -> ApiResult<send_message_event::v3::Response> {
+    let (room_id, event_type) = (req.body.room_id.to_string(), req.body.event_type.to_string());
+    let (content, txn_id) = (req.body.body.json().get().to_owned(), Some(req.body.txn_id.to_string()));
+    let event_id = send(&s, req.user, (room_id, event_type, None), content, txn_id).await?;
+    Ok(send_message_event::v3::Response::new(event_id))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}`
@@ -100,67 +112,63 @@ async fn legacy_send_route(
     auth: Authed,
     params: RawPathParams,
     JsonObject(content): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let (room_id, event_type) = (param(&params, "room_id")?, param(&params, "event_type")?);
-    send(&s, auth, room_id, event_type, None, Value::Object(content).to_string(), None).await
+) -> ApiResult<Response> {
+    let target = (param(&params, "room_id")?, param(&params, "event_type")?, None);
+    let event_id = send(&s, auth, target, serde_json::Value::Object(content).to_string(), None).await?;
+    Ok(send_message_event::v3::Response::new(event_id).into_answer())
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
-async fn put_state_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    JsonObject(content): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let state_key = Some(param(&params, "state_key").unwrap_or_default());
-    let (room_id, event_type) = (param(&params, "room_id")?, param(&params, "event_type")?);
-    send(&s, auth, room_id, event_type, state_key, Value::Object(content).to_string(), None).await
-}
-
-#[derive(Deserialize, Default)]
-struct StateQuery {
-    format: Option<String>,
+async fn send_state_event_route(
+    s: AppState,
+    req: Ruma<send_state_event::v3::Request>,
+) -> ApiResult<send_state_event::v3::Response> {
+    let body = req.body;
+    let target = (body.room_id.to_string(), body.event_type.to_string(), Some(body.state_key));
+    let event_id = send(&s, req.user, target, body.body.json().get().to_owned(), None).await?;
+    Ok(send_state_event::v3::Response::new(event_id))
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
-async fn get_state_event_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    uri: Uri,
-) -> ApiResult<RawJson> {
-    let q: StateQuery = query(&uri)?;
+async fn get_state_event_for_key_route(
+    s: AppState,
+    req: Ruma<get_state_event_for_key::v3::Request>,
+) -> ApiResult<get_state_event_for_key::v3::Response> {
+    let body = req.body;
     let resp = s
         .services
         .rooms
         .get_state_event(GetStateEventRequest {
-            user_id: auth.user_id,
-            room_id: param(&params, "room_id")?,
-            event_type: param(&params, "event_type")?,
-            state_key: param(&params, "state_key").unwrap_or_default(),
+            user_id: req.user.user_id,
+            room_id: body.room_id.to_string(),
+            event_type: body.event_type.to_string(),
+            state_key: body.state_key,
         })
         .await?;
-    Ok(RawJson(if q.format.as_deref() == Some("event") { resp.event_json } else { resp.content_json }))
+    let json = if body.format == StateEventFormat::Event { resp.event_json } else { resp.content_json };
+    Ok(get_state_event_for_key::v3::Response::new(RawValue::from_string(json)?))
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/state`
-async fn get_state_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_state_events::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let resp =
-        s.services.rooms.get_state(GetStateRequest { user_id: auth.user_id, room_id: req.room_id.to_string() }).await?;
-    Ok(Json(serde_json::to_value(raw_events(resp.events_json)?)?))
+async fn get_state_events_route(
+    s: AppState,
+    req: Ruma<get_state_events::v3::Request>,
+) -> ApiResult<get_state_events::v3::Response> {
+    let ask = GetStateRequest { user_id: req.user.user_id, room_id: req.body.room_id.to_string() };
+    let resp = s.services.rooms.get_state(ask).await?;
+    Ok(get_state_events::v3::Response::new(raw_list(resp.events_json)?))
+}
+
+fn limit(l: UInt) -> u32 {
+    u64::from(l).min(u64::from(u32::MAX)) as u32
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/messages`
-async fn messages_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_message_events::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let filter = serde_json::to_string(&req.filter)?;
+async fn get_message_events_route(
+    s: AppState,
+    req: Ruma<get_message_events::v3::Request>,
+) -> ApiResult<get_message_events::v3::Response> {
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .rooms
@@ -171,29 +179,24 @@ async fn messages_route(
             from: req.from,
             to: req.to,
             backwards: req.dir == Direction::Backward,
-            limit: u64::from(req.limit).min(u64::from(u32::MAX)) as u32,
-            filter_json: Some(filter),
+            limit: limit(req.limit),
+            filter_json: Some(serde_json::to_string(&req.filter)?),
         })
         .await?;
-    let mut out = json!({
-        "chunk": raw_events(resp.chunk_json)?,
-        "start": resp.start,
-    });
-    if let Some(end) = resp.end {
-        out["end"] = json!(end);
-    }
-    if !resp.state_json.is_empty() {
-        out["state"] = serde_json::to_value(raw_events(resp.state_json)?)?;
-    }
-    Ok(Json(out))
+    let mut out = get_message_events::v3::Response::new();
+    out.start = resp.start;
+    out.end = resp.end;
+    out.chunk = raw_list(resp.chunk_json)?;
+    out.state = raw_list(resp.state_json)?;
+    Ok(out)
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
-async fn redact_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<redact_event::v3::Request>,
-) -> ApiResult<Json<Value>> {
+async fn redact_event_route(
+    s: AppState,
+    req: Ruma<redact_event::v3::Request>,
+) -> ApiResult<redact_event::v3::Response> {
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .rooms
@@ -206,15 +209,15 @@ async fn redact_route(
             reason: req.reason,
         })
         .await?;
-    Ok(Json(json!({ "event_id": resp.event_id })))
+    Ok(redact_event::v3::Response::new(stored_id(resp.event_id)?))
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
-async fn event_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_room_event::v3::Request>,
-) -> ApiResult<RawJson> {
+async fn get_room_event_route(
+    s: AppState,
+    req: Ruma<get_room_event::v3::Request>,
+) -> ApiResult<get_room_event::v3::Response> {
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .rooms
@@ -225,16 +228,27 @@ async fn event_route(
             event_id: req.event_id.to_string(),
         })
         .await?;
-    Ok(RawJson(resp.event_json))
+    Ok(get_room_event::v3::Response::new(raw(resp.event_json)?))
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
-async fn context_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_context::v3::Request>,
-) -> ApiResult<Json<Value>> {
-    let filter = serde_json::to_string(&req.filter)?;
+///
+/// Synapse's shape: every key, empty lists included (SyTest asserts them; ruma's type leaves
+/// empty lists out).
+async fn get_context_route(
+    s: AppState,
+    req: Ruma<get_context::v3::Request>,
+) -> ApiResult<Rendered<get_context::v3::Response>> {
+    #[derive(Serialize)]
+    struct Context {
+        event: Box<RawValue>,
+        events_before: Vec<Box<RawValue>>,
+        events_after: Vec<Box<RawValue>>,
+        state: Vec<Box<RawValue>>,
+        start: String,
+        end: String,
+    }
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .rooms
@@ -243,26 +257,27 @@ async fn context_route(
             device_id: auth.device_id,
             room_id: req.room_id.to_string(),
             event_id: req.event_id.to_string(),
-            limit: u64::from(req.limit).min(u64::from(u32::MAX)) as u32,
-            filter_json: Some(filter),
+            limit: limit(req.limit),
+            filter_json: Some(serde_json::to_string(&req.filter)?),
         })
         .await?;
-    Ok(Json(json!({
-        "event": RawValue::from_string(resp.event_json)?,
-        "events_before": raw_events(resp.events_before_json)?,
-        "events_after": raw_events(resp.events_after_json)?,
-        "state": raw_events(resp.state_json)?,
-        "start": resp.start,
-        "end": resp.end,
-    })))
+    let list = |events: Vec<String>| events.into_iter().map(RawValue::from_string).collect::<Result<Vec<_>, _>>();
+    Rendered::shaped(&Context {
+        event: RawValue::from_string(resp.event_json)?,
+        events_before: list(resp.events_before_json)?,
+        events_after: list(resp.events_after_json)?,
+        state: list(resp.state_json)?,
+        start: resp.start,
+        end: resp.end,
+    })
 }
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
-async fn timestamp_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_event_by_timestamp::v1::Request>,
-) -> ApiResult<Json<Value>> {
+async fn get_event_by_timestamp_route(
+    s: AppState,
+    req: Ruma<get_event_by_timestamp::v1::Request>,
+) -> ApiResult<get_event_by_timestamp::v1::Response> {
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .rooms
@@ -273,5 +288,6 @@ async fn timestamp_route(
             forward: req.dir == Direction::Forward,
         })
         .await?;
-    Ok(Json(json!({ "event_id": resp.event_id, "origin_server_ts": resp.origin_server_ts })))
+    let ts = MilliSecondsSinceUnixEpoch(UInt::try_from(resp.origin_server_ts).unwrap_or_default());
+    Ok(get_event_by_timestamp::v1::Response::new(stored_id(resp.event_id)?, ts))
 }

@@ -1,6 +1,8 @@
 //! The pre-r0 API of the oldest tutorials: `/initialSync`, `/events` and
 //! `/rooms/{roomId}/initialSync` (the `/_matrix/client/api/v1` prefix is mapped onto r0 by
-//! the router).
+//! the edge). ruma has no types for it, so these are axum handlers reading the query as
+//! Synapse reads it; the README's curl tutorial and SyTest's `tests/90jira` and
+//! `tests/30rooms/*initialsync*` files use them.
 
 use axum::{
     Router,
@@ -12,12 +14,16 @@ use serde::Deserialize;
 use trellis_core::Error;
 use trellis_proto::sync::{EventsRequest, InitialSyncRequest, RoomInitialSyncRequest};
 
-use super::{RawJson, param, query};
+use super::{param, query};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
     extract::Authed,
+    response::Rendered,
 };
+
+/// The pre-r0 answers, rendered by the sync service: ruma has no types for this API.
+type Snapshot = Rendered<serde_json::Value>;
 
 const PREFIXES: &[&str] = &["/_matrix/client/r0", "/_matrix/client/v3"];
 
@@ -52,7 +58,7 @@ fn limit(v: Option<&str>) -> Result<Option<u32>, ApiError> {
 }
 
 /// # `GET /_matrix/client/r0/initialSync`
-async fn initial_sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<RawJson> {
+async fn initial_sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<Snapshot> {
     let q: InitialSyncQuery = query(&uri)?;
     let req = InitialSyncRequest {
         user_id: auth.user_id,
@@ -60,7 +66,7 @@ async fn initial_sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -
         limit: limit(q.limit.as_deref())?,
         archived: q.archived.as_deref() == Some("true"),
     };
-    Ok(RawJson(s.services.sync.initial_sync(req).await?.body_json))
+    Ok(Rendered::new(s.services.sync.initial_sync(req).await?.body_json))
 }
 
 #[derive(Deserialize, Default)]
@@ -72,7 +78,7 @@ struct EventsQuery {
 }
 
 /// # `GET /_matrix/client/r0/events`
-async fn events_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<RawJson> {
+async fn events_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<Snapshot> {
     let q: EventsQuery = query(&uri)?;
     let req = EventsRequest {
         user_id: auth.user_id,
@@ -83,7 +89,7 @@ async fn events_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiR
         room_id: q.room_id,
         is_guest: auth.is_guest,
     };
-    Ok(RawJson(s.services.sync.events(req).await?.body_json))
+    Ok(Rendered::new(s.services.sync.events(req).await?.body_json))
 }
 
 #[derive(Deserialize, Default)]
@@ -97,7 +103,7 @@ async fn room_initial_sync_route(
     auth: Authed,
     params: RawPathParams,
     uri: Uri,
-) -> ApiResult<RawJson> {
+) -> ApiResult<Snapshot> {
     let q: RoomInitialSyncQuery = query(&uri)?;
     let req = RoomInitialSyncRequest {
         user_id: auth.user_id,
@@ -105,7 +111,7 @@ async fn room_initial_sync_route(
         room_id: param(&params, "room_id")?,
         limit: limit(q.limit.as_deref())?,
     };
-    Ok(RawJson(s.services.sync.room_initial_sync(req).await?.body_json))
+    Ok(Rendered::new(s.services.sync.room_initial_sync(req).await?.body_json))
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! asynchronous `POST /create` + `PUT /upload/{serverName}/{mediaId}`), `/config` and
 //! `/preview_url`. Downloads and thumbnails are in `media_serve`.
 
+// The unauthenticated `/_matrix/media` endpoints are deprecated, and still served.
+#![allow(deprecated)]
+
 use std::{
     pin::Pin,
     sync::{Arc, Mutex},
@@ -10,57 +13,78 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
     body::{Body, BodyDataStream},
     extract::{RawPathParams, State},
     http::{HeaderMap, Uri, header},
-    routing::{get, post, put},
+    response::Response,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, UInt,
+    api::client::{authenticated_media, media},
+};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use trellis_core::Error;
 use trellis_proto::media::{ConfigRequest, CreateRequest, PreviewUrlRequest, UploadMeta};
 
-use super::{RawJson, media_serve, param, query};
+use super::{media_serve, param, query};
 use crate::{
     AppState,
     error::ApiResult,
-    extract::{Authed, LINGER_EXTRA_BYTES, linger},
+    extract::{Authed, LINGER_EXTRA_BYTES, Ruma, linger},
+    response::{Rendered, Reply},
+    router::{RumaRoutes, paths_of},
 };
 
-/// The deprecated prefixes; `v1` is where `/create` lives.
-const LEGACY_PREFIXES: &[&str] = &["/_matrix/media/r0", "/_matrix/media/v3", "/_matrix/media/v1"];
-const AUTHED_PREFIX: &str = "/_matrix/client/v1/media";
-
 pub fn routes() -> Router<AppState> {
-    let mut router = Router::new().route("/_matrix/media/v1/create", post(create_route));
-    for prefix in LEGACY_PREFIXES {
-        router = router
-            .route(&format!("{prefix}/upload"), post(upload_route))
-            .route(&format!("{prefix}/upload/{{server_name}}/{{media_id}}"), put(upload_to_route))
-            .route(&format!("{prefix}/config"), get(config_route))
-            .route(&format!("{prefix}/preview_url"), get(preview_url_route))
-            .route(&format!("{prefix}/download/{{server_name}}/{{media_id}}"), get(media_serve::legacy_download_route))
-            .route(
-                &format!("{prefix}/download/{{server_name}}/{{media_id}}/{{file_name}}"),
-                get(media_serve::legacy_download_route),
-            )
-            .route(
-                &format!("{prefix}/thumbnail/{{server_name}}/{{media_id}}"),
-                get(media_serve::legacy_thumbnail_route),
-            );
-    }
-    router
-        .route(&format!("{AUTHED_PREFIX}/config"), get(config_route))
-        .route(&format!("{AUTHED_PREFIX}/preview_url"), get(preview_url_route))
-        .route(&format!("{AUTHED_PREFIX}/download/{{server_name}}/{{media_id}}"), get(media_serve::download_route))
-        .route(
-            &format!("{AUTHED_PREFIX}/download/{{server_name}}/{{media_id}}/{{file_name}}"),
-            get(media_serve::download_route),
+    use ruma::api::client::{authenticated_media as authed, media};
+    // Uploads and downloads stream: ruma's types hold a whole file in memory, so these are
+    // axum handlers on the endpoints' paths. `/_matrix/media/v1/...` served every legacy
+    // endpoint before r0, and Synapse still answers there.
+    let legacy = |mut paths: Vec<String>| -> Vec<String> {
+        let rests: Vec<String> =
+            paths.iter().filter_map(|p| p.strip_prefix("/_matrix/media/v3/")).map(str::to_owned).collect();
+        for rest in rests {
+            for version in ["r0", "v1"] {
+                let path = format!("/_matrix/media/{version}/{rest}");
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
+    };
+    Router::new()
+        .json_endpoint_on::<media::create_content::v3::Request, _, _>(
+            legacy(paths_of::<media::create_content::v3::Request>()),
+            create_content_route,
         )
-        .route(&format!("{AUTHED_PREFIX}/thumbnail/{{server_name}}/{{media_id}}"), get(media_serve::thumbnail_route))
+        .json_endpoint_on::<media::create_content_async::v3::Request, _, _>(
+            legacy(paths_of::<media::create_content_async::v3::Request>()),
+            create_content_async_route,
+        )
+        .ruma(create_mxc_uri_route)
+        .ruma_on(legacy(paths_of::<media::get_media_config::v3::Request>()), get_media_config_legacy_route)
+        .ruma(get_media_config_route)
+        .ruma_on(legacy(paths_of::<media::get_media_preview::v3::Request>()), get_media_preview_legacy_route)
+        .ruma(get_media_preview_route)
+        .json_endpoint_on::<media::get_content::v3::Request, _, _>(
+            legacy(paths_of::<media::get_content::v3::Request>()),
+            media_serve::legacy_download_route,
+        )
+        .json_endpoint_on::<media::get_content_as_filename::v3::Request, _, _>(
+            legacy(paths_of::<media::get_content_as_filename::v3::Request>()),
+            media_serve::legacy_download_route,
+        )
+        .json_endpoint_on::<media::get_content_thumbnail::v3::Request, _, _>(
+            legacy(paths_of::<media::get_content_thumbnail::v3::Request>()),
+            media_serve::legacy_thumbnail_route,
+        )
+        .json_endpoint::<authed::get_content::v1::Request, _, _>(media_serve::download_route)
+        .json_endpoint::<authed::get_content_as_filename::v1::Request, _, _>(media_serve::download_route)
+        .json_endpoint::<authed::get_content_thumbnail::v1::Request, _, _>(media_serve::thumbnail_route)
 }
 
 #[derive(Deserialize, Default)]
@@ -69,29 +93,30 @@ struct UploadQuery {
 }
 
 /// # `POST /_matrix/media/v3/upload`
-async fn upload_route(
+async fn create_content_route(
     State(s): State<AppState>,
     auth: Authed,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let uri = upload(&s, auth, &headers, &uri, None, body).await?;
-    Ok(Json(json!({ "content_uri": uri })))
+    Ok(media::create_content::v3::Response::new(uri.into()).into_answer())
 }
 
 /// # `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`
-async fn upload_to_route(
+async fn create_content_async_route(
     State(s): State<AppState>,
     auth: Authed,
     headers: HeaderMap,
     uri: Uri,
     params: RawPathParams,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let target = (param(&params, "server_name")?, param(&params, "media_id")?);
     upload(&s, auth, &headers, &uri, Some(target), body).await?;
-    Ok(Json(json!({})))
+    // ruma's type has no constructor (an oversight: it is an empty object).
+    Ok(Rendered::<media::create_content_async::v3::Response>::new("{}".to_owned()).into_answer())
 }
 
 /// Streams the body to the media service; returns the `mxc://` URI.
@@ -149,27 +174,60 @@ impl Stream for Reclaimable {
 }
 
 /// # `POST /_matrix/media/v1/create`
-async fn create_route(State(s): State<AppState>, auth: Authed) -> ApiResult<Json<Value>> {
-    let resp = s.services.media.create(CreateRequest { user_id: auth.user_id }).await?;
-    Ok(Json(json!({ "content_uri": resp.content_uri, "unused_expires_at": resp.unused_expires_at })))
+async fn create_mxc_uri_route(
+    s: AppState,
+    req: Ruma<media::create_mxc_uri::v1::Request>,
+) -> ApiResult<media::create_mxc_uri::v1::Response> {
+    let resp = s.services.media.create(CreateRequest { user_id: req.user.user_id }).await?;
+    let mut out = media::create_mxc_uri::v1::Response::new(resp.content_uri.into());
+    out.unused_expires_at = UInt::try_from(resp.unused_expires_at).ok().map(MilliSecondsSinceUnixEpoch);
+    Ok(out)
+}
+
+async fn upload_size(s: &AppState) -> ApiResult<UInt> {
+    let config = s.services.media.config(ConfigRequest {}).await?;
+    Ok(config.upload_size.and_then(|size| UInt::try_from(size).ok()).unwrap_or(UInt::MAX))
 }
 
 /// # `GET /_matrix/client/v1/media/config`
-async fn config_route(State(s): State<AppState>, _: Authed) -> ApiResult<Json<Value>> {
-    let config = s.services.media.config(ConfigRequest {}).await?;
-    Ok(Json(json!({ "m.upload.size": config.upload_size })))
+async fn get_media_config_route(
+    s: AppState,
+    _: Ruma<authenticated_media::get_media_config::v1::Request>,
+) -> ApiResult<authenticated_media::get_media_config::v1::Response> {
+    Ok(authenticated_media::get_media_config::v1::Response::new(upload_size(&s).await?))
 }
 
-#[derive(Deserialize)]
-struct PreviewQuery {
-    url: Option<String>,
-    ts: Option<i64>,
+/// # `GET /_matrix/media/v3/config`
+async fn get_media_config_legacy_route(
+    s: AppState,
+    _: Ruma<media::get_media_config::v3::Request>,
+) -> ApiResult<media::get_media_config::v3::Response> {
+    Ok(media::get_media_config::v3::Response::new(upload_size(&s).await?))
+}
+
+/// A preview, as the media service renders it.
+async fn preview<R>(
+    s: &AppState,
+    user_id: String,
+    url: String,
+    ts: Option<MilliSecondsSinceUnixEpoch>,
+) -> ApiResult<Rendered<R>> {
+    let ts = ts.map(|t| i64::from(t.get()));
+    Ok(Rendered::new(s.services.media.preview_url(PreviewUrlRequest { user_id, url, ts }).await?.json))
 }
 
 /// # `GET /_matrix/client/v1/media/preview_url`
-async fn preview_url_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<RawJson> {
-    let q: PreviewQuery = query(&uri)?;
-    let url = q.url.ok_or_else(|| Error::missing_param("Missing url parameter"))?;
-    let resp = s.services.media.preview_url(PreviewUrlRequest { user_id: auth.user_id, url, ts: q.ts }).await?;
-    Ok(RawJson(resp.json))
+async fn get_media_preview_route(
+    s: AppState,
+    req: Ruma<authenticated_media::get_media_preview::v1::Request>,
+) -> ApiResult<Rendered<authenticated_media::get_media_preview::v1::Response>> {
+    preview(&s, req.user.user_id, req.body.url, req.body.ts).await
+}
+
+/// # `GET /_matrix/media/v3/preview_url`
+async fn get_media_preview_legacy_route(
+    s: AppState,
+    req: Ruma<media::get_media_preview::v3::Request>,
+) -> ApiResult<Rendered<media::get_media_preview::v3::Response>> {
+    preview(&s, req.user.user_id, req.body.url, req.body.ts).await
 }

@@ -99,7 +99,7 @@ async fn download(
         range: parse_range(headers),
     };
     let file = s.services.media.download(req).await?;
-    let name = param(params, "file_name").ok();
+    let name = param(params, "filename").ok();
     Ok(serve(file, name))
 }
 

@@ -28,12 +28,8 @@ mod to_device;
 mod user_directory;
 mod voip;
 
-use axum::{
-    Router,
-    extract::RawPathParams,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
+use axum::{Router, extract::RawPathParams};
+use ruma::serde::Raw;
 use serde_json::value::RawValue;
 use trellis_core::Error;
 
@@ -45,33 +41,34 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(discovery::routes())
         .merge(account::routes())
-        .merge(profile::routes())
         .merge(rooms::routes())
         .merge(membership::routes())
-        .merge(directory::routes())
-        .merge(events::routes())
-        .merge(relations::routes())
-        .merge(sync::routes())
-        .merge(ephemeral::routes())
-        .merge(account_data::routes())
-        .merge(presence::routes())
-        .merge(push::routes())
-        .merge(legacy::routes())
-        .merge(media::routes())
-        .merge(voip::routes())
-        .merge(user_directory::routes())
         .merge(devices::routes())
         .merge(account_manage::routes())
-        .merge(key_backup::routes())
+        .merge(sync::routes())
+        .merge(push::routes())
+        .merge(media::routes())
+        .merge(legacy::routes())
         .merge(keys::routes())
-        .merge(to_device::routes())
+        .merge(key_backup::routes())
+        .merge(ephemeral::routes())
+        .merge(account_data::routes())
+        .merge(directory::routes())
+        .merge(events::routes())
+        .merge(openid::routes())
+        .merge(presence::routes())
+        .merge(profile::routes())
+        .merge(relations::routes())
+        .merge(reporting::routes())
         .merge(search::routes())
         .merge(spaces::routes())
-        .merge(reporting::routes())
-        .merge(openid::routes())
+        .merge(to_device::routes())
+        .merge(user_directory::routes())
+        .merge(voip::routes())
 }
 
-/// A named path parameter (already percent-decoded).
+/// A named path parameter (already percent-decoded), for the compatibility routes ruma has
+/// no type for.
 fn param(params: &RawPathParams, name: &str) -> Result<String, ApiError> {
     params
         .iter()
@@ -80,26 +77,22 @@ fn param(params: &RawPathParams, name: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError(Error::invalid_param(format!("missing path parameter {name}"))))
 }
 
-/// Query parameters into `T`; a malformed query is `M_INVALID_PARAM`.
+/// Query parameters into `T`, for the compatibility routes; a malformed query is
+/// `M_INVALID_PARAM`.
 fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
     serde_urlencoded::from_str(uri.query().unwrap_or(""))
         .map_err(|e| ApiError(Error::invalid_param(format!("invalid query parameter: {e}"))))
 }
 
-/// An already-rendered JSON document (events, a sync body) as a response.
-pub struct RawJson(pub String);
-
-impl IntoResponse for RawJson {
-    fn into_response(self) -> Response {
-        let mut r = self.0.into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
-    }
+/// Rendered JSON a service sent (an event, a list of them) as ruma's raw type, embedded in
+/// the answer without being parsed again.
+fn raw<T>(json: String) -> Result<Raw<T>, ApiError> {
+    Ok(Raw::from_json(RawValue::from_string(json)?))
 }
 
-/// Embeds rendered events in a `serde_json` response without parsing them again.
-fn raw_events(events: Vec<String>) -> Result<Vec<Box<RawValue>>, ApiError> {
-    events.into_iter().map(|e| RawValue::from_string(e).map_err(ApiError::from)).collect()
+/// [`raw`] for each of a list.
+fn raw_list<T>(events: Vec<String>) -> Result<Vec<Raw<T>>, ApiError> {
+    events.into_iter().map(raw).collect()
 }
 
 /// An identifier a service sent; one that does not parse is our fault, not the client's.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::{Router, extract::State, http::Uri};
+use axum::{Router, extract::State, http::Uri, response::Response, routing::get};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedServerName, UInt, UserId,
     api::{
@@ -25,32 +25,30 @@ use trellis_proto::auth::{OpenidTokenRequest, OpenidUserinfoRequest, WhoisReques
 use super::query;
 use crate::{
     AppState,
-    extract::{Authed, Ruma},
-    response::RumaResult,
-    router::RumaRoutes,
+    error::ApiResult,
+    extract::Ruma,
+    response::Reply,
+    router::{RumaRoutes, paths_of},
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .ruma::<request_openid_token::v3::Request, _, _>(request_token_route)
-        .ruma::<get_openid_userinfo::v1::Request, _, _>(userinfo_route)
-        .ruma::<whois::Request, _, _>(whois_route)
+    let mut router = Router::new().ruma(request_openid_token_route).ruma(get_user_info_route);
+    for path in paths_of::<get_openid_userinfo::v1::Request>() {
+        router = router.route(&path, get(get_openid_userinfo_route));
+    }
+    router
 }
 
 /// # `POST /_matrix/client/v3/user/{userId}/openid/request_token`
-async fn request_token_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<request_openid_token::v3::Request>,
-) -> RumaResult<request_openid_token::v3::Response> {
-    let token = s
-        .services
-        .auth
-        .request_openid_token(OpenidTokenRequest { requester: auth.user_id, user_id: req.user_id.to_string() })
-        .await?;
+async fn request_openid_token_route(
+    s: AppState,
+    req: Ruma<request_openid_token::v3::Request>,
+) -> ApiResult<request_openid_token::v3::Response> {
+    let ask = OpenidTokenRequest { requester: req.user.user_id, user_id: req.body.user_id.to_string() };
+    let token = s.services.auth.request_openid_token(ask).await?;
     let server: OwnedServerName = s.settings.server_name.as_str().try_into().map_err(Error::internal)?;
     let expires_in = Duration::from_secs(token.expires_in_secs.try_into().unwrap_or_default());
-    Ok(request_openid_token::v3::Response::new(token.access_token, TokenType::Bearer, server, expires_in).into())
+    Ok(request_openid_token::v3::Response::new(token.access_token, TokenType::Bearer, server, expires_in))
 }
 
 #[derive(Deserialize)]
@@ -61,25 +59,21 @@ struct UserinfoQuery {
 /// # `GET /_matrix/federation/v1/openid/userinfo`
 ///
 /// The token is a query parameter; without one the answer is 401 `M_MISSING_TOKEN` (ruma's
-/// parser would make it a 400), as Synapse answers.
-async fn userinfo_route(State(s): State<AppState>, uri: Uri) -> RumaResult<get_openid_userinfo::v1::Response> {
+/// parser would make it a 400), as Synapse answers: the query is read here for that.
+async fn get_openid_userinfo_route(State(s): State<AppState>, uri: Uri) -> ApiResult<Response> {
     let q: UserinfoQuery = query(&uri)?;
     let access_token = q.access_token.ok_or_else(|| Error::new(ErrorCode::MissingToken, "Access Token required"))?;
     let info = s.services.auth.openid_userinfo(OpenidUserinfoRequest { access_token }).await?;
     let sub = UserId::parse(&info.user_id).map_err(Error::internal)?;
-    Ok(get_openid_userinfo::v1::Response::new(sub).into())
+    Ok(get_openid_userinfo::v1::Response::new(sub).into_answer())
 }
 
 /// # `GET /_matrix/client/v3/admin/whois/{userId}`
 ///
 /// Each device is one session with one connection: its last recorded request.
-async fn whois_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<whois::Request>,
-) -> RumaResult<whois::Response> {
-    let found =
-        s.services.auth.whois(WhoisRequest { requester: auth.user_id, user_id: req.user_id.to_string() }).await?;
+async fn get_user_info_route(s: AppState, req: Ruma<whois::Request>) -> ApiResult<whois::Response> {
+    let (requester, req) = (req.user.user_id, req.body);
+    let found = s.services.auth.whois(WhoisRequest { requester, user_id: req.user_id.to_string() }).await?;
     let mut out = whois::Response::new();
     out.user_id = Some(req.user_id);
     for device in found.devices {
@@ -96,5 +90,5 @@ async fn whois_route(
         info.sessions.push(session);
         out.devices.insert(device.device_id, info);
     }
-    Ok(out.into())
+    Ok(out)
 }

@@ -3,17 +3,15 @@
 //! member event in every joined room by the rooms service.
 
 use axum::{
-    Json, Router,
+    Router,
     extract::{RawPathParams, State},
-    routing::{get, put},
+    response::Response,
+    routing::delete,
 };
 use ruma::{
-    api::{
-        Metadata,
-        client::profile::{
-            delete_profile_field, get_avatar_url, get_display_name, get_profile, get_profile_field, set_profile_field,
-        },
-        path_builder::PathBuilder,
+    api::client::profile::{
+        delete_profile_field, get_avatar_url, get_display_name, get_profile, get_profile_field, set_avatar_url,
+        set_display_name, set_profile_field,
     },
     profile::{ProfileFieldValue, UserProfile},
 };
@@ -29,35 +27,37 @@ use trellis_proto::{
 use super::param;
 use crate::{
     AppState,
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     extract::{Authed, JsonObject, Ruma},
-    response::RumaResult,
-    router::RumaRoutes,
+    response::Reply,
+    router::{RumaRoutes, paths_of},
 };
 
 pub fn routes() -> Router<AppState> {
     // The named routes of `displayname` and `avatar_url` match before the `{field}` ones.
     let mut router = Router::new()
-        .ruma::<get_profile::v3::Request, _, _>(get_profile_route)
-        .ruma::<get_profile_field::v3::Request, _, _>(get_field_route)
-        .ruma::<delete_profile_field::v3::Request, _, _>(delete_field_route);
-    // `PUT` is parsed here rather than by ruma, so a body without the key is
-    // `M_MISSING_PARAM` as the spec says (ruma's parser calls it bad JSON).
-    for path in set_profile_field::v3::Request::PATH_BUILDER.all_paths() {
-        router = router.route(path, put(set_field_route));
-    }
-    for path in get_display_name::v3::Request::PATH_BUILDER.all_paths() {
-        router =
-            router.route(path, get(get_displayname_route).put(set_displayname_route).delete(delete_displayname_route));
-    }
-    for path in get_avatar_url::v3::Request::PATH_BUILDER.all_paths() {
-        router = router.route(path, get(get_avatar_route).put(set_avatar_route).delete(delete_avatar_route));
+        .ruma(get_profile_route)
+        .ruma(get_profile_field_route)
+        .json_endpoint::<set_profile_field::v3::Request, _, _>(set_profile_field_route)
+        .ruma(delete_profile_field_route)
+        .ruma(get_display_name_route)
+        .ruma(set_display_name_route)
+        .ruma(get_avatar_url_route)
+        .ruma(set_avatar_url_route);
+    // `DELETE` of a name or avatar reaches these named paths before `{field}` (axum routes
+    // by path first), so the deletion is registered on them too.
+    for (paths, field) in [
+        (paths_of::<get_display_name::v3::Request>(), ProfileField::Displayname),
+        (paths_of::<get_avatar_url::v3::Request>(), ProfileField::AvatarUrl),
+    ] {
+        for path in paths {
+            let remove = move |State(s): State<AppState>, auth: Authed, params: RawPathParams| async move {
+                delete_named_field(s, auth, params, field).await
+            };
+            router = router.route(&path, delete(remove));
+        }
     }
     router
-}
-
-async fn profile(s: &AppState, params: &RawPathParams) -> ApiResult<Profile> {
-    fetch(s, param(params, "user_id")?).await
 }
 
 async fn fetch(s: &AppState, user_id: String) -> ApiResult<Profile> {
@@ -81,157 +81,136 @@ fn all_fields(p: Profile) -> UserProfile {
 }
 
 /// # `GET /_matrix/client/v3/profile/{userId}`
-async fn get_profile_route(
-    State(s): State<AppState>,
-    Ruma(req): Ruma<get_profile::v3::Request>,
-) -> RumaResult<get_profile::v3::Response> {
-    let p = fetch(&s, req.user_id.to_string()).await?;
+async fn get_profile_route(s: AppState, req: Ruma<get_profile::v3::Request>) -> ApiResult<get_profile::v3::Response> {
+    let p = fetch(&s, req.body.user_id.to_string()).await?;
     let mut out = get_profile::v3::Response::new();
     out.data = all_fields(p);
-    Ok(out.into())
+    Ok(out)
 }
 
 /// # `GET /_matrix/client/v3/profile/{userId}/{keyName}`
-async fn get_field_route(
-    State(s): State<AppState>,
-    Ruma(req): Ruma<get_profile_field::v3::Request>,
-) -> RumaResult<get_profile_field::v3::Response> {
-    let all = all_fields(fetch(&s, req.user_id.to_string()).await?);
-    let key = req.field.as_str();
+async fn get_profile_field_route(
+    s: AppState,
+    req: Ruma<get_profile_field::v3::Request>,
+) -> ApiResult<get_profile_field::v3::Response> {
+    let all = all_fields(fetch(&s, req.body.user_id.to_string()).await?);
+    let key = req.body.field.as_str();
     let value = all.get(key).cloned().ok_or_else(|| Error::not_found("This user has no such profile field"))?;
     let value =
         ProfileFieldValue::new(key, value).map_err(|e| Error::internal(format!("stored profile field: {e}")))?;
-    Ok(get_profile_field::v3::Response::new(value).into())
+    Ok(get_profile_field::v3::Response::new(value))
 }
 
 /// # `PUT /_matrix/client/v3/profile/{userId}/{keyName}`
-async fn set_field_route(
+///
+/// The body is read here: ruma 0.25's parser fails on any other key in it (it does not skip
+/// the value, so `{"other": 1}` reads as broken JSON), and a body without the path's key is
+/// `M_MISSING_PARAM` as the spec says.
+async fn set_profile_field_route(
     State(s): State<AppState>,
     auth: Authed,
     params: RawPathParams,
     JsonObject(mut body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    let key = param(&params, "field")?;
+) -> ApiResult<Response> {
+    let (user_id, key) = (param(&params, "user_id")?, param(&params, "field")?);
     let value = body.remove(&key).ok_or_else(|| Error::missing_param(format!("Missing key {key:?} in the body")))?;
-    let value = ProfileFieldValue::new(&key, value).map_err(|e| Error::bad_json(format!("invalid {key}: {e}")))?;
-    match value {
+    match ProfileFieldValue::new(&key, value).map_err(|e| Error::bad_json(format!("invalid {key}: {e}")))? {
         ProfileFieldValue::DisplayName(name) => {
-            set_field(&s, auth, &params, ProfileField::Displayname, Some(&json!(name))).await
+            set_field(&s, auth, user_id, ProfileField::Displayname, Some(name)).await?
         }
         ProfileFieldValue::AvatarUrl(url) => {
-            set_field(&s, auth, &params, ProfileField::AvatarUrl, Some(&json!(url))).await
+            set_field(&s, auth, user_id, ProfileField::AvatarUrl, Some(url.to_string())).await?
         }
         other => {
-            let req = SetProfileFieldRequest {
-                requester: auth.user_id,
-                user_id: param(&params, "user_id")?,
-                key,
-                value_json: other.value().to_string(),
-            };
-            s.services.auth.set_profile_field(req).await?;
-            Ok(Json(json!({})))
+            let value_json = other.value().to_string();
+            let set = SetProfileFieldRequest { requester: auth.user_id, user_id, key, value_json };
+            s.services.auth.set_profile_field(set).await?;
         }
     }
+    Ok(set_profile_field::v3::Response::new().into_answer())
 }
 
 /// # `DELETE /_matrix/client/v3/profile/{userId}/{keyName}`
-async fn delete_field_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    Ruma(req): Ruma<delete_profile_field::v3::Request>,
-) -> RumaResult<delete_profile_field::v3::Response> {
+async fn delete_profile_field_route(
+    s: AppState,
+    req: Ruma<delete_profile_field::v3::Request>,
+) -> ApiResult<delete_profile_field::v3::Response> {
+    let (auth, req) = (req.user, req.body);
+    let user_id = req.user_id.to_string();
     match req.field.as_str() {
-        "displayname" => {
-            set_field(&s, auth, &params, ProfileField::Displayname, None).await.map(drop)?;
-        }
-        "avatar_url" => {
-            set_field(&s, auth, &params, ProfileField::AvatarUrl, None).await.map(drop)?;
-        }
+        "displayname" => set_field(&s, auth, user_id, ProfileField::Displayname, None).await?,
+        "avatar_url" => set_field(&s, auth, user_id, ProfileField::AvatarUrl, None).await?,
         key => {
-            let req = DeleteProfileFieldRequest {
-                requester: auth.user_id,
-                user_id: req.user_id.to_string(),
-                key: key.to_owned(),
-            };
-            s.services.auth.delete_profile_field(req).await?;
+            let key = key.to_owned();
+            s.services
+                .auth
+                .delete_profile_field(DeleteProfileFieldRequest { requester: auth.user_id, user_id, key })
+                .await?;
         }
     }
-    Ok(delete_profile_field::v3::Response::new().into())
+    Ok(delete_profile_field::v3::Response::new())
 }
 
-/// # `DELETE /_matrix/client/v3/profile/{userId}/displayname`
-async fn delete_displayname_route(
-    State(s): State<AppState>,
+/// # `DELETE /_matrix/client/v3/profile/{userId}/{displayname,avatar_url}`
+async fn delete_named_field(
+    s: AppState,
     auth: Authed,
     params: RawPathParams,
-) -> ApiResult<Json<Value>> {
-    set_field(&s, auth, &params, ProfileField::Displayname, None).await
-}
-
-/// # `DELETE /_matrix/client/v3/profile/{userId}/avatar_url`
-async fn delete_avatar_route(State(s): State<AppState>, auth: Authed, params: RawPathParams) -> ApiResult<Json<Value>> {
-    set_field(&s, auth, &params, ProfileField::AvatarUrl, None).await
+    field: ProfileField,
+) -> ApiResult<Response> {
+    set_field(&s, auth, param(&params, "user_id")?, field, None).await?;
+    Ok(delete_profile_field::v3::Response::new().into_answer())
 }
 
 /// # `GET /_matrix/client/v3/profile/{userId}/displayname`
-async fn get_displayname_route(State(s): State<AppState>, params: RawPathParams) -> ApiResult<Json<Value>> {
-    let p = profile(&s, &params).await?;
-    Ok(Json(p.displayname.map_or_else(|| json!({}), |d| json!({ "displayname": d }))))
+async fn get_display_name_route(
+    s: AppState,
+    req: Ruma<get_display_name::v3::Request>,
+) -> ApiResult<get_display_name::v3::Response> {
+    Ok(get_display_name::v3::Response::new(fetch(&s, req.body.user_id.to_string()).await?.displayname))
 }
 
 /// # `GET /_matrix/client/v3/profile/{userId}/avatar_url`
-async fn get_avatar_route(State(s): State<AppState>, params: RawPathParams) -> ApiResult<Json<Value>> {
-    let p = profile(&s, &params).await?;
-    Ok(Json(p.avatar_url.map_or_else(|| json!({}), |a| json!({ "avatar_url": a }))))
+async fn get_avatar_url_route(
+    s: AppState,
+    req: Ruma<get_avatar_url::v3::Request>,
+) -> ApiResult<get_avatar_url::v3::Response> {
+    let avatar_url = fetch(&s, req.body.user_id.to_string()).await?.avatar_url;
+    Ok(get_avatar_url::v3::Response::new(avatar_url.map(Into::into)))
 }
 
 /// # `PUT /_matrix/client/v3/profile/{userId}/displayname`
-async fn set_displayname_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    set_field(&s, auth, &params, ProfileField::Displayname, body.get("displayname")).await
+async fn set_display_name_route(
+    s: AppState,
+    req: Ruma<set_display_name::v3::Request>,
+) -> ApiResult<set_display_name::v3::Response> {
+    let (auth, req) = (req.user, req.body);
+    set_field(&s, auth, req.user_id.to_string(), ProfileField::Displayname, req.displayname).await?;
+    Ok(set_display_name::v3::Response::new())
 }
 
 /// # `PUT /_matrix/client/v3/profile/{userId}/avatar_url`
-async fn set_avatar_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    params: RawPathParams,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<Value>> {
-    set_field(&s, auth, &params, ProfileField::AvatarUrl, body.get("avatar_url")).await
+async fn set_avatar_url_route(
+    s: AppState,
+    req: Ruma<set_avatar_url::v3::Request>,
+) -> ApiResult<set_avatar_url::v3::Response> {
+    let (auth, req) = (req.user, req.body);
+    let url = req.avatar_url.map(|u| u.to_string());
+    set_field(&s, auth, req.user_id.to_string(), ProfileField::AvatarUrl, url).await?;
+    Ok(set_avatar_url::v3::Response::new())
 }
 
+/// Sets (or with `None` clears) the name or avatar, then carries it into member events.
 async fn set_field(
     s: &AppState,
     auth: Authed,
-    params: &RawPathParams,
+    user_id: String,
     field: ProfileField,
-    value: Option<&Value>,
-) -> ApiResult<Json<Value>> {
-    let value = match value {
-        None | Some(Value::Null) => None,
-        Some(Value::String(v)) => Some(v.clone()),
-        Some(_) => return Err(ApiError(Error::bad_json("profile fields are strings"))),
-    };
-    let user_id = param(params, "user_id")?;
-    let p = s
-        .services
-        .auth
-        .set_profile(SetProfileRequest {
-            user_id: user_id.clone(),
-            field: field as i32,
-            value,
-            requester: auth.user_id,
-        })
-        .await?;
-    s.services
-        .rooms
-        .profile_changed(ProfileChangedRequest { user_id, displayname: p.displayname, avatar_url: p.avatar_url })
-        .await?;
-    Ok(Json(json!({})))
+    value: Option<String>,
+) -> ApiResult<()> {
+    let set = SetProfileRequest { user_id: user_id.clone(), field: field as i32, value, requester: auth.user_id };
+    let p = s.services.auth.set_profile(set).await?;
+    let changed = ProfileChangedRequest { user_id, displayname: p.displayname, avatar_url: p.avatar_url };
+    s.services.rooms.profile_changed(changed).await?;
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Push: push rules (`/pushrules/...`), pushers (`/pushers`, `/pushers/set`) and
-//! `/notifications`. The sync service owns all of it; bodies are checked there.
+//! `/notifications`. The sync service owns all of it: it reads the bodies (its errcodes, in
+//! the order Synapse gives them, are what clients and SyTest see) and renders the answers.
 
 use axum::{
     Router,
@@ -16,28 +17,28 @@ use serde_json::Value;
 use trellis_core::Error;
 use trellis_proto::sync::{NotificationsRequest, PushRulesRequest, PushersRequest};
 
-use super::RawJson;
 use crate::{
     AppState,
     error::ApiResult,
     extract::{Authed, JsonObject, Ruma},
+    response::Rendered,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
-        .ruma::<get_pushrules_all::v3::Request, _, _>(all_route)
-        .ruma::<get_pushrules_global_scope::v3::Request, _, _>(global_route)
-        .ruma::<get_pushrule::v3::Request, _, _>(get_rule_route)
-        .ruma::<set_pushrule::v3::Request, _, _>(set_rule_route)
-        .ruma::<delete_pushrule::v3::Request, _, _>(delete_rule_route)
-        .ruma::<get_pushrule_enabled::v3::Request, _, _>(get_enabled_route)
-        .ruma::<set_pushrule_enabled::v3::Request, _, _>(set_enabled_route)
-        .ruma::<get_pushrule_actions::v3::Request, _, _>(get_actions_route)
-        .ruma::<set_pushrule_actions::v3::Request, _, _>(set_actions_route)
-        .ruma::<get_pushers::v3::Request, _, _>(get_pushers_route)
-        .ruma::<set_pusher::v3::Request, _, _>(set_pusher_route)
-        .ruma::<get_notifications::v3::Request, _, _>(notifications_route);
+        .ruma(get_pushrules_all_route)
+        .ruma(get_pushrules_global_scope_route)
+        .ruma(get_pushrule_route)
+        .json_endpoint::<set_pushrule::v3::Request, _, _>(set_pushrule_route)
+        .ruma(delete_pushrule_route)
+        .ruma(get_pushrule_enabled_route)
+        .json_endpoint::<set_pushrule_enabled::v3::Request, _, _>(set_pushrule_enabled_route)
+        .ruma(get_pushrule_actions_route)
+        .json_endpoint::<set_pushrule_actions::v3::Request, _, _>(set_pushrule_actions_route)
+        .ruma(get_pushers_route)
+        .json_endpoint::<set_pusher::v3::Request, _, _>(set_pusher_route)
+        .ruma(get_notifications_route);
     // Every other path under `/pushrules/`: a kind's rules (`global/{kind}/`), else refused as
     // Synapse refuses it (SyTest checks), with 400 rather than a 404 or 405.
     for version in ["v3", "r0"] {
@@ -89,7 +90,7 @@ async fn other_path_route(
     auth: Authed,
     method: Method,
     rest: Option<Path<String>>,
-) -> ApiResult<RawJson> {
+) -> ApiResult<Rendered<get_pushrules_global_scope::v3::Response>> {
     let rest = rest.map(|Path(rest)| rest).unwrap_or_default();
     match other_path(&method, &rest) {
         OtherPath::Kind(kind) => rules(&s, auth, "get", &kind, "", Extra::default()).await,
@@ -98,7 +99,14 @@ async fn other_path_route(
 }
 
 /// One push-rule call to the sync service.
-async fn rules(s: &AppState, auth: Authed, op: &str, kind: &str, rule_id: &str, extra: Extra) -> ApiResult<RawJson> {
+async fn rules<R>(
+    s: &AppState,
+    auth: Authed,
+    op: &str,
+    kind: &str,
+    rule_id: &str,
+    extra: Extra,
+) -> ApiResult<Rendered<R>> {
     let req = PushRulesRequest {
         requester: auth.user_id.clone(),
         user_id: auth.user_id,
@@ -114,7 +122,7 @@ async fn rules(s: &AppState, auth: Authed, op: &str, kind: &str, rule_id: &str, 
         after: extra.after,
         body_json: extra.body,
     };
-    Ok(RawJson(s.services.sync.push_rules(req).await?.body_json))
+    Ok(Rendered::new(s.services.sync.push_rules(req).await?.body_json))
 }
 
 #[derive(Default)]
@@ -130,32 +138,37 @@ fn body(JsonObject(obj): JsonObject) -> String {
 }
 
 /// # `GET /_matrix/client/v3/pushrules/`
-async fn all_route(State(s): State<AppState>, auth: Authed) -> ApiResult<RawJson> {
-    rules(&s, auth, "get", "", "", Extra::default()).await
+async fn get_pushrules_all_route(
+    s: AppState,
+    req: Ruma<get_pushrules_all::v3::Request>,
+) -> ApiResult<Rendered<get_pushrules_all::v3::Response>> {
+    rules(&s, req.user, "get", "", "", Extra::default()).await
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/`
-async fn global_route(State(s): State<AppState>, auth: Authed) -> ApiResult<RawJson> {
-    rules(&s, auth, "get", "", "", Extra { scope_only: Some(()), ..Default::default() }).await
+async fn get_pushrules_global_scope_route(
+    s: AppState,
+    req: Ruma<get_pushrules_global_scope::v3::Request>,
+) -> ApiResult<Rendered<get_pushrules_global_scope::v3::Response>> {
+    rules(&s, req.user, "get", "", "", Extra { scope_only: Some(()), ..Default::default() }).await
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
-async fn get_rule_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Path((kind, id)): Path<(String, String)>,
-) -> ApiResult<RawJson> {
-    rules(&s, auth, "get", &kind, &id, Extra::default()).await
+async fn get_pushrule_route(
+    s: AppState,
+    req: Ruma<get_pushrule::v3::Request>,
+) -> ApiResult<Rendered<get_pushrule::v3::Response>> {
+    rules(&s, req.user, "get", req.body.kind.as_str(), &req.body.rule_id, Extra::default()).await
 }
 
 /// # `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
-async fn set_rule_route(
+async fn set_pushrule_route(
     State(s): State<AppState>,
     auth: Authed,
     Path((kind, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     obj: JsonObject,
-) -> ApiResult<RawJson> {
+) -> ApiResult<Rendered<set_pushrule::v3::Response>> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
     let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let extra = Extra { before: param("before"), after: param("after"), body: body(obj), ..Default::default() };
@@ -163,84 +176,88 @@ async fn set_rule_route(
 }
 
 /// # `DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
-async fn delete_rule_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Path((kind, id)): Path<(String, String)>,
-) -> ApiResult<RawJson> {
-    rules(&s, auth, "delete", &kind, &id, Extra::default()).await
+async fn delete_pushrule_route(
+    s: AppState,
+    req: Ruma<delete_pushrule::v3::Request>,
+) -> ApiResult<Rendered<delete_pushrule::v3::Response>> {
+    rules(&s, req.user, "delete", req.body.kind.as_str(), &req.body.rule_id, Extra::default()).await
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
-async fn get_enabled_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Path((kind, id)): Path<(String, String)>,
-) -> ApiResult<RawJson> {
-    rules(&s, auth, "get_enabled", &kind, &id, Extra::default()).await
+async fn get_pushrule_enabled_route(
+    s: AppState,
+    req: Ruma<get_pushrule_enabled::v3::Request>,
+) -> ApiResult<Rendered<get_pushrule_enabled::v3::Response>> {
+    rules(&s, req.user, "get_enabled", req.body.kind.as_str(), &req.body.rule_id, Extra::default()).await
 }
 
 /// # `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
-async fn set_enabled_route(
+async fn set_pushrule_enabled_route(
     State(s): State<AppState>,
     auth: Authed,
     Path((kind, id)): Path<(String, String)>,
     obj: JsonObject,
-) -> ApiResult<RawJson> {
+) -> ApiResult<Rendered<set_pushrule_enabled::v3::Response>> {
     rules(&s, auth, "set_enabled", &kind, &id, Extra { body: body(obj), ..Default::default() }).await
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
-async fn get_actions_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Path((kind, id)): Path<(String, String)>,
-) -> ApiResult<RawJson> {
-    rules(&s, auth, "get_actions", &kind, &id, Extra::default()).await
+async fn get_pushrule_actions_route(
+    s: AppState,
+    req: Ruma<get_pushrule_actions::v3::Request>,
+) -> ApiResult<Rendered<get_pushrule_actions::v3::Response>> {
+    rules(&s, req.user, "get_actions", req.body.kind.as_str(), &req.body.rule_id, Extra::default()).await
 }
 
 /// # `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
-async fn set_actions_route(
+async fn set_pushrule_actions_route(
     State(s): State<AppState>,
     auth: Authed,
     Path((kind, id)): Path<(String, String)>,
     obj: JsonObject,
-) -> ApiResult<RawJson> {
+) -> ApiResult<Rendered<set_pushrule_actions::v3::Response>> {
     rules(&s, auth, "set_actions", &kind, &id, Extra { body: body(obj), ..Default::default() }).await
 }
 
 /// # `GET /_matrix/client/v3/pushers`
-async fn get_pushers_route(State(s): State<AppState>, auth: Authed) -> ApiResult<RawJson> {
-    let req =
-        PushersRequest { requester: auth.user_id.clone(), user_id: auth.user_id, body_json: None, device_id: None };
-    Ok(RawJson(s.services.sync.pushers(req).await?.body_json))
+async fn get_pushers_route(
+    s: AppState,
+    req: Ruma<get_pushers::v3::Request>,
+) -> ApiResult<Rendered<get_pushers::v3::Response>> {
+    let user_id = req.user.user_id;
+    let ask = PushersRequest { requester: user_id.clone(), user_id, body_json: None, device_id: None };
+    Ok(Rendered::new(s.services.sync.pushers(ask).await?.body_json))
 }
 
 /// # `POST /_matrix/client/v3/pushers/set`
-async fn set_pusher_route(State(s): State<AppState>, auth: Authed, obj: JsonObject) -> ApiResult<RawJson> {
+async fn set_pusher_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    obj: JsonObject,
+) -> ApiResult<Rendered<set_pusher::v3::Response>> {
     let req = PushersRequest {
         requester: auth.user_id.clone(),
         user_id: auth.user_id,
         body_json: Some(body(obj)),
         device_id: Some(auth.device_id),
     };
-    Ok(RawJson(s.services.sync.pushers(req).await?.body_json))
+    Ok(Rendered::new(s.services.sync.pushers(req).await?.body_json))
 }
 
 /// # `GET /_matrix/client/v3/notifications`
-async fn notifications_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_notifications::v3::Request>,
-) -> ApiResult<RawJson> {
-    let req = NotificationsRequest {
-        requester: auth.user_id.clone(),
-        user_id: auth.user_id,
+async fn get_notifications_route(
+    s: AppState,
+    req: Ruma<get_notifications::v3::Request>,
+) -> ApiResult<Rendered<get_notifications::v3::Response>> {
+    let (user_id, req) = (req.user.user_id, req.body);
+    let ask = NotificationsRequest {
+        requester: user_id.clone(),
+        user_id,
         from: req.from.unwrap_or_default(),
         limit: req.limit.map_or(0, |l| u32::try_from(u64::from(l)).unwrap_or(u32::MAX)),
         only_highlight: req.only.as_deref() == Some("highlight"),
     };
-    Ok(RawJson(s.services.sync.notifications(req).await?.body_json))
+    Ok(Rendered::new(s.services.sync.notifications(ask).await?.body_json))
 }
 
 #[cfg(test)]

@@ -1,37 +1,27 @@
 //! Rooms: creation and upgrades.
 
-use axum::{Json, Router, extract::State};
+use axum::Router;
 use ruma::api::client::room::{create_room, upgrade_room};
-use serde_json::{Value, json};
 use trellis_proto::{
     rooms::{CreateRoomRequest, UpgradeRoomRequest},
     sync::TransferRoomSettingsRequest,
 };
 
-use crate::{
-    AppState,
-    error::ApiResult,
-    extract::{Authed, Ruma},
-    router::RumaRoutes,
-};
+use super::stored_id;
+use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .ruma::<create_room::v3::Request, _, _>(create_room_route)
-        .ruma::<upgrade_room::v3::Request, _, _>(upgrade_route)
+    Router::new().ruma(create_room_route).ruma(upgrade_room_route)
 }
 
 /// # `POST /_matrix/client/v3/createRoom`
-async fn create_room_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<create_room::v3::Request>,
-) -> ApiResult<Json<Value>> {
+async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
+    let (sender, req) = (req.user.user_id, req.body);
     let resp = s
         .services
         .rooms
         .create_room(CreateRoomRequest {
-            sender: auth.user_id,
+            sender,
             name: req.name,
             topic: req.topic,
             preset: req.preset.map(|p| p.as_str().to_owned()).unwrap_or_default(),
@@ -45,35 +35,35 @@ async fn create_room_route(
             room_version: req.room_version.map(|v| v.to_string()),
         })
         .await?;
-    Ok(Json(json!({ "room_id": resp.room_id })))
+    Ok(create_room::v3::Response::new(stored_id(resp.room_id)?))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
 ///
 /// The rooms service replaces the room; the sync service then carries its members' push
 /// rules, tags and direct-chat entries over (best effort: the upgrade stands either way).
-async fn upgrade_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<upgrade_room::v3::Request>,
-) -> ApiResult<Json<Value>> {
+async fn upgrade_room_route(
+    s: AppState,
+    req: Ruma<upgrade_room::v3::Request>,
+) -> ApiResult<upgrade_room::v3::Response> {
+    let (user_id, req) = (req.user.user_id, req.body);
     let resp = s
         .services
         .rooms
         .upgrade_room(UpgradeRoomRequest {
-            sender: auth.user_id.clone(),
+            sender: user_id.clone(),
             room_id: req.room_id.to_string(),
             new_version: req.new_version.to_string(),
             additional_creators: req.additional_creators.iter().map(|u| u.to_string()).collect(),
         })
         .await?;
     let transfer = TransferRoomSettingsRequest {
-        user_id: auth.user_id,
+        user_id,
         old_room_id: req.room_id.to_string(),
         new_room_id: resp.replacement_room.clone(),
     };
     if let Err(e) = s.services.sync.transfer_room_settings(transfer).await {
         tracing::warn!(error = ?e, room_id = %req.room_id, "room settings not carried over to the upgraded room");
     }
-    Ok(Json(json!({ "replacement_room": resp.replacement_room })))
+    Ok(upgrade_room::v3::Response::new(stored_id(resp.replacement_room)?))
 }

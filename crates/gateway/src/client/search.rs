@@ -2,44 +2,39 @@
 
 use std::collections::BTreeMap;
 
-use axum::{Router, extract::State};
+use axum::Router;
 use ruma::{
     OwnedRoomId, OwnedUserId,
     api::client::search::search_events::v3::{
         self, EventContextResult, GroupingKey, OrderBy, ResultGroup, ResultGroupMap, ResultRoomEvents, SearchResult,
         UserProfile,
     },
-    serde::Raw,
 };
-use serde_json::value::RawValue;
 use trellis_core::Error;
 use trellis_proto::rooms::{SearchContext, SearchContextSpec, SearchEventsRequest, SearchEventsResponse, SearchGroup};
 
-use super::stored_id as id;
+use super::{raw, stored_id as id};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
-    extract::{Authed, RumaWithBody},
-    response::RumaResult,
+    extract::Ruma,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new().ruma::<v3::Request, _, _>(search_route)
+    Router::new().ruma(search_events_route)
 }
 
 /// # `POST /_matrix/client/v3/search`
-async fn search_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    RumaWithBody(req, body): RumaWithBody<v3::Request>,
-) -> RumaResult<v3::Response> {
+async fn search_events_route(s: AppState, req: Ruma<v3::Request>) -> ApiResult<v3::Response> {
+    // ruma fills in a default `event_context`; the spec includes context only when asked.
+    let body = req.json_object()?;
+    let asked_context = body["search_categories"]["room_events"].get("event_context").is_some();
+    let (auth, req) = (req.user, req.body);
     let Some(criteria) = req.search_categories.room_events else {
         // No category Trellis searches: nothing found.
-        return Ok(v3::Response::new(Default::default()).into());
+        return Ok(v3::Response::new(Default::default()));
     };
-    // ruma fills in a default `event_context`; the spec includes context only when asked.
-    let asked_context = body["search_categories"]["room_events"].get("event_context").is_some();
     let context = asked_context.then(|| SearchContextSpec {
         before_limit: u32::try_from(criteria.event_context.before_limit).unwrap_or(u32::MAX),
         after_limit: u32::try_from(criteria.event_context.after_limit).unwrap_or(u32::MAX),
@@ -78,11 +73,7 @@ async fn search_route(
         .await?;
     let mut categories = v3::ResultCategories::new();
     categories.room_events = room_events(resp)?;
-    Ok(v3::Response::new(categories).into())
-}
-
-fn raw<T>(json: String) -> ApiResult<Raw<T>> {
-    Ok(Raw::from_json(RawValue::from_string(json)?))
+    Ok(v3::Response::new(categories))
 }
 
 fn room_events(resp: SearchEventsResponse) -> ApiResult<ResultRoomEvents> {

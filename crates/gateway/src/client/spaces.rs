@@ -2,7 +2,7 @@
 //! `GET /v1/room_summary/{roomIdOrAlias}` (MSC3266, also on its unstable path), answered
 //! with ruma's response types.
 
-use axum::{Router, extract::State};
+use axum::Router;
 use ruma::{
     RoomVersionId, UInt,
     api::client::{
@@ -21,23 +21,20 @@ use super::stored_id;
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
-    extract::{Authed, Ruma},
-    response::RumaResult,
+    extract::Ruma,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .ruma::<get_hierarchy::v1::Request, _, _>(hierarchy_route)
-        .ruma::<get_summary::v1::Request, _, _>(room_summary_route)
+    Router::new().ruma(get_hierarchy_route).ruma(get_summary_route)
 }
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`
-async fn hierarchy_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_hierarchy::v1::Request>,
-) -> RumaResult<get_hierarchy::v1::Response> {
+async fn get_hierarchy_route(
+    s: AppState,
+    req: Ruma<get_hierarchy::v1::Request>,
+) -> ApiResult<get_hierarchy::v1::Response> {
+    let (auth, req) = (req.user, req.body);
     let small = |n: Option<UInt>| n.map(|n| u32::try_from(u64::from(n)).unwrap_or(u32::MAX));
     let resp = s
         .services
@@ -62,15 +59,12 @@ async fn hierarchy_route(
             .collect::<ApiResult<_>>()?;
         out.rooms.push(SpaceHierarchyRoomsChunk::new(summary, children));
     }
-    Ok(out.into())
+    Ok(out)
 }
 
 /// # `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`
-async fn room_summary_route(
-    State(s): State<AppState>,
-    auth: Option<Authed>,
-    Ruma(req): Ruma<get_summary::v1::Request>,
-) -> RumaResult<get_summary::v1::Response> {
+async fn get_summary_route(s: AppState, req: Ruma<get_summary::v1::Request>) -> ApiResult<get_summary::v1::Response> {
+    let (auth, req) = (req.user, req.body);
     // `via` only matters over federation.
     let resp = s
         .services
@@ -84,7 +78,7 @@ async fn room_summary_route(
         resp.summary.ok_or_else(|| Error::internal("room summary without summary"))?,
     )?);
     out.membership = resp.membership.map(|m| MembershipState::from(m.as_str()));
-    Ok(out.into())
+    Ok(out)
 }
 
 /// The service's summary as ruma's.

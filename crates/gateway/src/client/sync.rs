@@ -1,33 +1,35 @@
 //! `/sync` and stored filters. The sync worker renders the whole body; the gateway passes
-//! it through untouched.
+//! it through untouched (megabytes on an initial sync: it is never parsed here).
 
-use axum::{Json, Router, extract::State, http::Uri};
+use axum::{Router, extract::State, http::Uri};
 use ruma::api::client::{
     filter::{create_filter, get_filter},
     sync::sync_events,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 use trellis_core::Error;
 use trellis_proto::sync::{CreateFilterRequest, GetFilterRequest, SyncRequest};
 
-use super::{RawJson, query};
+use super::query;
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
     extract::{Authed, Ruma},
+    response::Rendered,
     router::RumaRoutes,
 };
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .ruma::<sync_events::v3::Request, _, _>(sync_route)
-        .ruma::<create_filter::v3::Request, _, _>(create_filter_route)
-        .ruma::<get_filter::v3::Request, _, _>(get_filter_route)
+        .json_endpoint::<sync_events::v3::Request, _, _>(sync_events_route)
+        .ruma(create_filter_route)
+        .ruma(get_filter_route)
 }
 
-/// Query parameters of `/sync`; anything else (e.g. `access_token`, unstable flags) is
-/// ignored.
+/// Query parameters of `/sync`, read as Synapse reads them: an empty `timeout` is 0 and the
+/// filter goes to the sync worker as sent, which answers a bad one with `M_BAD_JSON` (ruma's
+/// parser would refuse both with `M_INVALID_PARAM`). Anything else (`access_token`, unstable
+/// flags) is ignored.
 #[derive(Deserialize, Default)]
 struct SyncQuery {
     since: Option<String>,
@@ -38,7 +40,11 @@ struct SyncQuery {
 }
 
 /// # `GET /_matrix/client/v3/sync`
-async fn sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiResult<RawJson> {
+async fn sync_events_route(
+    State(s): State<AppState>,
+    auth: Authed,
+    uri: Uri,
+) -> ApiResult<Rendered<sync_events::v3::Response>> {
     let q: SyncQuery = query(&uri)?;
     let timeout_ms = match q.timeout.as_deref() {
         None | Some("") => 0,
@@ -62,15 +68,15 @@ async fn sync_route(State(s): State<AppState>, auth: Authed, uri: Uri) -> ApiRes
             set_presence: q.set_presence.unwrap_or_default(),
         })
         .await?;
-    Ok(RawJson(resp.body_json))
+    Ok(Rendered::new(resp.body_json))
 }
 
 /// # `POST /_matrix/client/v3/user/{userId}/filter`
 async fn create_filter_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<create_filter::v3::Request>,
-) -> ApiResult<Json<Value>> {
+    s: AppState,
+    req: Ruma<create_filter::v3::Request>,
+) -> ApiResult<create_filter::v3::Response> {
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .sync
@@ -80,15 +86,17 @@ async fn create_filter_route(
             requester: auth.user_id,
         })
         .await?;
-    Ok(Json(json!({ "filter_id": resp.filter_id })))
+    Ok(create_filter::v3::Response::new(resp.filter_id))
 }
 
 /// # `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
+///
+/// The filter as stored (the client's JSON, kept as sent).
 async fn get_filter_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<get_filter::v3::Request>,
-) -> ApiResult<RawJson> {
+    s: AppState,
+    req: Ruma<get_filter::v3::Request>,
+) -> ApiResult<Rendered<get_filter::v3::Response>> {
+    let (auth, req) = (req.user, req.body);
     let resp = s
         .services
         .sync
@@ -98,5 +106,5 @@ async fn get_filter_route(
             requester: auth.user_id,
         })
         .await?;
-    Ok(RawJson(resp.filter_json))
+    Ok(Rendered::new(resp.filter_json))
 }

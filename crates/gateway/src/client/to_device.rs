@@ -1,34 +1,27 @@
 //! Send-to-device messages: `PUT /sendToDevice/{eventType}/{txnId}`, delivered by `/sync`.
 
-use axum::{Json, Router, extract::State};
+use axum::Router;
 use ruma::api::client::to_device::send_event_to_device;
-use serde_json::{Value, json};
 use trellis_proto::sync::SendToDeviceRequest;
 
-use crate::{
-    AppState,
-    error::ApiResult,
-    extract::{Authed, Ruma},
-    router::RumaRoutes,
-};
+use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().ruma::<send_event_to_device::v3::Request, _, _>(send_route)
+    Router::new().ruma(send_event_to_device_route)
 }
 
 /// # `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
-async fn send_route(
-    State(s): State<AppState>,
-    auth: Authed,
-    Ruma(req): Ruma<send_event_to_device::v3::Request>,
-) -> ApiResult<Json<Value>> {
+async fn send_event_to_device_route(
+    s: AppState,
+    req: Ruma<send_event_to_device::v3::Request>,
+) -> ApiResult<send_event_to_device::v3::Response> {
     let send = SendToDeviceRequest {
-        user_id: auth.user_id,
-        device_id: auth.device_id,
-        event_type: req.event_type.to_string(),
-        txn_id: req.txn_id.to_string(),
-        messages_json: serde_json::to_string(&req.messages)?,
+        user_id: req.user.user_id,
+        device_id: req.user.device_id,
+        event_type: req.body.event_type.to_string(),
+        txn_id: req.body.txn_id.to_string(),
+        messages_json: serde_json::to_string(&req.body.messages)?,
     };
     s.services.sync.send_to_device(send).await?;
-    Ok(Json(json!({})))
+    Ok(send_event_to_device::v3::Response::new())
 }

@@ -1,29 +1,36 @@
 //! VoIP and third-party lookups: `GET /voip/turnServer` (time-limited TURN credentials, the
 //! coturn `use-auth-secret` scheme) and `GET /thirdparty/protocols` (no bridges: `{}`).
 
-use axum::{Json, Router, extract::State};
+use axum::Router;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use ruma::api::client::{thirdparty::get_protocols, voip::get_turn_server_info};
 use serde_json::{Value, json};
 use trellis_core::{config::TurnConfig, time::now_ms};
 
-use crate::{AppState, extract::Authed, router::RumaRoutes};
+use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .ruma::<get_turn_server_info::v3::Request, _, _>(turn_server_route)
-        .ruma::<get_protocols::v3::Request, _, _>(protocols_route)
+    Router::new().ruma(get_turn_server_info_route).ruma(get_protocols_route)
 }
 
 /// # `GET /_matrix/client/v3/voip/turnServer`
-async fn turn_server_route(State(s): State<AppState>, auth: Authed) -> Json<Value> {
-    Json(turn_credentials(&s.settings.turn, &auth.user_id, auth.is_guest, now_ms()))
+///
+/// Synapse's shape: `{}` when there is no TURN server for this user (ruma's type has no
+/// empty form).
+async fn get_turn_server_info_route(
+    s: AppState,
+    req: Ruma<get_turn_server_info::v3::Request>,
+) -> ApiResult<Rendered<get_turn_server_info::v3::Response>> {
+    Rendered::shaped(&turn_credentials(&s.settings.turn, &req.user.user_id, req.user.is_guest, now_ms()))
 }
 
 /// # `GET /_matrix/client/v3/thirdparty/protocols`
-async fn protocols_route(_: Authed) -> Json<Value> {
-    Json(json!({}))
+async fn get_protocols_route(
+    _: AppState,
+    _: Ruma<get_protocols::v3::Request>,
+) -> ApiResult<get_protocols::v3::Response> {
+    Ok(get_protocols::v3::Response::new(Default::default()))
 }
 
 /// The credentials for `user_id` at `now` (ms), or `{}` when no TURN server is configured.

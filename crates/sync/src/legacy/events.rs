@@ -56,6 +56,8 @@ impl SyncWorker {
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
+        // A waiting `/events` is an open long-poll like a waiting `/sync`.
+        let _open = (req.timeout_ms > 0).then(crate::longpoll::OpenPoll::count);
         // Subscribe first, read second: no wake-up can fall in between.
         let mut sub = self.bus.subscribe(&[Channel::User(req.user_id.clone())]).await?;
         let since = match since {

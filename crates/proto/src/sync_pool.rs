@@ -1,0 +1,207 @@
+//! [`SyncPool`]: one sync handle over the sync workers alive now, each user's calls going to
+//! the same worker for as long as it lives (rendezvous hashing, so a worker coming or going
+//! moves only its own share of users).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use parking_lot::RwLock;
+use trellis_core::config::SyncBalance;
+
+use crate::sync::*;
+
+/// A sync worker as the pool knows it: a stable name (its URL) and a handle to it.
+#[derive(Clone)]
+pub struct PoolWorker {
+    pub name: String,
+    pub service: Arc<dyn SyncService>,
+}
+
+/// Spreads calls over several sync workers. Any worker can answer any call: tokens carry the
+/// whole position and PostgreSQL holds the truth, so the choice only affects warm caches and
+/// which worker holds a user's long-polls. A worker that cannot be reached is skipped in
+/// favour of the user's next choice. The set of workers can change at any time
+/// ([`SyncPool::set_workers`]).
+pub struct SyncPool {
+    workers: RwLock<Arc<Vec<PoolWorker>>>,
+    balance: SyncBalance,
+    next: AtomicUsize,
+}
+
+impl SyncPool {
+    pub fn new(workers: Vec<PoolWorker>, balance: SyncBalance) -> SyncPool {
+        SyncPool { workers: RwLock::new(Arc::new(workers)), balance, next: AtomicUsize::new(0) }
+    }
+
+    /// Replaces the set of workers; calls under way finish where they are.
+    pub fn set_workers(&self, workers: Vec<PoolWorker>) {
+        *self.workers.write() = Arc::new(workers);
+    }
+
+    /// The names of the workers calls go to now.
+    pub fn worker_names(&self) -> Vec<String> {
+        self.workers.read().iter().map(|w| w.name.clone()).collect()
+    }
+
+    /// The workers in the order `user_id`'s calls try them.
+    fn order(&self, user_id: &str) -> Vec<PoolWorker> {
+        let workers = self.workers.read().clone();
+        let mut order: Vec<PoolWorker> = workers.iter().cloned().collect();
+        match self.balance {
+            SyncBalance::RoundRobin => {
+                if !order.is_empty() {
+                    let start = self.next.fetch_add(1, Ordering::Relaxed) % order.len();
+                    order.rotate_left(start);
+                }
+            }
+            // Highest score first: every gateway computes the same order, and removing a
+            // worker only moves the users whose first choice it was.
+            SyncBalance::User => order.sort_by_key(|w| std::cmp::Reverse(score(&w.name, user_id))),
+        }
+        order
+    }
+
+    async fn call<T, F, Fut>(&self, user_id: &str, f: F) -> trellis_core::Result<T>
+    where
+        F: Fn(Arc<dyn SyncService>) -> Fut,
+        Fut: std::future::Future<Output = trellis_core::Result<T>>,
+    {
+        let order = self.order(user_id);
+        let n = order.len();
+        let mut last = None;
+        for (i, worker) in order.into_iter().enumerate() {
+            match f(worker.service).await {
+                // Only an unreachable or failing worker is retried elsewhere; a Matrix error is
+                // an answer.
+                Err(e) if (e.is_internal() || crate::status::is_unavailable(&e)) && i + 1 < n => {
+                    tracing::warn!(worker = %worker.name, error = ?e, "sync worker failed; trying the next one");
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            trellis_core::Error::new(trellis_core::ErrorCode::Unknown, "No sync worker is available").with_status(503)
+        }))
+    }
+}
+
+/// The rendezvous score of a (worker, user) pair: FNV-1a over both, mixed (stable across
+/// processes and releases, so every gateway agrees).
+fn score(worker: &str, user: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in worker.bytes().chain([0xff]).chain(user.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    // FNV's last byte barely reaches the high bits: finish with a 64-bit mixer.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ceb9fe1a85ec53);
+    h ^ (h >> 33)
+}
+
+/// Every call goes to the worker chosen for the request's user.
+macro_rules! pooled {
+    ($($method:ident($Req:ty) -> $Resp:ty;)*) => {
+        #[async_trait::async_trait]
+        impl SyncService for SyncPool {
+            $(
+                async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp> {
+                    let user = req.user_id.clone();
+                    self.call(&user, |w| {
+                        let req = req.clone();
+                        async move { w.$method(req).await }
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+pooled! {
+    sync(SyncRequest) -> SyncResponse;
+    create_filter(CreateFilterRequest) -> CreateFilterResponse;
+    get_filter(GetFilterRequest) -> GetFilterResponse;
+    set_typing(SetTypingRequest) -> Ack;
+    post_receipt(PostReceiptRequest) -> Ack;
+    set_read_markers(ReadMarkersRequest) -> Ack;
+    get_account_data(GetAccountDataRequest) -> AccountDataResponse;
+    set_account_data(SetAccountDataRequest) -> Ack;
+    update_tag(UpdateTagRequest) -> Ack;
+    get_presence(GetPresenceRequest) -> PresenceResponse;
+    set_presence(SetPresenceRequest) -> Ack;
+    initial_sync(InitialSyncRequest) -> SyncResponse;
+    events(EventsRequest) -> SyncResponse;
+    room_initial_sync(RoomInitialSyncRequest) -> SyncResponse;
+    push_rules(PushRulesRequest) -> JsonResponse;
+    pushers(PushersRequest) -> JsonResponse;
+    delete_device_pushers(DeleteDevicePushersRequest) -> Ack;
+    notifications(NotificationsRequest) -> JsonResponse;
+    send_to_device(SendToDeviceRequest) -> Ack;
+    transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(names: &[&str]) -> SyncPool {
+        // Clients connect lazily: these tests look at the order, never call.
+        let client = |n: &str| -> Arc<dyn SyncService> { Arc::new(SyncGrpcClient::connect(n).unwrap()) };
+        let workers = names.iter().map(|n| PoolWorker { name: (*n).into(), service: client(n) }).collect();
+        SyncPool::new(workers, SyncBalance::User)
+    }
+
+    fn first(pool: &SyncPool, user: &str) -> String {
+        pool.order(user)[0].name.clone()
+    }
+
+    #[tokio::test]
+    async fn adding_or_removing_a_worker_moves_only_its_share_of_users() {
+        let users: Vec<String> = (0..3000).map(|i| format!("@user{i}:example.org")).collect();
+        let three = pool(&["http://a:1", "http://b:1", "http://c:1"]);
+        let before: Vec<String> = users.iter().map(|u| first(&three, u)).collect();
+        // Spread roughly evenly.
+        for name in ["http://a:1", "http://b:1", "http://c:1"] {
+            let share = before.iter().filter(|w| *w == name).count();
+            assert!((800..1200).contains(&share), "{name} holds {share} of 3000");
+        }
+        // A fourth worker takes about a quarter, all from the others; nobody else moves.
+        three.set_workers(pool(&["http://a:1", "http://b:1", "http://c:1", "http://d:1"]).workers.read().to_vec());
+        let after: Vec<String> = users.iter().map(|u| first(&three, u)).collect();
+        let moved: Vec<usize> = (0..users.len()).filter(|&i| before[i] != after[i]).collect();
+        assert!(moved.iter().all(|&i| after[i] == "http://d:1"), "only moves to the new worker");
+        assert!((550..950).contains(&moved.len()), "{} of 3000 moved", moved.len());
+        // Removing b moves exactly b's users, each to its second choice.
+        let without_b = pool(&["http://a:1", "http://c:1", "http://d:1"]);
+        for (i, u) in users.iter().enumerate() {
+            let now = first(&without_b, u);
+            match after[i].as_str() {
+                "http://b:1" => assert_eq!(now, three.order(u)[1].name),
+                kept => assert_eq!(now, kept),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_gateway_orders_the_same_whatever_the_listing_order() {
+        let one = pool(&["http://a:1", "http://b:1", "http://c:1"]);
+        let other = pool(&["http://c:1", "http://a:1", "http://b:1"]);
+        for i in 0..100 {
+            let user = format!("@u{i}:x");
+            let names = |p: &SyncPool| p.order(&user).into_iter().map(|w| w.name).collect::<Vec<_>>();
+            assert_eq!(names(&one), names(&other));
+        }
+    }
+
+    #[tokio::test]
+    async fn no_worker_is_unavailable_not_a_panic() {
+        let empty = pool(&[]);
+        let err = empty.sync(SyncRequest::default()).await.unwrap_err();
+        assert!(crate::status::is_unavailable(&err), "{err:?}");
+    }
+}

@@ -1,0 +1,89 @@
+//! Split mode whose sync workers come and go: the gateway finds them through the Redis
+//! registry (`sync.discovery = "redis"`), and a test adds workers and stops them the way a
+//! rolling update or a scale-down does.
+
+use trellis_core::config::{BusBackend, Role, SyncDiscovery};
+use trellis_homeserver::{Listeners, Node};
+use trellis_storage::testing::TestDb;
+
+use super::{Mode, TestServer, free};
+
+/// Fast renewals so that registry changes show within a test's patience.
+const HEARTBEAT_MS: u64 = 100;
+
+impl TestServer {
+    /// Auth, rooms and media on their own gRPC ports, `workers` sync workers registered in
+    /// Redis, and one gateway following the registry.
+    pub async fn split_elastic(workers: usize) -> TestServer {
+        crate::init_logging();
+        let redis = std::env::var("TRELLIS_TEST_REDIS_URL")
+            .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
+        let db = TestDb::new().await.expect("test database");
+        let media_dir = std::env::temp_dir().join(format!("trellis-media-{}", uuid::Uuid::new_v4().simple()));
+        let mut base = TestServer::base_config(&db, &media_dir);
+        base.redis.url = Some(redis);
+        base.bus.backend = BusBackend::Redis;
+        base.sync.discovery = SyncDiscovery::Redis;
+        base.sync.heartbeat_ms = HEARTBEAT_MS;
+
+        let mut nodes: Vec<(String, Node)> = Vec::new();
+        let mut urls = Vec::new();
+        for (name, role) in [("auth", Role::Auth), ("rooms", Role::Rooms), ("media", Role::Media)] {
+            let mut c = base.clone();
+            c.roles = vec![role];
+            let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
+            let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+            urls.push(format!("http://{}", node.grpc_addr.expect("grpc")));
+            nodes.push((name.to_owned(), node));
+        }
+        let mut server = TestServer {
+            mode: Mode::Split,
+            urls: Vec::new(),
+            pooled_url: None,
+            nodes,
+            db,
+            media_dir,
+            redis: None,
+            db_proxy: None,
+            sync_base: Some(base.clone()),
+        };
+        for _ in 0..workers {
+            server.add_sync_worker().await;
+        }
+
+        let mut c = base;
+        c.roles = vec![Role::Gateway];
+        c.remote.auth = Some(urls[0].clone());
+        c.remote.rooms = Some(urls[1].clone());
+        c.remote.media = Some(urls[2].clone());
+        let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
+        let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
+        server.urls.push(format!("http://{}", node.http_addr.expect("http")));
+        server.nodes.push(("gateway".to_owned(), node));
+        server.until_metric("trellis_gateway_sync_workers", workers as f64).await;
+        server
+    }
+
+    /// Starts one more sync worker (`sync-N`, one past the highest running) and
+    /// returns its name. It registers itself; a gateway picks it up within a heartbeat.
+    pub async fn add_sync_worker(&mut self) -> String {
+        let mut c = self.sync_base.clone().expect("a split_elastic server");
+        c.roles = vec![Role::Sync];
+        // One past the highest running worker's number: names stay unique among live nodes.
+        let next = self.nodes.iter().filter_map(|(name, _)| name.strip_prefix("sync-")?.parse::<usize>().ok()).max();
+        let name = format!("sync-{}", next.map_or(0, |n| n + 1));
+        let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
+        let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+        self.nodes.push((name.clone(), node));
+        name
+    }
+
+    /// Stops the named node as Kubernetes does in a rolling update or scale-down: it drains
+    /// (not ready; a sync worker leaves the registry, so gateways stop sending it new polls)
+    /// until the gateway's pool no longer holds it, then stops, answering what it still holds.
+    pub async fn stop_gracefully(&mut self, name: &str, workers_left: usize) {
+        self.drain(name);
+        self.until_metric("trellis_gateway_sync_workers", workers_left as f64).await;
+        self.kill(name).await;
+    }
+}
