@@ -4,9 +4,13 @@
 # - matrix-js-sdk with its Rust crypto (npm, pinned by tests/clients/js/package-lock.json), the
 #   encrypted-DM scenario of tests/e2e/js_sdk.rs;
 # - moto[server] (`moto_server`), the S3-compatible server the media contract tests store
-#   blobs in.
+#   blobs in;
+# - the matrix-rust-sdk scenario (tests/clients/rust-sdk, Element X's libraries over sliding
+#   sync), built with cargo into its own target directory, tests/clients/rust-sdk/target, so
+#   the main build never compiles its dependencies (about five minutes cold on two cores).
 # Failing to install is reported, not fatal: the scenario then skips itself, unless CI makes
-# it mandatory with TRELLIS_REQUIRE_NIO=1, TRELLIS_REQUIRE_JS=1 or TRELLIS_REQUIRE_S3=1.
+# it mandatory with TRELLIS_REQUIRE_NIO=1, TRELLIS_REQUIRE_JS=1, TRELLIS_REQUIRE_S3=1 or
+# TRELLIS_REQUIRE_RUST_SDK=1.
 set -uo pipefail
 
 if ! python3 -c 'import nio' 2>/dev/null; then
@@ -24,6 +28,12 @@ if [ ! -d "$js_dir/node_modules/matrix-js-sdk" ]; then
   elif ! (cd "$js_dir" && npm ci --silent --no-audit --no-fund >&2); then
     echo "warning: could not install matrix-js-sdk (cd tests/clients/js && npm ci)" >&2
   fi
+fi
+
+rust_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/clients/rust-sdk"
+echo "building the matrix-rust-sdk scenario (tests/clients/rust-sdk)" >&2
+if ! (cd "$rust_dir" && CARGO_TARGET_DIR="$rust_dir/target" nice -n 10 cargo build --locked --quiet >&2); then
+  echo "warning: could not build the matrix-rust-sdk scenario (cd tests/clients/rust-sdk && cargo build)" >&2
 fi
 
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -72,6 +72,9 @@ error_codes! {
     UserSuspended => ("M_USER_SUSPENDED", 403),
     KeyTooLarge => ("M_KEY_TOO_LARGE", 400),
     ProfileTooLarge => ("M_PROFILE_TOO_LARGE", 400),
+    // Simplified Sliding Sync (MSC4186): a `pos` the server no longer knows; the client
+    // starts its connection again.
+    UnknownPos => ("M_UNKNOWN_POS", 400),
     // Not an errcode: a user-interactive-auth challenge (401 with flows and no errcode).
     UiaRequired => ("M_UIA_REQUIRED", 401),
 }

@@ -1,12 +1,11 @@
-//! The client-API HTTP server (HTTP/1.1 and HTTP/2, in the clear or over TLS), hardened
+//! The client-API HTTP server (HTTP/1.1 and h2c, as `axum::serve` serves them), hardened
 //! against connections that hold resources without using them: a cap on connections in total
 //! and from one client address (past it a connection is answered 503 or 429 and closed), a
 //! request head that must be complete within `http.header_timeout_ms` of its first byte, a
 //! body that may pause at most `http.body_timeout_ms`, a connection with nothing under way
 //! closed after `http.idle_timeout_ms` of silence, and keep-alive ended after
 //! `http.max_requests_per_connection` requests. A request in progress is never cut short:
-//! a `/sync` long-poll keeps its whole `timeout`. With `http.tls`, an admitted connection's
-//! handshake runs on its own task within `tls::HANDSHAKE_TIMEOUT`.
+//! a `/sync` long-poll keeps its whole `timeout`.
 
 use std::{
     collections::HashMap,
@@ -35,7 +34,6 @@ use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
     time::Instant,
 };
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 use trellis_core::{config::HttpConfig, shutdown::Shutdown};
@@ -78,13 +76,12 @@ fn open_file_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets open requests
-/// finish.
+/// Serves `app` on `listener` until `shutdown`, then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: Shutdown,
 ) {
     let limits = Arc::new(limits);
@@ -114,18 +111,11 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let conn = Connection { app: app.clone(), peer, limits: limits.clone(), shutdown: shutdown.clone() };
-        let (open, tls) = (open.clone(), tls.clone());
+        let conn =
+            Connection { app: app.clone(), peer, limits: limits.clone(), tls: tls.clone(), shutdown: shutdown.clone() };
+        let open = open.clone();
         tokio::spawn(async move {
-            match tls {
-                None => conn.run(tcp).await,
-                Some(acceptor) => match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(stream)) => conn.run(stream).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
-            }
+            conn.run(tcp).await;
             drop((ticket, open));
         });
     }
@@ -237,13 +227,36 @@ struct Connection {
     app: Router,
     peer: SocketAddr,
     limits: Arc<HttpLimits>,
+    /// With `http.tls`: the handshake comes first, within the request-head time.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: Shutdown,
 }
 
 impl Connection {
-    async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S) {
+    async fn run(self, tcp: TcpStream) {
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+        let watched = Watched { inner: tcp, activity: activity.clone() };
+        match self.tls.clone() {
+            None => self.serve(TokioIo::new(watched), activity).await,
+            Some(acceptor) => {
+                let handshake = tokio::time::timeout(self.limits.header_timeout, acceptor.accept(watched));
+                match handshake.await {
+                    Ok(Ok(tls)) => self.serve(TokioIo::new(tls), activity).await,
+                    Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+                    Err(_) => {
+                        metrics::counter!("trellis_http_connections_timed_out_total", "reason" => "tls_handshake")
+                            .increment(1);
+                        tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn serve<I>(self, io: TokioIo<I>, activity: Arc<Activity>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let service = Requests {
             app: self.app,
             peer: self.peer,
@@ -364,13 +377,13 @@ impl Activity {
     }
 }
 
-/// The connection's stream, noting every read and write in its [`Activity`].
-struct Watched<S> {
-    inner: S,
+/// The socket, noting every read and write in the connection's [`Activity`].
+struct Watched {
+    inner: TcpStream,
     activity: Arc<Activity>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+impl AsyncRead for Watched {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -381,7 +394,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+impl AsyncWrite for Watched {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {

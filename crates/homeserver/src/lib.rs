@@ -267,10 +267,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         probes.extend(remote_probes(&config, &local)?);
         let app = trellis_gateway::router(services, trellis_gateway::GatewaySettings::from_config(&config));
         let limits = http::HttpLimits::from_config(&config.http);
-        let tls = match &config.http.tls {
-            Some(tls) => Some(tls::acceptor(tls, shutdown.clone())?),
-            None => None,
-        };
+        let tls = config.http.tls.as_ref().map(|t| tls::acceptor(t, shutdown.clone())).transpose()?;
         tasks.spawn(http::serve(listener, app, limits, tls, shutdown.clone()));
     }
 

@@ -1,7 +1,5 @@
-//! The client API over TLS (`http.tls`): the acceptor the HTTP server (`http.rs`) hands each
-//! admitted connection to, on that connection's own task and within [`HANDSHAKE_TIMEOUT`] (a
-//! slow or silent client holds up nobody), with a certificate reloaded whenever its files
-//! change.
+//! The client API's certificate (`http.tls`): the acceptor `http.rs` completes each
+//! connection's handshake with, presenting a certificate reloaded whenever its files change.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,9 +15,6 @@ use rustls::{
 };
 use tokio_rustls::TlsAcceptor;
 use trellis_core::{config::TlsConfig, shutdown::Shutdown};
-
-/// How long a client may take over its handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The certificate in use, swapped when the files change.
 #[derive(Debug)]
@@ -54,7 +49,7 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Loads the certificate (an error if it is unusable: better not to start than to serve a
-/// broken one) and keeps it fresh until `stop`; the acceptor for client connections.
+/// broken one) and keeps it current until `stop`.
 pub fn acceptor(config: &TlsConfig, stop: Shutdown) -> anyhow::Result<TlsAcceptor> {
     let resolver = Arc::new(ReloadingCert { current: RwLock::new(load(&config.certificate, &config.key)?) });
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -10,6 +10,8 @@ pub enum Scenario {
     FirstSync,
     IdleSync,
     Held,
+    SlidingFirst,
+    SlidingLive,
 }
 
 /// A bounded load test for any Matrix homeserver: N receivers long-poll `/sync` while S
@@ -25,7 +27,9 @@ pub struct Args {
 
     /// What to measure: `fanout` (delivery to long-polling receivers), `first-sync` (a user in
     /// many rooms syncs from scratch), `idle-sync` (incremental syncs with nothing new),
-    /// `held` (server memory per held long-poll).
+    /// `held` (server memory per held long-poll), `sliding-first` (a user in many rooms opens a
+    /// sliding sync connection with a 20-room window), `sliding-live` (a message in the window
+    /// reaching a waiting sliding sync long-poll).
     #[arg(long, value_enum, default_value_t = Scenario::Fanout)]
     pub scenario: Scenario,
 

@@ -214,6 +214,26 @@ impl User {
     }
 }
 
+impl User {
+    /// One Simplified Sliding Sync request (MSC4186); the raw body.
+    pub async fn sliding(
+        &self,
+        http: &Http,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: &Value,
+        hard_timeout: Duration,
+    ) -> Result<Bytes, Failure> {
+        let mut url =
+            format!("{}/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout={timeout_ms}", self.base);
+        if let Some(p) = pos {
+            url.push_str("&pos=");
+            url.push_str(&enc(p));
+        }
+        http.call("sliding", Method::POST, &url, Some(&self.token), Some(body), Some(hard_timeout)).await
+    }
+}
+
 /// The path and query of a `/sync` request.
 fn sync_path(since: Option<&str>, filter: &str, timeout_ms: u64) -> String {
     let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}", enc(filter));

@@ -11,6 +11,7 @@ mod report;
 mod scenarios;
 mod sender;
 mod setup;
+mod sliding;
 mod stats;
 
 use std::{
@@ -54,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
         cli::Scenario::FirstSync => return scenarios::first_sync(&args, &http, &prefix).await,
         cli::Scenario::IdleSync => return scenarios::idle_sync(&args, &http, &prefix).await,
         cli::Scenario::Held => return scenarios::held(&args, &http, &prefix).await,
+        cli::Scenario::SlidingFirst => return sliding::first(&args, &http, &prefix).await,
+        cli::Scenario::SlidingLive => return sliding::live(&args, &http, &prefix).await,
     }
     let filter = receiver::filter(args.timeline_limit);
     let mut pids = args.server_pid.clone();

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// A user in `--sync-rooms` rooms with `--events-per-room` messages each.
-async fn populated_user(args: &Args, http: &Http, prefix: &str) -> anyhow::Result<User> {
+pub(crate) async fn populated_user(args: &Args, http: &Http, prefix: &str) -> anyhow::Result<User> {
     let user = register(http, args.url_for(0), &format!("{prefix}reader"), &args.password)
         .await
         .map_err(|e| anyhow::anyhow!("register: {e}"))?;

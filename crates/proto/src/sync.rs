@@ -39,6 +39,8 @@ service! {
         /// After an upgrade: the old room's push rules, tags and direct-chat entries of its
         /// local members are copied to the new room.
         fn transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
+        /// Simplified Sliding Sync (MSC4186): one request of a connection.
+        fn sliding_sync(SlidingSyncRequest) -> SlidingSyncResponse;
     }
     client SyncGrpcClient = sync_client::SyncClient<tonic::transport::Channel>,
         with calls: Arc<crate::sync_calls::Multiplexer>;

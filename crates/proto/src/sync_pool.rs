@@ -143,6 +143,7 @@ pooled! {
     notifications(NotificationsRequest) -> JsonResponse;
     send_to_device(SendToDeviceRequest) -> Ack;
     transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
+    sliding_sync(SlidingSyncRequest) -> SlidingSyncResponse;
 }
 
 #[cfg(test)]

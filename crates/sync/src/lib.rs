@@ -30,6 +30,7 @@ mod receipts;
 mod response;
 mod room_upgrade;
 mod service;
+mod sliding;
 mod streams;
 mod tail_cache;
 mod timeline;
@@ -87,6 +88,8 @@ pub struct SyncWorker {
     parked: parked::Parking,
     /// Signalled when pushes were queued here, so delivery sends them at once.
     push_queued: Arc<tokio::sync::Notify>,
+    /// Sliding sync connection states this worker last read or wrote.
+    sliding: sliding::Memory,
 }
 
 impl SyncWorker {
@@ -110,6 +113,7 @@ impl SyncWorker {
             started: std::time::Instant::now(),
             parked: parked::Parking::new(parked::KEEP),
             push_queued: Arc::new(tokio::sync::Notify::new()),
+            sliding: sliding::Memory::new(),
         });
         tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(push_delivery::run(Arc::downgrade(&worker), shutdown.clone()));
@@ -137,10 +141,23 @@ async fn housekeeping(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
             metrics::gauge!("trellis_sync_cached_rooms").set(worker.caches.tails.len() as f64);
             metrics::gauge!("trellis_sync_parked_subscriptions").set(worker.parked.len() as f64);
         }
+        if tick.is_multiple_of(3600)
+            && let Err(e) = expire_sliding(&worker).await
+        {
+            tracing::warn!(error = ?e, "expiring sliding sync connections failed");
+        }
         if tick.is_multiple_of(30)
             && let Err(e) = worker.expire_presence().await
         {
             tracing::warn!(error = ?e, "expiring presence failed");
         }
     }
+}
+
+async fn expire_sliding(worker: &SyncWorker) -> trellis_core::Result<()> {
+    let gone = sliding::expire(&worker.pool.get().await?).await?;
+    if gone > 0 {
+        tracing::info!(connections = gone, "expired sliding sync connections");
+    }
+    Ok(())
 }

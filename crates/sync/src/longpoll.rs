@@ -229,7 +229,7 @@ impl SyncWorker {
     /// wake-ups of those events are still on their way.
     /// PostgreSQL is asked once per request (in a read shared with the requests arriving at
     /// the same moment); the position it gave is kept in `goal`.
-    async fn hub_caught_up(&self, news: &trellis_bus::News, goal: &mut Option<i64>) -> Result<bool> {
+    pub(crate) async fn hub_caught_up(&self, news: &trellis_bus::News, goal: &mut Option<i64>) -> Result<bool> {
         let pos = match *goal {
             Some(pos) => pos,
             None => {

@@ -67,4 +67,7 @@ impl SyncService for SyncWorker {
     async fn transfer_room_settings(&self, req: TransferRoomSettingsRequest) -> Result<Ack> {
         self.transfer_room_settings(req).await
     }
+    async fn sliding_sync(&self, req: SlidingSyncRequest) -> Result<SlidingSyncResponse> {
+        self.sliding_sync(req).await
+    }
 }

@@ -175,6 +175,22 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One Simplified Sliding Sync request (MSC4186's unstable path) with optional `pos` and
+    /// `timeout`.
+    pub async fn sliding(&self, pos: Option<&str>, timeout_ms: Option<u64>, body: Value) -> Reply {
+        let mut query = Vec::new();
+        if let Some(p) = pos {
+            query.push(format!("pos={}", enc(p)));
+        }
+        if let Some(t) = timeout_ms {
+            query.push(format!("timeout={t}"));
+        }
+        let path = format!("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?{}", query.join("&"));
+        self.post(&path, body).await
+    }
+}
+
 /// Percent-encodes a path or query component.
 pub fn enc(s: &str) -> String {
     let mut out = String::new();

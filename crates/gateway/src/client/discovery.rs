@@ -48,6 +48,8 @@ const UNSTABLE_FEATURES: &[&str] = &[
     // Custom profile fields (MSC4133): the unstable path and the stable one.
     "uk.tcpip.msc4133",
     "uk.tcpip.msc4133.stable",
+    // Simplified Sliding Sync (MSC4186), what matrix-rust-sdk and Element X sync with.
+    "org.matrix.simplified_msc3575",
 ];
 
 pub fn routes() -> Router<AppState> {

@@ -22,6 +22,7 @@ mod relations;
 mod reporting;
 mod rooms;
 mod search;
+mod sliding_sync;
 mod spaces;
 mod sync;
 mod to_device;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .merge(devices::routes())
         .merge(account_manage::routes())
         .merge(sync::routes())
+        .merge(sliding_sync::routes())
         .merge(push::routes())
         .merge(media::routes())
         .merge(legacy::routes())

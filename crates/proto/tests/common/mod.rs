@@ -141,4 +141,7 @@ impl SyncService for Probe {
     async fn transfer_room_settings(&self, _: TransferRoomSettingsRequest) -> Result<Ack> {
         Err(Error::unrecognized("not in this test"))
     }
+    async fn sliding_sync(&self, _: SlidingSyncRequest) -> Result<SlidingSyncResponse> {
+        Err(Error::unrecognized("not in this test"))
+    }
 }

@@ -1,0 +1,165 @@
+//! The SQL of a sliding sync request, each query batched over all the rooms it concerns:
+//! the user's memberships with who set them, the facts lists filter and sort on (recency,
+//! encryption, room type, direct chats), current state (all of it or what changed since a
+//! position) and which rooms outside the windows saw events.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_postgres::types::ToSql;
+use trellis_core::Result;
+use trellis_storage::events::{COLUMNS, EventRow};
+
+use crate::queries::Client;
+
+/// A membership of the user, with the sender of its event (a leave sent by someone else is a
+/// kick, which keeps the room in the lists).
+#[derive(Clone, Debug)]
+pub(crate) struct Member {
+    pub room_id: String,
+    pub membership: String,
+    pub pos: i64,
+    pub sender: String,
+}
+
+const MEMBERSHIPS: &str = "SELECT m.room_id, m.membership, m.pos, coalesce(e.sender, m.user_id) \
+     FROM memberships m LEFT JOIN events e ON e.event_id = m.event_id WHERE m.user_id = $1 AND NOT m.forgotten";
+
+/// The latest bump event at or below `$2` — the event types that move a room up a list, as
+/// Synapse's defaults (the list matches the index `events_room_bump`) — whether
+/// the room is encrypted, and its type.
+const FACTS: &str = "SELECT r.rid, \
+       (SELECT max(pos) FROM events e WHERE e.room_id = r.rid AND e.pos <= $2 AND e.type IN ('m.room.create', \
+          'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', 'm.beacon_info')), \
+       EXISTS (SELECT 1 FROM current_state c WHERE c.room_id = r.rid AND c.type = 'm.room.encryption' \
+          AND c.state_key = ''), \
+       (SELECT ev.content::jsonb->>'type' FROM current_state c JOIN events ev ON ev.event_id = c.event_id \
+          WHERE c.room_id = r.rid AND c.type = 'm.room.create' AND c.state_key = '') \
+     FROM unnest($1::text[]) AS r(rid)";
+
+const DIRECT: &str = "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' AND type = 'm.direct'";
+
+/// The children of spaces: `m.space.child` state with a non-empty `via`.
+const CHILDREN: &str = "SELECT c.room_id, c.state_key FROM current_state c JOIN events e ON e.event_id = c.event_id \
+     WHERE c.room_id = ANY($1) AND c.type = 'm.space.child' AND jsonb_typeof(e.content::jsonb->'via') = 'array' \
+     AND jsonb_array_length(e.content::jsonb->'via') > 0";
+
+/// Rooms among `$1` with an event in `($2, $3]`.
+const ACTIVE: &str = "SELECT r.rid FROM unnest($1::text[]) AS r(rid) WHERE EXISTS \
+     (SELECT 1 FROM events e WHERE e.room_id = r.rid AND e.pos > $2 AND e.pos <= $3)";
+
+pub(crate) struct Facts {
+    pub bump: Option<i64>,
+    pub encrypted: bool,
+    pub room_type: Option<String>,
+}
+
+pub(crate) async fn memberships(client: &Client, user: &str) -> Result<Vec<Member>> {
+    let stmt = client.prepare_cached(MEMBERSHIPS).await?;
+    Ok(client
+        .query(&stmt, &[&user])
+        .await?
+        .iter()
+        .map(|r| Member { room_id: r.get(0), membership: r.get(1), pos: r.get(2), sender: r.get(3) })
+        .collect())
+}
+
+pub(crate) async fn facts(client: &Client, rooms: &[&str], upto: i64) -> Result<HashMap<String, Facts>> {
+    if rooms.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = client.prepare_cached(FACTS).await?;
+    Ok(client
+        .query(&stmt, &[&rooms, &upto])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), Facts { bump: r.get(1), encrypted: r.get(2), room_type: r.get(3) }))
+        .collect())
+}
+
+/// The rooms `m.direct` names.
+pub(crate) async fn direct_rooms(client: &Client, user: &str) -> Result<HashSet<String>> {
+    let stmt = client.prepare_cached(DIRECT).await?;
+    let Some(row) = client.query_opt(&stmt, &[&user]).await? else { return Ok(HashSet::new()) };
+    let content: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0)).unwrap_or_default();
+    let mut out = HashSet::new();
+    if let Some(users) = content.as_object() {
+        for rooms in users.values().filter_map(|r| r.as_array()) {
+            out.extend(rooms.iter().filter_map(|r| r.as_str()).map(str::to_owned));
+        }
+    }
+    Ok(out)
+}
+
+/// The children of each of `spaces`.
+pub(crate) async fn children(client: &Client, spaces: &[&str]) -> Result<HashMap<String, HashSet<String>>> {
+    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+    if spaces.is_empty() {
+        return Ok(out);
+    }
+    let stmt = client.prepare_cached(CHILDREN).await?;
+    for row in client.query(&stmt, &[&spaces]).await? {
+        out.entry(row.get(0)).or_default().insert(row.get(1));
+    }
+    Ok(out)
+}
+
+pub(crate) async fn active(client: &Client, rooms: &[&str], after: i64, upto: i64) -> Result<HashSet<String>> {
+    if rooms.is_empty() || after >= upto {
+        return Ok(HashSet::new());
+    }
+    let stmt = client.prepare_cached(ACTIVE).await?;
+    Ok(client.query(&stmt, &[&rooms, &after, &upto]).await?.iter().map(|r| r.get(0)).collect())
+}
+
+/// Which current state to read for rooms sent whole: every type, or these; every member, or
+/// these.
+#[derive(Default)]
+pub(crate) struct Wanted {
+    pub all_types: bool,
+    pub types: HashSet<String>,
+    pub all_members: bool,
+    pub members: HashSet<String>,
+}
+
+/// Current state of `rooms` narrowed by `wanted` (the caller filters each room exactly).
+pub(crate) async fn current_state(
+    client: &Client,
+    rooms: &[&str],
+    wanted: &Wanted,
+) -> Result<HashMap<String, Vec<EventRow>>> {
+    if rooms.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE event_id IN (SELECT event_id FROM current_state \
+         WHERE room_id = ANY($1) AND ($2 OR type = ANY($3)) \
+         AND (type <> 'm.room.member' OR $4 OR state_key = ANY($5))) ORDER BY pos"
+    );
+    let types: Vec<&str> = wanted.types.iter().map(String::as_str).collect();
+    let members: Vec<&str> = wanted.members.iter().map(String::as_str).collect();
+    let args: [&(dyn ToSql + Sync); 5] = [&rooms, &wanted.all_types, &types, &wanted.all_members, &members];
+    grouped(client.query(&client.prepare_cached(&sql).await?, &args).await?)
+}
+
+/// The current state entries of each room set after its position: `(room, after)` pairs.
+pub(crate) async fn state_changes(client: &Client, rooms: &[(String, i64)]) -> Result<HashMap<String, Vec<EventRow>>> {
+    if rooms.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE event_id IN (SELECT c.event_id FROM unnest($1::text[], $2::bigint[]) \
+         AS r(rid, after) JOIN current_state c ON c.room_id = r.rid AND c.pos > r.after) ORDER BY pos"
+    );
+    let ids: Vec<&str> = rooms.iter().map(|r| r.0.as_str()).collect();
+    let afters: Vec<i64> = rooms.iter().map(|r| r.1).collect();
+    grouped(client.query(&client.prepare_cached(&sql).await?, &[&ids, &afters]).await?)
+}
+
+fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, Vec<EventRow>>> {
+    let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in rows {
+        let ev = EventRow::from_row(&row);
+        out.entry(ev.room_id.clone()).or_default().push(ev);
+    }
+    Ok(out)
+}

@@ -1,0 +1,49 @@
+//! The real client Element X is built on, matrix-rust-sdk (matrix-sdk and matrix-sdk-ui 0.18),
+//! over Simplified Sliding Sync: room list in recency order, a timeline that paginates back,
+//! joining from an invite, messages both ways, and end-to-end encryption between two clients.
+//!
+//! Runs the scenario program of `tests/clients/rust-sdk` (its own Cargo workspace, built by
+//! `scripts/test-clients.sh` into `tests/clients/rust-sdk/target`, or wherever
+//! `TRELLIS_RUST_SDK_BIN` points). Without it the test is skipped with a notice, unless
+//! `TRELLIS_REQUIRE_RUST_SDK=1` (set by CI) makes that a failure.
+
+use std::{path::PathBuf, time::Duration};
+
+use trellis_testkit::TestServer;
+
+both_modes!(matrix_rust_sdk_element_x_scenario);
+
+fn scenario_binary() -> PathBuf {
+    match std::env::var_os("TRELLIS_RUST_SDK_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/rust-sdk/target/debug/trellis-rust-sdk-scenario")
+        }
+    }
+}
+
+async fn matrix_rust_sdk_element_x_scenario(server: TestServer) {
+    let bin = scenario_binary();
+    if !bin.is_file() {
+        assert!(
+            std::env::var("TRELLIS_REQUIRE_RUST_SDK").is_err(),
+            "matrix-rust-sdk is required but {} is missing",
+            bin.display()
+        );
+        eprintln!("skipping: {} is missing (scripts/test-clients.sh builds it)", bin.display());
+        return;
+    }
+    for name in ["alice", "bob"] {
+        server.client().register(name, "scenario password").await;
+    }
+    let run = tokio::process::Command::new(&bin)
+        .args([server.url(), "alice", "bob", "scenario password"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run).await.expect("rust-sdk scenario finished").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rust-sdk scenario failed:\n{stdout}\n{stderr}");
+    eprintln!("{stdout}\n{stderr}");
+    assert!(stdout.contains("rust-sdk scenario passed"), "{stdout}");
+}
