@@ -5,7 +5,7 @@
 # request left unanswered, any panic in the server's log, or any response-schema violation
 # not documented in tests/fuzz/errata.toml fails the run.
 #
-#   scripts/fuzz.sh                  # the CI run: 20 generated cases per operation
+#   scripts/fuzz.sh                  # the CI run: up to 40 generated cases per operation
 #   FUZZ_EXAMPLES=100 scripts/fuzz.sh
 #
 # Where the spec comes from: $MATRIX_SPEC, else ../shared/matrix-spec next to the checkout.
@@ -96,7 +96,7 @@ done
 
 status=0
 python3 tests/fuzz/fuzz.py --origin "http://127.0.0.1:$port" --spec "$spec" --out "$out" \
-  --examples "${FUZZ_EXAMPLES:-20}" --seed "${FUZZ_SEED:-17}" || status=$?
+  --examples "${FUZZ_EXAMPLES:-40}" --seed "${FUZZ_SEED:-17}" || status=$?
 
 panics="$(grep -c 'panicked' "$out/server.log" || true)"
 echo "fuzz: $panics panic(s) in the server's log; results in $out" >&2
