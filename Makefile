@@ -7,12 +7,13 @@ CARGO ?= cargo
 # `make run PROFILE=dev` for a quicker, unoptimised build.
 PROFILE ?= release
 
-.PHONY: run dev test sytest services services-stop build release lint fmt clean help
+.PHONY: run dev test sytest fuzz services services-stop build release lint fmt clean help
 
 help:
 	@echo "make run            build and start the monolith on 127.0.0.1:8008 (starts PostgreSQL if needed)"
 	@echo "make test           unit, contract and end-to-end tests against real PostgreSQL and Redis"
 	@echo "make sytest         SyTest (the Matrix conformance suite) against a monolith, held to tests/sytest/floor"
+	@echo "make fuzz           Schemathesis over every client-server OpenAPI file against a monolith: no 5xx, no panic"
 	@echo "make services       start PostgreSQL and Redis on loopback and print their URLs"
 	@echo "make services-stop  stop them"
 	@echo "make lint           rustfmt check and clippy with warnings as errors"
@@ -37,6 +38,9 @@ test:
 
 sytest:
 	@scripts/sytest.sh
+
+fuzz:
+	@scripts/fuzz.sh
 
 services:
 	@scripts/services.sh start

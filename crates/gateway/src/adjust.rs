@@ -37,6 +37,25 @@ impl Adjustment for HoldAuth {
     }
 }
 
+/// `/login` bodies must name their `type` as a string: ruma's login parser panics on an
+/// object without one (it indexes the object by `type`), so such a body is refused before
+/// ruma reads it, as the missing field it is (`M_BAD_JSON`). Needed for any client that
+/// sends a malformed login, and for fuzzers.
+pub struct LoginTypeNamed;
+
+impl Adjustment for LoginTypeNamed {
+    type Kept = ();
+
+    fn adjust(body: &mut Map<String, Value>) -> serde_json::Result<()> {
+        use serde::de::Error;
+        match body.get("type") {
+            Some(Value::String(_)) => Ok(()),
+            Some(_) => Err(serde_json::Error::custom("invalid type: `type` must be a string")),
+            None => Err(serde_json::Error::missing_field("type")),
+        }
+    }
+}
+
 /// A request with user-interactive auth: ruma's type, the auth dictionary as sent.
 pub type Uia<T> = Adjusted<T, HoldAuth>;
 
@@ -91,6 +110,20 @@ mod tests {
         assert_eq!(uia.request.devices, ["A"]);
         let auth: Value = serde_json::from_str(&uia.auth_json()).expect("JSON");
         assert_eq!(auth["user"], "@a:x");
+    }
+
+    #[test]
+    fn a_login_without_a_type_is_refused_before_ruma_reads_it() {
+        use ruma::api::client::session::login;
+        let post = |body: &'static [u8]| {
+            http::Request::builder().method("POST").uri("/_matrix/client/v3/login").body(body).expect("a request")
+        };
+        for body in [&br#"{"user": "a", "password": "p"}"#[..], br#"{"type": 5}"#, br#"{}"#] {
+            let parsed = Adjusted::<login::v3::Request, LoginTypeNamed>::try_from_http_request(post(body), &[]);
+            assert!(parsed.is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        let body = br#"{"type": "m.login.password", "user": "a", "password": "p"}"#;
+        assert!(Adjusted::<login::v3::Request, LoginTypeNamed>::try_from_http_request(post(body), &[]).is_ok());
     }
 
     #[test]

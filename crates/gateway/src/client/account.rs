@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     AppState,
-    adjust::Uia,
+    adjust::{Adjusted, LoginTypeNamed, Uia},
     error::{ApiError, ApiResult},
     extract::Ruma,
     response::Rendered,
@@ -133,10 +133,13 @@ async fn get_login_types_route(
 
 /// # `POST /_matrix/client/v3/login`
 #[allow(deprecated)] // the `user` field and `home_server` are deprecated, and still used by older clients
-async fn login_route(s: AppState, req: Ruma<login::v3::Request>) -> ApiResult<login::v3::Response> {
+async fn login_route(
+    s: AppState,
+    req: Ruma<Adjusted<login::v3::Request, LoginTypeNamed>>,
+) -> ApiResult<login::v3::Response> {
     s.limit(Action::Login, &req.origin.ip_or_unknown()).await?;
     let origin = req.origin;
-    let req = req.body;
+    let req = req.body.request;
     let login::v3::LoginInfo::Password(password) = req.login_info else {
         return Err(ApiError(Error::new(ErrorCode::Unknown, "Unknown login type").with_status(400)));
     };
