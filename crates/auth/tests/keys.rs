@@ -67,8 +67,9 @@ async fn bad_uploads_are_refused(grpc: bool) {
     let keys = |u: &str, d: &str| json!({"device_keys": device_keys(u, d)});
     let err = h.keys.upload_keys(req(&user, &device, keys("@bob:test.local", &device))).await.unwrap_err();
     assert_err(&err, ErrorCode::InvalidParam, 400);
+    // A key ID that is not `<algorithm>:<name>` (M_BAD_JSON, as Synapse).
     let err = h.keys.upload_keys(req(&user, &device, json!({"one_time_keys": {"nocolon": {}}}))).await.unwrap_err();
-    assert_err(&err, ErrorCode::InvalidParam, 400);
+    assert_err(&err, ErrorCode::BadJson, 400);
     let err = h.keys.upload_keys(req(&user, &device, json!({"one_time_keys": []}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
     let err = h.keys.query_keys(req(&user, &device, json!({}))).await.unwrap_err();

@@ -100,19 +100,15 @@ impl Client {
         self.post(&format!("/_matrix/client/v3/join/{}", enc(room)), json!({})).await.ok();
     }
 
-    /// Device keys for this device in the shape `/keys/upload` takes (placeholder key
-    /// material and signature).
+    /// Device keys for this device in the shape `/keys/upload` takes, signed by the device's
+    /// own ed25519 key ([`crate::signing::device_key`]).
     pub fn device_keys(&self) -> Value {
-        json!({
-            "user_id": self.user_id,
-            "device_id": self.device_id,
-            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-            "keys": {
-                format!("curve25519:{}", self.device_id): "curvekey",
-                format!("ed25519:{}", self.device_id): "edkey",
-            },
-            "signatures": {self.user_id.clone(): {format!("ed25519:{}", self.device_id): "selfsig"}},
-        })
+        crate::signing::device_keys(&self.user_id, &self.device_id)
+    }
+
+    /// This device's ed25519 key, the one that signs [`Client::device_keys`].
+    pub fn device_signing_key(&self) -> crate::SigningKey {
+        crate::signing::device_key(&self.user_id, &self.device_id)
     }
 
     /// Registers through user-interactive auth (the 401 challenge, then `m.login.dummy`) and

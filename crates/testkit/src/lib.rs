@@ -5,9 +5,11 @@
 mod client;
 pub mod proxy;
 mod server;
+pub mod signing;
 
 pub use client::{Client, PASSWORD, Reply, enc, timeline_bodies};
 pub use server::{Mode, TestServer};
+pub use signing::SigningKey;
 pub use trellis_core::{
     config::{Config, SupportContact},
     ratelimit::Rule,

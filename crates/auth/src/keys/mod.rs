@@ -1,9 +1,13 @@
 //! The keys service: end-to-end encryption keys and the device-list stream, implemented by
 //! [`Auth`] (the auth role serves it). The only writer of the key tables of V7__e2ee.sql.
+//! Bodies are read with ruma's types; signatures by cross-signing keys are verified
+//! (`signing`) before they are stored.
 
 pub mod changes;
 mod cross_signing;
 mod query;
+mod signatures;
+mod signing;
 mod store;
 mod upload;
 

@@ -2,8 +2,17 @@
 //!
 //! Spec: client-server API, "End-to-end encryption", `/keys/upload`; fallback keys are
 //! MSC2732 (also accepted under the unstable `org.matrix.msc2732.fallback_keys`).
+//!
+//! The body is read with ruma's types (`DeviceKeys`, `OneTimeKeyId`). The device's signature
+//! of its own keys is not verified here, as Synapse does not: it is the device's claim about
+//! itself, which other clients check when they query the keys (SyTest uploads placeholder
+//! self-signatures and expects them taken). Signatures by cross-signing keys are verified,
+//! in `cross_signing`.
 
-use ruma::encryption::DeviceKeys;
+use std::collections::BTreeMap;
+
+use ruma::{OwnedOneTimeKeyId, encryption::DeviceKeys};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 use trellis_core::{Error, Result};
@@ -12,37 +21,62 @@ use trellis_proto::keys::{KeysRequest, KeysResponse};
 use super::{changes, object, store};
 use crate::service::Auth;
 
-/// Splits `algorithm:key_id`.
-pub(crate) fn split_key_id(id: &str) -> Result<(&str, &str)> {
-    match id.split_once(':') {
-        Some((alg, key)) if !alg.is_empty() && !key.is_empty() => Ok((alg, key)),
-        _ => Err(Error::invalid_param(format!("Invalid key ID {id:?}: expected <algorithm>:<key_id>"))),
+/// One-time or fallback keys: key ID → the key (an object, or for old unsigned curve25519
+/// keys a string), kept as sent for the clients that claim it.
+type KeyMap = BTreeMap<OwnedOneTimeKeyId, Value>;
+
+/// The body of `/keys/upload`. A `null` field is an absent one.
+#[derive(Deserialize)]
+struct UploadBody {
+    device_keys: Option<Value>,
+    one_time_keys: Option<KeyMap>,
+    fallback_keys: Option<KeyMap>,
+    #[serde(rename = "org.matrix.msc2732.fallback_keys")]
+    unstable_fallback_keys: Option<KeyMap>,
+}
+
+/// A key ID split into its algorithm and key name; a name must not be empty.
+fn split_key_id(id: &OwnedOneTimeKeyId) -> Result<(String, &str)> {
+    match id.key_name().as_str() {
+        "" => Err(Error::bad_json(format!("Invalid key ID {id:?}: expected <algorithm>:<key_id>"))),
+        name => Ok((id.algorithm().to_string(), name)),
+    }
+}
+
+/// Checks every key of a map is an object or a string.
+fn check_keys(name: &str, keys: &KeyMap) -> Result<()> {
+    match keys.iter().find(|(_, key)| !key.is_object() && !key.is_string()) {
+        Some((id, _)) => Err(Error::bad_json(format!("{name}.{id} must be an object"))),
+        None => Ok(()),
     }
 }
 
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id, device_id = %req.device_id))]
     pub(crate) async fn do_upload_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let body = object(&req.body_json)?;
+        let body: UploadBody = serde_json::from_value(Value::Object(object(&req.body_json)?))
+            .map_err(|e| Error::bad_json(format!("Invalid keys upload: {e}")))?;
         let (user, device) = (req.user_id.as_str(), req.device_id.as_str());
-        let device_keys = match body.get("device_keys") {
+        let device_keys = match body.device_keys {
             None | Some(Value::Null) => None,
-            Some(Value::Object(keys)) => {
+            Some(keys @ Value::Object(_)) => {
                 // The spec's DeviceKeys: user_id, device_id, algorithms, keys and signatures
                 // are all required. The object is stored as sent (signatures cover it).
-                let parsed: DeviceKeys = serde_json::from_value(Value::Object(keys.clone()))
+                let parsed: DeviceKeys = serde_json::from_value(keys.clone())
                     .map_err(|e| Error::bad_json(format!("Invalid device_keys: {e}")))?;
                 if parsed.user_id != user || parsed.device_id != device {
                     return Err(Error::invalid_param(
                         "device_keys.user_id and device_id must match the user and device of the access token",
                     ));
                 }
-                Some(Value::Object(keys.clone()).to_string())
+                Some(keys.to_string())
             }
             Some(_) => return Err(Error::bad_json("device_keys must be an object")),
         };
-        let one_time = key_map(&body, &["one_time_keys"])?;
-        let fallback = key_map(&body, &["fallback_keys", "org.matrix.msc2732.fallback_keys"])?;
+        let one_time = body.one_time_keys.unwrap_or_default();
+        check_keys("one_time_keys", &one_time)?;
+        let fallback = body.fallback_keys.or(body.unstable_fallback_keys).unwrap_or_default();
+        check_keys("fallback_keys", &fallback)?;
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -56,20 +90,20 @@ impl Auth {
         for (id, key) in &one_time {
             let (alg, key_id) = split_key_id(id)?;
             let json = key.to_string();
-            match store::one_time_key(&tx, user, device, alg, key_id).await? {
+            match store::one_time_key(&tx, user, device, &alg, key_id).await? {
                 Some(old) if old == json => {}
                 // Synapse refuses to change a key that may already have been handed out.
                 Some(_) => return Err(Error::invalid_param(format!("One time key {id} already exists"))),
-                None => store::insert_one_time_key(&tx, user, device, alg, key_id, &json).await?,
+                None => store::insert_one_time_key(&tx, user, device, &alg, key_id, &json).await?,
             }
         }
         for (id, key) in &fallback {
             let (alg, key_id) = split_key_id(id)?;
             let json = key.to_string();
             let same =
-                store::fallback_key(&tx, user, device, alg).await?.is_some_and(|(k, j)| k == key_id && j == json);
+                store::fallback_key(&tx, user, device, &alg).await?.is_some_and(|(k, j)| k == key_id && j == json);
             if !same {
-                store::set_fallback_key(&tx, user, device, alg, key_id, &json).await?;
+                store::set_fallback_key(&tx, user, device, &alg, key_id, &json).await?;
             }
         }
         let counts = trellis_storage::key_counts::one_time_keys(&tx, user, device).await?;
@@ -89,37 +123,21 @@ pub fn counts_json(counts: std::collections::BTreeMap<String, u64>) -> Value {
     Value::Object(out)
 }
 
-/// The first of `names` present in `body`, as `key ID → key` (a key is an object or, for old
-/// unsigned curve25519 keys, a string).
-fn key_map(body: &Map<String, Value>, names: &[&str]) -> Result<Vec<(String, Value)>> {
-    for name in names {
-        match body.get(*name) {
-            None | Some(Value::Null) => continue,
-            Some(Value::Object(map)) => {
-                return map
-                    .iter()
-                    .map(|(id, key)| match key {
-                        Value::Object(_) | Value::String(_) => Ok((id.clone(), key.clone())),
-                        _ => Err(Error::bad_json(format!("{name}.{id} must be an object"))),
-                    })
-                    .collect();
-            }
-            Some(_) => return Err(Error::bad_json(format!("{name} must be an object"))),
-        }
-    }
-    Ok(Vec::new())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn key_ids() {
-        assert_eq!(split_key_id("signed_curve25519:AAAA").unwrap(), ("signed_curve25519", "AAAA"));
-        for bad in ["", "abc", ":x", "x:"] {
-            assert!(split_key_id(bad).is_err(), "{bad}");
+        let id = |s: &str| serde_json::from_value::<OwnedOneTimeKeyId>(json!(s));
+        assert_eq!(split_key_id(&id("signed_curve25519:AAAA").unwrap()).unwrap(), ("signed_curve25519".into(), "AAAA"));
+        assert!(split_key_id(&id("x:").unwrap()).is_err());
+        for bad in ["", "abc", ":x"] {
+            assert!(id(bad).is_err(), "{bad}");
         }
+        let body = |otks: Value| serde_json::from_value::<UploadBody>(json!({"one_time_keys": otks}));
+        assert!(body(json!({"nocolon": {}})).is_err());
+        assert!(body(json!({"a:b": {}, "c:d": "key"})).is_ok());
     }
 
     #[test]

@@ -91,14 +91,14 @@ pub fn keys_req(user: &str, device: &str, body: serde_json::Value) -> KeysReques
     KeysRequest { user_id: user.into(), device_id: device.into(), body_json: body.to_string() }
 }
 
-/// Device keys as the spec's DeviceKeys object (every required field).
+/// Real ed25519 keys and signatures: the test harness's own helper, shared by path so these
+/// tests need not depend on the whole harness (which depends on this crate).
+#[path = "../../../testkit/src/signing.rs"]
+pub mod signing;
+
+/// Device keys as the spec's DeviceKeys object (every required field), signed by the device.
 pub fn device_keys(user: &str, device: &str) -> serde_json::Value {
-    json!({
-        "user_id": user, "device_id": device,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {format!("curve25519:{device}"): "curve", format!("ed25519:{device}"): "ed"},
-        "signatures": {user: {format!("ed25519:{device}"): "self-signature"}},
-    })
+    signing::device_keys(user, device)
 }
 
 /// Asserts errcode and HTTP status (both must survive the gRPC hop).

@@ -1,0 +1,190 @@
+//! `POST /keys/signatures/upload`: a device signing its user's master key, the self-signing
+//! key signing the user's devices, the user-signing key signing other users' master keys.
+//!
+//! Every new signature is verified (ed25519, ruma's `signatures`) against the key allowed to
+//! make it, over the key as stored; the key sent must be the stored one (signatures and
+//! `unsigned` aside). A key whose signature fails is reported in `failures` with
+//! `M_INVALID_SIGNATURE`, an unknown key (or a missing signing key) with `M_NOT_FOUND`, and
+//! the others are stored (spec: client-server API, `/keys/signatures/upload`; as Synapse).
+
+use std::collections::BTreeMap;
+
+use ruma::OwnedUserId;
+use serde_json::{Value, json};
+use tracing::instrument;
+use trellis_core::{Error, ErrorCode, Result};
+use trellis_proto::keys::{KeysRequest, KeysResponse};
+
+use super::{changes, object, signing::Signed, store, store::CrossSigningRow};
+use crate::service::Auth;
+
+/// The body: target user → key ID (a device ID or a master public key) → the signed key.
+type SignedKeys = BTreeMap<OwnedUserId, BTreeMap<String, Value>>;
+
+/// Which key of the uploader may sign a target key.
+enum Signer {
+    /// A cross-signing key of the uploader: its public key.
+    Key(String),
+    /// One of the uploader's devices (signing the uploader's master key).
+    Device,
+}
+
+/// One signature to store: target user, target key ID, signing key ID, signature.
+type Accepted = (String, String, String, String);
+
+/// A failure entry of the response, in the spec's error shape (plus the status, as Synapse).
+fn failure(code: ErrorCode, message: &str) -> Value {
+    json!({ "status": code.default_status(), "errcode": code.as_str(), "error": message })
+}
+
+/// The public key of a stored cross-signing key of type `key_type`. A stored public key that
+/// is not one is an internal error.
+fn stored_public(rows: &[CrossSigningRow], key_type: &str) -> Result<Option<String>> {
+    match rows.iter().find(|k| k.key_type == key_type) {
+        Some(row) if super::signing::is_ed25519_public_key(&row.public_key) => Ok(Some(row.public_key.clone())),
+        Some(row) => Err(Error::internal(format!("stored {key_type} key {:?} is not an ed25519 key", row.public_key))),
+        None => Ok(None),
+    }
+}
+
+impl Auth {
+    #[instrument(skip_all, fields(user_id = %req.user_id))]
+    pub(crate) async fn do_upload_signatures(&self, req: KeysRequest) -> Result<KeysResponse> {
+        let body: SignedKeys = serde_json::from_value(Value::Object(object(&req.body_json)?))
+            .map_err(|e| Error::bad_json(format!("Invalid signatures upload: {e}")))?;
+        let me = req.user_id.as_str();
+        let mut client = self.pool.get().await?;
+        let mine = store::cross_signing_keys(&client, me).await?;
+        let my_master = stored_public(&mine, "master")?;
+        let mut failures: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        for (target_user, keys) in &body {
+            let target_user = target_user.as_str();
+            let theirs = match target_user == me {
+                true => None,
+                false => Some(store::cross_signing_keys(&client, target_user).await?),
+            };
+            for (key_id, sent) in keys {
+                let sent = Signed::from_client(sent)?;
+                // What is being signed, and the one key of the uploader allowed to sign it.
+                let (stored, signer, missing) = if target_user == me && my_master.as_deref() == Some(key_id) {
+                    let stored = mine.iter().find(|k| k.key_type == "master").map(|k| k.key_json.clone());
+                    (stored, Some(Signer::Device), "")
+                } else if target_user == me {
+                    let signer = stored_public(&mine, "self_signing")?.map(Signer::Key);
+                    (store::device_keys(&client, me, key_id).await?, signer, "No self-signing key")
+                } else {
+                    let their_master = theirs.iter().flatten().find(|k| k.key_type == "master");
+                    let stored = their_master.filter(|m| m.public_key == *key_id).map(|m| m.key_json.clone());
+                    (stored, stored_public(&mine, "user_signing")?.map(Signer::Key), "No user-signing key")
+                };
+                let mut fail = |code, message: &str| {
+                    failures.entry(target_user.to_owned()).or_default().insert(key_id.clone(), failure(code, message));
+                };
+                let Some(stored) = stored else {
+                    fail(ErrorCode::NotFound, "Unknown key");
+                    continue;
+                };
+                let Some(signer) = signer else {
+                    fail(ErrorCode::NotFound, missing);
+                    continue;
+                };
+                let stored = Signed::from_stored(&stored)?;
+                let known = store::signatures(&client, target_user, key_id).await?;
+                // The uploader's signatures not stored yet: those already there (in the key
+                // as uploaded, or uploaded before) are taken as they are.
+                let new: Vec<(String, String)> = sent
+                    .signatures_by(me)
+                    .into_iter()
+                    .filter(|(id, sig)| stored.signature(me, id).as_ref() != Some(sig))
+                    .filter(|(id, sig)| !known.iter().any(|(u, k, s)| u == me && k == id && s == sig))
+                    .collect();
+                if new.is_empty() {
+                    continue;
+                }
+                // Each new signature by a key allowed to sign this one, with that key; others
+                // in the object are ignored (as Synapse takes only the signer's).
+                let mut candidates = Vec::new();
+                for (id, sig) in new {
+                    let public = match &signer {
+                        Signer::Key(public) => {
+                            (id.strip_prefix("ed25519:") == Some(public.as_str())).then(|| public.clone())
+                        }
+                        Signer::Device => self.device_signing_key(&client, me, &id).await?,
+                    };
+                    if let Some(public) = public {
+                        candidates.push((id, sig, public));
+                    }
+                }
+                if candidates.is_empty() {
+                    fail(ErrorCode::InvalidSignature, "No signature by a key of the uploader that may sign this key");
+                    continue;
+                }
+                if sent.signed_text() != stored.signed_text() {
+                    fail(ErrorCode::InvalidParam, "The signed key does not match the stored key");
+                    continue;
+                }
+                if !candidates.iter().all(|(_, sig, public)| stored.verifies(public, sig)) {
+                    fail(ErrorCode::InvalidSignature, "Invalid signature");
+                    continue;
+                }
+                for (id, sig, _) in candidates {
+                    accepted.push((target_user.to_owned(), key_id.clone(), id, sig));
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            self.store_signatures(&mut client, me, &accepted).await?;
+        }
+        Ok(KeysResponse { body_json: json!({ "failures": failures }).to_string() })
+    }
+
+    /// The ed25519 public key of the uploader's device named by a signing key ID
+    /// (`ed25519:<device ID>`), if that device has one.
+    async fn device_signing_key(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        me: &str,
+        key_id: &str,
+    ) -> Result<Option<String>> {
+        let Some(device) = key_id.strip_prefix("ed25519:") else { return Ok(None) };
+        let Some(keys) = store::device_keys(client, me, device).await? else { return Ok(None) };
+        let keys: Value = serde_json::from_str(&keys)
+            .map_err(|e| Error::internal(format!("stored device keys are not JSON: {e}")))?;
+        Ok(keys["keys"][key_id].as_str().map(str::to_owned))
+    }
+
+    /// Stores verified signatures and records who hears of them: the uploader's own keys
+    /// signed are news to everyone sharing a room; other users' master keys signed by the
+    /// user-signing key only to the signer.
+    async fn store_signatures(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        me: &str,
+        accepted: &[Accepted],
+    ) -> Result<()> {
+        let tx = client.transaction().await?;
+        for (target_user, key_id, signer_key, sig) in accepted {
+            store::add_signature(&tx, (target_user, key_id), (me, signer_key), sig).await?;
+        }
+        let mut others: Vec<&str> = accepted.iter().map(|a| a.0.as_str()).filter(|t| *t != me).collect();
+        others.sort_unstable();
+        others.dedup();
+        let own = match accepted.iter().any(|a| a.0 == me) {
+            true => Some(changes::record(&tx, me).await?),
+            false => None,
+        };
+        let mut private = None;
+        for other in others {
+            private = Some(changes::record_private(&tx, other, me).await?);
+        }
+        tx.commit().await?;
+        if let Some(pos) = own {
+            self.announce_device_list(me, pos).await;
+        }
+        if let Some(pos) = private {
+            self.announce_private_change(me, pos).await;
+        }
+        Ok(())
+    }
+}
