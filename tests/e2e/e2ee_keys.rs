@@ -3,7 +3,7 @@
 //! messages, one-time-key counts in `/sync`.
 
 use serde_json::{Value, json};
-use trellis_testkit::{Client, TestServer, enc};
+use trellis_testkit::{Client, SigningKey, TestServer, enc};
 
 both_modes!(
     upload_query_and_claim_keys,
@@ -57,7 +57,8 @@ async fn upload_query_and_claim_keys(server: TestServer) {
         let q =
             bob.post(&format!("{prefix}/keys/query"), json!({"device_keys": {alice.user_id.clone(): []}})).await.ok();
         let keys = &q["device_keys"][&alice.user_id][&alice.device_id];
-        assert_eq!(keys["keys"][format!("ed25519:{}", alice.device_id)], "edkey", "{prefix}: {q}");
+        let ed25519 = alice.device_signing_key();
+        assert_eq!(keys["keys"][ed25519.key_id()], ed25519.public(), "{prefix}: {q}");
         assert_eq!(q["failures"], json!({}));
     }
     let q = bob.post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): ["NOPE"]}})).await;
@@ -123,8 +124,14 @@ async fn claims_fall_back_to_the_fallback_key(server: TestServer) {
     assert_eq!(s["device_unused_fallback_key_types"], json!(["signed_curve25519"]));
 }
 
-fn cs_key(user: &str, usage: &str, public: &str) -> Value {
-    json!({"user_id": user, "usage": [usage], "keys": {format!("ed25519:{public}"): public}})
+/// A user's cross-signing keys, real ones derived from `tag` (`MASTER`, `SSK`, `USK`).
+fn cs_key(user: &str, tag: &str) -> SigningKey {
+    SigningKey::from_seed(&format!("{user} {tag}"))
+}
+
+/// `key`'s signature (by `user`) of `object`.
+fn signature(key: &SigningKey, user: &str, object: &Value) -> Value {
+    key.signed(user, object)["signatures"][user][key.key_id()].clone()
 }
 
 async fn cross_signing_and_signatures(server: TestServer) {
@@ -132,13 +139,18 @@ async fn cross_signing_and_signatures(server: TestServer) {
     let bob = server.user("bob").await;
     alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": alice.device_keys()})).await.ok();
     bob.post(&format!("{V3}/keys/upload"), json!({"device_keys": bob.device_keys()})).await.ok();
+    // Master, self-signing and user-signing keys, the last two signed by the master key.
     let keys = |c: &Client, tag: &str| {
+        let master = cs_key(&c.user_id, &format!("{tag}MASTER"));
+        let ssk = cs_key(&c.user_id, &format!("{tag}SSK")).cross_signing_key(&c.user_id, "self_signing");
+        let usk = cs_key(&c.user_id, &format!("{tag}USK")).cross_signing_key(&c.user_id, "user_signing");
         json!({
-            "master_key": cs_key(&c.user_id, "master", &format!("{tag}MASTER")),
-            "self_signing_key": cs_key(&c.user_id, "self_signing", &format!("{tag}SSK")),
-            "user_signing_key": cs_key(&c.user_id, "user_signing", &format!("{tag}USK")),
+            "master_key": master.cross_signing_key(&c.user_id, "master"),
+            "self_signing_key": master.signed(&c.user_id, &ssk),
+            "user_signing_key": master.signed(&c.user_id, &usk),
         })
     };
+    let public = |c: &Client, tag: &str| cs_key(&c.user_id, tag).public().to_owned();
     // The first upload needs no user-interactive auth.
     alice.post(&format!("{V3}/keys/device_signing/upload"), keys(&alice, "A")).await.ok();
     bob.post("/_matrix/client/unstable/keys/device_signing/upload", keys(&bob, "B")).await.ok();
@@ -148,44 +160,51 @@ async fn cross_signing_and_signatures(server: TestServer) {
     assert_eq!(replace.status, 401, "{}", replace.body);
     let session = replace.body["session"].as_str().unwrap().to_owned();
     let q = bob.post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): []}})).await.ok();
-    assert_eq!(q["master_keys"][&alice.user_id]["keys"]["ed25519:AMASTER"], "AMASTER", "not replaced: {q}");
-    assert_eq!(q["self_signing_keys"][&alice.user_id]["keys"]["ed25519:ASSK"], "ASSK");
+    let (a_master, a_ssk, a_usk) = (public(&alice, "AMASTER"), public(&alice, "ASSK"), public(&alice, "AUSK"));
+    assert_eq!(q["master_keys"][&alice.user_id]["keys"][format!("ed25519:{a_master}")], a_master, "not replaced: {q}");
+    assert_eq!(q["self_signing_keys"][&alice.user_id]["keys"][format!("ed25519:{a_ssk}")], a_ssk);
     assert!(q["user_signing_keys"].get(&alice.user_id).is_none(), "user-signing keys are private: {q}");
     let own = alice.post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): []}})).await.ok();
-    assert_eq!(own["user_signing_keys"][&alice.user_id]["keys"]["ed25519:AUSK"], "AUSK");
+    assert_eq!(own["user_signing_keys"][&alice.user_id]["keys"][format!("ed25519:{a_usk}")], a_usk);
 
     // Signatures: alice's self-signing key signs her device; her user-signing key signs bob's
     // master key; a signature by a key that is not hers is refused.
-    let mut dev = alice.device_keys();
-    dev["signatures"][&alice.user_id]["ed25519:ASSK"] = json!("ssk-sig");
-    let mut bob_master = cs_key(&bob.user_id, "master", "BMASTER");
-    bob_master["signatures"] = json!({alice.user_id.clone(): {"ed25519:AUSK": "usk-sig"}});
-    let mut forged = cs_key(&bob.user_id, "master", "BMASTER");
-    forged["signatures"] = json!({alice.user_id.clone(): {"ed25519:BUSK": "forged"}});
+    let (ssk, usk) = (cs_key(&alice.user_id, "ASSK"), cs_key(&alice.user_id, "AUSK"));
+    let dev = ssk.signed(&alice.user_id, &alice.device_keys());
+    let b_master = public(&bob, "BMASTER");
+    let bob_master = cs_key(&bob.user_id, "BMASTER").cross_signing_key(&bob.user_id, "master");
+    let bob_master_signed = usk.signed(&alice.user_id, &bob_master);
+    let bob_usk = cs_key(&bob.user_id, "BUSK");
+    let mut forged = bob_master.clone();
+    forged["signatures"] =
+        json!({alice.user_id.clone(): {bob_usk.key_id(): signature(&bob_usk, &alice.user_id, &bob_master)}});
     let r = alice
         .post(
             &format!("{V3}/keys/signatures/upload"),
-            json!({alice.user_id.clone(): {alice.device_id.clone(): dev}, bob.user_id.clone(): {"BMASTER": bob_master}}),
+            json!({alice.user_id.clone(): {alice.device_id.clone(): dev}, bob.user_id.clone(): {b_master.clone(): bob_master_signed}}),
         )
         .await
         .ok();
     assert_eq!(r["failures"], json!({}), "{r}");
-    let r =
-        alice.post(&format!("{V3}/keys/signatures/upload"), json!({bob.user_id.clone(): {"BMASTER": forged}})).await;
-    assert_eq!(r.ok()["failures"][&bob.user_id]["BMASTER"]["errcode"], "M_INVALID_SIGNATURE");
+    let r = alice
+        .post(&format!("{V3}/keys/signatures/upload"), json!({bob.user_id.clone(): {b_master.clone(): forged}}))
+        .await;
+    assert_eq!(r.ok()["failures"][&bob.user_id][&b_master]["errcode"], "M_INVALID_SIGNATURE");
 
     let q = bob
         .post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): [], bob.user_id.clone(): []}}))
         .await
         .ok();
     let sigs = &q["device_keys"][&alice.user_id][&alice.device_id]["signatures"][&alice.user_id];
-    assert_eq!(sigs["ed25519:ASSK"], "ssk-sig", "{q}");
-    assert_eq!(sigs[format!("ed25519:{}", alice.device_id)], "selfsig");
+    assert_eq!(sigs[ssk.key_id()], signature(&ssk, &alice.user_id, &alice.device_keys()), "{q}");
+    let self_sig = alice.device_signing_key();
+    assert_eq!(sigs[self_sig.key_id()], signature(&self_sig, &alice.user_id, &alice.device_keys()));
     // Alice's signature of Bob's master key (by her user-signing key) is hers to see, not
     // Bob's (as Synapse).
     assert!(q["master_keys"][&bob.user_id]["signatures"].get(&alice.user_id).is_none(), "{q}");
     let q = alice.post(&format!("{V3}/keys/query"), json!({"device_keys": {bob.user_id.clone(): []}})).await.ok();
-    assert_eq!(q["master_keys"][&bob.user_id]["signatures"][&alice.user_id]["ed25519:AUSK"], "usk-sig", "{q}");
+    let usk_sig = signature(&usk, &alice.user_id, &bob_master);
+    assert_eq!(q["master_keys"][&bob.user_id]["signatures"][&alice.user_id][usk.key_id()], usk_sig, "{q}");
 
     // The dummy stage is not enough; the password is.
     let mut body = keys(&alice, "X");
@@ -200,7 +219,8 @@ async fn cross_signing_and_signatures(server: TestServer) {
     });
     alice.post(&format!("{V3}/keys/device_signing/upload"), body).await.ok();
     let q = bob.post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): []}})).await.ok();
-    assert_eq!(q["master_keys"][&alice.user_id]["keys"]["ed25519:XMASTER"], "XMASTER", "{q}");
+    let x_master = public(&alice, "XMASTER");
+    assert_eq!(q["master_keys"][&alice.user_id]["keys"][format!("ed25519:{x_master}")], x_master, "{q}");
 }
 
 async fn device_list_changes_reach_room_members(server: TestServer) {

@@ -50,6 +50,7 @@ mod errors;
 mod guest_access;
 mod health;
 mod js_sdk;
+mod key_signatures;
 mod legacy_api;
 mod media;
 mod nio;

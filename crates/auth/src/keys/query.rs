@@ -1,7 +1,10 @@
 //! `POST /keys/query` (device and cross-signing keys, with uploaded signatures merged in)
 //! and `POST /keys/claim` (one one-time key per device, else its fallback key).
 
-use ruma::UserId;
+use std::collections::BTreeMap;
+
+use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, UserId};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 use trellis_core::{Error, Result};
@@ -25,6 +28,23 @@ pub(crate) fn merge_signatures(key: &mut Value, sigs: Vec<(String, String, Strin
     }
 }
 
+/// The body of `/keys/query`: user → the devices asked for (none or `null`: all of them).
+#[derive(Deserialize)]
+struct QueryBody {
+    device_keys: BTreeMap<OwnedUserId, Option<Vec<OwnedDeviceId>>>,
+}
+
+/// The body of `/keys/claim`: user → device → the algorithm of the key to claim.
+#[derive(Deserialize)]
+struct ClaimBody {
+    one_time_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
+}
+
+/// Reads a request body as `T`: what does not fit is `M_BAD_JSON`.
+fn body<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
+    serde_json::from_value(Value::Object(object(json)?)).map_err(|e| Error::bad_json(format!("Invalid {what}: {e}")))
+}
+
 fn parse(json: &str) -> Result<Value> {
     serde_json::from_str(json).map_err(|e| Error::internal(format!("stored key is not JSON: {e}")))
 }
@@ -33,31 +53,25 @@ impl Auth {
     /// Whether `user` is a user ID of this server. The server name may carry a port
     /// (`hs.example:8448`), so it is ruma's parse of the ID that says where the server name
     /// starts, not the last `:`.
-    fn is_local(&self, user: &str) -> bool {
-        UserId::parse(user).is_ok_and(|id| id.server_name().as_str() == self.config.server_name)
+    fn is_local(&self, user: &UserId) -> bool {
+        user.server_name().as_str() == self.config.server_name
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_query_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let body = object(&req.body_json)?;
-        let Some(Value::Object(asked)) = body.get("device_keys") else {
-            return Err(Error::bad_json("device_keys must be an object"));
-        };
+        let asked = body::<QueryBody>(&req.body_json, "keys query")?.device_keys;
         let client = self.pool.get().await?;
         let (mut devices, mut masters, mut selfs, mut users) = (Map::new(), Map::new(), Map::new(), Map::new());
-        for (user, wanted) in asked {
-            let wanted: Vec<&str> = match wanted {
-                Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
-                Value::Null => Vec::new(),
-                _ => return Err(Error::bad_json("device_keys values must be lists of device IDs")),
-            };
+        for (user, wanted) in &asked {
+            let wanted = wanted.as_deref().unwrap_or_default();
             if !self.is_local(user) {
                 // Federation is not supported: remote users are simply absent.
                 continue;
             }
+            let user = user.as_str();
             let mut found = Map::new();
             for row in store::user_device_keys(&client, user).await? {
-                if !wanted.is_empty() && !wanted.contains(&row.device_id.as_str()) {
+                if !wanted.is_empty() && !wanted.iter().any(|d| d.as_str() == row.device_id) {
                     continue;
                 }
                 let mut keys = parse(&row.key_json)?;
@@ -74,7 +88,7 @@ impl Auth {
                 }
                 found.insert(row.device_id, keys);
             }
-            devices.insert(user.clone(), Value::Object(found));
+            devices.insert(user.to_owned(), Value::Object(found));
             for row in store::cross_signing_keys(&client, user).await? {
                 let mut key = parse(&row.key_json)?;
                 // Another user's signature of this key (made with their user-signing key)
@@ -83,9 +97,9 @@ impl Auth {
                 let visible = sigs.into_iter().filter(|s| s.0 == *user || s.0 == req.user_id).collect();
                 merge_signatures(&mut key, visible);
                 match row.key_type.as_str() {
-                    "master" => masters.insert(user.clone(), key),
-                    "self_signing" => selfs.insert(user.clone(), key),
-                    "user_signing" if *user == req.user_id => users.insert(user.clone(), key),
+                    "master" => masters.insert(user.to_owned(), key),
+                    "self_signing" => selfs.insert(user.to_owned(), key),
+                    "user_signing" if user == req.user_id => users.insert(user.to_owned(), key),
                     _ => None,
                 };
             }
@@ -102,34 +116,27 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_claim_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let body = object(&req.body_json)?;
-        let Some(Value::Object(asked)) = body.get("one_time_keys") else {
-            return Err(Error::bad_json("one_time_keys must be an object"));
-        };
+        let asked = body::<ClaimBody>(&req.body_json, "keys claim")?.one_time_keys;
         let client = self.pool.get().await?;
         let mut out = Map::new();
-        for (user, devices) in asked {
-            let Value::Object(devices) = devices else {
-                return Err(Error::bad_json("one_time_keys values must be objects"));
-            };
+        for (user, devices) in &asked {
             if !self.is_local(user) {
                 continue;
             }
+            let user = user.as_str();
             let mut claimed = Map::new();
             for (device, alg) in devices {
-                let Some(alg) = alg.as_str() else {
-                    return Err(Error::bad_json("one_time_keys.<user>.<device> must be an algorithm name"));
-                };
+                let (device, alg) = (device.as_str(), alg.as_str());
                 let key = match store::claim_one_time_key(&client, user, device, alg).await? {
                     Some(k) => Some(k),
                     None => store::claim_fallback_key(&client, user, device, alg).await?,
                 };
                 if let Some((key_id, json)) = key {
-                    claimed.insert(device.clone(), json!({ format!("{alg}:{key_id}"): parse(&json)? }));
+                    claimed.insert(device.to_owned(), json!({ format!("{alg}:{key_id}"): parse(&json)? }));
                 }
             }
             if !claimed.is_empty() {
-                out.insert(user.clone(), Value::Object(claimed));
+                out.insert(user.to_owned(), Value::Object(claimed));
             }
         }
         Ok(KeysResponse { body_json: json!({ "one_time_keys": out, "failures": {} }).to_string() })
