@@ -17,7 +17,7 @@ use trellis_proto::keys::{KeysRequest, KeysResponse};
 
 use super::{
     changes, object,
-    signing::{Signed, is_ed25519_public_key},
+    signing::{Signed, is_ed25519_public_key, stored_public},
     store,
 };
 use crate::service::Auth;
@@ -101,8 +101,8 @@ impl Auth {
         // The master key that signs the others: the one uploaded now, else the stored one.
         let master = match uploads.iter().find(|k| k.usage == "master") {
             Some(new) => new.public.clone(),
-            None => match existing.iter().find(|k| k.key_type == "master") {
-                Some(stored) => stored.public_key.clone(),
+            None => match stored_public(&existing, "master")? {
+                Some(stored) => stored,
                 None => return Err(Error::missing_param("No master key available: upload one first")),
             },
         };

@@ -15,7 +15,11 @@ use tracing::instrument;
 use trellis_core::{Error, ErrorCode, Result};
 use trellis_proto::keys::{KeysRequest, KeysResponse};
 
-use super::{changes, object, signing::Signed, store, store::CrossSigningRow};
+use super::{
+    changes, object,
+    signing::{Signed, stored_public},
+    store,
+};
 use crate::service::Auth;
 
 /// The body: target user → key ID (a device ID or a master public key) → the signed key.
@@ -35,16 +39,6 @@ type Accepted = (String, String, String, String);
 /// A failure entry of the response, in the spec's error shape (plus the status, as Synapse).
 fn failure(code: ErrorCode, message: &str) -> Value {
     json!({ "status": code.default_status(), "errcode": code.as_str(), "error": message })
-}
-
-/// The public key of a stored cross-signing key of type `key_type`. A stored public key that
-/// is not one is an internal error.
-fn stored_public(rows: &[CrossSigningRow], key_type: &str) -> Result<Option<String>> {
-    match rows.iter().find(|k| k.key_type == key_type) {
-        Some(row) if super::signing::is_ed25519_public_key(&row.public_key) => Ok(Some(row.public_key.clone())),
-        Some(row) => Err(Error::internal(format!("stored {key_type} key {:?} is not an ed25519 key", row.public_key))),
-        None => Ok(None),
-    }
 }
 
 impl Auth {

@@ -11,6 +11,8 @@ use ruma::{
 };
 use trellis_core::{Error, Result};
 
+use super::store::CrossSigningRow;
+
 /// A signed key object (device keys or a cross-signing key) and the text its signatures cover.
 pub(crate) struct Signed {
     object: CanonicalJsonObject,
@@ -86,6 +88,17 @@ pub(crate) fn is_ed25519_public_key(public_key: &str) -> bool {
     Base64::<Standard, [u8; 32]>::parse(public_key).is_ok()
 }
 
+/// The public key of the stored cross-signing key of type `key_type` among `rows`, if there
+/// is one. A stored public key that is not an ed25519 key is an internal error (uploads are
+/// checked), not the client's.
+pub(crate) fn stored_public(rows: &[CrossSigningRow], key_type: &str) -> Result<Option<String>> {
+    match rows.iter().find(|k| k.key_type == key_type) {
+        Some(row) if is_ed25519_public_key(&row.public_key) => Ok(Some(row.public_key.clone())),
+        Some(row) => Err(Error::internal(format!("stored {key_type} key {:?} is not an ed25519 key", row.public_key))),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ruma::signatures::{Ed25519KeyPair, sign_json};
@@ -133,5 +146,19 @@ mod tests {
         assert!(Signed::from_stored("{\"n\": 1.5}").err().unwrap().is_internal());
         assert!(is_ed25519_public_key(&pair(3).1));
         assert!(!is_ed25519_public_key("MASTER"));
+    }
+
+    #[test]
+    fn a_stored_key_that_is_not_one_is_an_internal_error() {
+        let row = |key_type: &str, public: &str| CrossSigningRow {
+            key_type: key_type.into(),
+            public_key: public.into(),
+            key_json: "{}".into(),
+        };
+        let master = pair(4).1;
+        let rows = [row("master", &master), row("self_signing", "SSK")];
+        assert_eq!(stored_public(&rows, "master").unwrap(), Some(master));
+        assert!(stored_public(&rows, "self_signing").unwrap_err().is_internal());
+        assert_eq!(stored_public(&rows, "user_signing").unwrap(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end encryption keys: upload, query and claim keys, cross-signing keys and
-//! signatures, and device-list changes. Bodies go to the keys service as JSON, which
-//! validates them (until its contract is typed); answers are its rendered JSON.
+//! signatures, and device-list changes. Bodies go to the keys service as JSON, which reads
+//! them with ruma's types and verifies cross-signing signatures (until its contract is
+//! typed); answers are its rendered JSON.
 
 use axum::{Router, extract::State};
 use ruma::api::{
