@@ -76,6 +76,11 @@ async fn device_keys_need_every_field(grpc: bool) {
     keys["algorithms"] = json!("not a list");
     let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
+    // Keys that could not be signed (not canonical JSON: a float) are bad JSON too.
+    let mut keys = device_keys(&user, &device);
+    keys["valid_until_ts"] = json!(1.5);
+    let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
+    assert_err(&err, ErrorCode::BadJson, 400);
     // Complete keys of another device are refused for what they claim, not their shape.
     let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": device_keys(&user, "ELSE")}))).await;
     assert_err(&err.unwrap_err(), ErrorCode::InvalidParam, 400);

@@ -18,7 +18,7 @@ use tracing::instrument;
 use trellis_core::{Error, Result};
 use trellis_proto::keys::{KeysRequest, KeysResponse};
 
-use super::{changes, object, store};
+use super::{changes, object, signing::Signed, store};
 use crate::service::Auth;
 
 /// One-time or fallback keys: key ID → the key (an object, or for old unsigned curve25519
@@ -69,6 +69,9 @@ impl Auth {
                         "device_keys.user_id and device_id must match the user and device of the access token",
                     ));
                 }
+                // Keys others will sign (their self-signing key, `/keys/signatures/upload`) must
+                // be canonical JSON: no floats, no integers beyond 2^53.
+                Signed::from_client(&keys)?;
                 Some(keys.to_string())
             }
             Some(_) => return Err(Error::bad_json("device_keys must be an object")),
