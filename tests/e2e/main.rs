@@ -62,6 +62,7 @@ mod push;
 mod push_gateway;
 mod push_rules;
 mod refresh_tokens;
+mod registration_tokens;
 mod reporting;
 mod room_versions;
 mod rooms_conformance;
