@@ -108,7 +108,10 @@ async fn refresh_rotates_and_retires_the_old_token(server: TestServer) {
 
     // The new access token's first use retires the old refresh token.
     let me = whoami(&server, &a1b).await.ok();
-    assert_eq!((me["user_id"].as_str(), me["device_id"].as_str()), (Some(carol.user_id.as_str()), Some(carol.device_id.as_str())));
+    assert_eq!(
+        (me["user_id"].as_str(), me["device_id"].as_str()),
+        (Some(carol.user_id.as_str()), Some(carol.device_id.as_str()))
+    );
     let refused = refresh(&server, &r0).await;
     refused.err(401, "M_UNKNOWN_TOKEN");
     // The old access token lives out its lifetime (the spec leaves that to the server).
@@ -123,10 +126,11 @@ async fn refresh_rotates_and_retires_the_old_token(server: TestServer) {
     assert_eq!(devices["devices"].as_array().unwrap().len(), 2, "{devices}");
     // Older prefixes serve the endpoint too (r0 as Synapse, v1 from MSC2918's drafts).
     for prefix in ["r0", "v1"] {
-        server.client().post(&format!("/_matrix/client/{prefix}/refresh"), json!({"refresh_token": "x"})).await.err(
-            401,
-            "M_UNKNOWN_TOKEN",
-        );
+        server
+            .client()
+            .post(&format!("/_matrix/client/{prefix}/refresh"), json!({"refresh_token": "x"}))
+            .await
+            .err(401, "M_UNKNOWN_TOKEN");
     }
 }
 

@@ -18,13 +18,15 @@ const STAGE: &str = "m.login.registration_token";
 
 fn invitation_only(c: &mut Config) {
     c.registration.requires_token = true;
-    let token = |token: &str, uses_allowed| RegistrationTokenConfig { token: token.into(), uses_allowed, expiry_time: None };
+    let token =
+        |token: &str, uses_allowed| RegistrationTokenConfig { token: token.into(), uses_allowed, expiry_time: None };
     c.registration.tokens = vec![token("open-door", None), token("one-seat", Some(1)), token("used-up", Some(0))];
 }
 
 /// Starts a registration; the session of its challenge, after checking the flows offered.
 async fn start(server: &TestServer, username: &str) -> String {
-    let reply = server.client().post(&format!("{V3}/register"), json!({"username": username, "password": "pw-123"})).await;
+    let reply =
+        server.client().post(&format!("{V3}/register"), json!({"username": username, "password": "pw-123"})).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert_eq!(reply.body["flows"], json!([{"stages": [STAGE, "m.login.dummy"]}]), "{}", reply.body);
     reply.body["session"].as_str().unwrap().to_owned()
@@ -73,7 +75,10 @@ async fn registration_needs_a_token(server: TestServer) {
     // A registration without a session cannot skip the stage either.
     let one_shot = server
         .client()
-        .post(&format!("{V3}/register"), json!({"username": "bob", "password": "pw-123", "auth": {"type": "m.login.dummy"}}))
+        .post(
+            &format!("{V3}/register"),
+            json!({"username": "bob", "password": "pw-123", "auth": {"type": "m.login.dummy"}}),
+        )
         .await;
     assert_eq!(one_shot.status, 401, "{}", one_shot.body);
 }
@@ -103,7 +108,8 @@ async fn registration_token_validity(server: TestServer) {
     assert!(!valid(&server, "used-up").await);
     assert!(!valid(&server, "no-such-token").await);
     // The unstable path of MSC3231, which older Element versions call.
-    let unstable = "/_matrix/client/unstable/org.matrix.msc3231/register/org.matrix.msc3231.login.registration_token/validity";
+    let unstable =
+        "/_matrix/client/unstable/org.matrix.msc3231/register/org.matrix.msc3231.login.registration_token/validity";
     assert_eq!(server.client().get(&format!("{unstable}?token=open-door")).await.ok(), json!({"valid": true}));
     // The token is required.
     let missing = server.client().get(VALIDITY).await;

@@ -9,9 +9,7 @@
 
 use deadpool_postgres::GenericClient;
 use tracing::{info, instrument};
-use trellis_core::{
-    Error, ErrorCode, Result, config::RegistrationTokenConfig, ids::random_string, time::now_ms,
-};
+use trellis_core::{Error, ErrorCode, Result, config::RegistrationTokenConfig, ids::random_string, time::now_ms};
 use trellis_proto::auth::{
     AuthAck, CreateRegistrationTokenRequest, ListRegistrationTokensRequest, RegistrationToken, RegistrationTokenList,
     RegistrationTokenRequest, RegistrationTokenValidity, UpdateRegistrationTokenRequest,
@@ -37,7 +35,9 @@ const COMPLETE: &str = "UPDATE registration_tokens SET pending = GREATEST(pendin
 
 /// Usable: uses left (reserved ones count), and not expired at the time parameter `now`.
 fn usable(now: &str) -> String {
-    format!("(uses_allowed IS NULL OR pending + completed < uses_allowed) AND (expiry_time IS NULL OR expiry_time > {now})")
+    format!(
+        "(uses_allowed IS NULL OR pending + completed < uses_allowed) AND (expiry_time IS NULL OR expiry_time > {now})"
+    )
 }
 
 fn select(filter: &str) -> String {

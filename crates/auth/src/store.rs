@@ -162,7 +162,9 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
     let stmt = c.prepare_cached(SELECT_TOKEN).await?;
     let Some(row) = c.query_opt(&stmt, &[&hash.as_slice()]).await? else { return Ok(None) };
     let unused_refresh = match row.get::<_, Option<&[u8]>>(4) {
-        Some(bytes) => Some(hash_from_bytes(bytes).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))?),
+        Some(bytes) => {
+            Some(hash_from_bytes(bytes).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))?)
+        }
         None => None,
     };
     let requester =

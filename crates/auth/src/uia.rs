@@ -275,8 +275,9 @@ async fn check_registration_token(
         return Ok(Some(Failure(ErrorCode::MissingParam, "Missing registration token".into())));
     };
     if let Some(reserved) = &session.row.registration_token {
-        return Ok((reserved != token)
-            .then(|| Failure(ErrorCode::InvalidParam, "Registration token has changed".into())));
+        return Ok(
+            (reserved != token).then(|| Failure(ErrorCode::InvalidParam, "Registration token has changed".into()))
+        );
     }
     let tx = client.transaction().await?;
     if !registration_tokens::reserve(&tx, token).await? {

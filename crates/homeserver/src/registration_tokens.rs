@@ -62,7 +62,9 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
             let req = CreateRegistrationTokenRequest { token, length, uses_allowed, expiry_time };
             vec![auth.create_registration_token(req).await?]
         }
-        TokenCommand::List { valid } => auth.list_registration_tokens(ListRegistrationTokensRequest { valid }).await?.tokens,
+        TokenCommand::List { valid } => {
+            auth.list_registration_tokens(ListRegistrationTokensRequest { valid }).await?.tokens
+        }
         TokenCommand::Get { token } => vec![auth.get_registration_token(RegistrationTokenRequest { token }).await?],
         TokenCommand::Update { token, uses_allowed, unlimited, expiry_time, no_expiry } => {
             let req = UpdateRegistrationTokenRequest {

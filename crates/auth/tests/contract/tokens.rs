@@ -29,7 +29,8 @@ async fn register_with_token(svc: &Arc<dyn AuthService>, username: &str, token: 
 }
 
 async fn refreshing_login(svc: &Arc<dyn AuthService>, user: &str) -> LoginResponse {
-    let req = LoginRequest { user: user.into(), password: "correct horse".into(), refresh_token: true, ..Default::default() };
+    let req =
+        LoginRequest { user: user.into(), password: "correct horse".into(), refresh_token: true, ..Default::default() };
     svc.login(req).await.expect("login")
 }
 
@@ -113,7 +114,8 @@ pub async fn registration_token_operations(svc: Arc<dyn AuthService>, _db: Pool)
     let random = svc.create_registration_token(CreateRegistrationTokenRequest::default()).await.unwrap();
     assert_eq!(random.token.len(), 16);
     assert_eq!((random.uses_allowed, random.pending, random.completed, random.expiry_time), (None, 0, 0, None));
-    let named = CreateRegistrationTokenRequest { token: Some("invite.1".into()), uses_allowed: Some(2), ..Default::default() };
+    let named =
+        CreateRegistrationTokenRequest { token: Some("invite.1".into()), uses_allowed: Some(2), ..Default::default() };
     svc.create_registration_token(named.clone()).await.unwrap();
     assert_err(&svc.create_registration_token(named).await.unwrap_err(), ErrorCode::InvalidParam, 400);
     for bad in [
@@ -166,7 +168,8 @@ pub async fn registration_token_operations(svc: Arc<dyn AuthService>, _db: Pool)
 }
 
 pub async fn registration_token_uses(svc: Arc<dyn AuthService>, db: Pool) {
-    let req = CreateRegistrationTokenRequest { token: Some("solo".into()), uses_allowed: Some(1), ..Default::default() };
+    let req =
+        CreateRegistrationTokenRequest { token: Some("solo".into()), uses_allowed: Some(1), ..Default::default() };
     svc.create_registration_token(req).await.unwrap();
     let get = || RegistrationTokenRequest { token: "solo".into() };
     // A registration passes the stage and is abandoned: the use is reserved...

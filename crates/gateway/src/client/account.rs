@@ -173,7 +173,9 @@ async fn login_route(
                 (Some(UserIdentifier::Matrix(id)), _) => id.user,
                 (None, Some(user)) => user,
                 (Some(_), _) => {
-                    return Err(ApiError(Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400)));
+                    return Err(ApiError(
+                        Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
+                    ));
                 }
                 (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
             };
