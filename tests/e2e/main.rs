@@ -36,6 +36,7 @@ macro_rules! both_modes {
     };
 }
 
+mod backend_tls;
 mod bad_ids;
 mod bad_input;
 mod certs;
@@ -87,5 +88,6 @@ mod sync_resilience;
 mod sync_workers;
 mod telemetry;
 mod tls;
+mod tls_backends;
 mod tutorial;
 mod uia_register;

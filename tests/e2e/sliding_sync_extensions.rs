@@ -10,7 +10,11 @@ use trellis_testkit::{TestServer, enc};
 
 use crate::sliding_sync::{list, pos, user};
 
-both_modes!(to_device_and_e2ee_reach_the_encryption_connection, room_extensions_follow_the_lists);
+both_modes!(
+    to_device_and_e2ee_reach_the_encryption_connection,
+    to_device_limit_pages_the_messages,
+    room_extensions_follow_the_lists
+);
 
 const V3: &str = "/_matrix/client/v3";
 
@@ -20,6 +24,34 @@ fn encryption(since: Option<&str>) -> Value {
         to_device["since"] = json!(s);
     }
     json!({"conn_id": "encryption", "extensions": {"to_device": to_device, "e2ee": {"enabled": true}}})
+}
+
+/// `extensions.to_device.limit` caps an answer's messages; `next_batch` picks up the rest.
+async fn to_device_limit_pages_the_messages(server: TestServer) {
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    for n in 1..=3 {
+        let body = json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): {"n": n}}}});
+        bob.put(&format!("{V3}/sendToDevice/m.test/txn{n}"), body).await.ok();
+    }
+    let limited = |since: Option<&str>| {
+        let mut to_device = json!({"enabled": true, "limit": 2});
+        if let Some(s) = since {
+            to_device["since"] = json!(s);
+        }
+        json!({"conn_id": "encryption", "extensions": {"to_device": to_device}})
+    };
+    let numbers = |body: &Value| -> Vec<i64> {
+        body["extensions"]["to_device"]["events"]
+            .as_array()
+            .map(|events| events.iter().filter_map(|e| e["content"]["n"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    let first = alice.sliding(None, Some(0), limited(None)).await.ok();
+    assert_eq!(numbers(&first), [1, 2], "{first}");
+    let since = first["extensions"]["to_device"]["next_batch"].as_str().expect("next_batch").to_owned();
+    let second = alice.sliding(Some(&pos(&first)), Some(0), limited(Some(&since))).await.ok();
+    assert_eq!(numbers(&second), [3], "{second}");
 }
 
 async fn to_device_and_e2ee_reach_the_encryption_connection(server: TestServer) {

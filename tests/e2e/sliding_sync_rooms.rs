@@ -168,6 +168,19 @@ async fn list_filters_select_rooms(server: TestServer) {
     assert_eq!(body["rooms"][&dm]["is_dm"], true);
     assert_eq!(body["rooms"][&child]["is_dm"], false);
     assert!(body["rooms"].get(&secret).is_some() && body["rooms"].get(&space).is_some());
+
+    // Bob has no m.direct yet: his invite's `is_direct` makes the room a DM for him, and an
+    // invite without it does not.
+    let plain_invite = alice.create_room(json!({"invite": [bob.user_id]})).await;
+    let req = json!({"lists": {
+        "dms": lists(json!({"is_dm": true})),
+        "others": lists(json!({"is_dm": false})),
+    }});
+    let body = bob.sliding(None, None, req).await.ok();
+    let count = |name: &str| body["lists"][name]["count"].as_u64().unwrap();
+    assert_eq!([count("dms"), count("others")], [1, 1], "{body}");
+    assert_eq!(body["rooms"][&dm]["is_dm"], true, "{body}");
+    assert_eq!(body["rooms"][&plain_invite]["is_dm"], false, "{body}");
 }
 
 async fn bad_input_is_refused_with_400s(server: TestServer) {

@@ -14,6 +14,7 @@ both_modes!(
     gappy_lazy_syncs_carry_the_gaps_member_changes,
     ignored_users_are_left_out,
     named_rooms_have_counts_but_no_heroes,
+    heroes_are_the_first_to_join_then_the_first_to_leave,
     federation_format_carries_event_ids,
 );
 
@@ -264,6 +265,28 @@ async fn named_rooms_have_counts_but_no_heroes(server: TestServer) {
     })
     .await;
     assert_eq!(body["rooms"]["join"][&named]["summary"]["m.heroes"], json!([bob.user_id, carol.user_id]));
+}
+
+/// The spec's rule for `m.heroes`: the first members to join (or be invited), in that order;
+/// when nobody else is left in the room, the first who left or were banned.
+async fn heroes_are_the_first_to_join_then_the_first_to_leave(server: TestServer) {
+    let alice = server.user("alice").await;
+    let zoe = server.user("zoe").await;
+    let adam = server.user("adam").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    join(&zoe, &room).await;
+    join(&adam, &room).await;
+    let heroes = |body: &Value| body["rooms"]["join"][&room]["summary"]["m.heroes"].clone();
+    let body = quiet_sync(&alice, None, None, 0).await;
+    // Zoe joined first: she comes first although Adam sorts before her.
+    assert_eq!(heroes(&body), json!([zoe.user_id, adam.user_id]), "{body}");
+
+    for member in [&zoe, &adam] {
+        member.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), json!({})).await.ok();
+    }
+    let body = quiet_sync(&alice, None, None, 0).await;
+    assert_eq!(body["rooms"]["join"][&room]["summary"]["m.joined_member_count"], json!(1), "{body}");
+    assert_eq!(heroes(&body), json!([zoe.user_id, adam.user_id]), "the leavers name the room: {body}");
 }
 
 async fn federation_format_carries_event_ids(server: TestServer) {

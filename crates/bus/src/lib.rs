@@ -11,6 +11,7 @@ mod hub;
 pub mod memory;
 pub mod ratelimit;
 pub mod redis;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use foldhash::HashSet as FastSet;
 
 use trellis_core::{Result, Stream, StreamPos, StreamToken};
 
-pub use crate::{hub::News, memory::MemoryBus, ratelimit::RedisLimiter, redis::RedisBus};
+pub use crate::{hub::News, memory::MemoryBus, ratelimit::RedisLimiter, redis::RedisBus, server::RedisServer};
 use hub::{Hub, Waiter};
 
 /// What a wake-up is about.

@@ -11,6 +11,8 @@ use trellis_core::{
     ratelimit::{RateLimiter, Rule},
 };
 
+use crate::RedisServer;
+
 /// KEYS[1] = the key; ARGV = interval ms, tolerance ms, 1 to take an action or 0 to only
 /// look. Returns 0 (allowed) or the wait in ms. The arrival time is kept in microseconds of
 /// Redis's clock and expires once passed.
@@ -37,8 +39,8 @@ pub struct RedisLimiter {
 
 impl RedisLimiter {
     /// Connects to Redis; keys are named `{prefix}:rl:{key}`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<RedisLimiter> {
-        let client = redis::Client::open(url).map_err(|e| Error::internal(format!("invalid Redis URL: {e}")))?;
+    pub async fn connect(server: &RedisServer, prefix: &str) -> Result<RedisLimiter> {
+        let client = server.client()?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -97,7 +99,7 @@ mod tests {
         let url = std::env::var("TRELLIS_TEST_REDIS_URL")
             .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`");
         let prefix = format!("test{}", uuid::Uuid::new_v4().simple());
-        RedisLimiter::connect(&url, &prefix).await.expect("Redis")
+        RedisLimiter::connect(&crate::RedisServer::new(&url, None), &prefix).await.expect("Redis")
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use redis::{
 };
 use trellis_core::{Error, Result, Stream, StreamPos, shutdown::Shutdown};
 
-use crate::{Bus, Channel, Listen, Subscription, hub::Hub};
+use crate::{Bus, Channel, Listen, RedisServer, Subscription, hub::Hub};
 
 /// How often an unhealthy bus tries Redis again.
 const RECOVERY_INTERVAL: Duration = Duration::from_millis(500);
@@ -43,9 +43,13 @@ struct Inner {
 impl RedisBus {
     /// Connects to Redis (failing if it cannot be reached now) and starts the background
     /// tasks: message dispatch, recovery after an outage, and unsubscribing idle channels.
-    pub async fn connect(url: &str, prefix: &str, linger: Duration, shutdown: Shutdown) -> Result<Arc<RedisBus>> {
-        let client =
-            redis::Client::open(resp3_url(url)).map_err(|e| Error::internal(format!("invalid Redis URL: {e}")))?;
+    pub async fn connect(
+        server: &RedisServer,
+        prefix: &str,
+        linger: Duration,
+        shutdown: Shutdown,
+    ) -> Result<Arc<RedisBus>> {
+        let client = server.resp3_client()?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let config = ConnectionManagerConfig::new()
             .set_push_sender(tx)
@@ -243,17 +247,6 @@ impl Bus for RedisBus {
     }
 }
 
-/// Pub/sub over a shared connection needs RESP3 push messages.
-fn resp3_url(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{net::TcpListener, process::Command};
@@ -265,6 +258,10 @@ mod tests {
             .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`")
     }
 
+    fn test_server() -> RedisServer {
+        RedisServer::new(&test_url(), None)
+    }
+
     fn prefix() -> String {
         format!("t{}", uuid::Uuid::new_v4().simple())
     }
@@ -272,10 +269,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn wakes_subscribers_across_connections() {
         let p = prefix();
-        let publisher = RedisBus::connect(&test_url(), &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
-        let worker = RedisBus::connect(&test_url(), &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
+        let publisher =
+            RedisBus::connect(&test_server(), &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
+        let worker = RedisBus::connect(&test_server(), &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
         let other =
-            RedisBus::connect(&test_url(), &prefix(), Duration::from_secs(30), Shutdown::never()).await.unwrap();
+            RedisBus::connect(&test_server(), &prefix(), Duration::from_secs(30), Shutdown::never()).await.unwrap();
         let sub = worker.subscribe(&[Channel::Room("!r:x".into())]).await.unwrap();
         let foreign = other.subscribe(&[Channel::Room("!r:x".into())]).await.unwrap();
         publisher.publish(&[Channel::Room("!r:x".into())], 42).await;
@@ -290,7 +288,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn idle_channels_are_unsubscribed_after_linger() {
         let p = prefix();
-        let bus = RedisBus::connect(&test_url(), &p, Duration::from_millis(200), Shutdown::never()).await.unwrap();
+        let bus = RedisBus::connect(&test_server(), &p, Duration::from_millis(200), Shutdown::never()).await.unwrap();
         let sub = bus.subscribe(&[Channel::User("@u:x".into())]).await.unwrap();
         assert_eq!(bus.channel_count(), 1);
         drop(sub);
@@ -336,7 +334,7 @@ mod tests {
     async fn survives_a_redis_restart() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let redis = PrivateRedis::start(port);
-        let url = format!("redis://127.0.0.1:{}/", redis.port);
+        let url = RedisServer::new(&format!("redis://127.0.0.1:{}/", redis.port), None);
         let p = prefix();
         let publisher = RedisBus::connect(&url, &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
         let worker = RedisBus::connect(&url, &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();

@@ -244,22 +244,31 @@ pub struct RemoteConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/db`. Empty: `make run` starts a local server and
-    /// passes its URL in `TRELLIS_DATABASE__URL`.
+    /// passes its URL in `TRELLIS_DATABASE__URL`. `?sslmode=require` (or libpq's `verify-ca`,
+    /// `verify-full`) connects over TLS and verifies the server's certificate; any other
+    /// mode connects in plain text.
     pub url: String,
     pub pool_size: usize,
+    /// PEM file of the CA(s) the server's certificate must chain to under TLS; none: the
+    /// system's trusted roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> DatabaseConfig {
-        DatabaseConfig { url: "postgres://postgres@127.0.0.1:5432/trellis".into(), pool_size: 16 }
+        DatabaseConfig { url: "postgres://postgres@127.0.0.1:5432/trellis".into(), pool_size: 16, tls_ca_file: None }
     }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port/`. Needed whenever rooms and sync run in different processes.
+    /// `redis://host:port/`, or `rediss://` for TLS (the server's certificate verified).
+    /// Needed whenever rooms and sync run in different processes.
     pub url: Option<String>,
+    /// PEM file of the CA(s) a `rediss://` server's certificate must chain to; none: the
+    /// system's trusted roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

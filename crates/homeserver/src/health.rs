@@ -69,8 +69,8 @@ pub struct RedisProbe {
 }
 
 impl Probe {
-    pub fn redis(url: &str, required: bool) -> anyhow::Result<Probe> {
-        let probe = RedisProbe { client: redis::Client::open(url)?, conn: Mutex::new(None), required };
+    pub fn redis(server: &trellis_bus::RedisServer, required: bool) -> anyhow::Result<Probe> {
+        let probe = RedisProbe { client: server.client()?, conn: Mutex::new(None), required };
         Ok(Probe::Redis(Box::new(probe)))
     }
 

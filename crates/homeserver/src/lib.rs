@@ -149,20 +149,21 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
 
     let mut probes = Vec::new();
     let needs_db = config.roles.iter().any(|r| *r != Role::Gateway);
+    let database = trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?;
     if needs_db {
-        let pool = trellis_storage::connect(&config.database.url, 1)?;
+        let pool = database.pool(1)?;
         trellis_storage::pool::check(&pool).await?;
         trellis_storage::migrate::run(&pool).await.context("running migrations")?;
         probes.push(Probe::Database(pool));
     }
-    if let Some(url) = redis_use(&config) {
-        probes.push(Probe::redis(url, config.health.require_redis)?);
+    if let Some(server) = redis_use(&config) {
+        probes.push(Probe::redis(&server, config.health.require_redis)?);
     }
     // Each role gets a pool of its own, so in a monolith a thousand sync computations cannot
     // starve the event writer of connections.
     let mut pools = Vec::new();
     let mut db = |role: &'static str| -> anyhow::Result<trellis_storage::Pool> {
-        let pool = trellis_storage::connect(&config.database.url, config.database.pool_size)?;
+        let pool = database.pool(config.database.pool_size)?;
         pools.push((role, pool.clone()));
         Ok(pool)
     };
@@ -310,12 +311,12 @@ fn remote_probes(config: &Config, local: &Local) -> anyhow::Result<Vec<Probe>> {
 
 /// The Redis this process talks to, if any: the bus's, or the one where gateways share
 /// rate-limit counts.
-fn redis_use(config: &Config) -> Option<&str> {
-    let url = config.redis.url.as_deref()?;
+fn redis_use(config: &Config) -> Option<trellis_bus::RedisServer> {
+    let server = trellis_bus::RedisServer::from_config(&config.redis)?;
     let bus = config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth);
     let bus_on_redis = bus && bus_backend(config) == BusBackend::Redis;
     let shared_limits = config.runs(Role::Gateway) && !config.is_monolith() && config.rate_limits.enabled;
-    (bus_on_redis || shared_limits).then_some(url)
+    (bus_on_redis || shared_limits).then_some(server)
 }
 
 /// The bus backend `config` resolves to.
@@ -359,8 +360,10 @@ async fn sync_directory(
 async fn make_limiter(config: &Config) -> anyhow::Result<Arc<dyn trellis_core::ratelimit::RateLimiter>> {
     // A monolith is the only gateway; with limits off nothing is counted anyway.
     let shared = !config.is_monolith() && config.rate_limits.enabled;
-    match (shared, config.redis.url.as_deref()) {
-        (true, Some(url)) => Ok(Arc::new(trellis_bus::RedisLimiter::connect(url, &config.bus.channel_prefix).await?)),
+    match (shared, trellis_bus::RedisServer::from_config(&config.redis)) {
+        (true, Some(server)) => {
+            Ok(Arc::new(trellis_bus::RedisLimiter::connect(&server, &config.bus.channel_prefix).await?))
+        }
         (true, None) => {
             tracing::warn!("no redis.url: rate limits are counted per gateway, not across replicas");
             Ok(Arc::new(trellis_core::ratelimit::MemoryLimiter::default()))
@@ -377,10 +380,10 @@ async fn make_bus(config: &Config, shutdown: Shutdown) -> anyhow::Result<Arc<dyn
         }
         BusBackend::Memory => Ok(MemoryBus::with_linger(Duration::from_millis(config.bus.linger_ms))),
         _ => {
-            let url =
-                config.redis.url.as_deref().context("the bus needs redis.url when auth, rooms and sync run apart")?;
+            let server = trellis_bus::RedisServer::from_config(&config.redis)
+                .context("the bus needs redis.url when auth, rooms and sync run apart")?;
             let linger = Duration::from_millis(config.bus.linger_ms);
-            Ok(RedisBus::connect(url, &config.bus.channel_prefix, linger, shutdown).await?)
+            Ok(RedisBus::connect(&server, &config.bus.channel_prefix, linger, shutdown).await?)
         }
     }
 }

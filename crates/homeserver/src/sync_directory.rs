@@ -33,23 +33,24 @@ const LAPSE_AFTER: u32 = 3;
 /// Where the registry lives and how often it is renewed and read, from the configuration.
 #[derive(Clone)]
 pub struct Registry {
-    redis_url: String,
+    redis: trellis_bus::RedisServer,
     key: String,
     every: Duration,
 }
 
 impl Registry {
     pub fn from_config(config: &Config) -> anyhow::Result<Registry> {
-        let redis_url = config.redis.url.clone().context("sync.discovery = \"redis\" needs redis.url")?;
+        let redis = trellis_bus::RedisServer::from_config(&config.redis)
+            .context("sync.discovery = \"redis\" needs redis.url")?;
         Ok(Registry {
-            redis_url,
+            redis,
             key: format!("{}:sync-workers", config.bus.channel_prefix),
             every: Duration::from_millis(config.sync.heartbeat_ms.max(50)),
         })
     }
 
-    fn client(&self) -> redis::RedisResult<redis::Client> {
-        redis::Client::open(self.redis_url.as_str())
+    fn client(&self) -> trellis_core::Result<redis::Client> {
+        self.redis.client()
     }
 }
 

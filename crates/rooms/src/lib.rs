@@ -78,8 +78,8 @@ use crate::{state::RoomState, tracker::Tracker};
 #[derive(Clone)]
 pub struct RoomsSettings {
     pub server_name: OwnedServerName,
-    /// URL of the database, for the connection that holds the event-writer lock.
-    pub database_url: String,
+    /// The database, for the connection that holds the event-writer lock.
+    pub database: trellis_storage::Target,
     /// Test-only: a random delay before each commit, so later positions commit first.
     pub test_commit_jitter: Option<Duration>,
 }
@@ -89,7 +89,7 @@ impl RoomsSettings {
         Ok(RoomsSettings {
             server_name: ruma::ServerName::parse(&config.server_name)
                 .map_err(|e| Error::internal(format!("invalid server_name: {e}")))?,
-            database_url: config.database.url.clone(),
+            database: trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?,
             test_commit_jitter: None,
         })
     }
@@ -130,7 +130,7 @@ impl Rooms {
         settings: RoomsSettings,
         shutdown: Shutdown,
     ) -> Result<Arc<Rooms>> {
-        let writer_lock = acquire_writer_lock(&settings.database_url, &shutdown).await?;
+        let writer_lock = acquire_writer_lock(&settings.database, &shutdown).await?;
         let key = keys::load_or_create(&pool).await?;
         let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
         let tracker = Tracker::start(pool.clone(), bus, max_pos, shutdown.clone()).await?;
@@ -196,8 +196,11 @@ async fn evict_idle_rooms(rooms: std::sync::Weak<Rooms>, shutdown: Shutdown) {
     }
 }
 
-async fn acquire_writer_lock(url: &str, shutdown: &Shutdown) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+async fn acquire_writer_lock(
+    database: &trellis_storage::Target,
+    shutdown: &Shutdown,
+) -> Result<tokio_postgres::Client> {
+    let (client, conn) = database.connect().await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::error!(error = %e, "event-writer lock connection lost");

@@ -14,5 +14,5 @@ pub mod testing;
 pub mod visibility;
 
 pub use deadpool_postgres::{Pool, Transaction};
-pub use pool::connect;
+pub use pool::{Target, connect};
 pub use tokio_postgres::{Row, types::ToSql};

@@ -318,8 +318,16 @@ impl SyncWorker {
             self.add_presence(client, &req.filter.presence, &presence_of, &mut body).await?;
         }
         let since_td = req.since.map(|t| t.get(Stream::ToDevice));
-        let (to_device, truncated) =
-            self.to_device_events(client, req.user_id, req.device_id, since_td, upto.get(Stream::ToDevice)).await?;
+        let (to_device, truncated) = self
+            .to_device_events(
+                client,
+                req.user_id,
+                req.device_id,
+                since_td,
+                upto.get(Stream::ToDevice),
+                crate::to_device::PER_SYNC,
+            )
+            .await?;
         body.to_device.events = to_device;
         if let Some(last) = truncated {
             // More are waiting: the next sync starts after the last one delivered.

@@ -25,8 +25,10 @@ const HEROES: &str = "SELECT r.rid, EXISTS (SELECT 1 FROM current_state c JOIN e
         WHERE c.room_id = r.rid AND c.state_key = '' AND \
         ((c.type = 'm.room.name' AND coalesce(trellis_jsonb(e.content)->>'name', '') <> '') \
          OR (c.type = 'm.room.canonical_alias' AND coalesce(trellis_jsonb(e.content)->>'alias', '') <> ''))), \
-     ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid AND m.membership IN ('join', 'invite') \
-        AND m.user_id <> $2 ORDER BY user_id LIMIT 5) \
+     coalesce(nullif(ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid \
+        AND m.membership IN ('join', 'invite') AND m.user_id <> $2 ORDER BY m.pos LIMIT 5), '{}'), \
+      ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid \
+        AND m.membership IN ('leave', 'ban') AND m.user_id <> $2 ORDER BY m.pos LIMIT 5)) \
      FROM unnest($1::text[]) AS r(rid)";
 
 /// State types shown to invitees (stripped state), as the spec recommends.
@@ -194,9 +196,10 @@ pub async fn member_counts(client: &Client, rooms: &[&str]) -> Result<HashMap<St
     Ok(out)
 }
 
-/// Up to five other members per room, for clients to name unnamed rooms; `None` for a room
-/// with a name or canonical alias (spec: `m.heroes` is required only without them, and
-/// Synapse leaves it out then).
+/// Up to five other members per room, for clients to name unnamed rooms: the first joined or
+/// invited ones in the order they got there, or, when nobody else is, the first who left or
+/// were banned (the spec's rule). `None` for a room with a name or canonical alias (spec:
+/// `m.heroes` is required only without them, and Synapse leaves it out then).
 pub async fn heroes(client: &Client, rooms: &[&str], user: &str) -> Result<HashMap<String, Option<Vec<String>>>> {
     let stmt = client.prepare_cached(HEROES).await?;
     let mut out = HashMap::new();

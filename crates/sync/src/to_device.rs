@@ -64,7 +64,7 @@ impl SyncWorker {
     }
 
     /// Deletes what the device acknowledged (everything at or below `since`), then reads what
-    /// is pending up to `upto`: the events and, when more are left than one response carries,
+    /// is pending up to `upto`, at most `limit` of them: the events and, when more are left,
     /// the position of the last one delivered.
     pub(crate) async fn to_device_events(
         &self,
@@ -73,14 +73,15 @@ impl SyncWorker {
         device: &str,
         since: Option<StreamPos>,
         upto: StreamPos,
+        limit: i64,
     ) -> Result<(Vec<RawEvent>, Option<StreamPos>)> {
         if let Some(since) = since.filter(|s| *s > 0) {
             let stmt = client.prepare_cached(ACK).await?;
             client.execute(&stmt, &[&user, &device, &since]).await?;
         }
         let stmt = client.prepare_cached(PENDING).await?;
-        let rows = client.query(&stmt, &[&user, &device, &upto, &PER_SYNC]).await?;
-        let truncated = (rows.len() as i64 == PER_SYNC).then(|| rows.last().map(|r| r.get::<_, i64>(0))).flatten();
+        let rows = client.query(&stmt, &[&user, &device, &upto, &limit]).await?;
+        let truncated = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.get::<_, i64>(0))).flatten();
         let events = rows
             .iter()
             .map(|r| {

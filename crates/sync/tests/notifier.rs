@@ -70,7 +70,7 @@ async fn one_worker_per_event_and_resume_after_restart() {
     let bus = trellis_bus::MemoryBus::new();
     let rooms_settings = RoomsSettings {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database_url: db.url().to_owned(),
+        database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
     };
     let rooms = RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap());

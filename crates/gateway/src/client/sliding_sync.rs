@@ -145,7 +145,11 @@ fn wire_request(auth: Authed, req: v5::Request) -> SlidingSyncRequest {
             .map(|(room, sub)| (room.to_string(), room_config(&sub.required_state, sub.timeline_limit)))
             .collect(),
         extensions: Some(SlidingExtensions {
-            to_device: Some(SlidingToDevice { enabled: ext.to_device.enabled, since: ext.to_device.since }),
+            to_device: Some(SlidingToDevice {
+                enabled: ext.to_device.enabled,
+                since: ext.to_device.since,
+                limit: ext.to_device.limit.map(crate::client::small),
+            }),
             e2ee: ext.e2ee.enabled,
             account_data: Some(scoped(ext.account_data.enabled, ext.account_data.lists, ext.account_data.rooms)),
             receipts: Some(scoped(ext.receipts.enabled, ext.receipts.lists, ext.receipts.rooms)),

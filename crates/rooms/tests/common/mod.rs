@@ -27,7 +27,7 @@ pub async fn local_with(connections: usize, commit_jitter: Option<Duration>) -> 
     let db = TestDb::new().await.expect("test database");
     let settings = RoomsSettings {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database_url: db.url().to_owned(),
+        database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: commit_jitter,
     };
     let rooms =

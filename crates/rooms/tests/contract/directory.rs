@@ -30,7 +30,11 @@ pub async fn alias_lifecycle(env: Env) {
     // The canonical alias may only name aliases that point at the room.
     let canonical = |c: Value| state(ALICE, &room, "m.room.canonical_alias", c);
     refused(send(&env, canonical(json!({"alias": "#nowhere:localhost"}))).await, ErrorCode::BadAlias, "does not point");
-    refused(send(&env, canonical(json!({"alt_aliases": ["bad"]}))).await, ErrorCode::InvalidParam, "invalid room alias");
+    refused(
+        send(&env, canonical(json!({"alt_aliases": ["bad"]}))).await,
+        ErrorCode::InvalidParam,
+        "invalid room alias",
+    );
     refused(send(&env, canonical(json!({"alias": 5}))).await, ErrorCode::InvalidParam, "string");
     send(&env, canonical(json!({"alias": "#alices:localhost", "alt_aliases": ["#bobs:localhost"]}))).await.unwrap();
 

@@ -79,7 +79,8 @@ impl SyncWorker {
         if asked.to_device {
             let top = upto.get(Stream::ToDevice);
             let since = asked.to_device_since.map(|s| s.min(top));
-            let (events, truncated) = self.to_device_events(client, user, device, since, top).await?;
+            let (events, truncated) =
+                self.to_device_events(client, user, device, since, top, asked.to_device_limit).await?;
             news |= !events.is_empty();
             let mut td = ToDevice::default();
             td.next_batch = truncated.unwrap_or(top).max(since.unwrap_or(0)).to_string();

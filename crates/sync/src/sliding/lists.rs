@@ -107,7 +107,13 @@ mod tests {
     use crate::sliding::request::RoomConfig;
 
     fn candidate(room: &str, membership: &str, bump: i64) -> Candidate {
-        let member = Member { room_id: room.into(), membership: membership.into(), pos: 1, sender: "@me:x".into() };
+        let member = Member {
+            room_id: room.into(),
+            membership: membership.into(),
+            pos: 1,
+            sender: "@me:x".into(),
+            direct_invite: false,
+        };
         Candidate { member, bump, encrypted: room.contains('e'), room_type: None, dm: room.contains('d') }
     }
 
@@ -146,6 +152,7 @@ mod tests {
             membership: membership.into(),
             pos: 10,
             sender: sender.into(),
+            direct_invite: false,
         };
         assert!(listed(&m("ban", "@mod:x"), "@me:x", None));
         assert!(listed(&m("leave", "@mod:x"), "@me:x", None));

@@ -173,6 +173,8 @@ impl SyncWorker {
                     membership: at.membership,
                     pos: at.pos,
                     sender: user.into(),
+                    // Rare (the table is ahead of the answer): the next answer has the flag.
+                    direct_invite: false,
                 });
             }
         }
@@ -182,7 +184,7 @@ impl SyncWorker {
         let mut candidates: Vec<Candidate> = current
             .into_iter()
             .map(|m| {
-                let dm = direct.contains(&m.room_id);
+                let dm = m.direct_invite || direct.contains(&m.room_id);
                 let f = facts.get(&m.room_id);
                 Candidate::new(m, f, dm)
             })

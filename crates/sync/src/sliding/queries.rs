@@ -19,9 +19,13 @@ pub(crate) struct Member {
     pub membership: String,
     pub pos: i64,
     pub sender: String,
+    /// An invite marked `is_direct`: a DM for the invitee before any `m.direct` names it.
+    pub direct_invite: bool,
 }
 
-const MEMBERSHIPS: &str = "SELECT m.room_id, m.membership, m.pos, coalesce(e.sender, m.user_id) \
+const MEMBERSHIPS: &str = "SELECT m.room_id, m.membership, m.pos, coalesce(e.sender, m.user_id), \
+       CASE WHEN m.membership = 'invite' \
+         THEN coalesce(trellis_jsonb(e.content)->'is_direct' = 'true'::jsonb, false) ELSE false END \
      FROM memberships m LEFT JOIN events e ON e.event_id = m.event_id WHERE m.user_id = $1 AND NOT m.forgotten";
 
 /// The latest bump event at or below `$2` — the event types that move a room up a list, as
@@ -60,7 +64,13 @@ pub(crate) async fn memberships(client: &Client, user: &str) -> Result<Vec<Membe
         .query(&stmt, &[&user])
         .await?
         .iter()
-        .map(|r| Member { room_id: r.get(0), membership: r.get(1), pos: r.get(2), sender: r.get(3) })
+        .map(|r| Member {
+            room_id: r.get(0),
+            membership: r.get(1),
+            pos: r.get(2),
+            sender: r.get(3),
+            direct_invite: r.get(4),
+        })
         .collect())
 }
 

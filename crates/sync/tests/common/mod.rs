@@ -23,7 +23,7 @@ pub async fn local() -> Env {
     let bus = trellis_bus::MemoryBus::new();
     let settings = RoomsSettings {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database_url: db.url().to_owned(),
+        database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
     };
     let rooms = Rooms::start(db.pool(8), bus.clone(), settings, Shutdown::never()).await.unwrap();
