@@ -63,7 +63,7 @@ set +e
 "${CMD[@]}" >"$OUT/report.txt" 2>"$OUT/loadtest.err"
 RC=$?
 set -e
-kill "$PIDSTAT"
+kill "$PIDSTAT" 2>/dev/null || true  # pidstat may be missing or gone
 # The server's own counters (fast and slow sync paths, request latencies) for the run, from
 # each process's operations port (metrics are never on the client port).
 case $MODE in

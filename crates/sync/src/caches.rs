@@ -158,6 +158,8 @@ pub struct Caches {
     pub key_devices: Bounded<Key<2>, bool>,
     /// Each user's ignored users and the positions the list is exact for.
     pub ignored: Bounded<String, (StreamToken, crate::ignored::Ignored)>,
+    /// Each room's type (`m.space`, …), from its create event: it never changes.
+    pub room_types: Bounded<String, Option<String>>,
 }
 
 impl Caches {
@@ -173,6 +175,7 @@ impl Caches {
             push_rooms: Bounded::new(2_000_000),
             key_devices: Bounded::new(1_000_000),
             ignored: Bounded::new(200_000),
+            room_types: Bounded::new(1_000_000),
         }
     }
 
@@ -186,6 +189,7 @@ impl Caches {
         self.push_rooms.trim();
         self.key_devices.trim();
         self.ignored.trim();
+        self.room_types.trim();
     }
 }
 

@@ -179,7 +179,14 @@ impl SyncWorker {
             }
         }
         let rooms: Vec<&str> = current.iter().map(|m| m.room_id.as_str()).collect();
-        let facts = queries::facts(client, &rooms, upto).await?;
+        let needs = queries::Needs {
+            encrypted: asked.lists.values().any(|l| l.filters.is_encrypted.is_some()),
+            room_type: asked
+                .lists
+                .values()
+                .any(|l| !l.filters.room_types.is_empty() || !l.filters.not_room_types.is_empty()),
+        };
+        let facts = queries::facts(client, &rooms, upto, needs, &self.caches.room_types).await?;
         let direct = queries::direct_rooms(client, user).await?;
         let mut candidates: Vec<Candidate> = current
             .into_iter()

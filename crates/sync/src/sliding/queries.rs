@@ -9,7 +9,10 @@ use tokio_postgres::types::ToSql;
 use trellis_core::Result;
 use trellis_storage::events::{COLUMNS, EventRow};
 
-use crate::queries::{Client, grouped};
+use crate::{
+    caches::Bounded,
+    queries::{Client, grouped},
+};
 
 /// A membership of the user, with the sender of its event (a leave sent by someone else is a
 /// kick, which keeps the room in the lists).
@@ -23,22 +26,33 @@ pub(crate) struct Member {
     pub direct_invite: bool,
 }
 
-const MEMBERSHIPS: &str = "SELECT m.room_id, m.membership, m.pos, coalesce(e.sender, m.user_id), \
+/// The sender of a leave (a kick when it is not the user) and the `is_direct` of an invite
+/// are read from the membership event; a join, most of a user's rooms, reads no event.
+const MEMBERSHIPS: &str = "SELECT m.room_id, m.membership, m.pos, \
+       CASE WHEN m.membership = 'leave' \
+         THEN coalesce((SELECT e.sender FROM events e WHERE e.event_id = m.event_id), m.user_id) \
+         ELSE m.user_id END, \
        CASE WHEN m.membership = 'invite' \
-         THEN coalesce(trellis_jsonb(e.content)->'is_direct' = 'true'::jsonb, false) ELSE false END \
-     FROM memberships m LEFT JOIN events e ON e.event_id = m.event_id WHERE m.user_id = $1 AND NOT m.forgotten";
+         THEN coalesce((SELECT trellis_jsonb(e.content)->'is_direct' = 'true'::jsonb FROM events e \
+           WHERE e.event_id = m.event_id), false) \
+         ELSE false END \
+     FROM memberships m WHERE m.user_id = $1 AND NOT m.forgotten";
 
 /// The latest bump event at or below `$2` — the event types that move a room up a list, as
-/// Synapse's defaults (the list matches the index `events_room_bump`) — whether
-/// the room is encrypted, and its type.
-const FACTS: &str = "SELECT r.rid, \
+/// Synapse's defaults (the list matches the index `events_room_bump`).
+const BUMPS: &str = "SELECT r.rid, \
        (SELECT max(pos) FROM events e WHERE e.room_id = r.rid AND e.pos <= $2 AND e.type IN ('m.room.create', \
-          'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', 'm.beacon_info')), \
-       EXISTS (SELECT 1 FROM current_state c WHERE c.room_id = r.rid AND c.type = 'm.room.encryption' \
-          AND c.state_key = ''), \
-       (SELECT trellis_jsonb(ev.content)->>'type' FROM current_state c JOIN events ev ON ev.event_id = c.event_id \
-          WHERE c.room_id = r.rid AND c.type = 'm.room.create' AND c.state_key = '') \
+          'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', 'm.beacon_info')) \
      FROM unnest($1::text[]) AS r(rid)";
+
+/// The rooms among `$1` that are encrypted.
+const ENCRYPTED: &str = "SELECT room_id FROM current_state \
+     WHERE room_id = ANY($1) AND type = 'm.room.encryption' AND state_key = ''";
+
+/// Each room's type, from its create event.
+const ROOM_TYPES: &str = "SELECT c.room_id, trellis_jsonb(e.content)->>'type' FROM current_state c \
+     JOIN events e ON e.event_id = c.event_id \
+     WHERE c.room_id = ANY($1) AND c.type = 'm.room.create' AND c.state_key = ''";
 
 const DIRECT: &str = "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' AND type = 'm.direct'";
 
@@ -74,17 +88,64 @@ pub(crate) async fn memberships(client: &Client, user: &str) -> Result<Vec<Membe
         .collect())
 }
 
-pub(crate) async fn facts(client: &Client, rooms: &[&str], upto: i64) -> Result<HashMap<String, Facts>> {
+/// Which facts the lists filter on: a request whose lists filter on neither reads neither.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Needs {
+    pub encrypted: bool,
+    pub room_type: bool,
+}
+
+/// The facts of `rooms` the lists need, bump stamps always. Room types come from the
+/// worker's cache where it has them (a create event never changes).
+pub(crate) async fn facts(
+    client: &Client,
+    rooms: &[&str],
+    upto: i64,
+    needs: Needs,
+    room_types: &Bounded<String, Option<String>>,
+) -> Result<HashMap<String, Facts>> {
     if rooms.is_empty() {
         return Ok(HashMap::new());
     }
-    let stmt = client.prepare_cached(FACTS).await?;
-    Ok(client
+    let stmt = client.prepare_cached(BUMPS).await?;
+    let mut out: HashMap<String, Facts> = client
         .query(&stmt, &[&rooms, &upto])
         .await?
         .iter()
-        .map(|r| (r.get(0), Facts { bump: r.get(1), encrypted: r.get(2), room_type: r.get(3) }))
-        .collect())
+        .map(|r| (r.get(0), Facts { bump: r.get(1), encrypted: false, room_type: None }))
+        .collect();
+    if needs.encrypted {
+        let stmt = client.prepare_cached(ENCRYPTED).await?;
+        for row in client.query(&stmt, &[&rooms]).await? {
+            if let Some(f) = out.get_mut(row.get::<_, &str>(0)) {
+                f.encrypted = true;
+            }
+        }
+    }
+    if needs.room_type {
+        let mut missing = Vec::new();
+        for room in rooms {
+            match room_types.get(*room) {
+                Some(t) => {
+                    if let Some(f) = out.get_mut(*room) {
+                        f.room_type = t;
+                    }
+                }
+                None => missing.push(*room),
+            }
+        }
+        if !missing.is_empty() {
+            let stmt = client.prepare_cached(ROOM_TYPES).await?;
+            for row in client.query(&stmt, &[&missing]).await? {
+                let (room, kind): (String, Option<String>) = (row.get(0), row.get(1));
+                room_types.insert(room.clone(), kind.clone());
+                if let Some(f) = out.get_mut(&room) {
+                    f.room_type = kind;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The rooms `m.direct` names.
