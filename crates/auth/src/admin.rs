@@ -5,7 +5,9 @@ use deadpool_postgres::GenericClient;
 use ruma::UserId;
 use tracing::instrument;
 use trellis_core::{Error, Result};
-use trellis_proto::auth::{AdminListUsersRequest, AdminUser, AdminUserList, AdminUserRequest, AuthAck, RequireAdminRequest};
+use trellis_proto::auth::{
+    AdminListUsersRequest, AdminUser, AdminUserList, AdminUserRequest, AuthAck, RequireAdminRequest,
+};
 
 use crate::service::Auth;
 
@@ -52,7 +54,8 @@ pub(crate) fn user_row(row: &tokio_postgres::Row) -> AdminUser {
 
 /// The account `user_id`, if there is one.
 pub(crate) async fn find_user(c: &impl GenericClient, user_id: &str) -> Result<Option<AdminUser>> {
-    let sql = format!("SELECT {COLUMNS} FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id WHERE u.user_id = $1");
+    let sql =
+        format!("SELECT {COLUMNS} FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id WHERE u.user_id = $1");
     let stmt = c.prepare_cached(&sql).await?;
     Ok(c.query_opt(&stmt, &[&user_id]).await?.as_ref().map(user_row))
 }
@@ -103,7 +106,8 @@ impl Auth {
              AND ($3 OR NOT u.is_guest) \
              AND ($4::bool IS NULL OR u.deactivated = $4) AND ($5::bool IS NULL OR u.admin = $5)";
         let dir = if req.backwards { "DESC" } else { "ASC" };
-        let page = format!("SELECT {COLUMNS} {filter} ORDER BY {column} {dir} NULLS LAST, u.user_id {dir} LIMIT $6 OFFSET $7");
+        let page =
+            format!("SELECT {COLUMNS} {filter} ORDER BY {column} {dir} NULLS LAST, u.user_id {dir} LIMIT $6 OFFSET $7");
         let count = format!("SELECT COUNT(*) {filter}");
         let name = req.name.as_deref().map(like_escape);
         let user_id = req.user_id.as_deref().map(like_escape);

@@ -6,8 +6,8 @@
 use tracing::{info, instrument};
 use trellis_core::{Error, ErrorCode, Result, ids::validate_new_localpart, time::now_ms};
 use trellis_proto::auth::{
-    AdminDeactivateRequest, AdminDeleteDevicesRequest, AdminLoginAsRequest, AdminLoginAsResponse,
-    AdminPutUserRequest, AdminPutUserResponse, AdminResetPasswordRequest, AuthAck,
+    AdminDeactivateRequest, AdminDeleteDevicesRequest, AdminLoginAsRequest, AdminLoginAsResponse, AdminPutUserRequest,
+    AdminPutUserResponse, AdminResetPasswordRequest, AuthAck,
 };
 
 use crate::{
@@ -180,7 +180,8 @@ impl Auth {
             }
             // Tokens belong to devices here, so the admin's session is a device of its own,
             // named after who opened it (the user sees it in their device list).
-            let login = NewLogin { display_name: Some(format!("admin login by {}", actor(&req.admin))), ..NewLogin::default() };
+            let login =
+                NewLogin { display_name: Some(format!("admin login by {}", actor(&req.admin))), ..NewLogin::default() };
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             let device_id = new_device(&tx, &req.user_id, &login).await?;

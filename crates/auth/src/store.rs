@@ -93,9 +93,11 @@ pub async fn user_exists(c: &impl GenericClient, user_id: &str) -> Result<bool> 
 
 pub async fn credentials(c: &impl GenericClient, user_id: &str) -> Result<Option<Credentials>> {
     let stmt = c.prepare_cached(SELECT_CREDENTIALS).await?;
-    Ok(c.query_opt(&stmt, &[&user_id])
-        .await?
-        .map(|row| Credentials { password_hash: row.get(0), deactivated: row.get(1), locked: row.get(2) }))
+    Ok(c.query_opt(&stmt, &[&user_id]).await?.map(|row| Credentials {
+        password_hash: row.get(0),
+        deactivated: row.get(1),
+        locked: row.get(2),
+    }))
 }
 
 /// The highest numeric localpart in use (0 if none).

@@ -192,7 +192,14 @@ fn print_users(out: &mut dyn Write, users: &[AdminUser], json: bool) -> anyhow::
     let yes = |b: bool| if b { "yes" } else { "-" };
     for u in users {
         let name = u.displayname.as_deref().unwrap_or("");
-        writeln!(out, "{:width$}  {:5}  {:11}  {:5}  {name}", u.user_id, yes(u.admin), yes(u.deactivated), yes(u.is_guest))?;
+        writeln!(
+            out,
+            "{:width$}  {:5}  {:11}  {:5}  {name}",
+            u.user_id,
+            yes(u.admin),
+            yes(u.deactivated),
+            yes(u.is_guest)
+        )?;
     }
     Ok(())
 }

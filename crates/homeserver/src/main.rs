@@ -112,8 +112,11 @@ async fn run() -> anyhow::Result<()> {
         // No log output: stdout carries the tokens.
         Command::RegistrationToken { command } => trellis_homeserver::registration_tokens::run(&config, command).await,
         Command::Admin(command) => {
-            // Audit lines (`trellis::audit`) go to stderr; stdout carries the answer.
-            let _telemetry = trellis_core::telemetry::init(&config.telemetry, "trellis-admin")?;
+            // Only the audit lines (`trellis::audit`), on stderr: stdout carries the answer.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(tracing_subscriber::EnvFilter::new("trellis::audit=info"))
+                .init();
             trellis_homeserver::admin::run(&config, command).await
         }
         Command::Health { live } => {

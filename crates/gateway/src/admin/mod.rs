@@ -9,6 +9,9 @@ mod api_tokens;
 mod tokens;
 mod users;
 
+/// Synapse checks `new_password` by hand (`M_MISSING_PARAM`): see `extract::missing_param`.
+pub(crate) use api::reset_password::Request as ResetPasswordRequest;
+
 use std::sync::{Arc, Mutex};
 
 use axum::{
@@ -84,4 +87,3 @@ impl<T, R: Reply<T>> Reply<T> for WithStatus<R> {
         response
     }
 }
-

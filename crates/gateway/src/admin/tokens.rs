@@ -14,12 +14,7 @@ use super::{
 use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .ruma(list_route)
-        .ruma(create_route)
-        .ruma(get_route)
-        .ruma(update_route)
-        .ruma(delete_route)
+    Router::new().ruma(list_route).ruma(create_route).ruma(get_route).ruma(update_route).ruma(delete_route)
 }
 
 fn token(t: RegistrationToken) -> Token {
@@ -34,7 +29,8 @@ fn token(t: RegistrationToken) -> Token {
 
 /// # `GET /_synapse/admin/v1/registration_tokens`
 async fn list_route(s: AppState, req: Ruma<api::list::Request, ServerAdmin>) -> ApiResult<api::list::Response> {
-    let found = s.services.auth.list_registration_tokens(ListRegistrationTokensRequest { valid: req.body.valid }).await?;
+    let found =
+        s.services.auth.list_registration_tokens(ListRegistrationTokensRequest { valid: req.body.valid }).await?;
     Ok(api::list::Response { registration_tokens: found.tokens.into_iter().map(token).collect() })
 }
 
@@ -76,4 +72,3 @@ async fn delete_route(s: AppState, req: Ruma<api::delete::Request, ServerAdmin>)
     s.services.auth.delete_registration_token(RegistrationTokenRequest { token: req.body.token }).await?;
     Ok(api::delete::Response {})
 }
-

@@ -8,8 +8,7 @@ use trellis_core::Error;
 use trellis_proto::{
     auth::{
         AdminDeactivateRequest, AdminDeleteDevicesRequest, AdminListUsersRequest, AdminLoginAsRequest,
-        AdminPutUserRequest, AdminResetPasswordRequest, AdminUser, AdminUserRequest, ListDevicesRequest,
-        WhoisRequest,
+        AdminPutUserRequest, AdminResetPasswordRequest, AdminUser, AdminUserRequest, ListDevicesRequest, WhoisRequest,
     },
     rooms::JoinedRoomsRequest,
 };
@@ -145,7 +144,8 @@ async fn list_users_v2_route(
 ) -> ApiResult<api::list_users_v2::Response> {
     let q = req.body;
     let deactivated = (q.deactivated != Some(true)).then_some(false);
-    let list = list_request(q.from, q.limit, (q.user_id, q.name), q.guests, deactivated, q.admins, (q.order_by, q.dir))?;
+    let list =
+        list_request(q.from, q.limit, (q.user_id, q.name), q.guests, deactivated, q.admins, (q.order_by, q.dir))?;
     let (users, next_token, total) = list_users(&s, list).await?;
     Ok(api::list_users_v2::Response { users, next_token, total })
 }
@@ -158,13 +158,17 @@ async fn list_users_v3_route(
     req: Ruma<api::list_users_v3::Request, ServerAdmin>,
 ) -> ApiResult<api::list_users_v3::Response> {
     let q = req.body;
-    let list = list_request(q.from, q.limit, (q.user_id, q.name), q.guests, q.deactivated, q.admins, (q.order_by, q.dir))?;
+    let list =
+        list_request(q.from, q.limit, (q.user_id, q.name), q.guests, q.deactivated, q.admins, (q.order_by, q.dir))?;
     let (users, next_token, total) = list_users(&s, list).await?;
     Ok(api::list_users_v3::Response { users, next_token, total })
 }
 
 /// # `GET /_synapse/admin/v2/users/{userId}`
-async fn get_user_route(s: AppState, req: Ruma<api::get_user::Request, ServerAdmin>) -> ApiResult<api::get_user::Response> {
+async fn get_user_route(
+    s: AppState,
+    req: Ruma<api::get_user::Request, ServerAdmin>,
+) -> ApiResult<api::get_user::Response> {
     let user = s.services.auth.admin_get_user(AdminUserRequest { user_id: req.body.user_id.to_string() }).await?;
     Ok(api::get_user::Response { user: details(user) })
 }
@@ -206,7 +210,8 @@ async fn deactivate_route(
     req: Ruma<api::deactivate::Request, ServerAdmin>,
 ) -> ApiResult<api::deactivate::Response> {
     let user_id = req.body.user_id.to_string();
-    let deactivate = AdminDeactivateRequest { admin: req.user.user_id, user_id: user_id.clone(), erase: req.body.erase };
+    let deactivate =
+        AdminDeactivateRequest { admin: req.user.user_id, user_id: user_id.clone(), erase: req.body.erase };
     s.services.auth.admin_deactivate(deactivate).await?;
     finish_deactivation(&s, user_id).await?;
     // No identity servers are bound here, so there was nothing to unbind.
