@@ -2,28 +2,16 @@
 //! service's registration token operations (the same the CLI uses), for server admins.
 
 use serde_json::json;
-use trellis_homeserver::admin::{AdminArea, AdminCommand, UserCommand};
 use trellis_testkit::TestServer;
+
+use crate::admin_users::admin;
 
 both_modes!(registration_tokens_managed, only_admins_manage_tokens);
 
 const TOKENS: &str = "/_synapse/admin/v1/registration_tokens";
 
-async fn make_admin(server: &TestServer, name: &str) -> trellis_testkit::Client {
-    let client = server.user(name).await;
-    let mut config = trellis_core::config::Config::default();
-    config.server_name = "localhost".into();
-    config.database.url = server.database_url().to_owned();
-    let command = AdminCommand {
-        json: true,
-        command: AdminArea::User(UserCommand::MakeAdmin { user: name.into(), revoke: false }),
-    };
-    trellis_homeserver::admin::run_to(&config, command, &mut Vec::new()).await.unwrap();
-    client
-}
-
 async fn registration_tokens_managed(server: TestServer) {
-    let alice = make_admin(&server, "alice").await;
+    let alice = admin(&server, "alice").await;
     let named = alice.post(&format!("{TOKENS}/new"), json!({"token": "door-1", "uses_allowed": 1})).await.ok();
     assert_eq!(named, json!({"token": "door-1", "uses_allowed": 1, "pending": 0, "completed": 0, "expiry_time": null}));
     let random = alice.post(&format!("{TOKENS}/new"), json!({"length": 24})).await.ok();

@@ -19,9 +19,8 @@ both_modes!(
 const ADMIN: &str = "/_synapse/admin";
 
 /// Runs `trellis admin ...` on the server's database; what it printed.
-async fn cli(server: &TestServer, json: bool, command: UserCommand) -> String {
-    let mut config = trellis_core::config::Config::default();
-    config.server_name = "localhost".into();
+pub async fn cli(server: &TestServer, json: bool, command: UserCommand) -> String {
+    let mut config = trellis_core::config::Config { server_name: "localhost".into(), ..Default::default() };
     config.database.url = server.database_url().to_owned();
     let mut out = Vec::new();
     let command = AdminCommand { json, command: AdminArea::User(command) };
@@ -30,7 +29,7 @@ async fn cli(server: &TestServer, json: bool, command: UserCommand) -> String {
 }
 
 /// A new user made a server admin at the command line.
-async fn admin(server: &TestServer, name: &str) -> Client {
+pub async fn admin(server: &TestServer, name: &str) -> Client {
     let client = server.user(name).await;
     cli(server, false, UserCommand::MakeAdmin { user: name.into(), revoke: false }).await;
     client
