@@ -18,38 +18,51 @@ impl Auth {
         // A weak new password is refused before the client is asked for the old one.
         let new = password::check_new(Some(&req.new_password), self.config.min_password_len)?.to_owned();
         self.require_uia(&req.user_id, "change_password", None, &req.auth_json).await?;
-        let hash = password::hash(new).await?;
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(&tx.prepare_cached(SET_PASSWORD).await?, &[&req.user_id, &hash]).await?;
-        let removed = if req.logout_devices {
-            Some(devices::delete_all_devices(&tx, &req.user_id, Some(&req.device_id)).await?)
-        } else {
-            None
-        };
-        tx.commit().await?;
-        let tokens = removed.as_ref().map_or(0, |r| r.revoked.len());
-        if let Some(removed) = removed {
-            self.removed(&req.user_id, removed).await;
-        }
-        info!(user_id = %req.user_id, tokens, "password changed");
+        self.set_password(&req.user_id, new, req.logout_devices.then_some(Some(req.device_id.as_str()))).await?;
         Ok(AuthAck {})
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_deactivate(&self, req: DeactivateRequest) -> Result<AuthAck> {
         self.require_uia(&req.user_id, "deactivate", None, &req.auth_json).await?;
+        self.deactivate_account(&req.user_id, req.erase).await?;
+        Ok(AuthAck {})
+    }
+
+    /// Sets a (checked) new password; with `logout` every device but the one named (all of
+    /// them for `Some(None)`) is removed with its tokens.
+    pub(crate) async fn set_password(&self, user_id: &str, new: String, logout: Option<Option<&str>>) -> Result<()> {
+        let hash = password::hash(new).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute(&tx.prepare_cached(DEACTIVATE).await?, &[&req.user_id, &req.erase]).await?;
-        let removed = devices::delete_all_devices(&tx, &req.user_id, None).await?;
-        tx.execute(&tx.prepare_cached(DELETE_USER_UIA).await?, &[&req.user_id]).await?;
-        backup_store::delete_all(&tx, &req.user_id).await?;
-        openid::delete_user_tokens(&tx, &req.user_id).await?;
+        tx.execute(&tx.prepare_cached(SET_PASSWORD).await?, &[&user_id, &hash]).await?;
+        let removed = match logout {
+            Some(except) => Some(devices::delete_all_devices(&tx, user_id, except).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        let tokens = removed.as_ref().map_or(0, |r| r.revoked.len());
+        if let Some(removed) = removed {
+            self.removed(user_id, removed).await;
+        }
+        info!(user_id = %user_id, tokens, "password changed");
+        Ok(())
+    }
+
+    /// No more logins; every device, token, UIA session, key backup and OpenID token of the
+    /// user removed (leaving rooms is the rooms service's part).
+    pub(crate) async fn deactivate_account(&self, user_id: &str, erase: bool) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(&tx.prepare_cached(DEACTIVATE).await?, &[&user_id, &erase]).await?;
+        let removed = devices::delete_all_devices(&tx, user_id, None).await?;
+        tx.execute(&tx.prepare_cached(DELETE_USER_UIA).await?, &[&user_id]).await?;
+        backup_store::delete_all(&tx, user_id).await?;
+        openid::delete_user_tokens(&tx, user_id).await?;
         tx.commit().await?;
         let tokens = removed.revoked.len();
-        self.removed(&req.user_id, removed).await;
-        info!(user_id = %req.user_id, tokens, erase = req.erase, "account deactivated");
-        Ok(AuthAck {})
+        self.removed(user_id, removed).await;
+        info!(user_id = %user_id, tokens, erase, "account deactivated");
+        Ok(())
     }
 }

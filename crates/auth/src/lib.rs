@@ -8,6 +8,8 @@
 //! time (never past a token's expiry).
 
 mod account;
+mod admin;
+mod admin_write;
 mod backup;
 mod backup_store;
 mod cache;

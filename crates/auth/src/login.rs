@@ -69,6 +69,11 @@ fn invalid_login() -> Error {
     Error::forbidden("Invalid username or password")
 }
 
+/// An admin locked the account (spec 1.8: 401, soft logout, so the client keeps its state).
+pub fn locked() -> Error {
+    Error::new(ErrorCode::UserLocked, "This account has been locked").with_field("soft_logout", true)
+}
+
 fn unknown_token() -> Error {
     Error::new(ErrorCode::UnknownToken, "Invalid access token passed.").with_field("soft_logout", false)
 }
@@ -118,7 +123,7 @@ pub async fn issue_token(c: &impl GenericClient, user_id: &str, login: &NewLogin
     })
 }
 
-async fn new_device(c: &impl GenericClient, user_id: &str, login: &NewLogin) -> Result<String> {
+pub(crate) async fn new_device(c: &impl GenericClient, user_id: &str, login: &NewLogin) -> Result<String> {
     for _ in 0..DEVICE_ID_ATTEMPTS {
         let id = new_device_id().to_string();
         if devices::create_device(c, user_id, &id, login).await? {
@@ -177,9 +182,9 @@ impl Auth {
             let client = self.pool.get().await?;
             store::credentials(&client, &user_id).await?
         };
-        let (stored, deactivated) = match credentials {
-            Some(c) => (c.password_hash, c.deactivated),
-            None => (None, false),
+        let (stored, deactivated, is_locked) = match credentials {
+            Some(c) => (c.password_hash, c.deactivated, c.locked),
+            None => (None, false, false),
         };
         if !password::verify(password, stored).await? {
             return Err(invalid_login());
@@ -187,6 +192,9 @@ impl Auth {
         // Only after the password matched, so the answer reveals nothing to a stranger.
         if deactivated {
             return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
+        }
+        if is_locked {
+            return Err(locked());
         }
         Ok(user_id)
     }
@@ -217,6 +225,9 @@ impl Auth {
             let found = store::lookup_token(&client, &hash).await?.ok_or_else(unknown_token)?;
             if found.expired(now_ms()) {
                 return Err(expired_token());
+            }
+            if found.locked {
+                return Err(locked());
             }
             if let Some(refresh) = &found.unused_refresh {
                 refresh::first_use(&client, refresh).await?;

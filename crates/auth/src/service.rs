@@ -185,4 +185,36 @@ impl AuthService for Auth {
     async fn delete_registration_token(&self, req: RegistrationTokenRequest) -> Result<AuthAck> {
         self.do_delete_registration_token(req).await
     }
+
+    async fn require_admin(&self, req: RequireAdminRequest) -> Result<AuthAck> {
+        self.do_require_admin(req).await
+    }
+
+    async fn admin_list_users(&self, req: AdminListUsersRequest) -> Result<AdminUserList> {
+        self.do_admin_list_users(req).await
+    }
+
+    async fn admin_get_user(&self, req: AdminUserRequest) -> Result<AdminUser> {
+        self.do_admin_get_user(req).await
+    }
+
+    async fn admin_put_user(&self, req: AdminPutUserRequest) -> Result<AdminPutUserResponse> {
+        self.do_admin_put_user(req).await
+    }
+
+    async fn admin_deactivate(&self, req: AdminDeactivateRequest) -> Result<AuthAck> {
+        self.do_admin_deactivate(req).await
+    }
+
+    async fn admin_reset_password(&self, req: AdminResetPasswordRequest) -> Result<AuthAck> {
+        self.do_admin_reset_password(req).await
+    }
+
+    async fn admin_delete_devices(&self, req: AdminDeleteDevicesRequest) -> Result<AuthAck> {
+        self.do_admin_delete_devices(req).await
+    }
+
+    async fn admin_login_as(&self, req: AdminLoginAsRequest) -> Result<AdminLoginAsResponse> {
+        self.do_admin_login_as(req).await
+    }
 }

@@ -15,7 +15,7 @@ const INSERT_USER: &str = "INSERT INTO users (user_id, password_hash, is_guest, 
                            VALUES ($1, $2, $3, $4)";
 const INSERT_PROFILE: &str = "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)";
 const USER_EXISTS: &str = "SELECT 1 FROM users WHERE user_id = $1";
-const SELECT_CREDENTIALS: &str = "SELECT password_hash, deactivated FROM users WHERE user_id = $1";
+const SELECT_CREDENTIALS: &str = "SELECT password_hash, deactivated, locked FROM users WHERE user_id = $1";
 // Numeric localparts of up to 18 digits (so the cast cannot overflow).
 const MAX_NUMERIC_LOCALPART: &str = "SELECT COALESCE(MAX(substring(user_id FROM '^@([0-9]{1,18}):')::BIGINT), 0) \
                                      FROM users WHERE user_id ~ '^@[0-9]{1,18}:'";
@@ -28,7 +28,7 @@ const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, devi
                             refresh_hash) VALUES ($1, $2, $3, $4, $5, $6)";
 // The refresh token issued with it, while neither has been used yet.
 const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest, t.expires_ts, \
-                            CASE WHEN r.used THEN NULL ELSE r.token_hash END FROM access_tokens t \
+                            CASE WHEN r.used THEN NULL ELSE r.token_hash END, u.locked FROM access_tokens t \
                             JOIN users u ON u.user_id = t.user_id \
                             LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_hash WHERE t.token_hash = $1";
 const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
@@ -48,6 +48,8 @@ const SET_CUSTOM: &str = "UPDATE profiles SET fields = CASE WHEN $3::text IS NUL
 pub struct Credentials {
     pub password_hash: Option<String>,
     pub deactivated: bool,
+    /// An admin locked the account: no logins, no requests.
+    pub locked: bool,
 }
 
 /// A profile's fields.
@@ -91,9 +93,11 @@ pub async fn user_exists(c: &impl GenericClient, user_id: &str) -> Result<bool> 
 
 pub async fn credentials(c: &impl GenericClient, user_id: &str) -> Result<Option<Credentials>> {
     let stmt = c.prepare_cached(SELECT_CREDENTIALS).await?;
-    Ok(c.query_opt(&stmt, &[&user_id])
-        .await?
-        .map(|row| Credentials { password_hash: row.get(0), deactivated: row.get(1) }))
+    Ok(c.query_opt(&stmt, &[&user_id]).await?.map(|row| Credentials {
+        password_hash: row.get(0),
+        deactivated: row.get(1),
+        locked: row.get(2),
+    }))
 }
 
 /// The highest numeric localpart in use (0 if none).
@@ -148,6 +152,8 @@ pub async fn insert_token(
 pub struct TokenRow {
     pub requester: Requester,
     pub unused_refresh: Option<TokenHash>,
+    /// The account is locked (V40): the token is refused for now.
+    pub locked: bool,
 }
 
 impl TokenRow {
@@ -169,7 +175,7 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
     };
     let requester =
         Requester { user_id: row.get(0), device_id: row.get(1), is_guest: row.get(2), expires_ts: row.get(3) };
-    Ok(Some(TokenRow { requester, unused_refresh }))
+    Ok(Some(TokenRow { requester, unused_refresh, locked: row.get(5) }))
 }
 
 pub async fn profile(c: &impl GenericClient, user_id: &str) -> Result<Option<ProfileRow>> {

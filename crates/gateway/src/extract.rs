@@ -258,6 +258,7 @@ fn missing_param<T: 'static>() -> Option<&'static str> {
     #[allow(deprecated)] // the legacy media endpoints are deprecated, and still served
     let table = [
         (TypeId::of::<crate::adjust::Uia<change_password::v3::Request>>(), "new_password"),
+        (TypeId::of::<crate::admin::ResetPasswordRequest>(), "new_password"),
         (TypeId::of::<get_media_preview::v1::Request>(), "url"),
         (TypeId::of::<media::get_media_preview::v3::Request>(), "url"),
         (TypeId::of::<get_backup_keys::v3::Request>(), "version"),

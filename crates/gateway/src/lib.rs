@@ -4,6 +4,7 @@
 //! Redis or a service's internals, only the service contracts.
 
 mod adjust;
+mod admin;
 mod client;
 mod edge;
 mod error;

@@ -42,6 +42,7 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
         .then(|| Arc::new(crate::tokens::TokenCache::new(settings.token_cache, 200_000)));
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
     let routes = client::routes()
+        .merge(crate::admin::routes())
         .route_layer(middleware::from_fn(crate::input::check_path_ids))
         .route_layer(middleware::from_fn(observe));
     guarded(routes).with_state(state)

@@ -4,6 +4,7 @@
 //! process also serves its operations port (metrics and health, `ops.rs`) and checks what
 //! its roles depend on (`health.rs`).
 
+pub mod admin;
 pub mod health;
 mod http;
 mod ops;

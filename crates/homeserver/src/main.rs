@@ -1,5 +1,5 @@
 //! `trellis`: serve any set of roles, run migrations, print the effective configuration, ask
-//! a running process whether it is healthy, manage registration tokens, or check a
+//! a running process whether it is healthy, manage accounts and registration tokens, or check a
 //! deployment from a client's side.
 
 use std::{io::Write, path::PathBuf, time::Duration};
@@ -35,6 +35,9 @@ enum Command {
         #[command(subcommand)]
         command: trellis_homeserver::registration_tokens::TokenCommand,
     },
+    /// Operate on accounts in the configured database (`trellis admin user --help`); the same
+    /// operations as the admin API (`docs/admin.md`).
+    Admin(trellis_homeserver::admin::AdminCommand),
     /// Ask the process configured here, on its operations port (`metrics.listen`), whether
     /// it is ready (or, with `--live`, alive); exit status 0 if so. For container health
     /// checks in an image without curl.
@@ -108,6 +111,14 @@ async fn run() -> anyhow::Result<()> {
         Command::Check { .. } => unreachable!("handled before loading the configuration"),
         // No log output: stdout carries the tokens.
         Command::RegistrationToken { command } => trellis_homeserver::registration_tokens::run(&config, command).await,
+        Command::Admin(command) => {
+            // Only the audit lines (`trellis::audit`), on stderr: stdout carries the answer.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(tracing_subscriber::EnvFilter::new("trellis::audit=info"))
+                .init();
+            trellis_homeserver::admin::run(&config, command).await
+        }
         Command::Health { live } => {
             let addr = config.metrics_listen().context("metrics.listen is not set: no operations port to ask")?;
             let path = if live { "/health/live" } else { "/health/ready" };

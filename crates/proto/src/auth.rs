@@ -57,6 +57,19 @@ service! {
         fn get_registration_token(RegistrationTokenRequest) -> RegistrationToken;
         fn update_registration_token(UpdateRegistrationTokenRequest) -> RegistrationToken;
         fn delete_registration_token(RegistrationTokenRequest) -> AuthAck;
+        /// `M_FORBIDDEN` unless the user is a server admin (every admin endpoint asks first).
+        fn require_admin(RequireAdminRequest) -> AuthAck;
+        fn admin_list_users(AdminListUsersRequest) -> AdminUserList;
+        /// `M_NOT_FOUND` for an unknown user.
+        fn admin_get_user(AdminUserRequest) -> AdminUser;
+        /// Creates or modifies a local account (`M_INVALID_PARAM` for another server's user).
+        fn admin_put_user(AdminPutUserRequest) -> AdminPutUserResponse;
+        /// Deactivation without user-interactive auth (`M_NOT_FOUND` for an unknown user).
+        fn admin_deactivate(AdminDeactivateRequest) -> AuthAck;
+        fn admin_reset_password(AdminResetPasswordRequest) -> AuthAck;
+        fn admin_delete_devices(AdminDeleteDevicesRequest) -> AuthAck;
+        /// A token for another user on a new device (`M_INVALID_PARAM` for the admin themself).
+        fn admin_login_as(AdminLoginAsRequest) -> AdminLoginAsResponse;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

@@ -77,10 +77,17 @@ async fn deactivate_route(
     let deactivate =
         DeactivateRequest { user_id: user_id.clone(), auth_json: req.body.auth_json(), erase: req.body.request.erase };
     s.services.auth.deactivate(deactivate).await?;
-    delete_pushers(&s, &user_id, Which::All(true)).await?;
-    forget_devices(&s, &user_id, |_| true);
-    s.services.rooms.leave_all_rooms(LeaveAllRoomsRequest { user_id }).await?;
+    finish_deactivation(&s, user_id).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+/// After the auth service deactivated an account (here or through the admin API): its
+/// pushers go, this gateway forgets its tokens, and the rooms service has it leave its rooms.
+pub(crate) async fn finish_deactivation(s: &AppState, user_id: String) -> ApiResult<()> {
+    delete_pushers(s, &user_id, Which::All(true)).await?;
+    forget_devices(s, &user_id, |_| true);
+    s.services.rooms.leave_all_rooms(LeaveAllRoomsRequest { user_id }).await?;
+    Ok(())
 }
 
 /// # `GET /_matrix/client/v3/account/3pid`

@@ -32,20 +32,20 @@ fn device(d: trellis_proto::auth::Device) -> device::Device {
 
 /// Drops this gateway's cached validations of the tokens of the user's devices that
 /// `gone` selects (after the auth service removed them).
-pub(super) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) -> bool) {
+pub(crate) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) -> bool) {
     let Some(cache) = &s.tokens else { return };
     cache.forget(|a| a.user_id == user_id && gone(&a.device_id));
 }
 
 /// Deletes the pushers the user's removed devices made (the sync service keeps pushers).
-pub(super) async fn delete_pushers(s: &AppState, user_id: &str, which: Which) -> ApiResult<()> {
+pub(crate) async fn delete_pushers(s: &AppState, user_id: &str, which: Which) -> ApiResult<()> {
     let req = DeleteDevicePushersRequest { user_id: user_id.to_owned(), which: Some(which) };
     s.services.sync.delete_device_pushers(req).await?;
     Ok(())
 }
 
 /// [`Which`] for a list of devices.
-pub(super) fn these(device_ids: Vec<String>) -> Which {
+pub(crate) fn these(device_ids: Vec<String>) -> Which {
     Which::Devices(DeviceIdList { device_ids })
 }
 

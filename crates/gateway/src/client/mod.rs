@@ -37,7 +37,10 @@ use trellis_core::Error;
 
 use crate::{AppState, error::ApiError};
 
+pub(crate) use account_manage::finish_deactivation;
+pub(crate) use devices::{delete_pushers, forget_devices, these};
 pub(crate) use discovery::support;
+pub(crate) use openid::whois_response;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -110,6 +113,6 @@ fn uint(n: impl TryInto<UInt>) -> UInt {
 }
 
 /// An identifier a service sent; one that does not parse is our fault, not the client's.
-fn stored_id<T: TryFrom<String, Error = ruma::IdParseError>>(s: String) -> Result<T, ApiError> {
+pub(crate) fn stored_id<T: TryFrom<String, Error = ruma::IdParseError>>(s: String) -> Result<T, ApiError> {
     T::try_from(s).map_err(|e| ApiError(Error::internal(format!("stored identifier: {e}"))))
 }

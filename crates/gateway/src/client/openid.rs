@@ -67,8 +67,13 @@ async fn get_openid_userinfo_route(State(s): State<AppState>, uri: Uri) -> ApiRe
 async fn get_user_info_route(s: AppState, req: Ruma<whois::Request>) -> ApiResult<whois::Response> {
     let (requester, req) = (req.user.user_id, req.body);
     let found = s.services.auth.whois(WhoisRequest { requester, user_id: req.user_id.to_string() }).await?;
+    Ok(whois_response(req.user_id, found))
+}
+
+/// A whois answer (also the admin API's `/_synapse/admin/v1/whois/{userId}`).
+pub(crate) fn whois_response(user_id: ruma::OwnedUserId, found: trellis_proto::auth::WhoisResponse) -> whois::Response {
     let mut out = whois::Response::new();
-    out.user_id = Some(req.user_id);
+    out.user_id = Some(user_id);
     for device in found.devices {
         let mut connection = ConnectionInfo::new();
         if let Some(last) = device.last {
@@ -83,5 +88,5 @@ async fn get_user_info_route(s: AppState, req: Ruma<whois::Request>) -> ApiResul
         info.sessions.push(session);
         out.devices.insert(device.device_id, info);
     }
-    Ok(out)
+    out
 }
