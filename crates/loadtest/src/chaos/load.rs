@@ -232,11 +232,8 @@ pub async fn receiver(
     let hard = Duration::from_millis(poll_ms) + Duration::from_secs(10);
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
-        let path = format!(
-            "/_matrix/client/v3/sync?timeout={poll_ms}&filter={}&since={}",
-            enc(&filter_id),
-            enc(&since)
-        );
+        let path =
+            format!("/_matrix/client/v3/sync?timeout={poll_ms}&filter={}&since={}", enc(&filter_id), enc(&since));
         let result = tokio::select! {
             r = c.call(&s, "sync", Method::GET, &path, None, Some(hard)) => r,
             _ = stop.changed() => break,

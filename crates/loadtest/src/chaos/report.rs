@@ -45,6 +45,10 @@ pub struct Report {
     pub media_ok: u64,
     pub media_mismatch: u64,
     pub rows: Vec<Row>,
+    /// The first few lost deliveries: (message, receiver, accepted at).
+    pub lost_examples: Vec<(u64, usize, f64)>,
+    /// Every failed attempt of the run by kind.
+    pub failures: Vec<(String, u64)>,
 }
 
 impl Report {
@@ -52,12 +56,19 @@ impl Report {
         let accepted: HashSet<u64> = log.sent.iter().map(|s| s.0).collect();
         let first: HashMap<u64, f64> = log.sent.iter().map(|s| (s.0, s.1)).collect();
         let (mut lost, mut duplicates, mut unacknowledged) = (0, 0, 0);
-        for got in &log.delivered {
+        let mut lost_examples = Vec::new();
+        for (slot, got) in log.delivered.iter().enumerate() {
             let mut count: HashMap<u64, u64> = HashMap::new();
             for (id, _) in got {
                 *count.entry(*id).or_default() += 1;
             }
-            lost += accepted.iter().filter(|id| !count.contains_key(id)).count() as u64;
+            for id in accepted.iter().filter(|id| !count.contains_key(id)) {
+                lost += 1;
+                if lost_examples.len() < 10 {
+                    let at = log.sent.iter().find(|s| s.0 == *id).map_or(f64::NAN, |s| s.2);
+                    lost_examples.push((*id, slot, at));
+                }
+            }
             duplicates += count.values().map(|c| c - 1).sum::<u64>();
             unacknowledged += count.keys().filter(|id| !accepted.contains(id)).count() as u64;
         }
@@ -82,6 +93,16 @@ impl Report {
             media_ok: log.media_ok,
             media_mismatch: log.media_mismatch,
             rows,
+            lost_examples,
+            failures: {
+                let mut by_kind: HashMap<&str, u64> = HashMap::new();
+                for a in log.attempts.iter().filter(|a| a.2 != Class::Ok) {
+                    *by_kind.entry(&a.3).or_default() += 1;
+                }
+                let mut v: Vec<_> = by_kind.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+                v.sort();
+                v
+            },
         }
     }
 }
@@ -171,6 +192,11 @@ impl fmt::Display for Report {
             let ops: Vec<String> = r.by_op.iter().map(|(op, n)| format!("{op} {n}")).collect();
             writeln!(f, "failures during {} ({:.0} s window): {}", r.name, r.window_s, ops.join(", "))?;
         }
+        for (id, slot, at) in &self.lost_examples {
+            writeln!(f, "lost: message {id}, accepted at {at:.1} s, never reached receiver {slot}")?;
+        }
+        let failures: Vec<String> = self.failures.iter().map(|(k, n)| format!("{k} × {n}")).collect();
+        writeln!(f, "failed attempts over the whole run: {}", failures.join(", "))?;
         writeln!(
             f,
             "accepted {} messages ({} given up), {} receivers: expected {} deliveries, lost {}, duplicates {}, \
