@@ -95,11 +95,13 @@ pub async fn run(args: &Args, http: &Http, prefix: &str) -> anyhow::Result<()> {
     // Drain: until every receiver has every accepted message, or --drain.
     let drain_until = Instant::now() + Duration::from_secs_f64(args.drain);
     while Instant::now() < drain_until {
-        let log = s.log.lock().expect("log");
-        if log.delivered.iter().all(|d| d.len() >= log.sent.len()) {
+        let done = {
+            let log = s.log.lock().expect("log");
+            log.delivered.iter().all(|d| d.len() >= log.sent.len())
+        };
+        if done {
             break;
         }
-        drop(log);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop_recv.send_replace(true);
