@@ -1,4 +1,5 @@
-//! The access-token cache: successful lookups for a short while, dropped on local logout.
+//! The access-token cache: successful lookups for a short while (never past the token's own
+//! expiry), dropped on local logout.
 //!
 //! A lookup racing a logout must not re-insert a revoked token. Every revocation bumps an
 //! epoch *after* its delete committed and *before* it evicts; a lookup notes the epoch before
@@ -38,7 +39,12 @@ impl TokenCache {
     }
 
     pub async fn get(&self, hash: &TokenHash) -> Option<Requester> {
-        self.cache.get(hash).await
+        let requester = self.cache.get(hash).await?;
+        if requester.expires_ts.is_some_and(|at| at <= trellis_core::time::now_ms()) {
+            self.cache.invalidate(hash).await;
+            return None;
+        }
+        Some(requester)
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -67,7 +73,7 @@ mod tests {
     use super::*;
 
     fn requester(user: &str) -> Requester {
-        Requester { user_id: user.into(), device_id: "D".into(), is_guest: false }
+        Requester { user_id: user.into(), device_id: "D".into(), is_guest: false, expires_ts: None }
     }
 
     #[tokio::test]
@@ -90,6 +96,16 @@ mod tests {
         cache.revoke(&[[1u8; 32]]).await;
         cache.insert([1u8; 32], requester("@a:x"), seen).await;
         assert!(cache.get(&[1u8; 32]).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expiring_token_is_not_served_past_its_expiry() {
+        let cache = TokenCache::new(Duration::from_secs(60), 10);
+        let soon = Requester { expires_ts: Some(trellis_core::time::now_ms() + 40), ..requester("@e:x") };
+        cache.insert([4u8; 32], soon, cache.epoch()).await;
+        assert!(cache.get(&[4u8; 32]).await.is_some());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(cache.get(&[4u8; 32]).await.is_none(), "expired although the cache entry is fresh");
     }
 
     #[tokio::test]

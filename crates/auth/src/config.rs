@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use trellis_core::config::Config;
+use trellis_core::config::{Config, RegistrationTokenConfig};
 
 /// What the auth service needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,10 +20,21 @@ pub struct AuthConfig {
     /// revocation answers only once this has passed since it committed, so a revoked token
     /// fails on every gateway as soon as the revoking request has answered.
     pub remote_token_cache: Duration,
+    /// How long an access token issued with a refresh token lives; `None`: no refresh tokens,
+    /// and no token expires.
+    pub access_token_lifetime: Option<Duration>,
+    /// Whether `create_login_token` hands out `m.login.token` tokens.
+    pub login_token_enabled: bool,
+    /// How long a login token may be used.
+    pub login_token_lifetime: Duration,
+    /// Registration needs a registration token.
+    pub registration_requires_token: bool,
+    /// Registration tokens from the configuration, written to the database at start.
+    pub registration_tokens: Vec<RegistrationTokenConfig>,
 }
 
 impl AuthConfig {
-    /// Takes the server name and the `[registration]` section.
+    /// Takes the server name and the `[registration]` and `[auth]` sections.
     pub fn from_config(config: &Config) -> AuthConfig {
         AuthConfig {
             server_name: config.server_name.clone(),
@@ -34,6 +45,11 @@ impl AuthConfig {
                 true => Duration::ZERO,
                 false => Duration::from_millis(config.http.token_cache_ms),
             },
+            access_token_lifetime: config.auth.access_token_lifetime_ms.map(Duration::from_millis),
+            login_token_enabled: config.auth.login_token_enabled,
+            login_token_lifetime: Duration::from_millis(config.auth.login_token_lifetime_ms),
+            registration_requires_token: config.registration.requires_token,
+            registration_tokens: config.registration.tokens.clone(),
         }
     }
 }
@@ -48,7 +64,12 @@ mod tests {
     fn takes_server_name_and_registration_settings() {
         let config = Config {
             server_name: "example.org".into(),
-            registration: RegistrationConfig { enabled: false, min_password_len: 12, allow_guests: true },
+            registration: RegistrationConfig {
+                enabled: false,
+                min_password_len: 12,
+                allow_guests: true,
+                ..RegistrationConfig::default()
+            },
             ..Config::default()
         };
         let auth = AuthConfig::from_config(&config);
@@ -56,6 +77,8 @@ mod tests {
         assert!(!auth.registration_enabled);
         assert!(auth.allow_guests);
         assert_eq!(auth.min_password_len, 12);
+        assert_eq!(auth.access_token_lifetime, None, "tokens never expire unless configured");
+        assert!(!auth.login_token_enabled, "off by default, as in Synapse");
         assert!(!AuthConfig::from_config(&Config::default()).allow_guests, "guests are off by default");
         assert_eq!(auth.remote_token_cache, Duration::ZERO, "a monolith's one gateway is told at once");
         let split = Config { roles: vec![trellis_core::config::Role::Auth], ..config };

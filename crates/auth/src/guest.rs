@@ -20,7 +20,7 @@ impl Auth {
     /// registration under that localpart upgrades it.
     pub(crate) async fn check_guest_upgrade(&self, localpart: &str, guest_access_token: &str) -> Result<()> {
         let client = self.pool.get().await?;
-        let owner = store::lookup_token(&client, &hash_token(guest_access_token)).await?;
+        let owner = store::lookup_token(&client, &hash_token(guest_access_token)).await?.map(|t| t.requester);
         match owner {
             Some(r) if r.is_guest && r.user_id == format!("@{localpart}:{}", self.config.server_name) => Ok(()),
             _ => Err(not_the_guest()),

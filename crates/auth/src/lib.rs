@@ -1,10 +1,11 @@
 //! The auth service: accounts, devices, access tokens, user-interactive auth and profiles.
 //!
 //! [`Auth`] implements [`trellis_proto::auth::AuthService`] on PostgreSQL. It is the only
-//! writer of `users`, `devices`, `access_tokens`, `uia_sessions`, `profiles`,
-//! `openid_tokens`, `room_keys_versions` and `room_keys`. Passwords
-//! are hashed with Argon2id off the async threads; access tokens are stored as SHA-256 only
-//! and successful lookups are cached for a short time.
+//! writer of `users`, `devices`, `access_tokens`, `refresh_tokens`, `login_tokens`,
+//! `registration_tokens`, `uia_sessions`, `profiles`, `openid_tokens`, `room_keys_versions`
+//! and `room_keys`. Passwords are hashed with Argon2id off the async threads; access, refresh
+//! and login tokens are stored as SHA-256 only and successful lookups are cached for a short
+//! time (never past a token's expiry).
 
 mod account;
 mod backup;
@@ -15,10 +16,13 @@ mod devices;
 mod guest;
 pub mod keys;
 mod login;
+mod login_token;
 mod openid;
 mod password;
 mod profile;
+mod refresh;
 mod register;
+mod registration_tokens;
 mod service;
 mod store;
 mod token;

@@ -1,15 +1,18 @@
-//! Sessions: password login, issuing tokens for devices, resolving tokens, logout.
+//! Sessions: password and `m.login.token` login, issuing tokens for devices, resolving
+//! tokens (expired ones answer a soft logout), logout.
+
+use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use tracing::{info, instrument};
-use trellis_core::{Error, ErrorCode, Result, ids::new_device_id};
+use trellis_core::{Error, ErrorCode, Result, ids::new_device_id, time::now_ms};
 use trellis_proto::auth::{AuthenticateRequest, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, Requester};
 
 use crate::{
-    devices, password,
+    devices, login_token, password, refresh,
     service::Auth,
     store,
-    token::{TokenHash, hash_token, new_access_token},
+    token::{TokenHash, hash_token},
 };
 
 /// Longest device ID a client may choose (as Synapse).
@@ -22,6 +25,9 @@ const DEVICE_ID_ATTEMPTS: usize = 5;
 pub struct Issued {
     pub device_id: String,
     pub access_token: String,
+    /// With a token lifetime: the refresh token, and how long the access token lives.
+    pub refresh_token: Option<String>,
+    pub expires_in_ms: Option<i64>,
     /// Tokens the device had before (now deleted): evict them once the transaction commits.
     pub revoked: Vec<TokenHash>,
     /// The device is new: its user's device list changed at this position (announce it once
@@ -67,6 +73,12 @@ fn unknown_token() -> Error {
     Error::new(ErrorCode::UnknownToken, "Invalid access token passed.").with_field("soft_logout", false)
 }
 
+/// An access token past its lifetime: the device's session goes on with a refresh (or a new
+/// login on the same device ID), so the client keeps its state (spec: "Soft logout").
+pub fn expired_token() -> Error {
+    Error::new(ErrorCode::UnknownToken, "Access token has expired").with_field("soft_logout", true)
+}
+
 /// A login to issue a token for: the device (a new one when `device_id` is `None`), the
 /// name a new device gets, and where the request came from (a new device's first last-seen
 /// record, so a device is never listed without one).
@@ -76,6 +88,9 @@ pub struct NewLogin {
     pub display_name: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The access token expires after this and comes with a refresh token (the client asked
+    /// for one and a lifetime is configured); `None`: it never expires.
+    pub token_lifetime: Option<Duration>,
 }
 
 /// Makes sure the device exists (creating it if not), replaces its tokens with a new one. Run
@@ -89,10 +104,18 @@ pub async fn issue_token(c: &impl GenericClient, user_id: &str, login: &NewLogin
         true => Some(crate::keys::changes::record(c, user_id).await?),
         false => None,
     };
+    // The spec: a login on a device ID ends every access and refresh token it had.
     let revoked = store::delete_device_tokens(c, user_id, &device_id).await?;
-    let access_token = new_access_token();
-    store::insert_token(c, &hash_token(&access_token), user_id, &device_id).await?;
-    Ok(Issued { device_id, access_token, revoked, device_list_pos })
+    refresh::delete_device(c, user_id, &device_id).await?;
+    let pair = refresh::issue(c, user_id, &device_id, login.token_lifetime, None).await?;
+    Ok(Issued {
+        device_id,
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        expires_in_ms: pair.expires_in_ms,
+        revoked,
+        device_list_pos,
+    })
 }
 
 async fn new_device(c: &impl GenericClient, user_id: &str, login: &NewLogin) -> Result<String> {
@@ -109,23 +132,10 @@ impl Auth {
     #[instrument(skip_all, fields(user = %req.user))]
     pub(crate) async fn do_login(&self, req: LoginRequest) -> Result<LoginResponse> {
         let device_id = requested_device_id(req.device_id.as_deref())?;
-        let localpart = login_localpart(&req.user, &self.config.server_name)?;
-        let user_id = format!("@{localpart}:{}", self.config.server_name);
-        let credentials = {
-            let client = self.pool.get().await?;
-            store::credentials(&client, &user_id).await?
+        let user_id = match &req.login_token {
+            Some(token) => self.consume_login_token(token).await?,
+            None => self.check_password_login(&req.user, req.password).await?,
         };
-        let (stored, deactivated) = match credentials {
-            Some(c) => (c.password_hash, c.deactivated),
-            None => (None, false),
-        };
-        if !password::verify(req.password, stored).await? {
-            return Err(invalid_login());
-        }
-        // Only after the password matched, so the answer reveals nothing to a stranger.
-        if deactivated {
-            return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
-        }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let login = NewLogin {
@@ -133,6 +143,7 @@ impl Auth {
             display_name: req.initial_device_display_name,
             ip: req.ip,
             user_agent: req.user_agent,
+            token_lifetime: self.token_lifetime(req.refresh_token),
         };
         let issued = issue_token(&tx, &user_id, &login).await?;
         tx.commit().await?;
@@ -142,8 +153,54 @@ impl Auth {
         if let Some(pos) = issued.device_list_pos {
             self.announce_device_list(&user_id, pos).await;
         }
-        info!(user_id = %user_id, device_id = %issued.device_id, "user logged in");
-        Ok(LoginResponse { user_id, access_token: issued.access_token, device_id: issued.device_id })
+        info!(user_id = %user_id, device_id = %issued.device_id, token = req.login_token.is_some(), "user logged in");
+        Ok(LoginResponse {
+            user_id,
+            access_token: issued.access_token,
+            device_id: issued.device_id,
+            refresh_token: issued.refresh_token,
+            expires_in_ms: issued.expires_in_ms,
+        })
+    }
+
+    /// The lifetime of a new access token: only a client that supports refresh tokens gets
+    /// one that expires (as Synapse), and only when a lifetime is configured.
+    pub(crate) fn token_lifetime(&self, client_refreshes: bool) -> Option<Duration> {
+        self.config.access_token_lifetime.filter(|_| client_refreshes)
+    }
+
+    /// The user `user` names, if `password` is theirs and the account is active.
+    async fn check_password_login(&self, user: &str, password: String) -> Result<String> {
+        let localpart = login_localpart(user, &self.config.server_name)?;
+        let user_id = format!("@{localpart}:{}", self.config.server_name);
+        let credentials = {
+            let client = self.pool.get().await?;
+            store::credentials(&client, &user_id).await?
+        };
+        let (stored, deactivated) = match credentials {
+            Some(c) => (c.password_hash, c.deactivated),
+            None => (None, false),
+        };
+        if !password::verify(password, stored).await? {
+            return Err(invalid_login());
+        }
+        // Only after the password matched, so the answer reveals nothing to a stranger.
+        if deactivated {
+            return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
+        }
+        Ok(user_id)
+    }
+
+    /// The user a login token signs in (the token is used up); `M_FORBIDDEN` for one unknown,
+    /// used or expired (the spec's answer), `M_USER_DEACTIVATED` if the account is gone.
+    async fn consume_login_token(&self, token: &str) -> Result<String> {
+        let client = self.pool.get().await?;
+        let user_id = login_token::consume(&client, &hash_token(token)).await?;
+        let user_id = user_id.ok_or_else(|| Error::forbidden("Invalid login token"))?;
+        if store::credentials(&client, &user_id).await?.is_some_and(|c| c.deactivated) {
+            return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
+        }
+        Ok(user_id)
     }
 
     #[instrument(skip_all, fields(user_id = tracing::field::Empty))]
@@ -157,9 +214,16 @@ impl Auth {
         let epoch = self.tokens.epoch();
         let found = {
             let client = self.pool.get().await?;
-            store::lookup_token(&client, &hash).await?
+            let found = store::lookup_token(&client, &hash).await?.ok_or_else(unknown_token)?;
+            if found.expired(now_ms()) {
+                return Err(expired_token());
+            }
+            if let Some(refresh) = &found.unused_refresh {
+                refresh::first_use(&client, refresh).await?;
+            }
+            found
         };
-        let requester = found.ok_or_else(unknown_token)?;
+        let requester = found.requester;
         tracing::Span::current().record("user_id", requester.user_id.as_str());
         self.tokens.insert(hash, requester.clone(), epoch).await;
         self.note_seen(&requester, req.ip, req.user_agent).await;
@@ -170,7 +234,7 @@ impl Auth {
     pub(crate) async fn do_logout(&self, req: LogoutRequest) -> Result<LogoutResponse> {
         let hash = hash_token(&req.access_token);
         let mut client = self.pool.get().await?;
-        let requester = store::lookup_token(&client, &hash).await?.ok_or_else(unknown_token)?;
+        let requester = store::lookup_token(&client, &hash).await?.ok_or_else(unknown_token)?.requester;
         let (user_id, device_id) = (&requester.user_id, &requester.device_id);
         tracing::Span::current().record("user_id", user_id.as_str());
         let tx = client.transaction().await?;
@@ -223,5 +287,8 @@ mod tests {
         let err = unknown_token();
         assert_eq!((err.code(), err.status()), (ErrorCode::UnknownToken, 401));
         assert_eq!(err.client_body()["soft_logout"], false);
+        let expired = expired_token();
+        assert_eq!((expired.code(), expired.status()), (ErrorCode::UnknownToken, 401));
+        assert_eq!(expired.client_body()["soft_logout"], true);
     }
 }

@@ -16,7 +16,7 @@ use trellis_proto::auth::{CheckUsernameRequest, CheckUsernameResponse, RegisterR
 use crate::{
     guest,
     login::{Issued, NewLogin, issue_token, requested_device_id},
-    password,
+    password, registration_tokens,
     service::Auth,
     store, uia, uia_store,
 };
@@ -65,6 +65,8 @@ struct NewAccount {
     upgrade: bool,
     /// The UIA session that authorised it: it records the account, for replays.
     session: Option<String>,
+    /// The registration token the session reserved a use of: the use is now completed.
+    registration_token: Option<String>,
     /// `None` with `inhibit_login`: no device and no token.
     login: Option<NewLogin>,
 }
@@ -113,7 +115,10 @@ impl Auth {
             user_id: None,
             target: None,
             params: (params != Params::default()).then(|| serde_json::to_string(&params)).transpose()?,
-            flows: uia::REGISTER_FLOWS,
+            flows: match self.config.registration_requires_token {
+                true => uia::TOKEN_REGISTER_FLOWS,
+                false => uia::REGISTER_FLOWS,
+            },
             auth_json: &req.auth_json,
             server_name: &self.config.server_name,
         };
@@ -139,6 +144,7 @@ impl Auth {
             display_name: params.initial_device_display_name.clone(),
             ip: req.ip,
             user_agent: req.user_agent,
+            token_lifetime: self.token_lifetime(req.refresh_token),
         });
         if let Some(user_id) = session.as_ref().and_then(|s| s.row.registered_user_id.clone()) {
             // The session already registered its account: the same answer again, with a
@@ -161,6 +167,7 @@ impl Auth {
             password_hash: Some(password_hash),
             is_guest: false,
             upgrade: params.guest_access_token.is_some(),
+            registration_token: session.as_ref().and_then(|s| s.row.registration_token.clone()),
             session: session.map(|s| s.id),
             login,
         };
@@ -205,6 +212,7 @@ impl Auth {
             is_guest: true,
             upgrade: false,
             session: None,
+            registration_token: None,
             login: Some(NewLogin { display_name, ..NewLogin::default() }),
         };
         let (user_id, issued) = self.create_numeric_account(&account).await?;
@@ -275,6 +283,9 @@ impl Auth {
             // A concurrent registration with the same session created its account first.
             return Err(uia::unknown_session());
         }
+        if let Some(token) = &account.registration_token {
+            registration_tokens::complete(&tx, token).await?;
+        }
         let issued = match &account.login {
             Some(login) => Some(issue_token(&tx, &user_id, login).await?),
             None => None,
@@ -291,11 +302,17 @@ impl Auth {
 }
 
 fn response(user_id: String, issued: Option<Issued>, created: bool) -> RegisterResponse {
-    let (access_token, device_id) = match issued {
-        Some(i) => (Some(i.access_token), Some(i.device_id)),
-        None => (None, None),
+    let Some(i) = issued else {
+        return RegisterResponse { user_id, created, ..RegisterResponse::default() };
     };
-    RegisterResponse { user_id, access_token, device_id, created }
+    RegisterResponse {
+        user_id,
+        access_token: Some(i.access_token),
+        device_id: Some(i.device_id),
+        refresh_token: i.refresh_token,
+        expires_in_ms: i.expires_in_ms,
+        created,
+    }
 }
 
 #[cfg(test)]
@@ -317,7 +334,14 @@ mod tests {
     fn inhibited_login_has_no_token_or_device() {
         let r = response("@a:hs".into(), None, true);
         assert_eq!((r.access_token, r.device_id), (None, None));
-        let issued = Issued { device_id: "D".into(), access_token: "t".into(), revoked: vec![], device_list_pos: None };
+        let issued = Issued {
+            device_id: "D".into(),
+            access_token: "t".into(),
+            refresh_token: None,
+            expires_in_ms: None,
+            revoked: vec![],
+            device_list_pos: None,
+        };
         let r = response("@a:hs".into(), Some(issued), false);
         assert_eq!((r.access_token.as_deref(), r.device_id.as_deref()), (Some("t"), Some("D")));
     }

@@ -153,4 +153,36 @@ impl AuthService for Auth {
     async fn whois(&self, req: WhoisRequest) -> Result<WhoisResponse> {
         self.do_whois(req).await
     }
+
+    async fn refresh(&self, req: RefreshRequest) -> Result<RefreshResponse> {
+        self.do_refresh(req).await
+    }
+
+    async fn create_login_token(&self, req: CreateLoginTokenRequest) -> Result<LoginToken> {
+        self.do_create_login_token(req).await
+    }
+
+    async fn registration_token_validity(&self, req: RegistrationTokenRequest) -> Result<RegistrationTokenValidity> {
+        self.do_registration_token_validity(req).await
+    }
+
+    async fn create_registration_token(&self, req: CreateRegistrationTokenRequest) -> Result<RegistrationToken> {
+        self.do_create_registration_token(req).await
+    }
+
+    async fn list_registration_tokens(&self, req: ListRegistrationTokensRequest) -> Result<RegistrationTokenList> {
+        self.do_list_registration_tokens(req).await
+    }
+
+    async fn get_registration_token(&self, req: RegistrationTokenRequest) -> Result<RegistrationToken> {
+        self.do_get_registration_token(req).await
+    }
+
+    async fn update_registration_token(&self, req: UpdateRegistrationTokenRequest) -> Result<RegistrationToken> {
+        self.do_update_registration_token(req).await
+    }
+
+    async fn delete_registration_token(&self, req: RegistrationTokenRequest) -> Result<AuthAck> {
+        self.do_delete_registration_token(req).await
+    }
 }

@@ -24,10 +24,13 @@ const INSERT_DEVICE: &str = "INSERT INTO devices (user_id, device_id, display_na
                              last_seen_ip, last_seen_user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6) \
                              ON CONFLICT (user_id, device_id) DO NOTHING";
 
-const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) \
-                            VALUES ($1, $2, $3, $4)";
-const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest FROM access_tokens t \
-                            JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1";
+const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, \
+                            refresh_hash) VALUES ($1, $2, $3, $4, $5, $6)";
+// The refresh token issued with it, while neither has been used yet.
+const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest, t.expires_ts, \
+                            CASE WHEN r.used THEN NULL ELSE r.token_hash END FROM access_tokens t \
+                            JOIN users u ON u.user_id = t.user_id \
+                            LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_hash WHERE t.token_hash = $1";
 const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
                                     RETURNING token_hash";
 
@@ -123,20 +126,50 @@ pub fn hashes(rows: Vec<tokio_postgres::Row>) -> Result<Vec<TokenHash>> {
         .collect()
 }
 
-pub async fn insert_token(c: &impl GenericClient, hash: &TokenHash, user_id: &str, device_id: &str) -> Result<()> {
+/// A new access token of a device; `expires_ts` and the refresh token issued with it when
+/// it is refreshable.
+pub async fn insert_token(
+    c: &impl GenericClient,
+    hash: &TokenHash,
+    user_id: &str,
+    device_id: &str,
+    expires_ts: Option<i64>,
+    refresh: Option<&TokenHash>,
+) -> Result<()> {
     let stmt = c.prepare_cached(INSERT_TOKEN).await?;
-    c.execute(&stmt, &[&hash.as_slice(), &user_id, &device_id, &now_ms()]).await?;
+    let refresh = refresh.map(|h| h.as_slice());
+    c.execute(&stmt, &[&hash.as_slice(), &user_id, &device_id, &now_ms(), &expires_ts, &refresh]).await?;
     Ok(())
 }
 
-/// Who a token belongs to, if it is valid.
-pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Option<Requester>> {
+/// A stored access token: whose it is (with its expiry, which the caller checks), and the
+/// refresh token issued with it if neither has been used yet (its first use retires the
+/// refresh token it replaced: see `refresh.rs`).
+pub struct TokenRow {
+    pub requester: Requester,
+    pub unused_refresh: Option<TokenHash>,
+}
+
+impl TokenRow {
+    /// Whether the token has expired at `now` (ms).
+    pub fn expired(&self, now: i64) -> bool {
+        self.requester.expires_ts.is_some_and(|at| at <= now)
+    }
+}
+
+/// The stored access token `hash`, if there is one (expired or not).
+pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Option<TokenRow>> {
     let stmt = c.prepare_cached(SELECT_TOKEN).await?;
-    Ok(c.query_opt(&stmt, &[&hash.as_slice()]).await?.map(|row| Requester {
-        user_id: row.get(0),
-        device_id: row.get(1),
-        is_guest: row.get(2),
-    }))
+    let Some(row) = c.query_opt(&stmt, &[&hash.as_slice()]).await? else { return Ok(None) };
+    let unused_refresh = match row.get::<_, Option<&[u8]>>(4) {
+        Some(bytes) => {
+            Some(hash_from_bytes(bytes).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))?)
+        }
+        None => None,
+    };
+    let requester =
+        Requester { user_id: row.get(0), device_id: row.get(1), is_guest: row.get(2), expires_ts: row.get(3) };
+    Ok(Some(TokenRow { requester, unused_refresh }))
 }
 
 pub async fn profile(c: &impl GenericClient, user_id: &str) -> Result<Option<ProfileRow>> {

@@ -1,10 +1,15 @@
-//! Access tokens: how they look and how they are stored (SHA-256, never in the clear).
+//! Access, refresh and login tokens: how they look and how they are stored (SHA-256, never
+//! in the clear; a lookup is by the hash, so no comparison of secrets runs in our code).
 
 use sha2::{Digest, Sha256};
 use trellis_core::ids::random_string;
 
 /// Every access token this server issues starts with this, so leaked tokens are recognisable.
 pub const TOKEN_PREFIX: &str = "trl_";
+/// The prefix of refresh tokens.
+pub const REFRESH_PREFIX: &str = "trr_";
+/// The prefix of `m.login.token` login tokens.
+pub const LOGIN_PREFIX: &str = "trt_";
 
 /// Random characters after the prefix (about 238 bits of entropy).
 const TOKEN_RANDOM_LEN: usize = 40;
@@ -14,7 +19,12 @@ pub type TokenHash = [u8; 32];
 
 /// A fresh access token.
 pub fn new_access_token() -> String {
-    format!("{TOKEN_PREFIX}{}", random_string(TOKEN_RANDOM_LEN))
+    new_token(TOKEN_PREFIX)
+}
+
+/// A fresh token of the kind `prefix` names.
+pub fn new_token(prefix: &str) -> String {
+    format!("{prefix}{}", random_string(TOKEN_RANDOM_LEN))
 }
 
 /// The stored form of a token.

@@ -16,7 +16,7 @@ use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 
 use crate::{
     login::login_localpart,
-    password,
+    password, registration_tokens,
     service::Auth,
     store,
     uia_store::{self, SessionRow},
@@ -24,9 +24,13 @@ use crate::{
 
 pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
+pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
 
 /// Flows offered for registration.
 pub const REGISTER_FLOWS: Flows = &[&[DUMMY]];
+/// Flows offered for registration when it needs a registration token (as Synapse: the token
+/// stage before the others).
+pub const TOKEN_REGISTER_FLOWS: Flows = &[&[REGISTRATION_TOKEN, DUMMY]];
 /// Flows offered when a signed-in user confirms an operation.
 pub const PASSWORD_FLOWS: Flows = &[&[PASSWORD]];
 
@@ -50,6 +54,8 @@ pub struct AuthDict {
     /// `m.login.password`: `identifier.user` (type `m.id.user`) or the legacy `user`.
     pub user: Option<String>,
     pub password: Option<String>,
+    /// `m.login.registration_token`: the token.
+    pub token: Option<String>,
 }
 
 /// Parses `auth_json`; `None` when the client sent no `auth` object.
@@ -80,6 +86,8 @@ pub fn parse(auth_json: &str) -> Result<Option<AuthDict>> {
         session: string(&map, "session")?,
         user,
         password: string(&map, "password")?,
+        // Checked by its stage, which answers a missing or malformed token in the challenge.
+        token: map.get("token").and_then(Value::as_str).map(str::to_owned),
     }))
 }
 
@@ -151,7 +159,7 @@ impl Uia {
     /// (which must be for the same operation), and says whether a flow is now complete.
     pub async fn check(&self, pool: &Pool, round: Round<'_>) -> Result<Outcome> {
         let dict = parse(round.auth_json)?;
-        let client = pool.get().await?;
+        let mut client = pool.get().await?;
         let Some(dict) = dict else {
             let session = self.new_session(&client, &round, &[]).await?;
             let body = challenge(round.flows, &session.id, None);
@@ -159,6 +167,10 @@ impl Uia {
         };
         let mut session = match &dict.session {
             Some(id) => Some(continued(&client, id, &round).await?),
+            // A registration token's use is reserved for a session: it needs one from the start.
+            None if dict.stage.as_deref() == Some(REGISTRATION_TOKEN) => {
+                Some(self.new_session(&client, &round, &[]).await?)
+            }
             None => None,
         };
         let mut completed = session.as_ref().map(|s| s.row.completed.clone()).unwrap_or_default();
@@ -169,6 +181,10 @@ impl Uia {
             }
             Some(DUMMY) => None,
             Some(PASSWORD) => check_password(&client, &round, &dict).await?,
+            Some(REGISTRATION_TOKEN) => match &mut session {
+                Some(session) => check_registration_token(&mut client, session, &dict).await?,
+                None => Some(Failure(ErrorCode::MissingParam, "Missing UIA session".into())),
+            },
             Some(other) => Some(Failure(ErrorCode::Unrecognized, format!("Unsupported authentication type {other:?}"))),
             // Only a session: the client asks whether out-of-band stages are done.
             None => None,
@@ -245,6 +261,35 @@ async fn continued(client: &deadpool_postgres::Client, id: &str, round: &Round<'
         row.params = Some(params.clone());
     }
     Ok(Session { id: id.to_owned(), row })
+}
+
+/// The `m.login.registration_token` stage, as Synapse: a usable token reserves a use for the
+/// session (once: the stage done again must name the same token); one that is not usable is
+/// `M_UNAUTHORIZED` in the challenge, so the client may try another.
+async fn check_registration_token(
+    client: &mut deadpool_postgres::Client,
+    session: &mut Session,
+    dict: &AuthDict,
+) -> Result<Option<Failure>> {
+    let Some(token) = dict.token.as_deref() else {
+        return Ok(Some(Failure(ErrorCode::MissingParam, "Missing registration token".into())));
+    };
+    if let Some(reserved) = &session.row.registration_token {
+        return Ok(
+            (reserved != token).then(|| Failure(ErrorCode::InvalidParam, "Registration token has changed".into()))
+        );
+    }
+    let tx = client.transaction().await?;
+    if !registration_tokens::reserve(&tx, token).await? {
+        return Ok(Some(Failure(ErrorCode::Unauthorized, "Invalid registration token".into())));
+    }
+    if !uia_store::set_registration_token(&tx, &session.id, token).await? {
+        // A concurrent request of this session reserved one first: this one does not count.
+        return Ok(Some(Failure(ErrorCode::InvalidParam, "Registration token has changed".into())));
+    }
+    tx.commit().await?;
+    session.row.registration_token = Some(token.to_owned());
+    Ok(None)
 }
 
 /// The `m.login.password` stage: the password must be that of the user the identifier names

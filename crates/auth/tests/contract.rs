@@ -17,6 +17,8 @@ mod profiles;
 mod registration;
 #[path = "contract/sessions.rs"]
 mod sessions;
+#[path = "contract/tokens.rs"]
+mod tokens;
 #[path = "contract/uia.rs"]
 mod uia;
 #[path = "contract/uia_params.rs"]
@@ -84,4 +86,11 @@ contract! {
     profiles::profile_errors,
     devices::delete_devices_needs_the_password,
     devices::backup_keeps_the_better_key,
+    tokens::refresh_rotation with crate::common::tokens_config(),
+    tokens::expired_token_is_a_soft_logout with crate::common::tokens_config(),
+    tokens::login_token_once with crate::common::tokens_config(),
+    tokens::login_tokens_off,
+    tokens::registration_token_operations,
+    tokens::registration_token_uses with crate::common::tokens_config(),
+    tokens::validity_when_registration_is_off with crate::common::closed_config(),
 }

@@ -67,6 +67,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub bus: BusConfig,
     pub registration: RegistrationConfig,
+    pub auth: AuthSettings,
     pub sync: SyncConfig,
     pub media: MediaConfig,
     pub telemetry: TelemetryConfig,
@@ -90,6 +91,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             bus: BusConfig::default(),
             registration: RegistrationConfig::default(),
+            auth: AuthSettings::default(),
             sync: SyncConfig::default(),
             media: MediaConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -357,11 +359,60 @@ pub struct RegistrationConfig {
     /// Whether `POST /register?kind=guest` hands out guest accounts (off by default, as in
     /// Synapse). Guests may call only the endpoints the spec's "Guest access" module allows.
     pub allow_guests: bool,
+    /// New accounts need a registration token (the `m.login.registration_token` stage,
+    /// spec 1.2): only those the operator gave a token may register.
+    pub requires_token: bool,
+    /// Registration tokens this configuration provides (`[[registration.tokens]]`), beside
+    /// those made with `trellis registration-token create`; written to the database when the
+    /// auth role starts, where the configured uses and expiry replace the stored ones.
+    pub tokens: Vec<RegistrationTokenConfig>,
 }
 
 impl Default for RegistrationConfig {
     fn default() -> RegistrationConfig {
-        RegistrationConfig { enabled: true, min_password_len: 1, allow_guests: false }
+        RegistrationConfig {
+            enabled: true,
+            min_password_len: 1,
+            allow_guests: false,
+            requires_token: false,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// One configured registration token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationTokenConfig {
+    /// The token: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`.
+    pub token: String,
+    /// How many accounts it may create; unset: any number.
+    pub uses_allowed: Option<u32>,
+    /// When it stops working, in milliseconds since the epoch; unset: never.
+    pub expiry_time: Option<i64>,
+}
+
+/// `[auth]`: how sessions are handed out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of an access token, in milliseconds, for clients that ask for a refresh token
+    /// (`refresh_token: true` on `/login` or `/register`, spec 1.3): they get `expires_in_ms`
+    /// and a refresh token, and `POST /refresh` renews both. Unset: no refresh tokens, and
+    /// access tokens never expire. Clients that do not ask always get a token that never
+    /// expires (as Synapse).
+    pub access_token_lifetime_ms: Option<u64>,
+    /// `POST /login/get_token` (spec 1.7): a signed-in user, after confirming their
+    /// password, gets a single-use token that signs another device in with `m.login.token`
+    /// (QR sign-in). Off by default, as in Synapse.
+    pub login_token_enabled: bool,
+    /// How long such a token may be used, in milliseconds (the spec recommends 2 minutes).
+    pub login_token_lifetime_ms: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> AuthSettings {
+        AuthSettings { access_token_lifetime_ms: None, login_token_enabled: false, login_token_lifetime_ms: 120_000 }
     }
 }
 
@@ -567,6 +618,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "redis",
     "bus",
     "registration",
+    "auth",
     "sync",
     "media",
     "telemetry",

@@ -69,6 +69,8 @@ error_codes! {
     ServerNotTrusted => ("M_SERVER_NOT_TRUSTED", 400),
     ResourceLimitExceeded => ("M_RESOURCE_LIMIT_EXCEEDED", 403),
     UserLocked => ("M_USER_LOCKED", 401),
+    // The request was not correctly authorized (a registration token that is not usable).
+    Unauthorized => ("M_UNAUTHORIZED", 401),
     UserSuspended => ("M_USER_SUSPENDED", 403),
     KeyTooLarge => ("M_KEY_TOO_LARGE", 400),
     ProfileTooLarge => ("M_PROFILE_TOO_LARGE", 400),

@@ -32,6 +32,8 @@ pub struct Authed {
     pub device_id: String,
     pub is_guest: bool,
     pub access_token: String,
+    /// When the token stops working (ms since the epoch); `None`: never.
+    pub expires_ts: Option<i64>,
 }
 
 /// The access token of a request, if it carries one.
@@ -70,6 +72,7 @@ impl FromRequestParts<AppState> for Authed {
                     device_id: requester.device_id,
                     is_guest: requester.is_guest,
                     access_token: token.clone(),
+                    expires_ts: requester.expires_ts,
                 };
                 if let (Some(c), Some(since)) = (&state.tokens, validation) {
                     c.insert(token, authed.clone(), since);

@@ -50,6 +50,9 @@ pub struct GatewaySettings {
     pub x_forwarded_for: bool,
     /// `/.well-known/matrix/support`, when configured.
     pub support: Option<ruma::api::client::discovery::discover_support::Response>,
+    /// `POST /login/get_token` is offered (`auth.login_token_enabled`): `GET /login` and
+    /// `/capabilities` say so.
+    pub login_token_enabled: bool,
 }
 
 impl GatewaySettings {
@@ -64,6 +67,7 @@ impl GatewaySettings {
             turn: config.turn.clone(),
             x_forwarded_for: config.http.x_forwarded_for,
             support: client::support(&config.support),
+            login_token_enabled: config.auth.login_token_enabled,
         }
     }
 }

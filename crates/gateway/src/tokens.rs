@@ -1,5 +1,6 @@
 //! This gateway's short memory of validated access tokens: a hit skips the auth service.
-//! Entries expire `http.token_cache_ms` after their validation *began*, and are dropped at
+//! Entries expire `http.token_cache_ms` after their validation *began* (or when the token
+//! itself expires, if sooner: an expired token must answer its soft logout), and are dropped at
 //! once when a logout or a device deletion through this gateway ends them. A validation that
 //! was under way when tokens were forgotten is not remembered (it may have read a token the
 //! revocation was deleting). Together with the auth service, which in split mode answers a
@@ -44,13 +45,17 @@ impl TokenCache {
 
     /// The requester behind `token`, if validated within the time to live.
     pub(crate) fn get(&self, token: &str) -> Option<Authed> {
+        let now = trellis_core::time::now_ms();
+        let stale = |(authed, at): &(Authed, Instant)| {
+            at.elapsed() >= self.ttl || authed.expires_ts.is_some_and(|expires| expires <= now)
+        };
         {
             let entry = self.map.get(token)?;
-            if entry.1.elapsed() < self.ttl {
+            if !stale(&entry) {
                 return Some(entry.0.clone());
             }
         }
-        self.map.remove_if(token, |_, (_, at)| at.elapsed() >= self.ttl);
+        self.map.remove_if(token, |_, entry| stale(entry));
         None
     }
 
@@ -85,7 +90,24 @@ mod tests {
     use super::*;
 
     fn who(user: &str, device: &str) -> Authed {
-        Authed { user_id: user.into(), device_id: device.into(), is_guest: false, access_token: String::new() }
+        Authed {
+            user_id: user.into(),
+            device_id: device.into(),
+            is_guest: false,
+            access_token: String::new(),
+            expires_ts: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_not_served_past_its_own_expiry() {
+        let cache = TokenCache::new(Duration::from_secs(60), 10);
+        let expiring = Authed { expires_ts: Some(trellis_core::time::now_ms() + 30), ..who("@u:x", "D1") };
+        cache.insert("a".into(), expiring, cache.begin());
+        assert!(cache.get("a").is_some());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(cache.get("a").is_none(), "expired although validated a moment ago");
+        assert!(cache.map.is_empty(), "and dropped");
     }
 
     #[test]

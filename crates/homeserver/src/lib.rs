@@ -7,6 +7,7 @@
 pub mod health;
 mod http;
 mod ops;
+pub mod registration_tokens;
 mod sync_directory;
 mod tls;
 
@@ -184,6 +185,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
     if config.runs(Role::Auth) {
         let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config));
+        auth.seed_registration_tokens().await.context("writing the configured registration tokens")?;
         let auth = Arc::new(auth.with_bus(bus.clone().expect("bus")));
         local.auth = Some(auth.clone());
         local.keys = Some(auth);

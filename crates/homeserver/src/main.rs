@@ -1,5 +1,6 @@
 //! `trellis`: serve any set of roles, run migrations, print the effective configuration, ask
-//! a running process whether it is healthy, or check a deployment from a client's side.
+//! a running process whether it is healthy, manage registration tokens, or check a
+//! deployment from a client's side.
 
 use std::{io::Write, path::PathBuf, time::Duration};
 
@@ -29,6 +30,11 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Manage registration tokens (`registration.requires_token`) in the configured database.
+    RegistrationToken {
+        #[command(subcommand)]
+        command: trellis_homeserver::registration_tokens::TokenCommand,
+    },
     /// Ask the process configured here, on its operations port (`metrics.listen`), whether
     /// it is ready (or, with `--live`, alive); exit status 0 if so. For container health
     /// checks in an image without curl.
@@ -100,6 +106,8 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { .. } => unreachable!("handled before loading the configuration"),
+        // No log output: stdout carries the tokens.
+        Command::RegistrationToken { command } => trellis_homeserver::registration_tokens::run(&config, command).await,
         Command::Health { live } => {
             let addr = config.metrics_listen().context("metrics.listen is not set: no operations port to ask")?;
             let path = if live { "/health/live" } else { "/health/ready" };

@@ -42,6 +42,21 @@ service! {
         fn openid_userinfo(OpenidUserinfoRequest) -> OpenidUserinfo;
         /// For the user themself or an admin (else `M_FORBIDDEN`).
         fn whois(WhoisRequest) -> WhoisResponse;
+        /// Rotates a refresh token: a new pair; the old refresh token works until the new
+        /// pair is first used. `M_UNKNOWN_TOKEN` (401) for one unknown or used up.
+        fn refresh(RefreshRequest) -> RefreshResponse;
+        /// Needs UIA (password) every time; `M_UNRECOGNIZED` (404) when not enabled.
+        fn create_login_token(CreateLoginTokenRequest) -> LoginToken;
+        /// Whether a registration token can be used now (`M_FORBIDDEN` when registration is off).
+        fn registration_token_validity(RegistrationTokenRequest) -> RegistrationTokenValidity;
+        /// `M_INVALID_PARAM` for a bad token, length, use count or expiry; `M_INVALID_PARAM`
+        /// (400) for a token that exists.
+        fn create_registration_token(CreateRegistrationTokenRequest) -> RegistrationToken;
+        fn list_registration_tokens(ListRegistrationTokensRequest) -> RegistrationTokenList;
+        /// `M_NOT_FOUND` for an unknown token.
+        fn get_registration_token(RegistrationTokenRequest) -> RegistrationToken;
+        fn update_registration_token(UpdateRegistrationTokenRequest) -> RegistrationToken;
+        fn delete_registration_token(RegistrationTokenRequest) -> AuthAck;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

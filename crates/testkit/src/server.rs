@@ -130,6 +130,8 @@ impl TestServer {
         // Tests register and log in many users from one address; the rate-limit tests turn
         // the limits on with a configured server.
         c.rate_limits.enabled = false;
+        // `POST /login/get_token` is off by default (as in Synapse); the tests use it.
+        c.auth.login_token_enabled = true;
         c
     }
 

@@ -26,6 +26,21 @@ pub fn config() -> AuthConfig {
         allow_guests: false,
         min_password_len: 8,
         remote_token_cache: std::time::Duration::ZERO,
+        access_token_lifetime: None,
+        login_token_enabled: false,
+        login_token_lifetime: std::time::Duration::from_secs(120),
+        registration_requires_token: false,
+        registration_tokens: Vec::new(),
+    }
+}
+
+/// Expiring access tokens with refresh tokens, login tokens on, registration by token.
+pub fn tokens_config() -> AuthConfig {
+    AuthConfig {
+        access_token_lifetime: Some(std::time::Duration::from_secs(300)),
+        login_token_enabled: true,
+        registration_requires_token: true,
+        ..config()
     }
 }
 

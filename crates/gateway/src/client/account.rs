@@ -11,7 +11,10 @@ use ruma::{
             whoami,
         },
         session::{
-            get_login_types::{self, v3::LoginType},
+            get_login_types::{
+                self,
+                v3::{LoginType, TokenLoginType},
+            },
             login, logout, logout_all,
         },
         uiaa::UserIdentifier,
@@ -86,6 +89,7 @@ async fn register_route(
             guest,
             auth_json: auth,
             guest_access_token: body.guest_access_token.clone(),
+            refresh_token: body.refresh_token,
             ip: req.origin.ip.clone(),
             user_agent: req.origin.user_agent.clone(),
         })
@@ -104,12 +108,18 @@ async fn register_route(
         access_token: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         device_id: Option<OwnedDeviceId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<i64>,
     }
     Rendered::shaped(&Registered {
         user_id: stored_id(resp.user_id)?,
         home_server: s.settings.server_name.clone(),
         access_token: resp.access_token,
         device_id: resp.device_id.map(Into::into),
+        refresh_token: resp.refresh_token,
+        expires_in_ms: resp.expires_in_ms,
     })
 }
 
@@ -124,11 +134,20 @@ async fn get_username_availability_route(
 }
 
 /// # `GET /_matrix/client/v3/login`
+///
+/// `m.login.token` with `get_login_token: true` when `POST /login/get_token` is offered
+/// (spec 1.7: how a client that is not signed in learns of it).
 async fn get_login_types_route(
-    _: AppState,
+    s: AppState,
     _: Ruma<get_login_types::v3::Request>,
 ) -> ApiResult<get_login_types::v3::Response> {
-    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(Default::default())]))
+    let mut types = vec![LoginType::Password(Default::default())];
+    if s.settings.login_token_enabled {
+        let mut token = TokenLoginType::new();
+        token.get_login_token = true;
+        types.push(LoginType::Token(token));
+    }
+    Ok(get_login_types::v3::Response::new(types))
 }
 
 /// # `POST /_matrix/client/v3/login`
@@ -140,31 +159,36 @@ async fn login_route(
     s.limit(Action::Login, &req.origin.ip_or_unknown()).await?;
     let origin = req.origin;
     let req = req.body.request;
-    let login::v3::LoginInfo::Password(password) = req.login_info else {
-        return Err(ApiError(Error::new(ErrorCode::Unknown, "Unknown login type").with_status(400)));
+    let mut login = LoginRequest {
+        device_id: req.device_id.map(|d| d.to_string()),
+        initial_device_display_name: req.initial_device_display_name,
+        ip: origin.ip,
+        user_agent: origin.user_agent,
+        refresh_token: req.refresh_token,
+        ..LoginRequest::default()
     };
-    let user = match (password.identifier, password.user) {
-        (Some(UserIdentifier::Matrix(id)), _) => id.user,
-        (None, Some(user)) => user,
-        (Some(_), _) => {
-            return Err(ApiError(Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400)));
+    match req.login_info {
+        login::v3::LoginInfo::Password(password) => {
+            login.user = match (password.identifier, password.user) {
+                (Some(UserIdentifier::Matrix(id)), _) => id.user,
+                (None, Some(user)) => user,
+                (Some(_), _) => {
+                    return Err(ApiError(
+                        Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
+                    ));
+                }
+                (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
+            };
+            login.password = password.password;
         }
-        (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
-    };
-    let resp = s
-        .services
-        .auth
-        .login(LoginRequest {
-            user,
-            password: password.password,
-            device_id: req.device_id.map(|d| d.to_string()),
-            initial_device_display_name: req.initial_device_display_name,
-            ip: origin.ip,
-            user_agent: origin.user_agent,
-        })
-        .await?;
+        login::v3::LoginInfo::Token(token) => login.login_token = Some(token.token),
+        _ => return Err(ApiError(Error::new(ErrorCode::Unknown, "Unknown login type").with_status(400))),
+    }
+    let resp = s.services.auth.login(login).await?;
     let mut out = login::v3::Response::new(stored_id(resp.user_id)?, resp.access_token, resp.device_id.into());
     out.home_server = Some(stored_id(s.settings.server_name.clone())?);
+    out.refresh_token = resp.refresh_token;
+    out.expires_in = resp.expires_in_ms.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
     Ok(out)
 }
 

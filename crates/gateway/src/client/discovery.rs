@@ -135,7 +135,7 @@ pub(crate) fn support(config: &SupportConfig) -> Option<discover_support::Respon
 /// Synapse's shape: every capability is sent, enabled or not (SyTest asserts the keys;
 /// ruma's type leaves out those at their default, `m.change_password` among them).
 async fn get_capabilities_route(
-    _: AppState,
+    s: AppState,
     _: Ruma<get_capabilities::v3::Request>,
 ) -> ApiResult<Rendered<get_capabilities::v3::Response>> {
     let available: serde_json::Map<String, Value> =
@@ -149,6 +149,8 @@ async fn get_capabilities_route(
             "m.3pid_changes": { "enabled": false },
             // Custom profile fields (spec 1.16): every key the grammar allows may be set.
             "m.profile_fields": { "enabled": true },
+            // `POST /login/get_token` (spec 1.7), when the server offers it.
+            "m.get_login_token": { "enabled": s.settings.login_token_enabled },
         }
     }))
 }

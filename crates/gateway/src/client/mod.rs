@@ -22,6 +22,7 @@ mod relations;
 mod reporting;
 mod rooms;
 mod search;
+mod session;
 mod sliding_sync;
 mod spaces;
 mod sync;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(discovery::routes())
         .merge(account::routes())
+        .merge(session::routes())
         .merge(rooms::routes())
         .merge(membership::routes())
         .merge(devices::routes())
