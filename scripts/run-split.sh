@@ -10,6 +10,7 @@
 #   scripts/run-split.sh stack [BINARY]                  # the compose topology (needs nginx)
 #   scripts/run-split.sh smoke [URL]                     # a client end to end through URL
 #   scripts/run-split.sh stop                            # stops what `start`/`stack` started
+#   scripts/run-split.sh restart NAME                    # starts a stopped process again (rooms, sync-1, ...)
 #   scripts/run-split.sh pids                            # PIDs, comma-separated (for --server-pid)
 #   scripts/run-split.sh ops                             # "name ops-URL" of every process
 #
@@ -21,6 +22,10 @@
 #                     several gateways (default 127.0.0.1:8008); gateways then listen on the
 #                     next ports (8009, 8010, ...)
 #   SPLIT_GATEWAYS    gateways (default 1; `stack`: 2); more than one needs nginx
+#   SPLIT_LB          `none`: no load balancer in front of several gateways (clients are
+#                     given every gateway's address; the first answers on SPLIT_HTTP's port + 1)
+#   SPLIT_STANDBY     1: a second rooms process, `rooms-2`, a hot standby on the same gRPC
+#                     address (it binds it once it holds the event-writer lock)
 #   SPLIT_GRPC_BASE   first gRPC port: media BASE, auth BASE+1, rooms BASE+2,
 #                     sync workers BASE+3 .. BASE+2+N (default 9100)
 #   SPLIT_OPS_BASE    first operations port (/metrics, /health/ready), in the same order,
@@ -43,32 +48,65 @@ OPS="${SPLIT_OPS_BASE:-$((BASE + 100))}"
 BALANCE="${SPLIT_BALANCE:-user}"
 
 usage() {
-  sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 # Starts one process: start_role NAME OFFSET ROLES [extra env...]; OFFSET picks its gRPC and
-# operations ports.
+# operations ports (extra env may override them). The command is kept in NAME.cmd, with the
+# TRELLIS_ environment, for `restart`.
 start_role() {
   local name=$1 offset=$2 roles=$3
   shift 3
-  env "$@" TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + offset))" \
-    TRELLIS_METRICS__LISTEN="127.0.0.1:$((OPS + offset))" RUST_LOG="${RUST_LOG:-warn}" \
-    "$BIN" serve --roles "$roles" >"$DIR/$name.log" 2>&1 &
-  echo $! >"$DIR/$name.pid"
+  local cmd=(env)
+  mapfile -t -O 1 cmd < <(env | grep '^TRELLIS_' | sort)
+  cmd=(env "${cmd[@]:1}" TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + offset))"
+    TRELLIS_METRICS__LISTEN="127.0.0.1:$((OPS + offset))" RUST_LOG="${RUST_LOG:-warn}" "$@"
+    "$BIN" serve --roles "$roles")
+  printf '%q ' exec "${cmd[@]}" >"$DIR/$name.cmd"
   echo "127.0.0.1:$((OPS + offset))" >"$DIR/$name.ops"
-  echo "started $name (pid $!) roles=$roles grpc=127.0.0.1:$((BASE + offset)) ops=127.0.0.1:$((OPS + offset))" >&2
+  launch "$name"
+  echo "started $name (pid $(cat "$DIR/$name.pid")) roles=$roles grpc=127.0.0.1:$((BASE + offset)) ops=127.0.0.1:$((OPS + offset))" >&2
+}
+
+launch() {
+  bash "$DIR/$1.cmd" >>"$DIR/$1.log" 2>&1 &
+  echo $! >"$DIR/$1.pid"
+}
+
+# Starts a stopped (killed) process again with the command it was started with, and waits
+# until it is ready, or for a rooms process until it is alive (it may be the standby now).
+restart() {
+  local name=${1:?restart NAME}
+  [ -f "$DIR/$name.cmd" ] || { echo "no process $name in $DIR" >&2; exit 2; }
+  if [ -f "$DIR/$name.pid" ] && kill -0 "$(cat "$DIR/$name.pid")" 2>/dev/null; then
+    echo "$name is running (pid $(cat "$DIR/$name.pid"))" >&2
+    exit 1
+  fi
+  launch "$name"
+  local probe=ready
+  case "$name" in rooms*) probe=live ;; esac
+  for _ in $(seq 1 600); do
+    if curl -fsS -o /dev/null "http://$(cat "$DIR/$name.ops")/health/$probe" 2>/dev/null; then
+      echo "restarted $name (pid $(cat "$DIR/$name.pid")), $probe" >&2
+      return 0
+    fi
+    kill -0 "$(cat "$DIR/$name.pid")" 2>/dev/null || { echo "$name exited; see $DIR/$name.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$name not $probe within 60 s; see $DIR/$name.log" >&2
+  exit 1
 }
 
 start() {
   BIN="${1:-target/release/trellis}"
-  local workers="${2:-2}" gateways="${SPLIT_GATEWAYS:-1}"
+  local workers="${2:-2}" gateways="${SPLIT_GATEWAYS:-1}" lb="${SPLIT_LB:-nginx}"
   [ -x "$BIN" ] || { echo "no executable at $BIN (cargo build --release -p trellis-homeserver)" >&2; exit 1; }
   [ -n "${TRELLIS_DATABASE__URL:-}" ] || { echo "TRELLIS_DATABASE__URL is not set" >&2; exit 1; }
   [ -n "${TRELLIS_REDIS__URL:-}" ] || { echo "TRELLIS_REDIS__URL is not set" >&2; exit 1; }
   [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "SYNC_WORKERS must be a positive number" >&2; exit 2; }
   [[ "$gateways" =~ ^[1-9][0-9]*$ ]] || { echo "SPLIT_GATEWAYS must be a positive number" >&2; exit 2; }
-  if [ "$gateways" -gt 1 ] && ! command -v nginx >/dev/null; then
+  if [ "$gateways" -gt 1 ] && [ "$lb" != none ] && ! command -v nginx >/dev/null; then
     echo "several gateways need nginx as their load balancer (apt-get install nginx-light)" >&2
     exit 1
   fi
@@ -77,7 +115,7 @@ start() {
     exit 1
   fi
   mkdir -p "$DIR/media"
-  rm -f "$DIR"/*.ops
+  rm -f "$DIR"/*.ops "$DIR"/*.cmd
   local prefix="${SPLIT_PREFIX:-split-${TRELLIS_DATABASE__URL##*/}}"
   if [ -n "${SPLIT_CONFIG:-}" ]; then export TRELLIS_CONFIG="$SPLIT_CONFIG"; fi
   export TRELLIS_BUS__BACKEND=redis TRELLIS_BUS__CHANNEL_PREFIX="$prefix" TRELLIS_MEDIA__PATH="$DIR/media"
@@ -96,7 +134,7 @@ start() {
   done
   local host="${HTTP%:*}" port="${HTTP##*:}" gateway_addrs=() addr
   for ((i = 0; i < gateways; i++)); do
-    if [ "$gateways" -eq 1 ]; then addr="$HTTP"; else addr="$host:$((port + 1 + i))"; fi
+    if [ "$gateways" -eq 1 ] && [ "$lb" != none ]; then addr="$HTTP"; else addr="$host:$((port + 1 + i))"; fi
     gateway_addrs+=("$addr")
     start_role "gateway-$((i + 1))" "$((3 + workers + i))" gateway \
       TRELLIS_HTTP__LISTEN="$addr" \
@@ -106,8 +144,15 @@ start() {
       TRELLIS_SYNC__DISCOVERY=redis \
       TRELLIS_SYNC__BALANCE="$BALANCE"
   done
-  if [ "$gateways" -gt 1 ]; then
+  if [ "$gateways" -gt 1 ] && [ "$lb" != none ]; then
     start_lb "$port" "${gateway_addrs[@]}"
+  fi
+  local client="$HTTP"
+  [ "$lb" = none ] && client="${gateway_addrs[0]}"
+  if [ "${SPLIT_STANDBY:-0}" = 1 ]; then
+    # Not ready by design while it waits for the lock: checked for life below, not readiness.
+    start_role rooms-2 "$((3 + workers + gateways))" rooms TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + 2))"
+    mv "$DIR/rooms-2.ops" "$DIR/rooms-2.standby"
   fi
 
   local waiting
@@ -116,8 +161,11 @@ start() {
     for f in "$DIR"/*.ops; do
       curl -fsS -o /dev/null "http://$(cat "$f")/health/ready" 2>/dev/null || waiting+=" $(basename "$f" .ops)"
     done
-    if [ -z "$waiting" ] && curl -fsS -o /dev/null "http://$HTTP/_matrix/client/versions" 2>/dev/null; then
-      echo "ready on http://$HTTP ($gateways gateway(s), $workers sync worker(s), balance $BALANCE); logs in $DIR" >&2
+    [ -f "$DIR/rooms-2.standby" ] && ! curl -fsS -o /dev/null "http://$(cat "$DIR/rooms-2.standby")/health/live" 2>/dev/null &&
+      waiting+=" rooms-2"
+    if [ -z "$waiting" ] && curl -fsS -o /dev/null "http://$client/_matrix/client/versions" 2>/dev/null; then
+      [ -f "$DIR/rooms-2.standby" ] && mv "$DIR/rooms-2.standby" "$DIR/rooms-2.ops"
+      echo "ready on http://$client ($gateways gateway(s), $workers sync worker(s), balance $BALANCE); logs in $DIR" >&2
       return 0
     fi
     for f in "$DIR"/*.pid; do
@@ -228,7 +276,7 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$f"
   done
-  rm -f "$DIR"/*.ops
+  rm -f "$DIR"/*.ops "$DIR"/*.standby
   echo "stopped" >&2
 }
 
@@ -252,6 +300,7 @@ case "${1:-}" in
   stack) shift; stack "$@" ;;
   smoke) shift; smoke "$@" ;;
   stop) stop ;;
+  restart) shift; restart "$@" ;;
   pids) pids ;;
   ops) ops ;;
   *) usage ;;

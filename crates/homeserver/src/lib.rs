@@ -41,11 +41,16 @@ pub struct Listeners {
     pub grpc: Option<TcpListener>,
     /// The operations port: `/metrics` and the health probes.
     pub metrics: Option<TcpListener>,
+    /// A gRPC address bound only once the roles are up: a rooms process binds its gRPC port
+    /// when it holds the event-writer lock, so a standby on the same machine can share the
+    /// writer's address and takes it over when the writer dies.
+    pub grpc_after_start: Option<SocketAddr>,
 }
 
 impl Listeners {
     /// Binds what `config` asks for: HTTP with the gateway role, gRPC when a service role runs
-    /// in split mode, and the operations port when `metrics.listen` is set.
+    /// in split mode (with the rooms role only once the roles are up, see
+    /// [`Listeners::grpc_after_start`]), and the operations port when `metrics.listen` is set.
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
         let http = match config.runs(Role::Gateway) {
             true => Some(
@@ -55,19 +60,21 @@ impl Listeners {
             ),
             false => None,
         };
-        let grpc = match serves_grpc(config) {
-            true => Some(
+        let (mut grpc, mut grpc_after_start) = (None, None);
+        if serves_grpc(config) && config.runs(Role::Rooms) {
+            grpc_after_start = Some(config.grpc.listen);
+        } else if serves_grpc(config) {
+            grpc = Some(
                 TcpListener::bind(config.grpc.listen)
                     .await
                     .with_context(|| format!("binding {}", config.grpc.listen))?,
-            ),
-            false => None,
-        };
+            );
+        }
         let metrics = match config.metrics_listen() {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?),
             None => None,
         };
-        Ok(Listeners { http, grpc, metrics })
+        Ok(Listeners { http, grpc, metrics, grpc_after_start })
     }
 }
 
@@ -202,7 +209,12 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
 
     let mut node_grpc = None;
     let mut grpc_health: Option<HealthReporter> = None;
-    if let Some(listener) = listeners.grpc {
+    let grpc = match (listeners.grpc, listeners.grpc_after_start) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?),
+        (None, None) => None,
+    };
+    if let Some(listener) = grpc {
         node_grpc = Some(listener.local_addr()?);
         let mut routes = tonic::service::RoutesBuilder::default();
         let mut names = Vec::new();

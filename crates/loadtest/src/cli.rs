@@ -12,6 +12,8 @@ pub enum Scenario {
     Held,
     SlidingFirst,
     SlidingLive,
+    Chaos,
+    SlowClients,
 }
 
 /// A bounded load test for any Matrix homeserver: N receivers long-poll `/sync` while S
@@ -29,7 +31,10 @@ pub struct Args {
     /// many rooms syncs from scratch), `idle-sync` (incremental syncs with nothing new),
     /// `held` (server memory per held long-poll), `sliding-first` (a user in many rooms opens a
     /// sliding sync connection with a 20-room window), `sliding-live` (a message in the window
-    /// reaching a waiting sliding sync long-poll).
+    /// reaching a waiting sliding sync long-poll), `chaos` (a mixed load through several gateways
+    /// while `--fault` commands run; recovery per fault, nothing lost or duplicated),
+    /// `slow-clients` (`--receivers` real clients' latency while idle and half-sent connections
+    /// hold the server).
     #[arg(long, value_enum, default_value_t = Scenario::Fanout)]
     pub scenario: Scenario,
 
@@ -110,6 +115,23 @@ pub struct Args {
     /// Also print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
+
+    /// chaos: a fault to inject, `NAME=COMMAND` (repeatable; run in order by `sh -c`, each
+    /// command injecting the fault and restoring the process before it returns).
+    #[arg(long)]
+    pub fault: Vec<String>,
+
+    /// chaos: seconds of load after each fault's command returned, before the next fault.
+    #[arg(long, default_value_t = 30.0)]
+    pub fault_gap: f64,
+
+    /// slow-clients: attacking connections held open (silent, trickled heads, half bodies).
+    #[arg(long, default_value_t = 3000)]
+    pub attack_connections: usize,
+
+    /// slow-clients: source addresses 127.0.0.2 and up the attack comes from (at most 253).
+    #[arg(long, default_value_t = 253)]
+    pub attack_addresses: usize,
 
     /// Server process(es) to sample memory (VmRSS/VmHWM) and CPU time of (repeatable).
     #[arg(long, value_delimiter = ',')]

@@ -107,6 +107,19 @@ impl Http {
         Ok(bytes)
     }
 
+    /// A media upload of raw bytes.
+    pub async fn upload(&self, url: &str, token: &str, data: Vec<u8>) -> Result<Bytes, Failure> {
+        let req = self.client.post(url).timeout(self.timeout).bearer_auth(token);
+        let req = req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data);
+        let resp = req.send().await.map_err(|e| Failure::transport("upload", &e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Failure::transport("upload", &e))?;
+        if !status.is_success() {
+            return Err(Failure::status("upload", status, &bytes));
+        }
+        Ok(bytes)
+    }
+
     /// A POST whose non-2xx reply the caller wants to read (the UIA challenge).
     async fn raw(&self, method: Method, url: &str, body: &Value) -> Result<(StatusCode, Bytes), reqwest::Error> {
         let resp = self.client.request(method, url).timeout(self.timeout).json(body).send().await?;

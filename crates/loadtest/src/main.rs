@@ -1,6 +1,7 @@
 //! `trellis-loadtest`: a bounded load test of any Matrix homeserver. Sets up users and rooms,
 //! starts long-polling receivers, sends paced messages for a fixed window, drains, reports.
 
+mod chaos;
 mod cli;
 mod client;
 mod conn;
@@ -12,6 +13,7 @@ mod scenarios;
 mod sender;
 mod setup;
 mod sliding;
+mod slow;
 mod stats;
 
 use std::{
@@ -57,6 +59,8 @@ async fn main() -> anyhow::Result<()> {
         cli::Scenario::Held => return scenarios::held(&args, &http, &prefix).await,
         cli::Scenario::SlidingFirst => return sliding::first(&args, &http, &prefix).await,
         cli::Scenario::SlidingLive => return sliding::live(&args, &http, &prefix).await,
+        cli::Scenario::Chaos => return chaos::run(&args, &http, &prefix).await,
+        cli::Scenario::SlowClients => return slow::run(&args, &http, &prefix).await,
     }
     let filter = receiver::filter(args.timeline_limit);
     let mut pids = args.server_pid.clone();

@@ -1,0 +1,76 @@
+//! Two rooms processes on one machine configured with the same gRPC address: the writer
+//! binds it, the standby waits for the event-writer lock without binding, and takes the
+//! address over when the writer is killed, so gateways pointed at one address follow it.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use trellis_storage::testing::TestDb;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn status(url: &str) -> Option<u16> {
+    reqwest::get(url).await.ok().map(|r| r.status().as_u16())
+}
+
+async fn until(url: &str, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(url).await != Some(want) {
+        assert!(Instant::now() < deadline, "{url} never answered {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn rooms(db: &TestDb, redis: &str, grpc: &str, ops: &str) -> Server {
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(["serve", "--roles", "rooms"])
+            .env("TRELLIS_DATABASE__URL", db.url())
+            .env("TRELLIS_REDIS__URL", redis)
+            .env("TRELLIS_BUS__BACKEND", "redis")
+            .env("TRELLIS_BUS__CHANNEL_PREFIX", format!("standby-{}", std::process::id()))
+            .env("TRELLIS_GRPC__LISTEN", grpc)
+            .env("TRELLIS_METRICS__LISTEN", ops)
+            .env("TRELLIS_HEALTH__INTERVAL_MS", "200")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_the_writers_grpc_address() {
+    let db = TestDb::new().await.expect("test database (run with `make test`)");
+    let redis = std::env::var("TRELLIS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let (ops_a, ops_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut writer = rooms(&db, &redis, &grpc, &ops_a);
+    until(&format!("http://{ops_a}/health/ready"), 200).await;
+
+    let mut standby = rooms(&db, &redis, &grpc, &ops_b);
+    until(&format!("http://{ops_b}/health/live"), 200).await;
+    // Alive and waiting for the lock, not refused for the address the writer holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(standby.0.try_wait().unwrap().is_none(), "the standby exited");
+    assert_eq!(status(&format!("http://{ops_b}/health/ready")).await, Some(503));
+
+    writer.0.kill().unwrap();
+    writer.0.wait().unwrap();
+    until(&format!("http://{ops_b}/health/ready"), 200).await;
+    assert!(std::net::TcpStream::connect(&grpc).is_ok(), "the new writer serves gRPC on {grpc}");
+    assert!(standby.0.try_wait().unwrap().is_none());
+}
