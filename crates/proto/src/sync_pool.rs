@@ -2,12 +2,16 @@
 //! the same worker for as long as it lives (rendezvous hashing, so a worker coming or going
 //! moves only its own share of users).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
 use trellis_core::config::SyncBalance;
 
 use crate::sync::*;
@@ -23,21 +27,55 @@ pub struct PoolWorker {
 /// whole position and PostgreSQL holds the truth, so the choice only affects warm caches and
 /// which worker holds a user's long-polls. A worker that cannot be reached is skipped in
 /// favour of the user's next choice. The set of workers can change at any time
-/// ([`SyncPool::set_workers`]).
+/// ([`SyncPool::set_workers`]); calls under way on a worker that leaves the set are moved to
+/// the next choice.
 pub struct SyncPool {
     workers: RwLock<Arc<Vec<PoolWorker>>>,
     balance: SyncBalance,
     next: AtomicUsize,
+    /// Per worker in the set: turns true when it leaves the set.
+    departures: Mutex<HashMap<String, watch::Sender<bool>>>,
 }
 
 impl SyncPool {
     pub fn new(workers: Vec<PoolWorker>, balance: SyncBalance) -> SyncPool {
-        SyncPool { workers: RwLock::new(Arc::new(workers)), balance, next: AtomicUsize::new(0) }
+        let departures = workers.iter().map(|w| (w.name.clone(), watch::channel(false).0)).collect();
+        SyncPool {
+            workers: RwLock::new(Arc::new(workers)),
+            balance,
+            next: AtomicUsize::new(0),
+            departures: Mutex::new(departures),
+        }
     }
 
-    /// Replaces the set of workers; calls under way finish where they are.
+    /// Replaces the set of workers. Calls under way on a worker still in the set finish
+    /// there; those on a worker that left (its registration lapsed: it died, hangs or was
+    /// stopped) are given up and made again on the user's next choice, rather than waiting
+    /// on a worker nobody expects to answer.
     pub fn set_workers(&self, workers: Vec<PoolWorker>) {
+        let mut departures = self.departures.lock();
+        departures.retain(|name, departed| {
+            let stays = workers.iter().any(|w| &w.name == name);
+            if !stays {
+                departed.send_replace(true);
+            }
+            stays
+        });
+        for w in &workers {
+            departures.entry(w.name.clone()).or_insert_with(|| watch::channel(false).0);
+        }
         *self.workers.write() = Arc::new(workers);
+    }
+
+    /// Resolves when `name` leaves the set of workers (at once if it is not in it).
+    fn departure(&self, name: &str) -> impl std::future::Future<Output = ()> + use<> {
+        let watching = self.departures.lock().get(name).map(watch::Sender::subscribe);
+        async move {
+            if let Some(mut departed) = watching {
+                // A dropped sender also means the worker left.
+                let _ = departed.wait_for(|gone| *gone).await;
+            }
+        }
     }
 
     /// The names of the workers calls go to now.
@@ -71,7 +109,16 @@ impl SyncPool {
         let n = order.len();
         let mut last = None;
         for (i, worker) in order.into_iter().enumerate() {
-            match f(worker.service).await {
+            let departed = self.departure(&worker.name);
+            let answer = tokio::select! {
+                answer = f(worker.service) => answer,
+                () = departed => Err(trellis_core::Error::new(
+                    trellis_core::ErrorCode::Unknown,
+                    "The sync worker left while the call was under way",
+                )
+                .with_status(503)),
+            };
+            match answer {
                 // Only an unreachable or failing worker is retried elsewhere; a Matrix error is
                 // an answer.
                 Err(e) if (e.is_internal() || crate::status::is_unavailable(&e)) && i + 1 < n => {

@@ -222,3 +222,29 @@ async fn a_worker_without_call_streams_gets_one_call_each() {
     assert_eq!(client.sync(call("echo:b", 0)).await.unwrap().body_json, "b");
     assert_eq!((worker.requests(STREAM), worker.requests(UNARY)), (1, 2), "asked for a stream once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_a_worker_that_leaves_the_pool_moves_to_the_next_one() {
+    // `hung` holds every `hold` call (a paused or partitioned worker); `answering` answers
+    // them at once.
+    let hung = common::Probe::new(Shutdown::never());
+    let (trigger, stopped) = trellis_core::shutdown::channel();
+    trigger.trigger();
+    let answering = common::Probe::new(stopped);
+    let worker = |name: &str, probe: &Arc<common::Probe>| PoolWorker { name: name.into(), service: probe.clone() };
+    let pool = Arc::new(SyncPool::new(
+        vec![worker("hung", &hung), worker("answering", &answering)],
+        trellis_core::config::SyncBalance::RoundRobin,
+    ));
+    // Round robin starts with the first worker.
+    let held = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.sync(call("hold", 0)).await }
+    });
+    eventually("the call is held on the hung worker", || hung.holding.load(Ordering::SeqCst) == 1).await;
+    // Its registration lapses: the gateway's directory drops it from the pool.
+    pool.set_workers(vec![worker("answering", &answering)]);
+    let answer = timeout(Duration::from_secs(5), held).await.expect("moved, not left waiting").unwrap();
+    assert_eq!(answer.unwrap().body_json, "held", "answered by the worker still in the pool");
+    eventually("the hung worker's call was dropped", || hung.holding.load(Ordering::SeqCst) == 0).await;
+}
