@@ -1,37 +1,15 @@
 //! The `trellis` binary itself: on SIGTERM it reports not ready for `health.drain_ms` while it
 //! goes on serving, then stops cleanly; `trellis health` asks the operations port.
 
+mod common;
+
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use common::{Server, free_port, status, until};
 use trellis_storage::testing::TestDb;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn status(url: &str) -> Option<u16> {
-    reqwest::get(url).await.ok().map(|r| r.status().as_u16())
-}
-
-async fn until(url: &str, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(url).await != Some(want) {
-        assert!(Instant::now() < deadline, "{url} never answered {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// `trellis health` against the operations port at `ops`: its exit status.
 fn health_command(ops: &str) -> bool {
