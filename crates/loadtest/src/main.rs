@@ -15,6 +15,7 @@ mod setup;
 mod sliding;
 mod slow;
 mod stats;
+mod sync_body;
 
 use std::{
     collections::{BTreeMap, HashSet},

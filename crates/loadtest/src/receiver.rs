@@ -3,7 +3,6 @@
 //! moment the response body arrived.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -18,6 +17,7 @@ use crate::{
     client::{Failure, Http, User},
     conn::Conn,
     stats::{Errors, Received, now_us},
+    sync_body::SyncBody,
 };
 
 /// What every receiver shares.
@@ -49,34 +49,6 @@ pub fn filter(timeline_limit: u32) -> String {
     .to_string()
 }
 
-/// The parts of a `/sync` response the receiver reads.
-#[derive(Deserialize)]
-struct SyncBody {
-    next_batch: String,
-    #[serde(default)]
-    rooms: Rooms,
-}
-
-#[derive(Deserialize, Default)]
-struct Rooms {
-    #[serde(default)]
-    join: HashMap<String, Joined>,
-}
-
-#[derive(Deserialize, Default)]
-struct Joined {
-    #[serde(default)]
-    timeline: Timeline,
-}
-
-#[derive(Deserialize, Default)]
-struct Timeline {
-    #[serde(default)]
-    events: Vec<Event>,
-    #[serde(default)]
-    limited: bool,
-}
-
 #[derive(Deserialize)]
 struct Event {
     #[serde(rename = "type")]
@@ -93,7 +65,7 @@ struct Content {
     lt_sent_us: Option<u64>,
 }
 
-fn parse(bytes: &[u8]) -> Result<SyncBody, Failure> {
+fn parse(bytes: &[u8]) -> Result<SyncBody<Event>, Failure> {
     serde_json::from_slice(bytes).map_err(|_| Failure { kind: "sync: bad json".into(), retry_after: None })
 }
 
@@ -104,7 +76,7 @@ pub async fn first_batch(http: &Http, user: &User, filter: &str, timeout: Durati
 }
 
 /// Messages of this run in a response: `(seq, sent_us)`; counts limited timelines.
-fn messages(body: &SyncBody, run_id: &str, limited: &mut u64) -> Vec<(u64, u64)> {
+fn messages(body: &SyncBody<Event>, run_id: &str, limited: &mut u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for room in body.rooms.join.values() {
         *limited += u64::from(room.timeline.limited);

@@ -4,7 +4,6 @@
 //! connection error, timeout or 5xx, and every attempt is logged with its time.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -17,7 +16,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::{sync::Semaphore, time::Instant};
 
-use crate::client::{Failure, Http, User, enc};
+use crate::{
+    client::{Failure, Http, User, enc},
+    sync_body::SyncBody,
+};
 
 /// How an attempt ended, as a client counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,33 +185,6 @@ pub async fn sender(
 }
 
 #[derive(Deserialize)]
-struct SyncBody {
-    next_batch: String,
-    #[serde(default)]
-    rooms: Rooms,
-}
-
-#[derive(Deserialize, Default)]
-struct Rooms {
-    #[serde(default)]
-    join: HashMap<String, Joined>,
-}
-
-#[derive(Deserialize, Default)]
-struct Joined {
-    #[serde(default)]
-    timeline: Timeline,
-}
-
-#[derive(Deserialize, Default)]
-struct Timeline {
-    #[serde(default)]
-    events: Vec<Event>,
-    #[serde(default)]
-    limited: bool,
-}
-
-#[derive(Deserialize)]
 struct Event {
     #[serde(default)]
     event_id: String,
@@ -238,7 +213,7 @@ pub async fn receiver(
             r = c.call(&s, "sync", Method::GET, &path, None, Some(hard)) => r,
             _ = stop.changed() => break,
         };
-        let body: SyncBody = match result.map(|b| serde_json::from_slice(&b)) {
+        let body: SyncBody<Event> = match result.map(|b| serde_json::from_slice(&b)) {
             Ok(Ok(body)) => body,
             _ => {
                 tokio::time::sleep(backoff).await;
