@@ -30,6 +30,8 @@ psql -h 127.0.0.1 -p 15432 -U postgres -qc "CREATE DATABASE $DB"
 export TRELLIS_DATABASE__URL=postgres://postgres@127.0.0.1:15432/$DB RUST_LOG=warn
 # The load registers and sends from one address at rates no client would: no rate limits.
 export TRELLIS_RATE_LIMITS__ENABLED=false
+# Every simulated client comes from 127.0.0.1: no per-address connection cap either.
+export TRELLIS_HTTP__MAX_CONNECTIONS_PER_ADDRESS=0
 export SPLIT_DIR=$OUT/split
 # Memory per held long-poll: the allocator returns freed pages at once, so RSS follows what
 # is live rather than what registration's password hashing left behind.
