@@ -73,6 +73,15 @@ pub(crate) fn local_user(user_id: &str, server_name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `M_FORBIDDEN` unless `user_id` is a server admin (whose account is active).
+pub(crate) async fn require_admin(c: &impl GenericClient, user_id: &str) -> Result<()> {
+    let stmt = c.prepare_cached(IS_ADMIN).await?;
+    if !c.query_opt(&stmt, &[&user_id]).await?.is_some_and(|r| r.get::<_, bool>(0)) {
+        return Err(Error::forbidden("You are not a server admin"));
+    }
+    Ok(())
+}
+
 /// `%` and `_` taken literally in a `LIKE` pattern.
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
@@ -81,12 +90,7 @@ fn like_escape(s: &str) -> String {
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_require_admin(&self, req: RequireAdminRequest) -> Result<AuthAck> {
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(IS_ADMIN).await?;
-        let admin = client.query_opt(&stmt, &[&req.user_id]).await?.is_some_and(|r| r.get::<_, bool>(0));
-        if !admin {
-            return Err(Error::forbidden("You are not a server admin"));
-        }
+        require_admin(&self.pool.get().await?, &req.user_id).await?;
         Ok(AuthAck {})
     }
 

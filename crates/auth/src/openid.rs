@@ -22,7 +22,6 @@ const INSERT_TOKEN: &str = "INSERT INTO openid_tokens (token_hash, user_id, expi
 const SELECT_TOKEN: &str = "SELECT user_id FROM openid_tokens WHERE token_hash = $1 AND expires_ts > $2";
 const PURGE_TOKENS: &str = "DELETE FROM openid_tokens WHERE expires_ts <= $1";
 const DELETE_USER_TOKENS: &str = "DELETE FROM openid_tokens WHERE user_id = $1";
-const IS_ADMIN: &str = "SELECT admin FROM users WHERE user_id = $1";
 const CONNECTIONS: &str = "SELECT device_id, last_seen_ip, last_seen_ts, last_seen_user_agent FROM devices \
                            WHERE user_id = $1 ORDER BY device_id";
 
@@ -65,11 +64,7 @@ impl Auth {
     pub(crate) async fn do_whois(&self, req: WhoisRequest) -> Result<WhoisResponse> {
         let client = self.pool.get().await?;
         if req.requester != req.user_id {
-            let stmt = client.prepare_cached(IS_ADMIN).await?;
-            let admin = client.query_opt(&stmt, &[&req.requester]).await?.is_some_and(|r| r.get::<_, bool>(0));
-            if !admin {
-                return Err(Error::forbidden("You are not a server admin"));
-            }
+            crate::admin::require_admin(&client, &req.requester).await?;
         }
         let local = UserId::parse(&req.user_id).map_err(|_| Error::invalid_param("Invalid user ID"))?;
         if local.server_name().as_str() != self.config.server_name {
