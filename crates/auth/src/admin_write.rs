@@ -170,11 +170,11 @@ impl Auth {
             if req.admin == req.user_id {
                 return Err(Error::invalid_param("Cannot use admin API to login as self"));
             }
-            self.existing(&req.user_id).await?;
+            local_user(&req.user_id, &self.config.server_name)?;
+            let user = find_user(&self.pool.get().await?, &req.user_id).await?.ok_or_else(user_not_found)?;
             if req.valid_until_ms.is_some_and(|at| at <= now_ms()) {
                 return Err(Error::invalid_param("valid_until_ms must be in the future"));
             }
-            let user = find_user(&self.pool.get().await?, &req.user_id).await?.ok_or_else(user_not_found)?;
             if user.deactivated {
                 return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
             }
