@@ -4,7 +4,7 @@
 //! admin (`cli` at the command line), its target and its outcome.
 
 use tracing::{info, instrument};
-use trellis_core::{Error, ErrorCode, Result, ids::validate_new_localpart, time::now_ms};
+use trellis_core::{Error, Result, ids::validate_new_localpart, time::now_ms};
 use trellis_proto::auth::{
     AdminDeactivateRequest, AdminDeleteDevicesRequest, AdminLoginAsRequest, AdminLoginAsResponse, AdminPutUserRequest,
     AdminPutUserResponse, AdminResetPasswordRequest, AuthAck,
@@ -13,7 +13,7 @@ use trellis_proto::auth::{
 use crate::{
     admin::{find_user, local_user, user_not_found},
     devices,
-    login::{NewLogin, new_device},
+    login::{NewLogin, deactivated, new_device},
     password,
     service::Auth,
     store::{self, Field},
@@ -176,7 +176,7 @@ impl Auth {
                 return Err(Error::invalid_param("valid_until_ms must be in the future"));
             }
             if user.deactivated {
-                return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
+                return Err(deactivated());
             }
             // Tokens belong to devices here, so the admin's session is a device of its own,
             // named after who opened it (the user sees it in their device list).

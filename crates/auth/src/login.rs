@@ -69,6 +69,11 @@ fn invalid_login() -> Error {
     Error::forbidden("Invalid username or password")
 }
 
+/// The account is deactivated: no session may be opened for it.
+pub fn deactivated() -> Error {
+    Error::new(ErrorCode::UserDeactivated, "This account has been deactivated")
+}
+
 /// An admin locked the account (spec 1.8: 401, soft logout, so the client keeps its state).
 pub fn locked() -> Error {
     Error::new(ErrorCode::UserLocked, "This account has been locked").with_field("soft_logout", true)
@@ -182,7 +187,7 @@ impl Auth {
             let client = self.pool.get().await?;
             store::credentials(&client, &user_id).await?
         };
-        let (stored, deactivated, is_locked) = match credentials {
+        let (stored, is_deactivated, is_locked) = match credentials {
             Some(c) => (c.password_hash, c.deactivated, c.locked),
             None => (None, false, false),
         };
@@ -190,8 +195,8 @@ impl Auth {
             return Err(invalid_login());
         }
         // Only after the password matched, so the answer reveals nothing to a stranger.
-        if deactivated {
-            return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
+        if is_deactivated {
+            return Err(deactivated());
         }
         if is_locked {
             return Err(locked());
@@ -206,7 +211,7 @@ impl Auth {
         let user_id = login_token::consume(&client, &hash_token(token)).await?;
         let user_id = user_id.ok_or_else(|| Error::forbidden("Invalid login token"))?;
         if store::credentials(&client, &user_id).await?.is_some_and(|c| c.deactivated) {
-            return Err(Error::new(ErrorCode::UserDeactivated, "This account has been deactivated"));
+            return Err(deactivated());
         }
         Ok(user_id)
     }
