@@ -122,12 +122,14 @@ pub async fn delete_device_tokens(c: &impl GenericClient, user_id: &str, device_
     hashes(c.query(&stmt, &[&user_id, &device_id]).await?)
 }
 
+/// The token hashes in the first column of `rows`.
 pub fn hashes(rows: Vec<tokio_postgres::Row>) -> Result<Vec<TokenHash>> {
-    rows.iter()
-        .map(|row| {
-            hash_from_bytes(row.get::<_, &[u8]>(0)).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))
-        })
-        .collect()
+    rows.iter().map(|row| stored_hash(row.get(0))).collect()
+}
+
+/// A token hash read back from a `BYTEA` column.
+fn stored_hash(bytes: &[u8]) -> Result<TokenHash> {
+    hash_from_bytes(bytes).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))
 }
 
 /// A new access token of a device; `expires_ts` and the refresh token issued with it when
@@ -167,12 +169,7 @@ impl TokenRow {
 pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Option<TokenRow>> {
     let stmt = c.prepare_cached(SELECT_TOKEN).await?;
     let Some(row) = c.query_opt(&stmt, &[&hash.as_slice()]).await? else { return Ok(None) };
-    let unused_refresh = match row.get::<_, Option<&[u8]>>(4) {
-        Some(bytes) => {
-            Some(hash_from_bytes(bytes).ok_or_else(|| Error::internal("stored token hash is not 32 bytes"))?)
-        }
-        None => None,
-    };
+    let unused_refresh = row.get::<_, Option<&[u8]>>(4).map(stored_hash).transpose()?;
     let requester =
         Requester { user_id: row.get(0), device_id: row.get(1), is_guest: row.get(2), expires_ts: row.get(3) };
     Ok(Some(TokenRow { requester, unused_refresh, locked: row.get(5) }))
