@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     AppState,
-    client::{delete_pushers, finish_deactivation, forget_devices, these, whois_response},
+    client::{devices_removed, finish_deactivation, forget_devices, these, whois_response},
     error::ApiResult,
     extract::Ruma,
     router::RumaRoutes,
@@ -230,8 +230,7 @@ async fn reset_password_route(
         AdminResetPasswordRequest { admin, user_id: user_id.clone(), new_password: b.new_password, logout_devices };
     s.services.auth.admin_reset_password(reset).await?;
     if logout_devices {
-        delete_pushers(&s, &user_id, trellis_proto::sync::delete_device_pushers_request::Which::All(true)).await?;
-        forget_devices(&s, &user_id, |_| true);
+        devices_removed(&s, &user_id, trellis_proto::sync::delete_device_pushers_request::Which::All(true)).await?;
     }
     Ok(api::reset_password::Response {})
 }
@@ -307,9 +306,7 @@ async fn list_devices_route(
 async fn delete_devices(s: &AppState, admin: String, user_id: String, device_ids: Vec<String>) -> ApiResult<()> {
     let req = AdminDeleteDevicesRequest { admin, user_id: user_id.clone(), device_ids: device_ids.clone() };
     s.services.auth.admin_delete_devices(req).await?;
-    delete_pushers(s, &user_id, these(device_ids.clone())).await?;
-    forget_devices(s, &user_id, |d| device_ids.iter().any(|g| g == d));
-    Ok(())
+    devices_removed(s, &user_id, these(device_ids)).await
 }
 
 /// # `POST /_synapse/admin/v2/users/{userId}/delete_devices`

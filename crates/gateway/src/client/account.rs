@@ -28,7 +28,7 @@ use trellis_proto::{
 };
 
 use super::{
-    devices::{delete_pushers, forget_devices, these},
+    devices::{devices_removed, these},
     stored_id,
 };
 use crate::{
@@ -196,8 +196,7 @@ async fn login_route(
 async fn logout_route(s: AppState, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
     let auth = req.user;
     s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: false }).await?;
-    forget_devices(&s, &auth.user_id, |d| d == auth.device_id);
-    delete_pushers(&s, &auth.user_id, these(vec![auth.device_id])).await?;
+    devices_removed(&s, &auth.user_id, these(vec![auth.device_id])).await?;
     Ok(logout::v3::Response::new())
 }
 
@@ -205,8 +204,7 @@ async fn logout_route(s: AppState, req: Ruma<logout::v3::Request>) -> ApiResult<
 async fn logout_all_route(s: AppState, req: Ruma<logout_all::v3::Request>) -> ApiResult<logout_all::v3::Response> {
     let auth = req.user;
     s.services.auth.logout(LogoutRequest { access_token: auth.access_token, all_devices: true }).await?;
-    forget_devices(&s, &auth.user_id, |_| true);
-    delete_pushers(&s, &auth.user_id, Which::All(true)).await?;
+    devices_removed(&s, &auth.user_id, Which::All(true)).await?;
     Ok(logout_all::v3::Response::new())
 }
 

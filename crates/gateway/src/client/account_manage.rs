@@ -17,7 +17,7 @@ use trellis_proto::{
     sync::delete_device_pushers_request::Which,
 };
 
-use super::devices::{delete_pushers, forget_devices};
+use super::devices::devices_removed;
 use crate::{
     AppState,
     adjust::Uia,
@@ -59,9 +59,7 @@ async fn change_password_route(
     };
     s.services.auth.change_password(change).await?;
     if logout_devices {
-        delete_pushers(&s, &auth.user_id, Which::AllBut(auth.device_id.clone())).await?;
-        let own = auth.device_id;
-        forget_devices(&s, &auth.user_id, move |d| d != own);
+        devices_removed(&s, &auth.user_id, Which::AllBut(auth.device_id)).await?;
     }
     Ok(change_password::v3::Response::new())
 }
@@ -84,8 +82,7 @@ async fn deactivate_route(
 /// After the auth service deactivated an account (here or through the admin API): its
 /// pushers go, this gateway forgets its tokens, and the rooms service has it leave its rooms.
 pub(crate) async fn finish_deactivation(s: &AppState, user_id: String) -> ApiResult<()> {
-    delete_pushers(s, &user_id, Which::All(true)).await?;
-    forget_devices(s, &user_id, |_| true);
+    devices_removed(s, &user_id, Which::All(true)).await?;
     s.services.rooms.leave_all_rooms(LeaveAllRoomsRequest { user_id }).await?;
     Ok(())
 }

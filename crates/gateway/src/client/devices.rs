@@ -37,8 +37,15 @@ pub(crate) fn forget_devices(s: &AppState, user_id: &str, gone: impl Fn(&str) ->
     cache.forget(|a| a.user_id == user_id && gone(&a.device_id));
 }
 
-/// Deletes the pushers the user's removed devices made (the sync service keeps pushers).
-pub(crate) async fn delete_pushers(s: &AppState, user_id: &str, which: Which) -> ApiResult<()> {
+/// After the auth service removed the user's devices that `which` names: this gateway
+/// forgets their tokens at once, and the sync service deletes the pushers they made (it
+/// keeps pushers).
+pub(crate) async fn devices_removed(s: &AppState, user_id: &str, which: Which) -> ApiResult<()> {
+    match &which {
+        Which::Devices(gone) => forget_devices(s, user_id, |d| gone.device_ids.iter().any(|g| g == d)),
+        Which::AllBut(kept) => forget_devices(s, user_id, |d| d != kept),
+        Which::All(all) => forget_devices(s, user_id, |_| *all),
+    }
     let req = DeleteDevicePushersRequest { user_id: user_id.to_owned(), which: Some(which) };
     s.services.sync.delete_device_pushers(req).await?;
     Ok(())
@@ -85,8 +92,7 @@ async fn delete_device_route(
         auth_json: req.body.auth_json(),
     };
     s.services.auth.delete_devices(delete).await?;
-    delete_pushers(&s, &user_id, these(vec![device_id.clone()])).await?;
-    forget_devices(&s, &user_id, move |d| d == device_id);
+    devices_removed(&s, &user_id, these(vec![device_id])).await?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -103,7 +109,6 @@ async fn delete_devices_route(
         auth_json: req.body.auth_json(),
     };
     s.services.auth.delete_devices(delete).await?;
-    delete_pushers(&s, &user_id, these(device_ids.clone())).await?;
-    forget_devices(&s, &user_id, move |d| device_ids.iter().any(|g| g == d));
+    devices_removed(&s, &user_id, these(device_ids)).await?;
     Ok(delete_devices::v3::Response::new())
 }

@@ -38,7 +38,7 @@ use trellis_core::Error;
 use crate::{AppState, error::ApiError};
 
 pub(crate) use account_manage::finish_deactivation;
-pub(crate) use devices::{delete_pushers, forget_devices, these};
+pub(crate) use devices::{devices_removed, forget_devices, these};
 pub(crate) use discovery::support;
 pub(crate) use openid::whois_response;
 
