@@ -10,7 +10,7 @@ use trellis_proto::auth::{CreateLoginTokenRequest, LoginToken};
 
 use crate::{
     service::Auth,
-    token::{LOGIN_PREFIX, TokenHash, hash_token, new_token},
+    token::{LOGIN_PREFIX, TokenHash, hash_token, lifetime_ms, new_token},
 };
 
 const INSERT: &str = "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)";
@@ -37,7 +37,7 @@ impl Auth {
         // A session is used up when it completes, so each token needs the password again.
         self.require_uia(&req.user_id, UIA_KIND, None, &req.auth_json).await?;
         let token = new_token(LOGIN_PREFIX);
-        let lifetime = i64::try_from(self.config.login_token_lifetime.as_millis()).unwrap_or(i64::MAX);
+        let lifetime = lifetime_ms(self.config.login_token_lifetime);
         let now = now_ms();
         let client = self.pool.get().await?;
         client.execute(&client.prepare_cached(PURGE).await?, &[&now]).await?;

@@ -20,7 +20,7 @@ use trellis_proto::auth::{RefreshRequest, RefreshResponse};
 use crate::{
     service::Auth,
     store,
-    token::{REFRESH_PREFIX, TokenHash, hash_token, new_access_token, new_token},
+    token::{REFRESH_PREFIX, TokenHash, hash_token, lifetime_ms, new_access_token, new_token},
 };
 
 const INSERT: &str = "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, prev_hash) \
@@ -62,7 +62,7 @@ pub async fn issue(
     let stmt = c.prepare_cached(INSERT).await?;
     let prev = prev.map(|h| h.as_slice());
     c.execute(&stmt, &[&refresh_hash.as_slice(), &user_id, &device_id, &now_ms(), &prev]).await?;
-    let expires_in_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    let expires_in_ms = lifetime_ms(lifetime);
     let expires_ts = now_ms().saturating_add(expires_in_ms);
     store::insert_token(c, &hash_token(&access_token), user_id, device_id, Some(expires_ts), Some(&refresh_hash))
         .await?;

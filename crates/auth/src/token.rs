@@ -1,6 +1,8 @@
 //! Access, refresh and login tokens: how they look and how they are stored (SHA-256, never
 //! in the clear; a lookup is by the hash, so no comparison of secrets runs in our code).
 
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 use trellis_core::ids::random_string;
 
@@ -25,6 +27,11 @@ pub fn new_access_token() -> String {
 /// A fresh token of the kind `prefix` names.
 pub fn new_token(prefix: &str) -> String {
     format!("{prefix}{}", random_string(TOKEN_RANDOM_LEN))
+}
+
+/// A token's lifetime in milliseconds, as answers and expiry times carry it.
+pub fn lifetime_ms(lifetime: Duration) -> i64 {
+    i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The stored form of a token.

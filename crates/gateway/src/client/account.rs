@@ -188,7 +188,7 @@ async fn login_route(
     let mut out = login::v3::Response::new(stored_id(resp.user_id)?, resp.access_token, resp.device_id.into());
     out.home_server = Some(stored_id(s.settings.server_name.clone())?);
     out.refresh_token = resp.refresh_token;
-    out.expires_in = resp.expires_in_ms.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    out.expires_in = resp.expires_in_ms.map(super::session::ms);
     Ok(out)
 }
 

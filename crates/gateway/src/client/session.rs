@@ -75,6 +75,6 @@ async fn check_registration_token_validity_route(
 }
 
 /// A lifetime the auth service sent, in milliseconds.
-fn ms(ms: i64) -> Duration {
+pub(super) fn ms(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
