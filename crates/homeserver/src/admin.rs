@@ -85,6 +85,16 @@ pub enum UserCommand {
     },
 }
 
+/// The auth service on the configured database, for a command run at the command line (this
+/// one and `trellis registration-token`): connected as `trellis migrate` and the server
+/// connect (`database.tls_ca_file` included), and migrated first.
+pub(crate) async fn local_auth(config: &Config) -> anyhow::Result<trellis_auth::Auth> {
+    let database = trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?;
+    let pool = database.pool(2)?;
+    trellis_storage::migrate::run(&pool).await.context("running migrations")?;
+    Ok(trellis_auth::Auth::new(pool, trellis_auth::AuthConfig::from_config(config)))
+}
+
 /// Runs one command against the configured database (migrated first, as `trellis migrate`),
 /// printing to stdout.
 pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
@@ -93,9 +103,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
 
 /// [`run`], printing to `out`.
 pub async fn run_to(config: &Config, command: AdminCommand, out: &mut dyn Write) -> anyhow::Result<()> {
-    let pool = trellis_storage::connect(&config.database.url, 2)?;
-    trellis_storage::migrate::run(&pool).await?;
-    let auth = trellis_auth::Auth::new(pool, trellis_auth::AuthConfig::from_config(config));
+    let auth = local_auth(config).await?;
     let qualify = |user: String| {
         if user.starts_with('@') { user } else { format!("@{user}:{}", config.server_name) }
     };

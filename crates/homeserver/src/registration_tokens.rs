@@ -54,9 +54,7 @@ pub enum TokenCommand {
 
 /// Runs one command against the configured database (migrated first, as `trellis migrate`).
 pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
-    let pool = trellis_storage::connect(&config.database.url, 2)?;
-    trellis_storage::migrate::run(&pool).await?;
-    let auth = trellis_auth::Auth::new(pool, trellis_auth::AuthConfig::from_config(config));
+    let auth = crate::admin::local_auth(config).await?;
     let tokens = match command {
         TokenCommand::Create { token, length, uses_allowed, expiry_time } => {
             let req = CreateRegistrationTokenRequest { token, length, uses_allowed, expiry_time };
