@@ -89,8 +89,7 @@ pub enum UserCommand {
 /// one and `trellis registration-token`): connected as `trellis migrate` and the server
 /// connect (`database.tls_ca_file` included), and migrated first.
 pub(crate) async fn local_auth(config: &Config) -> anyhow::Result<trellis_auth::Auth> {
-    let database = trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?;
-    let pool = database.pool(2)?;
+    let pool = trellis_storage::Target::from_config(&config.database)?.pool(2)?;
     trellis_storage::migrate::run(&pool).await.context("running migrations")?;
     Ok(trellis_auth::Auth::new(pool, trellis_auth::AuthConfig::from_config(config)))
 }
