@@ -21,10 +21,6 @@ impl RedisServer {
         Some(RedisServer::new(config.url.as_deref()?, config.tls_ca_file.as_deref()))
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// A client (connections open lazily). `rediss://` verifies the server's certificate
     /// against the CA file, or the system's roots without one.
     pub fn client(&self) -> Result<redis::Client> {

@@ -157,7 +157,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
 
     let mut probes = Vec::new();
     let needs_db = config.roles.iter().any(|r| *r != Role::Gateway);
-    let database = trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?;
+    let database = trellis_storage::Target::from_config(&config.database)?;
     if needs_db {
         let pool = database.pool(1)?;
         trellis_storage::pool::check(&pool).await?;
@@ -192,7 +192,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         local.keys = Some(auth);
     }
     if config.runs(Role::Rooms) {
-        let settings = trellis_rooms::RoomsSettings::from_config(&config)?;
+        let settings = trellis_rooms::RoomsSettings::from_config(&config, database.clone())?;
         let rooms =
             trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
         probes.push(Probe::Writer(rooms.clone()));

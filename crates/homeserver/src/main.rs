@@ -102,8 +102,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let _telemetry = trellis_core::telemetry::init(&config.telemetry, "trellis-migrate")?;
-            let pool =
-                trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?.pool(2)?;
+            let pool = trellis_storage::Target::from_config(&config.database)?.pool(2)?;
             let applied = trellis_storage::migrate::run(&pool).await.context("running migrations")?;
             println!("{applied} migration(s) applied");
             Ok(())

@@ -31,26 +31,47 @@ fn rooms(db: &TestDb, redis: &str, grpc: &str, ops: &str) -> Server {
     )
 }
 
+/// A rooms writer serving on a fresh database, ready, and what a standby beside it needs.
+struct Writer {
+    db: TestDb,
+    redis: String,
+    grpc: String,
+    process: Server,
+}
+
+impl Writer {
+    async fn ready() -> Writer {
+        let db = TestDb::new().await.expect("test database (run with `make test`)");
+        let redis = std::env::var("TRELLIS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let ops = format!("127.0.0.1:{}", free_port());
+        let process = rooms(&db, &redis, &grpc, &ops);
+        until(&format!("http://{ops}/health/ready"), 200).await;
+        Writer { db, redis, grpc, process }
+    }
+
+    /// A second rooms process on the same database and gRPC address; its operations address.
+    fn standby(&self) -> (Server, String) {
+        let ops = format!("127.0.0.1:{}", free_port());
+        (rooms(&self.db, &self.redis, &self.grpc, &ops), ops)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_the_writers_grpc_address() {
-    let db = TestDb::new().await.expect("test database (run with `make test`)");
-    let redis = std::env::var("TRELLIS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let (ops_a, ops_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let mut writer = rooms(&db, &redis, &grpc, &ops_a);
-    until(&format!("http://{ops_a}/health/ready"), 200).await;
-
-    let mut standby = rooms(&db, &redis, &grpc, &ops_b);
+    let mut writer = Writer::ready().await;
+    let (mut standby, ops_b) = writer.standby();
     until(&format!("http://{ops_b}/health/live"), 200).await;
     // Alive and waiting for the lock, not refused for the address the writer holds.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(standby.0.try_wait().unwrap().is_none(), "the standby exited");
     assert_eq!(status(&format!("http://{ops_b}/health/ready")).await, Some(503));
 
-    writer.0.kill().unwrap();
-    writer.0.wait().unwrap();
+    writer.process.0.kill().unwrap();
+    writer.process.0.wait().unwrap();
     until(&format!("http://{ops_b}/health/ready"), 200).await;
-    assert!(std::net::TcpStream::connect(&grpc).is_ok(), "the new writer serves gRPC on {grpc}");
+    let grpc = &writer.grpc;
+    assert!(std::net::TcpStream::connect(grpc).is_ok(), "the new writer serves gRPC on {grpc}");
     assert!(standby.0.try_wait().unwrap().is_none());
 }
 
@@ -71,18 +92,14 @@ async fn waiting_sessions(db: &TestDb) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_outlives_its_database_connection() {
-    let db = TestDb::new().await.expect("test database (run with `make test`)");
-    let redis = std::env::var("TRELLIS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/".into());
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let (ops_a, ops_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let mut writer = rooms(&db, &redis, &grpc, &ops_a);
-    until(&format!("http://{ops_a}/health/ready"), 200).await;
-    let mut standby = rooms(&db, &redis, &grpc, &ops_b);
+    let mut writer = Writer::ready().await;
+    let (mut standby, ops_b) = writer.standby();
+    let db = &writer.db;
 
     // The standby's lock session is cut, as a PostgreSQL restart or failover would.
     let deadline = Instant::now() + Duration::from_secs(30);
     let first = loop {
-        if let Some(pid) = waiting_sessions(&db).await.first() {
+        if let Some(pid) = waiting_sessions(db).await.first() {
             break *pid;
         }
         assert!(Instant::now() < deadline, "the standby never waited for the lock");
@@ -92,7 +109,7 @@ async fn a_standby_outlives_its_database_connection() {
     admin.execute("SELECT pg_terminate_backend($1)", &[&first]).await.unwrap();
     // It waits again on a new session.
     loop {
-        if waiting_sessions(&db).await.iter().any(|pid| *pid != first) {
+        if waiting_sessions(db).await.iter().any(|pid| *pid != first) {
             break;
         }
         assert!(standby.0.try_wait().unwrap().is_none(), "the standby exited when its connection was cut");
@@ -100,8 +117,8 @@ async fn a_standby_outlives_its_database_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    writer.0.kill().unwrap();
-    writer.0.wait().unwrap();
+    writer.process.0.kill().unwrap();
+    writer.process.0.wait().unwrap();
     until(&format!("http://{ops_b}/health/ready"), 200).await;
     assert!(standby.0.try_wait().unwrap().is_none());
 }

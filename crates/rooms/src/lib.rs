@@ -85,11 +85,16 @@ pub struct RoomsSettings {
 }
 
 impl RoomsSettings {
-    pub fn from_config(config: &trellis_core::config::Config) -> Result<RoomsSettings> {
+    /// The settings `config` names, holding the writer lock's session on `database` (the
+    /// process's one [`trellis_storage::Target`]).
+    pub fn from_config(
+        config: &trellis_core::config::Config,
+        database: trellis_storage::Target,
+    ) -> Result<RoomsSettings> {
         Ok(RoomsSettings {
             server_name: ruma::ServerName::parse(&config.server_name)
                 .map_err(|e| Error::internal(format!("invalid server_name: {e}")))?,
-            database: trellis_storage::Target::new(&config.database.url, config.database.tls_ca_file.as_deref())?,
+            database,
             test_commit_jitter: None,
         })
     }

@@ -36,6 +36,11 @@ impl Target {
         Ok(Target { config, tls })
     }
 
+    /// The database `database.url` and `database.tls_ca_file` name.
+    pub fn from_config(config: &trellis_core::config::DatabaseConfig) -> Result<Target> {
+        Target::new(&config.url, config.tls_ca_file.as_deref())
+    }
+
     /// A pool of `size` connections. Connections open lazily; call [`check`] to fail fast
     /// at start-up.
     pub fn pool(&self, size: usize) -> Result<Pool> {
