@@ -129,11 +129,6 @@ fn cs_key(user: &str, tag: &str) -> SigningKey {
     SigningKey::from_seed(&format!("{user} {tag}"))
 }
 
-/// `key`'s signature (by `user`) of `object`.
-fn signature(key: &SigningKey, user: &str, object: &Value) -> Value {
-    key.signed(user, object)["signatures"][user][key.key_id()].clone()
-}
-
 async fn cross_signing_and_signatures(server: TestServer) {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -177,7 +172,7 @@ async fn cross_signing_and_signatures(server: TestServer) {
     let bob_usk = cs_key(&bob.user_id, "BUSK");
     let mut forged = bob_master.clone();
     forged["signatures"] =
-        json!({alice.user_id.clone(): {bob_usk.key_id(): signature(&bob_usk, &alice.user_id, &bob_master)}});
+        json!({alice.user_id.clone(): {bob_usk.key_id(): bob_usk.signature(&alice.user_id, &bob_master)}});
     let r = alice
         .post(
             &format!("{V3}/keys/signatures/upload"),
@@ -196,14 +191,14 @@ async fn cross_signing_and_signatures(server: TestServer) {
         .await
         .ok();
     let sigs = &q["device_keys"][&alice.user_id][&alice.device_id]["signatures"][&alice.user_id];
-    assert_eq!(sigs[ssk.key_id()], signature(&ssk, &alice.user_id, &alice.device_keys()), "{q}");
+    assert_eq!(sigs[ssk.key_id()], ssk.signature(&alice.user_id, &alice.device_keys()), "{q}");
     let self_sig = alice.device_signing_key();
-    assert_eq!(sigs[self_sig.key_id()], signature(&self_sig, &alice.user_id, &alice.device_keys()));
+    assert_eq!(sigs[self_sig.key_id()], self_sig.signature(&alice.user_id, &alice.device_keys()));
     // Alice's signature of Bob's master key (by her user-signing key) is hers to see, not
     // Bob's (as Synapse).
     assert!(q["master_keys"][&bob.user_id]["signatures"].get(&alice.user_id).is_none(), "{q}");
     let q = alice.post(&format!("{V3}/keys/query"), json!({"device_keys": {bob.user_id.clone(): []}})).await.ok();
-    let usk_sig = signature(&usk, &alice.user_id, &bob_master);
+    let usk_sig = usk.signature(&alice.user_id, &bob_master);
     assert_eq!(q["master_keys"][&bob.user_id]["signatures"][&alice.user_id][usk.key_id()], usk_sig, "{q}");
 
     // The dummy stage is not enough; the password is.

@@ -4,7 +4,7 @@
 //! nothing of it, and good signatures of every kind are stored and served by `/keys/query`.
 
 use serde_json::{Value, json};
-use trellis_testkit::{Client, SigningKey, TestServer};
+use trellis_testkit::{Client, SigningKey, TestServer, signing::with_signature};
 
 both_modes!(cross_signing_keys_must_be_signed_by_the_master_key, uploaded_signatures_are_verified);
 
@@ -13,18 +13,6 @@ const V3: &str = "/_matrix/client/v3";
 /// A cross-signing key of `c`'s, derived from `tag`.
 fn key(c: &Client, tag: &str) -> SigningKey {
     SigningKey::from_seed(&format!("{} {tag}", c.user_id))
-}
-
-/// `key`'s signature (by `user`) of `object`.
-fn signature(key: &SigningKey, user: &str, object: &Value) -> Value {
-    key.signed(user, object)["signatures"][user][key.key_id()].clone()
-}
-
-/// `object` with `user`'s signature `sig` under `key_id` added.
-fn with_signature(object: &Value, user: &str, key_id: &str, sig: Value) -> Value {
-    let mut object = object.clone();
-    object["signatures"][user][key_id] = sig;
-    object
 }
 
 async fn query(c: &Client, of: &Client) -> Value {
@@ -46,7 +34,7 @@ async fn cross_signing_keys_must_be_signed_by_the_master_key(server: TestServer)
     upload(json!({"self_signing_key": master.signed(&me, &ssk_json)})).await.err(400, "M_MISSING_PARAM");
     // Unsigned, signed by another key, a forged signature under the master key's name.
     let impostor = key(&bob, "master");
-    let forged = with_signature(&ssk_json, &me, &master.key_id(), signature(&impostor, &me, &ssk_json));
+    let forged = with_signature(&ssk_json, &me, &master.key_id(), impostor.signature(&me, &ssk_json));
     for bad in [ssk_json.clone(), impostor.signed(&me, &ssk_json), forged] {
         upload(json!({"master_key": master_json, "self_signing_key": bad})).await.err(400, "M_INVALID_SIGNATURE");
     }
@@ -90,10 +78,10 @@ async fn uploaded_signatures_are_verified(server: TestServer) {
     // does not exist. Each is a failure of its own; the answer is a 200.
     let device = alice.device_keys();
     let impostor = key(&bob, "impostor");
-    let bad_device = with_signature(&device, &me, &ssk.key_id(), signature(&impostor, &me, &device));
-    let bad_bob = with_signature(&bob_master_json, &me, &usk.key_id(), signature(&impostor, &me, &bob_master_json));
+    let bad_device = with_signature(&device, &me, &ssk.key_id(), impostor.signature(&me, &device));
+    let bad_bob = with_signature(&bob_master_json, &me, &usk.key_id(), impostor.signature(&me, &bob_master_json));
     let device_key = alice.device_signing_key();
-    let bad_master = with_signature(&master_json, &me, &device_key.key_id(), signature(&impostor, &me, &master_json));
+    let bad_master = with_signature(&master_json, &me, &device_key.key_id(), impostor.signature(&me, &master_json));
     let body = json!({
         me.clone(): {dev.clone(): bad_device, master.public(): bad_master, "NOSUCHDEVICE": ssk.signed(&me, &device)},
         bob.user_id.clone(): {bob_master.public(): bad_bob},
@@ -120,13 +108,10 @@ async fn uploaded_signatures_are_verified(server: TestServer) {
     assert_eq!(out["failures"], json!({}), "{out}");
     let q = query(&bob, &alice).await;
     let device_sigs = &q["device_keys"][&me][&dev]["signatures"][&me];
-    assert_eq!(device_sigs[ssk.key_id()], signature(&ssk, &me, &device), "{q}");
-    assert_eq!(device_sigs[device_key.key_id()], signature(&device_key, &me, &device), "{q}");
-    assert_eq!(
-        q["master_keys"][&me]["signatures"][&me][device_key.key_id()],
-        signature(&device_key, &me, &master_json)
-    );
+    assert_eq!(device_sigs[ssk.key_id()], ssk.signature(&me, &device), "{q}");
+    assert_eq!(device_sigs[device_key.key_id()], device_key.signature(&me, &device), "{q}");
+    assert_eq!(q["master_keys"][&me]["signatures"][&me][device_key.key_id()], device_key.signature(&me, &master_json));
     let q = query(&alice, &bob).await;
-    let usk_sig = signature(&usk, &me, &bob_master_json);
+    let usk_sig = usk.signature(&me, &bob_master_json);
     assert_eq!(q["master_keys"][&bob.user_id]["signatures"][&me][usk.key_id()], usk_sig, "{q}");
 }

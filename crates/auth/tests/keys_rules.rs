@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{KeysHarness, assert_err, config, device_keys, keys_req as req, register, signing::SigningKey};
+use common::{
+    KeysHarness, assert_err, config, device_keys, keys_req as req, register,
+    signing::{SigningKey, device_key, with_signature},
+};
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 use trellis_auth::AuthConfig;
@@ -112,7 +115,7 @@ async fn cross_signing_uploads(grpc: bool) {
     assert_eq!(err.status(), 401, "replacing a master key needs UIA: {err}");
 
     // Bob's master key, so that Alice's user-signing key can sign it.
-    let (_, b_master) = cross_key(&b, "master", "BMSK");
+    let (b_master_key, b_master) = cross_key(&b, "master", "BMSK");
     upload(&b, &b_dev, json!({"master_key": b_master})).await.unwrap();
     let before_bob = changed_for(&h.pool, &b).await.len();
     h.pool.get().await.unwrap().execute("DELETE FROM device_list_changes", &[]).await.unwrap();
@@ -123,7 +126,7 @@ async fn cross_signing_uploads(grpc: bool) {
 
     let signed = a_usk.signed(&a, &b_master);
     let sig = signed["signatures"][&a][a_usk.key_id()].clone();
-    let b_master_id = b_master["keys"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_owned();
+    let b_master_id = b_master_key.public().to_owned();
     let sigs = json!({b.clone(): {b_master_id.clone(): signed}});
     let out = body(h.keys.upload_signatures(req(&a, &a_dev, sigs)).await.unwrap());
     assert_eq!(out["failures"], json!({}));
@@ -155,8 +158,8 @@ async fn signatures_are_verified(grpc: bool) {
 
     // A self-signing key signed by another key (under the master key's name), not at all, or
     // with the master key's signature of something else: M_INVALID_SIGNATURE, nothing stored.
-    let forged = with_signature(&ssk_json, &a, &master.key_id(), signature(&impostor, &a, &ssk_json));
-    let misplaced = with_signature(&ssk_json, &a, &master.key_id(), signature(&master, &a, &usk_json));
+    let forged = with_signature(&ssk_json, &a, &master.key_id(), impostor.signature(&a, &ssk_json));
+    let misplaced = with_signature(&ssk_json, &a, &master.key_id(), master.signature(&a, &usk_json));
     for ssk in [forged, ssk_json.clone(), misplaced] {
         let err = upload(&a, &a_dev, json!({"master_key": master_json, "self_signing_key": ssk})).await.unwrap_err();
         assert_err(&err, ErrorCode::InvalidSignature, 400);
@@ -170,15 +173,15 @@ async fn signatures_are_verified(grpc: bool) {
     let err = upload(&a, &a_dev, json!({"user_signing_key": impostor.signed(&a, &usk_json)})).await.unwrap_err();
     assert_err(&err, ErrorCode::InvalidSignature, 400);
     upload(&a, &a_dev, json!({"user_signing_key": master.signed(&a, &usk_json)})).await.unwrap();
-    let (_, b_master) = cross_key(&b, "master", "BM");
+    let (b_master_key, b_master) = cross_key(&b, "master", "BM");
     upload(&b, &b_dev, json!({"master_key": b_master})).await.unwrap();
-    let b_master_id = b_master["keys"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_owned();
+    let b_master_id = b_master_key.public().to_owned();
 
     let sign_up = |body: Value| h.keys.upload_signatures(req(&a, &a_dev, body));
     let failure = |out: &Value, user: &str, key: &str| out["failures"][user][key]["errcode"].clone();
     // Alice's device by her self-signing key: a forged signature, then the real one.
     let device = device_keys(&a, &a_dev);
-    let forged = with_signature(&device, &a, &ssk.key_id(), signature(&impostor, &a, &device));
+    let forged = with_signature(&device, &a, &ssk.key_id(), impostor.signature(&a, &device));
     let out = body(sign_up(json!({a.clone(): {a_dev.clone(): forged}})).await.unwrap());
     assert_eq!(failure(&out, &a, &a_dev), "M_INVALID_SIGNATURE", "{out}");
     assert_eq!(out["failures"][&a][&a_dev]["status"], 400, "{out}");
@@ -198,40 +201,24 @@ async fn signatures_are_verified(grpc: bool) {
     // by the user-signing key, Alice's master key by her device; and one bad one beside them.
     let by_ssk = ssk.signed(&a, &device);
     let by_usk = usk.signed(&a, &b_master);
-    let by_device = alice_device_key(&a, &a_dev).signed(&a, &master_json);
+    let by_device = device_key(&a, &a_dev).signed(&a, &master_json);
     let master_id = master.public().to_owned();
     let body_ = json!({a.clone(): {a_dev.clone(): by_ssk, master_id.clone(): by_device},
                        b.clone(): {b_master_id.clone(): by_usk}});
     let out = body(sign_up(body_).await.unwrap());
     assert_eq!(out["failures"], json!({}), "{out}");
-    let bad = with_signature(&b_master, &a, &usk.key_id(), signature(&impostor, &a, &b_master));
+    let bad = with_signature(&b_master, &a, &usk.key_id(), impostor.signature(&a, &b_master));
     let out = body(sign_up(json!({b.clone(): {b_master_id.clone(): bad}})).await.unwrap());
     assert_eq!(failure(&out, &b, &b_master_id), "M_INVALID_SIGNATURE", "{out}");
 
     let q = body(h.keys.query_keys(req(&a, &a_dev, query)).await.unwrap());
     let dev_sigs = &q["device_keys"][&a][&a_dev]["signatures"][&a];
-    assert_eq!(dev_sigs[ssk.key_id()], signature(&ssk, &a, &device), "{q}");
+    assert_eq!(dev_sigs[ssk.key_id()], ssk.signature(&a, &device), "{q}");
     assert_eq!(dev_sigs[format!("ed25519:{a_dev}")], device["signatures"][&a][format!("ed25519:{a_dev}")], "{q}");
-    let device_sig = alice_device_key(&a, &a_dev).key_id();
+    let device_sig = device_key(&a, &a_dev).key_id();
     assert!(q["master_keys"][&a]["signatures"][&a].get(&device_sig).is_some(), "{q}");
     let b_sigs = &q["master_keys"][&b]["signatures"][&a];
-    assert_eq!(b_sigs[usk.key_id()], signature(&usk, &a, &b_master), "{q}");
-}
-
-fn alice_device_key(user: &str, device: &str) -> SigningKey {
-    common::signing::device_key(user, device)
-}
-
-/// `key`'s signature (by `user`) of `object`.
-fn signature(key: &SigningKey, user: &str, object: &Value) -> Value {
-    key.signed(user, object)["signatures"][user][key.key_id()].clone()
-}
-
-/// `object` with `user`'s signature `sig` under `key_id` added.
-fn with_signature(object: &Value, user: &str, key_id: &str, sig: Value) -> Value {
-    let mut object = object.clone();
-    object["signatures"][user][key_id] = sig;
-    object
+    assert_eq!(b_sigs[usk.key_id()], usk.signature(&a, &b_master), "{q}");
 }
 
 macro_rules! both {

@@ -98,26 +98,13 @@ impl Http {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| Failure::transport(op, &e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| Failure::transport(op, &e))?;
-        if !status.is_success() {
-            return Err(Failure::status(op, status, &bytes));
-        }
-        Ok(bytes)
+        send(op, req).await
     }
 
     /// A media upload of raw bytes.
     pub async fn upload(&self, url: &str, token: &str, data: Vec<u8>) -> Result<Bytes, Failure> {
         let req = self.client.post(url).timeout(self.timeout).bearer_auth(token);
-        let req = req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data);
-        let resp = req.send().await.map_err(|e| Failure::transport("upload", &e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| Failure::transport("upload", &e))?;
-        if !status.is_success() {
-            return Err(Failure::status("upload", status, &bytes));
-        }
-        Ok(bytes)
+        send("upload", req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data)).await
     }
 
     /// A POST whose non-2xx reply the caller wants to read (the UIA challenge).
@@ -138,6 +125,17 @@ impl Http {
         let bytes = self.call(op, method, url, token, body, None).await?;
         serde_json::from_slice(&bytes).map_err(|_| Failure::new(format!("{op}: bad json")))
     }
+}
+
+/// Sends `req`; the body of a 2xx reply, else a [`Failure`] of `op`.
+async fn send(op: &str, req: reqwest::RequestBuilder) -> Result<Bytes, Failure> {
+    let resp = req.send().await.map_err(|e| Failure::transport(op, &e))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| Failure::transport(op, &e))?;
+    if !status.is_success() {
+        return Err(Failure::status(op, status, &bytes));
+    }
+    Ok(bytes)
 }
 
 /// A registered user with an access token, bound to one base URL.
@@ -248,7 +246,7 @@ impl User {
 }
 
 /// The path and query of a `/sync` request.
-fn sync_path(since: Option<&str>, filter: &str, timeout_ms: u64) -> String {
+pub fn sync_path(since: Option<&str>, filter: &str, timeout_ms: u64) -> String {
     let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}", enc(filter));
     if let Some(s) = since {
         path.push_str("&since=");

@@ -72,6 +72,19 @@ impl SigningKey {
         self.sign(user, &mut key);
         key
     }
+
+    /// `user`'s signature of `object` by this key: the one [`SigningKey::signed`] adds.
+    pub fn signature(&self, user: &str, object: &Value) -> Value {
+        self.signed(user, object)["signatures"][user][self.key_id()].clone()
+    }
+}
+
+/// `object` with `user`'s signature `sig` under `key_id` added (for a forged or misplaced
+/// signature: one made by another key, or of another object).
+pub fn with_signature(object: &Value, user: &str, key_id: &str, sig: Value) -> Value {
+    let mut object = object.clone();
+    object["signatures"][user][key_id] = sig;
+    object
 }
 
 /// A device's keys as `/keys/upload` takes them, signed by the device's own ed25519 key

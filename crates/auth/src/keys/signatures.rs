@@ -7,7 +7,7 @@
 //! `M_INVALID_SIGNATURE`, an unknown key (or a missing signing key) with `M_NOT_FOUND`, and
 //! the others are stored (spec: client-server API, `/keys/signatures/upload`; as Synapse).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ruma::OwnedUserId;
 use serde_json::{Value, json};
@@ -36,6 +36,17 @@ enum Signer {
 /// One signature to store: target user, target key ID, signing key ID, signature.
 type Accepted = (String, String, String, String);
 
+/// The ed25519 public key of the uploader's device named by a signing key ID
+/// (`ed25519:<device ID>`), among the uploader's device keys, if that device has one.
+fn device_signing_key(my_devices: &HashMap<String, String>, key_id: &str) -> Result<Option<String>> {
+    let Some(keys) = key_id.strip_prefix("ed25519:").and_then(|device| my_devices.get(device)) else {
+        return Ok(None);
+    };
+    let keys: Value =
+        serde_json::from_str(keys).map_err(|e| Error::internal(format!("stored device keys are not JSON: {e}")))?;
+    Ok(keys["keys"][key_id].as_str().map(str::to_owned))
+}
+
 /// A failure entry of the response, in the spec's error shape (plus the status, as Synapse).
 fn failure(code: ErrorCode, message: &str) -> Value {
     json!({ "status": code.default_status(), "errcode": code.as_str(), "error": message })
@@ -50,6 +61,14 @@ impl Auth {
         let mut client = self.pool.get().await?;
         let mine = store::cross_signing_keys(&client, me).await?;
         let my_master = stored_public(&mine, "master")?;
+        // The uploader's device keys, read once: a device may be both a key signed here (by
+        // the self-signing key) and the signer of the master key.
+        let my_devices: HashMap<String, String> = match body.keys().any(|u| u.as_str() == me) {
+            true => {
+                store::user_device_keys(&client, me).await?.into_iter().map(|d| (d.device_id, d.key_json)).collect()
+            }
+            false => HashMap::new(),
+        };
         let mut failures: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         let mut accepted: Vec<Accepted> = Vec::new();
         for (target_user, keys) in &body {
@@ -66,7 +85,7 @@ impl Auth {
                     (stored, Some(Signer::Device), "")
                 } else if target_user == me {
                     let signer = stored_public(&mine, "self_signing")?.map(Signer::Key);
-                    (store::device_keys(&client, me, key_id).await?, signer, "No self-signing key")
+                    (my_devices.get(key_id).cloned(), signer, "No self-signing key")
                 } else {
                     let their_master = theirs.iter().flatten().find(|k| k.key_type == "master");
                     let stored = their_master.filter(|m| m.public_key == *key_id).map(|m| m.key_json.clone());
@@ -104,7 +123,7 @@ impl Auth {
                         Signer::Key(public) => {
                             (id.strip_prefix("ed25519:") == Some(public.as_str())).then(|| public.clone())
                         }
-                        Signer::Device => self.device_signing_key(&client, me, &id).await?,
+                        Signer::Device => device_signing_key(&my_devices, &id)?,
                     };
                     if let Some(public) = public {
                         candidates.push((id, sig, public));
@@ -131,21 +150,6 @@ impl Auth {
             self.store_signatures(&mut client, me, &accepted).await?;
         }
         Ok(KeysResponse { body_json: json!({ "failures": failures }).to_string() })
-    }
-
-    /// The ed25519 public key of the uploader's device named by a signing key ID
-    /// (`ed25519:<device ID>`), if that device has one.
-    async fn device_signing_key(
-        &self,
-        client: &impl deadpool_postgres::GenericClient,
-        me: &str,
-        key_id: &str,
-    ) -> Result<Option<String>> {
-        let Some(device) = key_id.strip_prefix("ed25519:") else { return Ok(None) };
-        let Some(keys) = store::device_keys(client, me, device).await? else { return Ok(None) };
-        let keys: Value = serde_json::from_str(&keys)
-            .map_err(|e| Error::internal(format!("stored device keys are not JSON: {e}")))?;
-        Ok(keys["keys"][key_id].as_str().map(str::to_owned))
     }
 
     /// Stores verified signatures and records who hears of them: the uploader's own keys

@@ -4,6 +4,7 @@
 //! connection error, timeout or 5xx, and every attempt is logged with its time.
 
 use std::{
+    future::Future,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
-    client::{Failure, Http, User, enc},
+    client::{Failure, Http, User, enc, sync_path},
     sync_body::SyncBody,
 };
 
@@ -95,8 +96,7 @@ impl Client {
         Client { user, current: AtomicUsize::new(first) }
     }
 
-    /// One attempt on the current gateway; a failure that is not the client's fault moves
-    /// this client to the next gateway.
+    /// One request on the current gateway.
     async fn call(
         &self,
         s: &Shared,
@@ -106,9 +106,27 @@ impl Client {
         body: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<bytes::Bytes, Failure> {
+        self.attempt(s, op, path, |url| async move {
+            s.http.call(op, method, &url, Some(&self.user.token), body, timeout).await
+        })
+        .await
+    }
+
+    /// One attempt, `request` on the URL of `path` at the current gateway, logged; a failure
+    /// that is not the client's fault moves this client to the next gateway.
+    async fn attempt<F, Fut>(
+        &self,
+        s: &Shared,
+        op: &'static str,
+        path: &str,
+        request: F,
+    ) -> Result<bytes::Bytes, Failure>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<bytes::Bytes, Failure>>,
+    {
         let i = self.current.load(Ordering::Relaxed);
-        let url = format!("{}{path}", s.urls[i % s.urls.len()]);
-        let result = s.http.call(op, method, &url, Some(&self.user.token), body, timeout).await;
+        let result = request(format!("{}{path}", s.urls[i % s.urls.len()])).await;
         s.note(op, &result);
         if let Err(f) = &result
             && Class::of(f) != Class::Client
@@ -207,8 +225,7 @@ pub async fn receiver(
     let hard = Duration::from_millis(poll_ms) + Duration::from_secs(10);
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
-        let path =
-            format!("/_matrix/client/v3/sync?timeout={poll_ms}&filter={}&since={}", enc(&filter_id), enc(&since));
+        let path = sync_path(Some(&since), &filter_id, poll_ms);
         let result = tokio::select! {
             r = c.call(&s, "sync", Method::GET, &path, None, Some(hard)) => r,
             _ = stop.changed() => break,
@@ -279,22 +296,19 @@ pub async fn media(s: Arc<Shared>, c: Arc<Client>, stop: tokio::sync::watch::Rec
 /// not an error); the `content_uri`.
 async fn upload(s: &Shared, c: &Client, data: &[u8]) -> Result<String, ()> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let path = "/_matrix/media/v3/upload?filename=chaos.bin";
     loop {
-        let i = c.current.load(Ordering::Relaxed);
-        let url = format!("{}/_matrix/media/v3/upload?filename=chaos.bin", s.urls[i % s.urls.len()]);
-        let result = s.http.upload(&url, &c.user.token, data.to_vec()).await;
-        s.note("upload", &result);
-        match result {
+        match c
+            .attempt(s, "upload", path, |url| async move { s.http.upload(&url, &c.user.token, data.to_vec()).await })
+            .await
+        {
             Ok(b) => {
                 let v: Value = serde_json::from_slice(&b).map_err(|_| ())?;
                 return v["content_uri"].as_str().map(str::to_owned).ok_or(());
             }
             Err(f) if Class::of(&f) == Class::Client && !f.is_rate_limited() => return Err(()),
             Err(_) if Instant::now() >= deadline => return Err(()),
-            Err(_) => {
-                let _ = c.current.compare_exchange(i, i + 1, Ordering::Relaxed, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
 }
