@@ -36,6 +36,8 @@ macro_rules! both_modes {
     };
 }
 
+mod admin_sessions;
+mod admin_suspend;
 mod admin_tokens;
 mod admin_users;
 mod backend_tls;

@@ -6,6 +6,7 @@
 
 mod api;
 mod api_tokens;
+mod suspend;
 mod tokens;
 mod users;
 
@@ -31,7 +32,11 @@ use crate::{
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(users::routes()).merge(tokens::routes()).route_layer(middleware::from_fn(audit))
+    Router::new()
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(suspend::routes())
+        .route_layer(middleware::from_fn(audit))
 }
 
 /// The authentication of admin endpoints: a valid access token of a server admin (the

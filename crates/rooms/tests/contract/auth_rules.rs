@@ -392,6 +392,7 @@ pub async fn redactions_of_others_need_the_redact_level(env: Env) {
         event_id: event_id.into(),
         txn_id: None,
         reason: None,
+        only_own: false,
     };
     refused(env.svc.redact(redact(BOB, &alices)).await, Forbidden, "permission to redact");
     env.svc.redact(redact(BOB, &bobs)).await.unwrap();
