@@ -36,6 +36,7 @@ macro_rules! both_modes {
     };
 }
 
+mod admin_media;
 mod admin_sessions;
 mod admin_suspend;
 mod admin_tokens;

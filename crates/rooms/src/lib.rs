@@ -35,6 +35,7 @@ mod directory;
 mod guests;
 mod keys;
 mod leave_all;
+mod media_refs;
 mod members;
 mod membership;
 mod new_event;

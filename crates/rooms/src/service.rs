@@ -116,4 +116,7 @@ impl RoomsService for RoomsHandle {
     async fn mutual_rooms(&self, req: MutualRoomsRequest) -> Result<MutualRoomsResponse> {
         self.0.mutual_rooms(req).await
     }
+    async fn room_media(&self, req: RoomMediaRequest) -> Result<RoomMediaResponse> {
+        self.0.room_media(req).await
+    }
 }

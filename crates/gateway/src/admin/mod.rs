@@ -6,6 +6,8 @@
 
 mod api;
 mod api_tokens;
+mod media;
+mod media_api;
 mod suspend;
 mod tokens;
 mod users;
@@ -36,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(users::routes())
         .merge(tokens::routes())
         .merge(suspend::routes())
+        .merge(media::routes())
         .route_layer(middleware::from_fn(audit))
 }
 
