@@ -21,8 +21,8 @@ use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, route
 
 /// Spec versions whose endpoints Trellis serves: through v1.15 — authenticated media with
 /// its `Content-Disposition` (v1.12), room and user reports (v1.13, v1.14), room summaries
-/// (v1.15); account locking and suspension (v1.12, v1.13) and the OAuth 2.0 API (v1.15) are
-/// optional and answered as absent. Not v1.16 yet: `/sync`'s `use_state_after` and room
+/// (v1.15); account locking and suspension (v1.12, v1.13; their admin endpoints of v1.18 are
+/// served too); the OAuth 2.0 API (v1.15) is optional and answered as absent. Not v1.16 yet: `/sync`'s `use_state_after` and room
 /// version 12's creator power levels at room creation are still to come.
 const VERSIONS: &[&str] = &[
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4",
