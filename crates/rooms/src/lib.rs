@@ -49,6 +49,7 @@ mod relations;
 mod reports;
 mod search;
 mod send;
+mod server_notices;
 mod service;
 pub use service::RoomsHandle;
 mod spaces;

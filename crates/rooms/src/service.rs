@@ -119,4 +119,7 @@ impl RoomsService for RoomsHandle {
     async fn room_media(&self, req: RoomMediaRequest) -> Result<RoomMediaResponse> {
         self.0.room_media(req).await
     }
+    async fn send_server_notice(&self, req: ServerNoticeRequest) -> Result<ServerNoticeResponse> {
+        self.0.send_server_notice(req).await
+    }
 }

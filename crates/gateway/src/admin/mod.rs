@@ -8,12 +8,14 @@ mod api;
 mod api_tokens;
 mod media;
 mod media_api;
+mod notices;
 mod suspend;
 mod tokens;
 mod users;
 
 /// Synapse checks `new_password` by hand (`M_MISSING_PARAM`): see `extract::missing_param`.
 pub(crate) use api::reset_password::Request as ResetPasswordRequest;
+pub use notices::ServerNotices;
 
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(tokens::routes())
         .merge(suspend::routes())
         .merge(media::routes())
+        .merge(notices::routes())
         .route_layer(middleware::from_fn(audit))
 }
 
