@@ -43,7 +43,7 @@ async fn deletion_frees_blobs_and_usage(kind: Kind) {
     assert_eq!(fx.count(usage).await, 20_000);
 
     let del = |id: &str| AdminDeleteMediaRequest { admin: ADMIN.into(), selection: one(id) };
-    assert_eq!(fx.svc().admin_delete_media(del(&a)).await.unwrap().media_ids, [a.clone()]);
+    assert_eq!(fx.svc().admin_delete_media(del(&a)).await.unwrap().media_ids, vec![a.clone()]);
     assert_eq!(fx.blob_files(), vec![fx.blob_path(&data)], "b still names the bytes");
     assert_eq!(fx.count(usage).await, 10_000);
     expect_err(fx.svc().admin_delete_media(del(&a)).await, ErrorCode::NotFound, 404);
