@@ -654,6 +654,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "support",
     "metrics",
     "health",
+    "server_notices",
 ];
 
 impl Config {
