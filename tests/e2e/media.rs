@@ -6,7 +6,7 @@
 #[path = "media_async.rs"]
 mod media_async;
 #[path = "media_thumbnails.rs"]
-mod media_thumbnails;
+pub(crate) mod media_thumbnails;
 
 use rand::RngExt;
 use trellis_testkit::TestServer;

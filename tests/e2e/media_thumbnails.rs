@@ -8,7 +8,7 @@ use super::{get, upload_id, user};
 both_modes!(thumbnails_are_served);
 
 /// A `w`×`h` RGB PNG, uncompressed (stored deflate blocks), so no image library is needed.
-fn png(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn png(w: u32, h: u32) -> Vec<u8> {
     fn crc32(data: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &b in data {

@@ -16,7 +16,8 @@ pub const MAX_LIMIT: i32 = 1000;
 
 const IS_ADMIN: &str = "SELECT admin FROM users WHERE user_id = $1 AND NOT deactivated";
 const COLUMNS: &str = "u.user_id, p.displayname, p.avatar_url, u.is_guest, u.admin, u.deactivated, u.erased, \
-                       u.locked, u.created_ts, (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id)";
+                       u.locked, u.created_ts, (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id), \
+                       u.suspended";
 
 /// The SQL column for one of Synapse's `order_by` names.
 fn order_column(order_by: &str) -> Result<&'static str> {
@@ -49,6 +50,7 @@ pub(crate) fn user_row(row: &tokio_postgres::Row) -> AdminUser {
         locked: row.get(7),
         creation_ts: row.get(8),
         last_seen_ts: row.get(9),
+        suspended: row.get(10),
     }
 }
 

@@ -60,7 +60,7 @@ impl Auth {
         };
         let existing = find_user(&self.pool.get().await?, &req.user_id).await?;
         let created = existing.is_none();
-        let mut deactivated_now = false;
+        let (mut deactivated_now, mut devices_logged_out) = (false, false);
         match existing {
             None => {
                 let localpart = req.user_id[1..].split(':').next().unwrap_or_default().to_owned();
@@ -84,6 +84,7 @@ impl Auth {
                 }
                 if let Some(p) = new_password {
                     self.set_password(&req.user_id, p, req.logout_devices.then_some(None)).await?;
+                    devices_logged_out = req.logout_devices;
                 }
                 if let Some(name) = &req.displayname {
                     store::set_profile_field(&self.pool.get().await?, &req.user_id, Field::Displayname, Some(name))
@@ -109,12 +110,12 @@ impl Auth {
             }
         }
         let user = find_user(&client, &req.user_id).await?.ok_or_else(user_not_found)?;
-        Ok(AdminPutUserResponse { user: Some(user), created, deactivated_now })
+        Ok(AdminPutUserResponse { user: Some(user), created, deactivated_now, devices_logged_out })
     }
 
     /// Validations of the user's tokens remembered here and by gateways end (a lock takes
     /// effect at once).
-    async fn forget_user_tokens(&self, user_id: &str) -> Result<()> {
+    pub(crate) async fn forget_user_tokens(&self, user_id: &str) -> Result<()> {
         let client = self.pool.get().await?;
         let revoked = store::hashes(client.query(&client.prepare_cached(USER_TOKENS).await?, &[&user_id]).await?)?;
         self.removed(user_id, devices::Removed { revoked, change: None }).await;
@@ -185,10 +186,13 @@ impl Auth {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             let device_id = new_device(&tx, &req.user_id, &login).await?;
+            // A new device, as a login makes one: the user's device list changed.
+            let device_list_pos = crate::keys::changes::record(&tx, &req.user_id).await?;
             let access_token = new_access_token();
             store::insert_token(&tx, &hash_token(&access_token), &req.user_id, &device_id, req.valid_until_ms, None)
                 .await?;
             tx.commit().await?;
+            self.announce_device_list(&req.user_id, device_list_pos).await;
             Ok(AdminLoginAsResponse { access_token })
         };
         audit(&req.admin, "login_as", &req.user_id, outcome.await)

@@ -19,6 +19,7 @@ mod guest;
 pub mod keys;
 mod login;
 mod login_token;
+mod moderation;
 mod openid;
 mod password;
 mod profile;

@@ -205,15 +205,18 @@ impl Auth {
     }
 
     /// The user a login token signs in (the token is used up); `M_FORBIDDEN` for one unknown,
-    /// used or expired (the spec's answer), `M_USER_DEACTIVATED` if the account is gone.
+    /// used or expired (the spec's answer), `M_USER_DEACTIVATED` if the account is gone,
+    /// `M_USER_LOCKED` if an admin locked it.
     async fn consume_login_token(&self, token: &str) -> Result<String> {
         let client = self.pool.get().await?;
         let user_id = login_token::consume(&client, &hash_token(token)).await?;
         let user_id = user_id.ok_or_else(|| Error::forbidden("Invalid login token"))?;
-        if store::credentials(&client, &user_id).await?.is_some_and(|c| c.deactivated) {
-            return Err(deactivated());
+        match store::credentials(&client, &user_id).await? {
+            Some(c) if c.deactivated => Err(deactivated()),
+            // Made before an admin locked the account: it signs in no more than a password.
+            Some(c) if c.locked => Err(locked()),
+            _ => Ok(user_id),
         }
-        Ok(user_id)
     }
 
     #[instrument(skip_all, fields(user_id = tracing::field::Empty))]

@@ -217,4 +217,8 @@ impl AuthService for Auth {
     async fn admin_login_as(&self, req: AdminLoginAsRequest) -> Result<AdminLoginAsResponse> {
         self.do_admin_login_as(req).await
     }
+
+    async fn admin_moderate(&self, req: AdminModerateRequest) -> Result<AdminModeration> {
+        self.do_admin_moderate(req).await
+    }
 }

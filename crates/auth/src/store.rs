@@ -28,7 +28,8 @@ const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, devi
                             refresh_hash) VALUES ($1, $2, $3, $4, $5, $6)";
 // The refresh token issued with it, while neither has been used yet.
 const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest, t.expires_ts, \
-                            CASE WHEN r.used THEN NULL ELSE r.token_hash END, u.locked FROM access_tokens t \
+                            CASE WHEN r.used THEN NULL ELSE r.token_hash END, u.locked, u.suspended \
+                            FROM access_tokens t \
                             JOIN users u ON u.user_id = t.user_id \
                             LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_hash WHERE t.token_hash = $1";
 const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
@@ -170,8 +171,13 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
     let stmt = c.prepare_cached(SELECT_TOKEN).await?;
     let Some(row) = c.query_opt(&stmt, &[&hash.as_slice()]).await? else { return Ok(None) };
     let unused_refresh = row.get::<_, Option<&[u8]>>(4).map(stored_hash).transpose()?;
-    let requester =
-        Requester { user_id: row.get(0), device_id: row.get(1), is_guest: row.get(2), expires_ts: row.get(3) };
+    let requester = Requester {
+        user_id: row.get(0),
+        device_id: row.get(1),
+        is_guest: row.get(2),
+        expires_ts: row.get(3),
+        suspended: row.get(6),
+    };
     Ok(Some(TokenRow { requester, unused_refresh, locked: row.get(5) }))
 }
 

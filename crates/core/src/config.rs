@@ -76,6 +76,7 @@ pub struct Config {
     pub support: SupportConfig,
     pub metrics: MetricsConfig,
     pub health: HealthConfig,
+    pub server_notices: ServerNoticesConfig,
 }
 
 impl Default for Config {
@@ -100,6 +101,7 @@ impl Default for Config {
             support: SupportConfig::default(),
             metrics: MetricsConfig::default(),
             health: HealthConfig::default(),
+            server_notices: ServerNoticesConfig::default(),
         }
     }
 }
@@ -308,6 +310,31 @@ pub struct SupportConfig {
     pub contacts: Vec<SupportContact>,
     /// A web page with help for this server's users.
     pub support_page: Option<String>,
+}
+
+/// `[server_notices]`: admins' notices to users (`POST /_synapse/admin/v1/send_server_notice`),
+/// sent by a system user in a room of its own with each user, as Synapse does. Off unless
+/// `system_mxid_localpart` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerNoticesConfig {
+    /// The localpart of the user who sends notices (its account is made on first use).
+    pub system_mxid_localpart: Option<String>,
+    pub system_mxid_display_name: Option<String>,
+    pub system_mxid_avatar_url: Option<String>,
+    /// The name of each user's notices room.
+    pub room_name: String,
+}
+
+impl Default for ServerNoticesConfig {
+    fn default() -> ServerNoticesConfig {
+        ServerNoticesConfig {
+            system_mxid_localpart: None,
+            system_mxid_display_name: None,
+            system_mxid_avatar_url: None,
+            room_name: "Server Notices".into(),
+        }
+    }
 }
 
 /// A way to reach the server's administrators: a role (`m.role.admin`, `m.role.security` or
@@ -627,6 +654,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "support",
     "metrics",
     "health",
+    "server_notices",
 ];
 
 impl Config {

@@ -145,6 +145,10 @@ impl Error {
     pub fn forbidden(message: impl Into<String>) -> Error {
         Error::new(ErrorCode::Forbidden, message)
     }
+    /// A suspended account tried what it may not (spec 1.13, account suspension).
+    pub fn suspended() -> Error {
+        Error::new(ErrorCode::UserSuspended, "You cannot perform this action while suspended.")
+    }
     pub fn not_found(message: impl Into<String>) -> Error {
         Error::new(ErrorCode::NotFound, message)
     }

@@ -34,6 +34,18 @@ pub struct Authed {
     pub access_token: String,
     /// When the token stops working (ms since the epoch); `None`: never.
     pub expires_ts: Option<i64>,
+    /// An admin suspended the account (as of the token's validation; a change of the flag
+    /// ends remembered validations).
+    pub suspended: bool,
+}
+
+impl Authed {
+    /// `M_USER_SUSPENDED` for a suspended account: for the actions the spec's account
+    /// suspension recommends refusing (joining, knocking, inviting, sending, creating
+    /// rooms, changing the profile, uploading media).
+    pub fn not_suspended(&self) -> Result<(), ApiError> {
+        if self.suspended { Err(ApiError(Error::suspended())) } else { Ok(()) }
+    }
 }
 
 /// The access token of a request, if it carries one.
@@ -73,6 +85,7 @@ impl FromRequestParts<AppState> for Authed {
                     is_guest: requester.is_guest,
                     access_token: token.clone(),
                     expires_ts: requester.expires_ts,
+                    suspended: requester.suspended,
                 };
                 if let (Some(c), Some(since)) = (&state.tokens, validation) {
                     c.insert(token, authed.clone(), since);

@@ -96,6 +96,7 @@ mod tests {
             is_guest: false,
             access_token: String::new(),
             expires_ts: None,
+            suspended: false,
         }
     }
 

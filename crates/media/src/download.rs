@@ -115,6 +115,9 @@ impl Inner {
             }
             let _ = tokio::time::timeout(left.min(POLL_EVERY), self.uploaded.notified()).await;
         };
+        if media.quarantined {
+            return Err(Error::not_found("Unknown media ID"));
+        }
         // The spec's freeze of the deprecated endpoints answers as if the file did not exist.
         if !authenticated && !self.settings.legacy.allows(media.created_ts) {
             return Err(Error::not_found("Unknown media ID (this media needs an authenticated download)"));

@@ -7,6 +7,7 @@
 //! The service is [`Media`]; it implements [`trellis_proto::media::MediaService`], so the
 //! same value serves monolith mode directly and split mode through `MediaGrpcServer`.
 
+mod admin;
 mod db;
 mod download;
 mod ids;

@@ -11,8 +11,9 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Notify, Semaphore};
 use trellis_core::{Result, config::Config};
 use trellis_proto::media::{
-    ByteStream, ConfigRequest, ConfigResponse, CreateRequest, CreateResponse, Download, DownloadRequest, MediaService,
-    PreviewUrlRequest, PreviewUrlResponse, ThumbnailRequest, UploadMeta, UploadResponse,
+    AdminDeleteMediaRequest, AdminDeletedMedia, AdminListMediaRequest, AdminMediaCount, AdminMediaList,
+    AdminQuarantineRequest, ByteStream, ConfigRequest, ConfigResponse, CreateRequest, CreateResponse, Download,
+    DownloadRequest, MediaService, PreviewUrlRequest, PreviewUrlResponse, ThumbnailRequest, UploadMeta, UploadResponse,
 };
 
 use crate::{
@@ -142,5 +143,17 @@ impl MediaService for Media {
 
     async fn config(&self, _: ConfigRequest) -> Result<ConfigResponse> {
         Ok(ConfigResponse { upload_size: Some(self.inner.settings.max_upload_bytes) })
+    }
+
+    async fn admin_quarantine(&self, req: AdminQuarantineRequest) -> Result<AdminMediaCount> {
+        self.inner.admin_quarantine(req).await
+    }
+
+    async fn admin_delete_media(&self, req: AdminDeleteMediaRequest) -> Result<AdminDeletedMedia> {
+        self.inner.admin_delete_media(req).await
+    }
+
+    async fn admin_list_media(&self, req: AdminListMediaRequest) -> Result<AdminMediaList> {
+        self.inner.admin_list_media(req).await
     }
 }

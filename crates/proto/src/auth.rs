@@ -70,6 +70,9 @@ service! {
         fn admin_delete_devices(AdminDeleteDevicesRequest) -> AuthAck;
         /// A token for another user on a new device (`M_INVALID_PARAM` for the admin themself).
         fn admin_login_as(AdminLoginAsRequest) -> AdminLoginAsResponse;
+        /// Suspends or locks an account, or lifts it (spec 1.18): `M_NOT_FOUND` for an unknown
+        /// or deactivated account, `M_FORBIDDEN` to change oneself or another admin.
+        fn admin_moderate(AdminModerateRequest) -> AdminModeration;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

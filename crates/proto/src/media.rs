@@ -37,6 +37,13 @@ pub trait MediaService: Send + Sync + 'static {
     async fn preview_url(&self, req: PreviewUrlRequest) -> Result<PreviewUrlResponse>;
     /// What clients may know of the repository's limits.
     async fn config(&self, req: ConfigRequest) -> Result<ConfigResponse>;
+    /// Quarantines (or releases) local media: downloads and thumbnails of it are answered
+    /// `M_NOT_FOUND`. `M_NOT_FOUND` for a named media ID this server does not have.
+    async fn admin_quarantine(&self, req: AdminQuarantineRequest) -> Result<AdminMediaCount>;
+    /// Deletes local media, its thumbnails and the blobs nothing else names.
+    async fn admin_delete_media(&self, req: AdminDeleteMediaRequest) -> Result<AdminDeletedMedia>;
+    /// A page of a user's media (`M_INVALID_PARAM` for a bad page or order).
+    async fn admin_list_media(&self, req: AdminListMediaRequest) -> Result<AdminMediaList>;
 }
 
 /// Calls a remote media service over gRPC.
@@ -97,6 +104,21 @@ impl MediaService for MediaGrpcClient {
     async fn config(&self, req: ConfigRequest) -> Result<ConfigResponse> {
         let mut client = self.inner.clone();
         client.config(request(req)).await.map(tonic::Response::into_inner).map_err(crate::status::to_error)
+    }
+
+    async fn admin_quarantine(&self, req: AdminQuarantineRequest) -> Result<AdminMediaCount> {
+        let mut client = self.inner.clone();
+        client.admin_quarantine(request(req)).await.map(tonic::Response::into_inner).map_err(crate::status::to_error)
+    }
+
+    async fn admin_delete_media(&self, req: AdminDeleteMediaRequest) -> Result<AdminDeletedMedia> {
+        let mut client = self.inner.clone();
+        client.admin_delete_media(request(req)).await.map(tonic::Response::into_inner).map_err(crate::status::to_error)
+    }
+
+    async fn admin_list_media(&self, req: AdminListMediaRequest) -> Result<AdminMediaList> {
+        let mut client = self.inner.clone();
+        client.admin_list_media(request(req)).await.map(tonic::Response::into_inner).map_err(crate::status::to_error)
     }
 }
 
@@ -243,6 +265,36 @@ impl media_server::Media for MediaGrpcServer {
         let inner = self.inner.clone();
         let req = request.into_inner();
         unary(async move { inner.config(req).await }.instrument(span).await)
+    }
+
+    async fn admin_quarantine(
+        &self,
+        request: tonic::Request<AdminQuarantineRequest>,
+    ) -> Result<tonic::Response<AdminMediaCount>, tonic::Status> {
+        let span = server_span("admin_quarantine", &request);
+        let inner = self.inner.clone();
+        let req = request.into_inner();
+        unary(async move { inner.admin_quarantine(req).await }.instrument(span).await)
+    }
+
+    async fn admin_delete_media(
+        &self,
+        request: tonic::Request<AdminDeleteMediaRequest>,
+    ) -> Result<tonic::Response<AdminDeletedMedia>, tonic::Status> {
+        let span = server_span("admin_delete_media", &request);
+        let inner = self.inner.clone();
+        let req = request.into_inner();
+        unary(async move { inner.admin_delete_media(req).await }.instrument(span).await)
+    }
+
+    async fn admin_list_media(
+        &self,
+        request: tonic::Request<AdminListMediaRequest>,
+    ) -> Result<tonic::Response<AdminMediaList>, tonic::Status> {
+        let span = server_span("admin_list_media", &request);
+        let inner = self.inner.clone();
+        let req = request.into_inner();
+        unary(async move { inner.admin_list_media(req).await }.instrument(span).await)
     }
 }
 

@@ -54,6 +54,11 @@ service! {
         fn report_user(ReportUserRequest) -> Empty;
         /// The rooms two users are both joined to, a page at a time.
         fn mutual_rooms(MutualRoomsRequest) -> MutualRoomsResponse;
+        /// The media a room's events show, this server's and others' (`M_NOT_FOUND` for an
+        /// unknown room).
+        fn room_media(RoomMediaRequest) -> RoomMediaResponse;
+        /// Sends a server notice to a user, making their notices room if they have none.
+        fn send_server_notice(ServerNoticeRequest) -> ServerNoticeResponse;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

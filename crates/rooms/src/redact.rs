@@ -1,7 +1,8 @@
 //! Redaction: the permission rule of the client-server API (one's own events, or anyone's
 //! with the `redact` power level), and what a redaction does to the stored event — its
 //! content and PDU stripped by the room version's algorithm, `unsigned.redacted_because` set,
-//! its relations dropped — in the same transaction as the redaction itself.
+//! its relations dropped — in the same transaction as the redaction itself. A suspended
+//! account may redact only its own events.
 
 use ruma::{CanonicalJsonObject, EventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
@@ -62,6 +63,9 @@ impl Rooms {
                 }
             }
         };
+        if req.only_own && target_sender != sender.as_str() {
+            return Err(Error::suspended());
+        }
         let mut content = CanonicalJsonObject::new();
         if let Some(reason) = req.reason.filter(|r| !r.is_empty()) {
             content.insert("reason".into(), ruma::CanonicalJsonValue::String(reason));

@@ -95,6 +95,7 @@ impl Rooms {
             event_id: target.clone(),
             txn_id: None,
             reason,
+            only_own: false,
         };
         self.redact_in(redaction, txn).await
     }

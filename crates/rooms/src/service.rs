@@ -116,4 +116,10 @@ impl RoomsService for RoomsHandle {
     async fn mutual_rooms(&self, req: MutualRoomsRequest) -> Result<MutualRoomsResponse> {
         self.0.mutual_rooms(req).await
     }
+    async fn room_media(&self, req: RoomMediaRequest) -> Result<RoomMediaResponse> {
+        self.0.room_media(req).await
+    }
+    async fn send_server_notice(&self, req: ServerNoticeRequest) -> Result<ServerNoticeResponse> {
+        self.0.send_server_notice(req).await
+    }
 }

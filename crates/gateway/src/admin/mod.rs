@@ -6,11 +6,16 @@
 
 mod api;
 mod api_tokens;
+mod media;
+mod media_api;
+mod notices;
+mod suspend;
 mod tokens;
 mod users;
 
 /// Synapse checks `new_password` by hand (`M_MISSING_PARAM`): see `extract::missing_param`.
 pub(crate) use api::reset_password::Request as ResetPasswordRequest;
+pub use notices::ServerNotices;
 
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +36,13 @@ use crate::{
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(users::routes()).merge(tokens::routes()).route_layer(middleware::from_fn(audit))
+    Router::new()
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(suspend::routes())
+        .merge(media::routes())
+        .merge(notices::routes())
+        .route_layer(middleware::from_fn(audit))
 }
 
 /// The authentication of admin endpoints: a valid access token of a server admin (the

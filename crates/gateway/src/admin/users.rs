@@ -11,6 +11,7 @@ use trellis_proto::{
         AdminPutUserRequest, AdminResetPasswordRequest, AdminUser, AdminUserRequest, ListDevicesRequest, WhoisRequest,
     },
     rooms::JoinedRoomsRequest,
+    sync::delete_device_pushers_request::Which,
 };
 
 use super::{
@@ -84,7 +85,7 @@ fn details(u: AdminUser) -> UserDetails {
         external_ids: Vec::new(),
         user_type: None,
         locked: u.locked,
-        suspended: false,
+        suspended: u.suspended,
         last_seen_ts: u.last_seen_ts,
     }
 }
@@ -196,6 +197,8 @@ async fn put_user_route(
     let user = done.user.ok_or_else(|| Error::internal("no user in the answer"))?;
     if done.deactivated_now {
         finish_deactivation(&s, user.user_id.clone()).await?;
+    } else if done.devices_logged_out {
+        devices_removed(&s, &user.user_id, Which::All(true)).await?;
     }
     if user.locked {
         forget_devices(&s, &user.user_id, |_| true);
@@ -230,7 +233,7 @@ async fn reset_password_route(
         AdminResetPasswordRequest { admin, user_id: user_id.clone(), new_password: b.new_password, logout_devices };
     s.services.auth.admin_reset_password(reset).await?;
     if logout_devices {
-        devices_removed(&s, &user_id, trellis_proto::sync::delete_device_pushers_request::Which::All(true)).await?;
+        devices_removed(&s, &user_id, Which::All(true)).await?;
     }
     Ok(api::reset_password::Response {})
 }

@@ -14,14 +14,15 @@ use ruma::{
     },
 };
 use serde_json::{Value, json};
-use trellis_core::{Error, config::SupportConfig};
+use trellis_core::{Error, ErrorCode, config::SupportConfig};
+use trellis_proto::auth::RequireAdminRequest;
 
 use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
 
 /// Spec versions whose endpoints Trellis serves: through v1.15 — authenticated media with
 /// its `Content-Disposition` (v1.12), room and user reports (v1.13, v1.14), room summaries
-/// (v1.15); account locking and suspension (v1.12, v1.13) and the OAuth 2.0 API (v1.15) are
-/// optional and answered as absent. Not v1.16 yet: `/sync`'s `use_state_after` and room
+/// (v1.15); account locking and suspension (v1.12, v1.13; their admin endpoints of v1.18 are
+/// served too); the OAuth 2.0 API (v1.15) is optional and answered as absent. Not v1.16 yet: `/sync`'s `use_state_after` and room
 /// version 12's creator power levels at room creation are still to come.
 const VERSIONS: &[&str] = &[
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4",
@@ -50,6 +51,8 @@ const UNSTABLE_FEATURES: &[&str] = &[
     "uk.tcpip.msc4133.stable",
     // Simplified Sliding Sync (MSC4186), what matrix-rust-sdk and Element X sync with.
     "org.matrix.simplified_msc3575",
+    // Account suspension and locking by admins (MSC4323, spec 1.18), also under its unstable path.
+    "uk.timedout.msc4323",
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -136,21 +139,31 @@ pub(crate) fn support(config: &SupportConfig) -> Option<discover_support::Respon
 /// ruma's type leaves out those at their default, `m.change_password` among them).
 async fn get_capabilities_route(
     s: AppState,
-    _: Ruma<get_capabilities::v3::Request>,
+    req: Ruma<get_capabilities::v3::Request>,
 ) -> ApiResult<Rendered<get_capabilities::v3::Response>> {
+    // Spec 1.18: only a server admin may suspend or lock accounts; for anyone else the
+    // capability is left out.
+    let ask = RequireAdminRequest { user_id: req.user.user_id };
+    let admin = match s.services.auth.require_admin(ask).await {
+        Ok(_) => true,
+        Err(e) if e.code() == ErrorCode::Forbidden => false,
+        Err(e) => return Err(e.into()),
+    };
     let available: serde_json::Map<String, Value> =
         trellis_core::room_versions::SUPPORTED.iter().map(|v| (v.to_string(), json!("stable"))).collect();
-    Rendered::shaped(&json!({
-        "capabilities": {
-            "m.room_versions": { "default": trellis_core::room_versions::DEFAULT, "available": available },
-            "m.change_password": { "enabled": true },
-            "m.set_displayname": { "enabled": true },
-            "m.set_avatar_url": { "enabled": true },
-            "m.3pid_changes": { "enabled": false },
-            // Custom profile fields (spec 1.16): every key the grammar allows may be set.
-            "m.profile_fields": { "enabled": true },
-            // `POST /login/get_token` (spec 1.7), when the server offers it.
-            "m.get_login_token": { "enabled": s.settings.login_token_enabled },
-        }
-    }))
+    let mut capabilities = json!({
+        "m.room_versions": { "default": trellis_core::room_versions::DEFAULT, "available": available },
+        "m.change_password": { "enabled": true },
+        "m.set_displayname": { "enabled": true },
+        "m.set_avatar_url": { "enabled": true },
+        "m.3pid_changes": { "enabled": false },
+        // Custom profile fields (spec 1.16): every key the grammar allows may be set.
+        "m.profile_fields": { "enabled": true },
+        // `POST /login/get_token` (spec 1.7), when the server offers it.
+        "m.get_login_token": { "enabled": s.settings.login_token_enabled },
+    });
+    if admin {
+        capabilities["m.account_moderation"] = json!({ "suspend": true, "lock": true });
+    }
+    Rendered::shaped(&json!({ "capabilities": capabilities }))
 }

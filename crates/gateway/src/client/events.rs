@@ -80,6 +80,7 @@ async fn send(
     content_json: String,
     txn_id: Option<String>,
 ) -> ApiResult<ruma::OwnedEventId> {
+    auth.not_suspended()?;
     s.limit(Action::Message, &auth.user_id).await?;
     let req = SendEventRequest {
         sender: auth.user_id,
@@ -203,6 +204,8 @@ async fn redact_event_route(
             event_id: req.event_id.to_string(),
             txn_id: Some(req.txn_id.to_string()),
             reason: req.reason,
+            // Suspended, one may still take back one's own events (the spec).
+            only_own: auth.suspended,
         })
         .await?;
     Ok(redact_event::v3::Response::new(stored_id(resp.event_id)?))

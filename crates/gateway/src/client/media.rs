@@ -116,6 +116,10 @@ async fn upload(
     target: Option<(String, String)>,
     body: Body,
 ) -> ApiResult<String> {
+    if let Err(refused) = auth.not_suspended() {
+        linger(body.into_data_stream(), s.settings.max_upload_bytes.saturating_add(LINGER_EXTRA_BYTES)).await;
+        return Err(refused);
+    }
     let q: UploadQuery = query(uri)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let declared_length =
@@ -166,6 +170,7 @@ async fn create_mxc_uri_route(
     s: AppState,
     req: Ruma<media::create_mxc_uri::v1::Request>,
 ) -> ApiResult<media::create_mxc_uri::v1::Response> {
+    req.user.not_suspended()?;
     let resp = s.services.media.create(CreateRequest { user_id: req.user.user_id }).await?;
     let mut out = media::create_mxc_uri::v1::Response::new(resp.content_uri.into());
     out.unused_expires_at = UInt::try_from(resp.unused_expires_at).ok().map(MilliSecondsSinceUnixEpoch);

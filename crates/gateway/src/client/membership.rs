@@ -85,6 +85,7 @@ async fn join_room_by_id_or_alias_route(
     s: AppState,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
+    req.user.not_suspended()?;
     // `via`/`server_name` only matter over federation; local rooms need no hint.
     let (room, reason) = (req.body.room_id_or_alias.to_string(), req.body.reason.clone());
     let room_id = join(&s, req.json_object()?, req.user.user_id.clone(), room, reason).await?;
@@ -96,6 +97,7 @@ async fn join_room_by_id_route(
     s: AppState,
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> ApiResult<join_room_by_id::v3::Response> {
+    req.user.not_suspended()?;
     let (room, reason) = (req.body.room_id.to_string(), req.body.reason.clone());
     let room_id = join(&s, req.json_object()?, req.user.user_id.clone(), room, reason).await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
@@ -103,6 +105,7 @@ async fn join_room_by_id_route(
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
 async fn knock_room_route(s: AppState, req: Ruma<knock_room::v3::Request>) -> ApiResult<knock_room::v3::Response> {
+    req.user.not_suspended()?;
     let (sender, room) = (req.user.user_id, req.body.room_id_or_alias.to_string());
     let room_id = change(&s, sender, room, MembershipAction::Knock, None, req.body.reason, None).await?;
     Ok(knock_room::v3::Response::new(room_id))
@@ -110,6 +113,7 @@ async fn knock_room_route(s: AppState, req: Ruma<knock_room::v3::Request>) -> Ap
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
 async fn invite_user_route(s: AppState, req: Ruma<invite_user::v3::Request>) -> ApiResult<invite_user::v3::Response> {
+    req.user.not_suspended()?;
     let invite_user::v3::InvitationRecipient::UserId(invitee) = req.body.recipient else {
         return Err(ApiError(Error::unrecognized("Third-party invites are not supported").with_status(400)));
     };

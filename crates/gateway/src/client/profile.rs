@@ -122,6 +122,7 @@ async fn set_profile_field_route(
             set_field(&s, auth, user_id, ProfileField::AvatarUrl, Some(url.to_string())).await?
         }
         other => {
+            auth.not_suspended()?;
             let value_json = other.value().to_string();
             let set = SetProfileFieldRequest { requester: auth.user_id, user_id, key, value_json };
             s.services.auth.set_profile_field(set).await?;
@@ -141,6 +142,7 @@ async fn delete_profile_field_route(
         "displayname" => set_field(&s, auth, user_id, ProfileField::Displayname, None).await?,
         "avatar_url" => set_field(&s, auth, user_id, ProfileField::AvatarUrl, None).await?,
         key => {
+            auth.not_suspended()?;
             let key = key.to_owned();
             s.services
                 .auth
@@ -208,6 +210,7 @@ async fn set_field(
     field: ProfileField,
     value: Option<String>,
 ) -> ApiResult<()> {
+    auth.not_suspended()?;
     let set = SetProfileRequest { user_id: user_id.clone(), field: field as i32, value, requester: auth.user_id };
     let p = s.services.auth.set_profile(set).await?;
     let changed = ProfileChangedRequest { user_id, displayname: p.displayname, avatar_url: p.avatar_url };

@@ -16,6 +16,7 @@ pub fn routes() -> Router<AppState> {
 
 /// # `POST /_matrix/client/v3/createRoom`
 async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
+    req.user.not_suspended()?;
     let (sender, req) = (req.user.user_id, req.body);
     let resp = s
         .services
@@ -46,6 +47,7 @@ async fn upgrade_room_route(
     s: AppState,
     req: Ruma<upgrade_room::v3::Request>,
 ) -> ApiResult<upgrade_room::v3::Response> {
+    req.user.not_suspended()?;
     let (user_id, req) = (req.user.user_id, req.body);
     let resp = s
         .services

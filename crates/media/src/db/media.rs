@@ -7,8 +7,8 @@ const INSERT_MEDIA: &str = "INSERT INTO media \
      (media_id, content_type, upload_name, size, sha256, user_id, created_ts, url_cache, width, height) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-const SELECT_MEDIA: &str = "SELECT content_type, upload_name, size, sha256, created_ts, width, height \
-     FROM media WHERE media_id = $1";
+const SELECT_MEDIA: &str = "SELECT content_type, upload_name, size, sha256, created_ts, width, height, \
+     quarantined_by IS NOT NULL FROM media WHERE media_id = $1";
 
 const SELECT_USAGE: &str = "SELECT bytes FROM media_usage WHERE user_id = $1";
 
@@ -40,6 +40,8 @@ pub(crate) struct StoredMedia {
     pub sha256: String,
     pub created_ts: i64,
     pub dimensions: Option<(u32, u32)>,
+    /// An admin quarantined it: it is served to no one.
+    pub quarantined: bool,
 }
 
 fn to_i64(n: u64) -> Result<i64> {
@@ -88,6 +90,7 @@ pub(crate) async fn get(pool: &Pool, media_id: &str) -> Result<Option<StoredMedi
         sha256: row.get(3),
         created_ts: row.get(4),
         dimensions: w.zip(h).and_then(|(w, h)| Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))),
+        quarantined: row.get(7),
     }))
 }
 

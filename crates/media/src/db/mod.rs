@@ -1,6 +1,7 @@
 //! The media service's tables (written by no one else): `media`, `media_pending`,
 //! `media_usage`, `media_thumbnails` and `media_url_previews`.
 
+pub(crate) mod admin;
 pub(crate) mod media;
 pub(crate) mod pending;
 pub(crate) mod previews;

@@ -79,6 +79,13 @@ impl BlobStore for LocalBlobStore {
         Ok(tokio::fs::try_exists(self.blob_path(sha256)?).await?)
     }
 
+    async fn delete(&self, sha256: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.blob_path(sha256)?).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     async fn put(&self, sha256: &str, temp: &Path) -> Result<()> {
         let dest = self.blob_path(sha256)?;
         if let Some(parent) = dest.parent() {

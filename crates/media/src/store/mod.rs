@@ -37,6 +37,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The blob's bytes (all of them, or the inclusive byte `range`) in chunks of at most
     /// [`READ_CHUNK_BYTES`], or `None` if it is not stored.
     async fn open(&self, sha256: &str, range: Option<RangeInclusive<u64>>) -> Result<Option<ByteStream>>;
+
+    /// Removes the blob (an admin deleted the last media naming it); one already gone is
+    /// no error.
+    async fn delete(&self, sha256: &str) -> Result<()>;
 }
 
 /// Stores `data` (small: a thumbnail, a preview image) as a blob and returns its name.

@@ -92,6 +92,13 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    async fn delete(&self, sha256: &str) -> Result<()> {
+        match self.store.delete(&self.key(sha256)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
     async fn put(&self, sha256: &str, temp: &FsPath) -> Result<()> {
         let key = self.key(sha256)?;
         let mut file = tokio::fs::File::open(temp).await?;

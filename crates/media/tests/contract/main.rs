@@ -25,6 +25,7 @@ macro_rules! contract {
 }
 
 mod access;
+mod admin;
 mod async_upload;
 mod basics;
 mod preview;

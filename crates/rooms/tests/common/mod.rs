@@ -189,6 +189,7 @@ pub fn redaction(sender: &str, room: &str, event_id: &str, reason: Option<&str>)
         event_id: event_id.into(),
         txn_id: None,
         reason: reason.map(Into::into),
+        only_own: false,
     }
 }
 

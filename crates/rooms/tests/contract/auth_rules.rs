@@ -5,7 +5,7 @@
 //! are unit tests in `src/auth_events_rules.rs`.)
 
 use serde_json::json;
-use trellis_core::ErrorCode::{self, BadJson, Forbidden};
+use trellis_core::ErrorCode::{self, BadJson, Forbidden, UserSuspended};
 use trellis_proto::rooms::*;
 
 use crate::common::*;
@@ -392,8 +392,13 @@ pub async fn redactions_of_others_need_the_redact_level(env: Env) {
         event_id: event_id.into(),
         txn_id: None,
         reason: None,
+        only_own: false,
     };
     refused(env.svc.redact(redact(BOB, &alices)).await, Forbidden, "permission to redact");
+    // A suspended sender (the gateway says so) may take back only its own events, even
+    // where the power levels would let it redact others'.
+    let suspended = RedactRequest { only_own: true, ..redact(ALICE, &bobs) };
+    refused(env.svc.redact(suspended).await, UserSuspended, "suspended");
     env.svc.redact(redact(BOB, &bobs)).await.unwrap();
     let another = send(&env, message(BOB, &room, "again", None)).await.unwrap();
     env.svc.redact(redact(ALICE, &another)).await.unwrap();
