@@ -116,9 +116,13 @@ impl Inner {
     async fn drop_unused_blobs(&self, blobs: Vec<String>) {
         for sha256 in blobs {
             let dropped = async {
-                if !db::admin::blob_in_use(&self.pool.get().await?, &sha256).await? {
+                let mut client = self.pool.get().await?;
+                let tx = client.transaction().await?;
+                db::blob_lock::exclusive(&tx, &sha256).await?;
+                if !db::admin::blob_in_use(&tx, &sha256).await? {
                     self.store.delete(&sha256).await?;
                 }
+                tx.commit().await?;
                 Ok::<_, Error>(())
             };
             if let Err(e) = dropped.await {

@@ -71,6 +71,10 @@ impl Inner {
             None
         };
         let (sha256, size) = (spooled.sha256.clone(), spooled.size);
+        // The blob is held from here until the row naming it is committed (`db::blob_lock`).
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        db::blob_lock::share(&tx, &sha256).await?;
         self.store_blob(spooled).await?;
 
         let media_id = reserved.clone().unwrap_or_else(new_media_id);
@@ -87,7 +91,9 @@ impl Inner {
         };
         // A blob stored just now stays behind if this fails: harmless, and shared blobs
         // could not be removed safely anyway.
-        self.record(&row, reserved.is_some()).await?;
+        self.record(&tx, &row, reserved.is_some()).await?;
+        tx.commit().await?;
+        drop(client);
         if reserved.is_some() {
             self.uploaded.notify_waiters();
         }
@@ -145,20 +151,17 @@ impl Inner {
     }
 
     /// The row, the quota and the end of the reservation, all or nothing.
-    async fn record(&self, row: &NewMedia<'_>, reserved: bool) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        if !db::media::add_usage(&tx, row.user_id, row.size, self.settings.max_user_bytes).await? {
+    async fn record(&self, tx: &deadpool_postgres::Transaction<'_>, row: &NewMedia<'_>, reserved: bool) -> Result<()> {
+        if !db::media::add_usage(tx, row.user_id, row.size, self.settings.max_user_bytes).await? {
             return Err(quota_exceeded());
         }
-        if !db::media::insert(&tx, row).await? {
+        if !db::media::insert(tx, row).await? {
             // Only a reserved ID can collide: another upload filled it first.
             return Err(cannot_overwrite());
         }
         if reserved {
-            db::pending::remove(&tx, row.media_id).await?;
+            db::pending::remove(tx, row.media_id).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! `media_usage`, `media_thumbnails` and `media_url_previews`.
 
 pub(crate) mod admin;
+pub(crate) mod blob_lock;
 pub(crate) mod media;
 pub(crate) mod pending;
 pub(crate) mod previews;

@@ -53,8 +53,13 @@ pub(crate) async fn get(pool: &Pool, media_id: &str, key: ThumbKey) -> Result<Op
     }))
 }
 
-pub(crate) async fn insert(pool: &Pool, media_id: &str, key: ThumbKey, thumb: &StoredThumb, now: i64) -> Result<()> {
-    let client = pool.get().await?;
+pub(crate) async fn insert(
+    client: &impl deadpool_postgres::GenericClient,
+    media_id: &str,
+    key: ThumbKey,
+    thumb: &StoredThumb,
+    now: i64,
+) -> Result<()> {
     let stmt = client.prepare_cached(INSERT_THUMB).await?;
     let size = i64::try_from(thumb.size).map_err(Error::internal)?;
     client

@@ -97,6 +97,9 @@ impl Inner {
     /// Stores a fetched image as local media and points `og:image` at it.
     async fn attach_image(&self, og: &mut Map<String, Value>, img: Fetched, user_id: &str) -> Result<()> {
         let data = img.body;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        db::blob_lock::share(&tx, &store::blob_name(&data)).await?;
         let sha256 = store::put_bytes(self.store.as_ref(), &data).await?;
         let bytes = data.clone();
         let dims =
@@ -115,8 +118,6 @@ impl Inner {
             url_cache: Some(img.url.as_str()),
             dimensions: dims,
         };
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
         db::media::insert(&tx, &row).await?;
         tx.commit().await?;
         og.insert("og:image".into(), Value::String(mxc_uri(&self.settings.server_name, &media_id)));

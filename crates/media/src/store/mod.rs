@@ -43,10 +43,15 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, sha256: &str) -> Result<()>;
 }
 
+/// The name of the blob holding `data`: its SHA-256, in hex.
+pub(crate) fn blob_name(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 /// Stores `data` (small: a thumbnail, a preview image) as a blob and returns its name.
 pub(crate) async fn put_bytes(store: &dyn BlobStore, data: &[u8]) -> Result<String> {
-    use sha2::Digest;
-    let sha256 = hex::encode(sha2::Sha256::digest(data));
+    let sha256 = blob_name(data);
     if store.exists(&sha256).await? {
         return Ok(sha256);
     }

@@ -128,9 +128,13 @@ impl Inner {
             tokio::task::spawn_blocking(move || render::render(&data, &owned, max_pixels)).await??;
         let mut out = Vec::with_capacity(keys.len());
         for (key, r) in keys.iter().zip(rendered) {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            db::blob_lock::share(&tx, &store::blob_name(&r.data)).await?;
             let sha256 = store::put_bytes(self.store.as_ref(), &r.data).await?;
             let thumb = StoredThumb { content_type: r.content_type.to_owned(), size: r.data.len() as u64, sha256 };
-            db::thumbnails::insert(&self.pool, media_id, *key, &thumb, now_ms()).await?;
+            db::thumbnails::insert(&tx, media_id, *key, &thumb, now_ms()).await?;
+            tx.commit().await?;
             out.push(thumb);
         }
         metrics::counter!("trellis_media_thumbnails_generated_total").increment(keys.len() as u64);
