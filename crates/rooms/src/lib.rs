@@ -27,6 +27,7 @@ macro_rules! room_state_summary {
 }
 
 mod access;
+mod admin;
 mod aliases;
 mod authorise;
 mod context;
@@ -50,6 +51,7 @@ mod search;
 mod send;
 mod service;
 pub use service::RoomsHandle;
+pub use admin::list_rooms;
 mod spaces;
 pub mod state;
 mod timestamp;
@@ -142,6 +144,7 @@ impl Rooms {
         tracing::info!(max_pos, "rooms service started");
         let rooms = Arc::new(Rooms { pool, settings, key, tracker, locks: DashMap::new(), _writer_lock: writer_lock });
         tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));
+        tokio::spawn(admin::delete::resume(rooms.clone()));
         Ok(rooms)
     }
 
