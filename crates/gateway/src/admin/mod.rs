@@ -5,7 +5,10 @@
 //! written to the audit log (`trellis::audit`) with who asked, what and the outcome.
 
 mod api;
+mod api_rooms;
 mod api_tokens;
+mod reports;
+mod rooms;
 mod tokens;
 mod users;
 
@@ -31,7 +34,12 @@ use crate::{
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(users::routes()).merge(tokens::routes()).route_layer(middleware::from_fn(audit))
+    Router::new()
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(rooms::routes())
+        .merge(reports::routes())
+        .route_layer(middleware::from_fn(audit))
 }
 
 /// The authentication of admin endpoints: a valid access token of a server admin (the
