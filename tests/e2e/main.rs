@@ -36,6 +36,7 @@ macro_rules! both_modes {
     };
 }
 
+mod admin_rooms;
 mod admin_tokens;
 mod admin_users;
 mod backend_tls;
