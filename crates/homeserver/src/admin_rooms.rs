@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use trellis_core::config::Config;
 use trellis_proto::rooms::{
-    AdminDeleteRoomRequest, AdminDeleteStatusRequest, AdminDeletion, AdminListRoomsRequest, AdminRoom,
-    RoomsGrpcClient, RoomsService,
+    AdminDeleteRoomRequest, AdminDeleteStatusRequest, AdminDeletion, AdminListRoomsRequest, AdminRoom, RoomsGrpcClient,
+    RoomsService,
 };
 
 #[derive(Subcommand)]
@@ -103,7 +103,14 @@ fn print_deletion(out: &mut dyn Write, d: &AdminDeletion, json: bool) -> anyhow:
         });
         writeln!(out, "{line}")?;
     } else {
-        writeln!(out, "{}: {} ({} members left, {} rows purged)", d.room_id, d.status, d.kicked_users.len(), d.purged_rows)?;
+        writeln!(
+            out,
+            "{}: {} ({} members left, {} rows purged)",
+            d.room_id,
+            d.status,
+            d.kicked_users.len(),
+            d.purged_rows
+        )?;
         for user in &d.failed_to_kick_users {
             writeln!(out, "  could not make {user} leave")?;
         }
@@ -133,7 +140,14 @@ fn print_rooms(out: &mut dyn Write, rooms: &[AdminRoom], json: bool) -> anyhow::
     let yes = |b: bool| if b { "yes" } else { "-" };
     for r in rooms {
         let name = r.name.as_deref().or(r.canonical_alias.as_deref()).unwrap_or("");
-        writeln!(out, "{:width$}  {:7}  {:6}  {:7}  {name}", r.room_id, r.joined_members, yes(r.public), yes(r.blocked))?;
+        writeln!(
+            out,
+            "{:width$}  {:7}  {:6}  {:7}  {name}",
+            r.room_id,
+            r.joined_members,
+            yes(r.public),
+            yes(r.blocked)
+        )?;
     }
     Ok(())
 }

@@ -137,20 +137,20 @@ room_endpoint!(delete_room_v2, DELETE, "/_synapse/admin/v2/rooms/{room_id}",
     },
     { delete_id: String });
 room_endpoint!(delete_room_v1, DELETE, "/_synapse/admin/v1/rooms/{room_id}",
-    {
-        #[serde(default)] new_room_user_id: Option<String>,
-        #[serde(default)] room_name: Option<String>,
-        #[serde(default)] message: Option<String>,
-        #[serde(default)] block: bool,
-        #[serde(default)] purge: Option<bool>,
-        #[serde(default)] force_purge: bool
-    },
-    {
-        kicked_users: Vec<String>,
-        failed_to_kick_users: Vec<String>,
-        local_aliases: Vec<String>,
-        new_room_id: Option<String>
-    });
+{
+    #[serde(default)] new_room_user_id: Option<String>,
+    #[serde(default)] room_name: Option<String>,
+    #[serde(default)] message: Option<String>,
+    #[serde(default)] block: bool,
+    #[serde(default)] purge: Option<bool>,
+    #[serde(default)] force_purge: bool
+},
+{
+    kicked_users: Vec<String>,
+    failed_to_kick_users: Vec<String>,
+    local_aliases: Vec<String>,
+    new_room_id: Option<String>
+});
 room_endpoint!(room_delete_status, GET, "/_synapse/admin/v2/rooms/{room_id}/delete_status", {},
     { results: Vec<DeleteStatus> });
 

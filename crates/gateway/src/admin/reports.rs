@@ -39,7 +39,10 @@ fn report(r: &AdminEventReportEntry) -> EventReport {
 fn report_id(id: &str) -> ApiResult<AdminEventReportRequest> {
     match id.parse::<i64>() {
         Ok(id) if id >= 0 => Ok(AdminEventReportRequest { id }),
-        _ => Err(Error::invalid_param("The report_id parameter must be a string representing a positive integer.").into()),
+        _ => {
+            Err(Error::invalid_param("The report_id parameter must be a string representing a positive integer.")
+                .into())
+        }
     }
 }
 

@@ -72,7 +72,10 @@ pub(super) fn backwards(dir: Option<&str>, default: bool) -> ApiResult<bool> {
 }
 
 /// # `GET /_synapse/admin/v1/rooms`
-async fn list_route(s: AppState, req: Ruma<api::list_rooms::Request, ServerAdmin>) -> ApiResult<api::list_rooms::Response> {
+async fn list_route(
+    s: AppState,
+    req: Ruma<api::list_rooms::Request, ServerAdmin>,
+) -> ApiResult<api::list_rooms::Response> {
     let q = req.body;
     let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(DEFAULT_LIMIT));
     let list = AdminListRoomsRequest {
@@ -101,7 +104,10 @@ async fn details_route(
 }
 
 /// # `GET /_synapse/admin/v1/rooms/{roomId}/members`
-async fn members_route(s: AppState, req: Ruma<api::members::Request, ServerAdmin>) -> ApiResult<api::members::Response> {
+async fn members_route(
+    s: AppState,
+    req: Ruma<api::members::Request, ServerAdmin>,
+) -> ApiResult<api::members::Response> {
     let found = s.services.rooms.admin_room_members(AdminRoomRequest { room_id: req.body.room_id.to_string() }).await?;
     Ok(api::members::Response { total: found.members.len(), members: found.members })
 }
@@ -151,7 +157,8 @@ async fn set_block_route(
     s: AppState,
     req: Ruma<api::set_block::Request, ServerAdmin>,
 ) -> ApiResult<api::set_block::Response> {
-    let set = AdminSetBlockRequest { admin: req.user.user_id, room_id: req.body.room_id.to_string(), block: req.body.block };
+    let set =
+        AdminSetBlockRequest { admin: req.user.user_id, room_id: req.body.room_id.to_string(), block: req.body.block };
     Ok(api::set_block::Response { block: s.services.rooms.admin_set_block(set).await?.block })
 }
 

@@ -19,11 +19,13 @@ use crate::Rooms;
 
 const INSERT: &str = "INSERT INTO room_deletions (delete_id, room_id, requester, status, params, created_ts, updated_ts) \
      VALUES ($1, $2, $3, $4, $5, $6, $6)";
-const SELECT: &str = "SELECT delete_id, room_id, requester, status, params, result, error, purged_rows FROM room_deletions";
+const SELECT: &str =
+    "SELECT delete_id, room_id, requester, status, params, result, error, purged_rows FROM room_deletions";
 const UNFINISHED: &str = "status IN ('scheduled', 'shutting_down', 'purging')";
 const SET_STATUS: &str = "UPDATE room_deletions SET status = $2, updated_ts = $3 WHERE delete_id = $1";
 const SET_RESULT: &str = "UPDATE room_deletions SET result = $2, updated_ts = $3 WHERE delete_id = $1";
-const SET_FAILED: &str = "UPDATE room_deletions SET status = 'failed', error = $2, updated_ts = $3 WHERE delete_id = $1";
+const SET_FAILED: &str =
+    "UPDATE room_deletions SET status = 'failed', error = $2, updated_ts = $3 WHERE delete_id = $1";
 const SELECT_LOCAL_MEMBERS: &str = "SELECT user_id, membership FROM memberships WHERE room_id = $1 \
      AND membership IN ('join', 'invite', 'knock') AND right(user_id, length($2) + 1) = ':' || $2 ORDER BY user_id";
 const SELECT_ALIASES: &str = "SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias";
@@ -55,7 +57,8 @@ struct Outcome {
 }
 
 fn deletion(r: &tokio_postgres::Row) -> AdminDeletion {
-    let outcome: Outcome = r.get::<_, Option<String>>("result").and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    let outcome: Outcome =
+        r.get::<_, Option<String>>("result").and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
     AdminDeletion {
         delete_id: r.get("delete_id"),
         room_id: r.get("room_id"),
@@ -200,7 +203,12 @@ async fn steps(rooms: &Arc<Rooms>, delete_id: &str) -> Result<()> {
     if status != "purging" {
         set_status(rooms, delete_id, "shutting_down").await?;
         let outcome = shutdown(rooms, &room_id, &admin, &params).await?;
-        rooms.pool.get().await?.execute(SET_RESULT, &[&delete_id, &serde_json::to_string(&outcome)?, &now_ms()]).await?;
+        rooms
+            .pool
+            .get()
+            .await?
+            .execute(SET_RESULT, &[&delete_id, &serde_json::to_string(&outcome)?, &now_ms()])
+            .await?;
     }
     if params.purge {
         if !params.force_purge {
@@ -208,7 +216,10 @@ async fn steps(rooms: &Arc<Rooms>, delete_id: &str) -> Result<()> {
             let joined = "SELECT 1 FROM memberships WHERE room_id = $1 AND membership = 'join' \
                           AND right(user_id, length($2) + 1) = ':' || $2 LIMIT 1";
             if client.query_opt(joined, &[&room, &rooms.server_name()]).await?.is_some() {
-                return Err(Error::new(ErrorCode::BadState, "local users are still joined to the room; use force_purge"));
+                return Err(Error::new(
+                    ErrorCode::BadState,
+                    "local users are still joined to the room; use force_purge",
+                ));
             }
         }
         set_status(rooms, delete_id, "purging").await?;
@@ -259,7 +270,12 @@ async fn shutdown(rooms: &Arc<Rooms>, room_id: &RoomId, admin: &str, params: &Pa
     }
     let members: Vec<(String, String)> = {
         let client = rooms.pool.get().await?;
-        client.query(SELECT_LOCAL_MEMBERS, &[&room, &rooms.server_name()]).await?.iter().map(|r| (r.get(0), r.get(1))).collect()
+        client
+            .query(SELECT_LOCAL_MEMBERS, &[&room, &rooms.server_name()])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
     };
     for (user, membership) in members {
         let Ok(user_id) = UserId::parse(user.as_str()) else { continue };

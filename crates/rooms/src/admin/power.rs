@@ -22,7 +22,7 @@ const ADMIN_LEVEL: i64 = 100;
 impl Rooms {
     #[tracing::instrument(skip_all, fields(room_id = %req.room_id, user_id = %req.user_id))]
     pub(crate) async fn admin_make_room_admin(&self, req: AdminMakeRoomAdminRequest) -> Result<Empty> {
-        let room_id = super::parse_room(&req.room_id)?.to_owned();
+        let room_id = self.resolve_room(&req.room_id).await?;
         let target = UserId::parse(&req.user_id).map_err(|_| Error::invalid_param("invalid user ID"))?;
         if target.server_name() != self.settings.server_name {
             return Err(Error::invalid_param("Only local users can be made room admins"));
@@ -31,8 +31,10 @@ impl Rooms {
         let state = self.snapshot(&room_id).await?;
         let privileged = state.creators_privileged();
         let creators = state.creators();
-        let mut levels =
-            state.content(&StateEventType::RoomPowerLevels, "").and_then(|c| c.as_object().cloned()).unwrap_or_default();
+        let mut levels = state
+            .content(&StateEventType::RoomPowerLevels, "")
+            .and_then(|c| c.as_object().cloned())
+            .unwrap_or_default();
         let users = levels.get("users").and_then(Value::as_object).cloned().unwrap_or_default();
         let level_of = |user: &str| -> Option<i64> {
             if privileged && creators.iter().any(|c| c == user) {
@@ -42,7 +44,12 @@ impl Rooms {
         };
         let local: Vec<String> = {
             let client = self.pool.get().await?;
-            client.query(SELECT_LOCAL_JOINED, &[&room_id.as_str(), &self.server_name()]).await?.iter().map(|r| r.get(0)).collect()
+            client
+                .query(SELECT_LOCAL_JOINED, &[&room_id.as_str(), &self.server_name()])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
         };
         let needed = levels
             .get("events")
@@ -50,7 +57,8 @@ impl Rooms {
             .and_then(Value::as_i64)
             .or_else(|| levels.get("state_default").and_then(Value::as_i64))
             .unwrap_or(50);
-        let best = local.iter().filter_map(|u| level_of(u).map(|l| (l, u))).max_by_key(|(l, u)| (*l, std::cmp::Reverse(*u)));
+        let best =
+            local.iter().filter_map(|u| level_of(u).map(|l| (l, u))).max_by_key(|(l, u)| (*l, std::cmp::Reverse(*u)));
         let Some((best_level, admin)) = best.filter(|(l, _)| *l >= needed) else {
             return Err(Error::new(ErrorCode::InvalidParam, "No local member of the room may change its power levels"));
         };

@@ -3,7 +3,9 @@
 //! by default, one in detail with the reported event, and deleted once dealt with.
 
 use trellis_core::{Error, Result, time::now_ms};
-use trellis_proto::rooms::{AdminEventReportEntry, AdminEventReportList, AdminEventReportRequest, AdminListEventReportsRequest, Empty};
+use trellis_proto::rooms::{
+    AdminEventReportEntry, AdminEventReportList, AdminEventReportRequest, AdminListEventReportsRequest, Empty,
+};
 use trellis_storage::events::{COLUMNS, EventRow, Format};
 
 use crate::Rooms;
@@ -61,7 +63,8 @@ impl Rooms {
     pub(crate) async fn admin_event_report(&self, req: AdminEventReportRequest) -> Result<AdminEventReportEntry> {
         let client = self.pool.get().await?;
         let sql = format!("{SELECT} WHERE c.id = $1 AND c.event_id IS NOT NULL");
-        let row = client.query_opt(&sql, &[&req.id]).await?.ok_or_else(|| Error::not_found("Event report not found"))?;
+        let row =
+            client.query_opt(&sql, &[&req.id]).await?.ok_or_else(|| Error::not_found("Event report not found"))?;
         let mut report = entry(&row);
         let event = format!("SELECT {COLUMNS} FROM events WHERE event_id = $1");
         if let Some(row) = client.query_opt(&event, &[&report.event_id]).await? {
