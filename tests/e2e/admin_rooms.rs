@@ -461,3 +461,56 @@ async fn the_cli_lists_and_deletes_rooms(server: TestServer) {
     let refused = cli(&server, false, unknown, url).await.unwrap_err();
     assert!(refused.contains("not found"), "{refused}");
 }
+
+/// A purge of 100,000 events, measured by hand (the figure is in `docs/admin.md`):
+/// `cargo nextest run -p trellis-e2e --run-ignored only -E 'test(/purge_of_100k/)' --no-capture`.
+/// The events are copies of one real message planted behind the server's back (with their
+/// search rows); the server is asked `whoami` all along to show it keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn purge_of_100k_events_measured() {
+    use std::time::{Duration, Instant};
+    let server = TestServer::monolith().await;
+    let alice = admin(&server, "alice").await;
+    let room = alice.create_room(json!({})).await;
+    let seed = say(&alice, &room, "seed").await;
+    let planted = server
+        .sql(&format!(
+            "INSERT INTO events (pos, event_id, room_id, sender, type, depth, origin_server_ts, content, unsigned_json, pdu) \
+             SELECT 1000000000 + g, '$planted' || g, room_id, sender, type, depth + g, origin_server_ts, content, \
+               unsigned_json, pdu FROM events, generate_series(1, 100000) g WHERE event_id = '{seed}'"
+        ))
+        .await;
+    server
+        .sql(&format!(
+            "INSERT INTO event_search (event_id, room_id, pos, key, value, vector) \
+             SELECT '$planted' || g, room_id, 1000000000 + g, key, value, vector \
+             FROM event_search, generate_series(1, 100000) g WHERE event_id = '{seed}'"
+        ))
+        .await;
+    assert_eq!(planted, 100_000);
+
+    let started = Instant::now();
+    let body = json!({"force_purge": true});
+    let delete_id = delete(&alice, &format!("/_synapse/admin/v2/rooms/{}", enc(&room)), body).await.ok()["delete_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut slowest, mut asked) = (Duration::ZERO, 0);
+    let status = loop {
+        let t = Instant::now();
+        alice.get("/_matrix/client/v3/account/whoami").await.ok();
+        slowest = slowest.max(t.elapsed());
+        asked += 1;
+        let status = alice.get(&format!("/_synapse/admin/v2/rooms/delete_status/{delete_id}")).await.ok();
+        if status["status"] == "complete" || status["status"] == "failed" {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    assert_eq!(status["status"], "complete", "{status}");
+    let left = rows_naming(&server, &room, &[seed]).await.into_iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>();
+    assert!(left.is_empty(), "{left:?}");
+    eprintln!("purged 100,000 events in {took:?}; {asked} whoami requests meanwhile, the slowest {slowest:?}");
+}
