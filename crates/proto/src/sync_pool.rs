@@ -105,10 +105,12 @@ impl SyncPool {
         F: Fn(Arc<dyn SyncService>) -> Fut,
         Fut: std::future::Future<Output = trellis_core::Result<T>>,
     {
-        let order = self.order(user_id);
-        let n = order.len();
+        // The set of workers is read again before each attempt: workers that joined while
+        // the call was being moved are candidates too, and one tried already is not tried
+        // again within the call.
+        let mut tried: Vec<String> = Vec::new();
         let mut last = None;
-        for (i, worker) in order.into_iter().enumerate() {
+        while let Some(worker) = self.order(user_id).into_iter().find(|w| !tried.contains(&w.name)) {
             let departed = self.departure(&worker.name);
             let answer = tokio::select! {
                 answer = f(worker.service) => answer,
@@ -121,8 +123,9 @@ impl SyncPool {
             match answer {
                 // Only an unreachable or failing worker is retried elsewhere; a Matrix error is
                 // an answer.
-                Err(e) if (e.is_internal() || crate::status::is_unavailable(&e)) && i + 1 < n => {
+                Err(e) if e.is_internal() || crate::status::is_unavailable(&e) => {
                     tracing::warn!(worker = %worker.name, error = ?e, "sync worker failed; trying the next one");
+                    tried.push(worker.name);
                     last = Some(e);
                 }
                 other => return other,
@@ -243,6 +246,30 @@ mod tests {
             let names = |p: &SyncPool| p.order(&user).into_iter().map(|w| w.name).collect::<Vec<_>>();
             assert_eq!(names(&one), names(&other));
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_moves_to_a_worker_that_joined_after_it_started() {
+        let a: Arc<dyn SyncService> = Arc::new(SyncGrpcClient::connect("http://a:1").unwrap());
+        let b: Arc<dyn SyncService> = Arc::new(SyncGrpcClient::connect("http://b:1").unwrap());
+        let pool = SyncPool::new(vec![PoolWorker { name: "http://a:1".into(), service: a.clone() }], SyncBalance::User);
+        let replacement = vec![PoolWorker { name: "http://b:1".into(), service: b.clone() }];
+        let answered = pool
+            .call("@u:x", |worker| {
+                let on_a = Arc::ptr_eq(&worker, &a);
+                if on_a {
+                    // a is replaced by b while the call waits on a (a rolling update).
+                    pool.set_workers(replacement.clone());
+                }
+                async move {
+                    if on_a {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok("answered by b")
+                }
+            })
+            .await;
+        assert_eq!(answered.unwrap(), "answered by b");
     }
 
     #[tokio::test]
