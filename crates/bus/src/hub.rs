@@ -14,7 +14,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -31,6 +31,10 @@ pub(crate) struct Waiter {
     id: u64,
     announced: [AtomicI64; 7],
     notify: Notify,
+    /// Streams (bit per index in `Stream::ALL`) whose room-channel changes do not wake this
+    /// waiter: its long-poll's filter shuts them out, so the wake-up would only be thrown
+    /// away — in a room of thousands, one presence change would wake every long-poll.
+    deaf: AtomicU8,
 }
 
 impl Waiter {
@@ -45,6 +49,16 @@ impl Waiter {
         let notified = std::pin::pin!(self.notify.notified());
         // Polled once: a stored permit is consumed; otherwise nothing is kept waiting.
         let _ = notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    }
+
+    /// Sets the streams whose room-channel changes do not wake this waiter.
+    pub(crate) fn set_deaf(&self, streams: &[Stream]) {
+        let mask = streams.iter().fold(0u8, |m, s| m | 1 << index(*s));
+        self.deaf.store(mask, Ordering::Relaxed);
+    }
+
+    fn hears(&self, stream: Stream) -> bool {
+        self.deaf.load(Ordering::Relaxed) & (1 << index(stream)) == 0
     }
 
     pub(crate) fn announced(&self) -> StreamToken {
@@ -123,6 +137,7 @@ impl Hub {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             announced: Default::default(),
             notify: Notify::new(),
+            deaf: AtomicU8::new(0),
         })
     }
 
@@ -163,7 +178,9 @@ impl Hub {
         if stream == Stream::Events {
             k.pending.insert(key.to_owned());
         } else {
-            let woken: Vec<Arc<Waiter>> = entry.waiters.values().cloned().collect();
+            let in_room = matches!(entry.channel, Some(Channel::Room(_)));
+            let woken: Vec<Arc<Waiter>> =
+                entry.waiters.values().filter(|w| !in_room || w.hears(stream)).cloned().collect();
             drop(k);
             metrics::counter!("trellis_bus_wakeups_total", "stream" => "other").increment(woken.len() as u64);
             for w in woken {

@@ -119,6 +119,14 @@ impl Subscription {
         self.waiter.wait().await;
     }
 
+    /// Changes of `streams` on room channels no longer wake this subscription (they are
+    /// still recorded, and show in [`Subscription::news_since`]); replaces the previous set.
+    /// Events always wake.
+    pub fn ignore_in_rooms(&self, streams: &[Stream]) {
+        let streams: Vec<Stream> = streams.iter().copied().filter(|s| *s != Stream::Events).collect();
+        self.waiter.set_deaf(&streams);
+    }
+
     /// Forgets the wake-ups that arrived while nobody waited: a subscription kept between two
     /// long-polls reads the news afresh, and a stale wake-up would only look like a new one.
     pub fn clear_wakeups(&self) {

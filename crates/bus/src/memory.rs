@@ -160,4 +160,28 @@ mod tests {
         bus.publish(&[Channel::Room("!x".into())], 3).await;
         tokio::time::timeout(Duration::from_secs(5), sub.wait()).await.expect("a later wake-up is kept");
     }
+
+    #[tokio::test]
+    async fn ignored_room_streams_do_not_wake_but_are_still_news() {
+        let bus = MemoryBus::new();
+        let (room, user) = (Channel::Room("!r".into()), Channel::User("@u".into()));
+        let sub = bus.subscribe(&[room.clone(), user.clone()]).await.unwrap();
+        sub.baseline(&trellis_core::StreamToken::new(1));
+        sub.ignore_in_rooms(&[Stream::Presence, Stream::Events]);
+        // A stored wake-up makes `wait` ready at its first poll.
+        let woken = || async { tokio::time::timeout(Duration::ZERO, sub.wait()).await.is_ok() };
+        bus.publish_at(std::slice::from_ref(&room), Stream::Presence, 4).await;
+        assert!(!woken().await, "a room's presence change does not wake a poll that ignores presence");
+        let news = sub.news_since(&trellis_core::StreamToken::new(1));
+        assert_eq!(news.changes, vec![(room.clone(), Stream::Presence, 4)], "but it is still known");
+        bus.publish_at(std::slice::from_ref(&room), Stream::Receipts, 2).await;
+        assert!(woken().await, "other streams still wake");
+        bus.publish_at(std::slice::from_ref(&user), Stream::Presence, 5).await;
+        assert!(woken().await, "the user's own channel still wakes");
+        bus.publish(std::slice::from_ref(&room), 6).await;
+        assert!(woken().await, "events always wake");
+        sub.ignore_in_rooms(&[]);
+        bus.publish_at(std::slice::from_ref(&room), Stream::Presence, 7).await;
+        assert!(woken().await, "the set is replaced at each poll");
+    }
 }

@@ -257,14 +257,52 @@ macro_rules! internal_from {
     };
 }
 
-internal_from!(
-    std::io::Error,
-    tokio_postgres::Error,
-    deadpool_postgres::PoolError,
-    serde_json::Error,
-    anyhow::Error,
-    tokio::task::JoinError,
-);
+internal_from!(std::io::Error, serde_json::Error, anyhow::Error, tokio::task::JoinError,);
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Error {
+        if database_unreachable(&err) { database_unavailable(&err) } else { Error::internal(err) }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(err: deadpool_postgres::PoolError) -> Error {
+        use deadpool_postgres::PoolError;
+        match err {
+            PoolError::Backend(e) => e.into(),
+            // No connection could be had in time, or none could be opened: the database is
+            // away (restarting, failing over) or overloaded; the request may be tried again.
+            PoolError::Timeout(_) | PoolError::Closed => database_unavailable(&err),
+            other => Error::internal(other),
+        }
+    }
+}
+
+/// Whether `err` says the database could not be reached or dropped the connection (a restart,
+/// a failover, a network cut) rather than refusing a statement (which is a bug: a 500).
+fn database_unreachable(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        // Connection exceptions (class 08) and "operator intervention" (57P01–57P03: admin or
+        // crash shutdown, cannot connect now).
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // No SQLSTATE: the connection closed under the statement or failed at the socket
+        // (conversion and row-count errors are bugs, not outages).
+        None => {
+            err.is_closed()
+                || std::error::Error::source(err).is_some_and(|e| e.downcast_ref::<std::io::Error>().is_some())
+        }
+    }
+}
+
+/// 503 `M_UNKNOWN`: what a client sees while the database is away. The cause is logged
+/// here, since the client's body never carries internal text.
+fn database_unavailable(err: &dyn std::error::Error) -> Error {
+    tracing::warn!(error = %err, "database unavailable");
+    Error::new(ErrorCode::Unknown, "The server's database is unavailable; try again shortly").with_status(503)
+}
 
 impl From<ruma::IdParseError> for Error {
     fn from(err: ruma::IdParseError) -> Error {
@@ -275,6 +313,21 @@ impl From<ruma::IdParseError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_not_a_500() {
+        // Nothing listens on port 1: the connection attempt fails without a SQLSTATE.
+        let refused = tokio_postgres::connect("host=127.0.0.1 port=1 user=x connect_timeout=5", tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("nothing listens there");
+        let err = Error::from(refused);
+        assert_eq!((err.status(), err.code()), (503, ErrorCode::Unknown));
+        assert!(!err.is_internal());
+        let timeout = Error::from(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait));
+        assert_eq!(timeout.status(), 503);
+        assert_eq!(Error::from(deadpool_postgres::PoolError::Closed).status(), 503);
+    }
 
     #[test]
     fn matrix_error_body_round_trips() {

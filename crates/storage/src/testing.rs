@@ -174,6 +174,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_refused_statement_is_a_500_and_a_dropped_connection_a_503() {
+        let db = TestDb::new().await.unwrap();
+        let pool = db.pool(2);
+        let client = pool.get().await.unwrap();
+        let bug = trellis_core::Error::from(
+            client.query_one("SELECT no_such_column FROM stream_positions", &[]).await.unwrap_err(),
+        );
+        assert!(bug.is_internal() && bug.status() == 500, "a bad statement is our bug: {bug:?}");
+        let none = trellis_core::Error::from(client.query_one("SELECT 1 WHERE false", &[]).await.unwrap_err());
+        assert!(none.is_internal(), "a missing row is not an outage: {none:?}");
+        // The server ends this session, as a restart or failover would.
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        let other = pool.get().await.unwrap();
+        other.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+        let gone = trellis_core::Error::from(client.query_one("SELECT 1", &[]).await.unwrap_err());
+        assert_eq!(gone.status(), 503, "a dropped connection is unavailability: {gone:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn fresh_databases_are_migrated_and_isolated() {
         let a = TestDb::new().await.unwrap();
         let b = TestDb::new().await.unwrap();

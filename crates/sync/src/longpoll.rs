@@ -86,6 +86,10 @@ impl SyncWorker {
             }
             None => listen_to_rooms(&mut sub, &memberships).await?,
         }
+        // Room-channel changes of streams the filter shuts out are no news for this poll, and
+        // do not even wake it.
+        let ignored = filters::ignored_streams(poll.filter);
+        sub.ignore_in_rooms(&ignored);
         // Whether the subscription listens to exactly the rooms of `memberships` (a room left
         // during the poll stays subscribed until the poll ends).
         let mut exact = true;
@@ -101,8 +105,6 @@ impl SyncWorker {
         let mut computations = 0u32;
         // Set once the poll has waited: from then on the hub's wake-ups say what is new.
         let mut waited = false;
-        // Room-channel changes of streams the filter shuts out are no news for this poll.
-        let ignored = filters::ignored_streams(poll.filter);
         let mut hold_until = None;
         // The events position PostgreSQL had announced when this request was checked.
         let mut caught_up_to = None;

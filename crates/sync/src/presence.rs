@@ -1,6 +1,7 @@
 //! Presence: `online`, `unavailable` or `offline`, a status message, and when the user was
 //! last active. Users see the presence of the users they share a room with. Activity from
-//! `/sync` is written at most once a minute; users who stop syncing go offline.
+//! `/sync` is written at most once a minute, and announced only when it changes what others
+//! see (a user becoming active again); users who stop syncing go offline.
 
 use serde_json::{Value, json};
 use trellis_bus::Channel;
@@ -23,6 +24,8 @@ const LOCK: &str = "SELECT state, status_msg, last_active_ts FROM presence WHERE
 const UPSERT: &str = "INSERT INTO presence (user_id, state, status_msg, last_active_ts, currently_active, pos) VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, status_msg = EXCLUDED.status_msg, \
      last_active_ts = EXCLUDED.last_active_ts, currently_active = EXCLUDED.currently_active, pos = EXCLUDED.pos";
+/// A newer activity time that is not news (see `set_presence`): no stream position.
+const TOUCH: &str = "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1 AND last_active_ts < $2";
 const GONE_QUIET: &str = "SELECT user_id FROM presence WHERE state <> 'offline' AND last_active_ts < $1 LIMIT 500";
 const GO_OFFLINE: &str = "UPDATE presence SET state = 'offline', currently_active = false, pos = $2 \
      WHERE user_id = ANY($1) AND state <> 'offline' AND last_active_ts < $3 RETURNING user_id";
@@ -85,9 +88,18 @@ impl SyncWorker {
         {
             // A sync only refreshes activity: skip it while the state holds and the last
             // write is recent.
-            let (state, last): (String, i64) = (row.get(0), row.get(2));
+            let (state, last, active): (String, i64, bool) = (row.get(0), row.get(2), row.get(3));
             if state == req.presence && now - last < ACTIVITY_WRITE_INTERVAL_MS {
                 self.presence_seen.insert(req.user_id.clone(), (state, last));
+                return Ok(Ack {});
+            }
+            // Still online and currently active: what others see does not change, so the
+            // newer activity is kept for expiry and later reads but not announced (as Synapse
+            // does). Announcing it would take a presence position and wake every long-poll of
+            // every room the user is in, once a minute per syncing user.
+            if state == req.presence && state == "online" && active && now - last < CURRENTLY_ACTIVE_MS {
+                client.execute(TOUCH, &[&req.user_id, &now]).await?;
+                self.presence_seen.insert(req.user_id.clone(), (state, now));
                 return Ok(Ack {});
             }
         }

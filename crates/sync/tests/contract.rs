@@ -19,6 +19,7 @@ contract!(
     stored_filters,
     bad_input,
     room_settings_follow_an_upgrade,
+    activity_of_an_active_user_is_kept_but_not_announced,
 );
 
 async fn initial_then_incremental(env: Env) {
@@ -331,4 +332,62 @@ async fn room_settings_follow_an_upgrade(env: Env) {
         GetAccountDataRequest { requester: BOB.into(), user_id: BOB.into(), room_id: new, data_type: "m.tag".into() };
     let tags: Value = serde_json::from_str(&env.sync.get_account_data(tags).await.unwrap().content_json).unwrap();
     assert_eq!(tags, json!({"tags": {"u.work": {}}}));
+}
+
+/// A syncing user's activity is written once a minute; while they stay online and currently
+/// active it takes no presence position (nothing others see changed), but after a quiet spell
+/// becoming active again is announced. Time passing is simulated by ageing the stored
+/// activity, and a second worker (as after moving to another sync worker) has nothing cached.
+async fn activity_of_an_active_user_is_kept_but_not_announced(env: Env) {
+    create_room(&env, "private_chat").await;
+    sync(&env, ALICE, None, None, 0).await;
+    let db = env.db.pool(1).get().await.unwrap();
+    let presence_pos = || async {
+        db.query_one("SELECT pos FROM sync_streams WHERE stream = 'presence'", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let age = |ms: i64| {
+        let db = &db;
+        async move {
+            let sql =
+                "UPDATE presence SET last_active_ts = last_active_ts - $2 WHERE user_id = $1 RETURNING last_active_ts";
+            db.query_one(sql, &[&ALICE, &ms]).await.unwrap().get::<_, i64>(0)
+        }
+    };
+    let before = presence_pos().await;
+    assert!(before > 0, "the first sync announced Alice online");
+
+    // Ninety seconds later, still active: the newer activity is stored, silently.
+    let aged = age(90_000).await;
+    let other = fresh_worker(&env);
+    sync_on(&other, ALICE).await;
+    let stored: i64 =
+        db.query_one("SELECT last_active_ts FROM presence WHERE user_id = $1", &[&ALICE]).await.unwrap().get(0);
+    assert!(stored >= aged + 90_000, "activity refreshed: {aged} -> {stored}");
+    assert_eq!(presence_pos().await, before, "a refresh of an active user is no news");
+
+    // Ten minutes without a sync: no longer currently active, so coming back is news.
+    age(600_000).await;
+    sync_on(&fresh_worker(&env), ALICE).await;
+    assert!(presence_pos().await > before, "becoming active again is announced");
+}
+
+/// Another sync worker on the same database and bus, with empty caches.
+fn fresh_worker(env: &Env) -> std::sync::Arc<trellis_sync::SyncWorker> {
+    let settings = trellis_sync::SyncSettings {
+        max_timeout: Duration::from_secs(30),
+        default_timeline_limit: 10,
+        degraded_poll: Duration::from_millis(500),
+        ephemeral_batch: Duration::from_millis(50),
+    };
+    trellis_sync::SyncWorker::new(
+        env.db.pool(2),
+        trellis_bus::MemoryBus::new(),
+        settings,
+        trellis_core::shutdown::Shutdown::never(),
+    )
+}
+
+async fn sync_on(worker: &std::sync::Arc<trellis_sync::SyncWorker>, user: &str) {
+    let req = SyncRequest { user_id: user.into(), device_id: "DEV".into(), ..Default::default() };
+    SyncService::sync(worker.as_ref(), req).await.unwrap();
 }
