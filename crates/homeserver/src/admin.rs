@@ -29,6 +29,9 @@ pub enum AdminArea {
     /// Accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Rooms (list, delete).
+    #[command(subcommand)]
+    Room(crate::admin_rooms::RoomCommand),
 }
 
 #[derive(Subcommand)]
@@ -102,12 +105,17 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
 
 /// [`run`], printing to `out`.
 pub async fn run_to(config: &Config, command: AdminCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command.command {
+        AdminArea::User(user) => run_user(config, user, command.json, out).await,
+        AdminArea::Room(room) => crate::admin_rooms::run(config, room, command.json, out).await,
+    }
+}
+
+async fn run_user(config: &Config, command: UserCommand, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let auth = local_auth(config).await?;
     let qualify = |user: String| {
         if user.starts_with('@') { user } else { format!("@{user}:{}", config.server_name) }
     };
-    let json = command.json;
-    let AdminArea::User(command) = command.command;
     let users = match command {
         UserCommand::Create { user, password, displayname, admin } => {
             let put = AdminPutUserRequest {

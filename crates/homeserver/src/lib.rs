@@ -5,6 +5,7 @@
 //! its roles depend on (`health.rs`).
 
 pub mod admin;
+pub mod admin_rooms;
 pub mod health;
 mod http;
 mod ops;

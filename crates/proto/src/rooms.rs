@@ -59,6 +59,21 @@ service! {
         fn room_media(RoomMediaRequest) -> RoomMediaResponse;
         /// Sends a server notice to a user, making their notices room if they have none.
         fn send_server_notice(ServerNoticeRequest) -> ServerNoticeResponse;
+        /// Server admins' view of rooms (`M_NOT_FOUND` for an unknown room).
+        fn admin_list_rooms(AdminListRoomsRequest) -> AdminListRoomsResponse;
+        fn admin_room_details(AdminRoomRequest) -> AdminRoom;
+        fn admin_room_members(AdminRoomRequest) -> AdminRoomMembersResponse;
+        fn admin_room_state(AdminRoomRequest) -> EventList;
+        fn admin_room_messages(GetMessagesRequest) -> GetMessagesResponse;
+        fn admin_get_block(AdminRoomRequest) -> AdminBlockStatus;
+        fn admin_set_block(AdminSetBlockRequest) -> AdminBlockStatus;
+        fn admin_make_room_admin(AdminMakeRoomAdminRequest) -> Empty;
+        /// Starts a deletion in the background; its status at once.
+        fn admin_delete_room(AdminDeleteRoomRequest) -> AdminDeletion;
+        fn admin_delete_status(AdminDeleteStatusRequest) -> AdminDeletionList;
+        fn admin_list_event_reports(AdminListEventReportsRequest) -> AdminEventReportList;
+        fn admin_event_report(AdminEventReportRequest) -> AdminEventReportEntry;
+        fn admin_delete_event_report(AdminEventReportRequest) -> Empty;
     }
     client RoomsGrpcClient = rooms_client::RoomsClient<tonic::transport::Channel>;
     server RoomsGrpcServer = rooms_server::{RoomsServer, Rooms};

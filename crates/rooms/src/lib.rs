@@ -27,6 +27,7 @@ macro_rules! room_state_summary {
 }
 
 mod access;
+mod admin;
 mod aliases;
 mod authorise;
 mod context;
@@ -51,6 +52,7 @@ mod search;
 mod send;
 mod server_notices;
 mod service;
+pub use admin::list_rooms;
 pub use service::RoomsHandle;
 mod spaces;
 pub mod state;
@@ -144,6 +146,7 @@ impl Rooms {
         tracing::info!(max_pos, "rooms service started");
         let rooms = Arc::new(Rooms { pool, settings, key, tracker, locks: DashMap::new(), _writer_lock: writer_lock });
         tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));
+        tokio::spawn(admin::delete::resume(rooms.clone()));
         Ok(rooms)
     }
 

@@ -100,6 +100,9 @@ impl Rooms {
     ) -> Result<Appended> {
         // Clients never choose who authorised their join.
         content.remove("join_authorised_via_users_server");
+        if let Some("join" | "invite" | "knock") = content.get("membership").and_then(Value::as_str) {
+            self.ensure_not_blocked(room_id).await?;
+        }
         if content.get("membership").and_then(Value::as_str) == Some("join") && sender == target {
             let state = self.snapshot(room_id).await?;
             self.admit_guest(&state, sender, &mut content).await?;

@@ -122,4 +122,43 @@ impl RoomsService for RoomsHandle {
     async fn send_server_notice(&self, req: ServerNoticeRequest) -> Result<ServerNoticeResponse> {
         self.0.send_server_notice(req).await
     }
+    async fn admin_list_rooms(&self, req: AdminListRoomsRequest) -> Result<AdminListRoomsResponse> {
+        self.0.admin_list_rooms(req).await
+    }
+    async fn admin_room_details(&self, req: AdminRoomRequest) -> Result<AdminRoom> {
+        self.0.admin_room_details(req).await
+    }
+    async fn admin_room_members(&self, req: AdminRoomRequest) -> Result<AdminRoomMembersResponse> {
+        self.0.admin_room_members(req).await
+    }
+    async fn admin_room_state(&self, req: AdminRoomRequest) -> Result<EventList> {
+        self.0.admin_room_state(req).await
+    }
+    async fn admin_room_messages(&self, req: GetMessagesRequest) -> Result<GetMessagesResponse> {
+        self.0.admin_room_messages(req).await
+    }
+    async fn admin_get_block(&self, req: AdminRoomRequest) -> Result<AdminBlockStatus> {
+        self.0.admin_get_block(req).await
+    }
+    async fn admin_set_block(&self, req: AdminSetBlockRequest) -> Result<AdminBlockStatus> {
+        self.0.admin_set_block(req).await
+    }
+    async fn admin_make_room_admin(&self, req: AdminMakeRoomAdminRequest) -> Result<Empty> {
+        self.0.admin_make_room_admin(req).await
+    }
+    async fn admin_delete_status(&self, req: AdminDeleteStatusRequest) -> Result<AdminDeletionList> {
+        self.0.admin_delete_status(req).await
+    }
+    async fn admin_list_event_reports(&self, req: AdminListEventReportsRequest) -> Result<AdminEventReportList> {
+        self.0.admin_list_event_reports(req).await
+    }
+    async fn admin_event_report(&self, req: AdminEventReportRequest) -> Result<AdminEventReportEntry> {
+        self.0.admin_event_report(req).await
+    }
+    async fn admin_delete_event_report(&self, req: AdminEventReportRequest) -> Result<Empty> {
+        self.0.admin_delete_event_report(req).await
+    }
+    async fn admin_delete_room(&self, req: AdminDeleteRoomRequest) -> Result<AdminDeletion> {
+        crate::admin::delete::start(&self.0, req).await
+    }
 }

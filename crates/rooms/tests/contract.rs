@@ -4,6 +4,8 @@
 
 mod common;
 
+#[path = "contract/admin.rs"]
+mod admin;
 #[path = "contract/auth_rules.rs"]
 mod auth_rules;
 #[path = "contract/basics.rs"]
@@ -48,6 +50,7 @@ macro_rules! contract {
 }
 
 contract!(
+    admin::a_waited_deletion_purges_the_room,
     basics::create_room_writes_the_prescribed_events,
     basics::room_versions,
     basics::aliases,

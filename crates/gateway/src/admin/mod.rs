@@ -5,11 +5,14 @@
 //! written to the audit log (`trellis::audit`) with who asked, what and the outcome.
 
 mod api;
+mod api_rooms;
 mod api_tokens;
 mod media;
 mod media_api;
 mod notices;
 mod suspend;
+mod reports;
+mod rooms;
 mod tokens;
 mod users;
 
@@ -42,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .merge(suspend::routes())
         .merge(media::routes())
         .merge(notices::routes())
+        .merge(rooms::routes())
+        .merge(reports::routes())
         .route_layer(middleware::from_fn(audit))
 }
 

@@ -98,12 +98,12 @@ fn raw<T>(json: String) -> Result<Raw<T>, ApiError> {
 }
 
 /// [`raw`] for each of a list.
-fn raw_list<T>(events: Vec<String>) -> Result<Vec<Raw<T>>, ApiError> {
+pub(crate) fn raw_list<T>(events: Vec<String>) -> Result<Vec<Raw<T>>, ApiError> {
     events.into_iter().map(raw).collect()
 }
 
 /// A count or limit from a request as the `u32` the service contracts carry, saturating.
-fn small(n: impl Into<u64>) -> u32 {
+pub(crate) fn small(n: impl Into<u64>) -> u32 {
     u32::try_from(n.into()).unwrap_or(u32::MAX)
 }
 
