@@ -38,9 +38,9 @@ macro_rules! both_modes {
 
 mod admin_media;
 mod admin_notices;
+mod admin_rooms;
 mod admin_sessions;
 mod admin_suspend;
-mod admin_rooms;
 mod admin_tokens;
 mod admin_users;
 mod backend_tls;

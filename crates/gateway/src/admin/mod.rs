@@ -10,9 +10,9 @@ mod api_tokens;
 mod media;
 mod media_api;
 mod notices;
-mod suspend;
 mod reports;
 mod rooms;
+mod suspend;
 mod tokens;
 mod users;
 
