@@ -6,6 +6,7 @@
 # Usage: crates/loadtest/bench.sh MODE RECEIVERS      (from the repository root)
 #   MODE       mono | split1 | split2 | splitN   (monolith, or split mode with N sync workers)
 #   RATE       total msg/s (default 10)      DURATION   measured seconds (default 30)
+#   WARMUP     seconds of load before the measured window (default 5)
 #   LT_ARGS    extra trellis-loadtest arguments, e.g. "--scenario first-sync" ("held" runs
 #              the server with MIMALLOC_PURGE_DELAY=0)
 #   BENCH_OUT  where each run's directory goes (default /tmp/trellis-bench)
@@ -59,7 +60,7 @@ PIDSTAT=$!
 # those writes out of the measured window, as on a server whose users joined long before.
 AFTER_SETUP="psql -h 127.0.0.1 -p 15432 -U postgres -d $DB -qc 'VACUUM ANALYZE'"
 CMD=("$LT" --url http://127.0.0.1:8008 --receivers "$N" --senders 2 --rate "${RATE:-10}" --duration "${DURATION:-30}"
-  --warmup 5 --server-pid $PIDS --json --after-setup "$AFTER_SETUP" ${LT_ARGS:-})
+  --warmup "${WARMUP:-5}" --server-pid $PIDS --json --after-setup "$AFTER_SETUP" ${LT_ARGS:-})
 echo "${CMD[*]}" >"$OUT/cmd.txt"
 set +e
 "${CMD[@]}" >"$OUT/report.txt" 2>"$OUT/loadtest.err"
