@@ -15,11 +15,8 @@ use trellis_proto::{
     rooms::RoomMediaRequest,
 };
 
-use super::{ServerAdmin, media_api as api};
+use super::{DEFAULT_LIMIT, ServerAdmin, backwards, media_api as api, next_from};
 use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
-
-/// The media a page holds when the request names no limit (as Synapse).
-const DEFAULT_LIMIT: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -133,11 +130,7 @@ fn page(
     order_by: Option<String>,
     dir: Option<String>,
 ) -> ApiResult<AdminMediaPage> {
-    let backwards = match dir.as_deref() {
-        None | Some("f") => false,
-        Some("b") => true,
-        Some(_) => return Err(Error::invalid_param("Unknown direction: dir must be 'f' or 'b'").into()),
-    };
+    let backwards = backwards(dir.as_deref(), false)?;
     let limit =
         i32::try_from(limit.unwrap_or(DEFAULT_LIMIT)).map_err(|_| Error::invalid_param("limit is out of range"))?;
     Ok(AdminMediaPage { user_id, from: from.unwrap_or(0), limit, order_by: order_by.unwrap_or_default(), backwards })
@@ -152,7 +145,7 @@ async fn list_user_media_route(
     let page = page(existing_user(&s, &q.user_id).await?, q.from, q.limit, q.order_by, q.dir)?;
     let (from, limit) = (page.from, i64::from(page.limit));
     let found = s.services.media.admin_list_media(AdminListMediaRequest { page: Some(page) }).await?;
-    let next_token = (from + limit < found.total).then_some(from + limit);
+    let next_token = next_from(from, limit, found.total);
     let media = found
         .media
         .into_iter()

@@ -50,6 +50,24 @@ pub fn routes() -> Router<AppState> {
         .route_layer(middleware::from_fn(audit))
 }
 
+/// Synapse's offset paging, shared by the admin lists: `limit` when none is given.
+const DEFAULT_LIMIT: i64 = 100;
+
+/// `dir` as Synapse reads it: `f` or `b` (`default` when absent); whether it is `b`.
+fn backwards(dir: Option<&str>, default: bool) -> Result<bool, ApiError> {
+    match dir {
+        None => Ok(default),
+        Some("f") => Ok(false),
+        Some("b") => Ok(true),
+        Some(_) => Err(trellis_core::Error::invalid_param("Unknown direction: dir must be 'f' or 'b'").into()),
+    }
+}
+
+/// The `from` of the page after `limit` items from `from`, out of `total`; none after the last.
+fn next_from(from: i64, limit: i64, total: i64) -> Option<i64> {
+    (from + limit < total).then_some(from + limit)
+}
+
 /// The authentication of admin endpoints: a valid access token of a server admin (the
 /// auth service decides; anyone else gets 403 `M_FORBIDDEN`).
 pub struct ServerAdmin;

@@ -7,14 +7,11 @@ use trellis_core::Error;
 use trellis_proto::rooms::{AdminEventReportEntry, AdminEventReportRequest, AdminListEventReportsRequest};
 
 use super::{
-    ServerAdmin,
+    DEFAULT_LIMIT, ServerAdmin,
     api_rooms::{self as api, EventReport},
-    rooms::backwards,
+    backwards, next_from,
 };
 use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
-
-/// The reports a page holds when the request names no limit (as Synapse).
-const DEFAULT_LIMIT: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new().ruma(list_route).ruma(get_route).ruma(delete_route)
@@ -61,7 +58,7 @@ async fn list_route(
         user_id: q.user_id,
     };
     let found = s.services.rooms.admin_list_event_reports(list).await?;
-    let next_token = (from + limit < found.total).then_some(from + limit);
+    let next_token = next_from(from, limit, found.total);
     let event_reports = found.reports.iter().map(report).collect();
     Ok(api::list_event_reports::Response { event_reports, next_token, total: found.total })
 }

@@ -11,8 +11,9 @@ use trellis_proto::rooms::{
 };
 
 use super::{
-    ServerAdmin,
+    DEFAULT_LIMIT, ServerAdmin,
     api_rooms::{self as api, DeleteStatus, ListedRoom, RoomDetails, ShutdownRoom},
+    backwards, next_from,
 };
 use crate::{
     AppState,
@@ -21,9 +22,6 @@ use crate::{
     extract::Ruma,
     router::RumaRoutes,
 };
-
-/// The rooms a page holds when the request names no limit (as Synapse).
-const DEFAULT_LIMIT: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -61,16 +59,6 @@ fn listed(r: AdminRoom) -> ListedRoom {
     }
 }
 
-/// `dir` as Synapse reads it: `f` (the default) or `b`.
-pub(super) fn backwards(dir: Option<&str>, default: bool) -> ApiResult<bool> {
-    match dir {
-        None => Ok(default),
-        Some("f") => Ok(false),
-        Some("b") => Ok(true),
-        Some(_) => Err(Error::invalid_param("Unknown direction: dir must be 'f' or 'b'").into()),
-    }
-}
-
 /// # `GET /_synapse/admin/v1/rooms`
 async fn list_route(
     s: AppState,
@@ -86,7 +74,7 @@ async fn list_route(
         search_term: q.search_term,
     };
     let found = s.services.rooms.admin_list_rooms(list).await?;
-    let next_batch = (from + limit < found.total).then_some(from + limit);
+    let next_batch = next_from(from, limit, found.total);
     let prev_batch = (from > 0).then(|| (from - limit).max(0));
     let rooms = found.rooms.into_iter().map(listed).collect();
     Ok(api::list_rooms::Response { rooms, offset: from, total_rooms: found.total, next_batch, prev_batch })

@@ -15,8 +15,9 @@ use trellis_proto::{
 };
 
 use super::{
-    ServerAdmin, WithStatus,
+    DEFAULT_LIMIT, ServerAdmin, WithStatus,
     api::{self, ListedUser, UserDetails},
+    backwards, next_from,
 };
 use crate::{
     AppState,
@@ -25,9 +26,6 @@ use crate::{
     extract::Ruma,
     router::RumaRoutes,
 };
-
-/// The users a page holds when the request names no limit (as Synapse).
-const DEFAULT_LIMIT: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -109,11 +107,7 @@ fn list_request(
     admins: Option<bool>,
     (order_by, dir): (Option<String>, Option<String>),
 ) -> ApiResult<AdminListUsersRequest> {
-    let backwards = match dir.as_deref() {
-        None | Some("f") => false,
-        Some("b") => true,
-        Some(_) => return Err(Error::invalid_param("Unknown direction: dir must be 'f' or 'b'").into()),
-    };
+    let backwards = backwards(dir.as_deref(), false)?;
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let limit = i32::try_from(limit).map_err(|_| Error::invalid_param("limit is out of range"))?;
     Ok(AdminListUsersRequest {
@@ -132,7 +126,7 @@ fn list_request(
 async fn list_users(s: &AppState, req: AdminListUsersRequest) -> ApiResult<(Vec<ListedUser>, Option<String>, i64)> {
     let (from, limit) = (req.from, i64::from(req.limit));
     let found = s.services.auth.admin_list_users(req).await?;
-    let next = (from + limit < found.total).then(|| (from + limit).to_string());
+    let next = next_from(from, limit, found.total).map(|n| n.to_string());
     Ok((found.users.into_iter().map(listed).collect(), next, found.total))
 }
 
