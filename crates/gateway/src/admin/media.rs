@@ -7,7 +7,6 @@ use axum::Router;
 use ruma::OwnedMxcUri;
 use trellis_core::Error;
 use trellis_proto::{
-    auth::AdminUserRequest,
     media::{
         AdminDeleteMediaRequest, AdminListMediaRequest, AdminMediaIds, AdminMediaPage, AdminMediaRef,
         AdminMediaSelection, AdminQuarantineRequest, admin_media_selection::Which,
@@ -15,7 +14,7 @@ use trellis_proto::{
     rooms::RoomMediaRequest,
 };
 
-use super::{DEFAULT_LIMIT, ServerAdmin, backwards, media_api as api, next_from};
+use super::{DEFAULT_LIMIT, ServerAdmin, backwards, existing_user, media_api as api, next_from};
 use crate::{AppState, error::ApiResult, extract::Ruma, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
@@ -102,13 +101,6 @@ async fn room_media_route(
 ) -> ApiResult<api::room_media::Response> {
     let found = s.services.rooms.room_media(RoomMediaRequest { room_id: req.body.room_id.to_string() }).await?;
     Ok(api::room_media::Response { local: found.local, remote: found.remote })
-}
-
-/// The user must be a local account (`M_INVALID_PARAM`, `M_NOT_FOUND` otherwise).
-async fn existing_user(s: &AppState, user_id: &ruma::UserId) -> ApiResult<String> {
-    let user_id = user_id.to_string();
-    s.services.auth.admin_get_user(AdminUserRequest { user_id: user_id.clone() }).await?;
-    Ok(user_id)
 }
 
 /// # `POST /_synapse/admin/v1/user/{userId}/media/quarantine`

@@ -68,6 +68,14 @@ fn next_from(from: i64, limit: i64, total: i64) -> Option<i64> {
     (from + limit < total).then_some(from + limit)
 }
 
+/// `user_id` as a string, once the auth service knows it as a local account (`M_INVALID_PARAM`,
+/// `M_NOT_FOUND` otherwise).
+async fn existing_user(s: &AppState, user_id: &ruma::UserId) -> Result<String, ApiError> {
+    let user_id = user_id.to_string();
+    s.services.auth.admin_get_user(trellis_proto::auth::AdminUserRequest { user_id: user_id.clone() }).await?;
+    Ok(user_id)
+}
+
 /// The authentication of admin endpoints: a valid access token of a server admin (the
 /// auth service decides; anyone else gets 403 `M_FORBIDDEN`).
 pub struct ServerAdmin;

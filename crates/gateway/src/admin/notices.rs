@@ -105,9 +105,7 @@ async fn send(s: &AppState, admin: String, notice: Notice, txn_id: Option<String
         let off = Error::new(ErrorCode::Unknown, "Server notices are not enabled on this server");
         return Err(off.with_status(400).into());
     };
-    let user_id = notice.user_id.to_string();
-    // A local account (`M_INVALID_PARAM`, `M_NOT_FOUND` otherwise).
-    s.services.auth.admin_get_user(AdminUserRequest { user_id: user_id.clone() }).await?;
+    let user_id = super::existing_user(s, &notice.user_id).await?;
     let system = AdminUserRequest { user_id: settings.system_user.clone() };
     match s.services.auth.admin_get_user(system).await {
         Ok(_) => {}

@@ -17,7 +17,7 @@ use trellis_proto::{
 use super::{
     DEFAULT_LIMIT, ServerAdmin, WithStatus,
     api::{self, ListedUser, UserDetails},
-    backwards, next_from,
+    backwards, existing_user, next_from,
 };
 use crate::{
     AppState,
@@ -244,8 +244,7 @@ async fn joined_rooms_route(
     s: AppState,
     req: Ruma<api::joined_rooms::Request, ServerAdmin>,
 ) -> ApiResult<api::joined_rooms::Response> {
-    let user_id = req.body.user_id.to_string();
-    s.services.auth.admin_get_user(AdminUserRequest { user_id: user_id.clone() }).await?;
+    let user_id = existing_user(&s, &req.body.user_id).await?;
     let rooms = s.services.rooms.joined_rooms(JoinedRoomsRequest { user_id }).await?.room_ids;
     let joined_rooms = rooms.into_iter().map(crate::client::stored_id).collect::<ApiResult<Vec<_>>>()?;
     Ok(api::joined_rooms::Response { total: joined_rooms.len(), joined_rooms })
@@ -265,8 +264,7 @@ async fn set_admin_route(
     s: AppState,
     req: Ruma<api::set_admin::Request, ServerAdmin>,
 ) -> ApiResult<api::set_admin::Response> {
-    let user_id = req.body.user_id.to_string();
-    s.services.auth.admin_get_user(AdminUserRequest { user_id: user_id.clone() }).await?;
+    let user_id = existing_user(&s, &req.body.user_id).await?;
     let put = AdminPutUserRequest {
         admin: req.user.user_id,
         user_id,
@@ -282,8 +280,7 @@ async fn list_devices_route(
     s: AppState,
     req: Ruma<api::list_devices::Request, ServerAdmin>,
 ) -> ApiResult<api::list_devices::Response> {
-    let user_id = req.body.user_id.to_string();
-    s.services.auth.admin_get_user(AdminUserRequest { user_id: user_id.clone() }).await?;
+    let user_id = existing_user(&s, &req.body.user_id).await?;
     let found = s.services.auth.list_devices(ListDevicesRequest { user_id: user_id.clone() }).await?;
     let devices: Vec<_> = found
         .devices
