@@ -9,6 +9,7 @@ mod api_rooms;
 mod api_tokens;
 mod media;
 mod media_api;
+mod moderation;
 mod notices;
 mod reports;
 mod rooms;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(users::routes())
         .merge(tokens::routes())
         .merge(suspend::routes())
+        .merge(moderation::routes())
         .merge(media::routes())
         .merge(notices::routes())
         .merge(rooms::routes())
