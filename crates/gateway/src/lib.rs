@@ -54,8 +54,6 @@ pub struct GatewaySettings {
     /// `POST /login/get_token` is offered (`auth.login_token_enabled`): `GET /login` and
     /// `/capabilities` say so.
     pub login_token_enabled: bool,
-    /// `[server_notices]`, when a system user is configured (admins may send notices).
-    pub server_notices: Option<admin::ServerNotices>,
 }
 
 impl GatewaySettings {
@@ -71,7 +69,6 @@ impl GatewaySettings {
             x_forwarded_for: config.http.x_forwarded_for,
             support: client::support(&config.support),
             login_token_enabled: config.auth.login_token_enabled,
-            server_notices: admin::ServerNotices::from_config(config),
         }
     }
 }

@@ -57,7 +57,8 @@ service! {
         /// The media a room's events show, this server's and others' (`M_NOT_FOUND` for an
         /// unknown room).
         fn room_media(RoomMediaRequest) -> RoomMediaResponse;
-        /// Sends a server notice to a user, making their notices room if they have none.
+        /// Sends a server notice to a user, making their notices room if they have none
+        /// (400 `M_UNKNOWN` when `[server_notices]` is off; `M_NOT_FOUND` for an unknown user).
         fn send_server_notice(ServerNoticeRequest) -> ServerNoticeResponse;
         /// Server admins' view of rooms (`M_NOT_FOUND` for an unknown room).
         fn admin_list_rooms(AdminListRoomsRequest) -> AdminListRoomsResponse;

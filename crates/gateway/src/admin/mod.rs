@@ -19,7 +19,6 @@ mod users;
 
 /// Synapse checks `new_password` by hand (`M_MISSING_PARAM`): see `extract::missing_param`.
 pub(crate) use api::reset_password::Request as ResetPasswordRequest;
-pub use notices::ServerNotices;
 
 use std::sync::{Arc, Mutex};
 
