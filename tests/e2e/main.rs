@@ -36,6 +36,7 @@ macro_rules! both_modes {
     };
 }
 
+mod admin_background;
 mod admin_media;
 mod admin_moderation;
 mod admin_notices;

@@ -72,6 +72,10 @@ service! {
         /// Starts a deletion in the background; its status at once.
         fn admin_delete_room(AdminDeleteRoomRequest) -> AdminDeletion;
         fn admin_delete_status(AdminDeleteStatusRequest) -> AdminDeletionList;
+        /// The background work under way, and whether it may run.
+        fn admin_background_updates(Empty) -> BackgroundUpdates;
+        /// Pauses (`enabled: false`) or resumes it.
+        fn admin_set_background_updates(SetBackgroundUpdatesRequest) -> BackgroundUpdates;
         fn admin_list_event_reports(AdminListEventReportsRequest) -> AdminEventReportList;
         fn admin_event_report(AdminEventReportRequest) -> AdminEventReportEntry;
         fn admin_delete_event_report(AdminEventReportRequest) -> Empty;

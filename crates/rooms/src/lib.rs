@@ -125,6 +125,8 @@ pub struct Rooms {
     locks: DashMap<OwnedRoomId, Arc<RoomSlot>>,
     /// Keeps the session that holds the event-writer advisory lock open.
     _writer_lock: tokio_postgres::Client,
+    /// Whether background work (purges) may run: admins pause and resume it.
+    background: tokio::sync::watch::Sender<bool>,
     /// `[server_notices]` and its peers, once the process has given them.
     notices: std::sync::OnceLock<server_notices::ServerNotices>,
 }
@@ -154,6 +156,7 @@ impl Rooms {
             tracker,
             locks: DashMap::new(),
             _writer_lock: writer_lock,
+            background: tokio::sync::watch::Sender::new(true),
             notices: std::sync::OnceLock::new(),
         });
         tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));

@@ -7,6 +7,7 @@
 mod api;
 mod api_rooms;
 mod api_tokens;
+mod background;
 mod media;
 mod media_api;
 mod moderation;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(notices::routes())
         .merge(rooms::routes())
         .merge(reports::routes())
+        .merge(background::routes())
         .route_layer(middleware::from_fn(audit))
 }
 
