@@ -53,6 +53,7 @@ mod send;
 mod server_notices;
 mod service;
 pub use admin::list_rooms;
+pub use server_notices::ServerNotices;
 pub use service::RoomsHandle;
 mod spaces;
 pub mod state;
@@ -124,6 +125,10 @@ pub struct Rooms {
     locks: DashMap<OwnedRoomId, Arc<RoomSlot>>,
     /// Keeps the session that holds the event-writer advisory lock open.
     _writer_lock: tokio_postgres::Client,
+    /// Whether background work (purges) may run: admins pause and resume it.
+    background: tokio::sync::watch::Sender<bool>,
+    /// `[server_notices]` and its peers, once the process has given them.
+    notices: std::sync::OnceLock<server_notices::ServerNotices>,
 }
 
 /// Arbitrary constant naming the advisory lock held by the one event writer.
@@ -144,7 +149,16 @@ impl Rooms {
         let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
         let tracker = Tracker::start(pool.clone(), bus, max_pos, shutdown.clone()).await?;
         tracing::info!(max_pos, "rooms service started");
-        let rooms = Arc::new(Rooms { pool, settings, key, tracker, locks: DashMap::new(), _writer_lock: writer_lock });
+        let rooms = Arc::new(Rooms {
+            pool,
+            settings,
+            key,
+            tracker,
+            locks: DashMap::new(),
+            _writer_lock: writer_lock,
+            background: tokio::sync::watch::Sender::new(true),
+            notices: std::sync::OnceLock::new(),
+        });
         tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));
         tokio::spawn(admin::delete::resume(rooms.clone()));
         Ok(rooms)

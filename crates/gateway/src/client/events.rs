@@ -81,7 +81,11 @@ async fn send(
     txn_id: Option<String>,
 ) -> ApiResult<ruma::OwnedEventId> {
     auth.not_suspended()?;
-    s.limit(Action::Message, &auth.user_id).await?;
+    s.limit_user(Action::Message, &auth).await?;
+    if auth.shadow_banned {
+        // Shadow-banned: the event seems sent and is not.
+        return super::fake_event_id();
+    }
     let req = SendEventRequest {
         sender: auth.user_id,
         device_id: auth.device_id,
@@ -194,6 +198,9 @@ async fn redact_event_route(
     req: Ruma<redact_event::v3::Request>,
 ) -> ApiResult<redact_event::v3::Response> {
     let (auth, req) = (req.user, req.body);
+    if auth.shadow_banned {
+        return Ok(redact_event::v3::Response::new(super::fake_event_id()?));
+    }
     let resp = s
         .services
         .rooms
