@@ -23,6 +23,12 @@ use trellis_core::{Result, StreamPos, shutdown::Shutdown};
 use trellis_storage::Pool;
 
 const ANNOUNCE: &str = "UPDATE stream_positions SET pos = $1 WHERE stream = 'events' AND pos < $1";
+/// The rooms and member targets of events in `($1, $2]`.
+const ORPHANS: &str = "SELECT DISTINCT room_id, CASE WHEN type = 'm.room.member' THEN state_key END \
+     FROM events WHERE pos > $1 AND pos <= $2";
+/// How far below the last announced position a new writer wakes channels again: the previous
+/// writer's last announced batches may not have been published (it announces, then publishes).
+const ORPHAN_MARGIN: StreamPos = 1_000;
 
 struct State {
     next: StreamPos,
@@ -72,7 +78,33 @@ impl Tracker {
     /// Starts the tracker after every event up to `max_pos` has committed (start-up, under
     /// the writer lock) and spawns the announcer.
     pub async fn start(pool: Pool, bus: Arc<dyn Bus>, max_pos: StreamPos, shutdown: Shutdown) -> Result<Arc<Tracker>> {
-        pool.get().await?.execute(ANNOUNCE, &[&max_pos]).await?;
+        let client = pool.get().await?;
+        let announced: StreamPos =
+            client.query_one("SELECT pos FROM stream_positions WHERE stream = 'events'", &[]).await?.get(0);
+        client.execute(ANNOUNCE, &[&max_pos]).await?;
+        // A writer that stopped between committing and publishing (or between announcing and
+        // publishing) left events nobody was woken for; a sync worker that hears a later batch
+        // would answer past them. Wake their channels now, at the announced position.
+        let orphans = client.query(ORPHANS, &[&(announced - ORPHAN_MARGIN), &max_pos]).await?;
+        let mut channels: Vec<Channel> = Vec::new();
+        for row in &orphans {
+            let (room, target): (String, Option<String>) = (row.get(0), row.get(1));
+            for c in std::iter::once(Channel::Room(room)).chain(target.map(Channel::User)) {
+                if !channels.contains(&c) {
+                    channels.push(c);
+                }
+            }
+        }
+        drop(client);
+        if !channels.is_empty() {
+            tracing::info!(
+                channels = channels.len(),
+                announced,
+                max_pos,
+                "waking the channels of the last writer's latest events"
+            );
+            bus.publish(&channels, max_pos).await;
+        }
         let tracker = Arc::new(Tracker {
             state: Mutex::new(State { next: max_pos + 1, in_flight: BTreeSet::new(), pending: BTreeMap::new() }),
             kick: Notify::new(),

@@ -125,3 +125,27 @@ async fn more_writers_than_connections_do_not_stall() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "80 sends in 16 rooms over 4 connections took {took:?}");
 }
+
+/// A writer that takes over wakes the channels of its predecessor's latest events: the old
+/// writer may have stopped after committing (or announcing) them but before publishing, and a
+/// sync worker hearing only later batches would answer past them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_writer_wakes_the_channels_of_the_last_writers_latest_events() {
+    let common::Env { svc, rooms, db } = common::local().await;
+    let room = svc.create_room(create(common::ALICE)).await.unwrap().room_id;
+    svc.send_event(message(common::ALICE, &room, "last words", None)).await.unwrap();
+    drop((svc, rooms));
+
+    let bus = trellis_bus::MemoryBus::new();
+    let sub = trellis_bus::Bus::subscribe(&*bus, &[trellis_bus::Channel::Room(room.clone())]).await.unwrap();
+    let settings = trellis_rooms::RoomsSettings {
+        server_name: ruma::ServerName::parse("localhost").unwrap(),
+        database: trellis_storage::Target::new(db.url(), None).unwrap(),
+        test_commit_jitter: None,
+    };
+    let start = trellis_rooms::Rooms::start(db.pool(4), bus, settings, trellis_core::shutdown::Shutdown::never());
+    let _rooms = tokio::time::timeout(Duration::from_secs(10), start).await.expect("lock released").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sub.wait()).await.expect("the room's channel is woken");
+    let max: i64 = db.pool(1).get().await.unwrap().query_one("SELECT max(pos) FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(sub.announced().events, max);
+}
