@@ -198,6 +198,14 @@ impl Rooms {
             let ms = rand::random_range(0..jitter.as_millis().max(1) as u64);
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
+        // A writer whose lock session is gone (a PostgreSQL restart) may already have a
+        // successor handing out the same positions: it must not commit another event.
+        if !self.holds_writer_lock() {
+            tracing::error!("refusing to commit: this process no longer holds the event-writer lock");
+            return Err(
+                Error::new(ErrorCode::Unknown, "The event writer is changing over; try again shortly").with_status(503)
+            );
+        }
         tx.commit().await.map_err(|e| {
             if is_unique_violation(&e) { Error::new(ErrorCode::RoomInUse, "already exists") } else { e.into() }
         })?;

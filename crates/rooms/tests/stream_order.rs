@@ -149,3 +149,34 @@ async fn a_new_writer_wakes_the_channels_of_the_last_writers_latest_events() {
     let max: i64 = db.pool(1).get().await.unwrap().query_one("SELECT max(pos) FROM events", &[]).await.unwrap().get(0);
     assert_eq!(sub.announced().events, max);
 }
+
+/// A writer that lost its lock session (a PostgreSQL restart, a killed backend) commits
+/// nothing more: a successor may already be handing out the same positions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_without_its_lock_commits_nothing() {
+    let common::Env { svc, rooms, db } = common::local().await;
+    let room = svc.create_room(create(common::ALICE)).await.unwrap().room_id;
+    let client = db.pool(1).get().await.unwrap();
+    let count = || async { client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get::<_, i64>(0) };
+    let before = count().await;
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the writer's lock session");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while rooms.holds_writer_lock() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the lost session is noticed");
+    let err = svc.send_event(message(common::ALICE, &room, "too late", None)).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert_eq!(count().await, before, "nothing committed");
+}
