@@ -9,6 +9,7 @@
 
 mod account;
 mod admin;
+mod appservice;
 mod admin_write;
 mod backup;
 mod backup_store;

@@ -177,6 +177,7 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
         is_guest: row.get(2),
         expires_ts: row.get(3),
         suspended: row.get(6),
+        appservice_id: None,
     };
     Ok(Some(TokenRow { requester, unused_refresh, locked: row.get(5) }))
 }

@@ -141,6 +141,18 @@ impl Subscription {
     pub fn channel_count(&self) -> usize {
         self.keys.len()
     }
+
+    /// How many events batches have ended so far, on any channel: a watcher of every event
+    /// (the appservice sender) reads it before looking at PostgreSQL, then waits with
+    /// [`Subscription::wait_batch_end`].
+    pub fn batch_ends(&self) -> u64 {
+        self.hub.batch_ends()
+    }
+
+    /// Waits until an events batch ended after the count `seen` (or the bus's health changed).
+    pub async fn wait_batch_end(&self, seen: u64) {
+        self.hub.batch_end_after(seen).await
+    }
 }
 
 /// The wire form of a wake-up: the stream's tag and the position, e.g. `e42`. A bare number

@@ -37,6 +37,9 @@ pub struct Authed {
     /// An admin suspended the account (as of the token's validation; a change of the flag
     /// ends remembered validations).
     pub suspended: bool,
+    /// The request came with this application service's `as_token` (then `device_id` is
+    /// empty and `user_id` is its sender or the user named by `?user_id=`).
+    pub appservice_id: Option<String>,
 }
 
 impl Authed {
@@ -55,12 +58,12 @@ pub fn access_token(parts: &Parts) -> Option<String> {
     {
         return Some(token.trim().to_owned());
     }
+    query_param(parts, "access_token")
+}
+
+fn query_param(parts: &Parts, name: &str) -> Option<String> {
     let query = parts.uri.query()?;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
-        .into_iter()
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v)
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 impl FromRequestParts<AppState> for Authed {
@@ -68,7 +71,13 @@ impl FromRequestParts<AppState> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
         let token = access_token(parts).ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?;
-        let cached = state.tokens.as_ref().and_then(|c| c.get(&token));
+        // An application service acts as one of its users with `?user_id=`: remembered apart.
+        let masquerade = query_param(parts, "user_id");
+        let key = match &masquerade {
+            Some(user) => format!("{token}\u{0}{user}"),
+            None => token.clone(),
+        };
+        let cached = state.tokens.as_ref().and_then(|c| c.get(&key));
         let authed = match cached {
             Some(authed) => authed,
             None => {
@@ -77,6 +86,7 @@ impl FromRequestParts<AppState> for Authed {
                     access_token: token.clone(),
                     ip: client_ip(parts, state),
                     user_agent: user_agent(parts),
+                    user_id: masquerade,
                 };
                 let requester = state.services.auth.authenticate(req).await?;
                 let authed = Authed {
@@ -86,9 +96,10 @@ impl FromRequestParts<AppState> for Authed {
                     access_token: token.clone(),
                     expires_ts: requester.expires_ts,
                     suspended: requester.suspended,
+                    appservice_id: requester.appservice_id,
                 };
                 if let (Some(c), Some(since)) = (&state.tokens, validation) {
-                    c.insert(token, authed.clone(), since);
+                    c.insert(key, authed.clone(), since);
                 }
                 authed
             }
@@ -200,9 +211,17 @@ macro_rules! no_auth {
         }
     )*};
 }
-// `AppserviceTokenOptional` (register, login): Trellis has no application services, so an
-// appservice token is never looked for.
-no_auth!(NoAuthentication, NoAccessToken, AppserviceTokenOptional);
+no_auth!(NoAuthentication, NoAccessToken);
+
+/// `AppserviceTokenOptional` (register, login): the token as sent, checked by the auth service
+/// only when the body asks for `m.login.application_service`.
+impl Auth for AppserviceTokenOptional {
+    type Requester = Option<String>;
+
+    async fn authenticate(parts: &mut Parts, _: &AppState) -> Result<Option<String>, ApiError> {
+        Ok(access_token(parts))
+    }
+}
 
 /// An endpoint's request, parsed by ruma from path, query and body, with its requester as
 /// the endpoint's metadata asks (`A`, which a handler overrides only where Trellis

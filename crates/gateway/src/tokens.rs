@@ -97,6 +97,7 @@ mod tests {
             access_token: String::new(),
             expires_ts: None,
             suspended: false,
+            appservice_id: None,
         }
     }
 

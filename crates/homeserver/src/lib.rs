@@ -184,10 +184,14 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         None
     };
 
+    let appservices = trellis_core::appservice::Registry::load(&config.appservices.registration_files, &config.server_name)
+        .map_err(anyhow::Error::msg)?;
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
     if config.runs(Role::Auth) {
-        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config));
+        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config))
+            .with_appservices(appservices.clone());
         auth.seed_registration_tokens().await.context("writing the configured registration tokens")?;
+        auth.seed_appservice_senders().await.context("creating the appservices' sender users")?;
         let auth = Arc::new(auth.with_bus(bus.clone().expect("bus")));
         local.auth = Some(auth.clone());
         local.keys = Some(auth);
@@ -203,6 +207,20 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         let settings = trellis_sync::SyncSettings::from_config(&config);
         local.sync =
             Some(trellis_sync::SyncWorker::new(db("sync")?, bus.clone().expect("bus"), settings, shutdown.clone()));
+    }
+    if config.runs(Role::Appservice) {
+        let sender = trellis_appservice::run(
+            db("appservice")?,
+            database.clone(),
+            match &bus {
+                Some(bus) => bus.clone(),
+                None => make_bus(&config, shutdown.clone()).await?,
+            },
+            appservices.clone(),
+            trellis_appservice::SenderSettings::from_config(&config),
+            shutdown.clone(),
+        );
+        tasks.spawn(sender);
     }
     if config.runs(Role::Media) {
         local.media = Some(Arc::new(trellis_media::Media::from_config(db("media")?, &config).await?));
