@@ -63,10 +63,8 @@ pub async fn run(
         shutdown.wait().await;
         return;
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_else(|_| reqwest::Client::new());
     let ctx = Arc::new(Ctx { pool, bus, settings, http });
     loop {
         let lock = match trellis_storage::lock::acquire(&database, SENDER_LOCK, "appservice-sender", &shutdown).await {

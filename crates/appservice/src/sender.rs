@@ -137,7 +137,8 @@ async fn send(ctx: &Ctx, appservice: &Appservice, txn: i64, events: &[String]) -
     let request = push_events::v1::Request::new(txn_id, events)
         .try_into_http_request::<Vec<u8>>(url, &appservice.registration.hs_token, ())
         .map_err(|e| Error::internal(format!("building the transaction: {e}")))?;
-    let request = reqwest::Request::try_from(request).map_err(|e| Error::internal(format!("transaction request: {e}")))?;
+    let request =
+        reqwest::Request::try_from(request).map_err(|e| Error::internal(format!("transaction request: {e}")))?;
     let response = ctx.http.execute(request).await.map_err(|e| Error::internal(format!("unreachable: {e}")))?;
     let status = response.status();
     metrics::counter!("trellis_appservice_transactions_total", "appservice" => appservice.id().to_owned(), "status" => status.as_str().to_owned())

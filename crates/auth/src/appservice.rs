@@ -24,7 +24,9 @@ impl Auth {
             if !store::user_exists(&tx, &appservice.sender).await? {
                 let localpart = &appservice.registration.sender_localpart;
                 match store::create_user(&tx, &appservice.sender, None, false, localpart).await {
-                    Ok(()) => info!(user_id = %appservice.sender, appservice = appservice.id(), "appservice sender created"),
+                    Ok(()) => {
+                        info!(user_id = %appservice.sender, appservice = appservice.id(), "appservice sender created")
+                    }
                     // Another auth process created it first.
                     Err(e) if e.code() == ErrorCode::UserInUse => {}
                     Err(e) => return Err(e),

@@ -73,7 +73,14 @@ mod tests {
     use super::*;
 
     fn requester(user: &str) -> Requester {
-        Requester { user_id: user.into(), device_id: "D".into(), is_guest: false, expires_ts: None, suspended: false, appservice_id: None }
+        Requester {
+            user_id: user.into(),
+            device_id: "D".into(),
+            is_guest: false,
+            expires_ts: None,
+            suspended: false,
+            appservice_id: None,
+        }
     }
 
     #[tokio::test]

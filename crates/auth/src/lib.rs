@@ -9,8 +9,8 @@
 
 mod account;
 mod admin;
-mod appservice;
 mod admin_write;
+mod appservice;
 mod backup;
 mod backup_store;
 mod cache;

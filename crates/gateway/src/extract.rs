@@ -63,7 +63,11 @@ pub fn access_token(parts: &Parts) -> Option<String> {
 
 fn query_param(parts: &Parts, name: &str) -> Option<String> {
     let query = parts.uri.query()?;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 impl FromRequestParts<AppState> for Authed {

@@ -184,8 +184,9 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         None
     };
 
-    let appservices = trellis_core::appservice::Registry::load(&config.appservices.registration_files, &config.server_name)
-        .map_err(anyhow::Error::msg)?;
+    let appservices =
+        trellis_core::appservice::Registry::load(&config.appservices.registration_files, &config.server_name)
+            .map_err(anyhow::Error::msg)?;
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
     if config.runs(Role::Auth) {
         let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config))
@@ -345,7 +346,8 @@ fn remote_probes(config: &Config, local: &Local) -> anyhow::Result<Vec<Probe>> {
 /// rate-limit counts.
 fn redis_use(config: &Config) -> Option<trellis_bus::RedisServer> {
     let server = trellis_bus::RedisServer::from_config(&config.redis)?;
-    let bus = config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth);
+    let bus =
+        config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth) || config.runs(Role::Appservice);
     let bus_on_redis = bus && bus_backend(config) == BusBackend::Redis;
     let shared_limits = config.runs(Role::Gateway) && !config.is_monolith() && config.rate_limits.enabled;
     (bus_on_redis || shared_limits).then_some(server)

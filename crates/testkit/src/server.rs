@@ -232,6 +232,11 @@ impl TestServer {
             services.push(url);
             nodes.push((name.to_owned(), node));
         }
+        // The appservice sender and its standby (idle unless appservices are configured).
+        for name in ["appservice-0", "appservice-1"] {
+            let (_, node) = start_service(&base, name, Role::Appservice).await;
+            nodes.push((name.to_owned(), node));
+        }
         let mut syncs = Vec::new();
         for name in ["sync-0", "sync-1"] {
             let (url, node) = start_service(&base, name, Role::Sync).await;
@@ -315,8 +320,8 @@ impl TestServer {
         client.execute(statement, &[]).await.unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 
-    /// The names of the running nodes: `monolith`, or `auth`, `rooms`, `media`, `sync-0`,
-    /// `sync-1`, `gateway-0`, `gateway-1`, `gateway-2` (the pooled one).
+    /// The names of the running nodes: `monolith`, or `auth`, `rooms`, `media`,
+    /// `appservice-0`, `appservice-1` (the appservice sender and its standby), `sync-0`, `sync-1`, `gateway-0`, `gateway-1`, `gateway-2` (the pooled one).
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|(n, _)| n.clone()).collect()
     }
