@@ -198,7 +198,8 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         local.keys = Some(auth);
     }
     if config.runs(Role::Rooms) {
-        let settings = trellis_rooms::RoomsSettings::from_config(&config, database.clone())?;
+        let mut settings = trellis_rooms::RoomsSettings::from_config(&config, database.clone())?;
+        settings.appservices = appservices.clone();
         let rooms =
             trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
         probes.push(Probe::Writer(rooms.clone()));

@@ -29,6 +29,7 @@ macro_rules! room_state_summary {
 mod access;
 mod admin;
 mod aliases;
+mod appservice_query;
 mod authorise;
 mod context;
 mod create;
@@ -86,6 +87,8 @@ pub struct RoomsSettings {
     pub database: trellis_storage::Target,
     /// Test-only: a random delay before each commit, so later positions commit first.
     pub test_commit_jitter: Option<Duration>,
+    /// The configured application services (their exclusive alias namespaces).
+    pub appservices: trellis_core::appservice::Registry,
 }
 
 impl RoomsSettings {
@@ -100,6 +103,7 @@ impl RoomsSettings {
                 .map_err(|e| Error::internal(format!("invalid server_name: {e}")))?,
             database,
             test_commit_jitter: None,
+            appservices: Default::default(),
         })
     }
 }

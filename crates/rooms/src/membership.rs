@@ -188,7 +188,7 @@ impl Rooms {
     pub(crate) async fn resolve_room(&self, room: &str) -> Result<OwnedRoomId> {
         if room.starts_with('#') {
             trellis_core::ids::parse_room_alias(room)?;
-            let id = self.alias_room(room).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+            let id = self.resolve_local_alias(room).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
             Ok(RoomId::parse(id)?)
         } else {
             RoomId::parse(room).map_err(|_| Error::invalid_param("invalid room ID or alias"))

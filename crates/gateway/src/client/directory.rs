@@ -42,7 +42,8 @@ async fn create_alias_route(
     req: Ruma<create_alias::v3::Request>,
 ) -> ApiResult<create_alias::v3::Response> {
     let (alias, room_id) = (req.body.room_alias.to_string(), req.body.room_id.to_string());
-    s.services.rooms.set_alias(SetAliasRequest { sender: req.user.user_id, alias, room_id }).await?;
+    let appservice_id = req.user.appservice_id;
+    s.services.rooms.set_alias(SetAliasRequest { sender: req.user.user_id, alias, room_id, appservice_id }).await?;
     Ok(create_alias::v3::Response::new())
 }
 

@@ -29,6 +29,7 @@ pub async fn local_with(connections: usize, commit_jitter: Option<Duration>) -> 
         server_name: ruma::ServerName::parse("localhost").unwrap(),
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: commit_jitter,
+        appservices: Default::default(),
     };
     let rooms =
         Rooms::start(db.pool(connections), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();

@@ -25,6 +25,7 @@ pub async fn local() -> Env {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
+        appservices: Default::default(),
     };
     let rooms = Rooms::start(db.pool(8), bus.clone(), settings, Shutdown::never()).await.unwrap();
     let sync_settings = SyncSettings {
