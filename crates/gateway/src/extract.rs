@@ -15,7 +15,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, Metadata,
-    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceTokenOptional, NoAccessToken, NoAuthentication},
+    auth_scheme::{
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
+    },
     client::{account::change_password, authenticated_media::get_media_preview, media},
     error::{DeserializationError, FromHttpRequestError},
     path_builder::PathBuilder,
@@ -216,6 +218,19 @@ macro_rules! no_auth {
     )*};
 }
 no_auth!(NoAuthentication, NoAccessToken);
+
+/// `AppserviceToken`: an application service's `as_token` only (`M_FORBIDDEN` for a user's).
+impl Auth for AppserviceToken {
+    type Requester = Authed;
+
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
+        let authed = <Authed as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        if authed.appservice_id.is_none() {
+            return Err(ApiError(Error::forbidden("Only application services can make this request")));
+        }
+        Ok(authed)
+    }
+}
 
 /// `AppserviceTokenOptional` (register, login): the token as sent, checked by the auth service
 /// only when the body asks for `m.login.application_service`.
