@@ -31,6 +31,8 @@ service! {
         fn set_alias(SetAliasRequest) -> Empty;
         /// An application service lists a room in one of its networks' lists, or unlists it.
         fn set_appservice_listing(SetAppserviceListingRequest) -> Empty;
+        /// Third-party protocols and lookups, asked of the application services.
+        fn thirdparty(ThirdpartyRequest) -> ThirdpartyResponse;
         fn delete_alias(DeleteAliasRequest) -> Empty;
         fn room_aliases(RoomAliasesRequest) -> RoomAliasesResponse;
         fn get_directory_visibility(GetDirectoryVisibilityRequest) -> DirectoryVisibility;

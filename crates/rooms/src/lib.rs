@@ -53,6 +53,7 @@ mod search;
 mod send;
 mod server_notices;
 mod service;
+mod thirdparty;
 pub use admin::list_rooms;
 pub use service::RoomsHandle;
 mod spaces;
@@ -126,6 +127,8 @@ pub struct Rooms {
     tracker: Arc<Tracker>,
     /// Per-room write lock, holding the room's state once loaded.
     locks: DashMap<OwnedRoomId, Arc<RoomSlot>>,
+    /// Queries to application services (aliases, third-party lookups).
+    appservice_http: appservice_query::Http,
     /// Keeps the session that holds the event-writer advisory lock open.
     _writer_lock: tokio_postgres::Client,
 }
@@ -149,7 +152,15 @@ impl Rooms {
         let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
         let tracker = Tracker::start(pool.clone(), bus, max_pos, shutdown.clone()).await?;
         tracing::info!(max_pos, "rooms service started");
-        let rooms = Arc::new(Rooms { pool, settings, key, tracker, locks: DashMap::new(), _writer_lock: writer_lock });
+        let rooms = Arc::new(Rooms {
+            pool,
+            settings,
+            key,
+            tracker,
+            locks: DashMap::new(),
+            appservice_http: appservice_query::Http::default(),
+            _writer_lock: writer_lock,
+        });
         tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));
         tokio::spawn(admin::delete::resume(rooms.clone()));
         Ok(rooms)
