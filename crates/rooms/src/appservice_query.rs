@@ -1,4 +1,5 @@
-//! Asking application services: about aliases nobody has created yet (an alias in an
+//! Asking application services: about local users invited before they exist, and about
+//! aliases nobody has created yet (an alias in an
 //! appservice's namespace that does not exist is looked up at the appservice with
 //! `GET /_matrix/app/v1/rooms/{roomAlias}`, which may create it before it answers 200), and
 //! the third-party lookups of `thirdparty.rs`. Requests are built with ruma's appservice types
@@ -10,7 +11,10 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use ruma::api::{OutgoingRequest, OutgoingRequestExt, appservice::query::query_room_alias};
+use ruma::api::{
+    OutgoingRequest, OutgoingRequestExt,
+    appservice::query::{query_room_alias, query_user_id},
+};
 use serde_json::Value;
 use trellis_core::{Result, appservice::Appservice};
 
@@ -71,7 +75,34 @@ impl Http {
     }
 }
 
+const USER_EXISTS: &str = "SELECT 1 FROM users WHERE user_id = $1";
+
 impl Rooms {
+    /// Before a local user who does not exist is invited: the appservices whose namespaces
+    /// hold them are asked (`GET /_matrix/app/v1/users/{userId}`), and may register them.
+    pub(crate) async fn ask_appservices_about_user(&self, user_id: &str) -> Result<()> {
+        let interested = self.interested(|a| a.is_interested_in_user(user_id));
+        if interested.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await?;
+        if client.query_opt(&client.prepare_cached(USER_EXISTS).await?, &[&user_id]).await?.is_some() {
+            return Ok(());
+        }
+        let Ok(parsed) = ruma::UserId::parse(user_id) else { return Ok(()) };
+        for appservice in interested {
+            if self.appservice_http.ask(appservice, query_user_id::v1::Request::new(parsed.clone())).await.is_some() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The appservices `pick` accepts (collected: nothing borrowed lives across an await).
+    fn interested(&self, pick: impl Fn(&Appservice) -> bool) -> Vec<&Appservice> {
+        self.settings.appservices.all().iter().filter(|a| pick(a)).collect()
+    }
+
     /// The room of a local alias; an unknown alias is first asked of the appservices whose
     /// namespaces hold it.
     pub(crate) async fn resolve_local_alias(&self, alias: &str) -> Result<Option<String>> {
@@ -79,7 +110,7 @@ impl Rooms {
             return Ok(Some(room));
         }
         let Ok(parsed) = ruma::RoomAliasId::parse(alias) else { return Ok(None) };
-        for appservice in self.settings.appservices.all().iter().filter(|a| a.is_interested_in_alias(alias)) {
+        for appservice in self.interested(|a| a.is_interested_in_alias(alias)) {
             let request = query_room_alias::v1::Request::new(parsed.clone());
             if self.appservice_http.ask(appservice, request).await.is_some()
                 && let Some(room) = self.alias_room(alias).await?

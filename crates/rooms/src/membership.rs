@@ -37,6 +37,9 @@ impl Rooms {
                 trellis_core::ids::parse_user_id(t)?
             }
         };
+        if action == MembershipAction::Invite {
+            self.ask_appservices_about_user(target.as_str()).await?;
+        }
         let current = self.membership_of(&room_id, &target).await?;
         let current = current.as_deref();
         let membership = match action {
