@@ -12,6 +12,7 @@ both_modes!(
     a_join_brings_presence_and_a_limited_timeline,
     current_state_shows_through_private_history,
     gappy_lazy_syncs_carry_the_gaps_member_changes,
+    a_new_speaker_reaches_lazy_long_polls_from_memory_as_the_exact_path_sends_it,
     ignored_users_are_left_out,
     named_rooms_have_counts_but_no_heroes,
     heroes_are_the_first_to_join_then_the_first_to_leave,
@@ -239,6 +240,73 @@ async fn ignored_users_are_left_out(server: TestServer) {
     let full = quiet_sync(&alice, None, None, 0).await;
     assert!(full["rooms"]["invite"].get(&carols).is_some());
     assert!(full["rooms"]["invite"].get(&bobs).is_none(), "{full}");
+}
+
+/// When someone speaks for the first time, every lazy-loading device of the room lacks their
+/// member event: a woken long-poll gets it (with the room's summary and the speaker's presence)
+/// from the worker's memory, exactly as a sync computed from PostgreSQL sends it.
+async fn a_new_speaker_reaches_lazy_long_polls_from_memory_as_the_exact_path_sends_it(server: TestServer) {
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    join(&bob, &room).await;
+    join(&carol, &room).await;
+    alice.send_text(&room, "a0", "alice speaks").await;
+    let lazy = json!({"room": {"state": {"lazy_load_members": true}, "timeline": {"limit": 1}}});
+    let body = quiet_sync(&alice, None, Some(&lazy), 0).await;
+    let m = |id: &str, ms: &str| (id.to_owned(), ms.to_owned());
+    assert_eq!(members(&body, &room), [m(&alice.user_id, "join")], "{body}");
+    let since = next(&body);
+
+    let fast_before = server.metric("trellis_sync_fast_responses_total").await;
+    let poll = {
+        let (alice, since, lazy) = (alice.clone(), since.clone(), lazy.clone());
+        tokio::spawn(async move { quiet_sync(&alice, Some(&since), Some(&lazy), 10_000).await })
+    };
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    bob.send_text(&room, "b0", "bob speaks first").await;
+    let fast = poll.await.unwrap();
+    assert_eq!(
+        server.metric("trellis_sync_fast_responses_total").await - fast_before,
+        1.0,
+        "answered from memory: {fast}"
+    );
+    assert_eq!(timeline_bodies(&fast, &room), ["bob speaks first"]);
+    assert_eq!(members(&fast, &room), [m(&bob.user_id, "join")], "{fast}");
+    let summary = &fast["rooms"]["join"][&room]["summary"];
+    assert_eq!(
+        *summary,
+        json!({"m.heroes": [bob.user_id, carol.user_id], "m.joined_member_count": 3, "m.invited_member_count": 0})
+    );
+    assert!(presence_of(&fast, &bob.user_id).is_some(), "the speaker's presence comes along: {fast}");
+
+    // The same token asked again is answered by the exact path (nothing to wait for): the
+    // device is sent what it lacked as of that token, the same as the fast path sent.
+    let exact = quiet_sync(&alice, Some(&since), Some(&lazy), 0).await;
+    assert_eq!(timeline_bodies(&exact, &room), timeline_bodies(&fast, &room));
+    assert_eq!(members(&exact, &room), members(&fast, &room));
+    assert_eq!(exact["rooms"]["join"][&room]["summary"], *summary);
+    assert_eq!(presence_of(&exact, &bob.user_id).is_some(), true, "{exact}");
+
+    // Bob's event is on the device now: his next message comes alone, from memory too.
+    let since = next(&fast);
+    let poll = {
+        let (alice, since, lazy) = (alice.clone(), since.clone(), lazy.clone());
+        tokio::spawn(async move { quiet_sync(&alice, Some(&since), Some(&lazy), 10_000).await })
+    };
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    bob.send_text(&room, "b1", "bob again").await;
+    let again = poll.await.unwrap();
+    assert_eq!(timeline_bodies(&again, &room), ["bob again"]);
+    assert_eq!(members(&again, &room), [], "{again}");
+    assert!(again["rooms"]["join"][&room].get("summary").is_none(), "{again}");
+    assert_eq!(server.metric("trellis_sync_fast_responses_total").await - fast_before, 2.0);
+    // What the fast path sent is recorded (in a batch), so the exact path does not send it again.
+    server.until_metric("trellis_sync_lazy_records_written_total", 1.0).await;
+    let exact = quiet_sync(&alice, Some(&since), Some(&lazy), 0).await;
+    assert_eq!(timeline_bodies(&exact, &room), ["bob again"]);
+    assert_eq!(members(&exact, &room), [], "{exact}");
 }
 
 async fn named_rooms_have_counts_but_no_heroes(server: TestServer) {

@@ -6,9 +6,10 @@
 //! change after that position is delivered here, so a long-poll whose token is at or past
 //! `known_since` can tell "nothing new" without asking PostgreSQL.
 //!
-//! Batches: the events announcer publishes one batch of channels per watermark and then a
-//! batch-end marker. Waiters are woken at the marker, not at each channel, so a waiter never
-//! sees half a batch (room A notified, room B of the same watermark not yet).
+//! Batches: the events announcer publishes one batch of channels per watermark. Waiters are
+//! woken at the batch's end, not at each channel, so a waiter never sees half a batch (room A
+//! notified, room B of the same watermark not yet). The backend says when a batch ended: the
+//! memory bus at once, the Redis bus as `batches.rs` tells.
 
 use std::{
     future::Future,
@@ -231,6 +232,12 @@ impl Hub {
         }
     }
 
+    /// Every events batch up to `pos` has been heard and ended (a catch-up barrier said so);
+    /// nothing new to wake for.
+    pub(crate) fn complete_to(&self, pos: StreamPos) {
+        self.events_complete.fetch_max(pos, Ordering::AcqRel);
+    }
+
     /// Wakes every waiter without a position (health changed: look at PostgreSQL again).
     pub(crate) fn wake_all(&self) {
         self.batches.fetch_add(1, Ordering::AcqRel);
@@ -330,6 +337,12 @@ impl Hub {
     pub(crate) fn ensure(&self, key: &str) {
         let mut k = self.keys.lock();
         k.entries.entry(key.to_owned()).or_insert_with(|| Entry::new(None));
+    }
+
+    /// Those of `keys` this process listens to (subscribed and acknowledged).
+    pub(crate) fn listening<'a>(&self, keys: impl Iterator<Item = &'a str>) -> FastSet<String> {
+        let k = self.keys.lock();
+        keys.filter(|key| k.entries.get(*key).is_some_and(|e| e.live)).map(str::to_owned).collect()
     }
 
     pub(crate) fn has(&self, key: &str) -> bool {

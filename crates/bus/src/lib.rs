@@ -7,6 +7,8 @@
 //! only delay a long-poll, never lose data. A subscription is live when `subscribe` returns,
 //! so a long-poll that subscribes *before* reading the current position cannot miss a wake-up.
 
+mod barrier;
+mod batches;
 mod hub;
 pub mod memory;
 pub mod ratelimit;
@@ -54,6 +56,12 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Starts listening on `channels`; live once this returns.
     async fn subscribe(&self, channels: &[Channel]) -> Result<Subscription>;
+
+    /// Returns once this process has heard every events batch published before the call
+    /// (so [`News::events_complete`] reaches the latest published watermark), or after a
+    /// short while. A batch ends on its own only for the processes it concerns, so a quiet
+    /// process asks here before saying it is up to date.
+    async fn catch_up(&self) {}
 
     /// False while wake-ups may be lost (Redis unreachable): long-polls then poll PostgreSQL.
     fn is_healthy(&self) -> bool;

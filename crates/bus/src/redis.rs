@@ -20,7 +20,12 @@ use redis::{
 };
 use trellis_core::{Error, Result, Stream, StreamPos, shutdown::Shutdown};
 
-use crate::{Bus, Channel, Listen, RedisServer, Subscription, hub::Hub};
+use crate::{
+    Bus, Channel, Listen, RedisServer, Subscription,
+    barrier::Barriers,
+    batches::{self, Batches},
+    hub::Hub,
+};
 
 /// How often an unhealthy bus tries Redis again.
 const RECOVERY_INTERVAL: Duration = Duration::from_millis(500);
@@ -36,8 +41,13 @@ struct Inner {
     /// Serialises SUBSCRIBE/UNSUBSCRIBE so an unsubscribe cannot overtake a resubscribe.
     control: tokio::sync::Mutex<()>,
     prefix: Arc<str>,
-    /// The channel of events batch-end markers.
+    /// The channel of the batch-end markers of large events batches (see `batches.rs`).
     marker: String,
+    /// Messages this process has heard.
+    received: std::sync::atomic::AtomicU64,
+    /// The key holding the watermark of the latest events batch published.
+    published: String,
+    barriers: Barriers,
 }
 
 impl RedisBus {
@@ -72,25 +82,58 @@ impl RedisBus {
             control: tokio::sync::Mutex::new(()),
             prefix: prefix.into(),
             marker: format!("{prefix}.w"),
+            received: Default::default(),
+            published: format!("{prefix}.pos"),
+            barriers: Barriers::new(prefix),
         });
 
         let dispatch = inner.clone();
         tokio::spawn(async move {
-            while let Some(push) = rx.recv().await {
+            let mut batches = Batches::default();
+            loop {
+                let push = match batches.deadline() {
+                    Some(deadline) => match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                        Ok(push) => push,
+                        Err(_) => {
+                            batches.give_up(&dispatch.hub);
+                            continue;
+                        }
+                    },
+                    None => rx.recv().await,
+                };
+                let Some(push) = push else { return };
                 match push.kind {
                     PushKind::Message => {
                         let Some(msg) = redis::Msg::from_push_info(push) else { continue };
-                        let pos = msg.get_payload::<String>().ok().and_then(|p| crate::decode(&p));
-                        match pos {
-                            Some((_, pos)) if msg.get_channel_name() == dispatch.marker => dispatch.hub.batch_end(pos),
-                            Some((stream, pos)) => dispatch.hub.dispatch(msg.get_channel_name(), stream, pos),
-                            None => tracing::warn!(channel = msg.get_channel_name(), "ignoring malformed wake-up"),
+                        let channel = msg.get_channel_name();
+                        let payload = msg.get_payload::<String>().unwrap_or_default();
+                        if channel == dispatch.barriers.channel {
+                            if let Some(pos) = dispatch.barriers.came_back(&payload) {
+                                batches.caught_up(&dispatch.hub, pos);
+                            }
+                            continue;
+                        }
+                        dispatch.received.fetch_add(1, Ordering::Relaxed);
+                        match batches::decode(&payload) {
+                            Some((_, pos, _)) if channel == dispatch.marker => batches.marker(&dispatch.hub, pos),
+                            Some((Stream::Events, pos, listed)) if !listed.is_empty() => {
+                                batches.heard(&dispatch.hub, channel, pos, &listed)
+                            }
+                            Some((stream, pos, _)) => dispatch.hub.dispatch(channel, stream, pos),
+                            None => tracing::warn!(channel, "ignoring malformed wake-up"),
                         }
                     }
                     PushKind::Disconnection => dispatch.set_unhealthy("connection to redis lost"),
                     _ => {}
                 }
             }
+        });
+
+        let barriers = inner.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let (conn, published) = (barriers.conn.clone(), barriers.published.clone());
+            barriers.barriers.run(conn, &published, stop).await
         });
 
         let recover = inner.clone();
@@ -120,6 +163,12 @@ impl RedisBus {
         });
 
         Ok(Arc::new(RedisBus { inner }))
+    }
+
+    /// How many wake-up messages (not counting its own catch-up barriers) this process has
+    /// heard from Redis.
+    pub fn messages_received(&self) -> u64 {
+        self.inner.received.load(Ordering::Relaxed)
     }
 
     /// Channel keys this process currently tracks (held or lingering).
@@ -214,15 +263,24 @@ impl Bus for RedisBus {
         if channels.is_empty() {
             return;
         }
-        let payload = crate::encode(stream, pos);
+        let keys: Vec<String> = channels.iter().map(|c| c.key(&self.inner.prefix)).collect();
+        // A small events batch names its channels in each message; a large one is ended by
+        // the shared marker, which Redis delivers after every channel of the batch (one
+        // client's publishes arrive in order).
+        let listed = stream == Stream::Events && keys.len() <= batches::MAX_LISTED;
+        let payload = if listed { batches::encode_listed(pos, &keys) } else { crate::encode(stream, pos) };
+        // The watermark is set after the batch's messages, so a catch-up barrier that reads it
+        // comes after all of them. (Not a MULTI: a transaction on the connection that also
+        // receives would hide the wake-ups arriving during it.)
         let mut pipe = redis::pipe();
-        for c in channels {
-            pipe.cmd("PUBLISH").arg(c.key(&self.inner.prefix)).arg(&payload).ignore();
+        for key in &keys {
+            pipe.cmd("PUBLISH").arg(key).arg(&payload).ignore();
         }
-        // Redis delivers one client's publishes in order: the marker reaches a worker after
-        // every channel of the batch it ends.
-        if stream == Stream::Events {
+        if stream == Stream::Events && !listed {
             pipe.cmd("PUBLISH").arg(&self.inner.marker).arg(&payload).ignore();
+        }
+        if stream == Stream::Events {
+            pipe.cmd("SET").arg(&self.inner.published).arg(pos).ignore();
         }
         let mut conn = self.inner.conn.clone();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
@@ -233,8 +291,11 @@ impl Bus for RedisBus {
 
     async fn subscribe(&self, channels: &[Channel]) -> Result<Subscription> {
         if !self.inner.hub.has(&self.inner.marker) {
-            self.inner.hub.ensure(&self.inner.marker);
-            self.inner.listen(std::slice::from_ref(&self.inner.marker)).await?;
+            let always = [self.inner.marker.clone(), self.inner.barriers.channel.clone()];
+            for key in &always {
+                self.inner.hub.ensure(key);
+            }
+            self.inner.listen(&always).await?;
         }
         let backend: Arc<dyn Listen> = self.inner.clone();
         let mut sub = Subscription::new(self.inner.hub.clone(), Some(backend), self.inner.prefix.clone());
@@ -245,135 +306,13 @@ impl Bus for RedisBus {
     fn is_healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Acquire)
     }
+
+    async fn catch_up(&self) {
+        if self.is_healthy() && self.inner.hub.has(&self.inner.barriers.channel) {
+            self.inner.barriers.ask().await;
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::{net::TcpListener, process::Command};
-
-    use super::*;
-
-    fn test_url() -> String {
-        std::env::var("TRELLIS_TEST_REDIS_URL")
-            .expect("TRELLIS_TEST_REDIS_URL is not set: run the tests with `make test`")
-    }
-
-    fn test_server() -> RedisServer {
-        RedisServer::new(&test_url(), None)
-    }
-
-    fn prefix() -> String {
-        format!("t{}", uuid::Uuid::new_v4().simple())
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn wakes_subscribers_across_connections() {
-        let p = prefix();
-        let publisher =
-            RedisBus::connect(&test_server(), &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
-        let worker = RedisBus::connect(&test_server(), &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
-        let other =
-            RedisBus::connect(&test_server(), &prefix(), Duration::from_secs(30), Shutdown::never()).await.unwrap();
-        let sub = worker.subscribe(&[Channel::Room("!r:x".into())]).await.unwrap();
-        let foreign = other.subscribe(&[Channel::Room("!r:x".into())]).await.unwrap();
-        publisher.publish(&[Channel::Room("!r:x".into())], 42).await;
-        tokio::time::timeout(Duration::from_secs(5), sub.wait()).await.expect("woken");
-        assert_eq!(sub.announced().events, 42);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), foreign.wait()).await.is_err(),
-            "another prefix (deployment) must not hear it"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn idle_channels_are_unsubscribed_after_linger() {
-        let p = prefix();
-        let bus = RedisBus::connect(&test_server(), &p, Duration::from_millis(200), Shutdown::never()).await.unwrap();
-        let sub = bus.subscribe(&[Channel::User("@u:x".into())]).await.unwrap();
-        assert_eq!(bus.channel_count(), 1);
-        drop(sub);
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        assert_eq!(bus.channel_count(), 0);
-        let mut conn = redis::Client::open(test_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let n: Vec<(String, i64)> =
-            redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("{p}.u.@u:x")).query_async(&mut conn).await.unwrap();
-        assert_eq!(n[0].1, 0, "redis no longer has the subscription");
-    }
-
-    /// A private redis-server that the test may kill and restart on the same port.
-    struct PrivateRedis {
-        port: u16,
-        child: std::process::Child,
-    }
-
-    impl PrivateRedis {
-        fn start(port: u16) -> PrivateRedis {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server is installed (make test installs it)");
-            for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            PrivateRedis { port, child }
-        }
-    }
-
-    impl Drop for PrivateRedis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn survives_a_redis_restart() {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let redis = PrivateRedis::start(port);
-        let url = RedisServer::new(&format!("redis://127.0.0.1:{}/", redis.port), None);
-        let p = prefix();
-        let publisher = RedisBus::connect(&url, &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
-        let worker = RedisBus::connect(&url, &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
-        let sub = worker.subscribe(&[Channel::Room("!a:x".into())]).await.unwrap();
-        let zero = trellis_core::StreamToken::default();
-        sub.baseline(&zero);
-        assert!(sub.news_since(&zero).known);
-
-        drop(redis);
-        // The held long-poll is woken so it can fall back to PostgreSQL.
-        tokio::time::timeout(Duration::from_secs(5), sub.wait()).await.expect("woken by the outage");
-        assert!(!worker.is_healthy());
-        assert!(!sub.news_since(&zero).known, "messages may be lost: knowledge is void");
-        sub.baseline(&zero);
-        assert!(!sub.news_since(&zero).known, "no baseline before the channel is subscribed again");
-
-        let _redis = PrivateRedis::start(port);
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !(worker.is_healthy() && publisher.is_healthy()) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("bus recovers");
-        sub.baseline(&zero);
-        assert!(sub.news_since(&zero).known, "subscribed again: a new baseline holds");
-        // A subscription made during the outage and the old one both work again.
-        let late = worker.subscribe(&[Channel::Room("!b:x".into())]).await.unwrap();
-        // Drain the recovery wake-up, then expect a real one.
-        let _ = tokio::time::timeout(Duration::from_millis(100), sub.wait()).await;
-        publisher.publish(&[Channel::Room("!a:x".into()), Channel::Room("!b:x".into())], 9).await;
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while sub.announced().events < 9 {
-                sub.wait().await;
-            }
-        })
-        .await
-        .expect("old subscription hears again");
-        tokio::time::timeout(Duration::from_secs(5), late.wait()).await.expect("new subscription hears");
-        assert_eq!(late.announced().events, 9);
-    }
-}
+mod tests;

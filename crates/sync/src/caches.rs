@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use ruma::{api::client::filter::FilterDefinition, push::PushConditionRoomCtx};
 use trellis_core::StreamToken;
 
-use crate::{queries::Membership, tail_cache::TailCache, unread::Counts, windows::Windows};
+use crate::{queries::Membership, room_members::RoomMembers, tail_cache::TailCache, unread::Counts, windows::Windows};
 
 /// A concurrent map that forgets everything when it outgrows `cap` (checked periodically).
 pub struct Bounded<K: Hash + Eq, V> {
@@ -138,6 +138,8 @@ impl<const N: usize, V: Clone> Bounded<Key<N>, V> {
 
 pub struct Caches {
     pub tails: TailCache,
+    /// Member events and summaries of rooms, for lazy-loading long-polls (see `room_members.rs`).
+    pub room_members: RoomMembers,
     /// Recent windows of the receipts, typing and presence streams.
     pub windows: Windows,
     /// Parsed filters, stored (`user`, ID) or inline (`""`, the JSON): both never change.
@@ -166,6 +168,7 @@ impl Caches {
     pub fn new() -> Caches {
         Caches {
             tails: TailCache::default(),
+            room_members: RoomMembers::default(),
             windows: Windows::default(),
             filters: Bounded::new(100_000),
             memberships: Bounded::new(200_000),

@@ -14,14 +14,17 @@ use std::{
 use ruma::api::client::filter::EventFormat;
 use trellis_bus::{Channel, News, Subscription};
 use trellis_core::{Result, Stream, StreamToken, time::now_ms};
-use trellis_storage::events::Viewer;
+use trellis_storage::{
+    events::{Format, Viewer},
+    visibility::membership_of,
+};
 
 use crate::{
     SyncWorker,
     compute::{Request, room_selected},
     filters, lazy,
     queries::Membership,
-    response::{JoinedRoom, SyncBody, Timeline, raw},
+    response::{Events, JoinedRoom, Summary, SyncBody, Timeline, raw},
     tail_cache::TailEvent,
     unread,
 };
@@ -86,7 +89,7 @@ impl SyncWorker {
         if ignored.is_none() && !rooms.is_empty() {
             return Ok(slow("ignored_unknown"));
         }
-        let mut timelines: Vec<(String, Vec<Arc<TailEvent>>)> = Vec::new();
+        let mut timelines: Vec<(String, Vec<Arc<TailEvent>>, lazy::Added)> = Vec::new();
         for room in rooms {
             let Some(events) = self.caches.tails.events(&self.pool, &room, since.events, upto).await? else {
                 return Ok(slow("tail_short"));
@@ -95,6 +98,7 @@ impl SyncWorker {
                 // Membership changed: summaries, lazy-loading and visibility need the state.
                 return Ok(slow("member_event"));
             }
+            let state_changed = events.iter().any(|e| e.row.is_state());
             if relates_within(&events) {
                 // A parent and its child in one window: the parent needs bundling.
                 return Ok(slow("relation"));
@@ -109,16 +113,23 @@ impl SyncWorker {
                 // A limited timeline needs the state of the gap.
                 return Ok(slow("limited"));
             }
-            match lazy {
-                // Redundant members are sent again with every timeline: the exact path does it.
-                Some(true) if !events.is_empty() => return Ok(slow("lazy_members")),
-                Some(_) if !self.members_current(req, &room, &events, since.events) => {
+            let mut added = lazy::Added::default();
+            if let Some(include_redundant) = lazy
+                && (include_redundant || !self.members_current(req, &room, &events, since.events))
+            {
+                // A summary read now could miss the window's name change.
+                if state_changed {
                     return Ok(slow("lazy_members"));
                 }
-                _ => {}
+                let who = (req.user_id, req.device_id);
+                let window = (since.events, upto);
+                match self.lazy_from_memory(who, &room, &events, window, include_redundant).await? {
+                    Some(a) => added = a,
+                    None => return Ok(slow("lazy_members")),
+                }
             }
             if !events.is_empty() {
-                timelines.push((room, events));
+                timelines.push((room, events, added));
             }
         }
         let ephemeral = self.window_events(req, &windows, since, memberships, &mut body).await?;
@@ -129,13 +140,30 @@ impl SyncWorker {
         let viewer = Viewer { user_id: req.user_id, device_id: req.device_id };
         let now = now_ms();
         let mut stale_counts = Vec::new();
-        for (room, events) in &timelines {
+        // Users whose presence the client may lack: those whose joins the state brings.
+        let mut presence_of = HashSet::new();
+        for (room, events, added) in &timelines {
             let timeline = Timeline {
                 events: events.iter().map(|e| raw(e.render(viewer, now))).collect(),
                 limited: false,
                 prev_batch: trellis_core::StreamToken::new(events[0].row.pos - 1).to_string(),
             };
-            body.rooms.join.insert(room.clone(), JoinedRoom { timeline, ..Default::default() });
+            let state = Events {
+                events: added.members.iter().map(|m| raw(m.render(Some(viewer), Format::WithoutRoomId, now))).collect(),
+            };
+            let summary = added.summary.as_ref().map_or_else(Summary::default, |s| Summary {
+                heroes: s.candidates.heroes(req.user_id),
+                joined: Some(s.joined),
+                invited: Some(s.invited),
+            });
+            for m in &added.members {
+                if matches!(membership_of(&m.content).as_deref(), Some("join" | "invite"))
+                    && m.state_key.as_deref() != Some(req.user_id)
+                {
+                    presence_of.extend(m.state_key.clone());
+                }
+            }
+            body.rooms.join.insert(room.clone(), JoinedRoom { summary, state, timeline, ..Default::default() });
             match self.caches.unread.get_at([req.user_id, room]) {
                 Some((as_of, counts)) if as_of == since.events => {
                     let ad = since.get(Stream::AccountData);
@@ -175,6 +203,9 @@ impl SyncWorker {
         let has_keys = self.caches.key_devices.get_at([req.user_id, req.device_id]);
         if ignored.is_none() && !stale_counts.is_empty() {
             return Ok(slow("ignored_unknown"));
+        }
+        if !presence_of.is_empty() && !filters::events(&req.filter.presence, probes(&presence_of)).is_empty() {
+            self.add_presence(&self.pool.get().await?, &req.filter.presence, &presence_of, &mut body).await?;
         }
         if !stale_counts.is_empty() || has_keys != Some(false) {
             let client = self.pool.get().await?;
@@ -259,6 +290,14 @@ impl SyncWorker {
         };
         events.iter().all(|e| sent.get(&e.row.sender).is_some_and(|pos| *pos <= since))
     }
+}
+
+/// One presence event per user, to ask the filter whether it lets any of theirs through.
+fn probes(users: &HashSet<String>) -> Vec<serde_json::Value> {
+    users
+        .iter()
+        .map(|u| serde_json::json!({"type": "m.presence", "sender": u, "content": {"presence": "offline"}}))
+        .collect()
 }
 
 /// Hands a poll to the exact path, counting why (`trellis_sync_slow_path_total`).

@@ -3,13 +3,16 @@
 //! this device is not sent again. What was sent is recorded with the events position of the
 //! sync that sent it, so a client retrying an older token gets those members again.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::api::client::filter::{LazyLoadOptions, RoomEventFilter};
 use trellis_core::Result;
 use trellis_storage::events::{COLUMNS, EventRow};
 
-use crate::SyncWorker;
+use crate::{SyncWorker, room_members::RoomSummary, tail_cache::TailEvent};
 
 const SENT: &str = "SELECT room_id, member_id, event_id, pos FROM lazy_members_sent \
      WHERE user_id = $1 AND device_id = $2 AND room_id = ANY($3) AND pos <= $4";
@@ -33,7 +36,74 @@ pub(crate) struct Room<'a> {
     pub whole: bool,
 }
 
+/// What a fast-path long-poll adds to a room under lazy-loading: the member events of the
+/// timeline's senders the device lacks, and then the room's summary (as the exact path sends
+/// one whenever the state carries a member event).
+#[derive(Default)]
+pub(crate) struct Added {
+    pub members: Vec<Arc<EventRow>>,
+    pub summary: Option<Arc<RoomSummary>>,
+}
+
 impl SyncWorker {
+    /// The member events a lazy-loading device needs with `events` (a window `(since, upto]`
+    /// of `room` without member or state events), from memory, recording what is sent; `None`
+    /// when only the exact path can tell (this worker does not know what the device has, or
+    /// a member changed after the timeline began).
+    pub(crate) async fn lazy_from_memory(
+        &self,
+        (user, device): (&str, &str),
+        room: &str,
+        events: &[Arc<TailEvent>],
+        (since, upto): (i64, i64),
+        include_redundant: bool,
+    ) -> Result<Option<Added>> {
+        let Some(first) = events.first() else { return Ok(Some(Added::default())) };
+        let mut senders: Vec<&str> = Vec::new();
+        for e in events {
+            if !senders.contains(&e.row.sender.as_str()) {
+                senders.push(&e.row.sender);
+            }
+        }
+        let sent = self.caches.lazy_sent.get_at([user, device, room]);
+        let wanted: Vec<&str> = if include_redundant {
+            senders
+        } else {
+            let Some(sent) = &sent else { return Ok(None) };
+            let mut wanted = Vec::new();
+            for s in senders {
+                match sent.get(s) {
+                    Some(pos) if *pos <= since => {}
+                    // Sent after `since`: an older token retried; the exact path resends.
+                    Some(_) => return Ok(None),
+                    None => wanted.push(s),
+                }
+            }
+            wanted
+        };
+        if wanted.is_empty() {
+            return Ok(Some(Added::default()));
+        }
+        let found = self.caches.room_members.get(&self.pool, room, (since, upto), &wanted, true).await?;
+        let mut members = Vec::new();
+        for (_, row) in found.members {
+            match row {
+                Some(row) if row.pos < first.row.pos => members.push(row),
+                Some(_) => return Ok(None),
+                None => {}
+            }
+        }
+        let mut current = sent.map(|m| (*m).clone()).unwrap_or_default();
+        for m in &members {
+            let member = m.state_key.as_deref().unwrap_or_default();
+            current.insert(member.to_owned(), upto);
+            self.lazy_batch.record((user, device), room, member, &m.event_id, upto);
+        }
+        self.cache_members_sent(user, device, room, current);
+        let summary = if members.is_empty() { None } else { found.summary };
+        Ok(Some(Added { members, summary }))
+    }
+
     /// Adds to each room's state the member events its timeline needs and the device lacks,
     /// and records what is sent.
     #[allow(clippy::too_many_arguments)]

@@ -13,6 +13,7 @@ mod fields;
 mod filters;
 mod ignored;
 mod lazy;
+mod lazy_batch;
 mod legacy;
 mod longpoll;
 mod notifier;
@@ -28,6 +29,7 @@ mod pushers;
 mod queries;
 mod receipts;
 mod response;
+mod room_members;
 mod room_upgrade;
 mod service;
 mod sliding;
@@ -90,6 +92,8 @@ pub struct SyncWorker {
     push_queued: Arc<tokio::sync::Notify>,
     /// Sliding sync connection states this worker last read or wrote.
     sliding: sliding::Memory,
+    /// Lazy-loading records of the fast path, waiting to be written together.
+    lazy_batch: Arc<lazy_batch::LazyBatch>,
 }
 
 impl SyncWorker {
@@ -114,7 +118,9 @@ impl SyncWorker {
             parked: parked::Parking::new(parked::KEEP),
             push_queued: Arc::new(tokio::sync::Notify::new()),
             sliding: sliding::Memory::new(),
+            lazy_batch: Arc::default(),
         });
+        tokio::spawn(lazy_batch::run(Arc::downgrade(&worker), worker.lazy_batch.clone(), shutdown.clone()));
         tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(push_delivery::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));
@@ -138,6 +144,7 @@ async fn housekeeping(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown) {
         if tick.is_multiple_of(60) {
             worker.caches.trim();
             worker.caches.tails.evict_idle();
+            worker.caches.room_members.evict_idle();
             metrics::gauge!("trellis_sync_cached_rooms").set(worker.caches.tails.len() as f64);
             metrics::gauge!("trellis_sync_parked_subscriptions").set(worker.parked.len() as f64);
         }

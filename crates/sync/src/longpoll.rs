@@ -142,7 +142,7 @@ impl SyncWorker {
                     // request, then look again; past the bound, PostgreSQL answers.
                     let goal = caught_up_to.unwrap_or_default();
                     if let Some(c) = checked
-                        && hub_reaches(&sub, &c, goal).await
+                        && self.hub_reaches(&sub, &c, goal).await
                     {
                         continue;
                     }
@@ -254,17 +254,26 @@ impl SyncWorker {
     }
 }
 
-/// Waits up to `HUB_WAIT` for this process to have heard every event up to `goal` (its
-/// wake-ups normally follow the commit within a millisecond or two).
-async fn hub_reaches(sub: &Subscription, checked: &StreamToken, goal: i64) -> bool {
-    let until = tokio::time::Instant::now() + HUB_WAIT;
-    while tokio::time::Instant::now() < until {
-        if sub.news_since(checked).events_complete >= goal {
-            return true;
+impl SyncWorker {
+    /// Waits up to `HUB_WAIT` for this process to have heard every event up to `goal` (its
+    /// wake-ups normally follow the commit within a millisecond or two). A batch that touches
+    /// none of this worker's channels never reaches it, so the bus is asked to catch up.
+    pub(crate) async fn hub_reaches(&self, sub: &Subscription, checked: &StreamToken, goal: i64) -> bool {
+        let until = tokio::time::Instant::now() + HUB_WAIT;
+        loop {
+            if sub.news_since(checked).events_complete >= goal {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            let _ = tokio::time::timeout_at(until, self.bus.catch_up()).await;
+            if sub.news_since(checked).events_complete >= goal {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    false
 }
 
 const HUB_WAIT: Duration = Duration::from_millis(100);

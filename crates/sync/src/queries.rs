@@ -19,16 +19,17 @@ const MEMBERSHIP_AT: &str = "SELECT content, pos FROM events WHERE type = 'm.roo
 const JOINED_MEMBERS: &str = "SELECT DISTINCT user_id FROM memberships WHERE room_id = ANY($1) AND membership = 'join'";
 const MEMBER_COUNTS: &str = "SELECT room_id, membership, count(*) FROM memberships \
      WHERE room_id = ANY($1) AND membership IN ('join', 'invite') GROUP BY room_id, membership";
-/// Per room: whether it has a name or canonical alias (then it needs no heroes), and up to
-/// five other members.
-const HEROES: &str = "SELECT r.rid, EXISTS (SELECT 1 FROM current_state c JOIN events e ON e.event_id = c.event_id \
+/// Per room: whether it has a name or canonical alias (then it needs no heroes), and the
+/// first six joined or invited and the first six departed members (six: one may be the
+/// syncing user, who is never a hero of their own room).
+const HERO_CANDIDATES: &str = "SELECT r.rid, EXISTS (SELECT 1 FROM current_state c JOIN events e ON e.event_id = c.event_id \
         WHERE c.room_id = r.rid AND c.state_key = '' AND \
         ((c.type = 'm.room.name' AND coalesce(trellis_jsonb(e.content)->>'name', '') <> '') \
          OR (c.type = 'm.room.canonical_alias' AND coalesce(trellis_jsonb(e.content)->>'alias', '') <> ''))), \
-     coalesce(nullif(ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid \
-        AND m.membership IN ('join', 'invite') AND m.user_id <> $2 ORDER BY m.pos LIMIT 5), '{}'), \
-      ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid \
-        AND m.membership IN ('leave', 'ban') AND m.user_id <> $2 ORDER BY m.pos LIMIT 5)) \
+     ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid \
+        AND m.membership IN ('join', 'invite') ORDER BY m.pos LIMIT 6), \
+     ARRAY(SELECT user_id FROM memberships m WHERE m.room_id = r.rid \
+        AND m.membership IN ('leave', 'ban') ORDER BY m.pos LIMIT 6) \
      FROM unnest($1::text[]) AS r(rid)";
 
 /// State types shown to invitees (stripped state), as the spec recommends.
@@ -201,13 +202,39 @@ pub async fn member_counts(client: &Client, rooms: &[&str]) -> Result<HashMap<St
 /// were banned (the spec's rule). `None` for a room with a name or canonical alias (spec:
 /// `m.heroes` is required only without them, and Synapse leaves it out then).
 pub async fn heroes(client: &Client, rooms: &[&str], user: &str) -> Result<HashMap<String, Option<Vec<String>>>> {
-    let stmt = client.prepare_cached(HEROES).await?;
-    let mut out = HashMap::new();
-    for row in client.query(&stmt, &[&rooms, &user]).await? {
-        let named: bool = row.get(1);
-        out.insert(row.get(0), (!named).then(|| row.get(2)));
+    Ok(hero_candidates(client, rooms).await?.into_iter().map(|(room, c)| (room, c.heroes(user))).collect())
+}
+
+/// Per room, the members its heroes are chosen from, for any syncing user.
+pub async fn hero_candidates(client: &Client, rooms: &[&str]) -> Result<HashMap<String, HeroCandidates>> {
+    let stmt = client.prepare_cached(HERO_CANDIDATES).await?;
+    Ok(client
+        .query(&stmt, &[&rooms])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), HeroCandidates { named: row.get(1), present: row.get(2), gone: row.get(3) }))
+        .collect())
+}
+
+/// A room's name status and the earliest present and departed members, in the order they
+/// got there.
+#[derive(Debug, Clone, Default)]
+pub struct HeroCandidates {
+    pub named: bool,
+    pub present: Vec<String>,
+    pub gone: Vec<String>,
+}
+
+impl HeroCandidates {
+    /// The heroes `user` is shown (see [`heroes`]).
+    pub fn heroes(&self, user: &str) -> Option<Vec<String>> {
+        if self.named {
+            return None;
+        }
+        let pick = |list: &[String]| -> Vec<String> { list.iter().filter(|u| *u != user).take(5).cloned().collect() };
+        let present = pick(&self.present);
+        Some(if present.is_empty() { pick(&self.gone) } else { present })
     }
-    Ok(out)
 }
 
 /// The stored PDUs of these events (for `event_format: federation`), each with its

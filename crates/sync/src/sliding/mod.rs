@@ -94,7 +94,10 @@ impl SyncWorker {
             if let Some(since) = quiet_since {
                 let news = sub.news_since(&since);
                 let quiet = news.known && news.changes.is_empty();
-                if quiet && tokio::time::Instant::now() < deadline && self.hub_caught_up(&news, &mut goal).await? {
+                let caught_up = quiet
+                    && (self.hub_caught_up(&news, &mut goal).await?
+                        || self.hub_reaches(&sub, &since, goal.unwrap_or_default()).await);
+                if caught_up && tokio::time::Instant::now() < deadline {
                     wait_for_news(&sub, &since, deadline, self).await;
                     if tokio::time::Instant::now() < deadline && !self.shutdown.is_triggered() {
                         continue;
