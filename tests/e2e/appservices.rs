@@ -102,7 +102,11 @@ impl Bridge {
     }
 
     async fn until(&self, what: &str, done: impl Fn(&Bridge) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.within(Duration::from_secs(20), what, done).await
+    }
+
+    async fn within(&self, limit: Duration, what: &str, done: impl Fn(&Bridge) -> bool) {
+        let deadline = Instant::now() + limit;
         while !done(self) {
             assert!(Instant::now() < deadline, "bridge: {what}; got {:?}", self.events.lock().unwrap());
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -160,7 +164,8 @@ async fn a_bridge_sees_its_rooms_in_order_through_an_outage(mut server: TestServ
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     appservice.post(&as_bob(&format!("/_matrix/client/v3/join/{}", enc(&room))), json!({})).await.ok();
     alice.send_text(&room, "a1", "hello bridge").await;
-    bridge.until("alice's message", |b| b.bodies(&room) == ["hello bridge"]).await;
+    // Woken by the bus, well before the sender's 5 s look at PostgreSQL.
+    bridge.within(Duration::from_secs(3), "alice's message", |b| b.bodies(&room) == ["hello bridge"]).await;
     let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/b1", enc(&room));
     appservice.put(&as_bob(&path), json!({"msgtype": "m.text", "body": "hello alice"})).await.ok();
     bridge.until("the puppet's own message", |b| b.bodies(&room).len() == 2).await;

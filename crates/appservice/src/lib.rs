@@ -6,7 +6,8 @@
 //!
 //! One process sends: the one holding the `SENDER_LOCK` advisory lock; others wait for it as
 //! hot standbys, as rooms standbys wait for the event writer. New events are noticed through
-//! the bus's batch-end markers (a slow poll of PostgreSQL backs them up).
+//! the bus's `Channel::Appservices`, which the rooms writer publishes with every events batch
+//! while appservices are configured (a slow poll of PostgreSQL backs it up).
 
 mod interest;
 mod sender;

@@ -13,6 +13,8 @@ use ruma::{
 use trellis_core::{Error, Result, appservice::Appservice, shutdown::Shutdown, time::now_ms};
 use trellis_storage::events::{COLUMNS, EventRow, Format};
 
+use trellis_bus::Channel;
+
 use crate::{Ctx, interest};
 
 /// Events looked at per step (a step may deliver fewer, or none).
@@ -37,7 +39,7 @@ enum Step {
 
 pub(crate) async fn deliver(ctx: Arc<Ctx>, appservice: Appservice, shutdown: Shutdown) {
     let id = appservice.id().to_owned();
-    let subscription = match ctx.bus.subscribe(&[]).await {
+    let subscription = match ctx.bus.subscribe(&[Channel::Appservices]).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, appservice = %id, "no wake-ups from the bus; polling PostgreSQL");
@@ -46,7 +48,6 @@ pub(crate) async fn deliver(ctx: Arc<Ctx>, appservice: Appservice, shutdown: Shu
     };
     let mut failures = 0u32;
     loop {
-        let seen = subscription.as_ref().map_or(0, |s| s.batch_ends());
         let outcome = step(&ctx, &appservice).await;
         let wait = match outcome {
             Ok(Step::More) => {
@@ -70,7 +71,7 @@ pub(crate) async fn deliver(ctx: Arc<Ctx>, appservice: Appservice, shutdown: Shu
                 _ = shutdown.wait() => return,
             },
             (None, Some(sub)) => tokio::select! {
-                _ = sub.wait_batch_end(seen) => {}
+                _ = sub.wait() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.wait() => return,
             },

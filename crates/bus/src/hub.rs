@@ -130,30 +130,9 @@ pub(crate) struct Hub {
     next_id: AtomicU64,
     /// Bumped by every outage: a subscription confirmed in an older epoch may be gone.
     epoch: AtomicU64,
-    /// Batch ends (and outages) seen, for watchers of every event ([`Hub::batch_ends`]).
-    batches: AtomicU64,
-    batch_notify: Notify,
 }
 
 impl Hub {
-    /// How many events batches have ended (or outages began) so far.
-    pub(crate) fn batch_ends(&self) -> u64 {
-        self.batches.load(Ordering::Acquire)
-    }
-
-    /// Waits until more than `seen` batches have ended.
-    pub(crate) async fn batch_end_after(&self, seen: u64) {
-        loop {
-            let notified = self.batch_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.batch_ends() > seen {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     pub(crate) fn new_waiter(&self) -> Arc<Waiter> {
         Arc::new(Waiter {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -224,8 +203,6 @@ impl Hub {
         }
         // Woken outside the lock: the long-polls woken first need it at once.
         drop(k);
-        self.batches.fetch_add(1, Ordering::AcqRel);
-        self.batch_notify.notify_waiters();
         metrics::counter!("trellis_bus_wakeups_total", "stream" => "events").increment(woken.len() as u64);
         for w in woken {
             w.wake(Some((Stream::Events, pos)));
@@ -240,8 +217,6 @@ impl Hub {
 
     /// Wakes every waiter without a position (health changed: look at PostgreSQL again).
     pub(crate) fn wake_all(&self) {
-        self.batches.fetch_add(1, Ordering::AcqRel);
-        self.batch_notify.notify_waiters();
         let k = self.keys.lock();
         for entry in k.entries.values() {
             for w in entry.waiters.values() {

@@ -31,6 +31,9 @@ pub enum Channel {
     Room(String),
     /// Something happened to this user (an invite, a join or leave, later to-device messages).
     User(String),
+    /// Events were committed, anywhere: the appservice sender's feed, published with every
+    /// events batch only while appservices are configured.
+    Appservices,
 }
 
 impl Channel {
@@ -38,6 +41,7 @@ impl Channel {
         match self {
             Channel::Room(id) => format!("{prefix}.r.{id}"),
             Channel::User(id) => format!("{prefix}.u.{id}"),
+            Channel::Appservices => format!("{prefix}.as"),
         }
     }
 }
@@ -148,18 +152,6 @@ impl Subscription {
 
     pub fn channel_count(&self) -> usize {
         self.keys.len()
-    }
-
-    /// How many events batches have ended so far, on any channel: a watcher of every event
-    /// (the appservice sender) reads it before looking at PostgreSQL, then waits with
-    /// [`Subscription::wait_batch_end`].
-    pub fn batch_ends(&self) -> u64 {
-        self.hub.batch_ends()
-    }
-
-    /// Waits until an events batch ended after the count `seen` (or the bus's health changed).
-    pub async fn wait_batch_end(&self, seen: u64) {
-        self.hub.batch_end_after(seen).await
     }
 }
 

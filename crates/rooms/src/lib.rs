@@ -150,7 +150,14 @@ impl Rooms {
             trellis_storage::lock::acquire(&settings.database, EVENT_WRITER_LOCK, "event-writer", &shutdown).await?;
         let key = keys::load_or_create(&pool).await?;
         let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
-        let tracker = Tracker::start(pool.clone(), bus, max_pos, shutdown.clone()).await?;
+        // The appservice sender hears of every batch, when there is anything to send.
+        let feed = settings
+            .appservices
+            .all()
+            .iter()
+            .any(|a| a.registration.url.is_some())
+            .then_some(trellis_bus::Channel::Appservices);
+        let tracker = Tracker::start(pool.clone(), bus, max_pos, feed, shutdown.clone()).await?;
         tracing::info!(max_pos, "rooms service started");
         let rooms = Arc::new(Rooms {
             pool,

@@ -71,14 +71,22 @@ impl Drop for Reservation {
 impl Tracker {
     /// Starts the tracker after every event up to `max_pos` has committed (start-up, under
     /// the writer lock) and spawns the announcer.
-    pub async fn start(pool: Pool, bus: Arc<dyn Bus>, max_pos: StreamPos, shutdown: Shutdown) -> Result<Arc<Tracker>> {
+    /// Starts the announcer; `feed` (the appservice sender's channel, when appservices are
+    /// configured) is published with every batch.
+    pub async fn start(
+        pool: Pool,
+        bus: Arc<dyn Bus>,
+        max_pos: StreamPos,
+        feed: Option<Channel>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Tracker>> {
         pool.get().await?.execute(ANNOUNCE, &[&max_pos]).await?;
         let tracker = Arc::new(Tracker {
             state: Mutex::new(State { next: max_pos + 1, in_flight: BTreeSet::new(), pending: BTreeMap::new() }),
             kick: Notify::new(),
             announced: watch::channel(max_pos).0,
         });
-        tokio::spawn(announcer(tracker.clone(), pool, bus, shutdown));
+        tokio::spawn(announcer(tracker.clone(), pool, bus, feed, shutdown));
         Ok(tracker)
     }
 
@@ -127,7 +135,7 @@ impl Tracker {
 }
 
 /// Moves the announced position forward: `stream_positions` first, then the bus.
-async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, shutdown: Shutdown) {
+async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, feed: Option<Channel>, shutdown: Shutdown) {
     loop {
         let (watermark, due) = {
             let mut st = tracker.state.lock();
@@ -162,6 +170,7 @@ async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, shutdow
             for (_, cs) in due {
                 channels.extend(cs);
             }
+            channels.extend(feed.clone());
             let channels: Vec<Channel> = channels.into_iter().collect();
             bus.publish(&channels, watermark).await;
         }
