@@ -1,6 +1,6 @@
 //! An application service as a bridge sees it: a real HTTP receiver started by the test plays
 //! the bridge. Registration of its users, masquerading with `?user_id=`, exclusive namespaces,
-//! a message each way, and transactions while the bridge is down: retried with the same ID and
+//! a message each way (the bridge's dated with `?ts=`), and transactions while the bridge is down: retried with the same ID and
 //! delivered in order once it is back, nothing lost (in split mode across the hand-over from
 //! the active sender to its standby).
 
@@ -167,11 +167,22 @@ async fn a_bridge_sees_its_rooms_in_order_through_an_outage(mut server: TestServ
     // Woken by the bus, well before the sender's 5 s look at PostgreSQL.
     bridge.within(Duration::from_secs(3), "alice's message", |b| b.bodies(&room) == ["hello bridge"]).await;
     let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/b1", enc(&room));
-    appservice.put(&as_bob(&path), json!({"msgtype": "m.text", "body": "hello alice"})).await.ok();
-    bridge.until("the puppet's own message", |b| b.bodies(&room).len() == 2).await;
+    // With `ts`, the time the message was written on the bridge's side; a user's `ts` is ignored.
+    let path = format!("{}&ts=1600000000000", as_bob(&path));
+    appservice.put(&path, json!({"msgtype": "m.text", "body": "hello alice"})).await.ok();
+    let own = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/a2?ts=1600000000000", enc(&room));
+    alice.put(&own, json!({"msgtype": "m.text", "body": "no time travel"})).await.ok();
+    bridge.until("the puppet's own message", |b| b.bodies(&room).len() == 3).await;
+    let stamp = |body: &str| {
+        let events = bridge.events.lock().unwrap();
+        events.iter().find(|e| e["content"]["body"] == body).map(|e| e["origin_server_ts"].clone())
+    };
+    assert_eq!(stamp("hello alice"), Some(json!(1600000000000_i64)));
+    assert_ne!(stamp("no time travel"), Some(json!(1600000000000_i64)));
     let sync = alice.sync(None, None, 0).await;
     let timeline = trellis_testkit::timeline_bodies(&sync, &room);
-    assert!(timeline.ends_with(&["hello bridge".to_owned(), "hello alice".to_owned()]), "{timeline:?}");
+    let want = ["hello bridge", "hello alice", "no time travel"].map(str::to_owned);
+    assert!(timeline.ends_with(&want), "{timeline:?}");
     let joined = bridge
         .events
         .lock()
@@ -201,7 +212,7 @@ async fn a_bridge_sees_its_rooms_in_order_through_an_outage(mut server: TestServ
         alice.send_text(&room, &format!("d{i}"), body).await;
     }
     *bridge.down.lock().unwrap() = false;
-    let mut want = vec!["hello bridge".to_owned(), "hello alice".to_owned()];
+    let mut want = vec!["hello bridge".to_owned(), "hello alice".to_owned(), "no time travel".to_owned()];
     want.extend(sent);
     bridge.until("every message, once, in order", |b| b.bodies(&room).len() >= want.len()).await;
     assert_eq!(bridge.bodies(&room), want);

@@ -120,6 +120,7 @@ impl Rooms {
             content: object(Value::Object(content))?,
             txn,
             redacts: None,
+            origin_server_ts: None,
         };
         match self.append(room_id, None, vec![event]).await {
             Err(e) if e.code() == ErrorCode::NotFound => Err(Error::not_found("No known room with this ID")),

@@ -48,6 +48,7 @@ impl Rooms {
             state_key: req.state_key,
             content_json: req.content_json,
             txn_id: req.txn_id,
+            origin_server_ts: None,
         };
         let event_id = self.send_event(send).await?.event_id;
         tracing::info!(target: "trellis::audit", user_id = %req.user_id, room_id = %room_id, event_id, "server notice sent");
