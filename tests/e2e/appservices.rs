@@ -1,8 +1,8 @@
 //! An application service as a bridge sees it: a real HTTP receiver started by the test plays
 //! the bridge. Registration of its users, masquerading with `?user_id=`, exclusive namespaces,
-//! a message each way (the bridge's dated with `?ts=`), and transactions while the bridge is down: retried with the same ID and
-//! delivered in order once it is back, nothing lost (in split mode across the hand-over from
-//! the active sender to its standby).
+//! a message each way (the bridge's dated with `?ts=`), and transactions while the bridge is
+//! down: retried with the same ID and delivered in order once it is back, nothing lost (in
+//! split mode across the hand-over from the active sender to its standby).
 
 use std::{
     collections::HashMap,
