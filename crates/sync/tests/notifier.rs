@@ -33,6 +33,7 @@ async fn say(rooms: &RoomsHandle, room: &str, body: &str) {
             state_key: None,
             content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
             txn_id: Some(format!("txn-{body}")),
+            origin_server_ts: None,
         })
         .await
         .unwrap();

@@ -71,6 +71,7 @@ pub fn message(sender: &str, room: &str, body: &str, txn: Option<&str>) -> SendE
         state_key: None,
         content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
         txn_id: txn.map(Into::into),
+        origin_server_ts: None,
     }
 }
 
@@ -83,6 +84,7 @@ pub fn state(sender: &str, room: &str, kind: &str, content: Value) -> SendEventR
         state_key: Some(String::new()),
         content_json: content.to_string(),
         txn_id: None,
+        origin_server_ts: None,
     }
 }
 
@@ -141,6 +143,7 @@ pub fn member_state(sender: &str, room: &str, target: &str, content: Value) -> S
         state_key: Some(target.into()),
         content_json: content.to_string(),
         txn_id: None,
+        origin_server_ts: None,
     }
 }
 

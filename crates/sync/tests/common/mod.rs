@@ -91,6 +91,7 @@ pub async fn say(env: &Env, room: &str, body: &str) -> String {
             state_key: None,
             content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
             txn_id: Some(format!("txn-{body}")),
+            origin_server_ts: None,
         })
         .await
         .unwrap()
