@@ -1,7 +1,8 @@
 //! Synapse's media admin API: quarantining media (one, a room's, a user's) so that
 //! downloads and thumbnails answer 404, releasing it, deleting media (one, a page of a
 //! user's) without touching another upload of the same bytes, listing a room's and a user's
-//! media, and the remote-cache purge (nothing cached yet). Only admins; bad input refused.
+//! media, protecting media from quarantine, and the remote-cache purge (nothing cached
+//! yet). Only admins; bad input refused.
 
 use serde_json::json;
 use trellis_testkit::{Client, TestServer, enc};
@@ -11,7 +12,12 @@ use super::{
     media::{get, media_thumbnails::png, upload_id},
 };
 
-both_modes!(media_quarantined_and_released, a_rooms_and_a_users_media, media_listed_and_deleted);
+both_modes!(
+    media_quarantined_and_released,
+    a_rooms_and_a_users_media,
+    media_listed_and_deleted,
+    protected_media_is_never_quarantined
+);
 
 const ADMIN: &str = "/_synapse/admin/v1";
 
@@ -159,4 +165,42 @@ async fn media_listed_and_deleted(server: TestServer) {
     let missing = alice.post(&purge, json!({})).await;
     assert_eq!(missing.status, 400, "{}", missing.body);
     alice.post(&format!("{purge}?before_ts=-1"), json!({})).await.err(400, "M_INVALID_PARAM");
+}
+
+async fn protected_media_is_never_quarantined(server: TestServer) {
+    let alice = admin(&server, "alice").await;
+    let bob = server.user("bob").await;
+    let room = bob.create_room(json!({"preset": "public_chat"})).await;
+    let sticker = upload_id(&server, &token(&bob), png(8, 8), "image/png").await;
+    let other = upload_id(&server, &token(&bob), png(4, 4), "image/png").await;
+    for (txn, id) in [("1", &sticker), ("2", &other)] {
+        let send = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(&room));
+        bob.put(&send, json!({"msgtype": "m.image", "body": "x", "url": format!("mxc://localhost/{id}")})).await.ok();
+    }
+
+    // Only admins; an unknown media ID.
+    let protect = |id: &str| format!("{ADMIN}/media/protect/{id}");
+    bob.post(&protect(&sticker), json!({})).await.err(403, "M_FORBIDDEN");
+    bob.post(&format!("{ADMIN}/media/unprotect/{sticker}"), json!({})).await.err(403, "M_FORBIDDEN");
+    alice.post(&protect("nosuchmedia"), json!({})).await.err(404, "M_NOT_FOUND");
+
+    assert_eq!(alice.post(&protect(&sticker), json!({})).await.ok(), json!({}));
+    let list = format!("{ADMIN}/users/{}/media?order_by=safe_from_quarantine", enc("@bob:localhost"));
+    let listed = alice.get(&list).await.ok();
+    assert_eq!(listed["media"][1]["media_id"], sticker.as_str(), "{listed}");
+    assert_eq!(listed["media"][1]["safe_from_quarantine"], true, "{listed}");
+    // Every quarantine passes it by: the room's, the user's, by its ID.
+    let done = alice.post(&format!("{ADMIN}/room/{}/media/quarantine", enc(&room)), json!({})).await.ok();
+    assert_eq!(done, json!({"num_quarantined": 1}));
+    let by_user = format!("{ADMIN}/user/{}/media/quarantine", enc("@bob:localhost"));
+    // (Counted as Synapse does: the other one again, not the sticker.)
+    assert_eq!(alice.post(&by_user, json!({})).await.ok(), json!({"num_quarantined": 1}));
+    alice.post(&format!("{ADMIN}/media/quarantine/localhost/{sticker}"), json!({})).await.ok();
+    assert_eq!(status(&server, &download(&sticker), &bob).await, 200);
+    assert_eq!(status(&server, &download(&other), &bob).await, 404);
+
+    // Unprotected, it is quarantined like any other.
+    alice.post(&format!("{ADMIN}/media/unprotect/{sticker}"), json!({})).await.ok();
+    alice.post(&format!("{ADMIN}/media/quarantine/localhost/{sticker}"), json!({})).await.ok();
+    assert_eq!(status(&server, &download(&sticker), &bob).await, 404);
 }

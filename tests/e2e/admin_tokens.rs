@@ -4,9 +4,14 @@
 use serde_json::json;
 use trellis_testkit::TestServer;
 
+use trellis_homeserver::{
+    admin::{AdminArea, AdminCommand},
+    registration_tokens::TokenCommand,
+};
+
 use crate::admin_users::admin;
 
-both_modes!(registration_tokens_managed, only_admins_manage_tokens);
+both_modes!(registration_tokens_managed, only_admins_manage_tokens, the_cli_manages_tokens);
 
 const TOKENS: &str = "/_synapse/admin/v1/registration_tokens";
 
@@ -54,4 +59,29 @@ async fn only_admins_manage_tokens(server: TestServer) {
     bob.post(&format!("{TOKENS}/new"), json!({})).await.err(403, "M_FORBIDDEN");
     bob.request("DELETE", &format!("{TOKENS}/x"), None).await.err(403, "M_FORBIDDEN");
     server.client().get(TOKENS).await.err(401, "M_MISSING_TOKEN");
+}
+
+/// `trellis admin token ...` on the server's database.
+async fn cli(server: &TestServer, json: bool, command: TokenCommand) -> String {
+    let mut config = trellis_core::config::Config { server_name: "localhost".into(), ..Default::default() };
+    config.database.url = server.database_url().to_owned();
+    let mut out = Vec::new();
+    let command = AdminCommand { json, command: AdminArea::Token(command) };
+    trellis_homeserver::admin::run_to(&config, command, &mut out).await.expect("the command succeeds");
+    String::from_utf8(out).unwrap()
+}
+
+async fn the_cli_manages_tokens(server: TestServer) {
+    let create =
+        TokenCommand::Create { token: Some("door-2".into()), length: None, uses_allowed: Some(2), expiry_time: None };
+    let made: serde_json::Value = serde_json::from_str(cli(&server, true, create).await.trim()).unwrap();
+    assert_eq!(made, json!({"token": "door-2", "uses_allowed": 2, "pending": 0, "completed": 0, "expiry_time": null}));
+    let table = cli(&server, false, TokenCommand::List { valid: None }).await;
+    assert!(table.starts_with("TOKEN") && table.lines().nth(1).unwrap().starts_with("door-2"), "{table}");
+    // The server sees it, and then no more.
+    let alice = admin(&server, "alice").await;
+    assert_eq!(alice.get(&format!("{TOKENS}/door-2")).await.ok()["uses_allowed"], 2);
+    cli(&server, false, TokenCommand::Delete { token: "door-2".into() }).await;
+    alice.get(&format!("{TOKENS}/door-2")).await.err(404, "M_NOT_FOUND");
+    assert_eq!(cli(&server, true, TokenCommand::List { valid: None }).await, "");
 }

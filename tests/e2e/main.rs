@@ -36,7 +36,9 @@ macro_rules! both_modes {
     };
 }
 
+mod admin_background;
 mod admin_media;
+mod admin_moderation;
 mod admin_notices;
 mod admin_rooms;
 mod admin_sessions;

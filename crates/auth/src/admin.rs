@@ -17,7 +17,7 @@ pub const MAX_LIMIT: i32 = 1000;
 const IS_ADMIN: &str = "SELECT admin FROM users WHERE user_id = $1 AND NOT deactivated";
 const COLUMNS: &str = "u.user_id, p.displayname, p.avatar_url, u.is_guest, u.admin, u.deactivated, u.erased, \
                        u.locked, u.created_ts, (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id), \
-                       u.suspended";
+                       u.suspended, u.shadow_banned";
 
 /// The SQL column for one of Synapse's `order_by` names.
 fn order_column(order_by: &str) -> Result<&'static str> {
@@ -33,7 +33,8 @@ fn order_column(order_by: &str) -> Result<&'static str> {
         "creation_ts" => "u.created_ts",
         "last_seen_ts" => "10",
         // Synapse's columns this server does not keep: every value is the same.
-        "user_type" | "shadow_banned" | "approved" => "u.user_id",
+        "shadow_banned" => "u.shadow_banned",
+        "user_type" | "approved" => "u.user_id",
         other => return Err(Error::invalid_param(format!("Unknown value for order_by: {other}"))),
     })
 }
@@ -51,6 +52,7 @@ pub(crate) fn user_row(row: &tokio_postgres::Row) -> AdminUser {
         creation_ts: row.get(8),
         last_seen_ts: row.get(9),
         suspended: row.get(10),
+        shadow_banned: row.get(11),
     }
 }
 

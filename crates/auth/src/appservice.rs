@@ -59,10 +59,8 @@ impl Auth {
         Ok(Requester {
             user_id: user_id.to_owned(),
             device_id: String::new(),
-            is_guest: false,
-            expires_ts: None,
-            suspended: false,
             appservice_id: Some(appservice.id().to_owned()),
+            ..Requester::default()
         })
     }
 

@@ -73,14 +73,7 @@ mod tests {
     use super::*;
 
     fn requester(user: &str) -> Requester {
-        Requester {
-            user_id: user.into(),
-            device_id: "D".into(),
-            is_guest: false,
-            expires_ts: None,
-            suspended: false,
-            appservice_id: None,
-        }
+        Requester { user_id: user.into(), device_id: "D".into(), ..Requester::default() }
     }
 
     #[tokio::test]

@@ -230,4 +230,15 @@ impl AuthService for Auth {
     async fn admin_moderate(&self, req: AdminModerateRequest) -> Result<AdminModeration> {
         self.do_admin_moderate(req).await
     }
+
+    async fn admin_get_ratelimit_override(&self, req: AdminUserRequest) -> Result<RatelimitOverrideAnswer> {
+        self.do_admin_get_ratelimit_override(req).await
+    }
+
+    async fn admin_set_ratelimit_override(
+        &self,
+        req: AdminSetRatelimitOverrideRequest,
+    ) -> Result<RatelimitOverrideAnswer> {
+        self.do_admin_set_ratelimit_override(req).await
+    }
 }

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
-use trellis_proto::auth::Requester;
+use trellis_proto::auth::{RatelimitOverride, Requester};
 
 use crate::{
     login::NewLogin,
@@ -28,9 +28,11 @@ const INSERT_TOKEN: &str = "INSERT INTO access_tokens (token_hash, user_id, devi
                             refresh_hash) VALUES ($1, $2, $3, $4, $5, $6)";
 // The refresh token issued with it, while neither has been used yet.
 const SELECT_TOKEN: &str = "SELECT t.user_id, t.device_id, u.is_guest, t.expires_ts, \
-                            CASE WHEN r.used THEN NULL ELSE r.token_hash END, u.locked, u.suspended \
+                            CASE WHEN r.used THEN NULL ELSE r.token_hash END, u.locked, u.suspended, \
+                            u.shadow_banned, o.messages_per_second, o.burst_count \
                             FROM access_tokens t \
                             JOIN users u ON u.user_id = t.user_id \
+                            LEFT JOIN ratelimit_overrides o ON o.user_id = t.user_id \
                             LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_hash WHERE t.token_hash = $1";
 const DELETE_DEVICE_TOKENS: &str = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
                                     RETURNING token_hash";
@@ -177,6 +179,10 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
         is_guest: row.get(2),
         expires_ts: row.get(3),
         suspended: row.get(6),
+        shadow_banned: row.get(7),
+        ratelimit_override: row
+            .get::<_, Option<i64>>(8)
+            .map(|messages_per_second| RatelimitOverride { messages_per_second, burst_count: row.get(9) }),
         appservice_id: None,
     };
     Ok(Some(TokenRow { requester, unused_refresh, locked: row.get(5) }))

@@ -47,6 +47,8 @@ struct Inner {
     received: std::sync::atomic::AtomicU64,
     /// The key holding the watermark of the latest events batch published.
     published: String,
+    /// Batches whose publishing failed, published again before the next one and on recovery.
+    unsent: parking_lot::Mutex<UnsentBatches>,
     barriers: Barriers,
 }
 
@@ -84,6 +86,7 @@ impl RedisBus {
             marker: format!("{prefix}.w"),
             received: Default::default(),
             published: format!("{prefix}.pos"),
+            unsent: Default::default(),
             barriers: Barriers::new(prefix),
         });
 
@@ -177,6 +180,53 @@ impl RedisBus {
     }
 }
 
+/// One batch to publish: channel keys, stream, position.
+struct Unsent {
+    keys: Vec<String>,
+    stream: Stream,
+    pos: StreamPos,
+}
+
+/// Unpublished batches, merged per stream (a wake-up only says "look from here": one message
+/// per channel at the highest position says all that the lost ones did). Bounded: past
+/// `MAX_UNSENT` channels the rest are dropped, and the long-polls' timeouts cover them.
+#[derive(Default)]
+pub(crate) struct UnsentBatches {
+    streams: Vec<(Stream, std::collections::BTreeSet<String>, StreamPos)>,
+}
+
+const MAX_UNSENT: usize = 100_000;
+
+impl UnsentBatches {
+    fn take(&mut self) -> Vec<Unsent> {
+        std::mem::take(&mut self.streams)
+            .into_iter()
+            .map(|(stream, keys, pos)| Unsent { keys: keys.into_iter().collect(), stream, pos })
+            .collect()
+    }
+
+    fn keep(&mut self, batches: Vec<Unsent>) {
+        for b in batches {
+            let held: usize = self.streams.iter().map(|s| s.1.len()).sum();
+            let i = match self.streams.iter().position(|s| s.0 == b.stream) {
+                Some(i) => i,
+                None => {
+                    self.streams.push((b.stream, Default::default(), b.pos));
+                    self.streams.len() - 1
+                }
+            };
+            let entry = &mut self.streams[i];
+            entry.2 = entry.2.max(b.pos);
+            entry.1.extend(b.keys.into_iter().take(MAX_UNSENT.saturating_sub(held)));
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}
+
 impl Inner {
     fn set_unhealthy(&self, why: &str) {
         // Messages may be lost from here on: what this process knew of changes is void.
@@ -211,6 +261,40 @@ impl Inner {
         tracing::info!(channels = missing.len(), "wake-up bus recovered");
         // Anything published while Redis was away was lost: every long-poll looks again.
         self.hub.wake_all();
+        // And what this process failed to publish goes out now, for the workers that came
+        // back before it (their own look happened before those events).
+        let unsent = self.unsent.lock().take();
+        if !unsent.is_empty()
+            && let Err(e) = self.send(&unsent).await
+        {
+            tracing::warn!(error = %e, "publishing kept wake-ups failed");
+            self.unsent.lock().keep(unsent);
+        }
+    }
+
+    /// Publishes `batches` in order. A small events batch names its channels in each message;
+    /// a large one is ended by the shared marker, which Redis delivers after every channel of
+    /// the batch (one client's publishes arrive in order). The watermark is set after the
+    /// batch's messages, so a catch-up barrier that reads it comes after all of them. (Not a
+    /// MULTI: a transaction on the connection that also receives would hide the wake-ups
+    /// arriving during it.)
+    async fn send(&self, batches: &[Unsent]) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for Unsent { keys, stream, pos } in batches {
+            let (stream, pos) = (*stream, *pos);
+            let listed = stream == Stream::Events && keys.len() <= batches::MAX_LISTED;
+            let payload = if listed { batches::encode_listed(pos, keys) } else { crate::encode(stream, pos) };
+            for key in keys {
+                pipe.cmd("PUBLISH").arg(key).arg(&payload).ignore();
+            }
+            if stream == Stream::Events && !listed {
+                pipe.cmd("PUBLISH").arg(&self.marker).arg(&payload).ignore();
+            }
+            if stream == Stream::Events {
+                pipe.cmd("SET").arg(&self.published).arg(pos).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await
     }
 
     async fn unsubscribe_idle(&self, linger: Duration) {
@@ -264,28 +348,13 @@ impl Bus for RedisBus {
             return;
         }
         let keys: Vec<String> = channels.iter().map(|c| c.key(&self.inner.prefix)).collect();
-        // A small events batch names its channels in each message; a large one is ended by
-        // the shared marker, which Redis delivers after every channel of the batch (one
-        // client's publishes arrive in order).
-        let listed = stream == Stream::Events && keys.len() <= batches::MAX_LISTED;
-        let payload = if listed { batches::encode_listed(pos, &keys) } else { crate::encode(stream, pos) };
-        // The watermark is set after the batch's messages, so a catch-up barrier that reads it
-        // comes after all of them. (Not a MULTI: a transaction on the connection that also
-        // receives would hide the wake-ups arriving during it.)
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("PUBLISH").arg(key).arg(&payload).ignore();
-        }
-        if stream == Stream::Events && !listed {
-            pipe.cmd("PUBLISH").arg(&self.inner.marker).arg(&payload).ignore();
-        }
-        if stream == Stream::Events {
-            pipe.cmd("SET").arg(&self.inner.published).arg(pos).ignore();
-        }
-        let mut conn = self.inner.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        // Batches that could not be published before go first, in stream order.
+        let mut batches = self.inner.unsent.lock().take();
+        batches.push(Unsent { keys, stream, pos });
+        if let Err(e) = self.inner.send(&batches).await {
             metrics::counter!("trellis_bus_publish_failures_total").increment(1);
-            tracing::warn!(error = %e, "publishing a wake-up failed");
+            tracing::warn!(error = %e, "publishing a wake-up failed; kept to publish again");
+            self.inner.unsent.lock().keep(batches);
         }
     }
 

@@ -23,7 +23,7 @@ use ruma::api::{
     path_builder::PathBuilder,
 };
 use trellis_core::{Error, ErrorCode};
-use trellis_proto::auth::AuthenticateRequest;
+use trellis_proto::auth::{AuthenticateRequest, RatelimitOverride};
 
 use crate::{AppState, error::ApiError};
 
@@ -39,6 +39,12 @@ pub struct Authed {
     /// An admin suspended the account (as of the token's validation; a change of the flag
     /// ends remembered validations).
     pub suspended: bool,
+    /// An admin shadow-banned the account: what it sends to others (events, invites,
+    /// typing) is answered as if it succeeded and dropped (Synapse's shadow-ban; a made-up
+    /// event ID where one is due, see `client::fake_event_id`).
+    pub shadow_banned: bool,
+    /// An admin's override of the account's rate limits (see `AppState::limit_user`).
+    pub ratelimit_override: Option<RatelimitOverride>,
     /// The request came with this application service's `as_token` (then `device_id` is
     /// empty and `user_id` is its sender or the user named by `?user_id=`).
     pub appservice_id: Option<String>,
@@ -102,6 +108,8 @@ impl FromRequestParts<AppState> for Authed {
                     access_token: token.clone(),
                     expires_ts: requester.expires_ts,
                     suspended: requester.suspended,
+                    shadow_banned: requester.shadow_banned,
+                    ratelimit_override: requester.ratelimit_override,
                     appservice_id: requester.appservice_id,
                 };
                 if let (Some(c), Some(since)) = (&state.tokens, validation) {

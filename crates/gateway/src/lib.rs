@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use trellis_core::{
     config::{Config, TurnConfig},
-    ratelimit::{Action, RateLimitConfig, RateLimiter},
+    ratelimit::{Action, RateLimitConfig, RateLimiter, Rule},
 };
 use trellis_proto::{
     auth::AuthService, keys::KeysService, media::MediaService, rooms::RoomsService, sync::SyncService,
@@ -54,8 +54,6 @@ pub struct GatewaySettings {
     /// `POST /login/get_token` is offered (`auth.login_token_enabled`): `GET /login` and
     /// `/capabilities` say so.
     pub login_token_enabled: bool,
-    /// `[server_notices]`, when a system user is configured (admins may send notices).
-    pub server_notices: Option<admin::ServerNotices>,
 }
 
 impl GatewaySettings {
@@ -71,7 +69,6 @@ impl GatewaySettings {
             x_forwarded_for: config.http.x_forwarded_for,
             support: client::support(&config.support),
             login_token_enabled: config.auth.login_token_enabled,
-            server_notices: admin::ServerNotices::from_config(config),
         }
     }
 }
@@ -90,6 +87,29 @@ impl AppState {
     pub(crate) async fn limit(&self, action: Action, who: &str) -> Result<(), error::ApiError> {
         let limiter = self.services.limiter.as_ref();
         trellis_core::ratelimit::check(limiter, &self.settings.rate_limits, action, who).await.map_err(error::ApiError)
+    }
+
+    /// Counts one `action` by an authenticated user against its rate limit, or the admin's
+    /// override for the user (Synapse's: a rate of 0 exempts the user from every per-user
+    /// limit, any other replaces the message limit). An overridden message limit counts
+    /// apart from the configured one, so a new override applies at once (a budget spent
+    /// under a stricter rule does not carry over).
+    pub(crate) async fn limit_user(&self, action: Action, user: &extract::Authed) -> Result<(), error::ApiError> {
+        let Some(o) = &user.ratelimit_override else { return self.limit(action, &user.user_id).await };
+        if o.messages_per_second == 0 {
+            return Ok(());
+        }
+        if action != Action::Message {
+            return self.limit(action, &user.user_id).await;
+        }
+        let burst = u32::try_from(o.burst_count).unwrap_or(u32::MAX);
+        let rules = RateLimitConfig {
+            message: Rule::new(o.messages_per_second as f64, burst),
+            ..self.settings.rate_limits.clone()
+        };
+        let key = format!("{}/{}/{}", user.user_id, o.messages_per_second, o.burst_count);
+        let limiter = self.services.limiter.as_ref();
+        trellis_core::ratelimit::check(limiter, &rules, action, &key).await.map_err(error::ApiError)
     }
 
     /// Refuses `action` by `who` if its rate limit is exhausted, without counting it (see

@@ -97,6 +97,8 @@ mod tests {
             access_token: String::new(),
             expires_ts: None,
             suspended: false,
+            shadow_banned: false,
+            ratelimit_override: None,
             appservice_id: None,
         }
     }

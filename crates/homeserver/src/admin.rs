@@ -32,6 +32,12 @@ pub enum AdminArea {
     /// Rooms (list, delete).
     #[command(subcommand)]
     Room(crate::admin_rooms::RoomCommand),
+    /// Registration tokens (create, list, get, update, delete).
+    #[command(subcommand)]
+    Token(crate::registration_tokens::TokenCommand),
+    /// Server notices (send).
+    #[command(subcommand)]
+    Notice(crate::admin_notices::NoticeCommand),
 }
 
 #[derive(Subcommand)]
@@ -108,6 +114,8 @@ pub async fn run_to(config: &Config, command: AdminCommand, out: &mut dyn Write)
     match command.command {
         AdminArea::User(user) => run_user(config, user, command.json, out).await,
         AdminArea::Room(room) => crate::admin_rooms::run(config, room, command.json, out).await,
+        AdminArea::Token(token) => crate::registration_tokens::run_to(config, token, command.json, out).await,
+        AdminArea::Notice(notice) => crate::admin_notices::run(config, notice, command.json, out).await,
     }
 }
 

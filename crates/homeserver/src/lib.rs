@@ -5,6 +5,7 @@
 //! its roles depend on (`health.rs`).
 
 pub mod admin;
+pub mod admin_notices;
 pub mod admin_rooms;
 pub mod health;
 mod http;
@@ -188,6 +189,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         trellis_core::appservice::Registry::load(&config.appservices.registration_files, &config.server_name)
             .map_err(anyhow::Error::msg)?;
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
+    let mut rooms_here = None;
     if config.runs(Role::Auth) {
         let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config))
             .with_appservices(appservices.clone());
@@ -203,6 +205,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         let rooms =
             trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
         probes.push(Probe::Writer(rooms.clone()));
+        rooms_here = Some(rooms.clone());
         local.rooms = Some(Arc::new(trellis_rooms::RoomsHandle(rooms)));
     }
     if config.runs(Role::Sync) {
@@ -226,6 +229,9 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
     }
     if config.runs(Role::Media) {
         local.media = Some(Arc::new(trellis_media::Media::from_config(db("media")?, &config).await?));
+    }
+    if let Some(rooms) = &rooms_here {
+        enable_server_notices(&config, rooms, &local, &shutdown, &mut tasks).await?;
     }
 
     let mut node_grpc = None;
@@ -311,6 +317,35 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
     let roles: Vec<&str> = config.roles.iter().map(|r| r.as_str()).collect();
     tracing::info!(roles = ?roles, http = ?node_http, grpc = ?node_grpc, ops = ?node_metrics, "trellis started");
     Ok(Node { http_addr: node_http, grpc_addr: node_grpc, metrics_addr: node_metrics, health, trigger, tasks })
+}
+
+/// Server notices, when `[server_notices]` names a system user: the rooms service sends them
+/// with the auth service (the system user's account) and the sync service (the notices
+/// room's tag), in this process or at `remote.auth` and `remote.sync`.
+async fn enable_server_notices(
+    config: &Config,
+    rooms: &trellis_rooms::Rooms,
+    local: &Local,
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    if config.server_notices.system_mxid_localpart.as_deref().is_none_or(str::is_empty) {
+        return Ok(());
+    }
+    let auth: Arc<dyn AuthService> =
+        pick(local.auth.clone(), config.remote.auth.as_deref(), "auth", |u| Ok(Arc::new(AuthGrpcClient::connect(u)?)))
+            .context("server notices (the rooms role calls the auth service)")?;
+    let sync: Arc<dyn SyncService> = match &local.sync {
+        Some(s) => s.clone(),
+        None => sync_directory(config, shutdown, tasks)
+            .await
+            .context("server notices (the rooms role calls a sync worker)")?
+            .pool(),
+    };
+    if let Some(notices) = trellis_rooms::ServerNotices::from_config(config, auth, sync) {
+        rooms.enable_server_notices(notices);
+    }
+    Ok(())
 }
 
 fn pick<T: ?Sized>(

@@ -1,6 +1,9 @@
-//! `trellis registration-token ...`: registration tokens managed from the command line, through
-//! the auth service's own operations (the admin API uses the same ones) on the configured
-//! database. One JSON object per token on stdout.
+//! `trellis admin token ...` (and its older name `trellis registration-token ...`): registration
+//! tokens managed from the command line, through the auth service's own operations (the admin
+//! API uses the same ones) on the configured database. Under `admin`, a table by default and
+//! one JSON object per token with `--json`; `registration-token` always prints JSON.
+
+use std::io::Write;
 
 use clap::Subcommand;
 use trellis_core::config::Config;
@@ -52,8 +55,19 @@ pub enum TokenCommand {
     Delete { token: String },
 }
 
-/// Runs one command against the configured database (migrated first, as `trellis migrate`).
+/// Runs one command against the configured database (migrated first, as `trellis migrate`),
+/// one JSON object per token on stdout.
 pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    run_to(config, command, true, &mut std::io::stdout().lock()).await
+}
+
+/// [`run`], printing to `out`: JSON lines, or a table.
+pub(crate) async fn run_to(
+    config: &Config,
+    command: TokenCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let auth = crate::admin::local_auth(config).await?;
     let tokens = match command {
         TokenCommand::Create { token, length, uses_allowed, expiry_time } => {
@@ -79,14 +93,27 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
             Vec::new()
         }
     };
-    for token in &tokens {
-        println!("{}", json(token));
+    if json {
+        for token in &tokens {
+            writeln!(out, "{}", as_json(token))?;
+        }
+        return Ok(());
+    }
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let width = tokens.iter().map(|t| t.token.len()).max().unwrap_or(0).max("TOKEN".len());
+    writeln!(out, "{:width$}  {:12}  {:7}  {:9}  EXPIRES (ms)", "TOKEN", "USES ALLOWED", "PENDING", "COMPLETED")?;
+    for t in &tokens {
+        let uses = t.uses_allowed.map_or("any".to_owned(), |n| n.to_string());
+        let expiry = t.expiry_time.map_or("never".to_owned(), |ms| ms.to_string());
+        writeln!(out, "{:width$}  {uses:12}  {:7}  {:9}  {expiry}", t.token, t.pending, t.completed)?;
     }
     Ok(())
 }
 
 /// A token as the admin API shows it.
-fn json(t: &RegistrationToken) -> serde_json::Value {
+fn as_json(t: &RegistrationToken) -> serde_json::Value {
     serde_json::json!({
         "token": t.token,
         "uses_allowed": t.uses_allowed,

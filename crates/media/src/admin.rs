@@ -1,12 +1,13 @@
 //! Admin operations on local media (Synapse's media admin API): quarantine and release
-//! (downloads and thumbnails of quarantined media answer `M_NOT_FOUND`), deletion with the
+//! (downloads and thumbnails of quarantined media answer `M_NOT_FOUND`), protection from
+//! quarantine (every quarantine passes protected media by), deletion with the
 //! thumbnails and the blobs nothing else names, and a user's uploads a page at a time.
 //! Every change is logged on `trellis::audit` with the acting admin.
 
 use trellis_core::{Error, Result};
 use trellis_proto::media::{
     AdminDeleteMediaRequest, AdminDeletedMedia, AdminListMediaRequest, AdminMediaCount, AdminMediaList, AdminMediaPage,
-    AdminMediaRef, AdminMediaSelection, AdminQuarantineRequest, admin_media_selection::Which,
+    AdminMediaRef, AdminMediaSelection, AdminProtectMediaRequest, AdminQuarantineRequest, admin_media_selection::Which,
 };
 
 use crate::{db, ids::is_valid_media_id, service::Inner};
@@ -77,7 +78,8 @@ impl Inner {
             let count = match self.selected(req.selection.clone()).await? {
                 Selected::Ids { ids, named } => {
                     let count = db::admin::quarantine_ids(&self.pool, &ids, by).await?;
-                    if named && count == 0 {
+                    // Nothing changed: unknown, or protected (passed by, as Synapse).
+                    if named && count == 0 && !db::admin::exists(&self.pool, &ids[0]).await? {
                         return Err(Error::not_found("Unknown media ID"));
                     }
                     count
@@ -85,6 +87,23 @@ impl Inner {
                 Selected::User(user_id) => db::admin::quarantine_user(&self.pool, &user_id, by).await?,
             };
             Ok(AdminMediaCount { count })
+        }
+        .await;
+        audit(&req.admin, action, &target, &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub(crate) async fn admin_protect_media(&self, req: AdminProtectMediaRequest) -> Result<AdminMediaCount> {
+        let action = if req.protect { "protect_media" } else { "unprotect_media" };
+        let target = req.media.as_ref().map(|m| format!("{}/{}", m.server_name, m.media_id)).unwrap_or_default();
+        let outcome = async {
+            let media = req.media.as_ref().ok_or_else(|| Error::invalid_param("no media named"))?;
+            let media_id = self.local_ref(media)?;
+            if !db::admin::protect(&self.pool, &media_id, req.protect).await? {
+                return Err(Error::not_found("Unknown media ID"));
+            }
+            Ok(AdminMediaCount { count: 1 })
         }
         .await;
         audit(&req.admin, action, &target, &outcome);

@@ -12,8 +12,9 @@ use tokio::sync::{Notify, Semaphore};
 use trellis_core::{Result, config::Config};
 use trellis_proto::media::{
     AdminDeleteMediaRequest, AdminDeletedMedia, AdminListMediaRequest, AdminMediaCount, AdminMediaList,
-    AdminQuarantineRequest, ByteStream, ConfigRequest, ConfigResponse, CreateRequest, CreateResponse, Download,
-    DownloadRequest, MediaService, PreviewUrlRequest, PreviewUrlResponse, ThumbnailRequest, UploadMeta, UploadResponse,
+    AdminProtectMediaRequest, AdminQuarantineRequest, ByteStream, ConfigRequest, ConfigResponse, CreateRequest,
+    CreateResponse, Download, DownloadRequest, MediaService, PreviewUrlRequest, PreviewUrlResponse, ThumbnailRequest,
+    UploadMeta, UploadResponse,
 };
 
 use crate::{
@@ -147,6 +148,10 @@ impl MediaService for Media {
 
     async fn admin_quarantine(&self, req: AdminQuarantineRequest) -> Result<AdminMediaCount> {
         self.inner.admin_quarantine(req).await
+    }
+
+    async fn admin_protect_media(&self, req: AdminProtectMediaRequest) -> Result<AdminMediaCount> {
+        self.inner.admin_protect_media(req).await
     }
 
     async fn admin_delete_media(&self, req: AdminDeleteMediaRequest) -> Result<AdminDeletedMedia> {

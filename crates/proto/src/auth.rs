@@ -73,6 +73,10 @@ service! {
         /// Suspends or locks an account, or lifts it (spec 1.18): `M_NOT_FOUND` for an unknown
         /// or deactivated account, `M_FORBIDDEN` to change oneself or another admin.
         fn admin_moderate(AdminModerateRequest) -> AdminModeration;
+        /// A local user's rate-limit override (`M_NOT_FOUND` for an unknown user).
+        fn admin_get_ratelimit_override(AdminUserRequest) -> RatelimitOverrideAnswer;
+        /// Sets or removes it; ends remembered validations of the user's tokens.
+        fn admin_set_ratelimit_override(AdminSetRatelimitOverrideRequest) -> RatelimitOverrideAnswer;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

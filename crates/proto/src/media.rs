@@ -40,6 +40,9 @@ pub trait MediaService: Send + Sync + 'static {
     /// Quarantines (or releases) local media: downloads and thumbnails of it are answered
     /// `M_NOT_FOUND`. `M_NOT_FOUND` for a named media ID this server does not have.
     async fn admin_quarantine(&self, req: AdminQuarantineRequest) -> Result<AdminMediaCount>;
+    /// Protects local media from every quarantine (or lifts it); `M_NOT_FOUND` for media
+    /// this server does not have.
+    async fn admin_protect_media(&self, req: AdminProtectMediaRequest) -> Result<AdminMediaCount>;
     /// Deletes local media, its thumbnails and the blobs nothing else names.
     async fn admin_delete_media(&self, req: AdminDeleteMediaRequest) -> Result<AdminDeletedMedia>;
     /// A page of a user's media (`M_INVALID_PARAM` for a bad page or order).
@@ -109,6 +112,11 @@ impl MediaService for MediaGrpcClient {
     async fn admin_quarantine(&self, req: AdminQuarantineRequest) -> Result<AdminMediaCount> {
         let mut client = self.inner.clone();
         client.admin_quarantine(request(req)).await.map(tonic::Response::into_inner).map_err(crate::status::to_error)
+    }
+
+    async fn admin_protect_media(&self, req: AdminProtectMediaRequest) -> Result<AdminMediaCount> {
+        let mut client = self.inner.clone();
+        client.admin_protect_media(request(req)).await.map(tonic::Response::into_inner).map_err(crate::status::to_error)
     }
 
     async fn admin_delete_media(&self, req: AdminDeleteMediaRequest) -> Result<AdminDeletedMedia> {
@@ -275,6 +283,16 @@ impl media_server::Media for MediaGrpcServer {
         let inner = self.inner.clone();
         let req = request.into_inner();
         unary(async move { inner.admin_quarantine(req).await }.instrument(span).await)
+    }
+
+    async fn admin_protect_media(
+        &self,
+        request: tonic::Request<AdminProtectMediaRequest>,
+    ) -> Result<tonic::Response<AdminMediaCount>, tonic::Status> {
+        let span = server_span("admin_protect_media", &request);
+        let inner = self.inner.clone();
+        let req = request.into_inner();
+        unary(async move { inner.admin_protect_media(req).await }.instrument(span).await)
     }
 
     async fn admin_delete_media(

@@ -61,7 +61,8 @@ service! {
         /// The media a room's events show, this server's and others' (`M_NOT_FOUND` for an
         /// unknown room).
         fn room_media(RoomMediaRequest) -> RoomMediaResponse;
-        /// Sends a server notice to a user, making their notices room if they have none.
+        /// Sends a server notice to a user, making their notices room if they have none
+        /// (400 `M_UNKNOWN` when `[server_notices]` is off; `M_NOT_FOUND` for an unknown user).
         fn send_server_notice(ServerNoticeRequest) -> ServerNoticeResponse;
         /// Server admins' view of rooms (`M_NOT_FOUND` for an unknown room).
         fn admin_list_rooms(AdminListRoomsRequest) -> AdminListRoomsResponse;
@@ -75,6 +76,10 @@ service! {
         /// Starts a deletion in the background; its status at once.
         fn admin_delete_room(AdminDeleteRoomRequest) -> AdminDeletion;
         fn admin_delete_status(AdminDeleteStatusRequest) -> AdminDeletionList;
+        /// The background work under way, and whether it may run.
+        fn admin_background_updates(Empty) -> BackgroundUpdates;
+        /// Pauses (`enabled: false`) or resumes it.
+        fn admin_set_background_updates(SetBackgroundUpdatesRequest) -> BackgroundUpdates;
         fn admin_list_event_reports(AdminListEventReportsRequest) -> AdminEventReportList;
         fn admin_event_report(AdminEventReportRequest) -> AdminEventReportEntry;
         fn admin_delete_event_report(AdminEventReportRequest) -> Empty;

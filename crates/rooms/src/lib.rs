@@ -55,6 +55,7 @@ mod server_notices;
 mod service;
 mod thirdparty;
 pub use admin::list_rooms;
+pub use server_notices::ServerNotices;
 pub use service::RoomsHandle;
 mod spaces;
 pub mod state;
@@ -131,6 +132,10 @@ pub struct Rooms {
     appservice_http: appservice_query::Http,
     /// Keeps the session that holds the event-writer advisory lock open.
     _writer_lock: tokio_postgres::Client,
+    /// Whether background work (purges) may run: admins pause and resume it.
+    background: tokio::sync::watch::Sender<bool>,
+    /// `[server_notices]` and its peers, once the process has given them.
+    notices: std::sync::OnceLock<server_notices::ServerNotices>,
 }
 
 /// Arbitrary constant naming the advisory lock held by the one event writer.
@@ -167,6 +172,8 @@ impl Rooms {
             locks: DashMap::new(),
             appservice_http: appservice_query::Http::default(),
             _writer_lock: writer_lock,
+            background: tokio::sync::watch::Sender::new(true),
+            notices: std::sync::OnceLock::new(),
         });
         tokio::spawn(evict_idle_rooms(Arc::downgrade(&rooms), shutdown));
         tokio::spawn(admin::delete::resume(rooms.clone()));

@@ -157,6 +157,12 @@ impl RoomsService for RoomsHandle {
     async fn admin_delete_status(&self, req: AdminDeleteStatusRequest) -> Result<AdminDeletionList> {
         self.0.admin_delete_status(req).await
     }
+    async fn admin_background_updates(&self, _: Empty) -> Result<BackgroundUpdates> {
+        self.0.admin_background_updates().await
+    }
+    async fn admin_set_background_updates(&self, req: SetBackgroundUpdatesRequest) -> Result<BackgroundUpdates> {
+        self.0.admin_set_background_updates(req).await
+    }
     async fn admin_list_event_reports(&self, req: AdminListEventReportsRequest) -> Result<AdminEventReportList> {
         self.0.admin_list_event_reports(req).await
     }

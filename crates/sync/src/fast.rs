@@ -233,6 +233,9 @@ impl SyncWorker {
         if let Some(fields) = &req.filter.event_fields {
             body.keep_fields(fields);
         }
+        for (room, _, added) in &timelines {
+            self.lazy_sent_out((req.user_id, req.device_id), room, added, upto);
+        }
         metrics::counter!("trellis_sync_fast_responses_total").increment(1);
         Ok(Some(body))
     }

@@ -43,6 +43,8 @@ pub(crate) struct Room<'a> {
 pub(crate) struct Added {
     pub members: Vec<Arc<EventRow>>,
     pub summary: Option<Arc<RoomSummary>>,
+    /// What the device will hold once the response is sent (see [`SyncWorker::lazy_sent_out`]).
+    current: Option<HashMap<String, i64>>,
 }
 
 impl SyncWorker {
@@ -95,13 +97,21 @@ impl SyncWorker {
         }
         let mut current = sent.map(|m| (*m).clone()).unwrap_or_default();
         for m in &members {
+            current.insert(m.state_key.clone().unwrap_or_default(), upto);
+        }
+        let summary = if members.is_empty() { None } else { found.summary };
+        Ok(Some(Added { members, summary, current: Some(current) }))
+    }
+
+    /// Records what a fast-path response sent under lazy-loading, once it is sure to be sent
+    /// (in this worker's memory now, in PostgreSQL with the next batch).
+    pub(crate) fn lazy_sent_out(&self, (user, device): (&str, &str), room: &str, added: &Added, upto: i64) {
+        let Some(current) = &added.current else { return };
+        for m in &added.members {
             let member = m.state_key.as_deref().unwrap_or_default();
-            current.insert(member.to_owned(), upto);
             self.lazy_batch.record((user, device), room, member, &m.event_id, upto);
         }
-        self.cache_members_sent(user, device, room, current);
-        let summary = if members.is_empty() { None } else { found.summary };
-        Ok(Some(Added { members, summary }))
+        self.cache_members_sent(user, device, room, current.clone());
     }
 
     /// Adds to each room's state the member events its timeline needs and the device lacks,

@@ -227,11 +227,8 @@ impl TestServer {
 
         let mut nodes = Vec::new();
         let mut services = Vec::new();
-        for (name, role) in [("auth", Role::Auth), ("rooms", Role::Rooms), ("media", Role::Media)] {
-            let (url, node) = start_service(&base, name, role).await;
-            services.push(url);
-            nodes.push((name.to_owned(), node));
-        }
+        let (auth, node) = start_service(&base, "auth", Role::Auth).await;
+        nodes.push(("auth".to_owned(), node));
         // The appservice sender and its standby (idle unless appservices are configured).
         for name in ["appservice-0", "appservice-1"] {
             let (_, node) = start_service(&base, name, Role::Appservice).await;
@@ -241,6 +238,16 @@ impl TestServer {
         for name in ["sync-0", "sync-1"] {
             let (url, node) = start_service(&base, name, Role::Sync).await;
             syncs.push(url);
+            nodes.push((name.to_owned(), node));
+        }
+        // The rooms service calls auth and a sync worker for server notices.
+        let mut peers = base.clone();
+        peers.remote.auth = Some(auth.clone());
+        peers.remote.sync = syncs.clone();
+        services.push(auth);
+        for (name, role) in [("rooms", Role::Rooms), ("media", Role::Media)] {
+            let (url, node) = start_service(&peers, name, role).await;
+            services.push(url);
             nodes.push((name.to_owned(), node));
         }
 

@@ -241,3 +241,71 @@ async fn survives_a_redis_restart() {
     tokio::time::timeout(Duration::from_secs(5), late.wait()).await.expect("new subscription hears");
     assert_eq!(late.announced().events, 9);
 }
+
+/// A TCP relay to Redis that a test can cut (every connection dropped, new ones refused) and
+/// restore: a network partition between one process and Redis.
+struct Relay {
+    port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (is_open, on_cut) = (open.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(Ordering::Acquire) {
+                    continue;
+                }
+                let on_cut = on_cut.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = on_cut.notified() => {}
+                    }
+                });
+            }
+        });
+        Relay { port, open, cut }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::Release);
+        self.cut.notify_waiters();
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+}
+
+/// A publisher that lost its connection while the workers kept theirs publishes what failed
+/// once it is back: a worker never waits out its long-polls for a batch it was not told of.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_failed_to_publish_goes_out_when_the_publisher_is_back() {
+    let redis_port = test_url().trim_end_matches('/').rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let relay = Relay::start(redis_port).await;
+    let p = prefix();
+    let via_relay = RedisServer::new(&format!("redis://127.0.0.1:{}/", relay.port), None);
+    let publisher = RedisBus::connect(&via_relay, &p, Duration::from_secs(30), Shutdown::never()).await.unwrap();
+    let worker = connect(&p).await;
+    let sub = worker.subscribe(&[Channel::Room("!a:x".into())]).await.unwrap();
+    publisher.publish(&[Channel::Room("!a:x".into())], 1).await;
+    heard(&sub, 1).await;
+
+    // Only the publisher is cut off from Redis.
+    relay.cut();
+    publisher.publish(&[Channel::Room("!a:x".into())], 2).await;
+    assert!(!publisher.inner.unsent.lock().is_empty(), "the failed batch is kept");
+    assert!(worker.is_healthy());
+
+    relay.restore();
+    heard(&sub, 2).await;
+    assert!(publisher.inner.unsent.lock().is_empty());
+}

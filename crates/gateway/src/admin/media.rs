@@ -1,4 +1,5 @@
 //! Admin API handlers for media: quarantine (one media, a room's, a user's) and release,
+//! protection from quarantine,
 //! deletion (one media, a page of a user's), the lists of a room's and a user's media, and
 //! the remote-media cache purge. The media service owns the rules and its tables; a room's
 //! media comes from the rooms service, which owns the events naming it.
@@ -9,7 +10,7 @@ use trellis_core::Error;
 use trellis_proto::{
     media::{
         AdminDeleteMediaRequest, AdminListMediaRequest, AdminMediaIds, AdminMediaPage, AdminMediaRef,
-        AdminMediaSelection, AdminQuarantineRequest, admin_media_selection::Which,
+        AdminMediaSelection, AdminProtectMediaRequest, AdminQuarantineRequest, admin_media_selection::Which,
     },
     rooms::RoomMediaRequest,
 };
@@ -21,6 +22,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .ruma(quarantine_media_route)
         .ruma(unquarantine_media_route)
+        .ruma(protect_media_route)
+        .ruma(unprotect_media_route)
         .ruma(delete_media_route)
         .ruma_on(
             vec![
@@ -63,6 +66,31 @@ async fn unquarantine_media_route(
 ) -> ApiResult<api::unquarantine_media::Response> {
     quarantine(&s, req.user.user_id, one(&req.body.server_name, req.body.media_id), false).await?;
     Ok(api::unquarantine_media::Response {})
+}
+
+/// Protects this server's `media_id` from quarantine, or lifts it.
+async fn protect(s: &AppState, admin: String, media_id: String, protect: bool) -> ApiResult<()> {
+    let media = Some(AdminMediaRef { server_name: s.settings.server_name.clone(), media_id });
+    s.services.media.admin_protect_media(AdminProtectMediaRequest { admin, media, protect }).await?;
+    Ok(())
+}
+
+/// # `POST /_synapse/admin/v1/media/protect/{mediaId}`
+async fn protect_media_route(
+    s: AppState,
+    req: Ruma<api::protect_media::Request, ServerAdmin>,
+) -> ApiResult<api::protect_media::Response> {
+    protect(&s, req.user.user_id, req.body.media_id, true).await?;
+    Ok(api::protect_media::Response {})
+}
+
+/// # `POST /_synapse/admin/v1/media/unprotect/{mediaId}`
+async fn unprotect_media_route(
+    s: AppState,
+    req: Ruma<api::unprotect_media::Request, ServerAdmin>,
+) -> ApiResult<api::unprotect_media::Response> {
+    protect(&s, req.user.user_id, req.body.media_id, false).await?;
+    Ok(api::unprotect_media::Response {})
 }
 
 /// # `DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}`
@@ -149,7 +177,7 @@ async fn list_user_media_route(
             created_ts: m.created_ts,
             last_access_ts: m.created_ts,
             quarantined_by: m.quarantined_by,
-            safe_from_quarantine: false,
+            safe_from_quarantine: m.safe_from_quarantine,
         })
         .collect();
     Ok(api::list_user_media::Response { media, next_token, total: found.total })

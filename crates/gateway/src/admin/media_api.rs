@@ -34,6 +34,28 @@ macro_rules! media_endpoint {
 
 media_endpoint!(quarantine_media, POST, "/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}", {});
 media_endpoint!(unquarantine_media, POST, "/_synapse/admin/v1/media/unquarantine/{server_name}/{media_id}", {});
+/// Synapse's protection takes the media ID alone (local media only).
+macro_rules! local_media_endpoint {
+    ($module:ident, $path:literal) => {
+        pub mod $module {
+            use super::*;
+
+            metadata! { method: POST, rate_limited: false, authentication: AccessToken, path: $path }
+
+            #[request]
+            pub struct Request {
+                #[ruma_api(path)]
+                pub media_id: String,
+            }
+
+            #[response]
+            pub struct Response {}
+        }
+    };
+}
+
+local_media_endpoint!(protect_media, "/_synapse/admin/v1/media/protect/{media_id}");
+local_media_endpoint!(unprotect_media, "/_synapse/admin/v1/media/unprotect/{media_id}");
 media_endpoint!(delete_media, DELETE, "/_synapse/admin/v1/media/{server_name}/{media_id}",
     { deleted_media: Vec<String>, total: usize });
 

@@ -7,8 +7,10 @@
 mod api;
 mod api_rooms;
 mod api_tokens;
+mod background;
 mod media;
 mod media_api;
+mod moderation;
 mod notices;
 mod reports;
 mod rooms;
@@ -18,7 +20,6 @@ mod users;
 
 /// Synapse checks `new_password` by hand (`M_MISSING_PARAM`): see `extract::missing_param`.
 pub(crate) use api::reset_password::Request as ResetPasswordRequest;
-pub use notices::ServerNotices;
 
 use std::sync::{Arc, Mutex};
 
@@ -43,10 +44,12 @@ pub fn routes() -> Router<AppState> {
         .merge(users::routes())
         .merge(tokens::routes())
         .merge(suspend::routes())
+        .merge(moderation::routes())
         .merge(media::routes())
         .merge(notices::routes())
         .merge(rooms::routes())
         .merge(reports::routes())
+        .merge(background::routes())
         .route_layer(middleware::from_fn(audit))
 }
 

@@ -28,7 +28,7 @@ async fn moderate(
     suspended: Option<bool>,
     locked: Option<bool>,
 ) -> ApiResult<AdminModeration> {
-    let ask = AdminModerateRequest { admin, user_id: user_id.clone(), suspended, locked };
+    let ask = AdminModerateRequest { admin, user_id: user_id.clone(), suspended, locked, shadow_banned: None };
     let now = s.services.auth.admin_moderate(ask).await?;
     if suspended.is_some() || locked.is_some() {
         forget_devices(s, &user_id, |_| true);

@@ -51,6 +51,10 @@ async fn create_typing_event_route(
         Typing::Yes(info) => (true, info.timeout),
         _ => (false, Duration::from_millis(DEFAULT_TYPING_TIMEOUT_MS)),
     };
+    if req.user.shadow_banned && body.user_id.as_str() == req.user.user_id {
+        // Shadow-banned: nobody sees the user typing.
+        return Ok(create_typing_event::v3::Response::new());
+    }
     s.services
         .sync
         .set_typing(SetTypingRequest {

@@ -84,7 +84,11 @@ async fn send(
     auth.not_suspended()?;
     // `?ts=` is an application service's to give (the time the event happened on its side).
     let origin_server_ts = ts.filter(|_| auth.appservice_id.is_some()).map(|t| i64::from(t.get()));
-    s.limit(Action::Message, &auth.user_id).await?;
+    s.limit_user(Action::Message, &auth).await?;
+    if auth.shadow_banned {
+        // Shadow-banned: the event seems sent and is not.
+        return super::fake_event_id();
+    }
     let req = SendEventRequest {
         sender: auth.user_id,
         device_id: auth.device_id,
@@ -199,6 +203,9 @@ async fn redact_event_route(
     req: Ruma<redact_event::v3::Request>,
 ) -> ApiResult<redact_event::v3::Response> {
     let (auth, req) = (req.user, req.body);
+    if auth.shadow_banned {
+        return Ok(redact_event::v3::Response::new(super::fake_event_id()?));
+    }
     let resp = s
         .services
         .rooms

@@ -25,7 +25,7 @@ use super::{raw_list, stored_id, uint};
 use crate::{
     AppState,
     error::{ApiError, ApiResult},
-    extract::Ruma,
+    extract::{Authed, Ruma},
     response::Rendered,
     router::RumaRoutes,
 };
@@ -48,7 +48,8 @@ pub fn routes() -> Router<AppState> {
         .ruma(get_mutual_rooms_unstable_route)
 }
 
-/// One membership change; answers with the room ID.
+/// One membership change; answers with the room ID (joins, knocks and invites are rate
+/// limited by their callers, which know the user's override).
 async fn change(
     s: &AppState,
     sender: String,
@@ -58,11 +59,6 @@ async fn change(
     reason: Option<String>,
     content_json: Option<String>,
 ) -> ApiResult<OwnedRoomId> {
-    match action {
-        MembershipAction::Join | MembershipAction::Knock => s.limit(Action::Join, &sender).await?,
-        MembershipAction::Invite => s.limit(Action::Invite, &sender).await?,
-        _ => {}
-    }
     let req = MembershipRequest { sender, room, action: action as i32, target, reason, content_json };
     stored_id(s.services.rooms.change_membership(req).await?.room_id)
 }
@@ -72,12 +68,13 @@ async fn change(
 async fn join(
     s: &AppState,
     body: serde_json::Map<String, serde_json::Value>,
-    sender: String,
+    user: &Authed,
     room: String,
     reason: Option<String>,
 ) -> ApiResult<OwnedRoomId> {
+    s.limit_user(Action::Join, user).await?;
     let content_json = Some(serde_json::Value::Object(body).to_string());
-    change(s, sender, room, MembershipAction::Join, None, reason, content_json).await
+    change(s, user.user_id.clone(), room, MembershipAction::Join, None, reason, content_json).await
 }
 
 /// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
@@ -88,7 +85,7 @@ async fn join_room_by_id_or_alias_route(
     req.user.not_suspended()?;
     // `via`/`server_name` only matter over federation; local rooms need no hint.
     let (room, reason) = (req.body.room_id_or_alias.to_string(), req.body.reason.clone());
-    let room_id = join(&s, req.json_object()?, req.user.user_id.clone(), room, reason).await?;
+    let room_id = join(&s, req.json_object()?, &req.user, room, reason).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
@@ -99,13 +96,14 @@ async fn join_room_by_id_route(
 ) -> ApiResult<join_room_by_id::v3::Response> {
     req.user.not_suspended()?;
     let (room, reason) = (req.body.room_id.to_string(), req.body.reason.clone());
-    let room_id = join(&s, req.json_object()?, req.user.user_id.clone(), room, reason).await?;
+    let room_id = join(&s, req.json_object()?, &req.user, room, reason).await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
 async fn knock_room_route(s: AppState, req: Ruma<knock_room::v3::Request>) -> ApiResult<knock_room::v3::Response> {
     req.user.not_suspended()?;
+    s.limit_user(Action::Join, &req.user).await?;
     let (sender, room) = (req.user.user_id, req.body.room_id_or_alias.to_string());
     let room_id = change(&s, sender, room, MembershipAction::Knock, None, req.body.reason, None).await?;
     Ok(knock_room::v3::Response::new(room_id))
@@ -117,6 +115,11 @@ async fn invite_user_route(s: AppState, req: Ruma<invite_user::v3::Request>) -> 
     let invite_user::v3::InvitationRecipient::UserId(invitee) = req.body.recipient else {
         return Err(ApiError(Error::unrecognized("Third-party invites are not supported").with_status(400)));
     };
+    s.limit_user(Action::Invite, &req.user).await?;
+    if req.user.shadow_banned {
+        // Shadow-banned: the invite seems to go out and goes nowhere.
+        return Ok(invite_user::v3::Response::new());
+    }
     let (sender, room, target) = (req.user.user_id, req.body.room_id.to_string(), Some(invitee.user_id.to_string()));
     change(&s, sender, room, MembershipAction::Invite, target, invitee.reason, None).await?;
     Ok(invite_user::v3::Response::new())

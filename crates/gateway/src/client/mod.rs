@@ -114,6 +114,12 @@ fn uint(n: impl TryInto<UInt>) -> UInt {
     n.try_into().unwrap_or(UInt::MAX)
 }
 
+/// An event ID like the ones this server makes, for an event that was never sent (the answer
+/// to a shadow-banned user): nobody can tell it from a real one by its look.
+pub(crate) fn fake_event_id() -> Result<ruma::OwnedEventId, ApiError> {
+    stored_id(format!("${}", trellis_core::ids::random_string(43)))
+}
+
 /// An identifier a service sent; one that does not parse is our fault, not the client's.
 pub(crate) fn stored_id<T: TryFrom<String, Error = ruma::IdParseError>>(s: String) -> Result<T, ApiError> {
     T::try_from(s).map_err(|e| ApiError(Error::internal(format!("stored identifier: {e}"))))

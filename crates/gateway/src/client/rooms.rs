@@ -17,6 +17,8 @@ pub fn routes() -> Router<AppState> {
 /// # `POST /_matrix/client/v3/createRoom`
 async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
     req.user.not_suspended()?;
+    // Shadow-banned: the room is made, its invites go nowhere.
+    let shadow_banned = req.user.shadow_banned;
     let (sender, req) = (req.user.user_id, req.body);
     let resp = s
         .services
@@ -27,7 +29,7 @@ async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> 
             topic: req.topic,
             preset: req.preset.map(|p| p.as_str().to_owned()).unwrap_or_default(),
             visibility: req.visibility.as_str().to_owned(),
-            invite: req.invite.iter().map(|u| u.to_string()).collect(),
+            invite: if shadow_banned { Vec::new() } else { req.invite.iter().map(|u| u.to_string()).collect() },
             room_alias_name: req.room_alias_name,
             is_direct: req.is_direct,
             initial_state_json: req.initial_state.iter().map(|e| e.json().get().to_owned()).collect(),
@@ -48,6 +50,15 @@ async fn upgrade_room_route(
     req: Ruma<upgrade_room::v3::Request>,
 ) -> ApiResult<upgrade_room::v3::Response> {
     req.user.not_suspended()?;
+    if req.user.shadow_banned {
+        // Shadow-banned: the upgrade seems made and is not.
+        let random = trellis_core::ids::random_string;
+        let room_id = match req.body.new_version.as_str() {
+            "12" => format!("!{}", random(43)),
+            _ => format!("!{}:{}", random(18), s.settings.server_name),
+        };
+        return Ok(upgrade_room::v3::Response::new(stored_id(room_id)?));
+    }
     let (user_id, req) = (req.user.user_id, req.body);
     let resp = s
         .services

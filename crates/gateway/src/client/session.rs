@@ -55,7 +55,7 @@ async fn get_login_token_route(
     s: AppState,
     req: Ruma<Uia<get_login_token::v1::Request>>,
 ) -> ApiResult<get_login_token::v1::Response> {
-    s.limit(Action::Login, &req.user.user_id).await?;
+    s.limit_user(Action::Login, &req.user).await?;
     let create = CreateLoginTokenRequest { user_id: req.user.user_id.clone(), auth_json: req.body.auth_json() };
     let token = s.services.auth.create_login_token(create).await?;
     Ok(get_login_token::v1::Response::new(ms(token.expires_in_ms), token.login_token))

@@ -5,8 +5,13 @@ use deadpool_postgres::{GenericClient, Pool};
 use trellis_core::{Error, Result};
 use trellis_proto::media::{AdminMediaInfo, AdminMediaPage};
 
-const QUARANTINE_IDS: &str = "UPDATE media SET quarantined_by = $2 WHERE media_id = ANY($1)";
-const QUARANTINE_USER: &str = "UPDATE media SET quarantined_by = $2 WHERE user_id = $1 AND url_cache IS NULL";
+// A quarantine (`$2` set) passes protected media by; a release does not.
+const QUARANTINE_IDS: &str = "UPDATE media SET quarantined_by = $2 WHERE media_id = ANY($1) \
+     AND ($2::text IS NULL OR NOT safe_from_quarantine)";
+const QUARANTINE_USER: &str = "UPDATE media SET quarantined_by = $2 WHERE user_id = $1 AND url_cache IS NULL \
+     AND ($2::text IS NULL OR NOT safe_from_quarantine)";
+const PROTECT: &str = "UPDATE media SET safe_from_quarantine = $2 WHERE media_id = $1";
+const MEDIA_EXISTS: &str = "SELECT 1 FROM media WHERE media_id = $1";
 const USER_MEDIA_IDS: &str = "SELECT media_id FROM media WHERE user_id = $1 AND url_cache IS NULL";
 const THUMB_BLOBS: &str = "SELECT sha256 FROM media_thumbnails WHERE media_id = ANY($1)";
 const DELETE_MEDIA: &str = "DELETE FROM media WHERE media_id = ANY($1) \
@@ -25,9 +30,9 @@ fn order_column(order_by: &str) -> Result<&'static str> {
         "media_length" => "size",
         "media_type" => "content_type",
         "quarantined_by" => "quarantined_by",
-        // Not kept here: downloads are not recorded, and nothing is safe from quarantine.
+        "safe_from_quarantine" => "safe_from_quarantine",
+        // Not kept here: downloads are not recorded.
         "last_access_ts" => "created_ts",
-        "safe_from_quarantine" => "media_id",
         other => return Err(Error::invalid_param(format!("Unknown value for order_by: {other}"))),
     })
 }
@@ -36,6 +41,18 @@ fn order_column(order_by: &str) -> Result<&'static str> {
 pub(crate) async fn quarantine_ids(pool: &Pool, ids: &[String], by: Option<&str>) -> Result<u64> {
     let client = pool.get().await?;
     Ok(client.execute(&client.prepare_cached(QUARANTINE_IDS).await?, &[&ids, &by]).await?)
+}
+
+/// Protects the media from quarantine (`false`: lifts it); whether it exists.
+pub(crate) async fn protect(pool: &Pool, media_id: &str, protect: bool) -> Result<bool> {
+    let client = pool.get().await?;
+    Ok(client.execute(&client.prepare_cached(PROTECT).await?, &[&media_id, &protect]).await? > 0)
+}
+
+/// Whether this server has the media.
+pub(crate) async fn exists(pool: &Pool, media_id: &str) -> Result<bool> {
+    let client = pool.get().await?;
+    Ok(client.query_opt(&client.prepare_cached(MEDIA_EXISTS).await?, &[&media_id]).await?.is_some())
 }
 
 /// As [`quarantine_ids`], for every upload of `user_id`.
@@ -56,7 +73,8 @@ pub(crate) async fn user_media(pool: &Pool, page: &AdminMediaPage) -> Result<(Ve
     let column = order_column(&page.order_by)?;
     let dir = if page.backwards { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT media_id, content_type, upload_name, size, created_ts, quarantined_by FROM media \
+        "SELECT media_id, content_type, upload_name, size, created_ts, quarantined_by, safe_from_quarantine \
+         FROM media \
          WHERE user_id = $1 AND url_cache IS NULL \
          ORDER BY {column} {dir} NULLS LAST, media_id {dir} LIMIT $2 OFFSET $3"
     );
@@ -73,6 +91,7 @@ pub(crate) async fn user_media(pool: &Pool, page: &AdminMediaPage) -> Result<(Ve
             media_length: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
             created_ts: r.get(4),
             quarantined_by: r.get(5),
+            safe_from_quarantine: r.get(6),
         })
         .collect();
     Ok((media, total))

@@ -226,7 +226,8 @@ async fn steps(rooms: &Arc<Rooms>, delete_id: &str) -> Result<()> {
         // Nothing is written to the room while it is purged; its cached state goes after.
         let lock = rooms.room_lock(&room_id);
         let mut cached = lock.lock().await;
-        let purged = super::purge::purge_room(&rooms.pool, &room, delete_id).await?;
+        let enabled = rooms.background.subscribe();
+        let purged = super::purge::purge_room(&rooms.pool, &room, delete_id, enabled).await?;
         *cached = None;
         drop(cached);
         rooms.locks.remove(&room_id);

@@ -1,8 +1,10 @@
 //! The rooms of this server as its admins see them (the admin API's rooms and
 //! `trellis admin room`): listed and searched, in detail, their members, state and history
 //! whatever the history visibility, blocked, a local user raised to room admin; deletion
-//! and purge in [`delete`], event reports in [`reports`].
+//! and purge in [`delete`] (paused and resumed in [`background`]), event reports in
+//! [`reports`].
 
+mod background;
 pub(crate) mod delete;
 mod power;
 mod purge;

@@ -40,7 +40,20 @@ async fn progress(pool: &Pool, delete_id: &str, removed: i64) {
 }
 
 /// Removes every row of `room` for the deletion `delete_id`. The number of rows removed.
-pub(crate) async fn purge_room(pool: &Pool, room: &str, delete_id: &str) -> Result<i64> {
+/// Each batch waits while `enabled` says background work is paused.
+pub(crate) async fn purge_room(
+    pool: &Pool,
+    room: &str,
+    delete_id: &str,
+    mut enabled: tokio::sync::watch::Receiver<bool>,
+) -> Result<i64> {
+    let mut go_on = async || {
+        // The sender lives as long as the service: a closed channel means it is stopping.
+        if enabled.wait_for(|on| *on).await.is_err() {
+            return Err(trellis_core::Error::internal("the rooms service is stopping"));
+        }
+        Ok(())
+    };
     let client = pool.get().await?;
     let room_tables: Vec<String> = client.query(ROOM_TABLES, &[]).await?.iter().map(|r| r.get(0)).collect();
     let event_tables: Vec<String> = client.query(EVENT_TABLES, &[]).await?.iter().map(|r| r.get(0)).collect();
@@ -53,6 +66,7 @@ pub(crate) async fn purge_room(pool: &Pool, room: &str, delete_id: &str) -> Resu
             "DELETE FROM \"{table}\" WHERE ctid = ANY(ARRAY(SELECT ctid FROM \"{table}\" WHERE room_id = $1 LIMIT {BATCH}))"
         );
         loop {
+            go_on().await?;
             let n = pool.get().await?.execute(&sql, &[&room]).await? as i64;
             if n == 0 {
                 break;
@@ -63,6 +77,7 @@ pub(crate) async fn purge_room(pool: &Pool, room: &str, delete_id: &str) -> Resu
         }
     }
     loop {
+        go_on().await?;
         let n = delete_event_batch(pool, room, &event_tables).await?;
         if n == 0 {
             break;
