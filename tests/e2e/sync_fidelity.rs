@@ -287,7 +287,7 @@ async fn a_new_speaker_reaches_lazy_long_polls_from_memory_as_the_exact_path_sen
     assert_eq!(timeline_bodies(&exact, &room), timeline_bodies(&fast, &room));
     assert_eq!(members(&exact, &room), members(&fast, &room));
     assert_eq!(exact["rooms"]["join"][&room]["summary"], *summary);
-    assert_eq!(presence_of(&exact, &bob.user_id).is_some(), true, "{exact}");
+    assert!(presence_of(&exact, &bob.user_id).is_some(), "{exact}");
 
     // Bob's event is on the device now: his next message comes alone, from memory too.
     let since = next(&fast);

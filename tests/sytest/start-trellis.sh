@@ -31,6 +31,13 @@ for name in $(env | sed -n 's/^\(TRELLIS_[A-Za-z0-9_]*\)=.*/\1/p'); do
 done
 export NO_COLOR=1
 
+# SyTest's application services (instance 0): a `:`-separated list of registration files.
+appservice_files=""
+if [ -n "${SYTEST_APPSERVICE_FILES:-}" ]; then
+  appservice_files=$(printf '%s' "$SYTEST_APPSERVICE_FILES" |
+    awk 'BEGIN { RS = ":" } NF { printf "%s\"%s\"", (n++ ? ", " : ""), $0 }')
+fi
+
 config="$SYTEST_HS_DIR/trellis.toml"
 cat > "$config" <<EOF
 server_name = "$SYTEST_SERVER_NAME"
@@ -54,6 +61,11 @@ enabled = false
 path = "$SYTEST_HS_DIR/media"
 url_preview_enabled = true
 url_preview_ip_whitelist = ["127.0.0.0/8"]
+
+[appservices]
+registration_files = [$appservice_files]
+# SyTest's appservices answer at once; a quick retry keeps a late answer from stalling a test
+retry_max_ms = 2000
 
 [telemetry]
 log_format = "text"

@@ -24,7 +24,10 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_deactivate(&self, req: DeactivateRequest) -> Result<AuthAck> {
-        self.require_uia(&req.user_id, "deactivate", None, &req.auth_json).await?;
+        let by_appservice = req.appservice_id.as_deref().and_then(|id| self.appservices.by_id(id));
+        if !by_appservice.is_some_and(|a| a.is_interested_in_user(&req.user_id)) {
+            self.require_uia(&req.user_id, "deactivate", None, &req.auth_json).await?;
+        }
         self.deactivate_account(&req.user_id, req.erase).await?;
         Ok(AuthAck {})
     }

@@ -10,6 +10,7 @@
 mod account;
 mod admin;
 mod admin_write;
+mod appservice;
 mod backup;
 mod backup_store;
 mod cache;

@@ -221,6 +221,9 @@ impl Auth {
 
     #[instrument(skip_all, fields(user_id = tracing::field::Empty))]
     pub(crate) async fn do_authenticate(&self, req: AuthenticateRequest) -> Result<Requester> {
+        if let Some(appservice) = self.appservices.by_as_token(&req.access_token) {
+            return self.authenticate_appservice(appservice, req.user_id.as_deref()).await;
+        }
         let hash = hash_token(&req.access_token);
         if let Some(requester) = self.tokens.get(&hash).await {
             tracing::Span::current().record("user_id", requester.user_id.as_str());

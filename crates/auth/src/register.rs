@@ -58,17 +58,17 @@ struct Params {
 }
 
 /// What to create in the registration transaction.
-struct NewAccount {
-    password_hash: Option<String>,
-    is_guest: bool,
+pub(crate) struct NewAccount {
+    pub(crate) password_hash: Option<String>,
+    pub(crate) is_guest: bool,
     /// The guest account of this localpart becomes a full account (see `guest.rs`).
-    upgrade: bool,
+    pub(crate) upgrade: bool,
     /// The UIA session that authorised it: it records the account, for replays.
-    session: Option<String>,
+    pub(crate) session: Option<String>,
     /// The registration token the session reserved a use of: the use is now completed.
-    registration_token: Option<String>,
+    pub(crate) registration_token: Option<String>,
     /// `None` with `inhibit_login`: no device and no token.
-    login: Option<NewLogin>,
+    pub(crate) login: Option<NewLogin>,
 }
 
 impl Auth {
@@ -76,6 +76,9 @@ impl Auth {
     pub(crate) async fn do_register(&self, req: RegisterRequest) -> Result<RegisterResponse> {
         if req.guest {
             return self.register_guest(req.initial_device_display_name).await;
+        }
+        if let Some(token) = req.appservice_token.clone() {
+            return self.register_appservice_user(&token, req).await;
         }
         if !self.config.registration_enabled {
             return Err(Error::forbidden("Registration has been disabled"));
@@ -106,6 +109,7 @@ impl Auth {
                 if replayed.as_deref() != Some(self.user_id(localpart).as_str()) {
                     self.check_available(localpart).await?;
                 }
+                self.not_claimed(localpart, None)?;
             }
             (None, Some(_)) => return Err(Error::missing_param("username is required to upgrade a guest account")),
             (None, None) => {}
@@ -226,10 +230,11 @@ impl Auth {
             return Err(Error::forbidden("Registration has been disabled"));
         }
         self.check_available(&req.username).await?;
+        self.not_claimed(&req.username, None)?;
         Ok(CheckUsernameResponse { available: true })
     }
 
-    async fn check_available(&self, localpart: &str) -> Result<()> {
+    pub(crate) async fn check_available(&self, localpart: &str) -> Result<()> {
         check_localpart(localpart, &self.config.server_name)?;
         let client = self.pool.get().await?;
         if store::user_exists(&client, &self.user_id(localpart)).await? {
@@ -238,7 +243,7 @@ impl Auth {
         Ok(())
     }
 
-    fn user_id(&self, localpart: &str) -> String {
+    pub(crate) fn user_id(&self, localpart: &str) -> String {
         format!("@{localpart}:{}", self.config.server_name)
     }
 
@@ -268,7 +273,7 @@ impl Auth {
 
     /// One transaction: user, profile (display name = localpart, as Synapse), the account
     /// recorded in its UIA session, device and token unless login is inhibited.
-    async fn create_account(&self, localpart: &str, account: &NewAccount) -> Result<Option<Issued>> {
+    pub(crate) async fn create_account(&self, localpart: &str, account: &NewAccount) -> Result<Option<Issued>> {
         let user_id = self.user_id(localpart);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -301,7 +306,7 @@ impl Auth {
     }
 }
 
-fn response(user_id: String, issued: Option<Issued>, created: bool) -> RegisterResponse {
+pub(crate) fn response(user_id: String, issued: Option<Issued>, created: bool) -> RegisterResponse {
     let Some(i) = issued else {
         return RegisterResponse { user_id, created, ..RegisterResponse::default() };
     };

@@ -25,6 +25,8 @@ pub struct Auth {
     pub(crate) last_numeric: AtomicI64,
     /// Wakes sync workers when device lists change; none in tests that do not sync.
     pub(crate) bus: Option<Arc<dyn Bus>>,
+    /// The configured application services (`appservice.rs`).
+    pub(crate) appservices: trellis_core::appservice::Registry,
 }
 
 impl Auth {
@@ -40,12 +42,19 @@ impl Auth {
                 .build(),
             last_numeric: AtomicI64::new(0),
             bus: None,
+            appservices: Default::default(),
         }
     }
 
     /// Announces device-list changes on `bus`.
     pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Auth {
         self.bus = Some(bus);
+        self
+    }
+
+    /// Serves the application services of `registry` (their tokens, users and namespaces).
+    pub fn with_appservices(mut self, registry: trellis_core::appservice::Registry) -> Auth {
+        self.appservices = registry;
         self
     }
 

@@ -183,6 +183,7 @@ pub async fn lookup_token(c: &impl GenericClient, hash: &TokenHash) -> Result<Op
         ratelimit_override: row
             .get::<_, Option<i64>>(8)
             .map(|messages_per_second| RatelimitOverride { messages_per_second, burst_count: row.get(9) }),
+        appservice_id: None,
     };
     Ok(Some(TokenRow { requester, unused_refresh, locked: row.get(5) }))
 }

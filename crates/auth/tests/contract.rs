@@ -7,6 +7,8 @@ mod common;
 
 #[path = "contract/accounts.rs"]
 mod accounts;
+#[path = "contract/appservices.rs"]
+mod appservices;
 #[path = "contract/devices.rs"]
 mod devices;
 #[path = "contract/guests.rs"]

@@ -31,6 +31,9 @@ pub enum Channel {
     Room(String),
     /// Something happened to this user (an invite, a join or leave, later to-device messages).
     User(String),
+    /// Events were committed, anywhere: the appservice sender's feed, published with every
+    /// events batch only while appservices are configured.
+    Appservices,
 }
 
 impl Channel {
@@ -38,6 +41,7 @@ impl Channel {
         match self {
             Channel::Room(id) => format!("{prefix}.r.{id}"),
             Channel::User(id) => format!("{prefix}.u.{id}"),
+            Channel::Appservices => format!("{prefix}.as"),
         }
     }
 }

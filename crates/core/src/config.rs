@@ -19,10 +19,12 @@ pub enum Role {
     Rooms,
     Sync,
     Media,
+    /// The application-service transaction sender (one active, others standing by).
+    Appservice,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Gateway, Role::Auth, Role::Rooms, Role::Sync, Role::Media];
+    pub const ALL: [Role; 6] = [Role::Gateway, Role::Auth, Role::Rooms, Role::Sync, Role::Media, Role::Appservice];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +33,7 @@ impl Role {
             Role::Rooms => "rooms",
             Role::Sync => "sync",
             Role::Media => "media",
+            Role::Appservice => "appservice",
         }
     }
 }
@@ -47,7 +50,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?} (expected gateway, auth, rooms, sync or media)"))
+            .ok_or_else(|| format!("unknown role {s:?} (expected gateway, auth, rooms, sync, media or appservice)"))
     }
 }
 
@@ -77,6 +80,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub health: HealthConfig,
     pub server_notices: ServerNoticesConfig,
+    pub appservices: AppservicesConfig,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             health: HealthConfig::default(),
             server_notices: ServerNoticesConfig::default(),
+            appservices: AppservicesConfig::default(),
         }
     }
 }
@@ -377,6 +382,25 @@ impl Default for TurnConfig {
     }
 }
 
+/// Application services (bridges and bots, `docs/appservices.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppservicesConfig {
+    /// Registration files (YAML, the spec's format), read and checked when a process starts.
+    pub registration_files: Vec<PathBuf>,
+    /// Longest wait between two attempts to deliver a transaction to an appservice that is
+    /// down, in milliseconds (the wait doubles from 250 ms up to this).
+    pub retry_max_ms: u64,
+    /// Most events in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for AppservicesConfig {
+    fn default() -> AppservicesConfig {
+        AppservicesConfig { registration_files: Vec::new(), retry_max_ms: 60_000, max_batch: 100 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationConfig {
@@ -637,6 +661,7 @@ impl Default for TelemetryConfig {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "server_name",
     "roles",
+    "appservices",
     "public_baseurl",
     "http",
     "grpc",
@@ -683,9 +708,10 @@ impl Config {
         self.roles.contains(&role)
     }
 
-    /// Every role in this process.
+    /// Every role that serves requests in this process (the appservice sender, which serves
+    /// none, may run here or apart).
     pub fn is_monolith(&self) -> bool {
-        Role::ALL.iter().all(|r| self.runs(*r))
+        Role::ALL.iter().filter(|r| **r != Role::Appservice).all(|r| self.runs(*r))
     }
 
     /// The configuration with passwords in URLs replaced by `***`, for printing.

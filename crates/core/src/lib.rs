@@ -1,6 +1,7 @@
 //! Shared vocabulary of every Trellis crate: the error type, configuration, identifiers,
 //! stream tokens, telemetry set-up and the shutdown signal.
 
+pub mod appservice;
 pub mod config;
 pub mod error;
 pub mod ids;

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, Metadata,
-    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceTokenOptional, NoAccessToken, NoAuthentication},
+    auth_scheme::{
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
+    },
     client::{account::change_password, authenticated_media::get_media_preview, media},
     error::{DeserializationError, FromHttpRequestError},
     path_builder::PathBuilder,
@@ -43,6 +45,9 @@ pub struct Authed {
     pub shadow_banned: bool,
     /// An admin's override of the account's rate limits (see `AppState::limit_user`).
     pub ratelimit_override: Option<RatelimitOverride>,
+    /// The request came with this application service's `as_token` (then `device_id` is
+    /// empty and `user_id` is its sender or the user named by `?user_id=`).
+    pub appservice_id: Option<String>,
 }
 
 impl Authed {
@@ -61,11 +66,15 @@ pub fn access_token(parts: &Parts) -> Option<String> {
     {
         return Some(token.trim().to_owned());
     }
+    query_param(parts, "access_token")
+}
+
+fn query_param(parts: &Parts, name: &str) -> Option<String> {
     let query = parts.uri.query()?;
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .ok()?
         .into_iter()
-        .find(|(k, _)| k == "access_token")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v)
 }
 
@@ -74,7 +83,13 @@ impl FromRequestParts<AppState> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
         let token = access_token(parts).ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?;
-        let cached = state.tokens.as_ref().and_then(|c| c.get(&token));
+        // An application service acts as one of its users with `?user_id=`: remembered apart.
+        let masquerade = query_param(parts, "user_id");
+        let key = match &masquerade {
+            Some(user) => format!("{token}\u{0}{user}"),
+            None => token.clone(),
+        };
+        let cached = state.tokens.as_ref().and_then(|c| c.get(&key));
         let authed = match cached {
             Some(authed) => authed,
             None => {
@@ -83,6 +98,7 @@ impl FromRequestParts<AppState> for Authed {
                     access_token: token.clone(),
                     ip: client_ip(parts, state),
                     user_agent: user_agent(parts),
+                    user_id: masquerade,
                 };
                 let requester = state.services.auth.authenticate(req).await?;
                 let authed = Authed {
@@ -94,9 +110,10 @@ impl FromRequestParts<AppState> for Authed {
                     suspended: requester.suspended,
                     shadow_banned: requester.shadow_banned,
                     ratelimit_override: requester.ratelimit_override,
+                    appservice_id: requester.appservice_id,
                 };
                 if let (Some(c), Some(since)) = (&state.tokens, validation) {
-                    c.insert(token, authed.clone(), since);
+                    c.insert(key, authed.clone(), since);
                 }
                 authed
             }
@@ -208,9 +225,30 @@ macro_rules! no_auth {
         }
     )*};
 }
-// `AppserviceTokenOptional` (register, login): Trellis has no application services, so an
-// appservice token is never looked for.
-no_auth!(NoAuthentication, NoAccessToken, AppserviceTokenOptional);
+no_auth!(NoAuthentication, NoAccessToken);
+
+/// `AppserviceToken`: an application service's `as_token` only (`M_FORBIDDEN` for a user's).
+impl Auth for AppserviceToken {
+    type Requester = Authed;
+
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
+        let authed = <Authed as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        if authed.appservice_id.is_none() {
+            return Err(ApiError(Error::forbidden("Only application services can make this request")));
+        }
+        Ok(authed)
+    }
+}
+
+/// `AppserviceTokenOptional` (register, login): the token as sent, checked by the auth service
+/// only when the body asks for `m.login.application_service`.
+impl Auth for AppserviceTokenOptional {
+    type Requester = Option<String>;
+
+    async fn authenticate(parts: &mut Parts, _: &AppState) -> Result<Option<String>, ApiError> {
+        Ok(access_token(parts))
+    }
+}
 
 /// An endpoint's request, parsed by ruma from path, query and body, with its requester as
 /// the endpoint's metadata asks (`A`, which a handler overrides only where Trellis

@@ -99,6 +99,7 @@ mod tests {
             suspended: false,
             shadow_banned: false,
             ratelimit_override: None,
+            appservice_id: None,
         }
     }
 

@@ -185,17 +185,23 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         None
     };
 
+    let appservices =
+        trellis_core::appservice::Registry::load(&config.appservices.registration_files, &config.server_name)
+            .map_err(anyhow::Error::msg)?;
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
     let mut rooms_here = None;
     if config.runs(Role::Auth) {
-        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config));
+        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config))
+            .with_appservices(appservices.clone());
         auth.seed_registration_tokens().await.context("writing the configured registration tokens")?;
+        auth.seed_appservice_senders().await.context("creating the appservices' sender users")?;
         let auth = Arc::new(auth.with_bus(bus.clone().expect("bus")));
         local.auth = Some(auth.clone());
         local.keys = Some(auth);
     }
     if config.runs(Role::Rooms) {
-        let settings = trellis_rooms::RoomsSettings::from_config(&config, database.clone())?;
+        let mut settings = trellis_rooms::RoomsSettings::from_config(&config, database.clone())?;
+        settings.appservices = appservices.clone();
         let rooms =
             trellis_rooms::Rooms::start(db("rooms")?, bus.clone().expect("bus"), settings, shutdown.clone()).await?;
         probes.push(Probe::Writer(rooms.clone()));
@@ -206,6 +212,20 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         let settings = trellis_sync::SyncSettings::from_config(&config);
         local.sync =
             Some(trellis_sync::SyncWorker::new(db("sync")?, bus.clone().expect("bus"), settings, shutdown.clone()));
+    }
+    if config.runs(Role::Appservice) {
+        let sender = trellis_appservice::run(
+            db("appservice")?,
+            database.clone(),
+            match &bus {
+                Some(bus) => bus.clone(),
+                None => make_bus(&config, shutdown.clone()).await?,
+            },
+            appservices.clone(),
+            trellis_appservice::SenderSettings::from_config(&config),
+            shutdown.clone(),
+        );
+        tasks.spawn(sender);
     }
     if config.runs(Role::Media) {
         local.media = Some(Arc::new(trellis_media::Media::from_config(db("media")?, &config).await?));
@@ -362,7 +382,8 @@ fn remote_probes(config: &Config, local: &Local) -> anyhow::Result<Vec<Probe>> {
 /// rate-limit counts.
 fn redis_use(config: &Config) -> Option<trellis_bus::RedisServer> {
     let server = trellis_bus::RedisServer::from_config(&config.redis)?;
-    let bus = config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth);
+    let bus =
+        config.runs(Role::Rooms) || config.runs(Role::Sync) || config.runs(Role::Auth) || config.runs(Role::Appservice);
     let bus_on_redis = bus && bus_backend(config) == BusBackend::Redis;
     let shared_limits = config.runs(Role::Gateway) && !config.is_monolith() && config.rate_limits.enabled;
     (bus_on_redis || shared_limits).then_some(server)

@@ -29,6 +29,10 @@ service! {
         fn get_threads(GetThreadsRequest) -> GetThreadsResponse;
         fn upgrade_room(UpgradeRoomRequest) -> UpgradeRoomResponse;
         fn set_alias(SetAliasRequest) -> Empty;
+        /// An application service lists a room in one of its networks' lists, or unlists it.
+        fn set_appservice_listing(SetAppserviceListingRequest) -> Empty;
+        /// Third-party protocols and lookups, asked of the application services.
+        fn thirdparty(ThirdpartyRequest) -> ThirdpartyResponse;
         fn delete_alias(DeleteAliasRequest) -> Empty;
         fn room_aliases(RoomAliasesRequest) -> RoomAliasesResponse;
         fn get_directory_visibility(GetDirectoryVisibilityRequest) -> DirectoryVisibility;

@@ -41,18 +41,34 @@ impl Rooms {
 
     pub(crate) async fn resolve_alias(&self, req: ResolveAliasRequest) -> Result<ResolveAliasResponse> {
         trellis_core::ids::parse_room_alias(&req.alias)?;
-        let room_id = self.alias_room(&req.alias).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+        let room_id =
+            self.resolve_local_alias(&req.alias).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
         Ok(ResolveAliasResponse { room_id, servers: vec![self.server_name().to_owned()] })
     }
 
-    /// Creates an alias; only members of the room may (like Synapse).
+    /// Creates an alias; only members of the room may (like Synapse), or an appservice in its
+    /// alias namespaces; nobody else in an appservice's exclusive alias namespace.
     #[tracing::instrument(skip_all, fields(sender = %req.sender, alias = %req.alias))]
     pub(crate) async fn set_alias(&self, req: SetAliasRequest) -> Result<Empty> {
         let alias = self.local_alias(&req.alias)?;
         let sender = UserId::parse(&req.sender)?;
         let room_id = RoomId::parse(&req.room_id).map_err(|_| Error::invalid_param("invalid room ID"))?;
-        if self.membership_of(&room_id, &sender).await?.as_deref() != Some("join") {
-            return Err(Error::forbidden("You must be in the room to create an alias for it"));
+        let appservices = &self.settings.appservices;
+        match req.appservice_id.as_deref().and_then(|id| appservices.by_id(id)) {
+            Some(appservice) if !appservice.is_interested_in_alias(alias.as_str()) => {
+                return Err(Error::new(
+                    ErrorCode::Exclusive,
+                    "This application service has not reserved this kind of alias.",
+                ));
+            }
+            Some(_) => {}
+            None if !appservices.alias_claimed_by(alias.as_str()).is_empty() => {
+                return Err(Error::new(ErrorCode::Exclusive, "This alias is reserved by an application service."));
+            }
+            None if self.membership_of(&room_id, &sender).await?.as_deref() != Some("join") => {
+                return Err(Error::forbidden("You must be in the room to create an alias for it"));
+            }
+            None => {}
         }
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(INSERT_ALIAS).await?;

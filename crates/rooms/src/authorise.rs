@@ -88,7 +88,7 @@ impl Rooms {
                 prev_events: room.latest.iter().cloned().collect(),
                 auth_events,
                 depth: (room.depth + 1) as u64,
-                origin_server_ts: now_ms() as u64,
+                origin_server_ts: ev.origin_server_ts.unwrap_or_else(now_ms) as u64,
                 redacts: ev.redacts.as_ref().map(|r| &*r.event_id),
             },
             rules,

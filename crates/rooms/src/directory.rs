@@ -7,18 +7,23 @@ use serde_json::{Map, Value, json};
 use trellis_core::{Error, Result};
 use trellis_proto::rooms::{
     DirectoryVisibility, Empty, GetDirectoryVisibilityRequest, PublicRoomsRequest, PublicRoomsResponse,
-    SetDirectoryVisibilityRequest,
+    SetAppserviceListingRequest, SetDirectoryVisibilityRequest,
 };
 
 use crate::Rooms;
 
 const SELECT_PUBLIC: &str = "SELECT is_public FROM rooms WHERE room_id = $1";
 const UPDATE_PUBLIC: &str = "UPDATE rooms SET is_public = $2 WHERE room_id = $1";
+const LIST_FOR_APPSERVICE: &str = "INSERT INTO appservice_room_lists (appservice_id, network_id, room_id) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const UNLIST_FOR_APPSERVICE: &str =
+    "DELETE FROM appservice_room_lists WHERE appservice_id = $1 AND network_id = $2 AND room_id = $3";
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
 
 /// Published rooms with their summary, filtered by `$1` (an ILIKE pattern or NULL) and
-/// room types (`$2` on: `$3` lists them, `''` for none), ordered and paged by `$4`/`$5`.
+/// room types (`$2` on: `$3` lists them, `''` for none), ordered and paged by `$4`/`$5`; the
+/// main list, or with `$6` every list, or with `$7` one appservice network's list.
 const LIST_PUBLIC: &str = concat!(
     "WITH listed AS ( \
        SELECT r.room_id, \
@@ -26,7 +31,10 @@ const LIST_PUBLIC: &str = concat!(
          s.* \
        FROM rooms r ",
     room_state_summary!(),
-    "WHERE r.is_public) \
+    "WHERE CASE WHEN $7::text IS NOT NULL THEN EXISTS (SELECT 1 FROM appservice_room_lists l \
+         WHERE l.room_id = r.room_id AND l.appservice_id || '|' || l.network_id = $7) \
+       WHEN $6 THEN r.is_public OR EXISTS (SELECT 1 FROM appservice_room_lists l WHERE l.room_id = r.room_id) \
+       ELSE r.is_public END) \
      SELECT room_id, joined, name, topic, alias, avatar, join_rule, hv, guests, room_type, count(*) OVER () \
      FROM listed \
      WHERE ($1::text IS NULL OR name ILIKE $1 OR topic ILIKE $1 OR alias ILIKE $1) \
@@ -68,6 +76,22 @@ impl Rooms {
         Ok(Empty {})
     }
 
+    /// An appservice's network list: any room the server knows may be listed (as Synapse).
+    #[tracing::instrument(skip_all, fields(appservice = %req.appservice_id, room_id = %req.room_id))]
+    pub(crate) async fn set_appservice_listing(&self, req: SetAppserviceListingRequest) -> Result<Empty> {
+        let client = self.pool.get().await?;
+        let known = client.query_opt(&client.prepare_cached(SELECT_PUBLIC).await?, &[&req.room_id]).await?;
+        if known.is_none() {
+            return Err(Error::not_found("Room not found"));
+        }
+        let stmt = match req.listed {
+            true => client.prepare_cached(LIST_FOR_APPSERVICE).await?,
+            false => client.prepare_cached(UNLIST_FOR_APPSERVICE).await?,
+        };
+        client.execute(&stmt, &[&req.appservice_id, &req.network_id, &req.room_id]).await?;
+        Ok(Empty {})
+    }
+
     #[tracing::instrument(skip_all)]
     pub(crate) async fn public_rooms(&self, req: PublicRoomsRequest) -> Result<PublicRoomsResponse> {
         if let Some(server) = req.server.as_deref().filter(|s| !s.is_empty())
@@ -89,7 +113,18 @@ impl Rooms {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(LIST_PUBLIC).await?;
         let rows = client
-            .query(&stmt, &[&pattern, &req.filter_room_types, &req.room_types, &i64::from(limit), &offset])
+            .query(
+                &stmt,
+                &[
+                    &pattern,
+                    &req.filter_room_types,
+                    &req.room_types,
+                    &i64::from(limit),
+                    &offset,
+                    &req.include_all_networks,
+                    &req.third_party_instance_id,
+                ],
+            )
             .await?;
         let total = rows.first().map_or(0, |r| r.get::<_, i64>(10)) as u64;
         let chunk_json = rows.iter().map(|r| chunk(r).to_string()).collect();

@@ -29,6 +29,7 @@ macro_rules! room_state_summary {
 mod access;
 mod admin;
 mod aliases;
+mod appservice_query;
 mod authorise;
 mod context;
 mod create;
@@ -52,6 +53,7 @@ mod search;
 mod send;
 mod server_notices;
 mod service;
+mod thirdparty;
 pub use admin::list_rooms;
 pub use server_notices::ServerNotices;
 pub use service::RoomsHandle;
@@ -87,6 +89,8 @@ pub struct RoomsSettings {
     pub database: trellis_storage::Target,
     /// Test-only: a random delay before each commit, so later positions commit first.
     pub test_commit_jitter: Option<Duration>,
+    /// The configured application services (their exclusive alias namespaces).
+    pub appservices: trellis_core::appservice::Registry,
 }
 
 impl RoomsSettings {
@@ -101,6 +105,7 @@ impl RoomsSettings {
                 .map_err(|e| Error::internal(format!("invalid server_name: {e}")))?,
             database,
             test_commit_jitter: None,
+            appservices: Default::default(),
         })
     }
 }
@@ -123,6 +128,8 @@ pub struct Rooms {
     tracker: Arc<Tracker>,
     /// Per-room write lock, holding the room's state once loaded.
     locks: DashMap<OwnedRoomId, Arc<RoomSlot>>,
+    /// Queries to application services (aliases, third-party lookups).
+    appservice_http: appservice_query::Http,
     /// Keeps the session that holds the event-writer advisory lock open.
     _writer_lock: tokio_postgres::Client,
     /// Whether background work (purges) may run: admins pause and resume it.
@@ -144,10 +151,18 @@ impl Rooms {
         settings: RoomsSettings,
         shutdown: Shutdown,
     ) -> Result<Arc<Rooms>> {
-        let writer_lock = acquire_writer_lock(&settings.database, &shutdown).await?;
+        let writer_lock =
+            trellis_storage::lock::acquire(&settings.database, EVENT_WRITER_LOCK, "event-writer", &shutdown).await?;
         let key = keys::load_or_create(&pool).await?;
         let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
-        let tracker = Tracker::start(pool.clone(), bus, max_pos, shutdown.clone()).await?;
+        // The appservice sender hears of every batch, when there is anything to send.
+        let feed = settings
+            .appservices
+            .all()
+            .iter()
+            .any(|a| a.registration.url.is_some())
+            .then_some(trellis_bus::Channel::Appservices);
+        let tracker = Tracker::start(pool.clone(), bus, max_pos, feed, shutdown.clone()).await?;
         tracing::info!(max_pos, "rooms service started");
         let rooms = Arc::new(Rooms {
             pool,
@@ -155,6 +170,7 @@ impl Rooms {
             key,
             tracker,
             locks: DashMap::new(),
+            appservice_http: appservice_query::Http::default(),
             _writer_lock: writer_lock,
             background: tokio::sync::watch::Sender::new(true),
             notices: std::sync::OnceLock::new(),
@@ -216,59 +232,6 @@ async fn evict_idle_rooms(rooms: std::sync::Weak<Rooms>, shutdown: Shutdown) {
         let evicted = rooms.evict_idle(IDLE_ROOM_EVICTION);
         if evicted > 0 {
             tracing::debug!(evicted, cached = rooms.locks.len(), "evicted idle room state");
-        }
-    }
-}
-
-async fn acquire_writer_lock(
-    database: &trellis_storage::Target,
-    shutdown: &Shutdown,
-) -> Result<tokio_postgres::Client> {
-    let stopped = || Error::internal("shut down while waiting for the event-writer lock");
-    let mut waited = 0u32;
-    let mut connected_before = false;
-    loop {
-        // A standby outlives its database connection (a PostgreSQL restart or failover):
-        // it connects again and goes on waiting.
-        let client = match database.connect().await {
-            Ok((client, conn)) => {
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::error!(error = %e, "event-writer lock connection lost");
-                    }
-                });
-                connected_before = true;
-                client
-            }
-            Err(e) if connected_before => {
-                tracing::warn!(error = %e, "cannot reach PostgreSQL to wait for the event-writer lock; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.wait() => return Err(stopped()),
-                }
-            }
-            // At start-up a database that cannot be reached is a configuration error.
-            Err(e) => return Err(e),
-        };
-        loop {
-            let got: bool = match client.query_one("SELECT pg_try_advisory_lock($1)", &[&EVENT_WRITER_LOCK]).await {
-                Ok(row) => row.get(0),
-                Err(e) => {
-                    tracing::warn!(error = %e, "lost the database connection while waiting for the event-writer lock");
-                    break;
-                }
-            };
-            if got {
-                return Ok(client);
-            }
-            if waited.is_multiple_of(20) {
-                tracing::warn!("another rooms service holds the event-writer lock; waiting as a standby");
-            }
-            waited += 1;
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.wait() => return Err(stopped()),
-            }
         }
     }
 }

@@ -37,6 +37,9 @@ impl Rooms {
                 trellis_core::ids::parse_user_id(t)?
             }
         };
+        if action == MembershipAction::Invite {
+            self.ask_appservices_about_user(target.as_str()).await?;
+        }
         let current = self.membership_of(&room_id, &target).await?;
         let current = current.as_deref();
         let membership = match action {
@@ -117,6 +120,7 @@ impl Rooms {
             content: object(Value::Object(content))?,
             txn,
             redacts: None,
+            origin_server_ts: None,
         };
         match self.append(room_id, None, vec![event]).await {
             Err(e) if e.code() == ErrorCode::NotFound => Err(Error::not_found("No known room with this ID")),
@@ -188,7 +192,7 @@ impl Rooms {
     pub(crate) async fn resolve_room(&self, room: &str) -> Result<OwnedRoomId> {
         if room.starts_with('#') {
             trellis_core::ids::parse_room_alias(room)?;
-            let id = self.alias_room(room).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+            let id = self.resolve_local_alias(room).await?.ok_or_else(|| Error::not_found("Room alias not found"))?;
             Ok(RoomId::parse(id)?)
         } else {
             RoomId::parse(room).map_err(|_| Error::invalid_param("invalid room ID or alias"))

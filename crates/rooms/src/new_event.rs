@@ -18,6 +18,8 @@ pub struct NewEvent {
     pub txn: Option<Txn>,
     /// For redactions: the event redacted.
     pub redacts: Option<Redacts>,
+    /// The timestamp an application service gave (`?ts=`); `None`: now.
+    pub origin_server_ts: Option<i64>,
 }
 
 /// A client transaction: its ID, the device that sent it and the request path it was sent
@@ -58,6 +60,7 @@ impl NewEvent {
             content: object(content)?,
             txn: None,
             redacts: None,
+            origin_server_ts: None,
         })
     }
 }

@@ -77,6 +77,7 @@ impl Rooms {
             content,
             txn,
             redacts: Some(Redacts { event_id, sender: UserId::parse(target_sender)? }),
+            origin_server_ts: None,
         };
         match self.append(&room_id, None, vec![event]).await {
             Ok(Appended::New(pdus)) => Ok(SendEventResponse { event_id: pdus[0].event_id.to_string() }),

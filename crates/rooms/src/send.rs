@@ -56,8 +56,15 @@ impl Rooms {
                 if key.is_none() {
                     self.check_relation(room_id.as_str(), pdu::relation_of(&req.content_json)).await?;
                 }
-                let event =
-                    NewEvent { sender, kind: req.event_type, state_key: req.state_key, content, txn, redacts: None };
+                let event = NewEvent {
+                    sender,
+                    kind: req.event_type,
+                    state_key: req.state_key,
+                    content,
+                    txn,
+                    redacts: None,
+                    origin_server_ts: req.origin_server_ts,
+                };
                 self.append(&room_id, None, vec![event]).await
             }
         };

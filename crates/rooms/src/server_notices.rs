@@ -132,6 +132,7 @@ impl Rooms {
             state_key: req.state_key,
             content_json: req.content_json,
             txn_id: req.txn_id,
+            origin_server_ts: None,
         };
         let event_id = self.send_event(send).await?.event_id;
         Ok(ServerNoticeResponse { room_id, event_id, created_room })

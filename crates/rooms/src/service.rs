@@ -68,6 +68,14 @@ impl RoomsService for RoomsHandle {
     async fn upgrade_room(&self, req: UpgradeRoomRequest) -> Result<UpgradeRoomResponse> {
         self.0.upgrade_room(req).await
     }
+    async fn thirdparty(&self, req: ThirdpartyRequest) -> Result<ThirdpartyResponse> {
+        self.0.thirdparty(req).await
+    }
+
+    async fn set_appservice_listing(&self, req: SetAppserviceListingRequest) -> Result<Empty> {
+        self.0.set_appservice_listing(req).await
+    }
+
     async fn set_alias(&self, req: SetAliasRequest) -> Result<Empty> {
         self.0.set_alias(req).await
     }

@@ -76,8 +76,15 @@ impl Drop for Reservation {
 
 impl Tracker {
     /// Starts the tracker after every event up to `max_pos` has committed (start-up, under
-    /// the writer lock) and spawns the announcer.
-    pub async fn start(pool: Pool, bus: Arc<dyn Bus>, max_pos: StreamPos, shutdown: Shutdown) -> Result<Arc<Tracker>> {
+    /// the writer lock) and spawns the announcer; `feed` (the appservice sender's channel,
+    /// when appservices are configured) is published with every batch.
+    pub async fn start(
+        pool: Pool,
+        bus: Arc<dyn Bus>,
+        max_pos: StreamPos,
+        feed: Option<Channel>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Tracker>> {
         let client = pool.get().await?;
         let announced: StreamPos =
             client.query_one("SELECT pos FROM stream_positions WHERE stream = 'events'", &[]).await?.get(0);
@@ -97,6 +104,7 @@ impl Tracker {
         }
         drop(client);
         if !channels.is_empty() {
+            channels.extend(feed.clone());
             tracing::info!(
                 channels = channels.len(),
                 announced,
@@ -110,7 +118,7 @@ impl Tracker {
             kick: Notify::new(),
             announced: watch::channel(max_pos).0,
         });
-        tokio::spawn(announcer(tracker.clone(), pool, bus, shutdown));
+        tokio::spawn(announcer(tracker.clone(), pool, bus, feed, shutdown));
         Ok(tracker)
     }
 
@@ -159,7 +167,7 @@ impl Tracker {
 }
 
 /// Moves the announced position forward: `stream_positions` first, then the bus.
-async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, shutdown: Shutdown) {
+async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, feed: Option<Channel>, shutdown: Shutdown) {
     loop {
         let (watermark, due) = {
             let mut st = tracker.state.lock();
@@ -194,6 +202,7 @@ async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, shutdow
             for (_, cs) in due {
                 channels.extend(cs);
             }
+            channels.extend(feed.clone());
             let channels: Vec<Channel> = channels.into_iter().collect();
             bus.publish(&channels, watermark).await;
         }

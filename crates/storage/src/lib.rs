@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod events;
 pub mod filter;
 pub mod key_counts;
+pub mod lock;
 pub mod migrate;
 pub mod pool;
 pub mod relations;

@@ -110,6 +110,7 @@ async fn limited_timeline_and_backfill(env: Env) {
             state_key: Some(String::new()),
             content_json: json!({"topic": "in the gap"}).to_string(),
             txn_id: None,
+            origin_server_ts: None,
         })
         .await
         .unwrap();

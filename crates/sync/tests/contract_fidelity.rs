@@ -105,6 +105,7 @@ async fn send(env: &Env, sender: &str, room: &str, body: &str) {
             state_key: None,
             content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
             txn_id: Some(format!("txn-{sender}-{body}")),
+            origin_server_ts: None,
         })
         .await
         .unwrap();

@@ -33,6 +33,7 @@ async fn say(rooms: &RoomsHandle, room: &str, body: &str) {
             state_key: None,
             content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
             txn_id: Some(format!("txn-{body}")),
+            origin_server_ts: None,
         })
         .await
         .unwrap();
@@ -72,6 +73,7 @@ async fn one_worker_per_event_and_resume_after_restart() {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
+        appservices: Default::default(),
     };
     let rooms = RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap());
     let (stop, handle) = shutdown::channel();

@@ -229,6 +229,11 @@ impl TestServer {
         let mut services = Vec::new();
         let (auth, node) = start_service(&base, "auth", Role::Auth).await;
         nodes.push(("auth".to_owned(), node));
+        // The appservice sender and its standby (idle unless appservices are configured).
+        for name in ["appservice-0", "appservice-1"] {
+            let (_, node) = start_service(&base, name, Role::Appservice).await;
+            nodes.push((name.to_owned(), node));
+        }
         let mut syncs = Vec::new();
         for name in ["sync-0", "sync-1"] {
             let (url, node) = start_service(&base, name, Role::Sync).await;
@@ -322,8 +327,8 @@ impl TestServer {
         client.execute(statement, &[]).await.unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 
-    /// The names of the running nodes: `monolith`, or `auth`, `rooms`, `media`, `sync-0`,
-    /// `sync-1`, `gateway-0`, `gateway-1`, `gateway-2` (the pooled one).
+    /// The names of the running nodes: `monolith`, or `auth`, `rooms`, `media`,
+    /// `appservice-0`, `appservice-1` (the appservice sender and its standby), `sync-0`, `sync-1`, `gateway-0`, `gateway-1`, `gateway-2` (the pooled one).
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|(n, _)| n.clone()).collect()
     }

@@ -67,6 +67,24 @@ impl Harness {
         Harness { svc, pool: db.pool(2), _db: db }
     }
 
+    /// The implementation serving the appservices of `registry` (their sender users
+    /// created), called directly or through gRPC.
+    pub async fn with_appservices(registry: trellis_core::appservice::Registry, grpc: bool) -> Harness {
+        let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
+        let auth = Auth::new(db.pool(4), config()).with_appservices(registry);
+        auth.seed_appservice_senders().await.expect("appservice senders");
+        let svc: Arc<dyn AuthService> = Arc::new(auth);
+        let svc: Arc<dyn AuthService> = match grpc {
+            false => svc,
+            true => {
+                let routes = tonic::service::Routes::new(AuthGrpcServer::new(svc).into_service());
+                let url = trellis_proto::server::spawn_on_free_port(routes).await;
+                Arc::new(AuthGrpcClient::connect(&url).expect("gRPC client"))
+            }
+        };
+        Harness { svc, pool: db.pool(2), _db: db }
+    }
+
     /// The implementation behind a gRPC server, called through the gRPC client.
     pub async fn grpc(config: AuthConfig) -> Harness {
         let Harness { svc, pool, _db } = Harness::local(config).await;

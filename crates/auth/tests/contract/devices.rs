@@ -70,7 +70,12 @@ pub async fn delete_devices_needs_the_password(svc: Arc<dyn AuthService>, _db: P
         .await
         .unwrap();
     let gone = svc
-        .authenticate(AuthenticateRequest { access_token: phone.access_token.clone(), ip: None, user_agent: None })
+        .authenticate(AuthenticateRequest {
+            access_token: phone.access_token.clone(),
+            ip: None,
+            user_agent: None,
+            user_id: None,
+        })
         .await;
     assert_err(&gone.unwrap_err(), ErrorCode::UnknownToken, 401);
     let get = GetDeviceRequest { user_id: alice.user_id.clone(), device_id: phone.device_id.clone() };

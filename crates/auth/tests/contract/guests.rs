@@ -26,13 +26,20 @@ pub async fn guest_upgrades_to_a_full_account(svc: Arc<dyn AuthService>, _db: Po
     let done = svc.register(req.clone()).await.expect("the upgrade");
     assert_eq!(done.user_id, guest.user_id, "the guest keeps its user ID");
     let me = svc
-        .authenticate(AuthenticateRequest { access_token: done.access_token.unwrap(), ip: None, user_agent: None })
+        .authenticate(AuthenticateRequest {
+            access_token: done.access_token.unwrap(),
+            ip: None,
+            user_agent: None,
+            user_id: None,
+        })
         .await
         .unwrap();
     assert!(!me.is_guest);
     // The guest's own token now stands for the full account too, and the password works.
-    let before =
-        svc.authenticate(AuthenticateRequest { access_token: guest_token, ip: None, user_agent: None }).await.unwrap();
+    let before = svc
+        .authenticate(AuthenticateRequest { access_token: guest_token, ip: None, user_agent: None, user_id: None })
+        .await
+        .unwrap();
     assert!(!before.is_guest);
     login(&svc, &localpart, "correct horse").await;
     // Once upgraded, there is no guest left to upgrade.

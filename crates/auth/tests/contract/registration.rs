@@ -131,7 +131,10 @@ pub async fn guests_when_allowed(svc: Arc<dyn AuthService>, _db: Pool) {
     let device = done.device_id.expect("guests always get a device");
     assert_ne!(device, "MINE");
     let token = done.access_token.expect("guests always get a token");
-    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None }).await.unwrap();
+    let me = svc
+        .authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None, user_id: None })
+        .await
+        .unwrap();
     assert!(me.is_guest);
     assert_eq!((me.user_id, me.device_id), (done.user_id, device));
     // A guest has no password.

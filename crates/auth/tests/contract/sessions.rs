@@ -14,7 +14,12 @@ pub async fn login_forms(svc: Arc<dyn AuthService>, _db: Pool) {
         let done = login(&svc, user, "correct horse").await;
         assert_eq!(done.user_id, user_id, "login as {user:?}");
         let me = svc
-            .authenticate(AuthenticateRequest { access_token: done.access_token, ip: None, user_agent: None })
+            .authenticate(AuthenticateRequest {
+                access_token: done.access_token,
+                ip: None,
+                user_agent: None,
+                user_id: None,
+            })
             .await
             .unwrap();
         assert_eq!((me.user_id, me.device_id), (user_id.clone(), done.device_id));
@@ -55,7 +60,8 @@ pub async fn authenticate_and_logout(svc: Arc<dyn AuthService>, _db: Pool) {
     register(&svc, "noah", "correct horse").await;
     let a = login(&svc, "noah", "correct horse").await;
     let b = login(&svc, "noah", "correct horse").await;
-    let auth = |token: &str| AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None };
+    let auth =
+        |token: &str| AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None, user_id: None };
 
     // Twice: the second answer may come from the cache.
     for _ in 0..2 {
@@ -94,7 +100,8 @@ pub async fn logout_all_devices(svc: Arc<dyn AuthService>, _db: Pool) {
         login(&svc, "olga", "correct horse").await,
         login(&svc, "olga", "correct horse").await,
     ];
-    let auth = |token: &str| AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None };
+    let auth =
+        |token: &str| AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None, user_id: None };
     for s in &sessions {
         svc.authenticate(auth(&s.access_token)).await.unwrap();
     }
@@ -119,7 +126,8 @@ pub async fn login_with_existing_device_replaces_its_token(svc: Arc<dyn AuthServ
     };
     let first = svc.login(req.clone()).await.unwrap();
     assert_eq!(first.device_id, "PHONE");
-    let auth = |token: &str| AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None };
+    let auth =
+        |token: &str| AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None, user_id: None };
     svc.authenticate(auth(&first.access_token)).await.unwrap(); // now cached
 
     let second = svc.login(req).await.unwrap();

@@ -14,7 +14,7 @@ use trellis_proto::auth::{
 use crate::common::{assert_err, dummy_auth, login, register_req};
 
 fn authenticate(token: &str) -> AuthenticateRequest {
-    AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None }
+    AuthenticateRequest { access_token: token.into(), ip: None, user_agent: None, user_id: None }
 }
 
 /// Registers `username` through the token stage with `token`, then the dummy stage.

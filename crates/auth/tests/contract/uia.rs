@@ -28,7 +28,10 @@ pub async fn uia_register_flow(svc: Arc<dyn AuthService>, _db: Pool) {
     assert!(token.starts_with("trl_") && token.len() >= 36, "{token:?}");
     let device = done.device_id.expect("device ID");
 
-    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None }).await.unwrap();
+    let me = svc
+        .authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None, user_id: None })
+        .await
+        .unwrap();
     assert_eq!(
         (me.user_id.as_str(), me.device_id.as_str(), me.is_guest),
         (done.user_id.as_str(), device.as_str(), false)
@@ -53,7 +56,10 @@ pub async fn completed_registration_session_replays(svc: Arc<dyn AuthService>, _
     assert_eq!((again.user_id.as_str(), again.created), (first.user_id.as_str(), false));
     assert_ne!(again.access_token, first.access_token);
     let token = again.access_token.clone().expect("a token");
-    let me = svc.authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None }).await.unwrap();
+    let me = svc
+        .authenticate(AuthenticateRequest { access_token: token, ip: None, user_agent: None, user_id: None })
+        .await
+        .unwrap();
     assert_eq!(me.user_id, first.user_id);
     // The session's account is its outcome, whatever a replay asks for.
     let mut other = register_req("bob", "correct horse");

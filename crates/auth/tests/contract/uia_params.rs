@@ -101,7 +101,12 @@ pub async fn failed_stage_lists_completed(svc: Arc<dyn AuthService>, _db: Pool) 
     let lena = register(&svc, "lena", "correct horse").await;
     let wrong = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": lena.user_id},
                        "password": "wrong password"});
-    let req = DeactivateRequest { user_id: lena.user_id.clone(), auth_json: wrong.to_string(), erase: false };
+    let req = DeactivateRequest {
+        user_id: lena.user_id.clone(),
+        auth_json: wrong.to_string(),
+        erase: false,
+        appservice_id: None,
+    };
     let err = svc.deactivate(req).await.unwrap_err();
     assert_eq!(err.status(), 401);
     let body = err.client_body();

@@ -90,6 +90,12 @@ async fn register_route(
             auth_json: auth,
             guest_access_token: body.guest_access_token.clone(),
             refresh_token: body.refresh_token,
+            appservice_token: match one_shot_type.as_deref() {
+                Some("m.login.application_service") => {
+                    Some(req.user.clone().ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?)
+                }
+                _ => None,
+            },
             ip: req.origin.ip.clone(),
             user_agent: req.origin.user_agent.clone(),
         })

@@ -72,8 +72,12 @@ async fn deactivate_route(
     req: Ruma<Uia<deactivate::v3::Request>, AccessToken>,
 ) -> ApiResult<deactivate::v3::Response> {
     let user_id = req.user.user_id.clone();
-    let deactivate =
-        DeactivateRequest { user_id: user_id.clone(), auth_json: req.body.auth_json(), erase: req.body.request.erase };
+    let deactivate = DeactivateRequest {
+        user_id: user_id.clone(),
+        auth_json: req.body.auth_json(),
+        erase: req.body.request.erase,
+        appservice_id: req.user.appservice_id.clone(),
+    };
     s.services.auth.deactivate(deactivate).await?;
     finish_deactivation(&s, user_id).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))

@@ -1,24 +1,37 @@
 //! Aliases and the published room directory: `/directory/room/{roomAlias}`,
 //! `/rooms/{roomId}/aliases`, `/directory/list/room/{roomId}`, `/publicRooms`.
 
-use axum::Router;
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::delete,
+};
 use ruma::api::client::{
     alias::{create_alias, delete_alias, get_alias},
+    appservice::set_room_visibility as set_appservice_listing,
     directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
     room::{Visibility, aliases},
 };
+use ruma::directory::RoomNetwork;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use trellis_core::Error;
 use trellis_proto::rooms::{
     DeleteAliasRequest, GetDirectoryVisibilityRequest, PublicRoomsRequest, ResolveAliasRequest, RoomAliasesRequest,
-    SetAliasRequest, SetDirectoryVisibilityRequest,
+    SetAliasRequest, SetAppserviceListingRequest, SetDirectoryVisibilityRequest,
 };
 
 use super::{small, stored_id};
-use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
+use crate::{
+    AppState,
+    error::{ApiError, ApiResult},
+    extract::{Authed, Ruma},
+    response::Rendered,
+    router::RumaRoutes,
+};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let router = Router::new()
         .ruma(get_alias_route)
         .ruma(create_alias_route)
         .ruma(delete_alias_route)
@@ -27,6 +40,38 @@ pub fn routes() -> Router<AppState> {
         .ruma(set_room_visibility_route)
         .ruma(get_public_rooms_route)
         .ruma(get_public_rooms_filtered_route)
+        .ruma(set_appservice_listing_route);
+    // Synapse's DELETE on the same path unlists (ruma has no type for it); bridges use it.
+    ["/_matrix/client/r0", "/_matrix/client/v3"].into_iter().fold(router, |router, prefix| {
+        router.route(&format!("{prefix}/directory/list/appservice/{{network_id}}/{{room_id}}"), delete(unlist_route))
+    })
+}
+
+/// # `PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}`
+async fn set_appservice_listing_route(
+    s: AppState,
+    req: Ruma<set_appservice_listing::v3::Request>,
+) -> ApiResult<set_appservice_listing::v3::Response> {
+    let appservice_id = req.user.appservice_id.unwrap_or_default();
+    let listed = matches!(req.body.visibility, Visibility::Public);
+    let (network_id, room_id) = (req.body.network_id, req.body.room_id.to_string());
+    let listing = SetAppserviceListingRequest { appservice_id, network_id, room_id, listed };
+    s.services.rooms.set_appservice_listing(listing).await?;
+    Ok(set_appservice_listing::v3::Response::new())
+}
+
+/// # `DELETE /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}`
+async fn unlist_route(
+    State(s): State<AppState>,
+    user: Authed,
+    Path((network_id, room_id)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let appservice_id = user
+        .appservice_id
+        .ok_or_else(|| ApiError(Error::forbidden("Only application services can make this request")))?;
+    let listing = SetAppserviceListingRequest { appservice_id, network_id, room_id, listed: false };
+    s.services.rooms.set_appservice_listing(listing).await?;
+    Ok(Json(serde_json::json!({})))
 }
 
 /// # `GET /_matrix/client/v3/directory/room/{roomAlias}`
@@ -42,7 +87,8 @@ async fn create_alias_route(
     req: Ruma<create_alias::v3::Request>,
 ) -> ApiResult<create_alias::v3::Response> {
     let (alias, room_id) = (req.body.room_alias.to_string(), req.body.room_id.to_string());
-    s.services.rooms.set_alias(SetAliasRequest { sender: req.user.user_id, alias, room_id }).await?;
+    let appservice_id = req.user.appservice_id;
+    s.services.rooms.set_alias(SetAliasRequest { sender: req.user.user_id, alias, room_id, appservice_id }).await?;
     Ok(create_alias::v3::Response::new())
 }
 
@@ -117,6 +163,11 @@ async fn get_public_rooms_filtered_route(
         filter_room_types: !room_types.is_empty(),
         room_types,
         server: req.server.map(|s| s.to_string()),
+        third_party_instance_id: match &req.room_network {
+            RoomNetwork::ThirdParty(instance) => Some(instance.clone()),
+            _ => None,
+        },
+        include_all_networks: matches!(req.room_network, RoomNetwork::All),
     };
     public_rooms(&s, ask).await
 }

@@ -79,8 +79,11 @@ async fn send(
     (room_id, event_type, state_key): (String, String, Option<String>),
     content_json: String,
     txn_id: Option<String>,
+    ts: Option<ruma::MilliSecondsSinceUnixEpoch>,
 ) -> ApiResult<ruma::OwnedEventId> {
     auth.not_suspended()?;
+    // `?ts=` is an application service's to give (the time the event happened on its side).
+    let origin_server_ts = ts.filter(|_| auth.appservice_id.is_some()).map(|t| i64::from(t.get()));
     s.limit_user(Action::Message, &auth).await?;
     if auth.shadow_banned {
         // Shadow-banned: the event seems sent and is not.
@@ -94,6 +97,7 @@ async fn send(
         state_key,
         content_json,
         txn_id,
+        origin_server_ts,
     };
     stored_id(s.services.rooms.send_event(req).await?.event_id)
 }
@@ -105,7 +109,8 @@ async fn send_message_event_route(
 ) -> ApiResult<send_message_event::v3::Response> {
     let (room_id, event_type) = (req.body.room_id.to_string(), req.body.event_type.to_string());
     let (content, txn_id) = (req.body.body.json().get().to_owned(), Some(req.body.txn_id.to_string()));
-    let event_id = send(&s, req.user, (room_id, event_type, None), content, txn_id).await?;
+    let ts = req.body.timestamp;
+    let event_id = send(&s, req.user, (room_id, event_type, None), content, txn_id, ts).await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
 
@@ -119,7 +124,7 @@ async fn legacy_send_route(
     JsonObject(content): JsonObject,
 ) -> ApiResult<Response> {
     let target = (param(&params, "room_id")?, param(&params, "event_type")?, None);
-    let event_id = send(&s, auth, target, serde_json::Value::Object(content).to_string(), None).await?;
+    let event_id = send(&s, auth, target, serde_json::Value::Object(content).to_string(), None, None).await?;
     Ok(send_message_event::v3::Response::new(event_id).into_answer())
 }
 
@@ -130,7 +135,7 @@ async fn send_state_event_route(
 ) -> ApiResult<send_state_event::v3::Response> {
     let body = req.body;
     let target = (body.room_id.to_string(), body.event_type.to_string(), Some(body.state_key));
-    let event_id = send(&s, req.user, target, body.body.json().get().to_owned(), None).await?;
+    let event_id = send(&s, req.user, target, body.body.json().get().to_owned(), None, body.timestamp).await?;
     Ok(send_state_event::v3::Response::new(event_id))
 }
 

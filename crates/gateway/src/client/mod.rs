@@ -26,6 +26,7 @@ mod session;
 mod sliding_sync;
 mod spaces;
 mod sync;
+mod thirdparty;
 mod to_device;
 mod user_directory;
 mod voip;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .merge(devices::routes())
         .merge(account_manage::routes())
         .merge(sync::routes())
+        .merge(thirdparty::routes())
         .merge(sliding_sync::routes())
         .merge(push::routes())
         .merge(media::routes())

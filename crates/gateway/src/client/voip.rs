@@ -1,17 +1,17 @@
-//! VoIP and third-party lookups: `GET /voip/turnServer` (time-limited TURN credentials, the
-//! coturn `use-auth-secret` scheme) and `GET /thirdparty/protocols` (no bridges: `{}`).
+//! VoIP: `GET /voip/turnServer` (time-limited TURN credentials, the coturn `use-auth-secret`
+//! scheme).
 
 use axum::Router;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
-use ruma::api::client::{thirdparty::get_protocols, voip::get_turn_server_info};
+use ruma::api::client::voip::get_turn_server_info;
 use serde_json::{Value, json};
 use trellis_core::{config::TurnConfig, time::now_ms};
 
 use crate::{AppState, error::ApiResult, extract::Ruma, response::Rendered, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().ruma(get_turn_server_info_route).ruma(get_protocols_route)
+    Router::new().ruma(get_turn_server_info_route)
 }
 
 /// # `GET /_matrix/client/v3/voip/turnServer`
@@ -23,14 +23,6 @@ async fn get_turn_server_info_route(
     req: Ruma<get_turn_server_info::v3::Request>,
 ) -> ApiResult<Rendered<get_turn_server_info::v3::Response>> {
     Rendered::shaped(&turn_credentials(&s.settings.turn, &req.user.user_id, req.user.is_guest, now_ms()))
-}
-
-/// # `GET /_matrix/client/v3/thirdparty/protocols`
-async fn get_protocols_route(
-    _: AppState,
-    _: Ruma<get_protocols::v3::Request>,
-) -> ApiResult<get_protocols::v3::Response> {
-    Ok(get_protocols::v3::Response::new(Default::default()))
 }
 
 /// The credentials for `user_id` at `now` (ms), or `{}` when no TURN server is configured.

@@ -95,6 +95,7 @@ impl Rooms {
             content: object(Value::Object(levels))?,
             txn: None,
             redacts: None,
+            origin_server_ts: None,
         };
         self.append(&room_id, None, vec![event]).await?;
         tracing::info!(room_id = %room_id, user_id = %target, by = %admin, level = target_level, "made room admin");

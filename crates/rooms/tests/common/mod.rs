@@ -29,6 +29,7 @@ pub async fn local_with(connections: usize, commit_jitter: Option<Duration>) -> 
         server_name: ruma::ServerName::parse("localhost").unwrap(),
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: commit_jitter,
+        appservices: Default::default(),
     };
     let rooms =
         Rooms::start(db.pool(connections), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();
@@ -70,6 +71,7 @@ pub fn message(sender: &str, room: &str, body: &str, txn: Option<&str>) -> SendE
         state_key: None,
         content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
         txn_id: txn.map(Into::into),
+        origin_server_ts: None,
     }
 }
 
@@ -82,6 +84,7 @@ pub fn state(sender: &str, room: &str, kind: &str, content: Value) -> SendEventR
         state_key: Some(String::new()),
         content_json: content.to_string(),
         txn_id: None,
+        origin_server_ts: None,
     }
 }
 
@@ -140,6 +143,7 @@ pub fn member_state(sender: &str, room: &str, target: &str, content: Value) -> S
         state_key: Some(target.into()),
         content_json: content.to_string(),
         txn_id: None,
+        origin_server_ts: None,
     }
 }
 

@@ -7,7 +7,7 @@ use trellis_proto::rooms::*;
 use crate::common::*;
 
 fn set_alias(sender: &str, alias: &str, room: &str) -> SetAliasRequest {
-    SetAliasRequest { sender: sender.into(), alias: alias.into(), room_id: room.into() }
+    SetAliasRequest { sender: sender.into(), alias: alias.into(), room_id: room.into(), appservice_id: None }
 }
 
 pub async fn alias_lifecycle(env: Env) {

@@ -25,6 +25,7 @@ pub async fn local() -> Env {
         server_name: ruma::ServerName::parse("localhost").unwrap(),
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
+        appservices: Default::default(),
     };
     let rooms = Rooms::start(db.pool(8), bus.clone(), settings, Shutdown::never()).await.unwrap();
     let sync_settings = SyncSettings {
@@ -90,6 +91,7 @@ pub async fn say(env: &Env, room: &str, body: &str) -> String {
             state_key: None,
             content_json: json!({"msgtype": "m.text", "body": body}).to_string(),
             txn_id: Some(format!("txn-{body}")),
+            origin_server_ts: None,
         })
         .await
         .unwrap()

@@ -1,0 +1,89 @@
+//! Application services in the auth service, called directly and through gRPC: the
+//! `as_token` stands for the sender user or (with `user_id`) a registered user of its
+//! namespace; `m.login.application_service` registration; exclusive namespaces refused to
+//! others; deactivation of its users without user-interactive auth. Errcodes and statuses
+//! must survive the gRPC hop.
+
+use std::sync::Arc;
+
+use ruma::api::appservice::{Namespace, Namespaces, Registration, RegistrationInit};
+use trellis_core::{ErrorCode, appservice::Registry};
+use trellis_proto::auth::{AuthService, AuthenticateRequest, DeactivateRequest, RegisterRequest};
+
+use crate::common::{Harness, SERVER, assert_err, register, register_req};
+
+fn registry() -> Registry {
+    let mut namespaces = Namespaces::new();
+    namespaces.users = vec![Namespace::new(true, format!("@irc_.*:{SERVER}"))];
+    let registration: Registration = RegistrationInit {
+        id: "irc".into(),
+        url: Some("http://127.0.0.1:9".into()),
+        as_token: "as-secret".into(),
+        hs_token: "hs-secret".into(),
+        sender_localpart: "ircbot".into(),
+        namespaces,
+        rate_limited: None,
+        protocols: Some(vec!["irc".into()]),
+    }
+    .into();
+    Registry::from_registrations(vec![registration], SERVER).unwrap()
+}
+
+fn as_request(user_id: Option<&str>) -> AuthenticateRequest {
+    AuthenticateRequest {
+        access_token: "as-secret".into(),
+        ip: None,
+        user_agent: None,
+        user_id: user_id.map(Into::into),
+    }
+}
+
+async fn scenario(svc: Arc<dyn AuthService>) {
+    let me = svc.authenticate(as_request(None)).await.expect("the sender user");
+    assert_eq!((me.user_id.as_str(), me.appservice_id.as_deref()), (format!("@ircbot:{SERVER}").as_str(), Some("irc")));
+
+    let puppet = format!("@irc_bob:{SERVER}");
+    let err = svc.authenticate(as_request(Some(&puppet))).await.expect_err("not registered yet");
+    assert_err(&err, ErrorCode::Forbidden, 403);
+    let register_as = |username: &str, token: &str| RegisterRequest {
+        username: Some(username.into()),
+        appservice_token: Some(token.into()),
+        ..Default::default()
+    };
+    let done = svc.register(register_as("irc_bob", "as-secret")).await.expect("its puppet");
+    assert_eq!(done.user_id, puppet);
+    assert!(done.access_token.is_some());
+    let err = svc.register(register_as("bob", "as-secret")).await.expect_err("outside its namespace");
+    assert_err(&err, ErrorCode::Exclusive, 400);
+    let err = svc.register(register_as("irc_eve", "wrong")).await.expect_err("not an appservice token");
+    assert_err(&err, ErrorCode::UnknownToken, 401);
+    let err = svc.register(register_req("irc_eve", "correct horse")).await.expect_err("an exclusive namespace");
+    assert_err(&err, ErrorCode::Exclusive, 400);
+
+    let as_puppet = svc.authenticate(as_request(Some(&puppet))).await.expect("masquerading as its puppet");
+    assert_eq!(as_puppet.user_id, puppet);
+    let alice = register(&svc, "alice", "correct horse").await;
+    let err = svc.authenticate(as_request(Some(&alice.user_id))).await.expect_err("outside its namespace");
+    assert_err(&err, ErrorCode::Exclusive, 403);
+
+    // Its own users go without user-interactive auth; nobody else's.
+    let deactivate = |user_id: &str| DeactivateRequest {
+        user_id: user_id.into(),
+        auth_json: String::new(),
+        erase: false,
+        appservice_id: Some("irc".into()),
+    };
+    let err = svc.deactivate(deactivate(&alice.user_id)).await.expect_err("alice is not the appservice's");
+    assert_eq!(err.status(), 401, "a user-interactive auth challenge: {err}");
+    svc.deactivate(deactivate(&puppet)).await.expect("its puppet deactivated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appservice_tokens_and_namespaces_locally() {
+    scenario(Harness::with_appservices(registry(), false).await.svc.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appservice_tokens_and_namespaces_through_grpc() {
+    scenario(Harness::with_appservices(registry(), true).await.svc.clone()).await;
+}
