@@ -131,7 +131,7 @@ pub struct Rooms {
     /// Queries to application services (aliases, third-party lookups).
     appservice_http: appservice_query::Http,
     /// Keeps the session that holds the event-writer advisory lock open.
-    _writer_lock: tokio_postgres::Client,
+    _writer_lock: Arc<tokio_postgres::Client>,
     /// Whether background work (purges) may run: admins pause and resume it.
     background: tokio::sync::watch::Sender<bool>,
     /// `[server_notices]` and its peers, once the process has given them.
@@ -151,8 +151,9 @@ impl Rooms {
         settings: RoomsSettings,
         shutdown: Shutdown,
     ) -> Result<Arc<Rooms>> {
-        let writer_lock =
-            trellis_storage::lock::acquire(&settings.database, EVENT_WRITER_LOCK, "event-writer", &shutdown).await?;
+        let writer_lock = Arc::new(
+            trellis_storage::lock::acquire(&settings.database, EVENT_WRITER_LOCK, "event-writer", &shutdown).await?,
+        );
         let key = keys::load_or_create(&pool).await?;
         let max_pos: i64 = pool.get().await?.query_one("SELECT COALESCE(max(pos), 0) FROM events", &[]).await?.get(0);
         // The appservice sender hears of every batch, when there is anything to send.
@@ -162,7 +163,7 @@ impl Rooms {
             .iter()
             .any(|a| a.registration.url.is_some())
             .then_some(trellis_bus::Channel::Appservices);
-        let tracker = Tracker::start(pool.clone(), bus, max_pos, feed, shutdown.clone()).await?;
+        let tracker = Tracker::start(pool.clone(), writer_lock.clone(), bus, max_pos, feed, shutdown.clone()).await?;
         tracing::info!(max_pos, "rooms service started");
         let rooms = Arc::new(Rooms {
             pool,

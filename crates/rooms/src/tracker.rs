@@ -80,6 +80,7 @@ impl Tracker {
     /// when appservices are configured) is published with every batch.
     pub async fn start(
         pool: Pool,
+        lock: Arc<tokio_postgres::Client>,
         bus: Arc<dyn Bus>,
         max_pos: StreamPos,
         feed: Option<Channel>,
@@ -88,7 +89,7 @@ impl Tracker {
         let client = pool.get().await?;
         let announced: StreamPos =
             client.query_one("SELECT pos FROM stream_positions WHERE stream = 'events'", &[]).await?.get(0);
-        client.execute(ANNOUNCE, &[&max_pos]).await?;
+        lock.execute(ANNOUNCE, &[&max_pos]).await?;
         // A writer that stopped between committing and publishing (or between announcing and
         // publishing) left events nobody was woken for; a sync worker that hears a later batch
         // would answer past them. Wake their channels now, at the announced position.
@@ -118,7 +119,7 @@ impl Tracker {
             kick: Notify::new(),
             announced: watch::channel(max_pos).0,
         });
-        tokio::spawn(announcer(tracker.clone(), pool, bus, feed, shutdown));
+        tokio::spawn(announcer(tracker.clone(), lock, bus, feed, shutdown));
         Ok(tracker)
     }
 
@@ -167,7 +168,15 @@ impl Tracker {
 }
 
 /// Moves the announced position forward: `stream_positions` first, then the bus.
-async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, feed: Option<Channel>, shutdown: Shutdown) {
+/// Positions are recorded through the session holding the event-writer lock: a writer whose
+/// session died (its successor may already be writing) can never announce again.
+async fn announcer(
+    tracker: Arc<Tracker>,
+    lock: Arc<tokio_postgres::Client>,
+    bus: Arc<dyn Bus>,
+    feed: Option<Channel>,
+    shutdown: Shutdown,
+) {
     loop {
         let (watermark, due) = {
             let mut st = tracker.state.lock();
@@ -181,11 +190,8 @@ async fn announcer(tracker: Arc<Tracker>, pool: Pool, bus: Arc<dyn Bus>, feed: O
             // table does not hold yet.
             let mut backoff = Duration::from_millis(50);
             loop {
-                match pool.get().await {
-                    Ok(client) => match client.execute(ANNOUNCE, &[&watermark]).await {
-                        Ok(_) => break,
-                        Err(e) => tracing::warn!(error = %e, "recording the stream position failed"),
-                    },
+                match lock.execute(ANNOUNCE, &[&watermark]).await {
+                    Ok(_) => break,
                     Err(e) => tracing::warn!(error = %e, "recording the stream position failed"),
                 }
                 if shutdown.is_triggered() {
