@@ -119,7 +119,7 @@ impl Tracker {
             kick: Notify::new(),
             announced: watch::channel(max_pos).0,
         });
-        tokio::spawn(announcer(tracker.clone(), lock, bus, feed, shutdown));
+        tokio::spawn(announcer(tracker.clone(), Arc::downgrade(&lock), bus, feed, shutdown));
         Ok(tracker)
     }
 
@@ -169,10 +169,11 @@ impl Tracker {
 
 /// Moves the announced position forward: `stream_positions` first, then the bus.
 /// Positions are recorded through the session holding the event-writer lock: a writer whose
-/// session died (its successor may already be writing) can never announce again.
+/// session died (its successor may already be writing) can never announce again. The
+/// session belongs to the rooms service; once it is dropped the announcer stops.
 async fn announcer(
     tracker: Arc<Tracker>,
-    lock: Arc<tokio_postgres::Client>,
+    lock: std::sync::Weak<tokio_postgres::Client>,
     bus: Arc<dyn Bus>,
     feed: Option<Channel>,
     shutdown: Shutdown,
@@ -190,10 +191,12 @@ async fn announcer(
             // table does not hold yet.
             let mut backoff = Duration::from_millis(50);
             loop {
-                match lock.execute(ANNOUNCE, &[&watermark]).await {
+                let Some(session) = lock.upgrade() else { return };
+                match session.execute(ANNOUNCE, &[&watermark]).await {
                     Ok(_) => break,
                     Err(e) => tracing::warn!(error = %e, "recording the stream position failed"),
                 }
+                drop(session);
                 if shutdown.is_triggered() {
                     return;
                 }
