@@ -150,6 +150,25 @@ pub struct User {
 /// session, the second completes the `m.login.dummy` stage. A server that registers on the
 /// first call is fine too.
 pub async fn register(http: &Http, base: &str, username: &str, password: &str) -> Result<User, Failure> {
+    match register_once(http, base, username, password).await {
+        // A retry after a timeout whose registration had in fact gone through: sign in instead.
+        Err(e) if e.kind.ends_with(" M_USER_IN_USE") => login(http, base, username, password).await,
+        other => other,
+    }
+}
+
+async fn login(http: &Http, base: &str, username: &str, password: &str) -> Result<User, Failure> {
+    let url = format!("{base}/_matrix/client/v3/login");
+    let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": username},
+                      "password": password});
+    let reply = http.call_json("login", Method::POST, &url, None, Some(&body)).await?;
+    let (Some(user_id), Some(token)) = (reply["user_id"].as_str(), reply["access_token"].as_str()) else {
+        return Err(Failure::new("login: no access_token".into()));
+    };
+    Ok(User { base: base.to_owned(), user_id: user_id.to_owned(), token: token.to_owned() })
+}
+
+async fn register_once(http: &Http, base: &str, username: &str, password: &str) -> Result<User, Failure> {
     let url = format!("{base}/_matrix/client/v3/register");
     let first = json!({"username": username, "password": password});
     let (status, bytes) = http.raw(Method::POST, &url, &first).await.map_err(|e| Failure::transport("register", &e))?;
