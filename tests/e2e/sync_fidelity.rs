@@ -43,6 +43,24 @@ async fn join(client: &Client, room: &str) {
     client.post(&format!("/_matrix/client/v3/join/{}", enc(room)), json!({})).await.ok();
 }
 
+/// Opens a long-poll from `since`, waits until a worker holds it, runs `wake` and returns
+/// the poll's answer.
+async fn woken_poll(
+    server: &TestServer,
+    client: &Client,
+    since: &str,
+    filter: Option<&Value>,
+    wake: impl std::future::Future<Output = ()>,
+) -> Value {
+    let poll = {
+        let (client, since, filter) = (client.clone(), since.to_owned(), filter.cloned());
+        tokio::spawn(async move { quiet_sync(&client, Some(&since), filter.as_ref(), 10_000).await })
+    };
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    wake.await;
+    poll.await.unwrap()
+}
+
 /// Long-polls from `since` until `done` accepts a response; returns it.
 async fn sync_until(client: &Client, since: &str, filter: Option<&Value>, done: impl Fn(&Value) -> bool) -> Value {
     let mut since = since.to_owned();
@@ -169,13 +187,10 @@ async fn gappy_lazy_syncs_carry_the_gaps_member_changes(server: TestServer) {
 
     // Redundant members on request, for a long-poll woken by a message too.
     let redundant = json!({"room": {"state": {"lazy_load_members": true, "include_redundant_members": true}, "timeline": {"limit": 2}}});
-    let poll = {
-        let (alice, since, redundant) = (alice.clone(), since.clone(), redundant.clone());
-        tokio::spawn(async move { quiet_sync(&alice, Some(&since), Some(&redundant), 10_000).await })
-    };
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
-    bob.send_text(&room, "b4", "bob once more").await;
-    let body = poll.await.unwrap();
+    let body = woken_poll(&server, &alice, &since, Some(&redundant), async {
+        bob.send_text(&room, "b4", "bob once more").await;
+    })
+    .await;
     assert_eq!(timeline_bodies(&body, &room), ["bob once more"]);
     assert_eq!(members(&body, &room), [m(&bob.user_id, "join")], "{body}");
 }
@@ -209,14 +224,11 @@ async fn ignored_users_are_left_out(server: TestServer) {
     let since = next(&body);
 
     // A long-poll woken by bob keeps waiting; carol's message answers it.
-    let poll = {
-        let (alice, since) = (alice.clone(), since.clone());
-        tokio::spawn(async move { quiet_sync(&alice, Some(&since), None, 10_000).await })
-    };
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
-    bob.send_text(&room, "b2", "bob again").await;
-    carol.send_text(&room, "c2", "carol again").await;
-    let mut body = poll.await.unwrap();
+    let mut body = woken_poll(&server, &alice, &since, None, async {
+        bob.send_text(&room, "b2", "bob again").await;
+        carol.send_text(&room, "c2", "carol again").await;
+    })
+    .await;
     let mut got = timeline_bodies(&body, &room);
     if got.is_empty() {
         // Woken by bob's message alone, answered before carol's arrived.
@@ -260,13 +272,10 @@ async fn a_new_speaker_reaches_lazy_long_polls_from_memory_as_the_exact_path_sen
     let since = next(&body);
 
     let fast_before = server.metric("trellis_sync_fast_responses_total").await;
-    let poll = {
-        let (alice, since, lazy) = (alice.clone(), since.clone(), lazy.clone());
-        tokio::spawn(async move { quiet_sync(&alice, Some(&since), Some(&lazy), 10_000).await })
-    };
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
-    bob.send_text(&room, "b0", "bob speaks first").await;
-    let fast = poll.await.unwrap();
+    let fast = woken_poll(&server, &alice, &since, Some(&lazy), async {
+        bob.send_text(&room, "b0", "bob speaks first").await;
+    })
+    .await;
     assert_eq!(
         server.metric("trellis_sync_fast_responses_total").await - fast_before,
         1.0,
@@ -291,13 +300,10 @@ async fn a_new_speaker_reaches_lazy_long_polls_from_memory_as_the_exact_path_sen
 
     // Bob's event is on the device now: his next message comes alone, from memory too.
     let since = next(&fast);
-    let poll = {
-        let (alice, since, lazy) = (alice.clone(), since.clone(), lazy.clone());
-        tokio::spawn(async move { quiet_sync(&alice, Some(&since), Some(&lazy), 10_000).await })
-    };
-    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
-    bob.send_text(&room, "b1", "bob again").await;
-    let again = poll.await.unwrap();
+    let again = woken_poll(&server, &alice, &since, Some(&lazy), async {
+        bob.send_text(&room, "b1", "bob again").await;
+    })
+    .await;
     assert_eq!(timeline_bodies(&again, &room), ["bob again"]);
     assert_eq!(members(&again, &room), [], "{again}");
     assert!(again["rooms"]["join"][&room].get("summary").is_none(), "{again}");

@@ -165,7 +165,7 @@ pub mod put_user {
 
 /// Defines an endpoint on one user (`{user_id}` in the path): its body's fields, its answer's.
 macro_rules! user_endpoint {
-    ($module:ident, $method:ident, $path:literal, { $($(#[$attr:meta])* $field:ident: $ty:ty),* }, { $($rfield:ident: $rty:ty),* }) => {
+    ($module:ident, $method:ident, $path:literal, { $($(#[$attr:meta])* $field:ident: $ty:ty),* }, { $($(#[$rattr:meta])* $rfield:ident: $rty:ty),* }) => {
         pub mod $module {
             use super::*;
 
@@ -180,7 +180,7 @@ macro_rules! user_endpoint {
 
             #[response]
             pub struct Response {
-                $( pub $rfield: $rty, )*
+                $( $(#[$rattr])* pub $rfield: $rty, )*
             }
         }
     };
@@ -200,6 +200,18 @@ user_endpoint!(list_devices, GET, "/_synapse/admin/v2/users/{user_id}/devices",
     {}, { devices: Vec<AdminDevice>, total: usize });
 user_endpoint!(delete_devices, POST, "/_synapse/admin/v2/users/{user_id}/delete_devices",
     { devices: Vec<OwnedDeviceId> }, {});
+user_endpoint!(shadow_ban, POST, "/_synapse/admin/v1/users/{user_id}/shadow_ban", {}, {});
+user_endpoint!(unshadow_ban, DELETE, "/_synapse/admin/v1/users/{user_id}/shadow_ban", {}, {});
+// `override_ratelimit`: `GET` shows both counts, or `{}` when the user has none. `POST` takes
+// each count as any JSON value, checked by hand (Synapse answers `M_INVALID_PARAM` for a value
+// that is not a whole number of at least 0, whatever its JSON type).
+user_endpoint!(get_ratelimit, GET, "/_synapse/admin/v1/users/{user_id}/override_ratelimit", {}, {
+    #[serde(skip_serializing_if = "Option::is_none")] messages_per_second: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")] burst_count: Option<i64> });
+user_endpoint!(set_ratelimit, POST, "/_synapse/admin/v1/users/{user_id}/override_ratelimit", {
+    #[serde(default)] messages_per_second: Option<serde_json::Value>,
+    #[serde(default)] burst_count: Option<serde_json::Value> }, { messages_per_second: i64, burst_count: i64 });
+user_endpoint!(delete_ratelimit, DELETE, "/_synapse/admin/v1/users/{user_id}/override_ratelimit", {}, {});
 
 /// A device as the admin API lists it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
