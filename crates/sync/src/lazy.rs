@@ -86,20 +86,17 @@ impl SyncWorker {
         if wanted.is_empty() {
             return Ok(Some(Added::default()));
         }
-        let found = self.caches.room_members.get(&self.pool, room, (since, upto), &wanted, true).await?;
-        let mut members = Vec::new();
-        for (_, row) in found.members {
-            match row {
-                Some(row) if row.pos < first.row.pos => members.push(row),
-                Some(_) => return Ok(None),
-                None => {}
-            }
+        let found = self.caches.room_members.get(&self.pool, room, (since, upto), &wanted).await?;
+        if found.members.iter().any(|m| m.pos >= first.row.pos) {
+            // A member changed after the timeline began (the shared entry is newer).
+            return Ok(None);
         }
+        let members = found.members;
         let mut current = sent.map(|m| (*m).clone()).unwrap_or_default();
         for m in &members {
             current.insert(m.state_key.clone().unwrap_or_default(), upto);
         }
-        let summary = if members.is_empty() { None } else { found.summary };
+        let summary = (!members.is_empty()).then_some(found.summary);
         Ok(Some(Added { members, summary, current: Some(current) }))
     }
 
@@ -145,7 +142,7 @@ impl SyncWorker {
             Some(since) if !include_redundant => self.members_sent(client, user, device, &rooms, since).await?,
             _ => HashMap::new(),
         };
-        let members = self.members_before(client, &wanted).await?;
+        let members = members_before(client, &wanted).await?;
         let mut delivered: Vec<EventRow> = Vec::new();
         // Per room, the members whose current event the device has, and since when.
         let mut current: HashMap<String, HashMap<String, i64>> = HashMap::new();
@@ -185,27 +182,6 @@ impl SyncWorker {
             self.cache_members_sent(user, device, &room, members);
         }
         self.record_members_sent(client, user, device, &delivered, upto).await
-    }
-
-    /// Member events as of just before `before`, per room, for the given members.
-    pub(crate) async fn members_before(
-        &self,
-        client: &deadpool_postgres::Client,
-        wanted: &[(String, String, i64)],
-    ) -> Result<Vec<EventRow>> {
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT m.* FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w(rid, member, before) \
-             CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE room_id = w.rid AND type = 'm.room.member' \
-             AND state_key = w.member AND pos < w.before ORDER BY pos DESC LIMIT 1) m"
-        );
-        let rooms: Vec<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
-        let members: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
-        let befores: Vec<i64> = wanted.iter().map(|w| w.2).collect();
-        let rows = client.query(&client.prepare_cached(&sql).await?, &[&rooms, &members, &befores]).await?;
-        Ok(rows.iter().map(EventRow::from_row).collect())
     }
 
     /// Member events this device already has: `(room, member) → (event ID, position sent at)`.
@@ -256,4 +232,24 @@ impl SyncWorker {
         client.execute(&stmt, &[&user, &device, &rooms, &members, &events, &positions]).await?;
         Ok(())
     }
+}
+
+/// Member events as of just before `before`, per room, for the given members.
+pub(crate) async fn members_before(
+    client: &deadpool_postgres::Client,
+    wanted: &[(String, String, i64)],
+) -> Result<Vec<EventRow>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT m.* FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w(rid, member, before) \
+         CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE room_id = w.rid AND type = 'm.room.member' \
+         AND state_key = w.member AND pos < w.before ORDER BY pos DESC LIMIT 1) m"
+    );
+    let rooms: Vec<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+    let members: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+    let befores: Vec<i64> = wanted.iter().map(|w| w.2).collect();
+    let rows = client.query(&client.prepare_cached(&sql).await?, &[&rooms, &members, &befores]).await?;
+    Ok(rows.iter().map(EventRow::from_row).collect())
 }

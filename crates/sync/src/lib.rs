@@ -30,6 +30,7 @@ mod queries;
 mod receipts;
 mod response;
 mod room_members;
+mod room_slots;
 mod room_upgrade;
 mod service;
 mod sliding;

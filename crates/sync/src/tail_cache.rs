@@ -4,23 +4,18 @@
 //! A room's tail holds every event with a position in `(from, to]`; `to` only moves to
 //! announced positions, so the tail never misses a late commit.
 
-use std::{
-    collections::VecDeque,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::VecDeque, sync::Arc};
 
-use dashmap::DashMap;
 use trellis_core::Result;
 use trellis_storage::{
     Pool,
     events::{COLUMNS, EventRow, Format, Viewer},
 };
 
+use crate::room_slots::RoomSlots;
+
 /// Events kept per room; a client further behind is served from PostgreSQL.
 const CAPACITY: usize = 128;
-/// Tails unused this long are dropped.
-const IDLE: Duration = Duration::from_secs(600);
 
 /// A cached event with what every receiver's check needs, worked out once.
 pub struct TailEvent {
@@ -84,29 +79,19 @@ struct Tail {
     from: i64,
     to: i64,
     events: VecDeque<Arc<TailEvent>>,
-    last_used: Instant,
 }
 
 #[derive(Default)]
 pub struct TailCache {
-    rooms: DashMap<String, Arc<tokio::sync::Mutex<Tail>>>,
+    rooms: RoomSlots<Tail>,
 }
 
 impl TailCache {
     /// The events of `room` with positions in `(after, upto]`, or `None` when the tail
     /// cannot vouch for all of them. `upto` must be an announced position.
     pub async fn events(&self, pool: &Pool, room: &str, after: i64, upto: i64) -> Result<Option<Vec<Arc<TailEvent>>>> {
-        let slot = self
-            .rooms
-            .entry(room.to_owned())
-            .or_insert_with(|| {
-                let t = Tail { from: after, to: after, events: VecDeque::new(), last_used: Instant::now() };
-                Arc::new(tokio::sync::Mutex::new(t))
-            })
-            .clone();
         // One reader fills the tail; the other long-polls of the room wait for it.
-        let mut tail = slot.lock().await;
-        tail.last_used = Instant::now();
+        let mut tail = self.rooms.lock(room, || Tail { from: after, to: after, events: VecDeque::new() }).await;
         if tail.to < upto {
             let client = pool.get().await?;
             let sql = format!(
@@ -140,12 +125,7 @@ impl TailCache {
 
     /// Drops tails nobody asked for lately.
     pub fn evict_idle(&self) -> usize {
-        let before = self.rooms.len();
-        self.rooms.retain(|_, slot| match slot.try_lock() {
-            Ok(t) => t.last_used.elapsed() < IDLE,
-            Err(_) => true,
-        });
-        before - self.rooms.len()
+        self.rooms.evict_idle()
     }
 
     pub fn len(&self) -> usize {
