@@ -16,10 +16,6 @@ use crate::{SyncWorker, room_members::RoomSummary, tail_cache::TailEvent};
 
 const SENT: &str = "SELECT room_id, member_id, event_id, pos FROM lazy_members_sent \
      WHERE user_id = $1 AND device_id = $2 AND room_id = ANY($3) AND pos <= $4";
-const RECORD: &str = "INSERT INTO lazy_members_sent (user_id, device_id, room_id, member_id, event_id, pos) \
-     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[]) \
-     ON CONFLICT (user_id, device_id, room_id, member_id) DO UPDATE SET event_id = EXCLUDED.event_id, pos = EXCLUDED.pos";
-
 /// The lazy-loading settings of a state filter, if it enables lazy-loading.
 pub fn options(state: &RoomEventFilter) -> Option<bool> {
     match state.lazy_load_options {
@@ -221,16 +217,10 @@ impl SyncWorker {
             .filter(|e| e.kind == "m.room.member")
             .filter(|e| seen.insert((e.room_id.clone(), e.state_key.clone())))
             .collect();
-        if sent.is_empty() {
-            return Ok(());
-        }
-        let rooms: Vec<&str> = sent.iter().map(|e| e.room_id.as_str()).collect();
-        let members: Vec<&str> = sent.iter().map(|e| e.state_key.as_deref().unwrap_or_default()).collect();
-        let events: Vec<&str> = sent.iter().map(|e| e.event_id.as_str()).collect();
-        let positions: Vec<i64> = vec![pos; sent.len()];
-        let stmt = client.prepare_cached(RECORD).await?;
-        client.execute(&stmt, &[&user, &device, &rooms, &members, &events, &positions]).await?;
-        Ok(())
+        let records = sent.iter().map(|e| {
+            (user, device, e.room_id.as_str(), e.state_key.as_deref().unwrap_or_default(), e.event_id.as_str(), pos)
+        });
+        crate::lazy_batch::write(client, records).await
     }
 }
 

@@ -73,16 +73,38 @@ impl SyncWorker {
             if batch.is_empty() {
                 return Ok(written);
             }
-            let column = |f: fn(&(Key, (String, i64))) -> &str| -> Vec<&str> { batch.iter().map(f).collect() };
-            let (users, devices) = (column(|r| &r.0.0), column(|r| &r.0.1));
-            let (rooms, members, events) = (column(|r| &r.0.2), column(|r| &r.0.3), column(|r| &r.1.0));
-            let positions: Vec<i64> = batch.iter().map(|r| r.1.1).collect();
-            let client = self.pool.get().await?;
-            let stmt = client.prepare_cached(RECORD).await?;
-            client.execute(&stmt, &[&users, &devices, &rooms, &members, &events, &positions]).await?;
+            let records = batch
+                .iter()
+                .map(|((u, d, r, m), (e, p))| (u.as_str(), d.as_str(), r.as_str(), m.as_str(), e.as_str(), *p));
+            write(&self.pool.get().await?, records).await?;
             written += batch.len();
         }
     }
+}
+
+/// Writes records `(user, device, room, member, event ID, position)`, each keeping the higher
+/// position where one is already stored (the fast path's batches and the exact path's own
+/// writes both go through here).
+pub(crate) async fn write<'a>(
+    client: &deadpool_postgres::Client,
+    records: impl Iterator<Item = (&'a str, &'a str, &'a str, &'a str, &'a str, i64)>,
+) -> Result<()> {
+    let (mut users, mut devices, mut rooms, mut members, mut events, mut positions) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (u, d, r, m, e, p) in records {
+        users.push(u);
+        devices.push(d);
+        rooms.push(r);
+        members.push(m);
+        events.push(e);
+        positions.push(p);
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    let stmt = client.prepare_cached(RECORD).await?;
+    client.execute(&stmt, &[&users, &devices, &rooms, &members, &events, &positions]).await?;
+    Ok(())
 }
 
 /// Writes the queued records a moment after they come, and once more at shutdown.
