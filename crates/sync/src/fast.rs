@@ -14,10 +14,7 @@ use std::{
 use ruma::api::client::filter::EventFormat;
 use trellis_bus::{Channel, News, Subscription};
 use trellis_core::{Result, Stream, StreamToken, time::now_ms};
-use trellis_storage::{
-    events::{Format, Viewer},
-    visibility::membership_of,
-};
+use trellis_storage::events::{Format, Viewer};
 
 use crate::{
     SyncWorker,
@@ -156,13 +153,7 @@ impl SyncWorker {
                 joined: Some(s.joined),
                 invited: Some(s.invited),
             });
-            for m in &added.members {
-                if matches!(membership_of(&m.content).as_deref(), Some("join" | "invite"))
-                    && m.state_key.as_deref() != Some(req.user_id)
-                {
-                    presence_of.extend(m.state_key.clone());
-                }
-            }
+            presence_of.extend(crate::presence::joining(added.members.iter().map(|m| &**m), req.user_id));
             body.rooms.join.insert(room.clone(), JoinedRoom { summary, state, timeline, ..Default::default() });
             match self.caches.unread.get_at([req.user_id, room]) {
                 Some((as_of, counts)) if as_of == since.events => {

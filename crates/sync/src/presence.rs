@@ -241,16 +241,23 @@ pub(crate) async fn joined_since(
     fresh: &[&str],
     members: &[&trellis_storage::events::EventRow],
 ) -> Result<std::collections::HashSet<String>> {
-    let mut out: std::collections::HashSet<String> =
-        crate::queries::joined_members(client, fresh).await?.into_iter().collect();
-    for e in members.iter().filter(|e| e.kind == "m.room.member") {
-        let membership = trellis_storage::visibility::membership_of(&e.content);
-        if matches!(membership.as_deref(), Some("join" | "invite")) {
-            out.extend(e.state_key.clone());
-        }
-    }
-    out.remove(user);
+    let mut out = joining(members.iter().copied(), user);
+    out.extend(crate::queries::joined_members(client, fresh).await?.into_iter().filter(|m| m != user));
     Ok(out)
+}
+
+/// Whoever `members` (events of any type) show joining or invited, but `user`.
+pub(crate) fn joining<'a>(
+    members: impl Iterator<Item = &'a trellis_storage::events::EventRow>,
+    user: &str,
+) -> std::collections::HashSet<String> {
+    members
+        .filter(|e| e.kind == "m.room.member" && e.state_key.as_deref() != Some(user))
+        .filter(|e| {
+            matches!(trellis_storage::visibility::membership_of(&e.content).as_deref(), Some("join" | "invite"))
+        })
+        .filter_map(|e| e.state_key.clone())
+        .collect()
 }
 
 /// One user's stored presence.
