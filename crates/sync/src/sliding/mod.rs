@@ -141,7 +141,7 @@ impl SyncWorker {
                 body.txn_id = req.txn_id.clone();
                 if !self.shutdown.is_triggered() {
                     // Kept for the connection's next request (see `parked.rs`).
-                    self.parked.park(user, &parking, crate::parked::Parked { sub, rooms: Arc::default() });
+                    self.parked.park(user, &parking, crate::poll::parked::Parked { sub, rooms: Arc::default() });
                 }
                 metrics::histogram!("trellis_sliding_sync_duration_seconds", "kind" => if previous.is_none() { "initial" } else { "incremental" })
                     .record(started.elapsed().as_secs_f64());

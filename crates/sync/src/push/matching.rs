@@ -199,7 +199,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::{push_eval, push_rules};
+    use crate::push::{eval, rules};
 
     /// The first rule ruma itself finds, asked rule by rule.
     async fn reference(rules: &Ruleset, ctx: &PushConditionRoomCtx, flat: &FlattenedJson) -> Option<String> {
@@ -220,13 +220,13 @@ mod tests {
             ("@erin:x", "kelvin"),
             ("@frank:x", ""),
         ];
-        let pl = push_eval::power_levels(&json!({"users": {"@alice:x": 100}, "notifications": {"room": 50}}));
+        let pl = eval::power_levels(&json!({"users": {"@alice:x": 100}, "notifications": {"room": 50}}));
         names
             .iter()
             .enumerate()
             .map(|(i, (id, name))| {
                 let user: OwnedUserId = id.parse().unwrap();
-                let mut rules = push_rules::defaults(&user);
+                let mut rules = rules::defaults(&user);
                 if i % 2 == 0 {
                     // Users' own rules: a keyword, a wildcard keyword, a room rule, a sender
                     // rule, an override on the room, a disabled default.
@@ -263,7 +263,7 @@ mod tests {
 
     fn events() -> Vec<String> {
         let msg = |sender: &str, content: Value| {
-            push_eval::event_json("$e", "!r:x", sender, "m.room.message", None, &content.to_string())
+            eval::event_json("$e", "!r:x", sender, "m.room.message", None, &content.to_string())
         };
         let mut out = Vec::new();
         for sender in ["@alice:x", "@bob:x", "@zed:x"] {
@@ -297,14 +297,14 @@ mod tests {
             let edit = json!({"body": "* alice", "m.relates_to": {"rel_type": "m.replace", "event_id": "$p"}});
             out.push(msg(sender, edit));
             for kind in ["m.room.encrypted", "m.reaction", "m.call.invite", "m.room.server_acl"] {
-                out.push(push_eval::event_json("$e", "!r:x", sender, kind, None, r#"{"body":"alice"}"#));
+                out.push(eval::event_json("$e", "!r:x", sender, kind, None, r#"{"body":"alice"}"#));
             }
             for target in ["@alice:x", "@bob:x", "@carol:x"] {
                 let invite = r#"{"membership":"invite"}"#;
-                out.push(push_eval::event_json("$e", "!r:x", sender, "m.room.member", Some(target), invite));
+                out.push(eval::event_json("$e", "!r:x", sender, "m.room.member", Some(target), invite));
             }
             let tomb = r#"{"body":"moved","replacement_room":"!n:x"}"#;
-            out.push(push_eval::event_json("$e", "!r:x", sender, "m.room.tombstone", Some(""), tomb));
+            out.push(eval::event_json("$e", "!r:x", sender, "m.room.tombstone", Some(""), tomb));
         }
         out
     }
@@ -319,10 +319,10 @@ mod tests {
         for event in events() {
             // One set of facts per event, shared by every user in turn (and twice over, so
             // later users read answers earlier ones left).
-            let facts = push_eval::facts(&event).unwrap();
+            let facts = eval::facts(&event).unwrap();
             for round in 0..2 {
                 for (compiled, ctx, rules) in &users {
-                    let flat = push_eval::facts(&event).unwrap().flat;
+                    let flat = eval::facts(&event).unwrap().flat;
                     let expected = reference(rules, ctx, &flat).await;
                     let got = compiled.first_match(&facts, ctx).await.map(|r| r.rule_id().to_owned());
                     assert_eq!(got, expected, "round {round}, {} on {event}", ctx.user_id);

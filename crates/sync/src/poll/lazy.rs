@@ -12,7 +12,7 @@ use ruma::api::client::filter::{LazyLoadOptions, RoomEventFilter};
 use trellis_core::Result;
 use trellis_storage::events::{COLUMNS, EventRow};
 
-use crate::{SyncWorker, room_members::RoomSummary, tail_cache::TailEvent};
+use crate::{SyncWorker, poll::room_members::RoomSummary, poll::tail_cache::TailEvent};
 
 const SENT: &str = "SELECT room_id, member_id, event_id, pos FROM lazy_members_sent \
      WHERE user_id = $1 AND device_id = $2 AND room_id = ANY($3) AND pos <= $4";
@@ -220,7 +220,7 @@ impl SyncWorker {
         let records = sent.iter().map(|e| {
             (user, device, e.room_id.as_str(), e.state_key.as_deref().unwrap_or_default(), e.event_id.as_str(), pos)
         });
-        crate::lazy_batch::write(client, records).await
+        crate::poll::lazy_batch::write(client, records).await
     }
 }
 

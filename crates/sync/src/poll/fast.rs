@@ -18,12 +18,13 @@ use trellis_storage::events::{Format, Viewer};
 
 use crate::{
     SyncWorker,
-    compute::{Request, room_selected},
-    filters, lazy,
+    poll::compute::{Request, room_selected},
+    poll::filters,
+    poll::lazy,
+    poll::response::{Events, JoinedRoom, Summary, SyncBody, Timeline, raw},
+    poll::tail_cache::TailEvent,
+    push::unread,
     queries::Membership,
-    response::{Events, JoinedRoom, Summary, SyncBody, Timeline, raw},
-    tail_cache::TailEvent,
-    unread,
 };
 
 impl SyncWorker {
@@ -65,7 +66,7 @@ impl SyncWorker {
             }
         }
         windows.retain(|(s, upto)| *upto > since.get(*s));
-        if windows.iter().any(|(s, upto)| upto - since.get(*s) > crate::windows::MAX_WINDOW) {
+        if windows.iter().any(|(s, upto)| upto - since.get(*s) > crate::poll::windows::MAX_WINDOW) {
             return Ok(slow("wide_window"));
         }
         let upto = news.events_complete;
@@ -153,7 +154,7 @@ impl SyncWorker {
                 joined: Some(s.joined),
                 invited: Some(s.invited),
             });
-            presence_of.extend(crate::presence::joining(added.members.iter().map(|m| &**m), req.user_id));
+            presence_of.extend(crate::streams::presence::joining(added.members.iter().map(|m| &**m), req.user_id));
             body.rooms.join.insert(room.clone(), JoinedRoom { summary, state, timeline, ..Default::default() });
             match self.caches.unread.get_at([req.user_id, room]) {
                 Some((as_of, counts)) if as_of == since.events => {
@@ -217,7 +218,7 @@ impl SyncWorker {
             // The spec requires the key counts whenever the device has keys; a device never
             // seen by the exact path is read too (its keys may have come through another worker).
             if has_keys != Some(false) {
-                let has = crate::e2ee::key_counts(&client, req.user_id, req.device_id, &mut body).await?;
+                let has = crate::streams::e2ee::key_counts(&client, req.user_id, req.device_id, &mut body).await?;
                 self.caches.key_devices.insert_at([req.user_id, req.device_id], has);
             }
         }

@@ -12,7 +12,7 @@ use trellis_bus::{Channel, Subscription};
 use trellis_core::{Error, Result, Stream, StreamToken};
 use trellis_proto::sync::{SyncRequest, SyncResponse};
 
-use crate::{SyncWorker, compute::Request, filters, queries, response::SyncBody, streams};
+use crate::{SyncWorker, poll::compute::Request, poll::filters, poll::response::SyncBody, queries, streams};
 
 /// One long-poll's parameters.
 pub(crate) struct Poll<'a> {
@@ -146,13 +146,13 @@ impl SyncWorker {
                     {
                         continue;
                     }
-                    crate::fast::slow("hub_behind");
+                    crate::poll::fast::slow("hub_behind");
                 } else if let Some(body) = self.compute_fast(&request, news, &memberships, &sub).await? {
                     computations += 1;
                     answered = Some(Some(body));
                 }
             } else if incremental && news.is_some() {
-                crate::fast::slow("not_known");
+                crate::poll::fast::slow("not_known");
             }
             let body = match answered {
                 Some(Some(body)) => Some(body),
@@ -214,7 +214,7 @@ impl SyncWorker {
     /// exactly the rooms of `memberships` (and the worker is not shutting down).
     fn park(&self, poll: &Poll<'_>, sub: Subscription, memberships: Arc<Vec<queries::Membership>>, exact: bool) {
         if exact && !self.shutdown.is_triggered() {
-            self.parked.park(poll.user_id, poll.device_id, crate::parked::Parked { sub, rooms: memberships });
+            self.parked.park(poll.user_id, poll.device_id, crate::poll::parked::Parked { sub, rooms: memberships });
         }
     }
 

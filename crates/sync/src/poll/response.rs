@@ -34,7 +34,7 @@ impl SyncBody {
         let shape = |events: &mut Vec<RawEvent>| {
             for e in events.iter_mut() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(e.get()) {
-                    *e = raw(crate::fields::keep_fields(&v, fields).to_string());
+                    *e = raw(crate::poll::fields::keep_fields(&v, fields).to_string());
                 }
             }
         };

@@ -19,8 +19,8 @@ use trellis_proto::sync::{JsonResponse, PushRulesRequest};
 
 use crate::{
     SyncWorker, access,
-    push_match::CompiledRules,
-    push_ruleset::{SimpleKind, SimpleRule, UserRules},
+    push::matching::CompiledRules,
+    push::ruleset::{SimpleKind, SimpleRule, UserRules},
     streams::next_position,
 };
 

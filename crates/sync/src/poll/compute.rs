@@ -17,10 +17,15 @@ use trellis_storage::{
 };
 
 use crate::{
-    SyncWorker, filters, lazy, presence,
+    SyncWorker,
+    poll::filters,
+    poll::lazy,
+    poll::response::{
+        Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RawEvent, Summary, SyncBody, Timeline, raw,
+    },
+    poll::timeline,
     queries::{self, Client, Members, Membership},
-    response::{Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RawEvent, Summary, SyncBody, Timeline, raw},
-    timeline,
+    streams::presence,
 };
 
 /// What one sync asks for.
@@ -325,7 +330,7 @@ impl SyncWorker {
                 req.device_id,
                 since_td,
                 upto.get(Stream::ToDevice),
-                crate::to_device::PER_SYNC,
+                crate::streams::to_device::PER_SYNC,
             )
             .await?;
         body.to_device.events = to_device;
@@ -334,7 +339,8 @@ impl SyncWorker {
             let next: StreamToken = body.next_batch.parse()?;
             body.next_batch = next.with(Stream::ToDevice, last).to_string();
         }
-        let has_keys = crate::e2ee::fill(client, req.user_id, req.device_id, req.since, upto, &mut body).await?;
+        let has_keys =
+            crate::streams::e2ee::fill(client, req.user_id, req.device_id, req.since, upto, &mut body).await?;
         self.caches.key_devices.insert_at([req.user_id, req.device_id], has_keys);
         if let Some(fields) = &req.filter.event_fields {
             body.keep_fields(fields);
