@@ -27,7 +27,7 @@ use super::{
     request::{MEMBER, RoomConfig},
     state::{self, Ask},
 };
-use crate::{SyncWorker, poll::compute::stripped_json, poll::response::raw, poll::timeline, queries};
+use crate::{SyncWorker, poll::response::raw, poll::steps::stripped_json, poll::timeline, queries};
 
 /// A room to answer for, with what the connection already sent of it.
 pub(crate) struct Plan<'a> {
