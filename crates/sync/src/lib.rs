@@ -62,6 +62,9 @@ pub struct SyncWorker {
     push_queued: Arc<tokio::sync::Notify>,
     /// Sliding sync connection states this worker last read or wrote.
     sliding: sliding::Memory,
+    /// The numbering of push rule gates shared by the rules this worker compiles (see
+    /// `push/matching.rs`).
+    push_gates: push::matching::Gates,
     /// Lazy-loading records of the fast path, waiting to be written together.
     lazy_batch: Arc<poll::lazy_batch::LazyBatch>,
 }
@@ -88,6 +91,7 @@ impl SyncWorker {
             parked: poll::parked::Parking::new(poll::parked::KEEP),
             push_queued: Arc::new(tokio::sync::Notify::new()),
             sliding: sliding::Memory::new(),
+            push_gates: Default::default(),
             lazy_batch: Arc::default(),
         });
         tokio::spawn(poll::lazy_batch::run(Arc::downgrade(&worker), worker.lazy_batch.clone(), shutdown.clone()));

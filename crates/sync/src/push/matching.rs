@@ -18,7 +18,7 @@ use std::{
     collections::HashMap,
     ops::Deref,
     sync::{
-        Mutex, OnceLock, PoisonError,
+        Mutex, PoisonError,
         atomic::{AtomicU8, Ordering},
     },
 };
@@ -56,9 +56,10 @@ impl Deref for CompiledRules {
 }
 
 impl CompiledRules {
-    /// `rules`, the rules of `user`, prepared for matching.
-    pub fn new(rules: Ruleset, user: &str) -> CompiledRules {
-        let shortcuts = rules.iter().map(|rule| shortcut(rule, user)).collect();
+    /// `rules`, the rules of `user`, prepared for matching; their gates are numbered in
+    /// `gates` (the worker's), as are those of every rule matched against the same events.
+    pub fn new(rules: Ruleset, user: &str, gates: &Gates) -> CompiledRules {
+        let shortcuts = rules.iter().map(|rule| shortcut(rule, user, gates)).collect();
         CompiledRules { rules, shortcuts }
     }
 
@@ -101,7 +102,7 @@ impl CompiledRules {
 }
 
 /// How `rule` (one of `user`'s) may be shortened.
-fn shortcut(rule: AnyPushRuleRef<'_>, user: &str) -> Shortcut {
+fn shortcut(rule: AnyPushRuleRef<'_>, user: &str, gates: &Gates) -> Shortcut {
     match rule {
         AnyPushRuleRef::Override(r) | AnyPushRuleRef::Underride(r) => {
             if !r.enabled {
@@ -114,7 +115,7 @@ fn shortcut(rule: AnyPushRuleRef<'_>, user: &str) -> Shortcut {
             // ruma's rule does it): they are never decided by their gate alone.
             let special = matches!(r.rule_id.as_str(), ".m.rule.roomnotif" | ".m.rule.contains_display_name");
             let decides = shared.len() == r.conditions.len() && !special;
-            let gate = if shared.is_empty() { None } else { gate_index(&shared).map(|i| (i, shared, decides)) };
+            let gate = if shared.is_empty() { None } else { gates.index(&shared).map(|i| (i, shared, decides)) };
             Shortcut { gate, display_name, ..Shortcut::default() }
         }
         AnyPushRuleRef::Content(r) if !r.enabled => Shortcut { disabled: true, ..Shortcut::default() },
@@ -135,16 +136,24 @@ fn shareable(condition: &PushCondition, user: &str) -> bool {
     event_only && serde_json::to_string(condition).is_ok_and(|json| !json.contains(user))
 }
 
-/// The process-wide index of a gate (its conditions), or `None` once `MAX_GATES` are taken.
-fn gate_index(conditions: &[PushCondition]) -> Option<usize> {
-    static GATES: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
-    let key = serde_json::to_string(conditions).ok()?;
-    let mut gates = GATES.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(i) = gates.get(&key) {
-        return Some(*i);
+/// The gates of one worker's compiled rules, each numbered once: the index of a gate is its
+/// slot in the [`EventFacts`] of every event those rules are matched against.
+#[derive(Debug, Default)]
+pub struct Gates {
+    known: Mutex<HashMap<String, usize>>,
+}
+
+impl Gates {
+    /// The index of a gate (its conditions), or `None` once `MAX_GATES` are taken.
+    fn index(&self, conditions: &[PushCondition]) -> Option<usize> {
+        let key = serde_json::to_string(conditions).ok()?;
+        let mut gates = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = gates.get(&key) {
+            return Some(*i);
+        }
+        let next = gates.len();
+        (next < MAX_GATES).then(|| *gates.entry(key).or_insert(next))
     }
-    let next = gates.len();
-    (next < MAX_GATES).then(|| *gates.entry(key).or_insert(next))
 }
 
 /// One event as the rules see it, with the gate answers shared between the users it is
@@ -311,9 +320,10 @@ mod tests {
 
     #[tokio::test]
     async fn shared_answers_match_what_ruma_decides_alone() {
+        let gates = Gates::default();
         let users: Vec<(CompiledRules, PushConditionRoomCtx, Ruleset)> = users()
             .into_iter()
-            .map(|(rules, ctx)| (CompiledRules::new(rules.clone(), ctx.user_id.as_str()), ctx, rules))
+            .map(|(rules, ctx)| (CompiledRules::new(rules.clone(), ctx.user_id.as_str(), &gates), ctx, rules))
             .collect();
         let mut matched = std::collections::BTreeSet::new();
         for event in events() {

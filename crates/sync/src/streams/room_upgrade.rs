@@ -84,9 +84,10 @@ impl SyncWorker {
             }
             tx.commit().await?;
             if rules_changed {
-                self.caches
-                    .push_rules
-                    .insert(user.clone(), (pos, Arc::new(CompiledRules::new(rules.matching(), &user))));
+                self.caches.push_rules.insert(
+                    user.clone(),
+                    (pos, Arc::new(CompiledRules::new(rules.matching(), &user, &self.push_gates))),
+                );
             }
             self.announce(&[Channel::User(user)], Stream::AccountData, pos).await;
         }
