@@ -65,7 +65,7 @@ impl RoomMembers {
                 for m in &missing {
                     entry.members.insert((*m).to_owned(), None);
                 }
-                for row in crate::poll::lazy::members_before(&client, &wanted).await? {
+                for row in queries::members_before(&client, &wanted).await? {
                     let member = row.state_key.clone().unwrap_or_default();
                     entry.members.insert(member, Some(Arc::new(row)));
                 }
