@@ -92,7 +92,7 @@ async fn a_split_deployment_exports_what_the_dashboards_show() {
         let bob = bob.clone();
         tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
     alice.send_text(&room, "t1", "hello").await;
     poll.await.unwrap();
     let upload = reqwest::Client::new()

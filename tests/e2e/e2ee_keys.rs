@@ -355,7 +355,7 @@ async fn key_counts_in_woken_syncs(server: TestServer) {
             let since = since.clone();
             tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        server.until_metric("trellis_sync_open_longpolls", 1.0).await;
         alice.send_text(&room, &format!("k{i}"), "hello").await;
         let woke = poll.await.unwrap();
         assert!(woke["rooms"]["join"][&room]["timeline"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{woke}");

@@ -76,6 +76,8 @@ impl SyncWorker {
 
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
+        // A request that may wait is a long-poll held here, like `/sync`'s.
+        let _open = (pos.is_some() && req.timeout_ms > 0).then(crate::poll::longpoll::OpenPoll::count);
         // Subscribe first, read second: no wake-up can fall between the two. The previous
         // request of the connection may have left its subscription, listening all along: then
         // the bus can vouch that nothing changed since the `pos`, and the request waits
