@@ -8,6 +8,7 @@
 mod connection;
 mod extensions;
 mod lists;
+mod meta;
 mod queries;
 mod request;
 mod rooms;
