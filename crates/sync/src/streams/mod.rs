@@ -1,10 +1,23 @@
-//! Positions of the sync service's own streams (receipts, typing, account data, presence,
-//! to-device), and reading every stream's position (events and device lists included).
+//! The streams the sync service writes besides push: typing, read receipts, presence, account
+//! data (tags and room-upgrade carry-over included), to-device messages and the end-to-end
+//! parts of `/sync` (device lists, key counts). Each file stores its stream, takes positions and
+//! announces changes; `/sync` (in `poll/`) and sliding sync read them back.
+//!
+//! This file: positions of the sync service's own streams (receipts, typing, account data,
+//! presence, to-device), and reading every stream's position (events and device lists included).
 //!
 //! A writer takes the next position by bumping the stream's row in `sync_streams` inside its
 //! transaction. The row stays locked until commit, so writers of one stream commit in position
 //! order and the row's value is always safe for readers: everything at or below it has
 //! committed. Wake-ups are published after commit.
+
+pub(crate) mod account_data;
+pub(crate) mod e2ee;
+pub(crate) mod presence;
+pub(crate) mod receipts;
+pub(crate) mod room_upgrade;
+pub(crate) mod to_device;
+pub(crate) mod typing;
 
 use deadpool_postgres::Transaction;
 use trellis_bus::Channel;

@@ -14,7 +14,10 @@ use dashmap::DashMap;
 use ruma::{api::client::filter::FilterDefinition, push::PushConditionRoomCtx};
 use trellis_core::StreamToken;
 
-use crate::{queries::Membership, room_members::RoomMembers, tail_cache::TailCache, unread::Counts, windows::Windows};
+use crate::{
+    poll::room_members::RoomMembers, poll::tail_cache::TailCache, poll::windows::Windows, push::unread::Counts,
+    queries::Membership,
+};
 
 /// A concurrent map that forgets everything when it outgrows `cap` (checked periodically).
 pub struct Bounded<K: Hash + Eq, V> {
@@ -151,7 +154,7 @@ pub struct Caches {
     /// Lazy-loading: member events sent to `(user, device, room)`, with the position sent at.
     pub lazy_sent: Bounded<Key<3>, Arc<HashMap<String, i64>>>,
     /// Each user's effective push rules and the account-data position they are exact for.
-    pub push_rules: Bounded<String, (i64, Arc<crate::push_match::CompiledRules>)>,
+    pub push_rules: Bounded<String, (i64, Arc<crate::push::matching::CompiledRules>)>,
     /// The push-rule context of `(user, room)` (member count, display name, power levels).
     pub push_rooms: Bounded<Key<2>, Arc<PushConditionRoomCtx>>,
     /// Whether `(user, device)` held one-time or fallback keys at its last exact computation.
@@ -159,7 +162,7 @@ pub struct Caches {
     /// so the exact path; the fast path reads the counts only for devices marked here.
     pub key_devices: Bounded<Key<2>, bool>,
     /// Each user's ignored users and the positions the list is exact for.
-    pub ignored: Bounded<String, (StreamToken, crate::ignored::Ignored)>,
+    pub ignored: Bounded<String, (StreamToken, crate::poll::ignored::Ignored)>,
     /// Each room's type (`m.space`, …), from its create event: it never changes.
     pub room_types: Bounded<String, Option<String>>,
 }

@@ -55,7 +55,7 @@ impl SyncWorker {
             return Ok(Ack {});
         }
         // The unread count may have dropped: the user's push gateways hear the new badge.
-        let badges = tx.execute(crate::push_delivery::QUEUE_BADGES, &[&req.user_id, &now_ms()]).await?;
+        let badges = tx.execute(crate::push::delivery::QUEUE_BADGES, &[&req.user_id, &now_ms()]).await?;
         tx.commit().await?;
         if badges > 0 {
             self.push_queued.notify_one();

@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use ruma::api::client::filter::Filter;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use trellis_core::StreamToken;
+
+use crate::poll::filters;
 
 pub type RawEvent = Box<RawValue>;
 
@@ -34,7 +38,7 @@ impl SyncBody {
         let shape = |events: &mut Vec<RawEvent>| {
             for e in events.iter_mut() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(e.get()) {
-                    *e = raw(crate::fields::keep_fields(&v, fields).to_string());
+                    *e = raw(crate::poll::fields::keep_fields(&v, fields).to_string());
                 }
             }
         };
@@ -53,6 +57,36 @@ impl SyncBody {
                 shape(list);
             }
         }
+    }
+
+    /// The joined room `room` of the body, added (with an empty timeline whose `prev_batch` is
+    /// `prev` and nothing else) if absent; whether it was there already.
+    pub fn joined_room(&mut self, room: String, prev: i64) -> (&mut JoinedRoom, bool) {
+        use std::collections::btree_map::Entry;
+        match self.rooms.join.entry(room) {
+            Entry::Occupied(e) => (e.into_mut(), true),
+            Entry::Vacant(e) => {
+                let timeline = Timeline { prev_batch: StreamToken::new(prev).to_string(), ..Default::default() };
+                (e.insert(JoinedRoom { timeline, ..Default::default() }), false)
+            }
+        }
+    }
+
+    /// A joined room's unread counts (`threads`: the filter asked for per-thread counts, which
+    /// are not kept apart yet: everything is in the main count).
+    pub fn set_unread(&mut self, room: &str, (notes, highlights): (u64, u64), threads: bool) {
+        if let Some(entry) = self.rooms.join.get_mut(room) {
+            entry.unread_notifications.notification_count = notes;
+            entry.unread_notifications.highlight_count = highlights;
+            if threads {
+                entry.unread_thread_notifications = Some(BTreeMap::new());
+            }
+        }
+    }
+
+    /// The presence events the filter lets through.
+    pub fn set_presence(&mut self, filter: &Filter, presence: Vec<serde_json::Value>) {
+        self.presence.events = filters::events(filter, presence).into_iter().map(|e| raw(e.to_string())).collect();
     }
 
     /// Nothing the client has not seen: a long-poll keeps waiting.

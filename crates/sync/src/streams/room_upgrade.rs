@@ -14,10 +14,9 @@ use trellis_core::{Error, Result, Stream};
 use trellis_proto::sync::{Ack, TransferRoomSettingsRequest};
 
 use crate::{
-    SyncWorker, access,
-    push_match::CompiledRules,
-    push_rules,
-    push_ruleset::{SimpleKind, UserRules},
+    SyncWorker, access, push,
+    push::matching::CompiledRules,
+    push::ruleset::{SimpleKind, UserRules},
     streams::next_position,
 };
 
@@ -57,18 +56,18 @@ impl SyncWorker {
             let get = async |room: &str, kind: &str| -> Result<Option<String>> {
                 Ok(tx.query_opt(GET, &[&user, &room, &kind]).await?.map(|r| r.get(0)))
             };
-            let stored_rules = get("", push_rules::PUSH_RULES).await?;
+            let stored_rules = get("", push::rules::PUSH_RULES).await?;
             let old_tags = get(&req.old_room_id, "m.tag").await?;
             let new_tags = get(&req.new_room_id, "m.tag").await?;
             let direct = get("", "m.direct").await?;
 
-            let mut rules = push_rules::effective(&user_id, stored_rules.as_deref());
+            let mut rules = push::rules::effective(&user_id, stored_rules.as_deref());
             let rules_changed = copy_push_rules(&mut rules, &req.old_room_id, &new_room);
             let tags = merged_tags(old_tags.as_deref(), new_tags.as_deref());
             let direct = direct.as_deref().and_then(|d| with_direct_room(d, &req.old_room_id, &req.new_room_id));
             let mut writes: Vec<(&str, &str, String)> = Vec::new();
             if rules_changed {
-                writes.push(("", push_rules::PUSH_RULES, push_rules::content(&rules).to_string()));
+                writes.push(("", push::rules::PUSH_RULES, push::rules::content(&rules).to_string()));
             }
             if let Some(tags) = tags {
                 writes.push((&req.new_room_id, "m.tag", tags.to_string()));
@@ -85,9 +84,10 @@ impl SyncWorker {
             }
             tx.commit().await?;
             if rules_changed {
-                self.caches
-                    .push_rules
-                    .insert(user.clone(), (pos, Arc::new(CompiledRules::new(rules.matching(), &user))));
+                self.caches.push_rules.insert(
+                    user.clone(),
+                    (pos, Arc::new(CompiledRules::new(rules.matching(), &user, &self.push_gates))),
+                );
             }
             self.announce(&[Channel::User(user)], Stream::AccountData, pos).await;
         }
@@ -196,7 +196,7 @@ mod tests {
     fn room_rules_and_rules_naming_the_room_are_copied() {
         let old = "!old:x";
         let new = owned_room_id!("!new:x");
-        let mut rules = push_rules::effective(user_id!("@a:x"), None);
+        let mut rules = push::rules::effective(user_id!("@a:x"), None);
         rules.put(SimpleKind::Room, old, vec![Action::Notify], None, None).unwrap();
         let cond: PushCondition =
             serde_json::from_value(json!({"kind": "event_match", "key": "room_id", "pattern": old})).unwrap();

@@ -6,7 +6,7 @@
 use trellis_core::{Result, Stream, StreamToken};
 use trellis_storage::{device_lists, key_counts};
 
-use crate::{queries::Client, response::SyncBody};
+use crate::{poll::response::SyncBody, queries::Client};
 
 /// Fills the body's device-list changes (incremental syncs only, as Synapse) and key counts;
 /// true if the device holds any one-time or fallback key.

@@ -42,7 +42,7 @@ impl SyncWorker {
         if req.data_type == "m.fully_read" {
             return Err(Error::bad_json("Cannot set m.fully_read through this API; use /read_markers"));
         }
-        if req.data_type == crate::push_rules::PUSH_RULES {
+        if req.data_type == crate::push::rules::PUSH_RULES {
             return Err(Error::bad_json("Cannot set m.push_rules through this API; use /pushrules"));
         }
         self.write_account_data(req).await
@@ -123,7 +123,7 @@ impl SyncWorker {
         let (mut global, mut rooms) = (Vec::new(), HashMap::<String, Vec<Value>>::new());
         for row in client.query(&stmt, &[&user, &since.unwrap_or(-1), &upto]).await? {
             let (room, kind, content): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-            let event = if room.is_empty() && kind == crate::push_rules::PUSH_RULES {
+            let event = if room.is_empty() && kind == crate::push::rules::PUSH_RULES {
                 // Served merged over the current server defaults, like `GET /pushrules/`.
                 json!({ "type": kind, "content": self.push_rules_content(user, Some(&content)) })
             } else {
@@ -135,10 +135,11 @@ impl SyncWorker {
                 rooms.entry(room).or_default().push(event);
             }
         }
-        if since.is_none() && !global.iter().any(|e| e["type"] == crate::push_rules::PUSH_RULES) {
+        if since.is_none() && !global.iter().any(|e| e["type"] == crate::push::rules::PUSH_RULES) {
             // Clients (Element) read their rules from the first sync, edited or not.
-            global
-                .push(json!({ "type": crate::push_rules::PUSH_RULES, "content": self.push_rules_content(user, None) }));
+            global.push(
+                json!({ "type": crate::push::rules::PUSH_RULES, "content": self.push_rules_content(user, None) }),
+            );
         }
         Ok((global, rooms))
     }
@@ -166,7 +167,7 @@ impl SyncWorker {
 
     fn push_rules_content(&self, user: &str, stored: Option<&str>) -> Value {
         match ruma::UserId::parse(user) {
-            Ok(uid) => crate::push_rules::content(&crate::push_rules::effective(&uid, stored)),
+            Ok(uid) => crate::push::rules::content(&crate::push::rules::effective(&uid, stored)),
             Err(_) => json!({}),
         }
     }

@@ -13,8 +13,8 @@ use trellis_core::Result;
 use trellis_storage::{Pool, events::EventRow};
 
 use crate::{
+    poll::room_slots::RoomSlots,
     queries::{self, HeroCandidates},
-    room_slots::RoomSlots,
 };
 
 /// A room's summary as every member sees it but for the heroes, which leave out the viewer.
@@ -65,7 +65,7 @@ impl RoomMembers {
                 for m in &missing {
                     entry.members.insert((*m).to_owned(), None);
                 }
-                for row in crate::lazy::members_before(&client, &wanted).await? {
+                for row in queries::members_before(&client, &wanted).await? {
                     let member = row.state_key.clone().unwrap_or_default();
                     entry.members.insert(member, Some(Arc::new(row)));
                 }

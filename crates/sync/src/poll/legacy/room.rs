@@ -12,7 +12,7 @@ use trellis_storage::{
 };
 
 use super::{in_room, limit_of, snapshots, v1_presence};
-use crate::{SyncWorker, access, presence::PresenceRow, queries, streams};
+use crate::{SyncWorker, access, queries, streams, streams::presence::PresenceRow};
 
 const MEMBERSHIP: &str = "SELECT membership, pos, forgotten FROM memberships WHERE user_id = $1 AND room_id = $2";
 /// Every joined member with their presence, if they ever had any.

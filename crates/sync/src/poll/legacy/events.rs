@@ -18,7 +18,7 @@ use trellis_storage::{
 };
 
 use super::{in_room, v1_event, v1_presence, with_user_id, without_push_rules};
-use crate::{SyncWorker, access, longpoll::parse_since, presence::PresenceRow, queries, streams};
+use crate::{SyncWorker, access, poll::longpoll::parse_since, queries, streams, streams::presence::PresenceRow};
 
 /// Presence changed in `($1, $2]` of the joined members of the rooms `$3` (for peeking).
 const MEMBERS_PRESENCE_CHANGED: &str = "SELECT user_id, state, status_msg, last_active_ts, currently_active \
@@ -50,7 +50,7 @@ impl SyncWorker {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
         // A waiting `/events` is an open long-poll like a waiting `/sync`.
-        let _open = (req.timeout_ms > 0).then(crate::longpoll::OpenPoll::count);
+        let _open = (req.timeout_ms > 0).then(crate::poll::longpoll::OpenPoll::count);
         // Subscribe first, read second: no wake-up can fall in between.
         let mut sub = self.bus.subscribe(&[Channel::User(req.user_id.clone())]).await?;
         let since = match since {

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use trellis_bus::Subscription;
 
 use crate::{
-    caches::{Key, Parts},
+    poll::caches::{Key, Parts},
     queries::Membership,
 };
 

@@ -8,7 +8,7 @@ use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream, StreamPos, time::now_ms};
 use trellis_proto::sync::{Ack, SendToDeviceRequest};
 
-use crate::{SyncWorker, queries::Client, response::RawEvent, response::raw, streams};
+use crate::{SyncWorker, poll::response::RawEvent, poll::response::raw, queries::Client, streams};
 
 /// Most messages one `/sync` response carries.
 pub const PER_SYNC: i64 = 100;

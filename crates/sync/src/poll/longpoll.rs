@@ -12,7 +12,7 @@ use trellis_bus::{Channel, Subscription};
 use trellis_core::{Error, Result, Stream, StreamToken};
 use trellis_proto::sync::{SyncRequest, SyncResponse};
 
-use crate::{SyncWorker, compute::Request, filters, queries, response::SyncBody, streams};
+use crate::{SyncWorker, poll::filters, poll::response::SyncBody, poll::steps::Request, queries, streams};
 
 /// One long-poll's parameters.
 pub(crate) struct Poll<'a> {
@@ -63,29 +63,7 @@ impl SyncWorker {
     pub(crate) async fn wait_for_news(&self, poll: &Poll<'_>) -> Result<SyncBody> {
         let _open = OpenPoll::count();
         let deadline = tokio::time::Instant::now() + poll.timeout.min(self.settings.max_timeout);
-        // Subscribe first, read second. The device's previous poll may have left its
-        // subscription, registered all along.
-        let kept = self.parked.take(poll.user_id, poll.device_id);
-        let (mut sub, listened) = match kept {
-            Some(parked) => {
-                // What it was woken for meanwhile shows in the news read below.
-                parked.sub.clear_wakeups();
-                (parked.sub, Some(parked.rooms))
-            }
-            None => (self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?, None),
-        };
-        // An initial sync reads memberships afresh: forgetting a room changes no stream.
-        let mut memberships = self.memberships(&sub, poll.user_id, poll.since.is_none()).await?;
-        match listened {
-            Some(rooms) if Arc::ptr_eq(&rooms, &memberships) => {}
-            Some(_) => {
-                // The user's rooms changed since it was parked: a fresh subscription (made
-                // before the kept one is dropped, so the user's channel stays watched).
-                sub = self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?;
-                listen_to_rooms(&mut sub, &memberships).await?;
-            }
-            None => listen_to_rooms(&mut sub, &memberships).await?,
-        }
+        let (mut sub, mut memberships) = self.subscribe(poll).await?;
         // Room-channel changes of streams the filter shuts out are no news for this poll, and
         // do not even wake it.
         let ignored = filters::ignored_streams(poll.filter);
@@ -101,100 +79,184 @@ impl SyncWorker {
             filter: poll.filter,
         };
         let incremental = poll.since.is_some() && !poll.full_state;
-        let mut checked = poll.since;
-        let mut computations = 0u32;
-        // Set once the poll has waited: from then on the hub's wake-ups say what is new.
-        let mut waited = false;
-        let mut hold_until = None;
-        // The events position PostgreSQL had announced when this request was checked.
-        let mut caught_up_to = None;
+        let mut round = Rounds { checked: poll.since, ..Default::default() };
         loop {
-            let news = checked.map(|c| {
+            let news = round.checked.map(|c| {
                 let mut news = sub.news_since(&c);
                 news.changes.retain(|(c, s, _)| !(matches!(c, Channel::Room(_)) && ignored.contains(s)));
                 news
             });
-            tracing::debug!(?checked, news = ?news, "long-poll round");
+            tracing::debug!(checked = ?round.checked, news = ?news, "long-poll round");
             // Woken only by receipts, typing or presence: gather more of them for a moment
             // (an event still answers at once).
-            if waited && news.as_ref().is_some_and(|n| incremental && n.known && only_ephemeral(n)) {
-                let until =
-                    *hold_until.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.ephemeral_batch);
-                let until = until.min(deadline);
-                if tokio::time::Instant::now() < until && !self.shutdown.is_triggered() {
-                    tokio::select! {
-                        _ = sub.wait() => {}
-                        _ = tokio::time::sleep_until(until) => {}
-                        _ = self.shutdown.wait() => {}
-                    }
-                    continue;
-                }
+            if round.waited
+                && news.as_ref().is_some_and(|n| incremental && n.known && only_ephemeral(n))
+                && self.gather_ephemeral(&sub, &mut round.hold_until, deadline).await
+            {
+                continue;
             }
             let user_changed = news
                 .as_ref()
                 .is_none_or(|n| !n.known || n.changes.iter().any(|(c, _, _)| matches!(c, Channel::User(_))));
-            let mut answered = None;
-            if let Some(news) = news.as_ref().filter(|n| incremental && n.known) {
-                if news.changes.is_empty() {
-                    answered = Some(None);
-                } else if !waited && !self.hub_caught_up(news, &mut caught_up_to).await? {
-                    // Wait (briefly) for the wake-ups of what was committed before this
-                    // request, then look again; past the bound, PostgreSQL answers.
-                    let goal = caught_up_to.unwrap_or_default();
-                    if let Some(c) = checked
-                        && self.hub_reaches(&sub, &c, goal).await
-                    {
-                        continue;
-                    }
-                    crate::fast::slow("hub_behind");
-                } else if let Some(body) = self.compute_fast(&request, news, &memberships, &sub).await? {
-                    computations += 1;
-                    answered = Some(Some(body));
-                }
-            } else if incremental && news.is_some() {
-                crate::fast::slow("not_known");
-            }
-            let body = match answered {
-                Some(Some(body)) => Some(body),
-                Some(None) => None,
+            let answer = match news.as_ref().filter(|n| incremental && n.known) {
+                Some(news) => self.answer_from_news(&request, news, &memberships, &sub, &mut round).await?,
                 None => {
-                    if user_changed && checked.is_some() {
+                    if incremental && news.is_some() {
+                        crate::poll::fast::slow("not_known");
+                    }
+                    Answer::Exact
+                }
+            };
+            let body = match answer {
+                Answer::Again => continue,
+                Answer::Body(body) => Some(*body),
+                Answer::Nothing => None,
+                Answer::Exact => {
+                    if user_changed && round.checked.is_some() {
                         // Memberships may have changed: read them again before computing.
                         memberships = self.memberships(&sub, poll.user_id, false).await?;
                         listen_to_rooms(&mut sub, &memberships).await?;
                         exact = false;
                     }
-                    let client = self.pool.get().await?;
-                    let pos = streams::current(&client).await?;
-                    sub.baseline(&pos);
-                    computations += 1;
-                    Some(self.compute(&client, &request, pos, &memberships).await?)
+                    round.computations += 1;
+                    Some(self.compute_now(&sub, &request, &memberships).await?)
                 }
             };
             let expired = tokio::time::Instant::now() >= deadline;
             if let Some(body) = body {
                 if !incremental || !body.is_empty() || expired || self.shutdown.is_triggered() {
-                    metrics::histogram!("trellis_sync_computations").record(f64::from(computations));
-                    self.park(poll, sub, memberships, exact);
-                    return Ok(body);
+                    return Ok(self.answer(poll, sub, memberships, exact, body, round.computations));
                 }
                 // Nothing for the client up to the body's position: ask about changes after it.
-                checked = Some(body.next_batch.parse()?);
-                hold_until = None;
+                round.checked = Some(body.next_batch.parse()?);
+                round.hold_until = None;
             } else if expired || self.shutdown.is_triggered() {
                 // "Nothing new" is only said after asking PostgreSQL: a change can be committed
                 // while its wake-up is still on its way to this process.
-                let client = self.pool.get().await?;
-                let pos = streams::current(&client).await?;
-                sub.baseline(&pos);
-                let body = self.compute(&client, &request, pos, &memberships).await?;
-                metrics::histogram!("trellis_sync_computations").record(f64::from(computations + 1));
-                self.park(poll, sub, memberships, exact);
-                return Ok(body);
+                let body = self.compute_now(&sub, &request, &memberships).await?;
+                return Ok(self.answer(poll, sub, memberships, exact, body, round.computations + 1));
             }
             self.wait_once(&sub, deadline).await;
-            waited = true;
+            round.waited = true;
         }
+    }
+
+    /// The poll's subscription: the device's previous poll may have left its own, registered
+    /// all along; else a new one on the user's channel. Subscribe first, read second: then the
+    /// user's memberships, and the subscription made to listen to exactly their rooms.
+    async fn subscribe(&self, poll: &Poll<'_>) -> Result<(Subscription, Arc<Vec<queries::Membership>>)> {
+        let kept = self.parked.take(poll.user_id, poll.device_id);
+        let (mut sub, listened) = match kept {
+            Some(parked) => {
+                // What it was woken for meanwhile shows in the news read below.
+                parked.sub.clear_wakeups();
+                (parked.sub, Some(parked.rooms))
+            }
+            None => (self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?, None),
+        };
+        // An initial sync reads memberships afresh: forgetting a room changes no stream.
+        let memberships = self.memberships(&sub, poll.user_id, poll.since.is_none()).await?;
+        match listened {
+            Some(rooms) if Arc::ptr_eq(&rooms, &memberships) => {}
+            Some(_) => {
+                // The user's rooms changed since it was parked: a fresh subscription (made
+                // before the kept one is dropped, so the user's channel stays watched).
+                sub = self.bus.subscribe(&[Channel::User(poll.user_id.to_owned())]).await?;
+                listen_to_rooms(&mut sub, &memberships).await?;
+            }
+            None => listen_to_rooms(&mut sub, &memberships).await?,
+        }
+        Ok((sub, memberships))
+    }
+
+    /// Holds a poll woken only by receipts, typing or presence until more of them come or
+    /// `ephemeral_batch` has passed since the first; whether it held (false: answer now).
+    async fn gather_ephemeral(
+        &self,
+        sub: &Subscription,
+        hold_until: &mut Option<tokio::time::Instant>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let until = *hold_until.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.ephemeral_batch);
+        let until = until.min(deadline);
+        if tokio::time::Instant::now() >= until || self.shutdown.is_triggered() {
+            return false;
+        }
+        tokio::select! {
+            _ = sub.wait() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = self.shutdown.wait() => {}
+        }
+        true
+    }
+
+    /// What the hub's `news` lets this round answer: nothing new, the fast path's body, or
+    /// (the hub still behind this request, or the fast path unable to vouch) the exact path.
+    async fn answer_from_news(
+        &self,
+        request: &Request<'_>,
+        news: &trellis_bus::News,
+        memberships: &[queries::Membership],
+        sub: &Subscription,
+        round: &mut Rounds,
+    ) -> Result<Answer> {
+        if news.changes.is_empty() {
+            return Ok(Answer::Nothing);
+        }
+        if !round.waited && !self.hub_caught_up(news, &mut round.caught_up_to).await? {
+            // Wait (briefly) for the wake-ups of what was committed before this request, then
+            // look again; past the bound, PostgreSQL answers.
+            let goal = round.caught_up_to.unwrap_or_default();
+            if let Some(c) = round.checked
+                && self.hub_reaches(sub, &c, goal).await
+            {
+                return Ok(Answer::Again);
+            }
+            crate::poll::fast::slow("hub_behind");
+            return Ok(Answer::Exact);
+        }
+        match self.compute_fast(request, news, memberships, sub).await? {
+            Some(body) => {
+                round.computations += 1;
+                Ok(Answer::Body(Box::new(body)))
+            }
+            None => Ok(Answer::Exact),
+        }
+    }
+
+    /// The exact path at the positions PostgreSQL has committed now.
+    async fn compute_now(
+        &self,
+        sub: &Subscription,
+        request: &Request<'_>,
+        memberships: &[queries::Membership],
+    ) -> Result<SyncBody> {
+        let (client, pos) = self.positions_now(sub).await?;
+        self.compute(&client, request, pos, memberships).await
+    }
+
+    /// Every stream's committed position, which `sub`'s news is then told holds nothing new
+    /// unheard.
+    async fn positions_now(&self, sub: &Subscription) -> Result<(queries::Client, StreamToken)> {
+        let client = self.pool.get().await?;
+        let pos = streams::current(&client).await?;
+        sub.baseline(&pos);
+        Ok((client, pos))
+    }
+
+    /// Answers the poll with `body`, parking its subscription for the device's next poll.
+    fn answer(
+        &self,
+        poll: &Poll<'_>,
+        sub: Subscription,
+        memberships: Arc<Vec<queries::Membership>>,
+        exact: bool,
+        body: SyncBody,
+        computations: u32,
+    ) -> SyncBody {
+        metrics::histogram!("trellis_sync_computations").record(f64::from(computations));
+        self.park(poll, sub, memberships, exact);
+        body
     }
 
     /// Waits for a wake-up of `sub`, the deadline or shutdown, whichever comes first (while the
@@ -214,7 +276,7 @@ impl SyncWorker {
     /// exactly the rooms of `memberships` (and the worker is not shutting down).
     fn park(&self, poll: &Poll<'_>, sub: Subscription, memberships: Arc<Vec<queries::Membership>>, exact: bool) {
         if exact && !self.shutdown.is_triggered() {
-            self.parked.park(poll.user_id, poll.device_id, crate::parked::Parked { sub, rooms: memberships });
+            self.parked.park(poll.user_id, poll.device_id, crate::poll::parked::Parked { sub, rooms: memberships });
         }
     }
 
@@ -245,9 +307,7 @@ impl SyncWorker {
                 return Ok(list);
             }
         }
-        let client = self.pool.get().await?;
-        let pos = streams::current(&client).await?;
-        sub.baseline(&pos);
+        let (client, pos) = self.positions_now(sub).await?;
         let list = Arc::new(queries::memberships(&client, user).await?);
         self.caches.memberships.insert(user.to_owned(), (list.clone(), pos));
         Ok(list)
@@ -274,6 +334,33 @@ impl SyncWorker {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// Where a long-poll stands between its rounds.
+#[derive(Default)]
+struct Rounds {
+    /// The last position known to hold nothing new for the client.
+    checked: Option<StreamToken>,
+    /// Responses computed (fast or exact), for `trellis_sync_computations`.
+    computations: u32,
+    /// Set once the poll has waited: from then on the hub's wake-ups say what is new.
+    waited: bool,
+    /// Until when a poll woken only by ephemeral news gathers more.
+    hold_until: Option<tokio::time::Instant>,
+    /// The events position PostgreSQL had announced when this request was checked.
+    caught_up_to: Option<i64>,
+}
+
+/// What a round's news lets it do.
+enum Answer {
+    /// Nothing new: keep waiting.
+    Nothing,
+    /// The fast path's response.
+    Body(Box<SyncBody>),
+    /// Only PostgreSQL can answer exactly.
+    Exact,
+    /// The hub caught up: look at the news again.
+    Again,
 }
 
 const HUB_WAIT: Duration = Duration::from_millis(100);

@@ -14,9 +14,9 @@ use serde_json::Value;
 use trellis_core::{Error, Result, Stream, StreamPos, time::now_ms};
 
 use crate::{
-    presence::PresenceRow,
-    receipts::{ReceiptRow, receipt_events_of},
-    typing::typing_event,
+    streams::presence::PresenceRow,
+    streams::receipts::{ReceiptRow, receipt_events_of},
+    streams::typing::typing_event,
 };
 
 /// Wider windows (a client far behind) go to the exact path instead.

@@ -18,7 +18,7 @@ use std::{
     collections::HashMap,
     ops::Deref,
     sync::{
-        Mutex, OnceLock, PoisonError,
+        Mutex, PoisonError,
         atomic::{AtomicU8, Ordering},
     },
 };
@@ -56,9 +56,10 @@ impl Deref for CompiledRules {
 }
 
 impl CompiledRules {
-    /// `rules`, the rules of `user`, prepared for matching.
-    pub fn new(rules: Ruleset, user: &str) -> CompiledRules {
-        let shortcuts = rules.iter().map(|rule| shortcut(rule, user)).collect();
+    /// `rules`, the rules of `user`, prepared for matching; their gates are numbered in
+    /// `gates` (the worker's), as are those of every rule matched against the same events.
+    pub fn new(rules: Ruleset, user: &str, gates: &Gates) -> CompiledRules {
+        let shortcuts = rules.iter().map(|rule| shortcut(rule, user, gates)).collect();
         CompiledRules { rules, shortcuts }
     }
 
@@ -101,7 +102,7 @@ impl CompiledRules {
 }
 
 /// How `rule` (one of `user`'s) may be shortened.
-fn shortcut(rule: AnyPushRuleRef<'_>, user: &str) -> Shortcut {
+fn shortcut(rule: AnyPushRuleRef<'_>, user: &str, gates: &Gates) -> Shortcut {
     match rule {
         AnyPushRuleRef::Override(r) | AnyPushRuleRef::Underride(r) => {
             if !r.enabled {
@@ -114,7 +115,7 @@ fn shortcut(rule: AnyPushRuleRef<'_>, user: &str) -> Shortcut {
             // ruma's rule does it): they are never decided by their gate alone.
             let special = matches!(r.rule_id.as_str(), ".m.rule.roomnotif" | ".m.rule.contains_display_name");
             let decides = shared.len() == r.conditions.len() && !special;
-            let gate = if shared.is_empty() { None } else { gate_index(&shared).map(|i| (i, shared, decides)) };
+            let gate = if shared.is_empty() { None } else { gates.index(&shared).map(|i| (i, shared, decides)) };
             Shortcut { gate, display_name, ..Shortcut::default() }
         }
         AnyPushRuleRef::Content(r) if !r.enabled => Shortcut { disabled: true, ..Shortcut::default() },
@@ -135,16 +136,24 @@ fn shareable(condition: &PushCondition, user: &str) -> bool {
     event_only && serde_json::to_string(condition).is_ok_and(|json| !json.contains(user))
 }
 
-/// The process-wide index of a gate (its conditions), or `None` once `MAX_GATES` are taken.
-fn gate_index(conditions: &[PushCondition]) -> Option<usize> {
-    static GATES: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
-    let key = serde_json::to_string(conditions).ok()?;
-    let mut gates = GATES.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(i) = gates.get(&key) {
-        return Some(*i);
+/// The gates of one worker's compiled rules, each numbered once: the index of a gate is its
+/// slot in the [`EventFacts`] of every event those rules are matched against.
+#[derive(Debug, Default)]
+pub struct Gates {
+    known: Mutex<HashMap<String, usize>>,
+}
+
+impl Gates {
+    /// The index of a gate (its conditions), or `None` once `MAX_GATES` are taken.
+    fn index(&self, conditions: &[PushCondition]) -> Option<usize> {
+        let key = serde_json::to_string(conditions).ok()?;
+        let mut gates = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = gates.get(&key) {
+            return Some(*i);
+        }
+        let next = gates.len();
+        (next < MAX_GATES).then(|| *gates.entry(key).or_insert(next))
     }
-    let next = gates.len();
-    (next < MAX_GATES).then(|| *gates.entry(key).or_insert(next))
 }
 
 /// One event as the rules see it, with the gate answers shared between the users it is
@@ -199,7 +208,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::{push_eval, push_rules};
+    use crate::push::{eval, rules};
 
     /// The first rule ruma itself finds, asked rule by rule.
     async fn reference(rules: &Ruleset, ctx: &PushConditionRoomCtx, flat: &FlattenedJson) -> Option<String> {
@@ -220,13 +229,13 @@ mod tests {
             ("@erin:x", "kelvin"),
             ("@frank:x", ""),
         ];
-        let pl = push_eval::power_levels(&json!({"users": {"@alice:x": 100}, "notifications": {"room": 50}}));
+        let pl = eval::power_levels(&json!({"users": {"@alice:x": 100}, "notifications": {"room": 50}}));
         names
             .iter()
             .enumerate()
             .map(|(i, (id, name))| {
                 let user: OwnedUserId = id.parse().unwrap();
-                let mut rules = push_rules::defaults(&user);
+                let mut rules = rules::defaults(&user);
                 if i % 2 == 0 {
                     // Users' own rules: a keyword, a wildcard keyword, a room rule, a sender
                     // rule, an override on the room, a disabled default.
@@ -263,7 +272,7 @@ mod tests {
 
     fn events() -> Vec<String> {
         let msg = |sender: &str, content: Value| {
-            push_eval::event_json("$e", "!r:x", sender, "m.room.message", None, &content.to_string())
+            eval::event_json("$e", "!r:x", sender, "m.room.message", None, &content.to_string())
         };
         let mut out = Vec::new();
         for sender in ["@alice:x", "@bob:x", "@zed:x"] {
@@ -297,32 +306,33 @@ mod tests {
             let edit = json!({"body": "* alice", "m.relates_to": {"rel_type": "m.replace", "event_id": "$p"}});
             out.push(msg(sender, edit));
             for kind in ["m.room.encrypted", "m.reaction", "m.call.invite", "m.room.server_acl"] {
-                out.push(push_eval::event_json("$e", "!r:x", sender, kind, None, r#"{"body":"alice"}"#));
+                out.push(eval::event_json("$e", "!r:x", sender, kind, None, r#"{"body":"alice"}"#));
             }
             for target in ["@alice:x", "@bob:x", "@carol:x"] {
                 let invite = r#"{"membership":"invite"}"#;
-                out.push(push_eval::event_json("$e", "!r:x", sender, "m.room.member", Some(target), invite));
+                out.push(eval::event_json("$e", "!r:x", sender, "m.room.member", Some(target), invite));
             }
             let tomb = r#"{"body":"moved","replacement_room":"!n:x"}"#;
-            out.push(push_eval::event_json("$e", "!r:x", sender, "m.room.tombstone", Some(""), tomb));
+            out.push(eval::event_json("$e", "!r:x", sender, "m.room.tombstone", Some(""), tomb));
         }
         out
     }
 
     #[tokio::test]
     async fn shared_answers_match_what_ruma_decides_alone() {
+        let gates = Gates::default();
         let users: Vec<(CompiledRules, PushConditionRoomCtx, Ruleset)> = users()
             .into_iter()
-            .map(|(rules, ctx)| (CompiledRules::new(rules.clone(), ctx.user_id.as_str()), ctx, rules))
+            .map(|(rules, ctx)| (CompiledRules::new(rules.clone(), ctx.user_id.as_str(), &gates), ctx, rules))
             .collect();
         let mut matched = std::collections::BTreeSet::new();
         for event in events() {
             // One set of facts per event, shared by every user in turn (and twice over, so
             // later users read answers earlier ones left).
-            let facts = push_eval::facts(&event).unwrap();
+            let facts = eval::facts(&event).unwrap();
             for round in 0..2 {
                 for (compiled, ctx, rules) in &users {
-                    let flat = push_eval::facts(&event).unwrap().flat;
+                    let flat = eval::facts(&event).unwrap().flat;
                     let expected = reference(rules, ctx, &flat).await;
                     let got = compiled.first_match(&facts, ctx).await.map(|r| r.rule_id().to_owned());
                     assert_eq!(got, expected, "round {round}, {} on {event}", ctx.user_id);

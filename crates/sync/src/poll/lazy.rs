@@ -10,9 +10,13 @@ use std::{
 
 use ruma::api::client::filter::{LazyLoadOptions, RoomEventFilter};
 use trellis_core::Result;
-use trellis_storage::events::{COLUMNS, EventRow};
+use trellis_storage::events::EventRow;
 
-use crate::{SyncWorker, room_members::RoomSummary, tail_cache::TailEvent};
+use crate::{
+    SyncWorker,
+    poll::{room_members::RoomSummary, tail_cache::TailEvent},
+    queries,
+};
 
 const SENT: &str = "SELECT room_id, member_id, event_id, pos FROM lazy_members_sent \
      WHERE user_id = $1 AND device_id = $2 AND room_id = ANY($3) AND pos <= $4";
@@ -138,7 +142,7 @@ impl SyncWorker {
             Some(since) if !include_redundant => self.members_sent(client, user, device, &rooms, since).await?,
             _ => HashMap::new(),
         };
-        let members = members_before(client, &wanted).await?;
+        let members = queries::members_before(client, &wanted).await?;
         let mut delivered: Vec<EventRow> = Vec::new();
         // Per room, the members whose current event the device has, and since when.
         let mut current: HashMap<String, HashMap<String, i64>> = HashMap::new();
@@ -220,26 +224,6 @@ impl SyncWorker {
         let records = sent.iter().map(|e| {
             (user, device, e.room_id.as_str(), e.state_key.as_deref().unwrap_or_default(), e.event_id.as_str(), pos)
         });
-        crate::lazy_batch::write(client, records).await
+        crate::poll::lazy_batch::write(client, records).await
     }
-}
-
-/// Member events as of just before `before`, per room, for the given members.
-pub(crate) async fn members_before(
-    client: &deadpool_postgres::Client,
-    wanted: &[(String, String, i64)],
-) -> Result<Vec<EventRow>> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT m.* FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w(rid, member, before) \
-         CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE room_id = w.rid AND type = 'm.room.member' \
-         AND state_key = w.member AND pos < w.before ORDER BY pos DESC LIMIT 1) m"
-    );
-    let rooms: Vec<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
-    let members: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
-    let befores: Vec<i64> = wanted.iter().map(|w| w.2).collect();
-    let rows = client.query(&client.prepare_cached(&sql).await?, &[&rooms, &members, &befores]).await?;
-    Ok(rows.iter().map(EventRow::from_row).collect())
 }

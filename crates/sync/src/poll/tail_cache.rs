@@ -12,7 +12,7 @@ use trellis_storage::{
     events::{COLUMNS, EventRow, Format, Viewer},
 };
 
-use crate::room_slots::RoomSlots;
+use crate::poll::room_slots::RoomSlots;
 
 /// Events kept per room; a client further behind is served from PostgreSQL.
 const CAPACITY: usize = 128;
@@ -24,7 +24,7 @@ pub struct TailEvent {
     pub has_url: bool,
     /// The event as push rules see it (see `push_eval::event_json`), flattened once, with the
     /// rule answers shared by every member's evaluation.
-    pub push: Option<crate::push_match::EventFacts>,
+    pub push: Option<crate::push::matching::EventFacts>,
     /// The event as `/sync` shows it (without `room_id`) to every viewer but the sending
     /// device, split around the value of `unsigned.age`: rendered once, not once per client.
     shown: Option<(String, String)>,
@@ -35,7 +35,7 @@ impl TailEvent {
         let has_url = serde_json::from_str::<serde_json::Value>(&row.content)
             .ok()
             .is_some_and(|c| c.as_object().is_some_and(|o| o.contains_key("url")));
-        let push_json = crate::push_eval::event_json(
+        let push_json = crate::push::eval::event_json(
             &row.event_id,
             &row.room_id,
             &row.sender,
@@ -43,7 +43,7 @@ impl TailEvent {
             row.state_key.as_deref(),
             &row.content,
         );
-        let push = crate::push_eval::facts(&push_json);
+        let push = crate::push::eval::facts(&push_json);
         let shown = age_template(&row);
         TailEvent { row, has_url, push, shown }
     }

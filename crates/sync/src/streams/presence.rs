@@ -198,15 +198,15 @@ impl SyncWorker {
         client: &deadpool_postgres::Client,
         filter: &ruma::api::client::filter::Filter,
         users: &std::collections::HashSet<String>,
-        body: &mut crate::response::SyncBody,
+        body: &mut crate::poll::response::SyncBody,
     ) -> Result<()> {
-        let current = crate::filters::events(filter, self.current_presence(client, users).await?);
+        let current = crate::poll::filters::events(filter, self.current_presence(client, users).await?);
         body.presence.events.retain(|e| {
             let sender =
                 serde_json::from_str::<Value>(e.get()).ok().and_then(|v| v["sender"].as_str().map(str::to_owned));
             sender.is_none_or(|s| !users.contains(&s))
         });
-        body.presence.events.extend(current.into_iter().map(|e| crate::response::raw(e.to_string())));
+        body.presence.events.extend(current.into_iter().map(|e| crate::poll::response::raw(e.to_string())));
         Ok(())
     }
 

@@ -19,8 +19,8 @@ use trellis_proto::sync::{JsonResponse, PushRulesRequest};
 
 use crate::{
     SyncWorker, access,
-    push_match::CompiledRules,
-    push_ruleset::{SimpleKind, SimpleRule, UserRules},
+    push::matching::CompiledRules,
+    push::ruleset::{SimpleKind, SimpleRule, UserRules},
     streams::next_position,
 };
 
@@ -254,7 +254,7 @@ impl SyncWorker {
         let stmt = client.prepare_cached(LOAD).await?;
         let row = client.query_one(&stmt, &[&user]).await?;
         let (stored, pos): (Option<String>, i64) = (row.get(0), row.get(1));
-        let rules = Arc::new(CompiledRules::new(effective(&uid, stored.as_deref()).matching(), user));
+        let rules = Arc::new(CompiledRules::new(effective(&uid, stored.as_deref()).matching(), user, &self.push_gates));
         self.caches.push_rules.insert(user.to_owned(), (pos, rules.clone()));
         Ok((pos, rules))
     }
@@ -298,7 +298,9 @@ impl SyncWorker {
         }
         tx.execute(UPSERT, &[&user, &content(&rules).to_string(), &pos]).await?;
         tx.commit().await?;
-        self.caches.push_rules.insert(user.to_owned(), (pos, Arc::new(CompiledRules::new(rules.matching(), user))));
+        self.caches
+            .push_rules
+            .insert(user.to_owned(), (pos, Arc::new(CompiledRules::new(rules.matching(), user, &self.push_gates))));
         self.announce(&[Channel::User(user.to_owned())], Stream::AccountData, pos).await;
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::{
 use ruma::push::PushConditionRoomCtx;
 use trellis_core::Result;
 
-use crate::{SyncWorker, push_eval, push_match::CompiledRules, tail_cache::TailEvent};
+use crate::{SyncWorker, poll::tail_cache::TailEvent, push::eval, push::matching::CompiledRules};
 
 /// Counting stops here: a client shows "99+" long before.
 const MAX_COUNTED: i64 = 1000;
@@ -58,7 +58,7 @@ impl SyncWorker {
         let (_, rules) = self.load_push_rules(client, user).await?;
         let mut contexts: HashMap<String, Arc<PushConditionRoomCtx>> = HashMap::new();
         for room in rooms {
-            if let Some(ctx) = push_eval::room_ctx(client, user, room).await? {
+            if let Some(ctx) = eval::room_ctx(client, user, room).await? {
                 let ctx = Arc::new(ctx);
                 self.caches.push_rooms.insert_at([user, room], ctx.clone());
                 contexts.insert(room.clone(), ctx);
@@ -78,8 +78,8 @@ impl SyncWorker {
             if ignored.contains(row.get::<_, &str>(2)) {
                 continue;
             }
-            let event = push_eval::event_json(event_id, &room, row.get(2), row.get(3), row.get(4), row.get(5));
-            let outcome = push_eval::evaluate(&rules, ctx, &event).await;
+            let event = eval::event_json(event_id, &room, row.get(2), row.get(3), row.get(4), row.get(5));
+            let outcome = eval::evaluate(&rules, ctx, &event).await;
             let entry = out.entry(room).or_default();
             entry.0 += u64::from(outcome.notify);
             entry.1 += u64::from(outcome.notify && outcome.highlight);
@@ -109,7 +109,7 @@ impl SyncWorker {
         let (mut notes, mut highlights) = counts;
         for e in events.iter().filter(|e| e.row.sender != user) {
             let Some(facts) = &e.push else { continue };
-            let outcome = push_eval::evaluate_facts(&rules, &ctx, facts).await;
+            let outcome = eval::evaluate_facts(&rules, &ctx, facts).await;
             notes += u64::from(outcome.notify);
             highlights += u64::from(outcome.notify && outcome.highlight);
         }

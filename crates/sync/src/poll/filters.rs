@@ -134,26 +134,25 @@ pub fn timeline_event_passes(
 
 /// Top-level presence or account-data events through a filter.
 pub fn events(filter: &Filter, events: Vec<Value>) -> Vec<Value> {
-    let limit = filter.limit.map_or(usize::MAX, |l| u64::from(l) as usize);
-    events
-        .into_iter()
-        .filter(|e| {
-            passes(e, filter.types.as_deref(), &filter.not_types, filter.senders.as_deref(), &filter.not_senders)
-        })
-        .take(limit)
-        .collect()
+    let f = filter;
+    through(events, (f.types.as_deref(), &f.not_types), (f.senders.as_deref(), &f.not_senders), f.limit)
 }
 
 /// Per-room ephemeral or account-data events through a filter.
 pub fn room_events(filter: &RoomEventFilter, events: Vec<Value>) -> Vec<Value> {
-    let limit = filter.limit.map_or(usize::MAX, |l| u64::from(l) as usize);
-    events
-        .into_iter()
-        .filter(|e| {
-            passes(e, filter.types.as_deref(), &filter.not_types, filter.senders.as_deref(), &filter.not_senders)
-        })
-        .take(limit)
-        .collect()
+    let f = filter;
+    through(events, (f.types.as_deref(), &f.not_types), (f.senders.as_deref(), &f.not_senders), f.limit)
+}
+
+/// The first `limit` of `events` whose type and sender the lists let through.
+fn through(
+    events: Vec<Value>,
+    (types, not_types): (Option<&[String]>, &[String]),
+    (senders, not_senders): (Option<&[ruma::OwnedUserId]>, &[ruma::OwnedUserId]),
+    limit: Option<ruma::UInt>,
+) -> Vec<Value> {
+    let limit = limit.map_or(usize::MAX, |l| u64::from(l) as usize);
+    events.into_iter().filter(|e| passes(e, types, not_types, senders, not_senders)).take(limit).collect()
 }
 
 /// Whether a type list lets nothing through (`types: []`, a `*` in `not_types`, or `limit: 0`),

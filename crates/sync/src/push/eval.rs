@@ -14,7 +14,7 @@ use ruma::{
 use serde_json::{Value, value::RawValue};
 use trellis_core::Result;
 
-use crate::push_match::{CompiledRules, EventFacts};
+use crate::push::matching::{CompiledRules, EventFacts};
 
 /// Member count, the user's member event content, the power levels content and the user's
 /// global display name (the fallback), for one room; then the create event's sender and
@@ -269,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn default_rules_decide() {
         let me = owned_user_id!("@alice:example.org");
-        let rules = CompiledRules::new(crate::push_rules::defaults(&me), me.as_str());
+        let rules = CompiledRules::new(crate::push::rules::defaults(&me), me.as_str(), &Default::default());
         let ctx = PushConditionRoomCtx::new(owned_room_id!("!r:example.org"), uint!(3), me.clone(), "Alice".into())
             .with_power_levels(power_levels(&serde_json::json!({"users": {"@bob:example.org": 100}})));
         let msg = |body: &str| {

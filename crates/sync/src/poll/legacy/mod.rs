@@ -17,7 +17,7 @@ use trellis_storage::{
     visibility,
 };
 
-use crate::{presence::PresenceRow, queries};
+use crate::{queries, streams::presence::PresenceRow};
 
 /// Messages per room, or events per `/events` answer, when the client gives no `limit`.
 const DEFAULT_LIMIT: u32 = 10;
@@ -128,7 +128,7 @@ async fn public_rooms(client: &queries::Client, rooms: &[&str]) -> Result<Vec<St
 
 /// Global account data as the old API shows it: push rules have their own API.
 fn without_push_rules(events: Vec<Value>) -> Vec<Value> {
-    events.into_iter().filter(|e| e["type"] != crate::push_rules::PUSH_RULES).collect()
+    events.into_iter().filter(|e| e["type"] != crate::push::rules::PUSH_RULES).collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::{
 
 use trellis_core::{Result, shutdown::Shutdown, time::now_ms};
 
-use crate::{SyncWorker, push_eval, push_match::CompiledRules};
+use crate::{SyncWorker, push::eval, push::matching::CompiledRules};
 
 /// Events evaluated per batch (one transaction).
 const BATCH: i64 = 200;
@@ -92,7 +92,7 @@ pub(crate) async fn run(worker: std::sync::Weak<SyncWorker>, shutdown: Shutdown)
 #[derive(Default)]
 struct Memo {
     rules: HashMap<String, (Option<i64>, Arc<CompiledRules>)>,
-    rooms: HashMap<String, (i64, Option<Arc<push_eval::RoomContexts>>)>,
+    rooms: HashMap<String, (i64, Option<Arc<eval::RoomContexts>>)>,
 }
 
 /// The rows of one batch, column by column.
@@ -133,7 +133,7 @@ impl SyncWorker {
         for room in &rooms {
             let state_pos: i64 = read.query_one(STATE_POS, &[room]).await?.get(0);
             if memo.rooms.get(*room).is_none_or(|(at, _)| *at != state_pos) {
-                let contexts = push_eval::RoomContexts::load(&read, room).await?.map(Arc::new);
+                let contexts = eval::RoomContexts::load(&read, room).await?.map(Arc::new);
                 memo.rooms.insert((*room).to_owned(), (state_pos, contexts));
             }
             if let Some((_, Some(contexts))) = memo.rooms.get(*room) {
@@ -162,9 +162,9 @@ impl SyncWorker {
         let mut actions_json: HashMap<(usize, usize), String> = HashMap::new();
         for ev in &events {
             let (pos, event_id, room, sender): (i64, &str, &str, &str) = (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
-            let json = push_eval::event_json(event_id, room, sender, ev.get(4), ev.get(5), ev.get(6));
+            let json = eval::event_json(event_id, room, sender, ev.get(4), ev.get(5), ev.get(6));
             // Flattened once, matched against every member's rules.
-            let Some(facts) = push_eval::facts(&json) else { continue };
+            let Some(facts) = eval::facts(&json) else { continue };
             let Some(contexts) = memo.rooms.get(room).and_then(|(_, c)| c.clone()) else { continue };
             let invitee = ev
                 .get::<_, Option<&str>>(5)
@@ -176,7 +176,7 @@ impl SyncWorker {
                     continue;
                 }
                 let Some((_, rules)) = memo.rules.get(user) else { continue };
-                let outcome = push_eval::evaluate_facts(rules, ctx, &facts).await;
+                let outcome = eval::evaluate_facts(rules, ctx, &facts).await;
                 if !outcome.notify {
                     continue;
                 }
@@ -249,10 +249,10 @@ impl SyncWorker {
         let mut ignoring = HashMap::new();
         for row in read.query(RULE_POSITIONS, &[&users]).await? {
             let (user, kind): (String, &str) = (row.get(0), row.get(1));
-            if kind == crate::ignored::IGNORED_USER_LIST {
+            if kind == crate::poll::ignored::IGNORED_USER_LIST {
                 let content: Option<&str> = row.get(3);
                 let content: serde_json::Value = content.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
-                ignoring.insert(user, crate::ignored::parse(&content));
+                ignoring.insert(user, crate::poll::ignored::parse(&content));
             } else {
                 stored.insert(user, row.get(2));
             }
