@@ -1,7 +1,8 @@
 //! User-interactive auth in a browser (the spec's "Fallback"): each stage Trellis offers has a
 //! page at `/auth/{type}/fallback/web?session=…` whose form completes the stage in the
 //! session, and the client then finishes with the session alone. Also the captcha stage,
-//! verified with a siteverify endpoint run by the test (Google's, in a deployment).
+//! verified with a siteverify endpoint run by the test (Google's, in a deployment), and the
+//! login fallback `/_matrix/static/client/login/`.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -15,7 +16,8 @@ use trellis_testkit::TestServer;
 both_modes!(configured guarded;
     registration_completes_through_the_fallback_pages,
     a_password_confirmation_completes_through_its_page,
-    fallback_pages_refuse_what_they_do_not_know);
+    fallback_pages_refuse_what_they_do_not_know,
+    the_login_fallback_signs_in_and_hands_over_the_answer);
 
 const V3: &str = "/_matrix/client/v3";
 const SITE_KEY: &str = "site-key-for-tests";
@@ -184,4 +186,24 @@ async fn fallback_pages_refuse_what_they_do_not_know(server: TestServer) {
     let url = page_url(&server, "m.login.dummy", "no-such-session");
     let unknown = submit(&url, &[("session", "no-such-session")]).await;
     assert!(!is_done(&unknown) && unknown.contains("Unknown session ID"), "{unknown}");
+}
+
+async fn the_login_fallback_signs_in_and_hands_over_the_answer(server: TestServer) {
+    member(&server, "hal", "pw-hal-1").await;
+    let url = format!("{}/_matrix/static/client/login/?device_id=KIOSK", server.url());
+    let (status, form) = open(&url).await;
+    assert_eq!(status, 200);
+    assert!(form.contains(r#"name="password""#) && form.contains(r#"value="KIOSK""#), "{form}");
+
+    let wrong = submit(&url, &[("user", "hal"), ("password", "nope"), ("device_id", "KIOSK")]).await;
+    assert!(!wrong.contains("onLogin(") && wrong.contains("Invalid username or password"), "{wrong}");
+    let page = submit(&url, &[("user", "hal"), ("password", "pw-hal-1"), ("device_id", "KIOSK")]).await;
+    // The page hands the client the /login answer; its token works.
+    let json = page.split("window.matrixLogin.onLogin(").nth(1).and_then(|rest| rest.split(");").next());
+    let answer: Value = serde_json::from_str(json.unwrap_or_else(|| panic!("{page}"))).unwrap();
+    assert_eq!((answer["user_id"].as_str(), answer["device_id"].as_str()), (Some("@hal:localhost"), Some("KIOSK")));
+    let mut client = server.client();
+    client.token = answer["access_token"].as_str().map(str::to_owned);
+    let me = client.get(&format!("{V3}/account/whoami")).await.ok();
+    assert_eq!(me["device_id"], "KIOSK");
 }

@@ -3,12 +3,12 @@
 mod account;
 mod account_data;
 mod account_manage;
-mod auth_fallback;
 mod devices;
 mod directory;
 mod discovery;
 mod ephemeral;
 mod events;
+mod fallback;
 mod key_backup;
 mod keys;
 mod legacy;
@@ -48,7 +48,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(discovery::routes())
         .merge(account::routes())
-        .merge(auth_fallback::routes())
+        .merge(fallback::routes())
         .merge(session::routes())
         .merge(rooms::routes())
         .merge(membership::routes())

@@ -1,8 +1,10 @@
-//! The fallback pages of user-interactive auth (the spec's "Fallback"): a client that cannot
-//! do a stage itself (the captcha, a registration token, the password, the dummy stage)
-//! opens `/auth/{type}/fallback/web?session=…` in a browser; the page's form posts back to
-//! the same address, the auth service records the stage in the session, and the page tells
-//! the client it is done (`window.onAuthDone()` or an `authDone` message to its opener).
+//! The spec's fallback pages, for clients that cannot do a step themselves. User-interactive
+//! auth: a client opens `/auth/{type}/fallback/web?session=…` for a stage (the captcha, a
+//! registration token, the password, the dummy stage) in a browser; the page's form posts
+//! back to the same address, the auth service records the stage in the session, and the page
+//! tells the client it is done (`window.onAuthDone()` or an `authDone` message to its
+//! opener). Login: `/_matrix/static/client/login/` signs in with a password and hands the
+//! `/login` answer to `window.matrixLogin.onLogin`.
 
 use std::collections::HashMap;
 
@@ -16,8 +18,8 @@ use axum::{
 };
 use ruma::api::client::uiaa::get_uiaa_fallback_page;
 use serde_json::{Map, Value};
-use trellis_core::{Error, ErrorCode};
-use trellis_proto::auth::UiaFallbackRequest;
+use trellis_core::{Error, ErrorCode, ratelimit::Action};
+use trellis_proto::auth::{LoginRequest, UiaFallbackRequest};
 
 use crate::{
     AppState,
@@ -34,7 +36,103 @@ pub fn routes() -> Router<AppState> {
     for path in paths_of::<get_uiaa_fallback_page::v3::Request>() {
         router = router.route(&path, post(submit_route));
     }
+    for path in ["/_matrix/static/client/login/", "/_matrix/static/client/login"] {
+        router = router.route(path, axum::routing::get(login_page_route).post(login_submit_route));
+    }
     router
+}
+
+/// The query parameters a login fallback page passes on to `/login` (spec 1.1).
+#[derive(serde::Deserialize, Default)]
+struct LoginParams {
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+}
+
+/// # `GET /_matrix/static/client/login/`
+async fn login_page_route(axum::extract::Query(params): axum::extract::Query<LoginParams>) -> Response {
+    html(login_form(&params, None))
+}
+
+/// The login form, posted back to the page: signs in and gives the client the `/login`
+/// answer.
+async fn login_submit_route(
+    State(s): State<AppState>,
+    origin: Origin,
+    body: Bytes,
+) -> Result<Response, crate::error::ApiError> {
+    s.limit(Action::Login, &origin.ip_or_unknown()).await?;
+    let form: HashMap<String, String> =
+        serde_urlencoded::from_bytes(&body).map_err(|_| Error::bad_json("The form could not be read"))?;
+    let field = |name: &str| form.get(name).filter(|v| !v.is_empty()).cloned();
+    let params = LoginParams {
+        device_id: field("device_id"),
+        initial_device_display_name: field("initial_device_display_name"),
+    };
+    let login = LoginRequest {
+        user: field("user").unwrap_or_default(),
+        password: field("password").unwrap_or_default(),
+        device_id: params.device_id.clone(),
+        initial_device_display_name: params.initial_device_display_name.clone(),
+        ip: origin.ip,
+        user_agent: origin.user_agent,
+        ..LoginRequest::default()
+    };
+    match s.services.auth.login(login).await {
+        Ok(done) => {
+            let answer = serde_json::json!({
+                "user_id": done.user_id,
+                "access_token": done.access_token,
+                "device_id": done.device_id,
+                "home_server": s.settings.server_name,
+            });
+            Ok(html(logged_in_page(&answer)))
+        }
+        Err(e) if e.status() < 500 => {
+            let message = e.client_body()["error"].as_str().unwrap_or("Sign-in failed").to_owned();
+            Ok(html(login_form(&params, Some(&message))))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn login_form(params: &LoginParams, error: Option<&str>) -> String {
+    let hidden = |name: &str, value: &Option<String>| match value {
+        Some(v) => format!(r#"<input type="hidden" name="{name}" value="{}">"#, escape(v)),
+        None => String::new(),
+    };
+    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, escape(e))).unwrap_or_default();
+    format!(
+        r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in</title></head>
+<body><h1>Sign in</h1>{error}
+<form method="post">{device}{name}
+<p><label>Username <input type="text" name="user" autocomplete="username" autofocus required></label></p>
+<p><label>Password <input type="password" name="password" autocomplete="current-password" required></label></p>
+<p><input type="submit" value="Sign in"></p></form></body></html>
+"#,
+        device = hidden("device_id", &params.device_id),
+        name = hidden("initial_device_display_name", &params.initial_device_display_name),
+    )
+}
+
+/// Hands `answer` (the `/login` response) to the page's embedding client.
+fn logged_in_page(answer: &Value) -> String {
+    // Inside a script element nothing may close it: `<` is written as its JSON escape.
+    let json = answer.to_string().replace('<', "\\u003c");
+    let user = escape(answer["user_id"].as_str().unwrap_or_default());
+    format!(
+        r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Signed in</title>
+<script>
+if (window.matrixLogin && window.matrixLogin.onLogin) {{
+    window.matrixLogin.onLogin({json});
+}}
+</script></head>
+<body><p>Signed in as {user}. You may now close this window and return to the application.</p></body></html>
+"#
+    )
 }
 
 /// # `GET /_matrix/client/v3/auth/{authType}/fallback/web`
@@ -165,6 +263,13 @@ mod tests {
         let page = form_page("m.login.dummy", r#""><script>alert(1)</script>"#, None, None);
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(page.contains("&quot;&gt;&lt;script&gt;"), "{page}");
+    }
+
+    #[test]
+    fn the_login_answer_cannot_close_its_script() {
+        let page = logged_in_page(&serde_json::json!({"user_id": "@a:x", "access_token": "</script><b>"}));
+        assert!(!page.contains("</script><b>"), "{page}");
+        assert!(page.contains(r"\u003c/script>"), "{page}");
     }
 
     #[test]
