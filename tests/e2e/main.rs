@@ -49,6 +49,7 @@ mod appservices;
 mod backend_tls;
 mod bad_ids;
 mod bad_input;
+mod bridge;
 mod certs;
 mod client_startup;
 mod connections;

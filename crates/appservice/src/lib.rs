@@ -9,6 +9,7 @@
 //! the bus's `Channel::Appservices`, which the rooms writer publishes with every events batch
 //! while appservices are configured (a slow poll of PostgreSQL backs it up).
 
+mod ephemeral;
 mod interest;
 mod sender;
 
