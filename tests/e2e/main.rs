@@ -45,6 +45,7 @@ mod admin_sessions;
 mod admin_suspend;
 mod admin_tokens;
 mod admin_users;
+mod appservice_api;
 mod appservices;
 mod backend_tls;
 mod bad_ids;
