@@ -3,7 +3,7 @@
 # auth, rooms and media, N sync workers, and one or more gateways pointing at all of them,
 # with the Redis bus between rooms and sync. `stack` is the topology of docker-compose.yml
 # without containers: the same processes (a migration step, auth, rooms, media, two sync
-# workers, two gateways behind nginx) with the same configuration (deploy/compose/trellis.toml).
+# workers, two gateways behind nginx, the appservice sender and its standby) with the same configuration (deploy/compose/trellis.toml).
 #
 # Usage:
 #   scripts/run-split.sh start [BINARY] [SYNC_WORKERS]   # default target/release/trellis, 2
@@ -26,6 +26,8 @@
 #                     given every gateway's address; the first answers on SPLIT_HTTP's port + 1)
 #   SPLIT_STANDBY     1: a second rooms process, `rooms-2`, a hot standby on the same gRPC
 #                     address (it binds it once it holds the event-writer lock)
+#   SPLIT_APPSERVICE  1 (`stack`'s default): the appservice transaction sender, `appservice-1`,
+#                     and its standby, `appservice-2`
 #   SPLIT_GRPC_BASE   first gRPC port: media BASE, auth BASE+1, rooms BASE+2,
 #                     sync workers BASE+3 .. BASE+2+N (default 9100)
 #   SPLIT_OPS_BASE    first operations port (/metrics, /health/ready), in the same order,
@@ -149,6 +151,12 @@ start() {
   fi
   local client="$HTTP"
   [ "$lb" = none ] && client="${gateway_addrs[0]}"
+  if [ "${SPLIT_APPSERVICE:-0}" = 1 ]; then
+    # The appservice transaction sender and its standby (the second waits on an advisory
+    # lock; both report ready). Their ports follow the rooms standby's.
+    start_role appservice-1 "$((4 + workers + gateways))" appservice
+    start_role appservice-2 "$((5 + workers + gateways))" appservice
+  fi
   if [ "${SPLIT_STANDBY:-0}" = 1 ]; then
     # Not ready by design while it waits for the lock: checked for life below, not readiness.
     start_role rooms-2 "$((3 + workers + gateways))" rooms TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + 2))"
@@ -215,7 +223,7 @@ EOF
 
 stack() {
   SPLIT_GATEWAYS="${SPLIT_GATEWAYS:-2}" SPLIT_CONFIG="${SPLIT_CONFIG:-$ROOT/deploy/compose/trellis.toml}" \
-    start "${1:-target/release/trellis}" 2
+    SPLIT_APPSERVICE="${SPLIT_APPSERVICE:-1}" start "${1:-target/release/trellis}" 2
 }
 
 # A client end to end through URL: two users register, one creates a room, the other joins
