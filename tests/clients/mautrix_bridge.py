@@ -157,13 +157,17 @@ class Bridge:
         if what == "ephemeral":
             def typing_or_receipt():
                 for e in self.ephemeral:
-                    if e.get("type") != cmd["type"] or e.get("room_id") != cmd["room"]:
+                    if e.get("type") != cmd["type"] or e.get("room_id") != cmd.get("room"):
                         continue
                     text = json.dumps(e)
                     if cmd["contains"] in text:
                         return e
                 return None
-            return await self.until(typing_or_receipt)
+            found = await self.until(typing_or_receipt)
+            if cmd.get("all"):
+                same = [e for e in self.ephemeral if json.dumps(e) == json.dumps(found)]
+                return {"event": found, "times": len(same)}
+            return found
         if what == "to_device":
             return await self.until(
                 lambda: next((e for e in self.to_device if e.get("type") == cmd["type"]), None)

@@ -1,8 +1,8 @@
 //! A real bridge library drives Trellis: a small bridge written with mautrix-python's
 //! appservice library (tests/clients/mautrix_bridge.py) writes its registration file, which
 //! Trellis loads; it registers a puppet, signs it in (`m.login.application_service`), pings
-//! the homeserver, and exchanges a message each way with a Matrix user; typing, a receipt and
-//! a to-device message reach it in transactions; then, while it is in maintenance, Trellis
+//! the homeserver, and exchanges a message each way with a Matrix user; typing, a receipt,
+//! presence and a to-device message reach it in transactions; then, while it is in maintenance, Trellis
 //! is restarted mid-stream, and the messages sent before and after the restart all reach it,
 //! once each and in order.
 //!
@@ -145,6 +145,9 @@ async fn a_mautrix_bridge_drives_trellis_through_a_restart(mut server: TestServe
     let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&puppet_event));
     alice.post(&receipt, json!({})).await.ok();
     bridge.ask(json!({"cmd": "ephemeral", "type": "m.receipt", "room": room, "contains": puppet_event})).await;
+    let presence = format!("/_matrix/client/v3/presence/{}/status", enc("@alice:localhost"));
+    alice.put(&presence, json!({"presence": "online", "status_msg": "bridging"})).await.ok();
+    bridge.ask(json!({"cmd": "ephemeral", "type": "m.presence", "contains": "bridging"})).await;
     let to_device = json!({"messages": {PUPPET: {&device: {"secret": "for the bridge"}}}});
     alice.put("/_matrix/client/v3/sendToDevice/org.example.hello/td1", to_device).await.ok();
     let got = bridge.ask(json!({"cmd": "to_device", "type": "org.example.hello"})).await;
@@ -154,9 +157,12 @@ async fn a_mautrix_bridge_drives_trellis_through_a_restart(mut server: TestServe
     // The bridge goes into maintenance; messages wait in Trellis, which restarts mid-stream.
     bridge.ask(json!({"cmd": "down"})).await;
     let before: Vec<String> = (0..3).map(|i| format!("before restart {i}")).collect();
+    let mut last = String::new();
     for (i, body) in before.iter().enumerate() {
-        alice.send_text(&room, &format!("b{i}"), body).await;
+        last = alice.send_text(&room, &format!("b{i}"), body).await;
     }
+    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&last));
+    alice.post(&receipt, json!({})).await.ok();
     server.restart().await;
     let after: Vec<String> = (0..3).map(|i| format!("after restart {i}")).collect();
     for (i, body) in after.iter().enumerate() {
@@ -174,5 +180,8 @@ async fn a_mautrix_bridge_drives_trellis_through_a_restart(mut server: TestServe
     assert!(trellis_testkit::timeline_bodies(&sync, &room).ends_with(&["still here".to_owned()]));
     want.push("still here".to_owned());
     assert_eq!(bridge.bodies(&room, want.len()).await, want, "nothing repeated after the restart");
+    // The receipt made while the bridge was away survived the restart, and came once.
+    let got = bridge.ask(json!({"cmd": "ephemeral", "type": "m.receipt", "room": room, "contains": last, "all": true})).await;
+    assert_eq!(got["times"], 1, "{got}");
     assert_eq!(bridge.ask(json!({"cmd": "ping"})).await["duration_ms"].as_i64().map(|ms| ms >= 0), Some(true));
 }
