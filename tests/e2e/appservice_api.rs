@@ -1,7 +1,8 @@
 //! What an application service asks of Trellis besides transactions: pinging itself through
 //! the homeserver (`POST /appservice/{id}/ping`) with each of the spec's failures, signing in
 //! as one of its users (`m.login.application_service`), and `rate_limited: false` exempting it
-//! and its users from the rate limits that still bind an appservice with the default.
+//! and its users from the rate limits that still bind the users of an appservice with the
+//! default (its sender user is never limited).
 
 use std::{
     io::{Read, Write},
@@ -122,6 +123,10 @@ async fn appservices_ping_sign_in_and_skip_rate_limits(server: TestServer) {
     }
     let statuses = send_as(&free, "@free_puppet:localhost", &room, 6).await;
     assert!(statuses.iter().all(|s| *s == 200), "rate_limited: false: {statuses:?}");
+    let join = format!("/_matrix/client/v3/join/{}", enc(&room));
+    limited.post(&join, json!({})).await.ok();
+    let statuses = send_as(&limited, "@limitedbot:localhost", &room, 6).await;
+    assert!(statuses.iter().all(|s| *s == 200), "the sender user is excluded: {statuses:?}");
     let statuses = send_as(&limited, "@limited_puppet:localhost", &room, 6).await;
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 3, "the default limits apply: {statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");

@@ -60,9 +60,10 @@ impl Auth {
             user_id: user_id.to_owned(),
             device_id: String::new(),
             appservice_id: Some(appservice.id().to_owned()),
-            // `rate_limited: false`: no limits for it or the users it acts as (an override of
-            // 0 messages per second is "no limit" wherever the gateway limits a user).
-            ratelimit_override: (!appservice.rate_limited)
+            // `rate_limited: false`: no limits for it or the users it acts as; its sender
+            // user is never limited (the spec's "the sender is excluded"). An override of 0
+            // messages per second is "no limit" wherever the gateway limits a user.
+            ratelimit_override: (!appservice.rate_limited || user_id == appservice.sender)
                 .then_some(RatelimitOverride { messages_per_second: 0, burst_count: 0 }),
             ..Requester::default()
         })

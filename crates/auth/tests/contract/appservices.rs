@@ -90,8 +90,11 @@ async fn scenario(svc: Arc<dyn AuthService>) {
     let err = svc.login(login_as("irc_bob", "not-a-token")).await.expect_err("no appservice's token");
     assert_err(&err, ErrorCode::Forbidden, 403);
 
-    // rate_limited: false is a no-limit override on the requester; the default, none.
-    assert_eq!(me.ratelimit_override, None);
+    // rate_limited: false is a no-limit override on the requester; the default, none for the
+    // users it acts as, while its sender user is never limited.
+    assert_eq!(as_puppet.ratelimit_override, None);
+    let exempt = me.ratelimit_override.expect("the sender user is exempt");
+    assert_eq!((exempt.messages_per_second, exempt.burst_count), (0, 0));
     let slack = svc
         .authenticate(AuthenticateRequest { access_token: "as-slack".into(), ..as_request(None) })
         .await
