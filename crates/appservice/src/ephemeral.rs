@@ -60,27 +60,19 @@ pub(crate) struct Found {
     pub more: bool,
 }
 
-/// The stored positions (set to the streams' heads the first time) and the data after them,
-/// up to the streams' heads or to the `pinned` ends of a transaction being retried.
+/// The stored positions (set to the streams' heads the first time) and the data after them.
 pub(crate) async fn gather(
     client: &deadpool_postgres::Client,
     appservice: &Appservice,
     facts: &mut RoomFacts,
     server_name: &str,
-    pinned: Option<Positions>,
 ) -> Result<(Positions, Found)> {
     let id = appservice.id();
     client.execute(&client.prepare_cached(INIT).await?, &[&id]).await?;
     let row = client.query_one(&client.prepare_cached(POSITIONS).await?, &[&id]).await?;
     let at = Positions { receipts: row.get(0), typing: row.get(1), presence: row.get(2), to_device: row.get(3) };
-    // A transaction being retried covers the window of its first attempt.
-    let head = match pinned {
-        Some(pinned) => pinned,
-        None => {
-            let row = client.query_one(&client.prepare_cached(HEADS).await?, &[]).await?;
-            Positions { receipts: row.get(0), typing: row.get(1), presence: row.get(2), to_device: row.get(3) }
-        }
-    };
+    let row = client.query_one(&client.prepare_cached(HEADS).await?, &[]).await?;
+    let head = Positions { receipts: row.get(0), typing: row.get(1), presence: row.get(2), to_device: row.get(3) };
     let mut found = Found { ephemeral: Vec::new(), to_device: Vec::new(), next: at, more: false };
     if appservice.ephemeral {
         receipts(client, appservice, facts, server_name, (at.receipts, head.receipts), &mut found).await?;

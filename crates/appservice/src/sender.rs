@@ -29,18 +29,11 @@ const EPHEMERAL_POLL: Duration = Duration::from_millis(250);
 
 const INIT_POSITION: &str = "INSERT INTO appservice_positions (appservice_id, pos) \
      SELECT $1, pos FROM stream_positions WHERE stream = 'events' ON CONFLICT DO NOTHING";
-const POSITION: &str = "SELECT pos, next_txn, pending_pos, pending_receipts, pending_typing, pending_presence, \
-     pending_to_device FROM appservice_positions WHERE appservice_id = $1";
+const POSITION: &str = "SELECT pos, next_txn FROM appservice_positions WHERE appservice_id = $1";
 const HEAD: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
-const ADVANCE: &str = "UPDATE appservice_positions SET pos = $2, next_txn = $3, pending_pos = NULL, \
-     pending_receipts = NULL, pending_typing = NULL, pending_presence = NULL, pending_to_device = NULL \
-     WHERE appservice_id = $1";
+const ADVANCE: &str = "UPDATE appservice_positions SET pos = $2, next_txn = $3 WHERE appservice_id = $1";
 const ADVANCE_ALL: &str = "UPDATE appservice_positions SET pos = $2, next_txn = $3, \
-     receipts_pos = $4, typing_pos = $5, presence_pos = $6, to_device_pos = $7, pending_pos = NULL, \
-     pending_receipts = NULL, pending_typing = NULL, pending_presence = NULL, pending_to_device = NULL \
-     WHERE appservice_id = $1";
-const PIN: &str = "UPDATE appservice_positions SET pending_pos = $2, pending_receipts = $3, pending_typing = $4, \
-     pending_presence = $5, pending_to_device = $6 WHERE appservice_id = $1";
+     receipts_pos = $4, typing_pos = $5, presence_pos = $6, to_device_pos = $7 WHERE appservice_id = $1";
 
 enum Step {
     /// Caught up with the announced position.
@@ -102,25 +95,14 @@ pub(crate) async fn deliver(ctx: Arc<Ctx>, appservice: Appservice, shutdown: Shu
 }
 
 /// Looks at the events (and, when it asks for them, the ephemeral data and to-device
-/// messages) after the appservice's positions and sends those that concern it. A transaction
-/// that failed is retried over the window it was first built from (`pending_*`), so a retry
-/// under its ID never carries more than the first attempt did.
+/// messages) after the appservice's positions and sends those that concern it.
 async fn step(ctx: &Ctx, appservice: &Appservice) -> Result<Step> {
     let client = ctx.pool.get().await?;
     let id = appservice.id();
     client.execute(&client.prepare_cached(INIT_POSITION).await?, &[&id]).await?;
     let row = client.query_one(&client.prepare_cached(POSITION).await?, &[&id]).await?;
-    let (pos, txn, pending): (i64, i64, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-    let pinned = pending.map(|_| ephemeral::Positions {
-        receipts: row.get::<_, Option<i64>>(3).unwrap_or_default(),
-        typing: row.get::<_, Option<i64>>(4).unwrap_or_default(),
-        presence: row.get::<_, Option<i64>>(5).unwrap_or_default(),
-        to_device: row.get::<_, Option<i64>>(6).unwrap_or_default(),
-    });
-    let head: i64 = match pending {
-        Some(end) => end,
-        None => client.query_one(&client.prepare_cached(HEAD).await?, &[]).await?.get(0),
-    };
+    let (pos, txn): (i64, i64) = (row.get(0), row.get(1));
+    let head: i64 = client.query_one(&client.prepare_cached(HEAD).await?, &[]).await?.get(0);
     let mut facts = interest::RoomFacts::default();
     let mut events = Vec::new();
     let mut scanned = pos;
@@ -143,30 +125,20 @@ async fn step(ctx: &Ctx, appservice: &Appservice) -> Result<Step> {
         }
     }
     let extra = match appservice.ephemeral || appservice.to_device {
-        true => Some(ephemeral::gather(&client, appservice, &mut facts, &ctx.settings.server_name, pinned).await?),
+        true => Some(ephemeral::gather(&client, appservice, &mut facts, &ctx.settings.server_name).await?),
         false => None,
     };
     let (ephemeral, to_device) = match &extra {
         Some((_, found)) => (found.ephemeral.as_slice(), found.to_device.as_slice()),
         None => (&[][..], &[][..]),
     };
-    let next = extra.as_ref().map(|(_, found)| found.next);
     let moved = scanned != pos || extra.as_ref().is_some_and(|(at, found)| found.next != *at);
-    if !moved && pending.is_none() {
+    if !moved {
         return Ok(Step::Idle);
     }
     let next_txn = match events.is_empty() && ephemeral.is_empty() && to_device.is_empty() {
-        // A transaction ID tried before is used up even when its retry finds nothing to
-        // send (the appservice may have seen it).
-        true if pending.is_some() => txn + 1,
         true => txn,
         false => {
-            if pending.is_none() {
-                let n = next.unwrap_or(ephemeral::Positions { receipts: 0, typing: 0, presence: 0, to_device: 0 });
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                    [&id, &scanned, &n.receipts, &n.typing, &n.presence, &n.to_device];
-                client.execute(&client.prepare_cached(PIN).await?, &params).await?;
-            }
             send(ctx, appservice, txn, &events, ephemeral, to_device).await?;
             metrics::counter!("trellis_appservice_events_sent_total", "appservice" => id.to_owned())
                 .increment(events.len() as u64);
@@ -182,10 +154,11 @@ async fn step(ctx: &Ctx, appservice: &Appservice) -> Result<Step> {
             txn + 1
         }
     };
-    // Every position moves in one statement (and the pending window goes): a crash leaves
-    // all of them before the transaction (sent again, under its ID) or all after it.
-    match next {
-        Some(n) => {
+    // Every position moves in one statement: a crash leaves all of them before the
+    // transaction (sent again, under its ID) or all after it.
+    match &extra {
+        Some((_, found)) => {
+            let n = found.next;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
                 [&id, &scanned, &next_txn, &n.receipts, &n.typing, &n.presence, &n.to_device];
             client.execute(&client.prepare_cached(ADVANCE_ALL).await?, &params).await?;
@@ -194,7 +167,7 @@ async fn step(ctx: &Ctx, appservice: &Appservice) -> Result<Step> {
             client.execute(&client.prepare_cached(ADVANCE).await?, &[&id, &scanned, &next_txn]).await?;
         }
     }
-    let more = pending.is_some() || scanned < head || extra.as_ref().is_some_and(|(_, found)| found.more);
+    let more = scanned < head || extra.as_ref().is_some_and(|(_, found)| found.more);
     Ok(if more { Step::More } else { Step::Idle })
 }
 
