@@ -47,6 +47,7 @@ mod admin_tokens;
 mod admin_users;
 mod appservice_api;
 mod appservices;
+mod auth_fallback;
 mod backend_tls;
 mod bad_ids;
 mod bad_input;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use trellis_core::config::{Config, RegistrationTokenConfig};
+use trellis_core::config::{Config, RecaptchaConfig, RegistrationTokenConfig};
 
 /// What the auth service needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct AuthConfig {
     pub registration_requires_token: bool,
     /// Registration tokens from the configuration, written to the database at start.
     pub registration_tokens: Vec<RegistrationTokenConfig>,
+    /// The `m.login.recaptcha` stage, when configured (with its keys set).
+    pub recaptcha: Option<RecaptchaConfig>,
 }
 
 impl AuthConfig {
@@ -59,6 +61,7 @@ impl AuthConfig {
             login_token_lifetime: Duration::from_millis(config.auth.login_token_lifetime_ms),
             registration_requires_token: config.registration.requires_token,
             registration_tokens: config.registration.tokens.clone(),
+            recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
         }
     }
 }

@@ -24,6 +24,7 @@ mod moderation;
 mod openid;
 mod password;
 mod profile;
+mod recaptcha;
 mod refresh;
 mod register;
 mod registration_tokens;
@@ -31,6 +32,7 @@ mod service;
 mod store;
 mod token;
 mod uia;
+mod uia_fallback;
 mod uia_store;
 
 pub use cache::TOKEN_CACHE_TTL;

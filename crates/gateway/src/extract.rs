@@ -206,6 +206,7 @@ fn missing_param<T: 'static>() -> Option<&'static str> {
         (TypeId::of::<crate::admin::ResetPasswordRequest>(), "new_password"),
         (TypeId::of::<get_media_preview::v1::Request>(), "url"),
         (TypeId::of::<media::get_media_preview::v3::Request>(), "url"),
+        (TypeId::of::<ruma::api::client::uiaa::get_uiaa_fallback_page::v3::Request>(), "session"),
         (TypeId::of::<get_backup_keys::v3::Request>(), "version"),
         (TypeId::of::<get_backup_keys_for_room::v3::Request>(), "version"),
         (TypeId::of::<get_backup_keys_for_session::v3::Request>(), "version"),
@@ -295,6 +296,15 @@ impl Origin {
     /// The client's address, as the key of a per-address rate limit.
     pub fn ip_or_unknown(&self) -> String {
         self.ip.clone().unwrap_or_else(|| "unknown".to_owned())
+    }
+}
+
+/// For plain handlers (the fallback pages' form posts).
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
+        Ok(origin(parts, state))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct GatewaySettings {
     /// `POST /login/get_token` is offered (`auth.login_token_enabled`): `GET /login` and
     /// `/capabilities` say so.
     pub login_token_enabled: bool,
+    /// The captcha's site key, shown by the `m.login.recaptcha` fallback page.
+    pub recaptcha_public_key: Option<String>,
 }
 
 impl GatewaySettings {
@@ -70,6 +72,7 @@ impl GatewaySettings {
             x_forwarded_for: config.http.x_forwarded_for,
             support: client::support(&config.support),
             login_token_enabled: config.auth.login_token_enabled,
+            recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
         }
     }
 }

@@ -32,6 +32,7 @@ pub fn config() -> AuthConfig {
         login_token_lifetime: std::time::Duration::from_secs(120),
         registration_requires_token: false,
         registration_tokens: Vec::new(),
+        recaptcha: None,
     }
 }
 

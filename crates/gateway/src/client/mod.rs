@@ -4,6 +4,7 @@ mod account;
 mod account_data;
 mod account_manage;
 mod appservice;
+mod auth_fallback;
 mod devices;
 mod directory;
 mod discovery;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(discovery::routes())
         .merge(account::routes())
+        .merge(auth_fallback::routes())
         .merge(session::routes())
         .merge(rooms::routes())
         .merge(membership::routes())
