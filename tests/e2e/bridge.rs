@@ -181,7 +181,8 @@ async fn a_mautrix_bridge_drives_trellis_through_a_restart(mut server: TestServe
     want.push("still here".to_owned());
     assert_eq!(bridge.bodies(&room, want.len()).await, want, "nothing repeated after the restart");
     // The receipt made while the bridge was away survived the restart, and came once.
-    let got = bridge.ask(json!({"cmd": "ephemeral", "type": "m.receipt", "room": room, "contains": last, "all": true})).await;
+    let got =
+        bridge.ask(json!({"cmd": "ephemeral", "type": "m.receipt", "room": room, "contains": last, "all": true})).await;
     assert_eq!(got["times"], 1, "{got}");
     assert_eq!(bridge.ask(json!({"cmd": "ping"})).await["duration_ms"].as_i64().map(|ms| ms >= 0), Some(true));
 }
