@@ -96,7 +96,7 @@ grep -qx '/target' .dockerignore || fail ".dockerignore must leave target/ out o
 step "docker-compose.yml"
 if docker-compose -f docker-compose.yml config >"$OUT/compose.yml" 2>"$OUT/compose.err"; then
   services=$(docker-compose -f docker-compose.yml config --services | sort | tr '\n' ' ')
-  for s in postgres redis migrate auth rooms media sync-1 sync-2 gateway-1 gateway-2 lb otel-collector jaeger prometheus grafana; do
+  for s in postgres redis migrate auth rooms appservice-1 appservice-2 media sync-1 sync-2 gateway-1 gateway-2 lb otel-collector jaeger prometheus grafana; do
     [[ " $services " == *" $s "* ]] || fail "compose has no $s service"
   done
   docker-compose -f docker-compose.yml --profile loadtest config --services | grep -qx loadtest ||

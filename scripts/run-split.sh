@@ -3,7 +3,8 @@
 # auth, rooms and media, N sync workers, and one or more gateways pointing at all of them,
 # with the Redis bus between rooms and sync. `stack` is the topology of docker-compose.yml
 # without containers: the same processes (a migration step, two auth replicas, rooms, media, two sync
-# workers, two gateways behind nginx) with the same configuration (deploy/compose/trellis.toml).
+# workers, two gateways behind nginx, the appservice sender and its standby) with the same
+# configuration (deploy/compose/trellis.toml).
 #
 # Usage:
 #   scripts/run-split.sh start [BINARY] [SYNC_WORKERS]   # default target/release/trellis, 2
@@ -29,6 +30,8 @@
 #   SPLIT_AUTH        auth processes (default 1); more share auth's gRPC address with
 #                     grpc.reuse_port, as replicas behind a Kubernetes Service: auth-2, ...
 #                     take the operations ports after the standby's
+#   SPLIT_APPSERVICE  1 (`stack`'s default): the appservice transaction sender, `appservice-1`,
+#                     and its standby, `appservice-2` (ports after the auth replicas')
 #   SPLIT_GRPC_BASE   first gRPC port: media BASE, auth BASE+1, rooms BASE+2,
 #                     sync workers BASE+3 .. BASE+2+N (default 9100)
 #   SPLIT_OPS_BASE    first operations port (/metrics, /health/ready), in the same order,
@@ -167,6 +170,12 @@ start() {
     start_role "auth-$i" "$((2 + workers + gateways + i))" auth \
       TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + 1))" TRELLIS_GRPC__REUSE_PORT=true
   done
+  if [ "${SPLIT_APPSERVICE:-0}" = 1 ]; then
+    # The appservice transaction sender and its standby (the second waits on an advisory
+    # lock; both report ready). Their ports follow the auth replicas'.
+    start_role appservice-1 "$((3 + workers + gateways + auths))" appservice
+    start_role appservice-2 "$((4 + workers + gateways + auths))" appservice
+  fi
 
   local waiting
   for _ in $(seq 1 600); do
@@ -228,7 +237,7 @@ EOF
 
 stack() {
   SPLIT_GATEWAYS="${SPLIT_GATEWAYS:-2}" SPLIT_AUTH="${SPLIT_AUTH:-2}" SPLIT_CONFIG="${SPLIT_CONFIG:-$ROOT/deploy/compose/trellis.toml}" \
-    start "${1:-target/release/trellis}" 2
+    SPLIT_APPSERVICE="${SPLIT_APPSERVICE:-1}" start "${1:-target/release/trellis}" 2
 }
 
 # A client end to end through URL: two users register, one creates a room, the other joins

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the helper programs the test suites drive, if they are missing:
 # - matrix-nio (PyPI), the real Matrix client of the end-to-end suite;
+# - mautrix (PyPI, mautrix-python), the appservice library of the bridge that
+#   tests/e2e/bridge.rs runs against Trellis;
 # - matrix-js-sdk with its Rust crypto (npm, pinned by tests/clients/js/package-lock.json), the
 #   encrypted-DM scenario of tests/e2e/js_sdk.rs;
 # - moto[server] (`moto_server`), the S3-compatible server the media contract tests store
@@ -9,14 +11,21 @@
 #   sync), built with cargo into its own target directory, tests/clients/rust-sdk/target, so
 #   the main build never compiles its dependencies (about five minutes cold on two cores).
 # Failing to install is reported, not fatal: the scenario then skips itself, unless CI makes
-# it mandatory with TRELLIS_REQUIRE_NIO=1, TRELLIS_REQUIRE_JS=1, TRELLIS_REQUIRE_S3=1 or
-# TRELLIS_REQUIRE_RUST_SDK=1.
+# it mandatory with TRELLIS_REQUIRE_NIO=1, TRELLIS_REQUIRE_MAUTRIX=1, TRELLIS_REQUIRE_JS=1,
+# TRELLIS_REQUIRE_S3=1 or TRELLIS_REQUIRE_RUST_SDK=1.
 set -uo pipefail
 
 if ! python3 -c 'import nio' 2>/dev/null; then
   echo "installing matrix-nio for the end-to-end client scenario" >&2
   if ! python3 -m pip install --quiet --disable-pip-version-check matrix-nio >&2; then
     echo "warning: could not install matrix-nio (pip install matrix-nio)" >&2
+  fi
+fi
+
+if ! python3 -c 'import mautrix.appservice' 2>/dev/null; then
+  echo "installing mautrix for the end-to-end bridge scenario" >&2
+  if ! python3 -m pip install --quiet --disable-pip-version-check mautrix >&2; then
+    echo "warning: could not install mautrix (pip install mautrix)" >&2
   fi
 fi
 

@@ -53,10 +53,26 @@ pub(crate) async fn concerns(
         facts.changed_by(event);
         return Ok(true);
     }
-    let local = format!(":{server_name}");
-    let (aliases, members) = facts.get(client, &event.room_id).await?;
-    let found = aliases.iter().any(|a| appservice.is_interested_in_alias(a))
-        || members.iter().any(|m| m.ends_with(&local) && appservice.is_interested_in_user(m));
+    let found = room_concerns(client, appservice, &event.room_id, facts, server_name).await?;
     facts.changed_by(event);
     Ok(found)
+}
+
+/// Whether what happens in `room_id` (typing, receipts) concerns `appservice`: the room is in
+/// its room namespaces, has an alias in its alias namespaces, or one of its joined local
+/// members is its sender user or in its user namespaces.
+pub(crate) async fn room_concerns(
+    client: &deadpool_postgres::Client,
+    appservice: &Appservice,
+    room_id: &str,
+    facts: &mut RoomFacts,
+    server_name: &str,
+) -> Result<bool> {
+    if appservice.is_interested_in_room(room_id) {
+        return Ok(true);
+    }
+    let local = format!(":{server_name}");
+    let (aliases, members) = facts.get(client, room_id).await?;
+    Ok(aliases.iter().any(|a| appservice.is_interested_in_alias(a))
+        || members.iter().any(|m| m.ends_with(&local) && appservice.is_interested_in_user(m)))
 }

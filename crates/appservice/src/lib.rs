@@ -9,6 +9,7 @@
 //! the bus's `Channel::Appservices`, which the rooms writer publishes with every events batch
 //! while appservices are configured (a slow poll of PostgreSQL backs it up).
 
+mod ephemeral;
 mod interest;
 mod sender;
 
@@ -18,6 +19,12 @@ use tokio::task::JoinSet;
 use trellis_bus::Bus;
 use trellis_core::{appservice::Registry, config::Config, shutdown::Shutdown};
 use trellis_storage::{Pool, Target};
+
+/// How long an appservice may take to answer a transaction before it counts as failed (and
+/// is retried under the same ID). Bridges answer at once and work afterwards; a request that
+/// hangs (an appservice that accepted the connection but never answers) holds up every
+/// later event of that appservice, so this stays short.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Arbitrary constant naming the advisory lock held by the one active sender.
 const SENDER_LOCK: i64 = 0x0074_726c_6173_7364;
@@ -65,7 +72,7 @@ pub async fn run(
         return;
     }
     let http =
-        reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_else(|_| reqwest::Client::new());
+        reqwest::Client::builder().timeout(TRANSACTION_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
     let ctx = Arc::new(Ctx { pool, bus, settings, http });
     loop {
         let lock = match trellis_storage::lock::acquire(&database, SENDER_LOCK, "appservice-sender", &shutdown).await {

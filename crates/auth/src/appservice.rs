@@ -6,10 +6,10 @@
 
 use tracing::{info, instrument};
 use trellis_core::{Error, ErrorCode, Result, appservice::Appservice, ids::validate_new_localpart};
-use trellis_proto::auth::{RegisterRequest, RegisterResponse, Requester};
+use trellis_proto::auth::{RatelimitOverride, RegisterRequest, RegisterResponse, Requester};
 
 use crate::{
-    login::{NewLogin, requested_device_id},
+    login::{NewLogin, login_localpart, requested_device_id},
     register::{NewAccount, response},
     service::Auth,
     store,
@@ -60,8 +60,34 @@ impl Auth {
             user_id: user_id.to_owned(),
             device_id: String::new(),
             appservice_id: Some(appservice.id().to_owned()),
+            // `rate_limited: false`: no limits for it or the users it acts as; its sender
+            // user is never limited (the spec's "the sender is excluded"). An override of 0
+            // messages per second is "no limit" wherever the gateway limits a user.
+            ratelimit_override: (!appservice.rate_limited || user_id == appservice.sender)
+                .then_some(RatelimitOverride { messages_per_second: 0, burst_count: 0 }),
             ..Requester::default()
         })
+    }
+
+    /// `POST /login` with `m.login.application_service` (spec 1.2): the user the appservice
+    /// signs in as, which must lie in its user namespaces (`M_EXCLUSIVE`) and be registered;
+    /// a token that is no appservice's, or a user who does not exist, is `M_FORBIDDEN`.
+    pub(crate) async fn appservice_login_user(&self, token: &str, user: &str) -> Result<String> {
+        let appservice = self
+            .appservices
+            .by_as_token(token)
+            .ok_or_else(|| Error::forbidden("The access token is not an application service's."))?;
+        let localpart = login_localpart(user, &self.config.server_name)?;
+        let user_id = self.user_id(&localpart);
+        if !appservice.is_interested_in_user(&user_id) {
+            return Err(Error::new(ErrorCode::Exclusive, "This user is not in the application service's namespace.")
+                .with_status(403));
+        }
+        let client = self.pool.get().await?;
+        if !store::user_exists(&client, &user_id).await? {
+            return Err(Error::forbidden(format!("Application service has not registered this user ({user_id})")));
+        }
+        Ok(user_id)
     }
 
     /// `M_EXCLUSIVE` when `localpart` lies in an exclusive user namespace of an appservice

@@ -142,9 +142,10 @@ impl Auth {
     #[instrument(skip_all, fields(user = %req.user))]
     pub(crate) async fn do_login(&self, req: LoginRequest) -> Result<LoginResponse> {
         let device_id = requested_device_id(req.device_id.as_deref())?;
-        let user_id = match &req.login_token {
-            Some(token) => self.consume_login_token(token).await?,
-            None => self.check_password_login(&req.user, req.password).await?,
+        let user_id = match (&req.login_token, &req.appservice_token) {
+            (Some(token), _) => self.consume_login_token(token).await?,
+            (None, Some(as_token)) => self.appservice_login_user(as_token, &req.user).await?,
+            (None, None) => self.check_password_login(&req.user, req.password).await?,
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

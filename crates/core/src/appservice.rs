@@ -25,6 +25,16 @@ pub struct Appservice {
     pub users: Vec<Pattern>,
     pub aliases: Vec<Pattern>,
     pub rooms: Vec<Pattern>,
+    /// Typing, receipts and presence go into its transactions: `receive_ephemeral` (or
+    /// MSC2409's `de.sorunome.msc2409.push_ephemeral`).
+    pub ephemeral: bool,
+    /// To-device messages for its users' devices go into its transactions (MSC4203, asked
+    /// for with MSC3202's `org.matrix.msc3202: true`, as bridges with appservice-side
+    /// encryption write it).
+    pub to_device: bool,
+    /// Its requests, and those of the users it masquerades as, are rate limited (the
+    /// default; `rate_limited: false` exempts them).
+    pub rate_limited: bool,
 }
 
 impl Appservice {
@@ -78,10 +88,17 @@ impl Registry {
             let file = file.as_ref();
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("appservice registration {}: cannot read it: {e}", file.display()))?;
-            let registration = parse(&text).map_err(|e| format!("appservice registration {}: {e}", file.display()))?;
-            list.push(registration);
+            let parsed = parse(&text).map_err(|e| format!("appservice registration {}: {e}", file.display()))?;
+            list.push(parsed);
         }
-        Registry::from_registrations(list, server_name)
+        let (registrations, extras): (Vec<_>, Vec<_>) = list.into_iter().unzip();
+        let mut registry = Registry::from_registrations(registrations, server_name)?;
+        let appservices = Arc::make_mut(&mut registry.list);
+        for (appservice, (push_ephemeral, to_device)) in appservices.iter_mut().zip(extras) {
+            appservice.ephemeral |= push_ephemeral;
+            appservice.to_device = to_device;
+        }
+        Ok(registry)
     }
 
     /// Checks registrations already parsed (tests build them in code).
@@ -126,7 +143,16 @@ impl Registry {
             let users = compile("users", &r.namespaces.users)?;
             let aliases = compile("aliases", &r.namespaces.aliases)?;
             let rooms = compile("rooms", &r.namespaces.rooms)?;
-            list.push(Appservice { sender, users, aliases, rooms, registration: r });
+            list.push(Appservice {
+                sender,
+                users,
+                aliases,
+                rooms,
+                ephemeral: r.receive_ephemeral,
+                to_device: false,
+                rate_limited: r.rate_limited.unwrap_or(true),
+                registration: r,
+            });
         }
         Ok(Registry { list: Arc::new(list) })
     }
@@ -159,8 +185,10 @@ impl Registry {
     }
 }
 
-/// One registration file's YAML, every required field present.
-fn parse(text: &str) -> Result<Registration, String> {
+/// One registration file's YAML, every required field present, with the unstable keys ruma's
+/// type does not keep: MSC2409's `de.sorunome.msc2409.push_ephemeral` and MSC3202's
+/// `org.matrix.msc3202` (to-device messages).
+fn parse(text: &str) -> Result<(Registration, (bool, bool)), String> {
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     let map = value.as_mapping().ok_or("not a YAML mapping")?;
     for key in ["id", "as_token", "hs_token", "sender_localpart", "namespaces"] {
@@ -172,7 +200,10 @@ fn parse(text: &str) -> Result<Registration, String> {
     if !map.contains_key("url") {
         return Err("the required field \"url\" is missing (null for an appservice that receives no events)".into());
     }
-    serde_yaml::from_value(value).map_err(|e| format!("invalid registration: {e}"))
+    let flag = |key: &str| map.get(key).and_then(serde_yaml::Value::as_bool).unwrap_or(false);
+    let extras = (flag("de.sorunome.msc2409.push_ephemeral"), flag("org.matrix.msc3202"));
+    let registration = serde_yaml::from_value(value).map_err(|e| format!("invalid registration: {e}"))?;
+    Ok((registration, extras))
 }
 
 #[cfg(test)]
@@ -198,6 +229,18 @@ namespaces:\n  users:\n    - exclusive: true\n      regex: '@br_.*:hs'\n  aliase
         assert!(!a.claims_user("@br_x:hsx"), "anchored at the end");
         assert!(a.is_interested_in_user("@bot:hs"));
         assert!(reg.by_as_token("h1").is_none());
+        assert!(a.rate_limited && !a.ephemeral && !a.to_device, "the defaults");
+    }
+
+    #[test]
+    fn ephemeral_to_device_and_rate_limits_are_read() {
+        let stable = GOOD.replace("id: bridge", "receive_ephemeral: true\nrate_limited: false\nid: bridge");
+        let a = Registry::load(&[write("stable", &stable)], "hs").unwrap().all()[0].clone();
+        assert!(a.ephemeral && !a.rate_limited && !a.to_device);
+        let unstable = GOOD
+            .replace("id: bridge", "de.sorunome.msc2409.push_ephemeral: true\norg.matrix.msc3202: true\nid: bridge");
+        let a = Registry::load(&[write("unstable", &unstable)], "hs").unwrap().all()[0].clone();
+        assert!(a.ephemeral && a.to_device && a.rate_limited);
     }
 
     #[test]

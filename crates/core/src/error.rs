@@ -77,6 +77,12 @@ error_codes! {
     // Simplified Sliding Sync (MSC4186): a `pos` the server no longer knows; the client
     // starts its connection again.
     UnknownPos => ("M_UNKNOWN_POS", 400),
+    // `POST /appservice/{id}/ping` (spec 1.7): the appservice has no URL, answered an
+    // error, could not be reached, or took too long.
+    UrlNotSet => ("M_URL_NOT_SET", 400),
+    BadStatus => ("M_BAD_STATUS", 502),
+    ConnectionFailed => ("M_CONNECTION_FAILED", 502),
+    ConnectionTimeout => ("M_CONNECTION_TIMEOUT", 504),
     // Not an errcode: a user-interactive-auth challenge (401 with flows and no errcode).
     UiaRequired => ("M_UIA_REQUIRED", 401),
 }

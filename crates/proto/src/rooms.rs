@@ -33,6 +33,8 @@ service! {
         fn set_appservice_listing(SetAppserviceListingRequest) -> Empty;
         /// Third-party protocols and lookups, asked of the application services.
         fn thirdparty(ThirdpartyRequest) -> ThirdpartyResponse;
+        /// Pings an application service for itself (`M_FORBIDDEN` for another's ID).
+        fn ping_appservice(PingAppserviceRequest) -> PingAppserviceResponse;
         fn delete_alias(DeleteAliasRequest) -> Empty;
         fn room_aliases(RoomAliasesRequest) -> RoomAliasesResponse;
         fn get_directory_visibility(GetDirectoryVisibilityRequest) -> DirectoryVisibility;

@@ -39,6 +39,10 @@ impl Default for Http {
 }
 
 impl Http {
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Sends `request` to `appservice`: the JSON of a 2xx answer, `None` for anything else
     /// (an appservice that is down or knows nothing must not fail the client's request).
     pub(crate) async fn ask<R>(&self, appservice: &Appservice, request: R) -> Option<Value>

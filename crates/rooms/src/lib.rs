@@ -29,6 +29,7 @@ macro_rules! room_state_summary {
 mod access;
 mod admin;
 mod aliases;
+mod appservice_ping;
 mod appservice_query;
 mod authorise;
 mod context;

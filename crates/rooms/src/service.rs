@@ -71,6 +71,9 @@ impl RoomsService for RoomsHandle {
     async fn thirdparty(&self, req: ThirdpartyRequest) -> Result<ThirdpartyResponse> {
         self.0.thirdparty(req).await
     }
+    async fn ping_appservice(&self, req: PingAppserviceRequest) -> Result<PingAppserviceResponse> {
+        self.0.ping_appservice(req).await
+    }
 
     async fn set_appservice_listing(&self, req: SetAppserviceListingRequest) -> Result<Empty> {
         self.0.set_appservice_listing(req).await

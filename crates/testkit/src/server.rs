@@ -13,6 +13,7 @@ use crate::{
 };
 
 mod elastic;
+mod restart;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -35,6 +36,8 @@ pub struct TestServer {
     db_proxy: Option<TcpProxy>,
     /// `split_elastic` servers: the configuration a new sync worker starts with.
     sync_base: Option<Config>,
+    /// Each node's configuration, by name, for [`TestServer::restart`].
+    configs: Vec<(String, Config)>,
 }
 
 /// A redis-server of this test alone, which the test may restart.
@@ -87,17 +90,17 @@ async fn split_base(redis: String) -> (TestDb, PathBuf, Config) {
 }
 
 /// One service role of `base` on a gRPC port of its own: its URL and node.
-async fn start_service(base: &Config, name: &str, role: Role) -> (String, Node) {
+async fn start_service(base: &Config, name: &str, role: Role) -> (String, Node, Config) {
     let mut c = base.clone();
     c.roles = vec![role];
     let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
-    let node = trellis_homeserver::start(c, listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
-    (format!("http://{}", node.grpc_addr.expect("grpc")), node)
+    let node = trellis_homeserver::start(c.clone(), listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+    (format!("http://{}", node.grpc_addr.expect("grpc")), node, c)
 }
 
 /// A gateway calling the auth, rooms and media services at `services`, its configuration
 /// adjusted by `tweak`: its client URL and node.
-async fn start_gateway(base: &Config, services: &[String], tweak: impl FnOnce(&mut Config)) -> (String, Node) {
+async fn start_gateway(base: &Config, services: &[String], tweak: impl FnOnce(&mut Config)) -> (String, Node, Config) {
     let mut c = base.clone();
     c.roles = vec![Role::Gateway];
     c.remote.auth = Some(services[0].clone());
@@ -105,8 +108,8 @@ async fn start_gateway(base: &Config, services: &[String], tweak: impl FnOnce(&m
     c.remote.media = Some(services[2].clone());
     tweak(&mut c);
     let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
-    let node = trellis_homeserver::start(c, listeners).await.expect("gateway starts");
-    (format!("http://{}", node.http_addr.expect("http")), node)
+    let node = trellis_homeserver::start(c.clone(), listeners).await.expect("gateway starts");
+    (format!("http://{}", node.http_addr.expect("http")), node, c)
 }
 
 impl TestServer {
@@ -175,7 +178,7 @@ impl TestServer {
         config.bus.backend = BusBackend::Memory;
         tweak(&mut config);
         let listeners = Listeners { http: Some(free().await), metrics: Some(free().await), ..Default::default() };
-        let node = trellis_homeserver::start(config, listeners).await.expect("monolith starts");
+        let node = trellis_homeserver::start(config.clone(), listeners).await.expect("monolith starts");
         let url = format!("http://{}", node.http_addr.expect("http"));
         TestServer {
             mode: Mode::Monolith,
@@ -187,6 +190,7 @@ impl TestServer {
             redis: None,
             db_proxy,
             sync_base: None,
+            configs: vec![("monolith".into(), config)],
         }
     }
 
@@ -226,19 +230,23 @@ impl TestServer {
         tweak(&mut base);
 
         let mut nodes = Vec::new();
+        let mut configs = Vec::new();
         let mut services = Vec::new();
-        let (auth, node) = start_service(&base, "auth", Role::Auth).await;
+        let (auth, node, config) = start_service(&base, "auth", Role::Auth).await;
         nodes.push(("auth".to_owned(), node));
+        configs.push(("auth".to_owned(), config));
         // The appservice sender and its standby (idle unless appservices are configured).
         for name in ["appservice-0", "appservice-1"] {
-            let (_, node) = start_service(&base, name, Role::Appservice).await;
+            let (_, node, config) = start_service(&base, name, Role::Appservice).await;
             nodes.push((name.to_owned(), node));
+            configs.push((name.to_owned(), config));
         }
         let mut syncs = Vec::new();
         for name in ["sync-0", "sync-1"] {
-            let (url, node) = start_service(&base, name, Role::Sync).await;
+            let (url, node, config) = start_service(&base, name, Role::Sync).await;
             syncs.push(url);
             nodes.push((name.to_owned(), node));
+            configs.push((name.to_owned(), config));
         }
         // The rooms service calls auth and a sync worker for server notices.
         let mut peers = base.clone();
@@ -246,21 +254,23 @@ impl TestServer {
         peers.remote.sync = syncs.clone();
         services.push(auth);
         for (name, role) in [("rooms", Role::Rooms), ("media", Role::Media)] {
-            let (url, node) = start_service(&peers, name, role).await;
+            let (url, node, config) = start_service(&peers, name, role).await;
             services.push(url);
             nodes.push((name.to_owned(), node));
+            configs.push((name.to_owned(), config));
         }
 
         let mut urls = Vec::new();
         let workers = [vec![syncs[0].clone()], vec![syncs[1].clone()], syncs];
         for (i, sync) in workers.into_iter().enumerate() {
-            let (url, node) = start_gateway(&base, &services, |c| {
+            let (url, node, config) = start_gateway(&base, &services, |c| {
                 c.remote.sync = sync;
                 c.sync.balance = SyncBalance::RoundRobin;
             })
             .await;
             urls.push(url);
             nodes.push((format!("gateway-{i}"), node));
+            configs.push((format!("gateway-{i}"), config));
         }
         let pooled_url = urls.pop();
         TestServer {
@@ -273,6 +283,7 @@ impl TestServer {
             redis: private,
             db_proxy: None,
             sync_base: None,
+            configs,
         }
     }
 

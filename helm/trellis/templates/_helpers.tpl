@@ -43,6 +43,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $own "public_baseurl" .Values.publicBaseUrl -}}
 {{- end -}}
 {{- $config := mergeOverwrite (deepCopy .Values.config) $own -}}
+{{- if .Values.appserviceRegistrations -}}
+{{- $appservices := default dict (get $config "appservices") -}}
+{{- $files := default list (get $appservices "registration_files") -}}
+{{- range $file, $_ := .Values.appserviceRegistrations -}}
+{{- $files = append $files (printf "/etc/trellis/%s" $file) -}}
+{{- end -}}
+{{- $_ := set $appservices "registration_files" $files -}}
+{{- $_ := set $config "appservices" $appservices -}}
+{{- end -}}
 {{- include "trellis.integers" $config -}}
 {{- toToml $config -}}
 {{- end -}}

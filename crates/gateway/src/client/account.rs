@@ -100,8 +100,9 @@ async fn register_route(
             user_agent: req.origin.user_agent.clone(),
         })
         .await?;
-    if resp.created {
-        // The account exists now: this counts, whatever the limiter says.
+    // The account exists now: this counts, whatever the limiter says; an appservice's
+    // puppets do not count against the address (as Synapse).
+    if resp.created && one_shot_type.as_deref() != Some("m.login.application_service") {
         let _ = s.limit(Action::Register, &ip).await;
     }
     // Synapse's shape: without a login (`inhibit_login`) it leaves `device_id` out, where
@@ -148,6 +149,7 @@ async fn get_login_types_route(
     _: Ruma<get_login_types::v3::Request>,
 ) -> ApiResult<get_login_types::v3::Response> {
     let mut types = vec![LoginType::Password(Default::default())];
+    types.push(LoginType::ApplicationService(Default::default()));
     if s.settings.login_token_enabled {
         let mut token = TokenLoginType::new();
         token.get_login_token = true;
@@ -163,7 +165,7 @@ async fn login_route(
     req: Ruma<Adjusted<login::v3::Request, LoginTypeNamed>>,
 ) -> ApiResult<login::v3::Response> {
     s.limit(Action::Login, &req.origin.ip_or_unknown()).await?;
-    let origin = req.origin;
+    let (origin, token) = (req.origin, req.user);
     let req = req.body.request;
     let mut login = LoginRequest {
         device_id: req.device_id.map(|d| d.to_string()),
@@ -188,6 +190,20 @@ async fn login_route(
             login.password = password.password;
         }
         login::v3::LoginInfo::Token(token) => login.login_token = Some(token.token),
+        login::v3::LoginInfo::ApplicationService(appservice) => {
+            login.user = match (appservice.identifier, appservice.user) {
+                (Some(UserIdentifier::Matrix(id)), _) => id.user,
+                (None, Some(user)) => user,
+                (Some(_), _) => {
+                    return Err(ApiError(
+                        Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
+                    ));
+                }
+                (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
+            };
+            login.appservice_token =
+                Some(token.ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?);
+        }
         _ => return Err(ApiError(Error::new(ErrorCode::Unknown, "Unknown login type").with_status(400))),
     }
     let resp = s.services.auth.login(login).await?;

@@ -3,6 +3,7 @@
 mod account;
 mod account_data;
 mod account_manage;
+mod appservice;
 mod devices;
 mod directory;
 mod discovery;
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(account_manage::routes())
         .merge(sync::routes())
         .merge(thirdparty::routes())
+        .merge(appservice::routes())
         .merge(sliding_sync::routes())
         .merge(push::routes())
         .merge(media::routes())

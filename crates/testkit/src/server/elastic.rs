@@ -23,7 +23,7 @@ impl TestServer {
         let mut nodes: Vec<(String, Node)> = Vec::new();
         let mut services = Vec::new();
         for (name, role) in [("auth", Role::Auth), ("rooms", Role::Rooms), ("media", Role::Media)] {
-            let (url, node) = start_service(&base, name, role).await;
+            let (url, node, _) = start_service(&base, name, role).await;
             services.push(url);
             nodes.push((name.to_owned(), node));
         }
@@ -37,12 +37,13 @@ impl TestServer {
             redis: None,
             db_proxy: None,
             sync_base: Some(base.clone()),
+            configs: Vec::new(),
         };
         for _ in 0..workers {
             server.add_sync_worker().await;
         }
 
-        let (url, node) = start_gateway(&base, &services, |_| {}).await;
+        let (url, node, _) = start_gateway(&base, &services, |_| {}).await;
         server.urls.push(url);
         server.nodes.push(("gateway".to_owned(), node));
         server.until_metric("trellis_gateway_sync_workers", workers as f64).await;
@@ -56,7 +57,7 @@ impl TestServer {
         // One past the highest running worker's number: names stay unique among live nodes.
         let next = self.nodes.iter().filter_map(|(name, _)| name.strip_prefix("sync-")?.parse::<usize>().ok()).max();
         let name = format!("sync-{}", next.map_or(0, |n| n + 1));
-        let (_, node) = start_service(base, &name, Role::Sync).await;
+        let (_, node, _) = start_service(base, &name, Role::Sync).await;
         self.nodes.push((name.clone(), node));
         name
     }
