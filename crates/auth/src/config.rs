@@ -31,6 +31,8 @@ pub struct AuthConfig {
     pub registration_requires_token: bool,
     /// Registration tokens from the configuration, written to the database at start.
     pub registration_tokens: Vec<RegistrationTokenConfig>,
+    /// The OAuth 2.0 API's settings (`[oauth]`).
+    pub oauth: trellis_core::config::OauthConfig,
 }
 
 impl AuthConfig {
@@ -50,6 +52,7 @@ impl AuthConfig {
             login_token_lifetime: Duration::from_millis(config.auth.login_token_lifetime_ms),
             registration_requires_token: config.registration.requires_token,
             registration_tokens: config.registration.tokens.clone(),
+            oauth: config.oauth.clone(),
         }
     }
 }

@@ -20,6 +20,7 @@ mod guest;
 pub mod keys;
 mod login;
 mod login_token;
+mod oauth;
 mod moderation;
 mod openid;
 mod password;

@@ -180,7 +180,7 @@ impl Auth {
     }
 
     /// The user `user` names, if `password` is theirs and the account is active.
-    async fn check_password_login(&self, user: &str, password: String) -> Result<String> {
+    pub(crate) async fn check_password_login(&self, user: &str, password: String) -> Result<String> {
         let localpart = login_localpart(user, &self.config.server_name)?;
         let user_id = format!("@{localpart}:{}", self.config.server_name);
         let credentials = {

@@ -31,6 +31,7 @@ pub fn config() -> AuthConfig {
         login_token_lifetime: std::time::Duration::from_secs(120),
         registration_requires_token: false,
         registration_tokens: Vec::new(),
+        oauth: trellis_core::config::OauthConfig { enabled: true, ..Default::default() },
     }
 }
 
