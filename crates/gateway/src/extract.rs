@@ -412,6 +412,15 @@ impl Origin {
     }
 }
 
+/// For handlers outside the ruma extractor (the OAuth 2.0 pages and endpoints).
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
+        Ok(origin(parts, state))
+    }
+}
+
 fn origin(parts: &Parts, state: &AppState) -> Origin {
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
     Origin { ip: client_ip(parts, state), user_agent: user_agent(parts), host }

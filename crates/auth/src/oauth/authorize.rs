@@ -114,6 +114,13 @@ impl Auth {
             Err(redirect_to) => return Ok(OauthRedirect { redirect_to }),
             Ok(checked) => checked,
         };
+        if req.deny {
+            let mut params = vec![("error", "access_denied"), ("error_description", "The user denied the request")];
+            if let Some(state) = auth.state.as_deref() {
+                params.push(("state", state));
+            }
+            return Ok(OauthRedirect { redirect_to: redirect_to(&auth.redirect_uri, auth.response_mode.as_deref(), &params) });
+        }
         let code = random_string(40);
         let expires = now_ms().saturating_add(ms(self.config.oauth.code_lifetime_ms));
         let stmt = client.prepare_cached(INSERT_CODE).await?;
