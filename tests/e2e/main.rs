@@ -66,6 +66,7 @@ mod legacy_api;
 mod login_tokens;
 mod media;
 mod nio;
+mod oauth;
 mod openid_whois;
 mod poisoned_rows;
 mod profile;

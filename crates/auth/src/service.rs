@@ -278,7 +278,7 @@ impl AuthService for Auth {
         self.do_oauth_token(req).await
     }
 
-    async fn oauth_revoke(&self, req: OauthRevokeRequest) -> Result<AuthAck> {
+    async fn oauth_revoke(&self, req: OauthRevokeRequest) -> Result<OauthRevoked> {
         self.do_oauth_revoke(req).await
     }
 

@@ -98,7 +98,7 @@ service! {
         /// grant's `authorization_pending`, `slow_down`, `expired_token`, `access_denied`).
         fn oauth_token(OauthTokenRequest) -> OauthTokenResponse;
         /// Ends the session (device) of an access or refresh token; unknown tokens are fine.
-        fn oauth_revoke(OauthRevokeRequest) -> AuthAck;
+        fn oauth_revoke(OauthRevokeRequest) -> OauthRevoked;
         fn oauth_delete_device(OauthDeleteDeviceRequest) -> AuthAck;
         /// `M_FORBIDDEN` for a wrong current password; the other devices stay signed in.
         fn oauth_change_password(OauthChangePasswordRequest) -> AuthAck;

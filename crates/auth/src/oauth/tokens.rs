@@ -10,7 +10,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use tracing::{info, instrument};
 use trellis_core::{ErrorCode, Result, time::now_ms};
-use trellis_proto::auth::{AuthAck, OauthRevokeRequest, OauthTokenRequest, OauthTokenResponse};
+use trellis_proto::auth::{OauthRevokeRequest, OauthRevoked, OauthTokenRequest, OauthTokenResponse};
 
 use super::{
     clients::{self, AUTHORIZATION_CODE, DEVICE_CODE, REFRESH_TOKEN},
@@ -164,7 +164,7 @@ impl Auth {
             row.get::<_, String>(3)
         };
         let lifetime = Some(self.oauth_token_lifetime());
-        let (_, _, pair) = self.rotate_refresh(refresh_token, lifetime).await.map_err(|e| match e.code() {
+        let (user_id, device_id, pair) = self.rotate_refresh(refresh_token, lifetime).await.map_err(|e| match e.code() {
             ErrorCode::UnknownToken => invalid_grant("Unknown or already used refresh token"),
             _ => e,
         })?;
@@ -173,6 +173,8 @@ impl Auth {
             refresh_token: pair.refresh_token.unwrap_or_default(),
             expires_in: pair.expires_in_ms.unwrap_or_default() / 1000,
             scope,
+            user_id,
+            device_id,
         })
     }
 
@@ -217,11 +219,13 @@ impl Auth {
             refresh_token: issued.refresh_token.unwrap_or_default(),
             expires_in: issued.expires_in_ms.unwrap_or_default() / 1000,
             scope: grant.scope,
+            user_id: grant.user_id,
+            device_id: grant.device_id,
         })
     }
 
     #[instrument(skip_all)]
-    pub(crate) async fn do_oauth_revoke(&self, req: OauthRevokeRequest) -> Result<AuthAck> {
+    pub(crate) async fn do_oauth_revoke(&self, req: OauthRevokeRequest) -> Result<OauthRevoked> {
         self.require_oauth()?;
         if req.token.is_empty() {
             return Err(invalid_request("token is required"));
@@ -236,14 +240,14 @@ impl Auth {
             }
         };
         // RFC 7009 §2.2: an unknown or already revoked token is not an error.
-        let Some((user_id, device_id)) = session else { return Ok(AuthAck {}) };
+        let Some((user_id, device_id)): Option<(String, String)> = session else { return Ok(OauthRevoked::default()) };
         let tx = client.transaction().await?;
         let mut removed = devices::delete_devices(&tx, &user_id, std::slice::from_ref(&device_id)).await?;
         tx.commit().await?;
         removed.revoked.push(hash);
         self.removed(&user_id, removed).await;
         info!(user_id = %user_id, device_id = %device_id, "oauth session revoked");
-        Ok(AuthAck {})
+        Ok(OauthRevoked { user_id: Some(user_id), device_id: Some(device_id) })
     }
 }
 

@@ -23,7 +23,10 @@ use super::{
     pages::{csrf_refused, failure, login_form, see_other, session, with_csrf},
     web::{SESSION_COOKIE, csrf_ok, csrf_token, set_cookie},
 };
-use crate::AppState;
+use crate::{
+    AppState,
+    client::{devices_removed, these},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -194,13 +197,17 @@ async fn signed_in_form(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
 
 /// # `POST /_trellis/account/delete_device`
 async fn delete_device_route(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (f, session_token, _) = match signed_in_form(&s, &headers, &body).await {
+    let (f, session_token, user_id) = match signed_in_form(&s, &headers, &body).await {
         Ok(found) => found,
         Err(page) => return page,
     };
-    match s.services.auth.oauth_delete_device(OauthDeleteDeviceRequest { session_token, device_id: f.device_id }).await {
-        Ok(_) => see_other(ACCOUNT),
-        Err(e) => failure(e),
+    let req = OauthDeleteDeviceRequest { session_token, device_id: f.device_id.clone() };
+    if let Err(e) = s.services.auth.oauth_delete_device(req).await {
+        return failure(e);
+    }
+    match devices_removed(&s, &user_id, these(vec![f.device_id])).await {
+        Ok(()) => see_other(ACCOUNT),
+        Err(e) => failure(e.0),
     }
 }
 

@@ -22,7 +22,7 @@ use super::{
     ACCOUNT, PREFIX,
     web::{OauthError, base_url, form, no_store},
 };
-use crate::{AppState, error::ApiResult, extract::{Origin, Ruma}, router::RumaRoutes};
+use crate::{AppState, client::{devices_removed, these}, error::ApiResult, extract::{Origin, Ruma}, router::RumaRoutes};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -224,6 +224,8 @@ async fn token_route(State(s): State<AppState>, origin: Origin, body: Bytes) -> 
         user_agent: origin.user_agent,
     };
     let t = s.services.auth.oauth_token(req).await?;
+    // A grant on a device ID that had tokens replaced them: this gateway forgets them now.
+    crate::client::forget_devices(&s, &t.user_id, |d| d == t.device_id);
     let answer = TokenAnswer {
         access_token: t.access_token,
         token_type: "Bearer",
@@ -245,7 +247,10 @@ struct RevokeForm {
 async fn revoke_route(State(s): State<AppState>, body: Bytes) -> Result<Response, OauthError> {
     enabled(&s)?;
     let f: RevokeForm = form(&body)?;
-    s.services.auth.oauth_revoke(OauthRevokeRequest { token: f.token, client_id: f.client_id }).await?;
+    let ended = s.services.auth.oauth_revoke(OauthRevokeRequest { token: f.token, client_id: f.client_id }).await?;
+    if let (Some(user_id), Some(device_id)) = (ended.user_id, ended.device_id) {
+        devices_removed(&s, &user_id, these(vec![device_id])).await?;
+    }
     Ok(StatusCode::OK.into_response())
 }
 

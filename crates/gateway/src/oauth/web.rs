@@ -27,6 +27,12 @@ impl From<Error> for OauthError {
     }
 }
 
+impl From<ApiError> for OauthError {
+    fn from(e: ApiError) -> OauthError {
+        OauthError(e.0)
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,

@@ -1,0 +1,441 @@
+//! The OAuth 2.0 API (spec 1.15+) as a browser and a client drive it: server metadata,
+//! dynamic client registration, the authorization code flow with PKCE through the login and
+//! consent pages, the token endpoint's grants, refresh and revocation, the device
+//! authorization grant through the device link page, registration with `prompt=create`, the
+//! account page, and the refusals of bad input.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use trellis_core::config::Config;
+use trellis_testkit::{PASSWORD, TestServer};
+
+both_modes!(configured oauth_on;
+    oauth_code_flow_signs_in_refreshes_and_revokes,
+    oauth_device_grant_through_the_link_page,
+    oauth_prompt_create_registers_and_the_account_page_manages,
+    oauth_bad_input_gets_the_rfc_errors);
+
+mod off {
+    both_modes!(oauth_is_off_by_default);
+
+    async fn oauth_is_off_by_default(server: trellis_testkit::TestServer) {
+        let r = server.client().get("/_matrix/client/v1/auth_metadata").await;
+        assert_eq!((r.status, r.body["errcode"].as_str()), (404, Some("M_UNRECOGNIZED")), "{}", r.body);
+        let r = server.client().post("/_trellis/oauth2/token", serde_json::json!({})).await;
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+}
+
+const DEVICE_SCOPE: &str = "urn:matrix:client:device:";
+const API_SCOPE: &str = "urn:matrix:client:api:*";
+const REDIRECT: &str = "https://client.example/cb";
+
+fn oauth_on(c: &mut Config) {
+    c.oauth.enabled = true;
+    // The device grant's polls in the tests come quicker than a real client's.
+    c.oauth.device_poll_interval_s = 1;
+}
+
+/// A browser: cookies kept, redirects not followed.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http, base: server.url().trim_end_matches('/').to_owned(), cookies: BTreeMap::new() }
+    }
+
+    fn url(&self, target: &str) -> String {
+        if target.starts_with("http") { target.to_owned() } else { format!("{}{target}", self.base) }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn page(&mut self, response: reqwest::Response) -> Page {
+        for set in response.headers().get_all(header::SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let location = response.headers().get(header::LOCATION).map(|l| l.to_str().unwrap().to_owned());
+        Page { status: response.status(), location, body: response.text().await.unwrap() }
+    }
+
+    async fn get(&mut self, target: &str) -> Page {
+        let r = self.http.get(self.url(target)).header(header::COOKIE, self.cookie_header()).send().await.unwrap();
+        self.page(r).await
+    }
+
+    async fn post(&mut self, target: &str, form: &[(&str, &str)]) -> Page {
+        let r = self
+            .http
+            .post(self.url(target))
+            .header(header::COOKIE, self.cookie_header())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap();
+        self.page(r).await
+    }
+
+    /// Fills in the page's form: its hidden fields plus `fields`, posted to `action`.
+    async fn submit(&mut self, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(String, String)> = ["csrf", "continue", "request"]
+            .iter()
+            .filter_map(|name| field(&page.body, name).map(|v| (name.to_string(), v)))
+            .collect();
+        form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.post(action, &form).await
+    }
+}
+
+/// A form field's value in a page (the pages escape it).
+fn field(html: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+    let value = &html[start..start + html[start..].find('"')?];
+    Some(value.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'").replace("&amp;", "&"))
+}
+
+/// The parameters the browser brings back to the client in a redirect's fragment or query.
+fn callback(location: &str) -> BTreeMap<String, String> {
+    let params = location.split_once('#').or_else(|| location.split_once('?')).unwrap().1;
+    serde_urlencoded::from_str(params).unwrap()
+}
+
+fn pkce() -> (String, String) {
+    let verifier = format!("v{}", "0123456789abcdefghijklmnopqrstuvwxyz-._~ABCDEFGHIJ");
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+async fn metadata(server: &TestServer) -> Value {
+    let r = server.client().get("/_matrix/client/v1/auth_metadata").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// Registers a web client with every grant; its ID.
+async fn register_client(meta: &Value) -> String {
+    let body = json!({
+        "client_name": "Test client", "client_name#fr": "Client de test",
+        "client_uri": "https://client.example/", "redirect_uris": [REDIRECT],
+        "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+        "response_types": ["code"], "token_endpoint_auth_method": "none", "application_type": "web",
+    });
+    let r = reqwest::Client::new().post(meta["registration_endpoint"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let client: Value = r.json().await.unwrap();
+    assert_eq!(client["token_endpoint_auth_method"], "none");
+    assert!(client.get("client_name#fr").is_none(), "localized fields are not registered: {client}");
+    client["client_id"].as_str().unwrap().to_owned()
+}
+
+fn authorize_url(meta: &Value, client_id: &str, device: &str, challenge: &str, extra: &str) -> String {
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", &format!("{API_SCOPE} {DEVICE_SCOPE}{device}")),
+        ("state", "st4te"),
+        ("response_mode", "fragment"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    format!("{}?{query}{extra}", meta["authorization_endpoint"].as_str().unwrap())
+}
+
+/// A form POST to the token (or another machine) endpoint: status and JSON.
+async fn post_form(url: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+}
+
+async fn whoami(server: &TestServer, token: &str) -> trellis_testkit::Reply {
+    let mut c = server.client();
+    c.token = Some(token.to_owned());
+    c.get("/_matrix/client/v3/account/whoami").await
+}
+
+/// Signs `user` in on the login page the browser is on; the page after the redirect.
+async fn sign_in(browser: &mut Browser, login: &Page, user: &str, password: &str) -> Page {
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    assert!(login.body.contains("Sign in"), "{}", login.body);
+    let done = browser.submit(login, "/_trellis/oauth2/login", &[("username", user), ("password", password)]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let next = done.location.unwrap();
+    browser.get(&next).await
+}
+
+/// Allows on the consent page; the code the client gets back.
+async fn consent(browser: &mut Browser, page: &Page) -> String {
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Test client"), "{}", page.body);
+    let done = browser.submit(page, "/_trellis/oauth2/consent", &[("action", "allow")]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let location = done.location.unwrap();
+    assert!(location.starts_with(&format!("{REDIRECT}#")), "{location}");
+    let params = callback(&location);
+    assert_eq!(params["state"], "st4te");
+    params["code"].clone()
+}
+
+async fn exchange(meta: &Value, client_id: &str, code: &str, verifier: &str) -> (StatusCode, Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+    ];
+    post_form(meta["token_endpoint"].as_str().unwrap(), &form).await
+}
+
+async fn oauth_code_flow_signs_in_refreshes_and_revokes(server: TestServer) {
+    let meta = metadata(&server).await;
+    assert_eq!(meta["issuer"], format!("{}/", server.url().trim_end_matches('/')));
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(meta["response_modes_supported"], json!(["query", "fragment"]));
+    assert!(meta["prompt_values_supported"].as_array().unwrap().contains(&json!("create")));
+    let unstable = server.client().get("/_matrix/client/unstable/org.matrix.msc2965/auth_metadata").await;
+    assert_eq!(unstable.body, meta);
+    let issuer = server.client().get("/_matrix/client/unstable/org.matrix.msc2965/auth_issuer").await;
+    assert_eq!(issuer.body["issuer"], meta["issuer"]);
+
+    let alice = server.user("alice").await;
+    let client_id = register_client(&meta).await;
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new(&server);
+    let login = browser.get(&authorize_url(&meta, &client_id, "OAUTHDEV01", &challenge, "")).await;
+    let wrong = browser.submit(&login, "/_trellis/oauth2/login", &[("username", "alice"), ("password", "nope")]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    let consent_page = sign_in(&mut browser, &login, "alice", PASSWORD).await;
+    let code = consent(&mut browser, &consent_page).await;
+
+    let (status, tokens) = exchange(&meta, &client_id, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["expires_in"].as_i64().unwrap() > 0, "{tokens}");
+    assert_eq!(tokens["scope"], format!("{API_SCOPE} {DEVICE_SCOPE}OAUTHDEV01"));
+    let access = tokens["access_token"].as_str().unwrap();
+    let me = whoami(&server, access).await;
+    assert_eq!((me.body["user_id"].as_str(), me.body["device_id"].as_str()), (Some(alice.user_id.as_str()), Some("OAUTHDEV01")));
+    // A code works once.
+    let (status, again) = exchange(&meta, &client_id, &code, &verifier).await;
+    assert_eq!((status, again["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{again}");
+
+    // Refresh: a new pair; the new access token works.
+    let token_endpoint = meta["token_endpoint"].as_str().unwrap();
+    let refresh = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap()), ("client_id", &client_id)];
+    let (status, refreshed) = post_form(token_endpoint, &refresh).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let new_access = refreshed["access_token"].as_str().unwrap();
+    assert_ne!(new_access, access);
+    assert_eq!(whoami(&server, new_access).await.body["device_id"], "OAUTHDEV01");
+    // Another client cannot refresh it.
+    let stolen = [("grant_type", "refresh_token"), ("refresh_token", refreshed["refresh_token"].as_str().unwrap()), ("client_id", "someone-else")];
+    let (status, refused) = post_form(token_endpoint, &stolen).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{refused}");
+
+    // Revocation ends the session: both tokens stop working.
+    let (status, _) = post_form(meta["revocation_endpoint"].as_str().unwrap(), &[("token", new_access), ("token_type_hint", "access_token")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let gone = whoami(&server, new_access).await;
+    assert_eq!((gone.status, gone.body["errcode"].as_str()), (401, Some("M_UNKNOWN_TOKEN")), "{}", gone.body);
+    let rotated = [("grant_type", "refresh_token"), ("refresh_token", refreshed["refresh_token"].as_str().unwrap()), ("client_id", &client_id)];
+    let (status, refused) = post_form(token_endpoint, &rotated).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{refused}");
+    // Revoking what is already gone is fine (RFC 7009).
+    let (status, _) = post_form(meta["revocation_endpoint"].as_str().unwrap(), &[("token", new_access)]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Signed in already: the next authorization goes straight to consent; deny answers
+    // `access_denied` with the state.
+    let page = browser.get(&authorize_url(&meta, &client_id, "OAUTHDEV02", &challenge, "")).await;
+    assert!(page.body.contains("Allow access?"), "{}", page.body);
+    let denied = browser.submit(&page, "/_trellis/oauth2/consent", &[("action", "deny")]).await;
+    let params = callback(&denied.location.unwrap());
+    assert_eq!((params["error"].as_str(), params["state"].as_str()), ("access_denied", "st4te"));
+}
+
+async fn oauth_device_grant_through_the_link_page(server: TestServer) {
+    let meta = metadata(&server).await;
+    let bob = server.user("bob").await;
+    let client_id = register_client(&meta).await;
+    let device_endpoint = meta["device_authorization_endpoint"].as_str().unwrap();
+    let token_endpoint = meta["token_endpoint"].as_str().unwrap();
+    let scope = format!("{API_SCOPE} {DEVICE_SCOPE}TVDEVICE01");
+    let (status, grant) = post_form(device_endpoint, &[("client_id", &client_id), ("scope", &scope)]).await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    let device_code = grant["device_code"].as_str().unwrap();
+    let poll = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code), ("client_id", &client_id)];
+    let (status, pending) = post_form(token_endpoint, &poll).await;
+    assert_eq!((status, pending["error"].as_str()), (StatusCode::BAD_REQUEST, Some("authorization_pending")), "{pending}");
+    let (_, fast) = post_form(token_endpoint, &poll).await;
+    assert_eq!(fast["error"], "slow_down", "{fast}");
+
+    // The user follows the link on another device, signs in and allows.
+    let mut browser = Browser::new(&server);
+    let login = browser.get(grant["verification_uri_complete"].as_str().unwrap()).await;
+    let link = sign_in(&mut browser, &login, "bob", PASSWORD).await;
+    assert_eq!(field(&link.body, "user_code").as_deref(), grant["user_code"].as_str(), "{}", link.body);
+    let unknown = browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", "BBBB-CCCC"), ("action", "allow")]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    let user_code = grant["user_code"].as_str().unwrap().to_lowercase();
+    let done = browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", &user_code), ("action", "allow")]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("TVDEVICE01"), "{}", done.body);
+
+    let (status, tokens) = post_form(token_endpoint, &poll).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let me = whoami(&server, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!((me.body["user_id"].as_str(), me.body["device_id"].as_str()), (Some(bob.user_id.as_str()), Some("TVDEVICE01")));
+    // The device code is used up.
+    let (_, used) = post_form(token_endpoint, &poll).await;
+    assert_eq!(used["error"], "invalid_grant", "{used}");
+
+    // A denied grant answers access_denied.
+    let (_, grant) = post_form(device_endpoint, &[("client_id", &client_id), ("scope", &scope)]).await;
+    let link = browser.get(grant["verification_uri_complete"].as_str().unwrap()).await;
+    let denied = browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", grant["user_code"].as_str().unwrap()), ("action", "deny")]).await;
+    assert_eq!(denied.status, StatusCode::OK, "{}", denied.body);
+    let poll = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", grant["device_code"].as_str().unwrap()), ("client_id", &client_id)];
+    let (_, refused) = post_form(token_endpoint, &poll).await;
+    assert_eq!(refused["error"], "access_denied", "{refused}");
+}
+
+async fn oauth_prompt_create_registers_and_the_account_page_manages(server: TestServer) {
+    let meta = metadata(&server).await;
+    let client_id = register_client(&meta).await;
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new(&server);
+    let form = browser.get(&authorize_url(&meta, &client_id, "NEWDEVICE1", &challenge, "&prompt=create")).await;
+    assert!(form.body.contains("Create an account"), "{}", form.body);
+    let fields = [("username", "newbie"), ("password", "a long password"), ("password_confirm", "another one")];
+    let mismatch = browser.submit(&form, "/_trellis/oauth2/register", &fields).await;
+    assert_eq!(mismatch.status, StatusCode::BAD_REQUEST, "{}", mismatch.body);
+    let fields = [("username", "newbie"), ("password", "a long password"), ("password_confirm", "a long password")];
+    let created = browser.submit(&form, "/_trellis/oauth2/register", &fields).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let taken = browser.submit(&form, "/_trellis/oauth2/register", &fields).await;
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST, "a second account of that name: {}", taken.body);
+    let consent_page = browser.get(&created.location.unwrap()).await;
+    let code = consent(&mut browser, &consent_page).await;
+    let (_, tokens) = exchange(&meta, &client_id, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(whoami(&server, &access).await.body["user_id"], "@newbie:localhost");
+
+    // The account page lists the device and signs it out.
+    let account = browser.get(meta["account_management_uri"].as_str().unwrap()).await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains("NEWDEVICE1"), "{}", account.body);
+    let deleted = browser.submit(&account, "/_trellis/account/delete_device", &[("device_id", "NEWDEVICE1")]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+    assert_eq!(whoami(&server, &access).await.status, 401);
+    // The password changes only with the current one.
+    let change = [("current_password", "wrong"), ("new_password", "a newer password")];
+    let refused = browser.submit(&account, "/_trellis/account/password", &change).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let change = [("current_password", "a long password"), ("new_password", "a newer password")];
+    let changed = browser.submit(&account, "/_trellis/account/password", &change).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let login = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "newbie"}, "password": "a newer password"});
+    assert_eq!(server.client().post("/_matrix/client/v3/login", login).await.status, 200);
+    // A form without the CSRF token is refused.
+    let forged = browser.post("/_trellis/account/delete_device", &[("device_id", "X")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
+
+async fn oauth_bad_input_gets_the_rfc_errors(server: TestServer) {
+    let meta = metadata(&server).await;
+    let registration = meta["registration_endpoint"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    for (body, error) in [
+        (json!({"redirect_uris": [REDIRECT]}), "invalid_client_metadata"),
+        (json!({"client_uri": "https://client.example/", "redirect_uris": ["http://client.example/cb"]}), "invalid_redirect_uri"),
+        (json!({"client_uri": "https://client.example/", "redirect_uris": ["https://evil.example/cb"]}), "invalid_redirect_uri"),
+        (json!({"client_uri": "https://client.example/", "redirect_uris": "nope"}), "invalid_client_metadata"),
+    ] {
+        let r = http.post(registration).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], error, "{body}");
+    }
+    let client_id = register_client(&meta).await;
+    let (_, challenge) = pkce();
+    let mut browser = Browser::new(&server);
+    // Not redirected: an unknown client, a redirect URI not registered.
+    let unknown = browser.get(&authorize_url(&meta, "no-such-client", "D1", &challenge, "")).await;
+    assert_eq!((unknown.status, unknown.location), (StatusCode::UNAUTHORIZED, None));
+    let elsewhere = authorize_url(&meta, &client_id, "D1", &challenge, "").replace("client.example%2Fcb", "client.example%2Fother");
+    let page = browser.get(&elsewhere).await;
+    assert_eq!((page.status, page.location), (StatusCode::BAD_REQUEST, None));
+    // Redirected with the error: no PKCE, a bad scope.
+    let plain = browser.get(&authorize_url(&meta, &client_id, "D1", &challenge, "").replace("S256", "plain")).await;
+    assert_eq!(callback(&plain.location.unwrap())["error"], "invalid_request");
+    let scope = authorize_url(&meta, &client_id, "D1", &challenge, "").replace("urn%3Amatrix%3Aclient%3Aapi%3A*", "email");
+    let bad_scope = browser.get(&scope).await;
+    let params = callback(&bad_scope.location.unwrap());
+    assert_eq!((params["error"].as_str(), params["state"].as_str()), ("invalid_scope", "st4te"));
+    // The token endpoint.
+    let token = meta["token_endpoint"].as_str().unwrap();
+    for (form, status, error) in [
+        (vec![("grant_type", "password")], StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        (vec![("code", "x")], StatusCode::BAD_REQUEST, "invalid_request"),
+        (vec![("grant_type", "authorization_code"), ("client_id", &client_id)], StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            vec![("grant_type", "authorization_code"), ("code", "forged"), ("redirect_uri", REDIRECT), ("client_id", &client_id), ("code_verifier", &"a".repeat(43))],
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        ),
+        (vec![("grant_type", "refresh_token"), ("refresh_token", "nope")], StatusCode::BAD_REQUEST, "invalid_grant"),
+    ] {
+        let (got, body) = post_form(token, &form).await;
+        assert_eq!((got, body["error"].as_str()), (status, Some(error)), "{form:?}: {body}");
+    }
+    // A code with the wrong verifier is refused, and used up.
+    let _carol = server.user("carol").await;
+    let (verifier, challenge) = pkce();
+    let login = browser.get(&authorize_url(&meta, &client_id, "D2", &challenge, "")).await;
+    let consent_page = sign_in(&mut browser, &login, "carol", PASSWORD).await;
+    let code = consent(&mut browser, &consent_page).await;
+    let (status, wrong) = exchange(&meta, &client_id, &code, &"b".repeat(43)).await;
+    assert_eq!((status, wrong["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let (_, after) = exchange(&meta, &client_id, &code, &verifier).await;
+    assert_eq!(after["error"], "invalid_grant", "{after}");
+    // A device grant for a scope without a device.
+    let (status, body) = post_form(meta["device_authorization_endpoint"].as_str().unwrap(), &[("client_id", &client_id), ("scope", API_SCOPE)]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+    // Consent without the CSRF token is refused.
+    let forged = browser.post("/_trellis/oauth2/consent", &[("request", "client_id=x"), ("action", "allow")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
