@@ -49,6 +49,11 @@ pub fn closed_config() -> AuthConfig {
     AuthConfig { registration_enabled: false, ..config() }
 }
 
+/// The OAuth 2.0 API off (the default of a server's configuration).
+pub fn oauth_off_config() -> AuthConfig {
+    AuthConfig { oauth: trellis_core::config::OauthConfig::default(), ..config() }
+}
+
 pub fn guest_config() -> AuthConfig {
     AuthConfig { allow_guests: true, ..config() }
 }
