@@ -30,6 +30,36 @@ mod off {
     }
 }
 
+mod oauth_only {
+    use super::*;
+
+    both_modes!(configured oauth_without_passwords; oauth_can_replace_password_login_and_registration);
+
+    fn oauth_without_passwords(c: &mut Config) {
+        c.oauth.enabled = true;
+        c.oauth.password_login = false;
+    }
+
+    /// `oauth.password_login = false`: `/login` offers no password and refuses one,
+    /// `/register` refuses accounts; the registration page still makes them.
+    async fn oauth_can_replace_password_login_and_registration(server: TestServer) {
+        let flows = server.client().get("/_matrix/client/v3/login").await;
+        let types: Vec<&str> = flows.body["flows"].as_array().unwrap().iter().filter_map(|f| f["type"].as_str()).collect();
+        assert!(!types.contains(&"m.login.password"), "{}", flows.body);
+        let mut browser = Browser::new(&server);
+        let form = browser.get("/_trellis/oauth2/register?continue=/_trellis/account").await;
+        let fields = [("username", "webonly"), ("password", "a long password"), ("password_confirm", "a long password")];
+        let created = browser.submit(&form, "/_trellis/oauth2/register", &fields).await;
+        assert_eq!((created.status, created.location.as_deref()), (StatusCode::SEE_OTHER, Some("/_trellis/account")));
+        let login = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "webonly"}, "password": "a long password"});
+        let refused = server.client().post("/_matrix/client/v3/login", login).await;
+        assert_eq!((refused.status, refused.body["errcode"].as_str()), (400, Some("M_UNKNOWN")), "{}", refused.body);
+        let register = json!({"username": "legacy", "password": "a long password", "auth": {"type": "m.login.dummy"}});
+        let refused = server.client().post("/_matrix/client/v3/register", register).await;
+        assert_eq!((refused.status, refused.body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{}", refused.body);
+    }
+}
+
 const DEVICE_SCOPE: &str = "urn:matrix:client:device:";
 const API_SCOPE: &str = "urn:matrix:client:api:*";
 const REDIRECT: &str = "https://client.example/cb";

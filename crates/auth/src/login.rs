@@ -144,6 +144,10 @@ impl Auth {
         let device_id = requested_device_id(req.device_id.as_deref())?;
         let user_id = match &req.login_token {
             Some(token) => self.consume_login_token(token).await?,
+            None if !self.legacy_passwords() => {
+                return Err(Error::new(ErrorCode::Unknown, "Password login is disabled: sign in through the OAuth 2.0 API")
+                    .with_status(400));
+            }
             None => self.check_password_login(&req.user, req.password).await?,
         };
         let mut client = self.pool.get().await?;
@@ -171,6 +175,13 @@ impl Auth {
             refresh_token: issued.refresh_token,
             expires_in_ms: issued.expires_in_ms,
         })
+    }
+
+    /// Whether `/login` and `/register` take passwords: always, unless the OAuth 2.0 API is
+    /// on with `oauth.password_login = false` (then accounts are made and signed in to in
+    /// the browser).
+    pub(crate) fn legacy_passwords(&self) -> bool {
+        !self.config.oauth.enabled || self.config.oauth.password_login
     }
 
     /// The lifetime of a new access token: only a client that supports refresh tokens gets
