@@ -44,11 +44,13 @@ mod oauth_only {
     /// `/register` refuses accounts; the registration page still makes them.
     async fn oauth_can_replace_password_login_and_registration(server: TestServer) {
         let flows = server.client().get("/_matrix/client/v3/login").await;
-        let types: Vec<&str> = flows.body["flows"].as_array().unwrap().iter().filter_map(|f| f["type"].as_str()).collect();
+        let types: Vec<&str> =
+            flows.body["flows"].as_array().unwrap().iter().filter_map(|f| f["type"].as_str()).collect();
         assert!(!types.contains(&"m.login.password"), "{}", flows.body);
         let mut browser = Browser::new(&server);
         let form = browser.get("/_trellis/oauth2/register?continue=/_trellis/account").await;
-        let fields = [("username", "webonly"), ("password", "a long password"), ("password_confirm", "a long password")];
+        let fields =
+            [("username", "webonly"), ("password", "a long password"), ("password_confirm", "a long password")];
         let created = browser.submit(&form, "/_trellis/oauth2/register", &fields).await;
         assert_eq!((created.status, created.location.as_deref()), (StatusCode::SEE_OTHER, Some("/_trellis/account")));
         let login = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "webonly"}, "password": "a long password"});
@@ -145,7 +147,14 @@ impl Browser {
 fn field(html: &str, name: &str) -> Option<String> {
     let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
     let value = &html[start..start + html[start..].find('"')?];
-    Some(value.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'").replace("&amp;", "&"))
+    Some(
+        value
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// The parameters the browser brings back to the client in a redirect's fragment or query.
@@ -174,7 +183,8 @@ async fn register_client(meta: &Value) -> String {
         "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
         "response_types": ["code"], "token_endpoint_auth_method": "none", "application_type": "web",
     });
-    let r = reqwest::Client::new().post(meta["registration_endpoint"].as_str().unwrap()).json(&body).send().await.unwrap();
+    let r =
+        reqwest::Client::new().post(meta["registration_endpoint"].as_str().unwrap()).json(&body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let client: Value = r.json().await.unwrap();
     assert_eq!(client["token_endpoint_auth_method"], "none");
@@ -279,30 +289,49 @@ async fn oauth_code_flow_signs_in_refreshes_and_revokes(server: TestServer) {
     assert_eq!(tokens["scope"], format!("{API_SCOPE} {DEVICE_SCOPE}OAUTHDEV01"));
     let access = tokens["access_token"].as_str().unwrap();
     let me = whoami(&server, access).await;
-    assert_eq!((me.body["user_id"].as_str(), me.body["device_id"].as_str()), (Some(alice.user_id.as_str()), Some("OAUTHDEV01")));
+    assert_eq!(
+        (me.body["user_id"].as_str(), me.body["device_id"].as_str()),
+        (Some(alice.user_id.as_str()), Some("OAUTHDEV01"))
+    );
     // A code works once.
     let (status, again) = exchange(&meta, &client_id, &code, &verifier).await;
     assert_eq!((status, again["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{again}");
 
     // Refresh: a new pair; the new access token works.
     let token_endpoint = meta["token_endpoint"].as_str().unwrap();
-    let refresh = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap()), ("client_id", &client_id)];
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ("client_id", &client_id),
+    ];
     let (status, refreshed) = post_form(token_endpoint, &refresh).await;
     assert_eq!(status, StatusCode::OK, "{refreshed}");
     let new_access = refreshed["access_token"].as_str().unwrap();
     assert_ne!(new_access, access);
     assert_eq!(whoami(&server, new_access).await.body["device_id"], "OAUTHDEV01");
     // Another client cannot refresh it.
-    let stolen = [("grant_type", "refresh_token"), ("refresh_token", refreshed["refresh_token"].as_str().unwrap()), ("client_id", "someone-else")];
+    let stolen = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refreshed["refresh_token"].as_str().unwrap()),
+        ("client_id", "someone-else"),
+    ];
     let (status, refused) = post_form(token_endpoint, &stolen).await;
     assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{refused}");
 
     // Revocation ends the session: both tokens stop working.
-    let (status, _) = post_form(meta["revocation_endpoint"].as_str().unwrap(), &[("token", new_access), ("token_type_hint", "access_token")]).await;
+    let (status, _) = post_form(
+        meta["revocation_endpoint"].as_str().unwrap(),
+        &[("token", new_access), ("token_type_hint", "access_token")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let gone = whoami(&server, new_access).await;
     assert_eq!((gone.status, gone.body["errcode"].as_str()), (401, Some("M_UNKNOWN_TOKEN")), "{}", gone.body);
-    let rotated = [("grant_type", "refresh_token"), ("refresh_token", refreshed["refresh_token"].as_str().unwrap()), ("client_id", &client_id)];
+    let rotated = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refreshed["refresh_token"].as_str().unwrap()),
+        ("client_id", &client_id),
+    ];
     let (status, refused) = post_form(token_endpoint, &rotated).await;
     assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{refused}");
     // Revoking what is already gone is fine (RFC 7009).
@@ -328,9 +357,17 @@ async fn oauth_device_grant_through_the_link_page(server: TestServer) {
     let (status, grant) = post_form(device_endpoint, &[("client_id", &client_id), ("scope", &scope)]).await;
     assert_eq!(status, StatusCode::OK, "{grant}");
     let device_code = grant["device_code"].as_str().unwrap();
-    let poll = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code), ("client_id", &client_id)];
+    let poll = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code),
+        ("client_id", &client_id),
+    ];
     let (status, pending) = post_form(token_endpoint, &poll).await;
-    assert_eq!((status, pending["error"].as_str()), (StatusCode::BAD_REQUEST, Some("authorization_pending")), "{pending}");
+    assert_eq!(
+        (status, pending["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("authorization_pending")),
+        "{pending}"
+    );
     let (_, fast) = post_form(token_endpoint, &poll).await;
     assert_eq!(fast["error"], "slow_down", "{fast}");
 
@@ -339,7 +376,8 @@ async fn oauth_device_grant_through_the_link_page(server: TestServer) {
     let login = browser.get(grant["verification_uri_complete"].as_str().unwrap()).await;
     let link = sign_in(&mut browser, &login, "bob", PASSWORD).await;
     assert_eq!(field(&link.body, "user_code").as_deref(), grant["user_code"].as_str(), "{}", link.body);
-    let unknown = browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", "BBBB-CCCC"), ("action", "allow")]).await;
+    let unknown =
+        browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", "BBBB-CCCC"), ("action", "allow")]).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
     let user_code = grant["user_code"].as_str().unwrap().to_lowercase();
     let done = browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", &user_code), ("action", "allow")]).await;
@@ -349,7 +387,10 @@ async fn oauth_device_grant_through_the_link_page(server: TestServer) {
     let (status, tokens) = post_form(token_endpoint, &poll).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     let me = whoami(&server, tokens["access_token"].as_str().unwrap()).await;
-    assert_eq!((me.body["user_id"].as_str(), me.body["device_id"].as_str()), (Some(bob.user_id.as_str()), Some("TVDEVICE01")));
+    assert_eq!(
+        (me.body["user_id"].as_str(), me.body["device_id"].as_str()),
+        (Some(bob.user_id.as_str()), Some("TVDEVICE01"))
+    );
     // The device code is used up.
     let (_, used) = post_form(token_endpoint, &poll).await;
     assert_eq!(used["error"], "invalid_grant", "{used}");
@@ -357,9 +398,19 @@ async fn oauth_device_grant_through_the_link_page(server: TestServer) {
     // A denied grant answers access_denied.
     let (_, grant) = post_form(device_endpoint, &[("client_id", &client_id), ("scope", &scope)]).await;
     let link = browser.get(grant["verification_uri_complete"].as_str().unwrap()).await;
-    let denied = browser.submit(&link, "/_trellis/oauth2/link", &[("user_code", grant["user_code"].as_str().unwrap()), ("action", "deny")]).await;
+    let denied = browser
+        .submit(
+            &link,
+            "/_trellis/oauth2/link",
+            &[("user_code", grant["user_code"].as_str().unwrap()), ("action", "deny")],
+        )
+        .await;
     assert_eq!(denied.status, StatusCode::OK, "{}", denied.body);
-    let poll = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", grant["device_code"].as_str().unwrap()), ("client_id", &client_id)];
+    let poll = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", grant["device_code"].as_str().unwrap()),
+        ("client_id", &client_id),
+    ];
     let (_, refused) = post_form(token_endpoint, &poll).await;
     assert_eq!(refused["error"], "access_denied", "{refused}");
 }
@@ -412,8 +463,14 @@ async fn oauth_bad_input_gets_the_rfc_errors(server: TestServer) {
     let http = reqwest::Client::new();
     for (body, error) in [
         (json!({"redirect_uris": [REDIRECT]}), "invalid_client_metadata"),
-        (json!({"client_uri": "https://client.example/", "redirect_uris": ["http://client.example/cb"]}), "invalid_redirect_uri"),
-        (json!({"client_uri": "https://client.example/", "redirect_uris": ["https://evil.example/cb"]}), "invalid_redirect_uri"),
+        (
+            json!({"client_uri": "https://client.example/", "redirect_uris": ["http://client.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_uri": "https://client.example/", "redirect_uris": ["https://evil.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
         (json!({"client_uri": "https://client.example/", "redirect_uris": "nope"}), "invalid_client_metadata"),
     ] {
         let r = http.post(registration).json(&body).send().await.unwrap();
@@ -426,13 +483,15 @@ async fn oauth_bad_input_gets_the_rfc_errors(server: TestServer) {
     // Not redirected: an unknown client, a redirect URI not registered.
     let unknown = browser.get(&authorize_url(&meta, "no-such-client", "D1", &challenge, "")).await;
     assert_eq!((unknown.status, unknown.location), (StatusCode::UNAUTHORIZED, None));
-    let elsewhere = authorize_url(&meta, &client_id, "D1", &challenge, "").replace("client.example%2Fcb", "client.example%2Fother");
+    let elsewhere =
+        authorize_url(&meta, &client_id, "D1", &challenge, "").replace("client.example%2Fcb", "client.example%2Fother");
     let page = browser.get(&elsewhere).await;
     assert_eq!((page.status, page.location), (StatusCode::BAD_REQUEST, None));
     // Redirected with the error: no PKCE, a bad scope.
     let plain = browser.get(&authorize_url(&meta, &client_id, "D1", &challenge, "").replace("S256", "plain")).await;
     assert_eq!(callback(&plain.location.unwrap())["error"], "invalid_request");
-    let scope = authorize_url(&meta, &client_id, "D1", &challenge, "").replace("urn%3Amatrix%3Aclient%3Aapi%3A*", "email");
+    let scope =
+        authorize_url(&meta, &client_id, "D1", &challenge, "").replace("urn%3Amatrix%3Aclient%3Aapi%3A*", "email");
     let bad_scope = browser.get(&scope).await;
     let params = callback(&bad_scope.location.unwrap());
     assert_eq!((params["error"].as_str(), params["state"].as_str()), ("invalid_scope", "st4te"));
@@ -441,9 +500,19 @@ async fn oauth_bad_input_gets_the_rfc_errors(server: TestServer) {
     for (form, status, error) in [
         (vec![("grant_type", "password")], StatusCode::BAD_REQUEST, "unsupported_grant_type"),
         (vec![("code", "x")], StatusCode::BAD_REQUEST, "invalid_request"),
-        (vec![("grant_type", "authorization_code"), ("client_id", &client_id)], StatusCode::BAD_REQUEST, "invalid_request"),
         (
-            vec![("grant_type", "authorization_code"), ("code", "forged"), ("redirect_uri", REDIRECT), ("client_id", &client_id), ("code_verifier", &"a".repeat(43))],
+            vec![("grant_type", "authorization_code"), ("client_id", &client_id)],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", "forged"),
+                ("redirect_uri", REDIRECT),
+                ("client_id", &client_id),
+                ("code_verifier", &"a".repeat(43)),
+            ],
             StatusCode::BAD_REQUEST,
             "invalid_grant",
         ),
@@ -463,7 +532,11 @@ async fn oauth_bad_input_gets_the_rfc_errors(server: TestServer) {
     let (_, after) = exchange(&meta, &client_id, &code, &verifier).await;
     assert_eq!(after["error"], "invalid_grant", "{after}");
     // A device grant for a scope without a device.
-    let (status, body) = post_form(meta["device_authorization_endpoint"].as_str().unwrap(), &[("client_id", &client_id), ("scope", API_SCOPE)]).await;
+    let (status, body) = post_form(
+        meta["device_authorization_endpoint"].as_str().unwrap(),
+        &[("client_id", &client_id), ("scope", API_SCOPE)],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
     // Consent without the CSRF token is refused.
     let forged = browser.post("/_trellis/oauth2/consent", &[("request", "client_id=x"), ("action", "allow")]).await;

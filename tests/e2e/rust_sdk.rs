@@ -25,7 +25,9 @@ mod oauth {
     /// exchanges the code; then it syncs, refreshes and logs out.
     async fn matrix_rust_sdk_oauth_login(server: trellis_testkit::TestServer) {
         server.client().register("erin", "scenario password").await;
-        let Some(out) = super::run_scenario(&["oauth", server.url(), "erin", "scenario password"]).await else { return };
+        let Some(out) = super::run_scenario(&["oauth", server.url(), "erin", "scenario password"]).await else {
+            return;
+        };
         assert!(out.contains("rust-sdk oauth scenario passed"), "{out}");
     }
 }

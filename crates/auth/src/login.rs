@@ -145,8 +145,11 @@ impl Auth {
         let user_id = match &req.login_token {
             Some(token) => self.consume_login_token(token).await?,
             None if !self.legacy_passwords() => {
-                return Err(Error::new(ErrorCode::Unknown, "Password login is disabled: sign in through the OAuth 2.0 API")
-                    .with_status(400));
+                return Err(Error::new(
+                    ErrorCode::Unknown,
+                    "Password login is disabled: sign in through the OAuth 2.0 API",
+                )
+                .with_status(400));
             }
             None => self.check_password_login(&req.user, req.password).await?,
         };

@@ -119,7 +119,9 @@ impl Auth {
             if let Some(state) = auth.state.as_deref() {
                 params.push(("state", state));
             }
-            return Ok(OauthRedirect { redirect_to: redirect_to(&auth.redirect_uri, auth.response_mode.as_deref(), &params) });
+            return Ok(OauthRedirect {
+                redirect_to: redirect_to(&auth.redirect_uri, auth.response_mode.as_deref(), &params),
+            });
         }
         let code = random_string(40);
         let expires = now_ms().saturating_add(ms(self.config.oauth.code_lifetime_ms));

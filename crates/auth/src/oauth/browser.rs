@@ -22,7 +22,8 @@ use crate::{
 /// The prefix of browser-session cookies.
 const SESSION_PREFIX: &str = "trb_";
 
-const INSERT: &str = "INSERT INTO oauth_browser_sessions (session_hash, user_id, created_ts, expires_ts) VALUES ($1, $2, $3, $4)";
+const INSERT: &str =
+    "INSERT INTO oauth_browser_sessions (session_hash, user_id, created_ts, expires_ts) VALUES ($1, $2, $3, $4)";
 const SELECT: &str = "SELECT s.user_id FROM oauth_browser_sessions s JOIN users u ON u.user_id = s.user_id \
                       WHERE s.session_hash = $1 AND s.expires_ts > $2 AND NOT u.deactivated AND NOT u.locked";
 const DELETE: &str = "DELETE FROM oauth_browser_sessions WHERE session_hash = $1";
@@ -75,7 +76,8 @@ impl Auth {
         let token = match self.config.registration_requires_token {
             true => {
                 let token = req.registration_token.clone().filter(|t| !t.is_empty());
-                let token = token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "A registration token is required"))?;
+                let token =
+                    token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "A registration token is required"))?;
                 if !registration_tokens::reserve(&self.pool.get().await?, &token).await? {
                     return Err(Error::new(ErrorCode::Unauthorized, "Invalid registration token"));
                 }

@@ -13,7 +13,8 @@ use url::{Host, Url};
 use super::{invalid_client, oauth_error};
 use crate::service::Auth;
 
-const INSERT: &str = "INSERT INTO oauth_clients (client_id, metadata, redirect_uris, created_ts) VALUES ($1, $2, $3, $4)";
+const INSERT: &str =
+    "INSERT INTO oauth_clients (client_id, metadata, redirect_uris, created_ts) VALUES ($1, $2, $3, $4)";
 const SELECT: &str = "SELECT metadata, created_ts FROM oauth_clients WHERE client_id = $1";
 
 pub const AUTHORIZATION_CODE: &str = "authorization_code";
@@ -75,7 +76,8 @@ pub fn check_redirect_uri(uri: &str, client_host: &str, native: bool) -> Result<
         scheme => {
             let reversed: Vec<&str> = client_host.split('.').rev().collect();
             let reversed = reversed.join(".");
-            let prefixed = scheme == reversed || scheme.strip_prefix(reversed.as_str()).is_some_and(|r| r.starts_with('.'));
+            let prefixed =
+                scheme == reversed || scheme.strip_prefix(reversed.as_str()).is_some_and(|r| r.starts_with('.'));
             if !prefixed || url.has_host() || uri[scheme.len() + 1..].starts_with("//") {
                 return Err(invalid_redirect_uri(
                     "A private-use redirect URI must use the client's reverse-DNS name as its scheme, without an authority",
@@ -173,7 +175,10 @@ fn to_json(m: &OauthClientMetadata) -> serde_json::Value {
 fn from_json(v: &serde_json::Value) -> Result<OauthClientMetadata> {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     let list = |k: &str| -> Vec<String> {
-        v.get(k).and_then(|x| x.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        v.get(k)
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     };
     Ok(OauthClientMetadata {
         redirect_uris: list("redirect_uris"),
@@ -225,10 +230,19 @@ mod tests {
 
     #[test]
     fn the_spec_examples_of_redirect_uris() {
-        for ok in ["https://example.com/callback", "https://app.example.com/callback", "https://example.com:5173/?query=value"] {
+        for ok in [
+            "https://example.com/callback",
+            "https://app.example.com/callback",
+            "https://example.com:5173/?query=value",
+        ] {
             check_metadata(meta("https://example.com/", false, &[ok])).unwrap();
         }
-        for bad in ["https://example.com/callback#fragment", "http://example.com/callback", "http://localhost/", "https://app.com/cb"] {
+        for bad in [
+            "https://example.com/callback#fragment",
+            "http://example.com/callback",
+            "http://localhost/",
+            "https://app.com/cb",
+        ] {
             assert_eq!(error_of(meta("https://example.com/", false, &[bad])), "invalid_redirect_uri", "{bad}");
         }
         for ok in [
@@ -242,7 +256,12 @@ mod tests {
         ] {
             check_metadata(meta("https://example.com/", true, &[ok])).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["example:/callback", "com.example.app://callback", "https://localhost/callback", "http://localhost:1234/callback"] {
+        for bad in [
+            "example:/callback",
+            "com.example.app://callback",
+            "https://localhost/callback",
+            "http://localhost:1234/callback",
+        ] {
             assert_eq!(error_of(meta("https://example.com/", true, &[bad])), "invalid_redirect_uri", "{bad}");
         }
     }
@@ -250,7 +269,10 @@ mod tests {
     #[test]
     fn client_metadata_rules() {
         assert_eq!(error_of(OauthClientMetadata::default()), "invalid_client_metadata");
-        assert_eq!(error_of(meta("http://example.com/", false, &["https://example.com/cb"])), "invalid_client_metadata");
+        assert_eq!(
+            error_of(meta("http://example.com/", false, &["https://example.com/cb"])),
+            "invalid_client_metadata"
+        );
         assert_eq!(error_of(meta("https://example.com/", false, &[])), "invalid_redirect_uri");
         let mut secret = meta("https://example.com/", false, &["https://example.com/cb"]);
         secret.token_endpoint_auth_method = Some("client_secret_basic".into());
@@ -260,7 +282,11 @@ mod tests {
         assert_eq!(error_of(logo), "invalid_client_metadata");
         let mut grants = meta("https://example.com/", false, &["https://example.com/cb"]);
         grants.has_grant_types = true;
-        grants.grant_types = vec![AUTHORIZATION_CODE.into(), REFRESH_TOKEN.into(), "urn:ietf:params:oauth:grant-type:token-exchange".into()];
+        grants.grant_types = vec![
+            AUTHORIZATION_CODE.into(),
+            REFRESH_TOKEN.into(),
+            "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+        ];
         let checked = check_metadata(grants).unwrap();
         assert_eq!(checked.grant_types, [AUTHORIZATION_CODE, REFRESH_TOKEN]);
         assert_eq!(checked.token_endpoint_auth_method.as_deref(), Some("none"));

@@ -27,7 +27,10 @@ const USER_CODE_LEN: usize = 8;
 
 fn new_user_code() -> String {
     // `random_string` gives alphanumerics; map each to the consonant alphabet.
-    random_string(USER_CODE_LEN).bytes().map(|b| USER_CODE_CHARS[usize::from(b) % USER_CODE_CHARS.len()] as char).collect()
+    random_string(USER_CODE_LEN)
+        .bytes()
+        .map(|b| USER_CODE_CHARS[usize::from(b) % USER_CODE_CHARS.len()] as char)
+        .collect()
 }
 
 /// A user code as typed: case and dashes or spaces do not matter.
@@ -55,14 +58,8 @@ impl Auth {
         let expires = now.saturating_add(ms(self.config.oauth.device_code_lifetime_ms));
         let stmt = client.prepare_cached(INSERT).await?;
         let hash = hash_token(&device_code);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-            &hash.as_slice(),
-            &req.client_id,
-            &scope.as_string(),
-            &scope.device_id,
-            &user_code,
-            &expires,
-        ];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&hash.as_slice(), &req.client_id, &scope.as_string(), &scope.device_id, &user_code, &expires];
         client.execute(&stmt, &params).await?;
         info!(client_id = %req.client_id, device_id = %scope.device_id, "device authorization started");
         Ok(OauthDeviceAuthorization {

@@ -77,8 +77,10 @@ mod tests {
         let s = parse("urn:matrix:client:api:* urn:matrix:client:device:ABCDEFGHIJ").unwrap();
         assert_eq!(s.device_id, "ABCDEFGHIJ");
         assert_eq!(s.as_string(), "urn:matrix:client:api:* urn:matrix:client:device:ABCDEFGHIJ");
-        let u = parse("openid urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:x-Y_z~1")
-            .unwrap();
+        let u = parse(
+            "openid urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:x-Y_z~1",
+        )
+        .unwrap();
         assert_eq!(u.device_id, "x-Y_z~1");
     }
 

@@ -164,10 +164,11 @@ impl Auth {
             row.get::<_, String>(3)
         };
         let lifetime = Some(self.oauth_token_lifetime());
-        let (user_id, device_id, pair) = self.rotate_refresh(refresh_token, lifetime).await.map_err(|e| match e.code() {
-            ErrorCode::UnknownToken => invalid_grant("Unknown or already used refresh token"),
-            _ => e,
-        })?;
+        let (user_id, device_id, pair) =
+            self.rotate_refresh(refresh_token, lifetime).await.map_err(|e| match e.code() {
+                ErrorCode::UnknownToken => invalid_grant("Unknown or already used refresh token"),
+                _ => e,
+            })?;
         Ok(OauthTokenResponse {
             access_token: pair.access_token,
             refresh_token: pair.refresh_token.unwrap_or_default(),

@@ -10,8 +10,9 @@ use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
 use trellis_core::{Error, ErrorCode};
 use trellis_proto::auth::{
-    AuthService, AuthenticateRequest, CreateRegistrationTokenRequest, OauthAuthorizationRequest, OauthBrowserLoginRequest,
-    OauthClientMetadata, OauthDeviceAuthorizationRequest, OauthGrantCodeRequest, OauthSessionRequest, OauthTokenRequest,
+    AuthService, AuthenticateRequest, CreateRegistrationTokenRequest, OauthAuthorizationRequest,
+    OauthBrowserLoginRequest, OauthClientMetadata, OauthDeviceAuthorizationRequest, OauthGrantCodeRequest,
+    OauthSessionRequest, OauthTokenRequest,
 };
 
 use crate::common::{assert_err, register};
@@ -61,7 +62,11 @@ async fn browser(svc: &Arc<dyn AuthService>, user: &str, password: &str) -> Stri
 
 /// The code in a redirect's query.
 async fn code(svc: &Arc<dyn AuthService>, session: &str, client_id: &str) -> String {
-    let grant = OauthGrantCodeRequest { session_token: session.into(), authorization: Some(authorization(client_id)), deny: false };
+    let grant = OauthGrantCodeRequest {
+        session_token: session.into(),
+        authorization: Some(authorization(client_id)),
+        deny: false,
+    };
     let redirect = svc.oauth_grant_code(grant).await.unwrap().redirect_to;
     let query = redirect.split_once('?').unwrap().1;
     query.split('&').find_map(|p| p.strip_prefix("code=")).unwrap().to_owned()
@@ -93,7 +98,10 @@ pub async fn oauth_codes_are_single_use_short_lived_and_hashed(svc: Arc<dyn Auth
     assert_eq!(stored, vec![Sha256::digest(first.as_bytes()).to_vec()], "only the code's hash is stored");
     let tokens = svc.oauth_token(exchange(&client_id, &first)).await.unwrap();
     assert_eq!((tokens.device_id.as_str(), tokens.scope.as_str()), ("CONTRACT1", SCOPE));
-    let me = svc.authenticate(AuthenticateRequest { access_token: tokens.access_token.clone(), ..Default::default() }).await.unwrap();
+    let me = svc
+        .authenticate(AuthenticateRequest { access_token: tokens.access_token.clone(), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(me.device_id, "CONTRACT1");
     assert_oauth(&svc.oauth_token(exchange(&client_id, &first)).await.unwrap_err(), "invalid_grant", 400);
 
@@ -121,7 +129,8 @@ pub async fn oauth_codes_are_single_use_short_lived_and_hashed(svc: Arc<dyn Auth
 
     // A signed-out browser session grants nothing.
     svc.oauth_browser_logout(OauthSessionRequest { session_token: session.clone() }).await.unwrap();
-    let grant = OauthGrantCodeRequest { session_token: session, authorization: Some(authorization(&client_id)), deny: false };
+    let grant =
+        OauthGrantCodeRequest { session_token: session, authorization: Some(authorization(&client_id)), deny: false };
     assert_err(&svc.oauth_grant_code(grant).await.unwrap_err(), ErrorCode::UnknownToken, 401);
 }
 
@@ -152,7 +161,8 @@ pub async fn oauth_registration_follows_the_registration_rules(svc: Arc<dyn Auth
     };
     assert_err(&svc.oauth_browser_login(new(None)).await.unwrap_err(), ErrorCode::Unauthorized, 401);
     assert_err(&svc.oauth_browser_login(new(Some("nope"))).await.unwrap_err(), ErrorCode::Unauthorized, 401);
-    let create = CreateRegistrationTokenRequest { token: Some("letmein".into()), uses_allowed: Some(1), ..Default::default() };
+    let create =
+        CreateRegistrationTokenRequest { token: Some("letmein".into()), uses_allowed: Some(1), ..Default::default() };
     svc.create_registration_token(create).await.unwrap();
     let session = svc.oauth_browser_login(new(Some("letmein"))).await.unwrap();
     assert_eq!(session.user_id, "@newcomer:test.local");

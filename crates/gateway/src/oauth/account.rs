@@ -120,7 +120,13 @@ struct AccountQuery {
 }
 
 /// The account page of `user_id`, with a message or an error from the last action.
-async fn account_page(s: &AppState, csrf: &str, user_id: &str, q: &AccountQuery, note: Option<(bool, &str)>) -> Response {
+async fn account_page(
+    s: &AppState,
+    csrf: &str,
+    user_id: &str,
+    q: &AccountQuery,
+    note: Option<(bool, &str)>,
+) -> Response {
     let devices = match s.services.auth.list_devices(ListDevicesRequest { user_id: user_id.to_owned() }).await {
         Ok(list) => list.devices,
         Err(e) => return failure(e),
@@ -184,7 +190,11 @@ struct AccountForm {
 }
 
 /// The form's session, or the page that answers instead.
-async fn signed_in_form(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(AccountForm, String, String), Response> {
+async fn signed_in_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(AccountForm, String, String), Response> {
     let Ok(f) = serde_urlencoded::from_bytes::<AccountForm>(body) else { return Err(csrf_refused()) };
     if !csrf_ok(headers, &f.csrf) {
         return Err(csrf_refused());
@@ -217,7 +227,11 @@ async fn password_route(State(s): State<AppState>, headers: HeaderMap, body: Byt
         Ok(found) => found,
         Err(page) => return page,
     };
-    let req = OauthChangePasswordRequest { session_token, current_password: f.current_password, new_password: f.new_password };
+    let req = OauthChangePasswordRequest {
+        session_token,
+        current_password: f.current_password,
+        new_password: f.new_password,
+    };
     let q = AccountQuery::default();
     match s.services.auth.oauth_change_password(req).await {
         Ok(_) => account_page(&s, &f.csrf, &user_id, &q, Some((false, "Your password has been changed."))).await,

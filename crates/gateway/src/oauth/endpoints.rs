@@ -22,7 +22,13 @@ use super::{
     ACCOUNT, PREFIX,
     web::{OauthError, base_url, form, no_store},
 };
-use crate::{AppState, client::{devices_removed, these}, error::ApiResult, extract::{Origin, Ruma}, router::RumaRoutes};
+use crate::{
+    AppState,
+    client::{devices_removed, these},
+    error::ApiResult,
+    extract::{Origin, Ruma},
+    router::RumaRoutes,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -166,7 +172,10 @@ impl From<OauthClient> for RegisteredClient {
 async fn register_client_route(State(s): State<AppState>, body: Bytes) -> Result<Response, OauthError> {
     enabled(&s)?;
     let body: ClientMetadataBody = serde_json::from_slice(&body).map_err(|_| {
-        OauthError(Error::bad_json("The body is not valid client metadata").with_field("oauth_error", "invalid_client_metadata"))
+        OauthError(
+            Error::bad_json("The body is not valid client metadata")
+                .with_field("oauth_error", "invalid_client_metadata"),
+        )
     })?;
     let metadata = OauthClientMetadata {
         redirect_uris: body.redirect_uris,
@@ -281,7 +290,11 @@ async fn device_authorization_route(
 ) -> Result<Response, OauthError> {
     enabled(&s)?;
     let f: DeviceForm = form(&body)?;
-    let d = s.services.auth.oauth_device_authorize(OauthDeviceAuthorizationRequest { client_id: f.client_id, scope: f.scope }).await?;
+    let d = s
+        .services
+        .auth
+        .oauth_device_authorize(OauthDeviceAuthorizationRequest { client_id: f.client_id, scope: f.scope })
+        .await?;
     let link = format!("{}{PREFIX}/link", base_url(&s, origin.host.as_deref()));
     let answer = DeviceAnswer {
         verification_uri_complete: format!("{link}?user_code={}", d.user_code),

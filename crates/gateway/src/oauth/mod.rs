@@ -3,9 +3,9 @@
 //! pages a browser sees — login, registration, consent, device link, account (`pages.rs`).
 //! Everything it decides is the auth service's; this module parses, renders and sets cookies.
 
+mod account;
 mod endpoints;
 mod html;
-mod account;
 mod pages;
 mod web;
 

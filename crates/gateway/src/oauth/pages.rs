@@ -14,7 +14,9 @@ use axum::{
 };
 use serde::Deserialize;
 use trellis_core::{Error, ErrorCode};
-use trellis_proto::auth::{OauthAuthorizationRequest, OauthBrowserLoginRequest, OauthGrantCodeRequest, OauthSessionRequest};
+use trellis_proto::auth::{
+    OauthAuthorizationRequest, OauthBrowserLoginRequest, OauthGrantCodeRequest, OauthSessionRequest,
+};
 
 use super::{
     ACCOUNT, PREFIX,
@@ -118,7 +120,8 @@ pub async fn session(s: &AppState, headers: &HeaderMap) -> Option<(String, Strin
 }
 
 pub fn login_form(csrf: &str, next: &str, error: Option<&str>) -> Response {
-    let register = format!("{PREFIX}/register?{}", serde_urlencoded::to_string([("continue", next)]).unwrap_or_default());
+    let register =
+        format!("{PREFIX}/register?{}", serde_urlencoded::to_string([("continue", next)]).unwrap_or_default());
     let body = format!(
         "{error}<form method=\"post\" action=\"{PREFIX}/login\">{csrf}{next}\
          <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
@@ -152,7 +155,12 @@ fn register_form(csrf: &str, next: &str, error: Option<(StatusCode, &str)>) -> R
     page(error.map_or(StatusCode::OK, |e| e.0), "Create an account", &body)
 }
 
-fn consent_form(csrf: &str, request: &str, check: &trellis_proto::auth::OauthAuthorizationCheck, user_id: &str) -> Response {
+fn consent_form(
+    csrf: &str,
+    request: &str,
+    check: &trellis_proto::auth::OauthAuthorizationCheck,
+    user_id: &str,
+) -> Response {
     let scopes: String = check.scopes.iter().map(|s| format!("<li><code>{}</code></li>", esc(s))).collect();
     let body = format!(
         "<p><strong>{client}</strong> (<a href=\"{uri}\" rel=\"noopener noreferrer\">{uri}</a>) wants to access your \
@@ -205,14 +213,16 @@ struct ContinueQuery {
 
 /// # `GET /_trellis/oauth2/login?continue=...`
 async fn login_page_route(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let q: ContinueQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or(ContinueQuery { next: String::new() });
+    let q: ContinueQuery =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or(ContinueQuery { next: String::new() });
     let (csrf, new) = csrf_token(&headers);
     with_csrf(&s, login_form(&csrf, &safe_continue(&q.next), None), &csrf, new)
 }
 
 /// # `GET /_trellis/oauth2/register?continue=...`
 async fn register_page_route(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let q: ContinueQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or(ContinueQuery { next: String::new() });
+    let q: ContinueQuery =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or(ContinueQuery { next: String::new() });
     let (csrf, new) = csrf_token(&headers);
     with_csrf(&s, register_form(&csrf, &safe_continue(&q.next), None), &csrf, new)
 }
