@@ -194,14 +194,14 @@ async fn signed_in_form(
     s: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(AccountForm, String, String), Response> {
-    let Ok(f) = serde_urlencoded::from_bytes::<AccountForm>(body) else { return Err(csrf_refused()) };
+) -> Result<(AccountForm, String, String), Box<Response>> {
+    let Ok(f) = serde_urlencoded::from_bytes::<AccountForm>(body) else { return Err(Box::new(csrf_refused())) };
     if !csrf_ok(headers, &f.csrf) {
-        return Err(csrf_refused());
+        return Err(Box::new(csrf_refused()));
     }
     match session(s, headers).await {
         Some((token, user_id)) => Ok((f, token, user_id)),
-        None => Err(login_form(&f.csrf, ACCOUNT, None)),
+        None => Err(Box::new(login_form(&f.csrf, ACCOUNT, None))),
     }
 }
 
@@ -209,7 +209,7 @@ async fn signed_in_form(
 async fn delete_device_route(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (f, session_token, user_id) = match signed_in_form(&s, &headers, &body).await {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let req = OauthDeleteDeviceRequest { session_token, device_id: f.device_id.clone() };
     if let Err(e) = s.services.auth.oauth_delete_device(req).await {
@@ -225,7 +225,7 @@ async fn delete_device_route(State(s): State<AppState>, headers: HeaderMap, body
 async fn password_route(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (f, session_token, user_id) = match signed_in_form(&s, &headers, &body).await {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let req = OauthChangePasswordRequest {
         session_token,
@@ -247,7 +247,7 @@ async fn password_route(State(s): State<AppState>, headers: HeaderMap, body: Byt
 async fn logout_route(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (_, session_token, _) = match signed_in_form(&s, &headers, &body).await {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     if let Err(e) = s.services.auth.oauth_browser_logout(OauthSessionRequest { session_token }).await {
         return failure(e);

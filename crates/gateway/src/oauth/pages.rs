@@ -54,11 +54,11 @@ struct AuthorizeQuery {
     prompt: Option<String>,
 }
 
-fn authorization(query: &str) -> Result<OauthAuthorizationRequest, Response> {
-    let q: AuthorizeQuery = serde_urlencoded::from_str(query)
-        .map_err(|_| error_page(StatusCode::BAD_REQUEST, "The authorization request is not valid."))?;
+/// The authorization request in a query, or why it cannot be one.
+fn authorization(query: &str) -> Result<OauthAuthorizationRequest, &'static str> {
+    let q: AuthorizeQuery = serde_urlencoded::from_str(query).map_err(|_| "The authorization request is not valid.")?;
     if q.client_id.is_empty() || q.redirect_uri.is_empty() {
-        return Err(error_page(StatusCode::BAD_REQUEST, "The authorization request names no client or redirect URI."));
+        return Err("The authorization request names no client or redirect URI.");
     }
     Ok(OauthAuthorizationRequest {
         response_type: q.response_type,
@@ -184,7 +184,7 @@ async fn authorize_route(State(s): State<AppState>, headers: HeaderMap, uri: Uri
     let query = uri.query().unwrap_or_default();
     let req = match authorization(query) {
         Ok(req) => req,
-        Err(page) => return page,
+        Err(message) => return error_page(StatusCode::BAD_REQUEST, message),
     };
     let prompt = req.prompt.clone();
     let check = match s.services.auth.oauth_check_authorization(req).await {
@@ -321,7 +321,7 @@ async fn consent_route(State(s): State<AppState>, headers: HeaderMap, body: Byte
     }
     let authorization = match authorization(&f.request) {
         Ok(req) => req,
-        Err(page) => return page,
+        Err(message) => return error_page(StatusCode::BAD_REQUEST, message),
     };
     let next = format!("{PREFIX}/authorize?{}", f.request);
     let Some(session_token) = cookie(&headers, SESSION_COOKIE).map(str::to_owned) else {
