@@ -67,6 +67,7 @@ mod login_tokens;
 mod media;
 mod nio;
 mod oauth;
+mod oauth_browser;
 mod openid_whois;
 mod poisoned_rows;
 mod profile;
