@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Chaos under load in split mode (issue 17). Starts a private PostgreSQL and Redis, and on
 # them Trellis split (scripts/run-split.sh: two gateways without a load balancer, two sync
-# workers, auth, media, a rooms writer and a hot standby on the same gRPC address), then runs
+# workers, two auth replicas sharing one gRPC address (as behind a Kubernetes Service; the
+# deployment runs two), media, a rooms writer and a hot standby on the same gRPC address), then runs
 # `trellis-loadtest --scenario chaos`: senders at a steady rate into a few rooms, receivers
 # long-polling /sync from their own next_batch with read receipts, media uploads and
 # downloads, every client given both gateways' URLs. Meanwhile, one after another:
@@ -9,7 +10,7 @@
 #   sync      kill -9 sync-1, restart it after CHAOS_DOWN s
 #   rooms     kill -9 the rooms process holding the writer lock (the standby takes over),
 #             restart it after CHAOS_DOWN s as the new standby
-#   auth      kill -9 auth, restart it after CHAOS_DOWN s
+#   auth      kill -9 one auth replica, restart it after CHAOS_DOWN s (CHAOS_AUTH=1: the only one)
 #   media     kill -9 media, restart it after CHAOS_DOWN s
 #   postgres  pg_ctl restart -m fast
 #   redis     shutdown, start again after CHAOS_DOWN s
@@ -24,7 +25,7 @@
 #   +1 and +2, gRPC from +100, operations from +200, PostgreSQL +432, Redis +379),
 #   CHAOS_RATE (20 msg/s), CHAOS_SENDERS (4), CHAOS_RECEIVERS (40), CHAOS_ROOMS (4),
 #   CHAOS_GAP (30 s of load after each fault), CHAOS_DOWN (5), CHAOS_PAUSE (30),
-#   CHAOS_FAULTS (all of the above, in that order; a comma-separated subset).
+#   CHAOS_FAULTS (all of the above, in that order; a comma-separated subset), CHAOS_AUTH (2).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,7 +34,7 @@ export CHAOS_DIR="${CHAOS_DIR:-/tmp/trellis-chaos}"
 export CHAOS_PORT="${CHAOS_PORT:-18000}"
 export CHAOS_DOWN="${CHAOS_DOWN:-5}" CHAOS_PAUSE="${CHAOS_PAUSE:-30}"
 export SPLIT_DIR="$CHAOS_DIR/split" SPLIT_HTTP="127.0.0.1:$CHAOS_PORT" SPLIT_GATEWAYS=2 SPLIT_LB=none
-export SPLIT_STANDBY=1 SPLIT_GRPC_BASE=$((CHAOS_PORT + 100)) SPLIT_OPS_BASE=$((CHAOS_PORT + 200))
+export SPLIT_AUTH="${CHAOS_AUTH:-2}" SPLIT_STANDBY=1 SPLIT_GRPC_BASE=$((CHAOS_PORT + 100)) SPLIT_OPS_BASE=$((CHAOS_PORT + 200))
 export TRELLIS_SERVICES_DIR="$CHAOS_DIR/services" TRELLIS_PG_PORT=$((CHAOS_PORT + 432))
 export TRELLIS_REDIS_PORT=$((CHAOS_PORT + 379))
 PG_BIN="${TRELLIS_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"

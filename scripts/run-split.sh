@@ -2,7 +2,7 @@
 # Runs Trellis in split mode on this machine from a built binary: one process each for
 # auth, rooms and media, N sync workers, and one or more gateways pointing at all of them,
 # with the Redis bus between rooms and sync. `stack` is the topology of docker-compose.yml
-# without containers: the same processes (a migration step, auth, rooms, media, two sync
+# without containers: the same processes (a migration step, two auth replicas, rooms, media, two sync
 # workers, two gateways behind nginx) with the same configuration (deploy/compose/trellis.toml).
 #
 # Usage:
@@ -26,6 +26,9 @@
 #                     given every gateway's address; the first answers on SPLIT_HTTP's port + 1)
 #   SPLIT_STANDBY     1: a second rooms process, `rooms-2`, a hot standby on the same gRPC
 #                     address (it binds it once it holds the event-writer lock)
+#   SPLIT_AUTH        auth processes (default 1); more share auth's gRPC address with
+#                     grpc.reuse_port, as replicas behind a Kubernetes Service: auth-2, ...
+#                     take the operations ports after the standby's
 #   SPLIT_GRPC_BASE   first gRPC port: media BASE, auth BASE+1, rooms BASE+2,
 #                     sync workers BASE+3 .. BASE+2+N (default 9100)
 #   SPLIT_OPS_BASE    first operations port (/metrics, /health/ready), in the same order,
@@ -48,7 +51,7 @@ OPS="${SPLIT_OPS_BASE:-$((BASE + 100))}"
 BALANCE="${SPLIT_BALANCE:-user}"
 
 usage() {
-  sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -124,7 +127,13 @@ start() {
   RUST_LOG="${RUST_LOG:-warn}" "$BIN" migrate >"$DIR/migrate.log" 2>&1
 
   start_role media 0 media
-  start_role auth 1 auth
+  local auths="${SPLIT_AUTH:-1}"
+  [[ "$auths" =~ ^[1-9][0-9]*$ ]] || { echo "SPLIT_AUTH must be a positive number" >&2; exit 2; }
+  if [ "$auths" -gt 1 ]; then
+    start_role auth 1 auth TRELLIS_GRPC__REUSE_PORT=true
+  else
+    start_role auth 1 auth
+  fi
   start_role rooms 2 rooms
   # Sync workers register themselves in Redis (sync.discovery = "redis"); gateways follow
   # the registry, so workers can be added or stopped while everything runs.
@@ -154,6 +163,10 @@ start() {
     start_role rooms-2 "$((3 + workers + gateways))" rooms TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + 2))"
     mv "$DIR/rooms-2.ops" "$DIR/rooms-2.standby"
   fi
+  for ((i = 2; i <= auths; i++)); do
+    start_role "auth-$i" "$((2 + workers + gateways + i))" auth \
+      TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + 1))" TRELLIS_GRPC__REUSE_PORT=true
+  done
 
   local waiting
   for _ in $(seq 1 600); do
@@ -214,7 +227,7 @@ EOF
 }
 
 stack() {
-  SPLIT_GATEWAYS="${SPLIT_GATEWAYS:-2}" SPLIT_CONFIG="${SPLIT_CONFIG:-$ROOT/deploy/compose/trellis.toml}" \
+  SPLIT_GATEWAYS="${SPLIT_GATEWAYS:-2}" SPLIT_AUTH="${SPLIT_AUTH:-2}" SPLIT_CONFIG="${SPLIT_CONFIG:-$ROOT/deploy/compose/trellis.toml}" \
     start "${1:-target/release/trellis}" 2
 }
 

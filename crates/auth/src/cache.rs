@@ -15,14 +15,15 @@ use trellis_proto::auth::Requester;
 
 use crate::token::TokenHash;
 
-/// How long a successful lookup is trusted. Bounds how long a logout on another auth
-/// process (which cannot evict here) leaves a token usable.
+/// How long a monolith's auth service trusts a successful lookup (its revocations evict here
+/// at once). In split mode nothing is cached here: see `AuthConfig::token_cache`.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most tokens cached at once.
 pub const TOKEN_CACHE_CAPACITY: u64 = 100_000;
 
 pub struct TokenCache {
-    cache: Cache<TokenHash, Requester>,
+    /// None: nothing is cached (a zero time to live, as in split mode).
+    cache: Option<Cache<TokenHash, Requester>>,
     epoch: AtomicU64,
 }
 
@@ -33,15 +34,16 @@ pub struct Epoch(u64);
 impl TokenCache {
     pub fn new(ttl: Duration, capacity: u64) -> TokenCache {
         TokenCache {
-            cache: Cache::builder().time_to_live(ttl).max_capacity(capacity).build(),
+            cache: (!ttl.is_zero()).then(|| Cache::builder().time_to_live(ttl).max_capacity(capacity).build()),
             epoch: AtomicU64::new(0),
         }
     }
 
     pub async fn get(&self, hash: &TokenHash) -> Option<Requester> {
-        let requester = self.cache.get(hash).await?;
+        let cache = self.cache.as_ref()?;
+        let requester = cache.get(hash).await?;
         if requester.expires_ts.is_some_and(|at| at <= trellis_core::time::now_ms()) {
-            self.cache.invalidate(hash).await;
+            cache.invalidate(hash).await;
             return None;
         }
         Some(requester)
@@ -53,17 +55,19 @@ impl TokenCache {
 
     /// Caches a lookup that started at `seen`, unless a revocation happened since.
     pub async fn insert(&self, hash: TokenHash, requester: Requester, seen: Epoch) {
-        self.cache.insert(hash, requester).await;
+        let Some(cache) = &self.cache else { return };
+        cache.insert(hash, requester).await;
         if self.epoch.load(Ordering::SeqCst) != seen.0 {
-            self.cache.invalidate(&hash).await;
+            cache.invalidate(&hash).await;
         }
     }
 
     /// Forgets tokens whose rows were just deleted (call after the delete committed).
     pub async fn revoke(&self, hashes: &[TokenHash]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        let Some(cache) = &self.cache else { return };
         for hash in hashes {
-            self.cache.invalidate(hash).await;
+            cache.invalidate(hash).await;
         }
     }
 }

@@ -20,6 +20,11 @@ pub struct AuthConfig {
     /// revocation answers only once this has passed since it committed, so a revoked token
     /// fails on every gateway as soon as the revoking request has answered.
     pub remote_token_cache: Duration,
+    /// How long this process trusts a token it looked up, without asking the database again.
+    /// Only a monolith caches: in split mode several auth replicas serve the same gateways and
+    /// one cannot forget a token another revoked (nor a shadow-ban, lock or rate-limit change
+    /// made through another), so every lookup a gateway's own cache misses reads the row.
+    pub token_cache: Duration,
     /// How long an access token issued with a refresh token lives; `None`: no refresh tokens,
     /// and no token expires.
     pub access_token_lifetime: Option<Duration>,
@@ -46,6 +51,10 @@ impl AuthConfig {
             remote_token_cache: match config.is_monolith() {
                 true => Duration::ZERO,
                 false => Duration::from_millis(config.http.token_cache_ms),
+            },
+            token_cache: match config.is_monolith() {
+                true => crate::cache::TOKEN_CACHE_TTL,
+                false => Duration::ZERO,
             },
             access_token_lifetime: config.auth.access_token_lifetime_ms.map(Duration::from_millis),
             login_token_enabled: config.auth.login_token_enabled,
@@ -87,5 +96,7 @@ mod tests {
         let split = Config { roles: vec![trellis_core::config::Role::Auth], ..config };
         let waits = Duration::from_millis(split.http.token_cache_ms);
         assert_eq!(AuthConfig::from_config(&split).remote_token_cache, waits, "gateways elsewhere cache tokens");
+        assert_eq!(auth.token_cache, crate::cache::TOKEN_CACHE_TTL, "a monolith's one auth service caches");
+        assert_eq!(AuthConfig::from_config(&split).token_cache, Duration::ZERO, "replicas cannot evict each other");
     }
 }

@@ -34,5 +34,6 @@ mod token;
 mod uia;
 mod uia_store;
 
+pub use cache::TOKEN_CACHE_TTL;
 pub use config::AuthConfig;
 pub use service::Auth;

@@ -8,7 +8,7 @@ use trellis_core::Result;
 use trellis_proto::auth::*;
 
 use crate::{
-    cache::{TOKEN_CACHE_CAPACITY, TOKEN_CACHE_TTL, TokenCache},
+    cache::{TOKEN_CACHE_CAPACITY, TokenCache},
     config::AuthConfig,
     uia::Uia,
 };
@@ -33,8 +33,8 @@ impl Auth {
     pub fn new(pool: Pool, config: AuthConfig) -> Auth {
         Auth {
             pool,
+            tokens: TokenCache::new(config.token_cache, TOKEN_CACHE_CAPACITY),
             config,
-            tokens: TokenCache::new(TOKEN_CACHE_TTL, TOKEN_CACHE_CAPACITY),
             uia: Uia::default(),
             seen: moka::future::Cache::builder()
                 .time_to_live(crate::devices::LAST_SEEN_EVERY)

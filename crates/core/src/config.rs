@@ -197,11 +197,16 @@ pub struct GrpcConfig {
     pub listen: SocketAddr,
     /// Former name of `metrics.listen`, still read when that is unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Bind `listen` with `SO_REUSEPORT`, so several processes of a stateless role (auth,
+    /// media on S3) share one address and the kernel spreads connections across them, as a
+    /// Kubernetes Service does across replicas: when one dies, its callers reconnect to the
+    /// others. Every process sharing the address must set it.
+    pub reuse_port: bool,
 }
 
 impl Default for GrpcConfig {
     fn default() -> GrpcConfig {
-        GrpcConfig { listen: ([127, 0, 0, 1], 9100).into(), metrics_listen: None }
+        GrpcConfig { listen: ([127, 0, 0, 1], 9100).into(), metrics_listen: None, reuse_port: false }
     }
 }
 

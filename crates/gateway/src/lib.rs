@@ -5,6 +5,7 @@
 
 mod adjust;
 mod admin;
+mod authed;
 mod client;
 mod edge;
 mod error;

@@ -66,11 +66,12 @@ impl Listeners {
         if serves_grpc(config) && config.runs(Role::Rooms) {
             grpc_after_start = Some(config.grpc.listen);
         } else if serves_grpc(config) {
-            grpc = Some(
-                TcpListener::bind(config.grpc.listen)
-                    .await
-                    .with_context(|| format!("binding {}", config.grpc.listen))?,
-            );
+            let addr = config.grpc.listen;
+            let bound = match config.grpc.reuse_port {
+                true => bind_shared(addr),
+                false => TcpListener::bind(addr).await,
+            };
+            grpc = Some(bound.with_context(|| format!("binding {addr}"))?);
         }
         let metrics = match config.metrics_listen() {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?),
@@ -78,6 +79,18 @@ impl Listeners {
         };
         Ok(Listeners { http, grpc, metrics, grpc_after_start })
     }
+}
+
+/// A listener on `addr` that other processes may bind too (`grpc.reuse_port`).
+fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// A service role runs here and some other process may call it.

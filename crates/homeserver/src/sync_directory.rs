@@ -126,11 +126,29 @@ async fn live_workers(conn: &mut redis::aio::MultiplexedConnection, key: &str) -
     redis::cmd("ZRANGEBYSCORE").arg(key).arg(now).arg("+inf").query_async(conn).await
 }
 
-/// Reads the registry once, so a gateway starts with the workers alive now; fails when Redis
-/// cannot be read.
+/// How long a starting gateway tries to read the registry before giving up: a busy moment
+/// (a timed-out read) is not a reason to exit; Redis unreachable for this long is.
+const DISCOVER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Reads the registry, so a gateway starts with the workers alive now; fails when Redis
+/// cannot be read within [`DISCOVER_PATIENCE`].
 pub async fn discover(directory: &SyncDirectory, registry: &Registry) -> anyhow::Result<()> {
-    let mut conn = registry.client()?.get_multiplexed_async_connection().await?;
-    let urls = live_workers(&mut conn, &registry.key).await?;
+    let client = registry.client()?;
+    let deadline = tokio::time::Instant::now() + DISCOVER_PATIENCE;
+    let urls = loop {
+        let read = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            live_workers(&mut conn, &registry.key).await
+        };
+        match read.await {
+            Ok(urls) => break urls,
+            Err(e) if tokio::time::Instant::now() + registry.every < deadline => {
+                tracing::warn!(error = %e, "sync discovery: Redis unreadable at start; trying again");
+                tokio::time::sleep(registry.every).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     directory.apply(&urls)?;
     if urls.is_empty() {
         tracing::warn!("no sync worker is registered yet; /sync answers 503 until one is");

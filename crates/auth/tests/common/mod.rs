@@ -26,6 +26,7 @@ pub fn config() -> AuthConfig {
         allow_guests: false,
         min_password_len: 8,
         remote_token_cache: std::time::Duration::ZERO,
+        token_cache: trellis_auth::TOKEN_CACHE_TTL,
         access_token_lifetime: None,
         login_token_enabled: false,
         login_token_lifetime: std::time::Duration::from_secs(120),

@@ -29,6 +29,9 @@ pub struct Row {
     pub accepted_per_s: f64,
     pub max_send_s: f64,
     pub max_delivery_s: f64,
+    /// The slowest delivery of a message first sent in the window: (message, receiver, first
+    /// send attempt, delivered), in seconds of the run, to trace it in the servers' logs.
+    pub slowest: Option<(u64, usize, f64, f64)>,
 }
 
 pub struct Report {
@@ -141,12 +144,14 @@ fn row(log: &Log, f: &Injected, end: f64, first: &HashMap<u64, f64>) -> Row {
     let mut by_op: Vec<_> = by_op.into_iter().collect();
     by_op.sort();
     let sent: Vec<_> = log.sent.iter().filter(|s| within(s.1)).collect();
-    let max_delivery_s = log
+    let slowest = log
         .delivered
         .iter()
-        .flatten()
-        .filter_map(|(id, t)| first.get(id).filter(|s| within(**s)).map(|s| t - s))
-        .fold(0.0, f64::max);
+        .enumerate()
+        .flat_map(|(slot, got)| got.iter().map(move |(id, t)| (slot, *id, *t)))
+        .filter_map(|(slot, id, t)| first.get(&id).filter(|s| within(**s)).map(|s| (id, slot, *s, t)))
+        .max_by(|a, b| (a.3 - a.2).total_cmp(&(b.3 - b.2)));
+    let max_delivery_s = slowest.map_or(0.0, |(_, _, s, t)| t - s);
     Row {
         name: f.name.clone(),
         window_s: end - t0,
@@ -160,6 +165,7 @@ fn row(log: &Log, f: &Injected, end: f64, first: &HashMap<u64, f64>) -> Row {
         accepted_per_s: sent.len() as f64 / (end - t0),
         max_send_s: sent.iter().map(|s| s.2 - s.1).fold(0.0, f64::max),
         max_delivery_s,
+        slowest,
     }
 }
 
@@ -191,6 +197,15 @@ impl fmt::Display for Report {
         for r in self.rows.iter().filter(|r| !r.by_op.is_empty()) {
             let ops: Vec<String> = r.by_op.iter().map(|(op, n)| format!("{op} {n}")).collect();
             writeln!(f, "failures during {} ({:.0} s window): {}", r.name, r.window_s, ops.join(", "))?;
+        }
+        for r in &self.rows {
+            if let Some((id, slot, sent, got)) = r.slowest {
+                writeln!(
+                    f,
+                    "slowest delivery during {}: message {id}, first sent at {sent:.1} s, reached receiver {slot} at {got:.1} s",
+                    r.name
+                )?;
+            }
         }
         for (id, slot, at) in &self.lost_examples {
             writeln!(f, "lost: message {id}, accepted at {at:.1} s, never reached receiver {slot}")?;
