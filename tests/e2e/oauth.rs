@@ -28,6 +28,31 @@ mod off {
     }
 }
 
+mod limited {
+    use super::*;
+
+    both_modes!(configured oauth_with_limits; oauth_login_form_shares_the_login_rate_limit);
+
+    fn oauth_with_limits(c: &mut Config) {
+        c.oauth.enabled = true;
+        c.rate_limits.enabled = true;
+        c.rate_limits.login = trellis_testkit::Rule::new(0.01, 2);
+    }
+
+    /// Password guesses on the login page count against `/login`'s per-address limit.
+    async fn oauth_login_form_shares_the_login_rate_limit(server: TestServer) {
+        let mut browser = Browser::new(&server);
+        let form = browser.get("/_trellis/oauth2/login?continue=/_trellis/account").await;
+        let guess = [("username", "nobody"), ("password", "guess")];
+        for _ in 0..2 {
+            let refused = browser.submit(&form, "/_trellis/oauth2/login", &guess).await;
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+        }
+        let limited = browser.submit(&form, "/_trellis/oauth2/login", &guess).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{}", limited.body);
+    }
+}
+
 mod oauth_only {
     use super::*;
 

@@ -13,7 +13,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
-use trellis_core::{Error, ErrorCode};
+use trellis_core::{Error, ErrorCode, ratelimit::Action};
 use trellis_proto::auth::{
     OauthAuthorizationRequest, OauthBrowserLoginRequest, OauthGrantCodeRequest, OauthSessionRequest,
 };
@@ -260,6 +260,10 @@ async fn login_route(State(s): State<AppState>, origin: Origin, headers: HeaderM
         return csrf_refused();
     }
     let next = safe_continue(&f.next);
+    // The same per-address limit as `/login`: the form is no way around it.
+    if let Err(e) = s.limit(Action::Login, &origin.ip_or_unknown()).await {
+        return failure(e.0);
+    }
     let req = OauthBrowserLoginRequest {
         username: f.username,
         password: f.password,
@@ -284,6 +288,9 @@ async fn register_route(State(s): State<AppState>, origin: Origin, headers: Head
     let next = safe_continue(&f.next);
     if f.password != f.password_confirm {
         return register_form(&f.csrf, &next, Some((StatusCode::BAD_REQUEST, "The passwords do not match.")));
+    }
+    if let Err(e) = s.limit(Action::Register, &origin.ip_or_unknown()).await {
+        return failure(e.0);
     }
     let req = OauthBrowserLoginRequest {
         username: f.username,
