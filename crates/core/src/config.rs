@@ -715,6 +715,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "bus",
     "registration",
     "auth",
+    "oauth",
     "sync",
     "media",
     "telemetry",
