@@ -78,7 +78,9 @@ pub fn check_redirect_uri(uri: &str, client_host: &str, native: bool) -> Result<
             let reversed = reversed.join(".");
             let prefixed =
                 scheme == reversed || scheme.strip_prefix(reversed.as_str()).is_some_and(|r| r.starts_with('.'));
-            if !prefixed || url.has_host() || uri[scheme.len() + 1..].starts_with("//") {
+            // The serialised URI starts with the scheme and its colon.
+            let authority = url.as_str().get(scheme.len() + 1..).is_some_and(|rest| rest.starts_with("//"));
+            if !prefixed || url.has_host() || authority {
                 return Err(invalid_redirect_uri(
                     "A private-use redirect URI must use the client's reverse-DNS name as its scheme, without an authority",
                 ));
