@@ -112,6 +112,7 @@ async fn long_polls_keep_their_timeout(server: TestServer) {
         let alice = alice.clone();
         tokio::spawn(async move { alice.get(&format!("/_matrix/client/v3/sync?since={next}&timeout=20000")).await })
     };
+    // The poll outlasts the idle timeout before it is woken: the sleep is the test.
     tokio::time::sleep(Duration::from_millis(2 * IDLE_MS)).await;
     alice.send_text(&room, "t", "wake up").await;
     assert_eq!(waiting.await.unwrap().status, 200);

@@ -88,11 +88,7 @@ async fn a_split_deployment_exports_what_the_dashboards_show() {
     let server = TestServer::split().await;
     let (alice, bob, room) = server.pair().await;
     let since = bob.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
-    let poll = {
-        let bob = bob.clone();
-        tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let poll = server.open_long_poll(&bob, &since).await;
     alice.send_text(&room, "t1", "hello").await;
     poll.await.unwrap();
     let upload = reqwest::Client::new()

@@ -350,12 +350,7 @@ async fn key_counts_in_woken_syncs(server: TestServer) {
     .ok();
     let mut since = next(&bob.sync(None, None, 0).await);
     for i in 0..3 {
-        let poll = {
-            let bob = bob.clone();
-            let since = since.clone();
-            tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let poll = server.open_long_poll(&bob, &since).await;
         alice.send_text(&room, &format!("k{i}"), "hello").await;
         let woke = poll.await.unwrap();
         assert!(woke["rooms"]["join"][&room]["timeline"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{woke}");

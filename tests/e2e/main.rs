@@ -46,6 +46,7 @@ mod admin_suspend;
 mod admin_tokens;
 mod admin_users;
 mod appservices;
+mod auth_fallback;
 mod backend_tls;
 mod bad_ids;
 mod bad_input;

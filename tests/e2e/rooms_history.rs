@@ -124,6 +124,8 @@ async fn jump_to_date(server: TestServer) {
         .await
         .ok();
     let hidden = say(&alice, &room, "before bob").await;
+    // The clock moves on between the events: distinct timestamps are what the lookup tells
+    // apart (these sleeps are the test's, not a wait for the server).
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;

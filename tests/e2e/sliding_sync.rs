@@ -105,16 +105,14 @@ async fn long_poll_answers_with_only_the_news(server: TestServer) {
     assert!(quiet["rooms"].as_object().is_none_or(|r| r.is_empty()), "{quiet}");
 
     // A message wakes a waiting poll at once.
-    let sender = {
-        let (bob, room) = (bob.clone(), room.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            bob.send_text(&room, "t1", "wake up").await;
-        })
-    };
     let started = Instant::now();
-    let woken = alice.sliding(Some(&pos(&quiet)), Some(20_000), req.clone()).await.ok();
-    sender.await.unwrap();
+    let poll = {
+        let (alice, since, req) = (alice.clone(), pos(&quiet), req.clone());
+        tokio::spawn(async move { alice.sliding(Some(&since), Some(20_000), req).await.ok() })
+    };
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    bob.send_text(&room, "t1", "wake up").await;
+    let woken = poll.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "answered on the wake-up, not the timeout");
     let r = &woken["rooms"][&room];
     assert_eq!(bodies(r), ["wake up"], "only the new event: {woken}");

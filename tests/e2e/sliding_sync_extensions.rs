@@ -72,17 +72,15 @@ async fn to_device_and_e2ee_reach_the_encryption_connection(server: TestServer) 
     let since = first["extensions"]["to_device"]["next_batch"].as_str().expect("next_batch").to_owned();
 
     // A to-device message wakes the waiting connection.
-    let sender = {
-        let (bob, to) = (bob.clone(), (alice.user_id.clone(), alice.device_id.clone()));
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let body = json!({"messages": {to.0: {to.1: {"secret": "s1"}}}});
-            bob.put(&format!("{V3}/sendToDevice/m.test/txn1"), body).await.ok();
-        })
-    };
     let started = Instant::now();
-    let woken = alice.sliding(Some(&pos(&first)), Some(20_000), encryption(Some(&since))).await.ok();
-    sender.await.unwrap();
+    let poll = {
+        let (alice, pos, req) = (alice.clone(), pos(&first), encryption(Some(&since)));
+        tokio::spawn(async move { alice.sliding(Some(&pos), Some(20_000), req).await.ok() })
+    };
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    let body = json!({"messages": {&alice.user_id: {&alice.device_id: {"secret": "s1"}}}});
+    bob.put(&format!("{V3}/sendToDevice/m.test/txn1"), body).await.ok();
+    let woken = poll.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     let events = woken["extensions"]["to_device"]["events"].as_array().expect("to-device events").clone();
     assert_eq!(events.len(), 1, "{woken}");

@@ -354,12 +354,7 @@ async fn woken_long_polls_take_the_fast_path(server: TestServer) {
     let mut since = next(&bob.sync(None, None, 0).await);
     let mut got = Vec::new();
     for i in 0..5 {
-        let poll = {
-            let bob = bob.clone();
-            let since = since.clone();
-            tokio::spawn(async move { bob.sync(Some(&since), None, 10_000).await })
-        };
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        let poll = server.open_long_poll(&bob, &since).await;
         alice.send_text(&room, &format!("fp{i}"), &format!("fast {i}")).await;
         let body = poll.await.unwrap();
         got.extend(trellis_testkit::timeline_bodies(&body, &room));
@@ -416,7 +411,7 @@ async fn receipts_typing_and_presence_reach_woken_polls_from_memory(server: Test
             let since = since.clone();
             tokio::spawn(async move { bob.sync(Some(&since), None, 3_000).await })
         };
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        server.until_metric("trellis_sync_open_longpolls", 1.0).await;
         match step {
             "typing" => alice.put(&typing, json!({"typing": true, "timeout": 20_000})).await.ok(),
             "private receipt" => alice.post(&receipt("m.read.private"), json!({})).await.ok(),

@@ -6,14 +6,28 @@ use std::{collections::HashSet, time::Duration};
 
 use trellis_testkit::{Client, TestServer, enc};
 
-/// Sends `n` numbered messages, paced.
-fn send_paced(sender: Client, room: String, n: usize, gap: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Sends `n` numbered messages, paced (the pace is the load the test runs under); the
+/// receiver counts those sent so far.
+fn send_paced(
+    sender: Client,
+    room: String,
+    n: usize,
+    gap: Duration,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::watch::Receiver<usize>) {
+    let (sent, count) = tokio::sync::watch::channel(0);
+    let task = tokio::spawn(async move {
         for i in 0..n {
             sender.send_text(&room, &format!("p{i}"), &i.to_string()).await;
+            sent.send_replace(i + 1);
             tokio::time::sleep(gap).await;
         }
-    })
+    });
+    (task, count)
+}
+
+/// Waits until `at_least` of the paced messages were sent: the stream is under way.
+async fn mid_stream(mut sent: tokio::sync::watch::Receiver<usize>, at_least: usize) {
+    sent.wait_for(|n| *n >= at_least).await.expect("the sender runs");
 }
 
 /// Long-polls through `base` until all `n` messages arrived, retrying a failed poll with the
@@ -57,13 +71,13 @@ async fn a_sync_worker_killed_mid_stream_loses_nothing() {
     let (alice, bob, room) = server.pair().await;
     let since = alice.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let (to_worker_1, to_worker_0) = (server.urls[1].clone(), server.urls[0].clone());
-    let sender = send_paced(bob, room.clone(), 40, Duration::from_millis(50));
+    let (sender, sent) = send_paced(bob, room.clone(), 40, Duration::from_millis(50));
     let reader = {
         let alice = alice.clone();
         let room = room.clone();
         tokio::spawn(async move { read_all(&alice, &to_worker_1, &to_worker_0, &room, since, 40).await })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    mid_stream(sent, 10).await;
     server.kill("sync-1").await;
     sender.await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("reader finished").unwrap();
@@ -88,13 +102,13 @@ async fn redis_restarted_mid_stream_loses_nothing() {
     let (alice, bob, room) = server.pair().await;
     let since = alice.sync(None, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let (a, b) = (server.urls[0].clone(), server.urls[1].clone());
-    let sender = send_paced(bob, room.clone(), 40, Duration::from_millis(50));
+    let (sender, sent) = send_paced(bob, room.clone(), 40, Duration::from_millis(50));
     let reader = {
         let alice = alice.clone();
         let room = room.clone();
         tokio::spawn(async move { read_all(&alice, &a, &b, &room, since, 40).await })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    mid_stream(sent, 10).await;
     server.restart_redis(Duration::from_millis(800)).await;
     sender.await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("reader finished").unwrap();

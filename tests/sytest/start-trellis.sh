@@ -38,6 +38,18 @@ if [ -n "${SYTEST_APPSERVICE_FILES:-}" ]; then
     awk 'BEGIN { RS = ":" } NF { printf "%s\"%s\"", (n++ ? ", " : ""), $0 }')
 fi
 
+# SyTest's mock captcha endpoint: verified when a client sends the stage, not required (as
+# SyTest configures Synapse).
+recaptcha=""
+if [ -n "${SYTEST_RECAPTCHA_SITEVERIFY_API:-}" ]; then
+  recaptcha="[registration.recaptcha]
+siteverify_api = \"$SYTEST_RECAPTCHA_SITEVERIFY_API\"
+public_key = \"${SYTEST_RECAPTCHA_PUBLIC_KEY:-}\"
+private_key = \"${SYTEST_RECAPTCHA_PRIVATE_KEY:-}\"
+required = false
+"
+fi
+
 config="$SYTEST_HS_DIR/trellis.toml"
 cat > "$config" <<EOF
 server_name = "$SYTEST_SERVER_NAME"
@@ -54,6 +66,7 @@ enabled = true
 # SyTest registers guests (POST /register?kind=guest); off by default
 allow_guests = true
 
+$recaptcha
 [rate_limits]
 enabled = false
 

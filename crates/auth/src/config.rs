@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use trellis_core::config::{Config, RegistrationTokenConfig};
+use trellis_core::config::{Config, RecaptchaConfig, RegistrationTokenConfig};
 
 /// What the auth service needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct AuthConfig {
     pub registration_tokens: Vec<RegistrationTokenConfig>,
     /// The OAuth 2.0 API's settings (`[oauth]`).
     pub oauth: trellis_core::config::OauthConfig,
+    /// The `m.login.recaptcha` stage, when configured (with its keys set).
+    pub recaptcha: Option<RecaptchaConfig>,
 }
 
 impl AuthConfig {
@@ -62,6 +64,7 @@ impl AuthConfig {
             registration_requires_token: config.registration.requires_token,
             registration_tokens: config.registration.tokens.clone(),
             oauth: config.oauth.clone(),
+            recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
         }
     }
 }

@@ -27,6 +27,7 @@ mod oauth;
 mod openid;
 mod password;
 mod profile;
+mod recaptcha;
 mod refresh;
 mod register;
 mod registration_tokens;
@@ -34,6 +35,7 @@ mod service;
 mod store;
 mod token;
 mod uia;
+mod uia_fallback;
 mod uia_store;
 
 pub use cache::TOKEN_CACHE_TTL;

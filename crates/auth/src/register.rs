@@ -122,12 +122,11 @@ impl Auth {
             user_id: None,
             target: None,
             params: (params != Params::default()).then(|| serde_json::to_string(&params)).transpose()?,
-            flows: match self.config.registration_requires_token {
-                true => uia::TOKEN_REGISTER_FLOWS,
-                false => uia::REGISTER_FLOWS,
-            },
+            flows: register_flows(&self.config),
             auth_json: &req.auth_json,
             server_name: &self.config.server_name,
+            recaptcha: self.config.recaptcha.as_ref(),
+            ip: req.ip.as_deref(),
         };
         let session = match self.uia.check(&self.pool, round).await? {
             uia::Outcome::Complete(session) => session,
@@ -320,6 +319,18 @@ pub(crate) fn response(user_id: String, issued: Option<Issued>, created: bool) -
         refresh_token: i.refresh_token,
         expires_in_ms: i.expires_in_ms,
         created,
+    }
+}
+
+/// The registration flows the configuration asks for: a registration token and the captcha
+/// when required, before the dummy stage.
+pub(crate) fn register_flows(config: &crate::AuthConfig) -> uia::Flows {
+    let captcha = config.recaptcha.as_ref().is_some_and(|r| r.required);
+    match (config.registration_requires_token, captcha) {
+        (true, true) => uia::TOKEN_CAPTCHA_REGISTER_FLOWS,
+        (true, false) => uia::TOKEN_REGISTER_FLOWS,
+        (false, true) => uia::CAPTCHA_REGISTER_FLOWS,
+        (false, false) => uia::REGISTER_FLOWS,
     }
 }
 

@@ -69,6 +69,10 @@ impl AuthService for Auth {
         self.do_register(req).await
     }
 
+    async fn uia_fallback(&self, req: UiaFallbackRequest) -> Result<AuthAck> {
+        self.do_uia_fallback(req).await
+    }
+
     async fn check_username(&self, req: CheckUsernameRequest) -> Result<CheckUsernameResponse> {
         self.do_check_username(req).await
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::Pool;
 use serde_json::{Map, Value, json};
-use trellis_core::{Error, ErrorCode, Result, time::now_ms};
+use trellis_core::{Error, ErrorCode, Result, config::RecaptchaConfig, time::now_ms};
 
 use crate::{
     login::login_localpart,
@@ -25,12 +25,17 @@ use crate::{
 pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+pub const RECAPTCHA: &str = "m.login.recaptcha";
 
 /// Flows offered for registration.
 pub const REGISTER_FLOWS: Flows = &[&[DUMMY]];
 /// Flows offered for registration when it needs a registration token (as Synapse: the token
 /// stage before the others).
 pub const TOKEN_REGISTER_FLOWS: Flows = &[&[REGISTRATION_TOKEN, DUMMY]];
+/// Flows offered for registration when every flow needs the captcha.
+pub const CAPTCHA_REGISTER_FLOWS: Flows = &[&[RECAPTCHA, DUMMY]];
+/// Flows offered for registration with both a registration token and the captcha.
+pub const TOKEN_CAPTCHA_REGISTER_FLOWS: Flows = &[&[REGISTRATION_TOKEN, RECAPTCHA, DUMMY]];
 /// Flows offered when a signed-in user confirms an operation.
 pub const PASSWORD_FLOWS: Flows = &[&[PASSWORD]];
 
@@ -56,6 +61,8 @@ pub struct AuthDict {
     pub password: Option<String>,
     /// `m.login.registration_token`: the token.
     pub token: Option<String>,
+    /// `m.login.recaptcha`: the captcha answer.
+    pub response: Option<String>,
 }
 
 /// Parses `auth_json`; `None` when the client sent no `auth` object.
@@ -88,6 +95,7 @@ pub fn parse(auth_json: &str) -> Result<Option<AuthDict>> {
         password: string(&map, "password")?,
         // Checked by its stage, which answers a missing or malformed token in the challenge.
         token: map.get("token").and_then(Value::as_str).map(str::to_owned),
+        response: string(&map, "response")?,
     }))
 }
 
@@ -126,6 +134,11 @@ pub struct Round<'a> {
     pub flows: Flows,
     pub auth_json: &'a str,
     pub server_name: &'a str,
+    /// The captcha stage, when configured: offered in registration's flows only when
+    /// required, but verified whenever a registration round sends it (as Synapse).
+    pub recaptcha: Option<&'a RecaptchaConfig>,
+    /// The client's address, passed on to the captcha's verification.
+    pub ip: Option<&'a str>,
 }
 
 /// A session and its record.
@@ -146,12 +159,19 @@ pub enum Outcome {
 }
 
 /// A stage that failed: the error to put in the challenge body.
-struct Failure(ErrorCode, String);
+pub(crate) struct Failure(pub ErrorCode, pub String);
 
 /// UIA session bookkeeping (counts new sessions to purge expired ones now and then).
-#[derive(Default)]
 pub struct Uia {
     created: AtomicU64,
+    /// Verifies captcha answers.
+    http: reqwest::Client,
+}
+
+impl Default for Uia {
+    fn default() -> Uia {
+        Uia { created: AtomicU64::new(0), http: crate::recaptcha::client() }
+    }
 }
 
 impl Uia {
@@ -162,7 +182,7 @@ impl Uia {
         let mut client = pool.get().await?;
         let Some(dict) = dict else {
             let session = self.new_session(&client, &round, &[]).await?;
-            let body = challenge(round.flows, &session.id, None);
+            let body = with_params(challenge(round.flows, &session.id, None), &round);
             return Ok(Outcome::Incomplete { session, body });
         };
         let mut session = match &dict.session {
@@ -174,13 +194,17 @@ impl Uia {
             None => None,
         };
         let mut completed = session.as_ref().map(|s| s.row.completed.clone()).unwrap_or_default();
-        let offered = |stage: &str| round.flows.iter().any(|flow| flow.contains(&stage));
+        let offered = |stage: &str| {
+            round.flows.iter().any(|flow| flow.contains(&stage))
+                || (stage == RECAPTCHA && round.recaptcha.is_some() && round.user_id.is_none())
+        };
         let failure = match dict.stage.as_deref() {
             Some(stage) if !offered(stage) => {
                 Some(Failure(ErrorCode::Unrecognized, format!("Unsupported authentication type {stage:?}")))
             }
             Some(DUMMY) => None,
             Some(PASSWORD) => check_password(&client, &round, &dict).await?,
+            Some(RECAPTCHA) => self.check_recaptcha(&round, &dict).await?,
             Some(REGISTRATION_TOKEN) => match &mut session {
                 Some(session) => check_registration_token(&mut client, session, &dict).await?,
                 None => Some(Failure(ErrorCode::MissingParam, "Missing UIA session".into())),
@@ -211,7 +235,7 @@ impl Uia {
             Some(s) => s,
             None => self.new_session(&client, &round, &completed).await?,
         };
-        let mut body = challenge(round.flows, &session.id, Some(&completed));
+        let mut body = with_params(challenge(round.flows, &session.id, Some(&completed)), &round);
         if let Some(Failure(code, message)) = failure {
             body.insert("errcode".into(), code.as_str().into());
             body.insert("error".into(), message.into());
@@ -245,6 +269,31 @@ impl Uia {
         }
         Ok(Session { id, row: SessionRow { completed: completed.to_vec(), ..row } })
     }
+}
+
+impl Uia {
+    /// The `m.login.recaptcha` stage: the answer must satisfy the verification endpoint (a
+    /// refusal is `M_UNAUTHORIZED` in the challenge, so the client may try again).
+    pub(crate) async fn check_recaptcha(&self, round: &Round<'_>, dict: &AuthDict) -> Result<Option<Failure>> {
+        let Some(config) = round.recaptcha else {
+            return Ok(Some(Failure(ErrorCode::Unrecognized, "Unsupported authentication type".into())));
+        };
+        let Some(answer) = dict.response.as_deref() else {
+            return Ok(Some(Failure(ErrorCode::MissingParam, "Missing captcha response".into())));
+        };
+        Ok(match crate::recaptcha::verify(&self.http, config, answer, round.ip).await? {
+            true => None,
+            false => Some(Failure(ErrorCode::Unauthorized, "Captcha was not solved".into())),
+        })
+    }
+}
+
+/// Adds the stages' public parameters to a challenge: the captcha's site key.
+fn with_params(mut body: Map<String, Value>, round: &Round<'_>) -> Map<String, Value> {
+    if let Some(config) = round.recaptcha.filter(|_| round.user_id.is_none()) {
+        body.insert("params".into(), json!({ RECAPTCHA: { "public_key": config.public_key } }));
+    }
+    body
 }
 
 /// The session a client continues: it must be live and for the same operation; parameters
@@ -345,6 +394,8 @@ impl Auth {
             flows: PASSWORD_FLOWS,
             auth_json,
             server_name: &self.config.server_name,
+            recaptcha: None,
+            ip: None,
         };
         match self.uia.check(&self.pool, round).await? {
             Outcome::Incomplete { body, .. } => Err(Error::uia(body)),

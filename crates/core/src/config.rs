@@ -424,6 +424,8 @@ pub struct RegistrationConfig {
     /// those made with `trellis registration-token create`; written to the database when the
     /// auth role starts, where the configured uses and expiry replace the stored ones.
     pub tokens: Vec<RegistrationTokenConfig>,
+    /// `[registration.recaptcha]`: Google reCAPTCHA as the `m.login.recaptcha` stage.
+    pub recaptcha: Option<RecaptchaConfig>,
 }
 
 impl Default for RegistrationConfig {
@@ -434,6 +436,33 @@ impl Default for RegistrationConfig {
             allow_guests: false,
             requires_token: false,
             tokens: Vec::new(),
+            recaptcha: None,
+        }
+    }
+}
+
+/// The `m.login.recaptcha` registration stage: the site's keys and where answers are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecaptchaConfig {
+    /// The site key the fallback page shows the challenge with (sent in the UIA `params`).
+    pub public_key: String,
+    /// The secret the server verifies answers with.
+    pub private_key: String,
+    /// The verification endpoint (Google's `siteverify`, or a compatible one).
+    pub siteverify_api: String,
+    /// Every registration flow needs the stage (Synapse's `enable_registration_captcha`).
+    /// When false a client may still complete it, and it is verified.
+    pub required: bool,
+}
+
+impl Default for RecaptchaConfig {
+    fn default() -> RecaptchaConfig {
+        RecaptchaConfig {
+            public_key: String::new(),
+            private_key: String::new(),
+            siteverify_api: "https://www.google.com/recaptcha/api/siteverify".into(),
+            required: true,
         }
     }
 }

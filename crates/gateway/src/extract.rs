@@ -206,6 +206,7 @@ fn missing_param<T: 'static>() -> Option<&'static str> {
         (TypeId::of::<crate::admin::ResetPasswordRequest>(), "new_password"),
         (TypeId::of::<get_media_preview::v1::Request>(), "url"),
         (TypeId::of::<media::get_media_preview::v3::Request>(), "url"),
+        (TypeId::of::<ruma::api::client::uiaa::get_uiaa_fallback_page::v3::Request>(), "session"),
         (TypeId::of::<get_backup_keys::v3::Request>(), "version"),
         (TypeId::of::<get_backup_keys_for_room::v3::Request>(), "version"),
         (TypeId::of::<get_backup_keys_for_session::v3::Request>(), "version"),
@@ -298,7 +299,7 @@ impl Origin {
     }
 }
 
-/// For handlers outside the ruma extractor (the OAuth 2.0 pages and endpoints).
+/// For plain handlers (the fallback pages' form posts, the OAuth 2.0 pages and endpoints).
 impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;
 

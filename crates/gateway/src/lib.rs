@@ -60,6 +60,8 @@ pub struct GatewaySettings {
     pub oauth_enabled: bool,
     /// `oauth.password_login`: `m.login.password` stays on `/login` beside OAuth 2.0.
     pub oauth_password_login: bool,
+    /// The captcha's site key, shown by the `m.login.recaptcha` fallback page.
+    pub recaptcha_public_key: Option<String>,
 }
 
 impl GatewaySettings {
@@ -77,6 +79,7 @@ impl GatewaySettings {
             login_token_enabled: config.auth.login_token_enabled,
             oauth_enabled: config.oauth.enabled,
             oauth_password_login: config.oauth.password_login,
+            recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
         }
     }
 }

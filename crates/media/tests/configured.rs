@@ -146,6 +146,7 @@ async fn reservations_expire(split: bool) {
     let alice = s.user("alice").await;
     let created = s.post("/_matrix/media/v1/create", Some(&alice), json!({})).await;
     let id = media_id(&created);
+    // Past the reservation's expiry: the time passing is the test.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let resp = reqwest::Client::new()
         .put(format!("{}/_matrix/media/v3/upload/localhost/{id}", s.url))

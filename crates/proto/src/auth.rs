@@ -9,6 +9,9 @@ service! {
         /// Registers an account; answers a UIA challenge until the `auth` stages are done.
         fn register(RegisterRequest) -> RegisterResponse;
         fn check_username(CheckUsernameRequest) -> CheckUsernameResponse;
+        /// Completes one stage of a UIA session from the fallback page (`M_FORBIDDEN`,
+        /// `M_UNAUTHORIZED`, `M_MISSING_PARAM` when it fails; 400 for an unknown session).
+        fn uia_fallback(UiaFallbackRequest) -> AuthAck;
         fn login(LoginRequest) -> LoginResponse;
         /// Resolves an access token; `M_UNKNOWN_TOKEN` if it is not (or no longer) valid.
         fn authenticate(AuthenticateRequest) -> Requester;

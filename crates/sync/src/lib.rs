@@ -4,43 +4,12 @@
 //! them because tokens carry whole positions and PostgreSQL holds the truth.
 
 mod access;
-mod account_data;
-mod caches;
-mod compute;
-mod e2ee;
-mod fast;
-mod fields;
-mod filters;
-mod ignored;
-mod lazy;
-mod lazy_batch;
-mod legacy;
-mod longpoll;
-mod notifier;
-mod parked;
-mod positions;
-mod presence;
-mod push_delivery;
-mod push_eval;
-mod push_match;
-mod push_rules;
-mod push_ruleset;
-mod pushers;
+mod poll;
+mod push;
 mod queries;
-mod receipts;
-mod response;
-mod room_members;
-mod room_slots;
-mod room_upgrade;
 mod service;
 mod sliding;
 mod streams;
-mod tail_cache;
-mod timeline;
-mod to_device;
-mod typing;
-mod unread;
-mod windows;
 
 use std::{sync::Arc, time::Duration};
 
@@ -80,21 +49,24 @@ pub struct SyncWorker {
     /// need no database round trip to know their refresh is not due.
     presence_seen: dashmap::DashMap<String, (String, i64)>,
     /// What lets a woken long-poll answer from memory (see `fast.rs`).
-    caches: caches::Caches,
+    caches: poll::caches::Caches,
     /// When this worker last answered a long-poll (ms since `started`, a monotonic clock):
     /// the notifier waits for a lull.
     last_answer_ms: std::sync::atomic::AtomicI64,
     started: std::time::Instant,
     /// Committed positions read once for a burst of long-polls (see `positions.rs`).
-    positions: Arc<positions::SharedPositions>,
+    positions: Arc<poll::positions::SharedPositions>,
     /// Bus subscriptions kept between a device's long-polls (see `parked.rs`).
-    parked: parked::Parking,
+    parked: poll::parked::Parking,
     /// Signalled when pushes were queued here, so delivery sends them at once.
     push_queued: Arc<tokio::sync::Notify>,
     /// Sliding sync connection states this worker last read or wrote.
     sliding: sliding::Memory,
+    /// The numbering of push rule gates shared by the rules this worker compiles (see
+    /// `push/matching.rs`).
+    push_gates: push::matching::Gates,
     /// Lazy-loading records of the fast path, waiting to be written together.
-    lazy_batch: Arc<lazy_batch::LazyBatch>,
+    lazy_batch: Arc<poll::lazy_batch::LazyBatch>,
 }
 
 impl SyncWorker {
@@ -107,23 +79,24 @@ impl SyncWorker {
     /// out, users who stopped syncing go offline.
     pub fn new(pool: Pool, bus: Arc<dyn Bus>, settings: SyncSettings, shutdown: Shutdown) -> Arc<SyncWorker> {
         let worker = Arc::new(SyncWorker {
-            positions: positions::SharedPositions::new(pool.clone()),
+            positions: poll::positions::SharedPositions::new(pool.clone()),
             pool,
             bus,
             settings,
             shutdown: shutdown.clone(),
             presence_seen: dashmap::DashMap::new(),
-            caches: caches::Caches::new(),
+            caches: poll::caches::Caches::new(),
             last_answer_ms: Default::default(),
             started: std::time::Instant::now(),
-            parked: parked::Parking::new(parked::KEEP),
+            parked: poll::parked::Parking::new(poll::parked::KEEP),
             push_queued: Arc::new(tokio::sync::Notify::new()),
             sliding: sliding::Memory::new(),
+            push_gates: Default::default(),
             lazy_batch: Arc::default(),
         });
-        tokio::spawn(lazy_batch::run(Arc::downgrade(&worker), worker.lazy_batch.clone(), shutdown.clone()));
-        tokio::spawn(notifier::run(Arc::downgrade(&worker), shutdown.clone()));
-        tokio::spawn(push_delivery::run(Arc::downgrade(&worker), shutdown.clone()));
+        tokio::spawn(poll::lazy_batch::run(Arc::downgrade(&worker), worker.lazy_batch.clone(), shutdown.clone()));
+        tokio::spawn(push::notifier::run(Arc::downgrade(&worker), shutdown.clone()));
+        tokio::spawn(push::delivery::run(Arc::downgrade(&worker), shutdown.clone()));
         tokio::spawn(housekeeping(Arc::downgrade(&worker), shutdown));
         worker
     }

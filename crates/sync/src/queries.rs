@@ -270,3 +270,23 @@ pub(crate) fn grouped(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<String, 
     }
     Ok(out)
 }
+
+/// Member events as of just before `before`, per room, for the given members.
+pub async fn members_before(
+    client: &deadpool_postgres::Client,
+    wanted: &[(String, String, i64)],
+) -> Result<Vec<EventRow>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT m.* FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w(rid, member, before) \
+         CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE room_id = w.rid AND type = 'm.room.member' \
+         AND state_key = w.member AND pos < w.before ORDER BY pos DESC LIMIT 1) m"
+    );
+    let rooms: Vec<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+    let members: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+    let befores: Vec<i64> = wanted.iter().map(|w| w.2).collect();
+    let rows = client.query(&client.prepare_cached(&sql).await?, &[&rooms, &members, &befores]).await?;
+    Ok(rows.iter().map(EventRow::from_row).collect())
+}

@@ -76,7 +76,7 @@ async fn long_poll_wakes_on_new_event(env: Env) {
             serde_json::from_str::<Value>(&resp.body_json).unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_polling().await;
     say(&env, &room, "wake up").await;
     let body = poll.await.unwrap();
     assert_eq!(timeline_bodies(&body, &room), vec!["wake up"]);
@@ -173,7 +173,7 @@ async fn invite_join_leave_sections(env: Env) {
             serde_json::from_str::<Value>(&r.await.unwrap().body_json).unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_polling().await;
     act(&env, ALICE, &room, MembershipAction::Invite, Some(BOB)).await;
     let invited = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("woken by the invite").unwrap();
     let stripped = invited["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap();

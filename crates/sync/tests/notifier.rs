@@ -114,10 +114,13 @@ async fn one_worker_per_event_and_resume_after_restart() {
     // Every worker stops; events arrive meanwhile; a new worker picks up where they left off.
     stop.trigger();
     drop(workers);
+    // The stopped workers' notifiers see the trigger at their next tick; nothing shows when
+    // they have, so they are given time to (the assertion below would catch one still running).
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 20..25 {
         say(&rooms, &room, &format!("m{i}")).await;
     }
+    // Nothing to wait for: the point is that nothing is evaluated meanwhile.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(state(&db).await.0, 20, "nobody evaluates while every worker is down");
     let _fresh = SyncWorker::new(db.pool(4), bus.clone(), settings(), Shutdown::never());

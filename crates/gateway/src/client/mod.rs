@@ -3,6 +3,7 @@
 mod account;
 mod account_data;
 mod account_manage;
+mod auth_fallback;
 mod devices;
 mod directory;
 mod discovery;
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(discovery::routes())
         .merge(account::routes())
+        .merge(auth_fallback::routes())
         .merge(session::routes())
         .merge(rooms::routes())
         .merge(membership::routes())

@@ -66,6 +66,7 @@ async fn download_gives_up_after_its_timeout(kind: Kind) {
 async fn unused_ids_expire(kind: Kind) {
     let fx = Fixture::with(kind, MB, |s| s.unused_expiry = Duration::from_millis(50)).await;
     let id = fx.create(ALICE).await.unwrap();
+    // Past the reservation's expiry (50 ms): the time passing is the test.
     tokio::time::sleep(Duration::from_millis(100)).await;
     expect_err(fx.put(ALICE, &id, b"too late").await, ErrorCode::NotFound, 404);
     expect_err(fx.fetch(pending_download(&id, 1000)).await, ErrorCode::NotFound, 404);

@@ -97,7 +97,7 @@ impl Pos {
 }
 
 /// The key of a connection in the worker's memory.
-pub(crate) type Key = crate::caches::Key<3>;
+pub(crate) type Key = crate::poll::caches::Key<3>;
 
 /// States last written or read by this worker, by connection.
 pub(crate) struct Memory {
@@ -149,7 +149,7 @@ pub(crate) async fn load(client: &Client, memory: &Memory, key: &Key, pos: &Pos)
 }
 
 fn key_part(key: &Key, i: usize) -> &str {
-    crate::caches::Parts::part(key, i)
+    crate::poll::caches::Parts::part(key, i)
 }
 
 /// Stores `next`, the connection's state after a response to a request at `previous` (`None`

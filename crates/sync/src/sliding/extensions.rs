@@ -19,7 +19,7 @@ use super::{
     request::{Extensions as Asked, Scope},
     rooms::Bounds,
 };
-use crate::{SyncWorker, queries::Client, response::SyncBody};
+use crate::{SyncWorker, poll::response::SyncBody, queries::Client};
 
 /// The rooms of a response, for scoping the extensions.
 pub(crate) struct Rooms<'a> {
@@ -90,7 +90,7 @@ impl SyncWorker {
 
         if asked.e2ee {
             let mut body = SyncBody::default();
-            crate::e2ee::fill(client, user, device, from, upto, &mut body).await?;
+            crate::streams::e2ee::fill(client, user, device, from, upto, &mut body).await?;
             let mut e2ee = E2EE::default();
             e2ee.device_lists.changed = user_ids(body.device_lists.changed);
             e2ee.device_lists.left = user_ids(body.device_lists.left);

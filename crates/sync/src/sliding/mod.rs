@@ -8,6 +8,7 @@
 mod connection;
 mod extensions;
 mod lists;
+mod meta;
 mod queries;
 mod request;
 mod rooms;
@@ -76,6 +77,8 @@ impl SyncWorker {
 
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms).min(self.settings.max_timeout);
+        // A request that may wait is a long-poll held here, like `/sync`'s.
+        let _open = (pos.is_some() && req.timeout_ms > 0).then(crate::poll::longpoll::OpenPoll::count);
         // Subscribe first, read second: no wake-up can fall between the two. The previous
         // request of the connection may have left its subscription, listening all along: then
         // the bus can vouch that nothing changed since the `pos`, and the request waits
@@ -141,7 +144,7 @@ impl SyncWorker {
                 body.txn_id = req.txn_id.clone();
                 if !self.shutdown.is_triggered() {
                     // Kept for the connection's next request (see `parked.rs`).
-                    self.parked.park(user, &parking, crate::parked::Parked { sub, rooms: Arc::default() });
+                    self.parked.park(user, &parking, crate::poll::parked::Parked { sub, rooms: Arc::default() });
                 }
                 metrics::histogram!("trellis_sliding_sync_duration_seconds", "kind" => if previous.is_none() { "initial" } else { "incremental" })
                     .record(started.elapsed().as_secs_f64());

@@ -10,7 +10,7 @@ use trellis_core::Result;
 use trellis_storage::events::{COLUMNS, EventRow};
 
 use crate::{
-    caches::Bounded,
+    poll::caches::Bounded,
     queries::{Client, grouped},
 };
 

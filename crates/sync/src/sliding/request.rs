@@ -94,7 +94,7 @@ pub(crate) struct Extensions {
     pub to_device: bool,
     pub to_device_since: Option<i64>,
     /// Most to-device messages an answer carries: the client's `limit`, within 1 and
-    /// [`crate::to_device::PER_SYNC`].
+    /// [`crate::streams::to_device::PER_SYNC`].
     pub to_device_limit: i64,
     pub e2ee: bool,
     pub account_data: Scope,
@@ -173,9 +173,9 @@ pub(crate) fn parse(req: &SlidingSyncRequest) -> Result<Request> {
     let extensions = Extensions {
         to_device: td.and_then(|t| t.enabled).unwrap_or(false),
         to_device_since,
-        to_device_limit: td
-            .and_then(|t| t.limit)
-            .map_or(crate::to_device::PER_SYNC, |n| i64::from(n.max(1)).min(crate::to_device::PER_SYNC)),
+        to_device_limit: td.and_then(|t| t.limit).map_or(crate::streams::to_device::PER_SYNC, |n| {
+            i64::from(n.max(1)).min(crate::streams::to_device::PER_SYNC)
+        }),
         e2ee: ext.as_ref().and_then(|e| e.e2ee).unwrap_or(false),
         account_data: scope(|e| e.account_data.as_ref()),
         receipts: scope(|e| e.receipts.as_ref()),

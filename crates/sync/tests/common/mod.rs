@@ -19,6 +19,8 @@ pub struct Env {
 }
 
 pub async fn local() -> Env {
+    // The worker's metrics are recorded from the start: `until_polling` reads them.
+    trellis_core::telemetry::metrics_handle();
     let db = TestDb::new().await.expect("test database");
     let bus = trellis_bus::MemoryBus::new();
     let settings = RoomsSettings {
@@ -51,6 +53,25 @@ macro_rules! contract {
         mod local_impl { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::local().await).await } )* }
         mod over_grpc { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::grpc().await).await } )* }
     };
+}
+
+/// Waits (up to 10 s) until the worker holds a long-poll (`trellis_sync_open_longpolls`):
+/// whatever the test does next happens while the poll waits.
+pub async fn until_polling() {
+    let metrics = trellis_core::telemetry::metrics_handle();
+    for _ in 0..1000 {
+        let open = metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("trellis_sync_open_longpolls "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if open >= 1.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the worker never held the long-poll");
 }
 
 pub const ALICE: &str = "@alice:localhost";
