@@ -69,6 +69,8 @@ mod legacy_api;
 mod login_tokens;
 mod media;
 mod nio;
+mod oauth;
+mod oauth_browser;
 mod openid_whois;
 mod poisoned_rows;
 mod profile;

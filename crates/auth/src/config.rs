@@ -36,6 +36,8 @@ pub struct AuthConfig {
     pub registration_requires_token: bool,
     /// Registration tokens from the configuration, written to the database at start.
     pub registration_tokens: Vec<RegistrationTokenConfig>,
+    /// The OAuth 2.0 API's settings (`[oauth]`).
+    pub oauth: trellis_core::config::OauthConfig,
     /// The `m.login.recaptcha` stage, when configured (with its keys set).
     pub recaptcha: Option<RecaptchaConfig>,
 }
@@ -61,6 +63,7 @@ impl AuthConfig {
             login_token_lifetime: Duration::from_millis(config.auth.login_token_lifetime_ms),
             registration_requires_token: config.registration.requires_token,
             registration_tokens: config.registration.tokens.clone(),
+            oauth: config.oauth.clone(),
             recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
         }
     }

@@ -145,6 +145,13 @@ impl Auth {
         let user_id = match (&req.login_token, &req.appservice_token) {
             (Some(token), _) => self.consume_login_token(token).await?,
             (None, Some(as_token)) => self.appservice_login_user(as_token, &req.user).await?,
+            (None, None) if !self.legacy_passwords() => {
+                return Err(Error::new(
+                    ErrorCode::Unknown,
+                    "Password login is disabled: sign in through the OAuth 2.0 API",
+                )
+                .with_status(400));
+            }
             (None, None) => self.check_password_login(&req.user, req.password).await?,
         };
         let mut client = self.pool.get().await?;
@@ -174,6 +181,13 @@ impl Auth {
         })
     }
 
+    /// Whether `/login` and `/register` take passwords: always, unless the OAuth 2.0 API is
+    /// on with `oauth.password_login = false` (then accounts are made and signed in to in
+    /// the browser).
+    pub(crate) fn legacy_passwords(&self) -> bool {
+        !self.config.oauth.enabled || self.config.oauth.password_login
+    }
+
     /// The lifetime of a new access token: only a client that supports refresh tokens gets
     /// one that expires (as Synapse), and only when a lifetime is configured.
     pub(crate) fn token_lifetime(&self, client_refreshes: bool) -> Option<Duration> {
@@ -181,7 +195,7 @@ impl Auth {
     }
 
     /// The user `user` names, if `password` is theirs and the account is active.
-    async fn check_password_login(&self, user: &str, password: String) -> Result<String> {
+    pub(crate) async fn check_password_login(&self, user: &str, password: String) -> Result<String> {
         let localpart = login_localpart(user, &self.config.server_name)?;
         let user_id = format!("@{localpart}:{}", self.config.server_name);
         let credentials = {

@@ -92,7 +92,22 @@ fn unknown_refresh_token() -> Error {
 impl Auth {
     #[instrument(skip_all, fields(user_id = tracing::field::Empty))]
     pub(crate) async fn do_refresh(&self, req: RefreshRequest) -> Result<RefreshResponse> {
-        let hash = hash_token(&req.refresh_token);
+        let (_, _, pair) = self.rotate_refresh(&req.refresh_token, self.config.access_token_lifetime).await?;
+        // Without a lifetime (no longer configured) the new access token never expires, and
+        // the refresh token sent stays the one to use.
+        let refresh_token = pair.refresh_token.unwrap_or(req.refresh_token);
+        Ok(RefreshResponse { access_token: pair.access_token, refresh_token, expires_in_ms: pair.expires_in_ms })
+    }
+
+    /// Rotates a refresh token: the device's new pair (expiring after `lifetime`), with its
+    /// user and device. `M_UNKNOWN_TOKEN` for one unknown or retired. The OAuth 2.0 token
+    /// endpoint's refresh grant shares it.
+    pub(crate) async fn rotate_refresh(
+        &self,
+        refresh_token: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<(String, String, Pair)> {
+        let hash = hash_token(refresh_token);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let stmt = tx.prepare_cached(SELECT_FOR_UPDATE).await?;
@@ -107,13 +122,10 @@ impl Auth {
             tx.execute(&tx.prepare_cached(DELETE_ACCESS_OF).await?, &[&replaced]).await?;
         }
         tx.execute(&tx.prepare_cached(DELETE_EXPIRED).await?, &[&user_id, &device_id, &now_ms()]).await?;
-        let pair = issue(&tx, &user_id, &device_id, self.config.access_token_lifetime, Some(&hash)).await?;
+        let pair = issue(&tx, &user_id, &device_id, lifetime, Some(&hash)).await?;
         tx.commit().await?;
         info!(user_id = %user_id, device_id = %device_id, "access token refreshed");
-        // Without a lifetime (no longer configured) the new access token never expires, and
-        // the refresh token sent stays the one to use.
-        let refresh_token = pair.refresh_token.unwrap_or(req.refresh_token);
-        Ok(RefreshResponse { access_token: pair.access_token, refresh_token, expires_in_ms: pair.expires_in_ms })
+        Ok((user_id, device_id, pair))
     }
 }
 

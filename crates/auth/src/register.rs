@@ -83,6 +83,9 @@ impl Auth {
         if !self.config.registration_enabled {
             return Err(Error::forbidden("Registration has been disabled"));
         }
+        if !self.legacy_passwords() {
+            return Err(Error::forbidden("Accounts are created in the browser: use the OAuth 2.0 API"));
+        }
         // Everything a client can fix is checked before user-interactive auth starts; a
         // missing password only once the stages are done (the first request may be `{}`).
         let password = match req.password.as_deref() {

@@ -245,4 +245,52 @@ impl AuthService for Auth {
     ) -> Result<RatelimitOverrideAnswer> {
         self.do_admin_set_ratelimit_override(req).await
     }
+
+    async fn oauth_register_client(&self, req: OauthClientMetadata) -> Result<OauthClient> {
+        self.do_oauth_register_client(req).await
+    }
+
+    async fn oauth_check_authorization(&self, req: OauthAuthorizationRequest) -> Result<OauthAuthorizationCheck> {
+        self.do_oauth_check_authorization(req).await
+    }
+
+    async fn oauth_browser_login(&self, req: OauthBrowserLoginRequest) -> Result<OauthBrowserSession> {
+        self.do_oauth_browser_login(req).await
+    }
+
+    async fn oauth_browser_session(&self, req: OauthSessionRequest) -> Result<OauthBrowserSession> {
+        self.do_oauth_browser_session(req).await
+    }
+
+    async fn oauth_browser_logout(&self, req: OauthSessionRequest) -> Result<AuthAck> {
+        self.do_oauth_browser_logout(req).await
+    }
+
+    async fn oauth_grant_code(&self, req: OauthGrantCodeRequest) -> Result<OauthRedirect> {
+        self.do_oauth_grant_code(req).await
+    }
+
+    async fn oauth_device_authorize(&self, req: OauthDeviceAuthorizationRequest) -> Result<OauthDeviceAuthorization> {
+        self.do_oauth_device_authorize(req).await
+    }
+
+    async fn oauth_approve_device(&self, req: OauthApproveDeviceRequest) -> Result<OauthDeviceApproval> {
+        self.do_oauth_approve_device(req).await
+    }
+
+    async fn oauth_token(&self, req: OauthTokenRequest) -> Result<OauthTokenResponse> {
+        self.do_oauth_token(req).await
+    }
+
+    async fn oauth_revoke(&self, req: OauthRevokeRequest) -> Result<OauthRevoked> {
+        self.do_oauth_revoke(req).await
+    }
+
+    async fn oauth_delete_device(&self, req: OauthDeleteDeviceRequest) -> Result<AuthAck> {
+        self.do_oauth_delete_device(req).await
+    }
+
+    async fn oauth_change_password(&self, req: OauthChangePasswordRequest) -> Result<AuthAck> {
+        self.do_oauth_change_password(req).await
+    }
 }

@@ -13,6 +13,8 @@ mod appservices;
 mod devices;
 #[path = "contract/guests.rs"]
 mod guests;
+#[path = "contract/oauth.rs"]
+mod oauth;
 #[path = "contract/profiles.rs"]
 mod profiles;
 #[path = "contract/registration.rs"]
@@ -95,4 +97,8 @@ contract! {
     tokens::registration_token_operations,
     tokens::registration_token_uses with crate::common::tokens_config(),
     tokens::validity_when_registration_is_off with crate::common::closed_config(),
+    oauth::oauth_codes_are_single_use_short_lived_and_hashed,
+    oauth::oauth_device_codes_expire,
+    oauth::oauth_registration_follows_the_registration_rules with crate::common::tokens_config(),
+    oauth::oauth_is_off_unless_enabled with crate::common::oauth_off_config(),
 }

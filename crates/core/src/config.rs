@@ -71,6 +71,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub registration: RegistrationConfig,
     pub auth: AuthSettings,
+    pub oauth: OauthConfig,
     pub sync: SyncConfig,
     pub media: MediaConfig,
     pub telemetry: TelemetryConfig,
@@ -97,6 +98,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             registration: RegistrationConfig::default(),
             auth: AuthSettings::default(),
+            oauth: OauthConfig::default(),
             sync: SyncConfig::default(),
             media: MediaConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -501,6 +503,43 @@ impl Default for AuthSettings {
     }
 }
 
+/// `[oauth]`: the OAuth 2.0 API (spec 1.15+, `docs/oauth.md`), served by the auth service with
+/// its own login, registration, consent and account pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OauthConfig {
+    /// Serve the OAuth 2.0 API (`/auth_metadata` and its endpoints). Off: `/auth_metadata`
+    /// answers 404 `M_UNRECOGNIZED`, as the spec says for a server without it.
+    pub enabled: bool,
+    /// Lifetime of an access token the token endpoint hands out, in milliseconds (always with
+    /// a refresh token).
+    pub access_token_lifetime_ms: u64,
+    /// How long an authorization code may be exchanged, in milliseconds.
+    pub code_lifetime_ms: u64,
+    /// How long a device code and its user code live, in milliseconds.
+    pub device_code_lifetime_ms: u64,
+    /// The smallest gap between two polls of a device code, in seconds (`interval`).
+    pub device_poll_interval_s: u64,
+    /// How long a browser session of the login and account pages lasts, in milliseconds.
+    pub session_lifetime_ms: u64,
+    /// Keep `m.login.password` on `/login` for clients that do not speak OAuth 2.0.
+    pub password_login: bool,
+}
+
+impl Default for OauthConfig {
+    fn default() -> OauthConfig {
+        OauthConfig {
+            enabled: false,
+            access_token_lifetime_ms: 300_000,
+            code_lifetime_ms: 600_000,
+            device_code_lifetime_ms: 900_000,
+            device_poll_interval_s: 5,
+            session_lifetime_ms: 86_400_000,
+            password_login: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncBalance {
@@ -705,6 +744,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "bus",
     "registration",
     "auth",
+    "oauth",
     "sync",
     "media",
     "telemetry",

@@ -299,7 +299,7 @@ impl Origin {
     }
 }
 
-/// For plain handlers (the fallback pages' form posts).
+/// For plain handlers (the fallback pages' form posts, the OAuth 2.0 pages and endpoints).
 impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;
 

@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod guest;
 mod input;
+mod oauth;
 mod response;
 mod router;
 mod tokens;
@@ -55,6 +56,10 @@ pub struct GatewaySettings {
     /// `POST /login/get_token` is offered (`auth.login_token_enabled`): `GET /login` and
     /// `/capabilities` say so.
     pub login_token_enabled: bool,
+    /// The OAuth 2.0 API is served (`oauth.enabled`): `/auth_metadata` and its endpoints.
+    pub oauth_enabled: bool,
+    /// `oauth.password_login`: `m.login.password` stays on `/login` beside OAuth 2.0.
+    pub oauth_password_login: bool,
     /// The captcha's site key, shown by the `m.login.recaptcha` fallback page.
     pub recaptcha_public_key: Option<String>,
 }
@@ -72,6 +77,8 @@ impl GatewaySettings {
             x_forwarded_for: config.http.x_forwarded_for,
             support: client::support(&config.support),
             login_token_enabled: config.auth.login_token_enabled,
+            oauth_enabled: config.oauth.enabled,
+            oauth_password_login: config.oauth.password_login,
             recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
         }
     }

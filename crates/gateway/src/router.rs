@@ -43,6 +43,7 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
     let state = AppState { services: Arc::new(services), settings: Arc::new(settings), tokens };
     let routes = client::routes()
         .merge(crate::admin::routes())
+        .merge(crate::oauth::routes())
         .route_layer(middleware::from_fn(crate::input::check_path_ids))
         .route_layer(middleware::from_fn(observe));
     guarded(routes).with_state(state)

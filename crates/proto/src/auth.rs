@@ -80,6 +80,31 @@ service! {
         fn admin_get_ratelimit_override(AdminUserRequest) -> RatelimitOverrideAnswer;
         /// Sets or removes it; ends remembered validations of the user's tokens.
         fn admin_set_ratelimit_override(AdminSetRatelimitOverrideRequest) -> RatelimitOverrideAnswer;
+        /// RFC 7591 registration (`invalid_redirect_uri`, `invalid_client_metadata`).
+        fn oauth_register_client(OauthClientMetadata) -> OauthClient;
+        /// `invalid_client` / `invalid_redirect_uri` (shown to the user, never redirected);
+        /// other refusals come back as `error_redirect`.
+        fn oauth_check_authorization(OauthAuthorizationRequest) -> OauthAuthorizationCheck;
+        /// A new browser session for a password (or a new account); `M_FORBIDDEN` for a
+        /// wrong one, the registration errors when registering.
+        fn oauth_browser_login(OauthBrowserLoginRequest) -> OauthBrowserSession;
+        /// `M_UNKNOWN_TOKEN` for a session unknown or expired.
+        fn oauth_browser_session(OauthSessionRequest) -> OauthBrowserSession;
+        fn oauth_browser_logout(OauthSessionRequest) -> AuthAck;
+        /// The session's user consents: a single-use code bound to the client, the redirect
+        /// URI and the PKCE challenge.
+        fn oauth_grant_code(OauthGrantCodeRequest) -> OauthRedirect;
+        fn oauth_device_authorize(OauthDeviceAuthorizationRequest) -> OauthDeviceAuthorization;
+        /// `M_NOT_FOUND` for an unknown or expired user code.
+        fn oauth_approve_device(OauthApproveDeviceRequest) -> OauthDeviceApproval;
+        /// The token endpoint's grants (`invalid_grant`, `unsupported_grant_type`, the device
+        /// grant's `authorization_pending`, `slow_down`, `expired_token`, `access_denied`).
+        fn oauth_token(OauthTokenRequest) -> OauthTokenResponse;
+        /// Ends the session (device) of an access or refresh token; unknown tokens are fine.
+        fn oauth_revoke(OauthRevokeRequest) -> OauthRevoked;
+        fn oauth_delete_device(OauthDeleteDeviceRequest) -> AuthAck;
+        /// `M_FORBIDDEN` for a wrong current password; the other devices stay signed in.
+        fn oauth_change_password(OauthChangePasswordRequest) -> AuthAck;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

@@ -32,6 +32,7 @@ pub fn config() -> AuthConfig {
         login_token_lifetime: std::time::Duration::from_secs(120),
         registration_requires_token: false,
         registration_tokens: Vec::new(),
+        oauth: trellis_core::config::OauthConfig { enabled: true, ..Default::default() },
         recaptcha: None,
     }
 }
@@ -48,6 +49,11 @@ pub fn tokens_config() -> AuthConfig {
 
 pub fn closed_config() -> AuthConfig {
     AuthConfig { registration_enabled: false, ..config() }
+}
+
+/// The OAuth 2.0 API off (the default of a server's configuration).
+pub fn oauth_off_config() -> AuthConfig {
+    AuthConfig { oauth: trellis_core::config::OauthConfig::default(), ..config() }
 }
 
 pub fn guest_config() -> AuthConfig {

@@ -143,12 +143,16 @@ async fn get_username_availability_route(
 /// # `GET /_matrix/client/v3/login`
 ///
 /// `m.login.token` with `get_login_token: true` when `POST /login/get_token` is offered
-/// (spec 1.7: how a client that is not signed in learns of it).
+/// (spec 1.7: how a client that is not signed in learns of it). No `m.login.password` when
+/// the OAuth 2.0 API replaces it (`oauth.enabled` with `oauth.password_login = false`).
 async fn get_login_types_route(
     s: AppState,
     _: Ruma<get_login_types::v3::Request>,
 ) -> ApiResult<get_login_types::v3::Response> {
-    let mut types = vec![LoginType::Password(Default::default())];
+    let mut types = Vec::new();
+    if !s.settings.oauth_enabled || s.settings.oauth_password_login {
+        types.push(LoginType::Password(Default::default()));
+    }
     types.push(LoginType::ApplicationService(Default::default()));
     if s.settings.login_token_enabled {
         let mut token = TokenLoginType::new();

@@ -12,8 +12,12 @@
 //!
 //! Usage: `trellis-rust-sdk-scenario <homeserver URL> <alice> <bob> <password>` (both users
 //! registered beforehand). Prints `rust-sdk scenario passed` and exits 0 on success.
+//! `trellis-rust-sdk-scenario oauth <homeserver URL> <user> <password>` runs the OAuth 2.0
+//! sign-in instead (`oauth.rs`).
 
 #![recursion_limit = "256"]
+
+mod oauth;
 
 use std::{sync::Arc, time::Duration};
 
@@ -47,6 +51,11 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, url, user, password] = args.as_slice()
+        && mode == "oauth"
+    {
+        return oauth::run(url, user, password).await;
+    }
     let [_, url, alice_name, bob_name, password] = args.as_slice() else {
         bail!("usage: trellis-rust-sdk-scenario <homeserver URL> <alice> <bob> <password>");
     };
