@@ -11,6 +11,7 @@ mod edge;
 mod error;
 mod extract;
 mod guest;
+mod html;
 mod input;
 mod oauth;
 mod response;

@@ -25,6 +25,7 @@ use crate::{
     AppState,
     error::ApiResult,
     extract::{Origin, Ruma},
+    html::esc,
     router::{RumaRoutes, paths_of},
 };
 
@@ -98,10 +99,10 @@ async fn login_submit_route(
 
 fn login_form(params: &LoginParams, error: Option<&str>) -> String {
     let hidden = |name: &str, value: &Option<String>| match value {
-        Some(v) => format!(r#"<input type="hidden" name="{name}" value="{}">"#, escape(v)),
+        Some(v) => format!(r#"<input type="hidden" name="{name}" value="{}">"#, esc(v)),
         None => String::new(),
     };
-    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, escape(e))).unwrap_or_default();
+    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, esc(e))).unwrap_or_default();
     format!(
         r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -121,7 +122,7 @@ fn login_form(params: &LoginParams, error: Option<&str>) -> String {
 fn logged_in_page(answer: &Value) -> String {
     // Inside a script element nothing may close it: `<` is written as its JSON escape.
     let json = answer.to_string().replace('<', "\\u003c");
-    let user = escape(answer["user_id"].as_str().unwrap_or_default());
+    let user = esc(answer["user_id"].as_str().unwrap_or_default());
     format!(
         r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Signed in</title>
@@ -204,12 +205,12 @@ fn form_page(stage: &str, session: &str, site_key: Option<&str>, error: Option<&
         ),
         "m.login.recaptcha" => (
             "Prove you are human",
-            format!(r#"<div class="g-recaptcha" data-sitekey="{}"></div>"#, escape(site_key.unwrap_or_default())),
+            format!(r#"<div class="g-recaptcha" data-sitekey="{}"></div>"#, esc(site_key.unwrap_or_default())),
             r#"<script src="https://www.recaptcha.net/recaptcha/api.js" async defer></script>"#,
         ),
         _ => ("Continue", "<p>Press the button to continue.</p>".to_owned(), ""),
     };
-    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, escape(e))).unwrap_or_default();
+    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, esc(e))).unwrap_or_default();
     format!(
         r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -218,7 +219,7 @@ fn form_page(stage: &str, session: &str, site_key: Option<&str>, error: Option<&
 <form method="post"><input type="hidden" name="session" value="{session}">{fields}
 <p><input type="submit" value="Continue"></p></form></body></html>
 "#,
-        session = escape(session),
+        session = esc(session),
     )
 }
 
@@ -236,22 +237,6 @@ if (window.onAuthDone) {
 <body><p>Thank you. You may now close this window and return to the application.</p></body></html>
 "#
     .to_owned()
-}
-
-/// `text` safe inside HTML text and double-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! authorization grant (enter or follow a user code, allow or deny), and the account page
 //! (`account_management_uri`: devices with sign-out, password change, signing out here).
 
+use crate::html::{error_line, esc, hidden, page};
 use axum::{
     Router,
     body::Bytes,
@@ -19,7 +20,6 @@ use trellis_proto::auth::{
 
 use super::{
     ACCOUNT, PREFIX,
-    html::{error_line, esc, hidden, page},
     pages::{csrf_refused, failure, login_form, see_other, session, with_csrf},
     web::{SESSION_COOKIE, csrf_ok, csrf_token, set_cookie},
 };

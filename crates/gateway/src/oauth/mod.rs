@@ -5,7 +5,6 @@
 
 mod account;
 mod endpoints;
-mod html;
 mod pages;
 mod web;
 

@@ -20,10 +20,13 @@ use trellis_proto::auth::{
 
 use super::{
     ACCOUNT, PREFIX,
-    html::{error_line, error_page, esc, hidden, page},
     web::{CSRF_COOKIE, SESSION_COOKIE, cookie, csrf_ok, csrf_token, set_cookie},
 };
-use crate::{AppState, extract::Origin};
+use crate::{
+    AppState,
+    extract::Origin,
+    html::{error_line, error_page, esc, hidden, page},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

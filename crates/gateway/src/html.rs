@@ -1,5 +1,6 @@
-//! The pages' HTML: small server-rendered templates, no scripts. Every value from a request
-//! or a user is escaped.
+//! The HTML of the pages the gateway serves (the OAuth pages, the fallback pages): escaping,
+//! and the OAuth pages' small server-rendered templates (no scripts). Every value from a
+//! request or a user is escaped.
 
 use axum::{
     http::StatusCode,
