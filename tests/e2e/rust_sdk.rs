@@ -63,27 +63,10 @@ async fn run_scenario(args: &[&str]) -> Option<String> {
 }
 
 async fn matrix_rust_sdk_element_x_scenario(server: TestServer) {
-    let bin = scenario_binary();
-    if !bin.is_file() {
-        assert!(
-            std::env::var("TRELLIS_REQUIRE_RUST_SDK").is_err(),
-            "matrix-rust-sdk is required but {} is missing",
-            bin.display()
-        );
-        eprintln!("skipping: {} is missing (scripts/test-clients.sh builds it)", bin.display());
-        return;
-    }
     for name in ["alice", "bob"] {
         server.client().register(name, "scenario password").await;
     }
-    let run = tokio::process::Command::new(&bin)
-        .args([server.url(), "alice", "bob", "scenario password"])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run).await.expect("rust-sdk scenario finished").unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rust-sdk scenario failed:\n{stdout}\n{stderr}");
-    eprintln!("{stdout}\n{stderr}");
+    let Some(stdout) = run_scenario(&[server.url(), "alice", "bob", "scenario password"]).await else { return };
+    eprintln!("{stdout}");
     assert!(stdout.contains("rust-sdk scenario passed"), "{stdout}");
 }

@@ -101,24 +101,38 @@ fn reach(positions: &[i64], head: i64, found: &mut Found) -> (i64, usize) {
     }
 }
 
+/// The rows `sql` reads in `(from, head]` (its parameters: from, head, limit; the stream
+/// position its last column), cut as [`reach`] says, and the position they reach; `None`
+/// when the stream has not moved.
+async fn window(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    (from, head): (i64, i64),
+    found: &mut Found,
+) -> Result<Option<(Vec<tokio_postgres::Row>, i64)>> {
+    if head <= from {
+        return Ok(None);
+    }
+    let mut rows = client.query(&client.prepare_cached(sql).await?, &[&from, &head, &LIMIT]).await?;
+    let positions: Vec<i64> = rows.iter().map(|r| r.get(r.len() - 1)).collect();
+    let (to, keep) = reach(&positions, head, found);
+    rows.truncate(keep);
+    Ok(Some((rows, to)))
+}
+
 async fn receipts(
     client: &deadpool_postgres::Client,
     appservice: &Appservice,
     facts: &mut RoomFacts,
     server_name: &str,
-    (from, head): (i64, i64),
+    span: (i64, i64),
     found: &mut Found,
 ) -> Result<()> {
-    if head <= from {
-        return Ok(());
-    }
-    let rows = client.query(&client.prepare_cached(RECEIPTS).await?, &[&from, &head, &LIMIT]).await?;
-    let positions: Vec<i64> = rows.iter().map(|r| r.get(6)).collect();
-    let (to, keep) = reach(&positions, head, found);
+    let Some((rows, to)) = window(client, RECEIPTS, span, found).await? else { return Ok(()) };
     found.next.receipts = to;
     // room -> event -> receipt type -> user -> receipt
     let mut rooms: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for row in rows.iter().take(keep) {
+    for row in &rows {
         let room: String = row.get(0);
         if !interest::room_concerns(client, appservice, &room, facts, server_name).await? {
             continue;
@@ -169,18 +183,13 @@ async fn typing(
 async fn presence(
     client: &deadpool_postgres::Client,
     appservice: &Appservice,
-    (from, head): (i64, i64),
+    span: (i64, i64),
     found: &mut Found,
 ) -> Result<()> {
-    if head <= from {
-        return Ok(());
-    }
-    let rows = client.query(&client.prepare_cached(PRESENCE).await?, &[&from, &head, &LIMIT]).await?;
-    let positions: Vec<i64> = rows.iter().map(|r| r.get(5)).collect();
-    let (to, keep) = reach(&positions, head, found);
+    let Some((rows, to)) = window(client, PRESENCE, span, found).await? else { return Ok(()) };
     found.next.presence = to;
     let now = now_ms();
-    for row in rows.iter().take(keep) {
+    for row in &rows {
         let user: String = row.get(0);
         let concerns = appservice.is_interested_in_user(&user) || {
             let shared = client.query(&client.prepare_cached(SHARED).await?, &[&user]).await?;
@@ -207,17 +216,12 @@ async fn presence(
 async fn to_device(
     client: &deadpool_postgres::Client,
     appservice: &Appservice,
-    (from, head): (i64, i64),
+    span: (i64, i64),
     found: &mut Found,
 ) -> Result<()> {
-    if head <= from {
-        return Ok(());
-    }
-    let rows = client.query(&client.prepare_cached(TO_DEVICE).await?, &[&from, &head, &LIMIT]).await?;
-    let positions: Vec<i64> = rows.iter().map(|r| r.get(5)).collect();
-    let (to, keep) = reach(&positions, head, found);
+    let Some((rows, to)) = window(client, TO_DEVICE, span, found).await? else { return Ok(()) };
     found.next.to_device = to;
-    for row in rows.iter().take(keep) {
+    for row in &rows {
         let user: String = row.get(0);
         if !appservice.is_interested_in_user(&user) {
             continue;

@@ -66,6 +66,12 @@ pub struct GatewaySettings {
 }
 
 impl GatewaySettings {
+    /// The client API's public URL: `public_baseurl`, or without one the host the client
+    /// reached (`host`, else the server name) over plain HTTP.
+    pub(crate) fn base_url(&self, host: Option<&str>) -> String {
+        self.public_baseurl.clone().unwrap_or_else(|| format!("http://{}", host.unwrap_or(&self.server_name)))
+    }
+
     pub fn from_config(config: &Config) -> GatewaySettings {
         GatewaySettings {
             server_name: config.server_name.clone(),

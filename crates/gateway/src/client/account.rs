@@ -181,30 +181,12 @@ async fn login_route(
     };
     match req.login_info {
         login::v3::LoginInfo::Password(password) => {
-            login.user = match (password.identifier, password.user) {
-                (Some(UserIdentifier::Matrix(id)), _) => id.user,
-                (None, Some(user)) => user,
-                (Some(_), _) => {
-                    return Err(ApiError(
-                        Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
-                    ));
-                }
-                (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
-            };
+            login.user = named_user(password.identifier, password.user)?;
             login.password = password.password;
         }
         login::v3::LoginInfo::Token(token) => login.login_token = Some(token.token),
         login::v3::LoginInfo::ApplicationService(appservice) => {
-            login.user = match (appservice.identifier, appservice.user) {
-                (Some(UserIdentifier::Matrix(id)), _) => id.user,
-                (None, Some(user)) => user,
-                (Some(_), _) => {
-                    return Err(ApiError(
-                        Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400),
-                    ));
-                }
-                (None, None) => return Err(ApiError(Error::missing_param("identifier is required"))),
-            };
+            login.user = named_user(appservice.identifier, appservice.user)?;
             login.appservice_token =
                 Some(token.ok_or_else(|| Error::new(ErrorCode::MissingToken, "Missing access token"))?);
         }
@@ -216,6 +198,16 @@ async fn login_route(
     out.refresh_token = resp.refresh_token;
     out.expires_in = resp.expires_in_ms.map(super::session::ms);
     Ok(out)
+}
+
+/// The user a login names: `identifier` of type `m.id.user`, or the deprecated `user`.
+fn named_user(identifier: Option<UserIdentifier>, user: Option<String>) -> Result<String, ApiError> {
+    match (identifier, user) {
+        (Some(UserIdentifier::Matrix(id)), _) => Ok(id.user),
+        (None, Some(user)) => Ok(user),
+        (Some(_), _) => Err(ApiError(Error::new(ErrorCode::Unknown, "Unsupported identifier type").with_status(400))),
+        (None, None) => Err(ApiError(Error::missing_param("identifier is required"))),
+    }
 }
 
 /// # `POST /_matrix/client/v3/logout`

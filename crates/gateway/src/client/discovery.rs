@@ -81,10 +81,7 @@ async fn discover_homeserver_route(
     s: AppState,
     req: Ruma<discover_homeserver::Request>,
 ) -> ApiResult<discover_homeserver::Response> {
-    let base = s.settings.public_baseurl.clone().unwrap_or_else(|| {
-        // Without a configured URL, point clients back at the host they reached.
-        format!("http://{}", req.origin.host.as_deref().unwrap_or(&s.settings.server_name))
-    });
+    let base = s.settings.base_url(req.origin.host.as_deref());
     Ok(discover_homeserver::Response::new(HomeserverInfo::new(base)))
 }
 

@@ -71,12 +71,7 @@ pub fn form<T: DeserializeOwned>(body: &[u8]) -> Result<T, OauthError> {
 
 /// The public base URL, without a trailing slash: `public_baseurl`, or the host reached.
 pub fn base_url(s: &AppState, host: Option<&str>) -> String {
-    let base = s
-        .settings
-        .public_baseurl
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", host.unwrap_or(&s.settings.server_name)));
-    base.trim_end_matches('/').to_owned()
+    s.settings.base_url(host).trim_end_matches('/').to_owned()
 }
 
 /// A cookie's value.
