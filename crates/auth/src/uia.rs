@@ -162,16 +162,11 @@ pub enum Outcome {
 pub(crate) struct Failure(pub ErrorCode, pub String);
 
 /// UIA session bookkeeping (counts new sessions to purge expired ones now and then).
+#[derive(Default)]
 pub struct Uia {
     created: AtomicU64,
-    /// Verifies captcha answers.
-    http: reqwest::Client,
-}
-
-impl Default for Uia {
-    fn default() -> Uia {
-        Uia { created: AtomicU64::new(0), http: crate::recaptcha::client() }
-    }
+    /// Verifies captcha answers; made on the first one (most servers have no captcha).
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Uia {
@@ -281,7 +276,7 @@ impl Uia {
         let Some(answer) = dict.response.as_deref() else {
             return Ok(Some(Failure(ErrorCode::MissingParam, "Missing captcha response".into())));
         };
-        Ok(match crate::recaptcha::verify(&self.http, config, answer, round.ip).await? {
+        Ok(match crate::recaptcha::verify(self.http.get_or_init(crate::recaptcha::client), config, answer, round.ip).await? {
             true => None,
             false => Some(Failure(ErrorCode::Unauthorized, "Captcha was not solved".into())),
         })
