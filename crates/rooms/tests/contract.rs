@@ -16,6 +16,8 @@ mod conformance;
 mod directory;
 #[path = "contract/guests.rs"]
 mod guests;
+#[path = "contract/memberships.rs"]
+mod memberships;
 #[path = "contract/mutual.rs"]
 mod mutual;
 #[path = "contract/profiles.rs"]
@@ -56,6 +58,7 @@ contract!(
     basics::aliases,
     basics::sending_is_idempotent_per_transaction,
     basics::membership_transitions,
+    memberships::joined_pos_marks_where_the_stretch_of_being_joined_began,
     basics::power_levels_guard_state,
     basics::history_pagination,
     basics::former_members_see_state_as_of_leaving,
