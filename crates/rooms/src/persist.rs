@@ -212,9 +212,6 @@ impl Stretches {
     /// The users whose batch ends in a run of joins after another membership, and where
     /// each run began.
     fn restarted(&self) -> (Vec<&str>, Vec<i64>) {
-        self.0
-            .iter()
-            .filter_map(|(user, (start, broken))| Some((user.as_str(), (*start).filter(|_| *broken)?)))
-            .unzip()
+        self.0.iter().filter_map(|(user, (start, broken))| Some((user.as_str(), (*start).filter(|_| *broken)?))).unzip()
     }
 }

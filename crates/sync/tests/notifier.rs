@@ -259,8 +259,12 @@ async fn one_record_per_event_and_rows_only_for_members_notified_otherwise() {
     };
     let carol: serde_json::Value =
         serde_json::from_str(&worker.notifications(page(CAROL)).await.unwrap().body_json).unwrap();
-    let bodies: Vec<&str> =
-        carol["notifications"].as_array().unwrap().iter().map(|n| n["event"]["content"]["body"].as_str().unwrap()).collect();
+    let bodies: Vec<&str> = carol["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"]["content"]["body"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies, vec!["carol?", "plain 2", "plain 1", "plain 0"], "newest first");
     let dan: serde_json::Value =
         serde_json::from_str(&worker.notifications(page(DAN)).await.unwrap().body_json).unwrap();

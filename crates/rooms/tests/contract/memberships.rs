@@ -10,9 +10,10 @@ use crate::common::*;
 async fn bob(env: &Env, room: &str) -> (String, i64, Option<i64>) {
     let client = env.db.pool(1).get().await.unwrap();
     let row = client
-        .query_one("SELECT membership, pos, joined_pos FROM memberships WHERE user_id = $1 AND room_id = $2", &[
-            &BOB, &room,
-        ])
+        .query_one(
+            "SELECT membership, pos, joined_pos FROM memberships WHERE user_id = $1 AND room_id = $2",
+            &[&BOB, &room],
+        )
         .await
         .unwrap();
     (row.get(0), row.get(1), row.get(2))
