@@ -16,6 +16,7 @@ mod input;
 mod oauth;
 mod response;
 mod router;
+mod sso;
 mod tokens;
 
 use std::sync::Arc;
@@ -63,6 +64,16 @@ pub struct GatewaySettings {
     pub oauth_password_login: bool,
     /// The captcha's site key, shown by the `m.login.recaptcha` fallback page.
     pub recaptcha_public_key: Option<String>,
+    /// Upstream identity providers (`[sso]`), as `/login` and the pages list them.
+    pub sso_providers: Vec<SsoProvider>,
+}
+
+/// An upstream identity provider as clients and pages show it.
+#[derive(Clone, Debug)]
+pub struct SsoProvider {
+    pub id: String,
+    pub name: String,
+    pub icon: Option<String>,
 }
 
 impl GatewaySettings {
@@ -87,6 +98,12 @@ impl GatewaySettings {
             oauth_enabled: config.oauth.enabled,
             oauth_password_login: config.oauth.password_login,
             recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
+            sso_providers: config
+                .sso
+                .oidc_providers
+                .iter()
+                .map(|p| SsoProvider { id: p.idp_id.clone(), name: p.idp_name.clone(), icon: p.idp_icon.clone() })
+                .collect(),
         }
     }
 }
