@@ -30,12 +30,12 @@ if ! python3 -c 'import mautrix.appservice' 2>/dev/null; then
 fi
 
 js_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/clients/js"
-if [ ! -d "$js_dir/node_modules/matrix-js-sdk" ]; then
-  echo "installing matrix-js-sdk (npm ci) for the end-to-end encrypted client scenario" >&2
+if [ ! -d "$js_dir/node_modules/matrix-js-sdk" ] || [ ! -d "$js_dir/node_modules/oidc-provider" ]; then
+  echo "installing matrix-js-sdk and oidc-provider (npm ci) for the encrypted client and upstream sign-in scenarios" >&2
   if ! command -v npm >/dev/null 2>&1; then
     echo "warning: npm is missing, so matrix-js-sdk is not installed (apt-get install nodejs npm)" >&2
   elif ! (cd "$js_dir" && npm ci --silent --no-audit --no-fund >&2); then
-    echo "warning: could not install matrix-js-sdk (cd tests/clients/js && npm ci)" >&2
+    echo "warning: could not install matrix-js-sdk and oidc-provider (cd tests/clients/js && npm ci)" >&2
   fi
 fi
 

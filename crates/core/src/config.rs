@@ -804,6 +804,9 @@ impl Config {
         };
         hide(&mut c.turn.shared_secret);
         hide(&mut c.turn.password);
+        for p in &mut c.sso.oidc_providers {
+            hide(&mut p.client_secret);
+        }
         c
     }
 
