@@ -3,7 +3,8 @@
 //! with state, nonce and PKCE, the callback creating the account from the localpart template
 //! (a numbered name when taken) and linking it by `sub`, the confirmation page before a
 //! login token goes to a client, the single-use `m.login.token` exchange, failures as pages
-//! (never a 500), and the OAuth 2.0 login page's provider button.
+//! (never a 500), the OAuth 2.0 login page's provider button, and the `m.login.sso` stage
+//! of user-interactive auth.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -44,6 +45,7 @@ with_provider_modes!(
     sso_expired_login_token_is_refused: short_tokens,
     sso_trusted_client_gets_the_token_at_once: trusted_client,
     oauth_login_page_signs_in_through_the_provider: oauth_on,
+    sso_confirms_user_interactive_auth: plain,
 );
 
 /// The test servers' name.
@@ -213,4 +215,51 @@ async fn oauth_login_page_signs_in_through_the_provider(server: TestServer) {
     let away = browser.get(&format!("/_trellis/sso/start/{IDP}?continue={}", enc("https://evil.example/"))).await;
     let state_url = away.location.unwrap();
     assert!(!state_url.contains("evil.example"), "{state_url}");
+}
+
+/// The `m.login.sso` stage from its fallback page; the session's UIA link for `browser`.
+async fn confirm_at_provider(browser: &mut Browser, session: &str, user: &str) -> Stop {
+    let fallback = browser.get(&format!("/_matrix/client/v3/auth/m.login.sso/fallback/web?session={session}")).await;
+    assert_eq!(fallback.status, StatusCode::OK, "{}", fallback.body);
+    let link = fallback.body.split("href=\"").nth(1).expect("a provider link");
+    let link = link[..link.find('"').unwrap()].replace("&amp;", "&");
+    assert!(link.starts_with(&format!("/_trellis/sso/uia/{IDP}?session=")), "{link}");
+    let url = browser.url(&link);
+    walk(browser, &url, user, false).await
+}
+
+async fn sso_confirms_user_interactive_auth(server: TestServer) {
+    // An account made through the provider has no password: it confirms at the provider.
+    let mut browser = Browser::new(&server);
+    let url = browser.url(&redirect_path(None));
+    let Stop::Confirm(link) = walk(&mut browser, &url, "paula", false).await else { panic!("no confirmation page") };
+    let login = token_login(&server, &param(&link, "loginToken").unwrap()).await.ok();
+    let mut paula = server.client();
+    paula.token = Some(login["access_token"].as_str().unwrap().to_owned());
+    let device = login["device_id"].as_str().unwrap().to_owned();
+    let delete = format!("/_matrix/client/v3/devices/{device}");
+
+    let challenge = paula.request("DELETE", &delete, Some(json!({}))).await;
+    assert_eq!(challenge.status, 401, "{}", challenge.body);
+    assert_eq!(challenge.body["flows"], json!([{"stages": ["m.login.password"]}, {"stages": ["m.login.sso"]}]));
+    let session = challenge.body["session"].as_str().unwrap().to_owned();
+    // The stage cannot be claimed by the client itself.
+    let claimed = json!({"auth": {"type": "m.login.sso", "session": session}});
+    assert_eq!(paula.request("DELETE", &delete, Some(claimed)).await.status, 401);
+
+    // Someone else at the provider cannot confirm for paula: the session is refused after.
+    let mut other = Browser::new(&server);
+    let Stop::Page(_, refused) = confirm_at_provider(&mut other, &session, "eve").await else { panic!() };
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let after = paula.request("DELETE", &delete, Some(json!({"auth": {"session": session}}))).await;
+    after.err(403, "M_FORBIDDEN");
+
+    // Paula herself (still signed in at the provider: no form this time) completes it.
+    let challenge = paula.request("DELETE", &delete, Some(json!({}))).await;
+    let session = challenge.body["session"].as_str().unwrap().to_owned();
+    let Stop::Page(_, done) = confirm_at_provider(&mut browser, &session, "paula").await else { panic!() };
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("close this window"), "{}", done.body);
+    paula.request("DELETE", &delete, Some(json!({"auth": {"session": session}}))).await.ok();
+    paula.get("/_matrix/client/v3/account/whoami").await.err(401, "M_UNKNOWN_TOKEN");
 }

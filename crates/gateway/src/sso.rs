@@ -41,6 +41,8 @@ const STATE_COOKIE: &str = "trellis_sso_state";
 const PICK: &str = "/_trellis/sso/pick";
 /// The OAuth login page's provider buttons: `/_trellis/sso/start/{idp_id}?continue=...`.
 const START: &str = "/_trellis/sso/start";
+/// The `m.login.sso` fallback page's links: `/_trellis/sso/uia/{idp_id}?session=...`.
+const UIA: &str = "/_trellis/sso/uia";
 
 pub fn routes() -> Router<AppState> {
     let client = "/_matrix/client/";
@@ -53,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route(CALLBACK, get(callback_route))
         .route(PICK, get(pick_route))
         .route(&format!("{START}/{{idp_id}}"), get(oauth_start_route))
+        .route(&format!("{UIA}/{{idp_id}}"), get(uia_start_route))
 }
 
 /// `m.login.sso` as `GET /login` offers it: the providers with their names and icons.
@@ -183,6 +186,13 @@ async fn callback_route(State(s): State<AppState>, origin: Origin, headers: Head
 }
 
 fn finish(s: &AppState, out: SsoCallbackResponse) -> Response {
+    if out.purpose == "uia" {
+        let body = format!(
+            "<p>Confirmed as <strong>{}</strong>. You may now close this window and return to the application.</p>",
+            esc(&out.user_id)
+        );
+        return page(StatusCode::OK, "Confirmed", &body);
+    }
     if out.purpose == "oauth" {
         let mut response = see_other(&safe_continue(&out.redirect_url));
         if let Some(token) = &out.session_token {
@@ -270,6 +280,42 @@ async fn oauth_start_route(
 ) -> Response {
     let q: ContinueQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     match start(&s, &origin, idp_id, safe_continue(&q.next), "oauth").await {
+        Ok((location, cookie)) => {
+            let mut response = see_other(&location);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => failure(e),
+    }
+}
+
+/// The `m.login.sso` stage's fallback page: a link per provider (404 without providers).
+pub fn uia_page(s: &AppState, session: &str) -> Result<Vec<u8>, Error> {
+    if s.settings.sso_providers.is_empty() {
+        return Err(Error::new(trellis_core::ErrorCode::NotFound, "Unknown authentication stage").with_status(404));
+    }
+    let query = serde_urlencoded::to_string([("session", session)]).unwrap_or_default();
+    let links = provider_links(s, |id| format!("{UIA}/{id}?{query}"));
+    let body = format!("<p>Confirm it is you by signing in again with:</p>{links}");
+    Ok(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Confirm your identity</title></head>\
+         <body><h1>Confirm your identity</h1>{body}</body></html>"
+    )
+    .into_bytes())
+}
+
+#[derive(Deserialize, Default)]
+struct SessionQuery {
+    #[serde(default)]
+    session: String,
+}
+
+/// # `GET /_trellis/sso/uia/{idp_id}?session=...`
+///
+/// A provider link of the `m.login.sso` fallback page: signs in there to complete the stage.
+async fn uia_start_route(State(s): State<AppState>, origin: Origin, Path(idp_id): Path<String>, uri: Uri) -> Response {
+    let q: SessionQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    match start(&s, &origin, idp_id, q.session, "uia").await {
         Ok((location, cookie)) => {
             let mut response = see_other(&location);
             response.headers_mut().append(header::SET_COOKIE, cookie);

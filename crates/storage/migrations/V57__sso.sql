@@ -14,7 +14,8 @@ CREATE INDEX sso_links_user ON sso_links (user_id);
 
 -- Sign-ins under way at a provider, keyed by the SHA-256 of the `state` parameter: the
 -- nonce the ID token must carry, the PKCE verifier, the callback URL the code was asked for,
--- and where the browser goes after (a client's redirectUrl, or the OAuth page to go on with).
+-- and where the browser goes after (a client's redirectUrl, or the OAuth page to go on with;
+-- for 'uia', the user-interactive auth session the sign-in completes a stage of).
 -- Used once; purged when expired.
 CREATE TABLE sso_sessions (
     state_hash    BYTEA PRIMARY KEY,
@@ -22,7 +23,7 @@ CREATE TABLE sso_sessions (
     nonce         TEXT NOT NULL,
     code_verifier TEXT NOT NULL,
     callback_url  TEXT NOT NULL,
-    purpose       TEXT NOT NULL CHECK (purpose IN ('login', 'oauth')),
+    purpose       TEXT NOT NULL CHECK (purpose IN ('login', 'oauth', 'uia')),
     redirect_url  TEXT NOT NULL,
     expires_ts    BIGINT NOT NULL
 );

@@ -3,11 +3,13 @@
 //! PKCE `S256`, remembered in `sso_sessions`); `sso_callback` takes the provider's answer,
 //! exchanges the code, verifies the ID token (`id_token.rs`), finds or creates the account
 //! (`accounts.rs`) and hands out a single-use login token for the client's `redirectUrl`
-//! (classic `m.login.sso`) or a browser session of the OAuth pages.
+//! (classic `m.login.sso`), a browser session of the OAuth pages, or the `m.login.sso` stage
+//! of a user-interactive auth session (`uia.rs`).
 
 mod accounts;
 pub mod id_token;
 mod store;
+mod uia;
 mod upstream;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -24,6 +26,7 @@ use crate::{service::Auth, token::hash_token};
 /// The two ends a sign-in may lead to.
 const LOGIN: &str = "login";
 const OAUTH: &str = "oauth";
+const UIA: &str = "uia";
 /// Whether an OAuth-page sign-in may go back to `url`: only one of our own pages, never
 /// another site.
 fn own_page(url: &str) -> bool {
@@ -57,6 +60,8 @@ impl Auth {
             }
             LOGIN => {}
             OAUTH if own_page(&req.redirect_url) => self.require_oauth()?,
+            // `redirect_url` is the user-interactive auth session.
+            UIA => self.sso_uia_session(&req.redirect_url).await?,
             _ => return Err(Error::invalid_param("Unknown sign-in purpose")),
         }
         let discovered = self.sso.discover(p).await?;
@@ -132,6 +137,10 @@ impl Auth {
         })?;
         if let Some(access_token) = &tokens.access_token {
             self.merge_userinfo(p, &discovered, access_token, &mut claims).await;
+        }
+        if session.purpose == UIA {
+            let user_id = self.sso_uia_complete(p, &claims, &session.redirect_url).await?;
+            return Ok(SsoCallbackResponse { user_id, purpose: session.purpose, ..Default::default() });
         }
         let (user_id, created) = self.sso_account(p, &claims).await?;
         info!(user_id = %user_id, idp_id = %p.idp_id, created, "signed in through an identity provider");
