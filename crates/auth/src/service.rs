@@ -304,4 +304,8 @@ impl AuthService for Auth {
     async fn sso_callback(&self, req: SsoCallbackRequest) -> Result<SsoCallbackResponse> {
         self.do_sso_callback(req).await
     }
+
+    async fn cas_ticket(&self, req: CasTicketRequest) -> Result<SsoCallbackResponse> {
+        self.do_cas_ticket(req).await
+    }
 }

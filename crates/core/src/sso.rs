@@ -14,7 +14,27 @@ pub struct SsoConfig {
     pub client_whitelist: Vec<String>,
     /// How long a sign-in may stay at the provider, in milliseconds.
     pub session_lifetime_ms: u64,
+    /// A CAS server (`m.login.cas`, and the provider `cas` of `m.login.sso`).
+    pub cas: Option<CasConfig>,
 }
+
+/// `[sso.cas]`: sign-in through a CAS server (protocol 2.0/3.0 `proxyValidate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasConfig {
+    /// The server's base URL: `{server_url}/login` and `{server_url}/proxyValidate`.
+    pub server_url: String,
+    /// The name shown for it.
+    #[serde(default = "default_cas_name")]
+    pub idp_name: String,
+}
+
+fn default_cas_name() -> String {
+    "CAS".into()
+}
+
+/// The `idp_id` CAS answers to.
+pub const CAS_IDP: &str = "cas";
 
 impl Default for SsoConfig {
     fn default() -> SsoConfig {
@@ -22,6 +42,7 @@ impl Default for SsoConfig {
             oidc_providers: Vec::new(),
             client_whitelist: Vec::new(),
             session_lifetime_ms: DEFAULT_SESSION_LIFETIME_MS,
+            cas: None,
         }
     }
 }
@@ -41,7 +62,9 @@ impl SsoConfig {
             if !ok {
                 out.push(format!("sso.oidc_providers: idp_id {:?} is not 1-255 of [A-Za-z0-9._~-]", p.idp_id));
             }
-            if self.oidc_providers[..i].iter().any(|q| q.idp_id == p.idp_id) {
+            if self.oidc_providers[..i].iter().any(|q| q.idp_id == p.idp_id)
+                || (p.idp_id == CAS_IDP && self.cas.is_some())
+            {
                 out.push(format!("sso.oidc_providers: idp_id {:?} is used twice", p.idp_id));
             }
             if !p.localpart_template.contains('{') {
@@ -51,8 +74,9 @@ impl SsoConfig {
         out
     }
 
+    /// Any provider, OpenID Connect or CAS.
     pub fn enabled(&self) -> bool {
-        !self.oidc_providers.is_empty()
+        !self.oidc_providers.is_empty() || self.cas.is_some()
     }
 }
 

@@ -17,6 +17,7 @@ mod oauth;
 mod response;
 mod router;
 mod sso;
+mod sso_cas;
 mod tokens;
 
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct GatewaySettings {
     pub recaptcha_public_key: Option<String>,
     /// Upstream identity providers (`[sso]`), as `/login` and the pages list them.
     pub sso_providers: Vec<SsoProvider>,
+    /// `[sso.cas]` is set: `m.login.cas` and its endpoints.
+    pub cas_enabled: bool,
 }
 
 /// An upstream identity provider as clients and pages show it.
@@ -103,7 +106,13 @@ impl GatewaySettings {
                 .oidc_providers
                 .iter()
                 .map(|p| SsoProvider { id: p.idp_id.clone(), name: p.idp_name.clone(), icon: p.idp_icon.clone() })
+                .chain(config.sso.cas.as_ref().map(|c| SsoProvider {
+                    id: trellis_core::sso::CAS_IDP.into(),
+                    name: c.idp_name.clone(),
+                    icon: None,
+                }))
                 .collect(),
+            cas_enabled: config.sso.cas.is_some(),
         }
     }
 }

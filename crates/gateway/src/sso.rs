@@ -16,7 +16,7 @@ use ruma::api::client::session::{
     sso_login, sso_login_with_provider,
 };
 use serde::Deserialize;
-use trellis_core::{Error, ratelimit::Action};
+use trellis_core::{Error, ratelimit::Action, sso::CAS_IDP};
 use trellis_proto::auth::{SsoCallbackRequest, SsoCallbackResponse, SsoStartRequest};
 
 use crate::{
@@ -94,18 +94,23 @@ fn not_configured() -> Error {
 }
 
 /// Asks the auth service to begin: the provider's URL, and the state cookie to set.
-async fn start(
+pub(crate) async fn start(
     s: &AppState,
     origin: &Origin,
     idp_id: String,
     redirect_url: String,
     purpose: &str,
-) -> Result<(String, HeaderValue), Error> {
+) -> Result<(String, Option<HeaderValue>), Error> {
     s.limit(Action::Login, &origin.ip_or_unknown()).await.map_err(|e| e.0)?;
-    let callback_url = format!("{}{CALLBACK}", base_url(s, origin.host.as_deref()));
+    let base = base_url(s, origin.host.as_deref());
+    let callback_url = match idp_id == CAS_IDP {
+        true => crate::sso_cas::service_url(&base, purpose, &redirect_url)?,
+        false => format!("{base}{CALLBACK}"),
+    };
     let req = SsoStartRequest { idp_id, redirect_url, callback_url, purpose: purpose.to_owned() };
     let started = s.services.auth.sso_start(req).await?;
-    Ok((started.provider_url, state_cookie(s, &started.state, 600)))
+    // CAS keeps no state: its ticket is checked with the CAS server.
+    Ok((started.provider_url, (!started.state.is_empty()).then(|| state_cookie(s, &started.state, 600))))
 }
 
 fn state_cookie(s: &AppState, state: &str, max_age: u64) -> HeaderValue {
@@ -128,7 +133,7 @@ async fn sso_login_route(s: AppState, req: Ruma<sso_login::v3::Request>) -> ApiR
         [only] => {
             let (location, cookie) = start(&s, &req.origin, only.id.clone(), redirect_url, "login").await?;
             let mut out = sso_login::v3::Response::new(location);
-            out.cookie = cookie.to_str().ok().map(str::to_owned);
+            out.cookie = cookie.and_then(|c| c.to_str().ok().map(str::to_owned));
             Ok(out)
         }
         _ => {
@@ -146,7 +151,7 @@ async fn sso_login_with_provider_route(
     let body = req.body;
     let (location, cookie) = start(&s, &req.origin, body.idp_id, body.redirect_url, "login").await?;
     let mut out = sso_login_with_provider::v3::Response::new(location);
-    out.cookie = cookie.to_str().ok().map(str::to_owned);
+    out.cookie = cookie.and_then(|c| c.to_str().ok().map(str::to_owned));
     Ok(out)
 }
 
@@ -185,7 +190,15 @@ async fn callback_route(State(s): State<AppState>, origin: Origin, headers: Head
     response
 }
 
-fn finish(s: &AppState, out: SsoCallbackResponse) -> Response {
+pub(crate) fn finish(s: &AppState, out: SsoCallbackResponse) -> Response {
+    if out.purpose == "uia" && out.refused {
+        let body = format!(
+            "<p class=\"error\">You signed in as someone other than <strong>{}</strong>, who is confirming. The \
+             application's request will be refused; start it again.</p>",
+            esc(&out.user_id)
+        );
+        return page(StatusCode::OK, "Not confirmed", &body);
+    }
     if out.purpose == "uia" {
         let body = format!(
             "<p>Confirmed as <strong>{}</strong>. You may now close this window and return to the application.</p>",
@@ -239,16 +252,17 @@ async fn pick_route(State(s): State<AppState>, uri: Uri) -> Response {
         return failure(not_configured());
     }
     let query = serde_urlencoded::to_string([("redirectUrl", &q.redirect_url)]).unwrap_or_default();
-    let links = provider_links(&s, |id| format!("/_matrix/client/v3/login/sso/redirect/{id}?{query}"));
+    let links = provider_links(&s, true, |id| format!("/_matrix/client/v3/login/sso/redirect/{id}?{query}"));
     page(StatusCode::OK, "Sign in with", &links)
 }
 
 /// A list of links, one a provider, each to `href(idp_id)`.
-pub fn provider_links(s: &AppState, href: impl Fn(&str) -> String) -> String {
+pub fn provider_links(s: &AppState, with_cas: bool, href: impl Fn(&str) -> String) -> String {
     let items: String = s
         .settings
         .sso_providers
         .iter()
+        .filter(|p| with_cas || p.id != CAS_IDP)
         .map(|p| format!("<li><a href=\"{}\">{}</a></li>", esc(&href(&p.id)), esc(&p.name)))
         .collect();
     format!("<ul class=\"providers\">{items}</ul>")
@@ -260,7 +274,9 @@ pub fn oauth_buttons(s: &AppState, next: &str) -> String {
         return String::new();
     }
     let query = serde_urlencoded::to_string([("continue", next)]).unwrap_or_default();
-    format!("<p>Or sign in with:</p>{}", provider_links(s, |id| format!("{START}/{id}?{query}")))
+    // CAS signs in classic clients only (its service URL names a client's redirectUrl).
+    let links = provider_links(s, false, |id| format!("{START}/{id}?{query}"));
+    format!("<p>Or sign in with:</p>{links}")
 }
 
 #[derive(Deserialize, Default)]
@@ -282,7 +298,9 @@ async fn oauth_start_route(
     match start(&s, &origin, idp_id, safe_continue(&q.next), "oauth").await {
         Ok((location, cookie)) => {
             let mut response = see_other(&location);
-            response.headers_mut().append(header::SET_COOKIE, cookie);
+            if let Some(cookie) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
             response
         }
         Err(e) => failure(e),
@@ -295,7 +313,7 @@ pub fn uia_page(s: &AppState, session: &str) -> Result<Vec<u8>, Error> {
         return Err(Error::new(trellis_core::ErrorCode::NotFound, "Unknown authentication stage").with_status(404));
     }
     let query = serde_urlencoded::to_string([("session", session)]).unwrap_or_default();
-    let links = provider_links(s, |id| format!("{UIA}/{id}?{query}"));
+    let links = provider_links(s, true, |id| format!("{UIA}/{id}?{query}"));
     let body = format!("<p>Confirm it is you by signing in again with:</p>{links}");
     Ok(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Confirm your identity</title></head>\
@@ -318,7 +336,9 @@ async fn uia_start_route(State(s): State<AppState>, origin: Origin, Path(idp_id)
     match start(&s, &origin, idp_id, q.session, "uia").await {
         Ok((location, cookie)) => {
             let mut response = see_other(&location);
-            response.headers_mut().append(header::SET_COOKIE, cookie);
+            if let Some(cookie) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
             response
         }
         Err(e) => failure(e),

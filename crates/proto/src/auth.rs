@@ -111,6 +111,9 @@ service! {
         /// a state not started in this browser) for anything wrong with the answer; 502 when
         /// the provider cannot be reached.
         fn sso_callback(SsoCallbackRequest) -> SsoCallbackResponse;
+        /// 403 `M_FORBIDDEN` for a ticket the CAS server does not vouch for; 502 when it
+        /// cannot be reached.
+        fn cas_ticket(CasTicketRequest) -> SsoCallbackResponse;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

@@ -7,6 +7,7 @@
 //! of a user-interactive auth session (`uia.rs`).
 
 mod accounts;
+mod cas;
 pub mod id_token;
 mod store;
 mod uia;
@@ -53,6 +54,14 @@ impl Auth {
 
     #[instrument(skip_all, fields(idp_id = %req.idp_id, purpose = %req.purpose))]
     pub(crate) async fn do_sso_start(&self, req: SsoStartRequest) -> Result<SsoStartResponse> {
+        if req.idp_id == trellis_core::sso::CAS_IDP
+            && let Some(cas) = &self.config.sso.cas
+        {
+            return Ok(SsoStartResponse {
+                provider_url: cas::login_url(cas, &req.callback_url)?,
+                state: String::new(),
+            });
+        }
         let p = self.sso_provider(&req.idp_id)?;
         match req.purpose.as_str() {
             LOGIN if url::Url::parse(&req.redirect_url).is_err() => {
@@ -139,8 +148,7 @@ impl Auth {
             self.merge_userinfo(p, &discovered, access_token, &mut claims).await;
         }
         if session.purpose == UIA {
-            let user_id = self.sso_uia_complete(p, &claims, &session.redirect_url).await?;
-            return Ok(SsoCallbackResponse { user_id, purpose: session.purpose, ..Default::default() });
+            return self.sso_uia_complete(p, &claims, &session.redirect_url).await;
         }
         let (user_id, created) = self.sso_account(p, &claims).await?;
         info!(user_id = %user_id, idp_id = %p.idp_id, created, "signed in through an identity provider");
@@ -181,11 +189,18 @@ impl Auth {
             out.redirect_url = session.redirect_url;
             return Ok(out);
         }
+        self.login_redirect(out, &session.redirect_url).await
+    }
+
+    /// A single-use login token for `out.user_id` on the client's `redirect_url`, and
+    /// whether the user must confirm going there.
+    async fn login_redirect(&self, mut out: SsoCallbackResponse, redirect_url: &str) -> Result<SsoCallbackResponse> {
         let lifetime = self.config.login_token_lifetime;
         let token = crate::login_token::insert(&self.pool.get().await?, &out.user_id, lifetime).await?;
-        let mut url = url::Url::parse(&session.redirect_url).map_err(|_| bad_state())?;
+        let mut url =
+            url::Url::parse(redirect_url).map_err(|_| Error::invalid_param("redirectUrl is not an absolute URL"))?;
         url.query_pairs_mut().append_pair("loginToken", &token);
-        out.confirm = !self.config.sso.client_whitelist.iter().any(|w| session.redirect_url.starts_with(w.as_str()));
+        out.confirm = !self.config.sso.client_whitelist.iter().any(|w| redirect_url.starts_with(w.as_str()));
         out.redirect_url = url.into();
         Ok(out)
     }

@@ -3,11 +3,12 @@
 //! beside the password whenever a provider is configured (as Synapse), so accounts made
 //! through a provider, which have no password, can delete devices or deactivate. The
 //! provider's identity must be linked to the session's user; another user's marks the
-//! session refused (403 when the client goes on with it).
+//! session refused (403 when the client goes on with it; the browser is told on a page).
 
 use serde_json::Value;
 use tracing::{info, warn};
-use trellis_core::{Error, Result, sso::OidcProvider, time::now_ms};
+use trellis_core::{Result, sso::OidcProvider, time::now_ms};
+use trellis_proto::auth::SsoCallbackResponse;
 
 use super::{id_token::Claims, store};
 use crate::{service::Auth, uia, uia_store};
@@ -31,20 +32,40 @@ impl Auth {
         }
     }
 
-    /// Records the stage in `session` if the identity is its user's; the user signed in.
-    pub(crate) async fn sso_uia_complete(&self, p: &OidcProvider, claims: &Claims, session: &str) -> Result<String> {
+    /// Records the stage in `session` if the identity (the account linked to it, if any) is
+    /// its user's, else refuses the session.
+    pub(crate) async fn sso_uia_complete(
+        &self,
+        p: &OidcProvider,
+        claims: &Claims,
+        session: &str,
+    ) -> Result<SsoCallbackResponse> {
+        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let linked = store::linked(&self.pool.get().await?, &p.idp_id, sub).await?;
+        self.sso_uia_record(session, linked.as_deref(), &p.idp_id).await
+    }
+
+    /// The stage of `session` by `signed_in` (the account the provider vouched for).
+    pub(crate) async fn sso_uia_record(
+        &self,
+        session: &str,
+        signed_in: Option<&str>,
+        idp_id: &str,
+    ) -> Result<SsoCallbackResponse> {
         let client = self.pool.get().await?;
         let row = uia_store::get(&client, session, now_ms() - uia::SESSION_TTL_MS).await?;
         let owner = row.and_then(|r| r.user_id).ok_or_else(uia::unknown_session)?;
-        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
-        let linked = store::linked(&client, &p.idp_id, sub).await?;
-        if linked.as_deref() != Some(owner.as_str()) {
-            uia_store::mark_stage(&client, session, uia::SSO_OTHER_USER).await?;
-            warn!(user_id = %owner, idp_id = %p.idp_id, "m.login.sso by another identity: session refused");
-            return Err(Error::forbidden("The identity provider signed in another user than the one confirming"));
+        let refused = signed_in != Some(owner.as_str());
+        match refused {
+            true => {
+                uia_store::mark_stage(&client, session, uia::SSO_OTHER_USER).await?;
+                warn!(user_id = %owner, idp_id, "m.login.sso by another identity: session refused");
+            }
+            false => {
+                uia_store::mark_stage(&client, session, uia::SSO).await?;
+                info!(user_id = %owner, idp_id, "m.login.sso stage completed");
+            }
         }
-        uia_store::mark_stage(&client, session, uia::SSO).await?;
-        info!(user_id = %owner, idp_id = %p.idp_id, "m.login.sso stage completed");
-        Ok(owner)
+        Ok(SsoCallbackResponse { user_id: owner, purpose: "uia".into(), refused, ..Default::default() })
     }
 }

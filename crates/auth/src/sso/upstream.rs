@@ -151,6 +151,15 @@ impl Upstream {
         resp.json().await.map_err(|e| provider_failed(format!("token endpoint: {e}")))
     }
 
+    /// A text answer (a CAS server's validation).
+    pub async fn get_text(&self, url: &str) -> Result<String> {
+        let resp = self.http().get(url).send().await.map_err(|e| provider_failed(format!("{url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(provider_failed(format!("{url} answered {}", resp.status())));
+        }
+        resp.text().await.map_err(|e| provider_failed(format!("{url}: {e}")))
+    }
+
     /// The userinfo endpoint's claims (for claims the ID token does not carry).
     pub async fn userinfo(&self, d: &Discovered, access_token: &str) -> Result<serde_json::Map<String, Value>> {
         let Some(url) = &d.metadata.userinfo_endpoint else { return Ok(Default::default()) };

@@ -159,6 +159,9 @@ async fn get_login_types_route(
     if sso {
         types.push(LoginType::Sso(crate::sso::login_type(&s.settings.sso_providers)));
     }
+    if s.settings.cas_enabled {
+        types.push(crate::sso_cas::login_type()?);
+    }
     if s.settings.login_token_enabled || sso {
         let mut token = TokenLoginType::new();
         token.get_login_token = s.settings.login_token_enabled;
