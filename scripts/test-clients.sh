@@ -4,7 +4,8 @@
 # - mautrix (PyPI, mautrix-python), the appservice library of the bridge that
 #   tests/e2e/bridge.rs runs against Trellis;
 # - matrix-js-sdk with its Rust crypto (npm, pinned by tests/clients/js/package-lock.json), the
-#   encrypted-DM scenario of tests/e2e/js_sdk.rs;
+#   encrypted-DM scenario of tests/e2e/js_sdk.rs, and oidc-provider (same package.json), the
+#   real OpenID Connect provider of the upstream sign-in scenarios in tests/e2e/sso.rs;
 # - moto[server] (`moto_server`), the S3-compatible server the media contract tests store
 #   blobs in;
 # - the matrix-rust-sdk scenario (tests/clients/rust-sdk, Element X's libraries over sliding
