@@ -38,6 +38,8 @@ pub struct AuthConfig {
     pub registration_tokens: Vec<RegistrationTokenConfig>,
     /// The OAuth 2.0 API's settings (`[oauth]`).
     pub oauth: trellis_core::config::OauthConfig,
+    /// Upstream OpenID Connect providers (`[sso]`).
+    pub sso: trellis_core::sso::SsoConfig,
     /// The `m.login.recaptcha` stage, when configured (with its keys set).
     pub recaptcha: Option<RecaptchaConfig>,
 }
@@ -64,6 +66,7 @@ impl AuthConfig {
             registration_requires_token: config.registration.requires_token,
             registration_tokens: config.registration.tokens.clone(),
             oauth: config.oauth.clone(),
+            sso: config.sso.clone(),
             recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
         }
     }

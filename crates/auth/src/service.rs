@@ -27,6 +27,8 @@ pub struct Auth {
     pub(crate) bus: Option<Arc<dyn Bus>>,
     /// The configured application services (`appservice.rs`).
     pub(crate) appservices: trellis_core::appservice::Registry,
+    /// Upstream OpenID Connect providers' discovery and keys (`sso/`).
+    pub(crate) sso: crate::sso::Upstream,
 }
 
 impl Auth {
@@ -43,6 +45,7 @@ impl Auth {
             last_numeric: AtomicI64::new(0),
             bus: None,
             appservices: Default::default(),
+            sso: Default::default(),
         }
     }
 
@@ -292,5 +295,17 @@ impl AuthService for Auth {
 
     async fn oauth_change_password(&self, req: OauthChangePasswordRequest) -> Result<AuthAck> {
         self.do_oauth_change_password(req).await
+    }
+
+    async fn sso_start(&self, req: SsoStartRequest) -> Result<SsoStartResponse> {
+        self.do_sso_start(req).await
+    }
+
+    async fn sso_callback(&self, req: SsoCallbackRequest) -> Result<SsoCallbackResponse> {
+        self.do_sso_callback(req).await
+    }
+
+    async fn cas_ticket(&self, req: CasTicketRequest) -> Result<SsoCallbackResponse> {
+        self.do_cas_ticket(req).await
     }
 }

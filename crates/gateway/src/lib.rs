@@ -16,6 +16,8 @@ mod input;
 mod oauth;
 mod response;
 mod router;
+mod sso;
+mod sso_cas;
 mod tokens;
 
 use std::sync::Arc;
@@ -63,6 +65,18 @@ pub struct GatewaySettings {
     pub oauth_password_login: bool,
     /// The captcha's site key, shown by the `m.login.recaptcha` fallback page.
     pub recaptcha_public_key: Option<String>,
+    /// Upstream identity providers (`[sso]`), as `/login` and the pages list them.
+    pub sso_providers: Vec<SsoProvider>,
+    /// `[sso.cas]` is set: `m.login.cas` and its endpoints.
+    pub cas_enabled: bool,
+}
+
+/// An upstream identity provider as clients and pages show it.
+#[derive(Clone, Debug)]
+pub struct SsoProvider {
+    pub id: String,
+    pub name: String,
+    pub icon: Option<String>,
 }
 
 impl GatewaySettings {
@@ -87,6 +101,18 @@ impl GatewaySettings {
             oauth_enabled: config.oauth.enabled,
             oauth_password_login: config.oauth.password_login,
             recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
+            sso_providers: config
+                .sso
+                .oidc_providers
+                .iter()
+                .map(|p| SsoProvider { id: p.idp_id.clone(), name: p.idp_name.clone(), icon: p.idp_icon.clone() })
+                .chain(config.sso.cas.as_ref().map(|c| SsoProvider {
+                    id: trellis_core::sso::CAS_IDP.into(),
+                    name: c.idp_name.clone(),
+                    icon: None,
+                }))
+                .collect(),
+            cas_enabled: config.sso.cas.is_some(),
         }
     }
 }
