@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use trellis_core::config::{Config, RecaptchaConfig, RegistrationTokenConfig};
+use trellis_core::config::{Config, EmailConfig, RecaptchaConfig, RegistrationTokenConfig};
 
 /// What the auth service needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,11 @@ pub struct AuthConfig {
     pub oauth: trellis_core::config::OauthConfig,
     /// The `m.login.recaptcha` stage, when configured (with its keys set).
     pub recaptcha: Option<RecaptchaConfig>,
+    /// Email validation (`[email]`), when an SMTP host is configured.
+    pub email: Option<EmailConfig>,
+    /// Where the links in mails point: `public_baseurl` without its trailing slash, else
+    /// `https://{server_name}`.
+    pub public_baseurl: String,
 }
 
 impl AuthConfig {
@@ -65,6 +70,11 @@ impl AuthConfig {
             registration_tokens: config.registration.tokens.clone(),
             oauth: config.oauth.clone(),
             recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
+            email: Some(config.email.clone()).filter(|e| e.smtp_host.as_deref().is_some_and(|h| !h.is_empty())),
+            public_baseurl: match &config.public_baseurl {
+                Some(base) => base.trim_end_matches('/').to_owned(),
+                None => format!("https://{}", config.server_name),
+            },
         }
     }
 }

@@ -33,6 +33,7 @@ mod register;
 mod registration_tokens;
 mod service;
 mod store;
+mod threepid;
 mod token;
 mod uia;
 mod uia_fallback;

@@ -34,6 +34,8 @@ pub fn config() -> AuthConfig {
         registration_tokens: Vec::new(),
         oauth: trellis_core::config::OauthConfig { enabled: true, ..Default::default() },
         recaptcha: None,
+        email: None,
+        public_baseurl: format!("https://{SERVER}"),
     }
 }
 
