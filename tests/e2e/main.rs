@@ -60,6 +60,7 @@ mod deploy_check;
 mod devices_account;
 mod e2ee_keys;
 mod e2ee_local;
+mod email;
 mod errors;
 mod guest_access;
 mod health;

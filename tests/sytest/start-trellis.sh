@@ -50,6 +50,17 @@ required = false
 "
 fi
 
+# SyTest's SMTP sink (the email 3PID tests read the validation mails it receives): plain SMTP.
+email=""
+if [ -n "${SYTEST_SMTP_HOST:-}" ]; then
+  email="[email]
+smtp_host = \"$SYTEST_SMTP_HOST\"
+smtp_port = ${SYTEST_SMTP_PORT:-25}
+smtp_tls = \"none\"
+notif_from = \"Trellis <trellis@localhost>\"
+"
+fi
+
 config="$SYTEST_HS_DIR/trellis.toml"
 cat > "$config" <<EOF
 server_name = "$SYTEST_SERVER_NAME"
@@ -67,6 +78,7 @@ enabled = true
 allow_guests = true
 
 $recaptcha
+$email
 [rate_limits]
 enabled = false
 
