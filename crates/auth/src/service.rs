@@ -332,4 +332,8 @@ impl AuthService for Auth {
     async fn reset_password(&self, req: ResetPasswordRequest) -> Result<ResetPasswordResponse> {
         self.do_reset_password(req).await
     }
+
+    async fn lookup_threepid(&self, req: LookupThreepidRequest) -> Result<ThreepidOwner> {
+        self.do_lookup_threepid(req).await
+    }
 }

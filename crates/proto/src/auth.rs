@@ -124,6 +124,8 @@ service! {
         fn bind_threepid(BindThreepidRequest) -> AuthAck;
         /// `POST /account/password` without a token: the email stage names the account.
         fn reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
+        /// Asks the identity server who has a 3PID (third-party invites); none if nobody.
+        fn lookup_threepid(LookupThreepidRequest) -> ThreepidOwner;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

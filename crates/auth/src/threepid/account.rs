@@ -7,7 +7,7 @@ use tracing::{info, instrument};
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::auth::{
     AddThreepidRequest, AuthAck, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest,
-    ResetPasswordRequest, ResetPasswordResponse, Threepid, ThreepidList, ThreepidUnbindResult,
+    LookupThreepidRequest, ResetPasswordRequest, ResetPasswordResponse, Threepid, ThreepidList, ThreepidOwner, ThreepidUnbindResult,
 };
 
 use super::{identity, stage, store, unbind_result};
@@ -92,6 +92,17 @@ impl Auth {
             }
         }
         Ok(all)
+    }
+
+    #[instrument(skip_all, fields(id_server = %req.id_server))]
+    pub(crate) async fn do_lookup_threepid(&self, req: LookupThreepidRequest) -> Result<ThreepidOwner> {
+        let address = match req.medium.as_str() {
+            super::sessions::EMAIL => super::sessions::canonical_email(&req.address)?,
+            _ => req.address.clone(),
+        };
+        let http = self.id_servers.get_or_init(identity::client);
+        let user_id = identity::lookup(http, &req.id_server, &req.id_access_token, &req.medium, &address).await?;
+        Ok(ThreepidOwner { user_id })
     }
 
     /// Every binding of a deactivated user, unbound.

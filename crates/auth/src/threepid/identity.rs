@@ -77,6 +77,67 @@ pub async fn unbind(http: &reqwest::Client, id_server: &str, mxid: &str, medium:
     }
 }
 
+/// What `/hash_details` answers.
+#[derive(Deserialize)]
+struct HashDetails {
+    #[serde(default)]
+    algorithms: Vec<String>,
+    #[serde(default)]
+    lookup_pepper: String,
+}
+
+#[derive(Deserialize)]
+struct Mappings {
+    #[serde(default)]
+    mappings: std::collections::HashMap<String, String>,
+}
+
+/// The user a 3PID is bound to on the identity server (identity service API v2 lookup:
+/// hashed with SHA-256 and the server's pepper when it offers that, else in the clear).
+pub async fn lookup(
+    http: &reqwest::Client,
+    id_server: &str,
+    id_access_token: &str,
+    medium: &str,
+    address: &str,
+) -> Result<Option<String>> {
+    use base64::Engine;
+    use sha2::Digest;
+    let base = base(id_server)?;
+    let failed = |e: reqwest::Error| unreachable(id_server, e.to_string());
+    let details: HashDetails = http
+        .get(format!("{base}/_matrix/identity/v2/hash_details"))
+        .bearer_auth(id_access_token)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(failed)?
+        .json()
+        .await
+        .map_err(failed)?;
+    let (algorithm, key) = if details.algorithms.iter().any(|a| a == "sha256") {
+        let digest = sha2::Sha256::digest(format!("{address} {medium} {}", details.lookup_pepper));
+        ("sha256", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+    } else if details.algorithms.iter().any(|a| a == "none") {
+        ("none", format!("{address} {medium}"))
+    } else {
+        return Err(Error::new(ErrorCode::Unknown, "The identity server offers no lookup algorithm we know").with_status(502));
+    };
+    let body = json!({ "addresses": [key], "algorithm": algorithm, "pepper": details.lookup_pepper });
+    let found: Mappings = http
+        .post(format!("{base}/_matrix/identity/v2/lookup"))
+        .bearer_auth(id_access_token)
+        .json(&body)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(failed)?
+        .json()
+        .await
+        .map_err(failed)?;
+    Ok(found.mappings.get(&key).cloned())
+}
+
 fn unreachable(id_server: &str, why: String) -> Error {
     tracing::warn!(id_server, error = %why, "identity server call failed");
     Error::new(ErrorCode::Unknown, "The identity server could not be reached").with_status(502)

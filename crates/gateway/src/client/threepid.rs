@@ -21,7 +21,8 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use trellis_core::Error;
 use trellis_proto::auth::{
-    AddThreepidRequest, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest, RequestThreepidTokenRequest,
+    AddThreepidRequest, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest, LookupThreepidRequest,
+    RequestThreepidTokenRequest,
     SubmitThreepidTokenRequest, ThreepidPurpose, ThreepidUnbindResult,
 };
 
@@ -264,4 +265,16 @@ async fn bind_3pid_route(s: AppState, req: Ruma<bind_3pid::v3::Request>) -> ApiR
     };
     s.services.auth.bind_threepid(bind).await?;
     Ok(bind_3pid::v3::Response::new())
+}
+
+/// The user an identity server says has the 3PID a third-party invite names (`/invite` with
+/// `id_server`, `invite_3pid` on `createRoom`); none if nobody has bound it there.
+pub(crate) async fn invitee(s: &AppState, invite: &ruma::api::client::membership::Invite3pid) -> ApiResult<Option<String>> {
+    let lookup = LookupThreepidRequest {
+        id_server: invite.id_server.clone(),
+        id_access_token: invite.id_access_token.clone(),
+        medium: invite.medium.to_string(),
+        address: invite.address.clone(),
+    };
+    Ok(s.services.auth.lookup_threepid(lookup).await?.user_id)
 }
