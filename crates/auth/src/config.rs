@@ -45,6 +45,8 @@ pub struct AuthConfig {
     /// Where the links in mails point: `public_baseurl` without its trailing slash, else
     /// `https://{server_name}`.
     pub public_baseurl: String,
+    /// Identity servers' certificates are not checked (`email.insecure_identity_server_tls_for_testing`).
+    pub insecure_identity_server_tls: bool,
 }
 
 impl AuthConfig {
@@ -75,6 +77,7 @@ impl AuthConfig {
                 Some(base) => base.trim_end_matches('/').to_owned(),
                 None => format!("https://{}", config.server_name),
             },
+            insecure_identity_server_tls: config.email.insecure_identity_server_tls_for_testing,
         }
     }
 }

@@ -513,6 +513,10 @@ pub struct EmailConfig {
     pub notif_from: String,
     /// How long a mailed token may be used, in milliseconds (Synapse: one hour).
     pub validation_token_lifetime_ms: u64,
+    /// For test suites only: identity servers' TLS certificates are not checked (SyTest's
+    /// mock identity server presents its CA's own certificate; Synapse's
+    /// `use_insecure_ssl_client_just_for_testing_do_not_use`). Never in production.
+    pub insecure_identity_server_tls_for_testing: bool,
 }
 
 impl Default for EmailConfig {
@@ -525,6 +529,7 @@ impl Default for EmailConfig {
             smtp_pass: None,
             notif_from: "Trellis <noreply@localhost>".into(),
             validation_token_lifetime_ms: 60 * 60 * 1000,
+            insecure_identity_server_tls_for_testing: false,
         }
     }
 }

@@ -69,7 +69,7 @@ impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id, id_server = %req.id_server))]
     pub(crate) async fn do_bind_threepid(&self, req: BindThreepidRequest) -> Result<AuthAck> {
         super::sessions::check_client_secret(&req.client_secret)?;
-        let http = self.id_servers.get_or_init(identity::client);
+        let http = self.id_servers.get_or_init(|| identity::client(self.config.insecure_identity_server_tls));
         let bound =
             identity::bind(http, &req.id_server, &req.id_access_token, &req.sid, &req.client_secret, &req.user_id)
                 .await?;
@@ -82,7 +82,7 @@ impl Auth {
     /// Asks each identity server to unbind; the record of a binding goes once it did.
     /// Whether there was something to unbind and every server did.
     async fn unbind(&self, user_id: &str, medium: &str, address: &str, servers: &[String]) -> Result<bool> {
-        let http = self.id_servers.get_or_init(identity::client);
+        let http = self.id_servers.get_or_init(|| identity::client(self.config.insecure_identity_server_tls));
         let mut all = !servers.is_empty();
         for server in servers {
             if identity::unbind(http, server, user_id, medium, address).await {
@@ -100,7 +100,7 @@ impl Auth {
             super::sessions::EMAIL => super::sessions::canonical_email(&req.address)?,
             _ => req.address.clone(),
         };
-        let http = self.id_servers.get_or_init(identity::client);
+        let http = self.id_servers.get_or_init(|| identity::client(self.config.insecure_identity_server_tls));
         let user_id = identity::lookup(http, &req.id_server, &req.id_access_token, &req.medium, &address).await?;
         Ok(ThreepidOwner { user_id })
     }

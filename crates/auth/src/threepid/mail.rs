@@ -17,6 +17,8 @@ use trellis_core::{
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Host and port, when the settings allow a plain `HELO` dialogue (`helo.rs`).
+    plain: Option<(String, u16)>,
 }
 
 impl Mailer {
@@ -36,7 +38,10 @@ impl Mailer {
             builder = builder.credentials(Credentials::new(user.clone(), config.smtp_pass.clone().unwrap_or_default()));
         }
         let from = config.notif_from.parse().map_err(|e| format!("email.notif_from {:?}: {e}", config.notif_from))?;
-        Ok(Mailer { transport: builder.build(), from })
+        let plain = matches!(config.smtp_tls, SmtpTls::None | SmtpTls::Opportunistic)
+            .then(|| (host.to_owned(), config.smtp_port))
+            .filter(|_| config.smtp_user.is_none());
+        Ok(Mailer { transport: builder.build(), from, plain })
     }
 
     /// Sends a plain-text mail to `to`.
@@ -49,7 +54,22 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| Error::internal(format!("building a mail: {e}")))?;
-        self.transport.send(message).await.map_err(|e| Error::internal(format!("sending a mail: {e}")))?;
-        Ok(())
+        let refused = match self.transport.send(message.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        // 500/502: a command the server does not know — `EHLO` on an old server.
+        let unknown_command = refused.status().is_some_and(|c| matches!(c.to_string().as_str(), "500" | "502"));
+        let Some((host, port)) = self.plain.as_ref().filter(|_| unknown_command) else {
+            return Err(Error::internal(format!("sending a mail: {refused}")));
+        };
+        let envelope = message.envelope();
+        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+        let to = envelope.to().first().map(|a| a.to_string()).unwrap_or_default();
+        // The name `EHLO` gave.
+        let hello = lettre::transport::smtp::extension::ClientId::default().to_string();
+        super::helo::send(host, *port, &hello, &from, &to, &message.formatted())
+            .await
+            .map_err(|e| Error::internal(format!("sending a mail with HELO after {refused}: {e}")))
     }
 }

@@ -5,6 +5,7 @@
 //! `user_threepid_id_servers` (`store.rs`).
 
 mod account;
+mod helo;
 mod identity;
 mod mail;
 mod sessions;

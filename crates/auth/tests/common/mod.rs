@@ -36,6 +36,7 @@ pub fn config() -> AuthConfig {
         recaptcha: None,
         email: None,
         public_baseurl: format!("https://{SERVER}"),
+        insecure_identity_server_tls: false,
     }
 }
 
