@@ -155,8 +155,13 @@ async fn an_address_is_validated_added_used_to_sign_in_and_to_reset_the_password
 
     let link = sink.link_to("alice@example.org", &mut read).await;
     let mut forged = url::Url::parse(&link).unwrap();
-    let query: Vec<(String, String)> =
-        forged.query_pairs().map(|(k, v)| (k.into_owned(), if k == "token" { "forged".into() } else { v.into_owned() })).collect();
+    let query: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "token" { "forged".to_owned() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
     forged.query_pairs_mut().clear().extend_pairs(query);
     assert_eq!(follow(&server, forged.as_str()).await.status, 400, "a wrong token validates nothing");
     assert_eq!(follow(&server, &link).await.status, 200);
@@ -167,8 +172,10 @@ async fn an_address_is_validated_added_used_to_sign_in_and_to_reset_the_password
     alice.post(&format!("{V3}/account/3pid/add"), with_auth).await.ok();
     let listed = alice.get(&format!("{V3}/account/3pid")).await.ok();
     assert_eq!(listed["threepids"].as_array().map(Vec::len), Some(1), "{listed}");
-    assert_eq!((listed["threepids"][0]["medium"].as_str(), listed["threepids"][0]["address"].as_str()),
-        (Some("email"), Some("alice@example.org")));
+    assert_eq!(
+        (listed["threepids"][0]["medium"].as_str(), listed["threepids"][0]["address"].as_str()),
+        (Some("email"), Some("alice@example.org"))
+    );
     assert!(listed["threepids"][0]["validated_at"].as_u64().is_some_and(|t| t > 0), "{listed}");
 
     // The address is alice's: nobody else may claim it, and it signs her in.
@@ -182,8 +189,16 @@ async fn an_address_is_validated_added_used_to_sign_in_and_to_reset_the_password
     let legacy = json!({"type": "m.login.password", "medium": "email", "address": "alice@example.org",
                         "password": "old-password"});
     assert_eq!(server.client().post(&format!("{V3}/login"), legacy).await.ok()["user_id"], "@alice:localhost");
-    server.client().post(&format!("{V3}/login"), email_login("alice@example.org", "wrong")).await.err(403, "M_FORBIDDEN");
-    server.client().post(&format!("{V3}/login"), email_login("nobody@example.org", "old-password")).await.err(403, "M_FORBIDDEN");
+    server
+        .client()
+        .post(&format!("{V3}/login"), email_login("alice@example.org", "wrong"))
+        .await
+        .err(403, "M_FORBIDDEN");
+    server
+        .client()
+        .post(&format!("{V3}/login"), email_login("nobody@example.org", "old-password"))
+        .await
+        .err(403, "M_FORBIDDEN");
 
     // A forgotten password: reset through a mailed link, no access token.
     let anonymous = server.client();
@@ -208,7 +223,11 @@ async fn an_address_is_validated_added_used_to_sign_in_and_to_reset_the_password
     assert_eq!((unvalidated.status, unvalidated.body["errcode"].as_str()), (401, Some("M_UNAUTHORIZED")));
     follow(&server, &sink.link_to("alice@example.org", &mut read).await).await.ok_html();
     anonymous.post(&format!("{V3}/account/password"), with_creds).await.ok();
-    server.client().post(&format!("{V3}/login"), email_login("alice@example.org", "old-password")).await.err(403, "M_FORBIDDEN");
+    server
+        .client()
+        .post(&format!("{V3}/login"), email_login("alice@example.org", "old-password"))
+        .await
+        .err(403, "M_FORBIDDEN");
     server.client().post(&format!("{V3}/login"), email_login("alice@example.org", "new-password")).await.ok();
     // Her devices were signed out with the reset.
     alice.get(&format!("{V3}/account/whoami")).await.err(401, "M_UNKNOWN_TOKEN");
@@ -216,10 +235,16 @@ async fn an_address_is_validated_added_used_to_sign_in_and_to_reset_the_password
     // Removed, the address signs nobody in.
     let mut alice = server.client();
     alice.login("alice", "new-password").await;
-    let removed = alice.post(&format!("{V3}/account/3pid/delete"), json!({"medium": "email", "address": "alice@example.org"})).await;
+    let removed = alice
+        .post(&format!("{V3}/account/3pid/delete"), json!({"medium": "email", "address": "alice@example.org"}))
+        .await;
     assert_eq!(removed.ok()["id_server_unbind_result"], "no-support");
     assert_eq!(alice.get(&format!("{V3}/account/3pid")).await.ok()["threepids"], json!([]));
-    server.client().post(&format!("{V3}/login"), email_login("alice@example.org", "new-password")).await.err(403, "M_FORBIDDEN");
+    server
+        .client()
+        .post(&format!("{V3}/login"), email_login("alice@example.org", "new-password"))
+        .await
+        .err(403, "M_FORBIDDEN");
 }
 
 async fn an_account_registers_with_an_address_and_loses_it_when_deactivated(server: TestServer) {
@@ -239,8 +264,11 @@ async fn an_account_registers_with_an_address_and_loses_it_when_deactivated(serv
     assert_eq!(sid["sid"], again["sid"]);
     follow(&server, &sink.link_to("carol@example.org", &mut read).await).await.ok_html();
     let registered = anonymous
-        .post(&format!("{V3}/register"), json!({"auth": {"type": "m.login.email.identity", "session": session,
-            "threepid_creds": {"sid": sid["sid"], "client_secret": "secret-c"}}}))
+        .post(
+            &format!("{V3}/register"),
+            json!({"auth": {"type": "m.login.email.identity", "session": session,
+            "threepid_creds": {"sid": sid["sid"], "client_secret": "secret-c"}}}),
+        )
         .await
         .ok();
     assert_eq!(registered["user_id"], "@carol:localhost");

@@ -64,6 +64,7 @@ mod email;
 mod errors;
 mod guest_access;
 mod health;
+mod identity;
 mod js_sdk;
 mod key_signatures;
 mod legacy_api;

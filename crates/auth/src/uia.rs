@@ -288,10 +288,14 @@ impl Uia {
         let Some(answer) = dict.response.as_deref() else {
             return Ok(Some(Failure(ErrorCode::MissingParam, "Missing captcha response".into())));
         };
-        Ok(match crate::recaptcha::verify(self.http.get_or_init(crate::recaptcha::client), config, answer, round.ip).await? {
-            true => None,
-            false => Some(Failure(ErrorCode::Unauthorized, "Captcha was not solved".into())),
-        })
+        Ok(
+            match crate::recaptcha::verify(self.http.get_or_init(crate::recaptcha::client), config, answer, round.ip)
+                .await?
+            {
+                true => None,
+                false => Some(Failure(ErrorCode::Unauthorized, "Captcha was not solved".into())),
+            },
+        )
     }
 }
 

@@ -7,7 +7,8 @@ use tracing::{info, instrument};
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::auth::{
     AddThreepidRequest, AuthAck, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest,
-    LookupThreepidRequest, ResetPasswordRequest, ResetPasswordResponse, Threepid, ThreepidList, ThreepidOwner, ThreepidUnbindResult,
+    LookupThreepidRequest, ResetPasswordRequest, ResetPasswordResponse, Threepid, ThreepidList, ThreepidOwner,
+    ThreepidUnbindResult,
 };
 
 use super::{identity, stage, store, unbind_result};
@@ -24,7 +25,12 @@ impl Auth {
         let threepids = store::list(&client, &req.user_id)
             .await?
             .into_iter()
-            .map(|r| Threepid { medium: r.medium, address: r.address, validated_at: r.validated_ts, added_at: r.added_ts })
+            .map(|r| Threepid {
+                medium: r.medium,
+                address: r.address,
+                validated_at: r.validated_ts,
+                added_at: r.added_ts,
+            })
             .collect();
         Ok(ThreepidList { threepids })
     }
@@ -49,7 +55,11 @@ impl Auth {
     /// Unbinds the 3PID from identity servers (the one named, else those it was bound on
     /// through this server) and, with `remove`, takes it from the account.
     #[instrument(skip_all, fields(user_id = %req.user_id, remove))]
-    pub(crate) async fn do_delete_threepid(&self, req: DeleteThreepidRequest, remove: bool) -> Result<ThreepidUnbindResult> {
+    pub(crate) async fn do_delete_threepid(
+        &self,
+        req: DeleteThreepidRequest,
+        remove: bool,
+    ) -> Result<ThreepidUnbindResult> {
         let address = match req.medium.as_str() {
             super::sessions::EMAIL => super::sessions::canonical_email(&req.address).unwrap_or(req.address.clone()),
             _ => req.address.clone(),

@@ -125,7 +125,9 @@ pub async fn lookup(
     } else if details.algorithms.iter().any(|a| a == "none") {
         ("none", format!("{address} {medium}"))
     } else {
-        return Err(Error::new(ErrorCode::Unknown, "The identity server offers no lookup algorithm we know").with_status(502));
+        return Err(
+            Error::new(ErrorCode::Unknown, "The identity server offers no lookup algorithm we know").with_status(502)
+        );
     };
     let body = json!({ "addresses": [key], "algorithm": algorithm, "pepper": details.lookup_pepper });
     let found: Mappings = http

@@ -2,7 +2,10 @@
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{Mailbox, header::ContentType},
+    message::{
+        Body, Mailbox,
+        header::{ContentTransferEncoding, ContentType},
+    },
     transport::smtp::{
         authentication::Credentials,
         client::{Tls, TlsParameters},
@@ -12,6 +15,16 @@ use trellis_core::{
     Error, Result,
     config::{EmailConfig, SmtpTls},
 };
+
+/// The body as 7-bit text when it is (lines up to 998 characters are allowed), so the link
+/// stays whole in the mail's source; quoted-printable otherwise.
+fn plain_body(body: String) -> Body {
+    let seven_bit = body.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\r') && body.lines().all(|l| l.len() <= 998);
+    match seven_bit {
+        true => Body::dangerous_pre_encoded(body.replace('\n', "\r\n").into_bytes(), ContentTransferEncoding::SevenBit),
+        false => Body::new(body),
+    }
+}
 
 /// The SMTP connection settings and the sender address, checked once at start.
 pub struct Mailer {
@@ -52,7 +65,7 @@ impl Mailer {
             .to(to)
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(body)
+            .body(plain_body(body))
             .map_err(|e| Error::internal(format!("building a mail: {e}")))?;
         let refused = match self.transport.send(message.clone()).await {
             Ok(_) => return Ok(()),

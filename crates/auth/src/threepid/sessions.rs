@@ -72,7 +72,8 @@ impl Auth {
         check_client_secret(&req.client_secret)?;
         check_next_link(req.next_link.as_deref())?;
         let address = canonical_email(&req.email)?;
-        let send_attempt = i64::try_from(req.send_attempt).map_err(|_| Error::invalid_param("send_attempt is too large"))?;
+        let send_attempt =
+            i64::try_from(req.send_attempt).map_err(|_| Error::invalid_param("send_attempt is too large"))?;
         let client = self.pool.get().await?;
         let owner = store::owner(&client, EMAIL, &address).await?;
         match (purpose, owner) {
@@ -117,7 +118,9 @@ impl Auth {
         }
         let link = self.submit_link(&sid, &req.client_secret, &token);
         let (subject, intro) = match purpose {
-            ThreepidPurpose::PasswordReset => ("Reset your password", "A password reset was requested for your account"),
+            ThreepidPurpose::PasswordReset => {
+                ("Reset your password", "A password reset was requested for your account")
+            }
             ThreepidPurpose::Register => ("Validate your email", "You asked to register an account with this address"),
             _ => ("Validate your email", "You asked to add this address to your account"),
         };

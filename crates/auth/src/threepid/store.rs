@@ -134,7 +134,14 @@ pub async fn owner(c: &impl GenericClient, medium: &str, address: &str) -> Resul
 }
 
 /// Gives the account a 3PID; false if it belongs to an account already (this one or another).
-pub async fn add(c: &impl GenericClient, user_id: &str, medium: &str, address: &str, validated: i64, now: i64) -> Result<bool> {
+pub async fn add(
+    c: &impl GenericClient,
+    user_id: &str,
+    medium: &str,
+    address: &str,
+    validated: i64,
+    now: i64,
+) -> Result<bool> {
     let stmt = c.prepare_cached(ADD).await?;
     Ok(c.execute(&stmt, &[&medium, &address, &user_id, &validated, &now]).await? == 1)
 }
@@ -157,7 +164,13 @@ pub async fn delete_all(c: &impl GenericClient, user_id: &str) -> Result<u64> {
     Ok(c.execute(&c.prepare_cached(DELETE_ALL).await?, &[&user_id]).await?)
 }
 
-pub async fn add_binding(c: &impl GenericClient, user_id: &str, medium: &str, address: &str, id_server: &str) -> Result<()> {
+pub async fn add_binding(
+    c: &impl GenericClient,
+    user_id: &str,
+    medium: &str,
+    address: &str,
+    id_server: &str,
+) -> Result<()> {
     c.execute(&c.prepare_cached(ADD_BINDING).await?, &[&user_id, &medium, &address, &id_server]).await?;
     Ok(())
 }
@@ -174,7 +187,13 @@ pub async fn all_bindings(c: &impl GenericClient, user_id: &str) -> Result<Vec<(
     Ok(c.query(&stmt, &[&user_id]).await?.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
-pub async fn delete_binding(c: &impl GenericClient, user_id: &str, medium: &str, address: &str, id_server: &str) -> Result<()> {
+pub async fn delete_binding(
+    c: &impl GenericClient,
+    user_id: &str,
+    medium: &str,
+    address: &str,
+    id_server: &str,
+) -> Result<()> {
     c.execute(&c.prepare_cached(DELETE_BINDING).await?, &[&user_id, &medium, &address, &id_server]).await?;
     Ok(())
 }

@@ -31,7 +31,13 @@ async fn session(pool: &Pool, sid: &str, secret: &str, address: &str, token: &st
 }
 
 fn add(user: &str, sid: &str, secret: &str) -> AddThreepidRequest {
-    AddThreepidRequest { user_id: user.into(), sid: sid.into(), client_secret: secret.into(), without_uia: true, ..Default::default() }
+    AddThreepidRequest {
+        user_id: user.into(),
+        sid: sid.into(),
+        client_secret: secret.into(),
+        without_uia: true,
+        ..Default::default()
+    }
 }
 
 fn token_request(purpose: ThreepidPurpose, secret: &str, email: &str) -> RequestThreepidTokenRequest {
@@ -70,13 +76,24 @@ pub async fn threepid_rules(svc: Arc<dyn AuthService>, pool: Pool) {
         client_secret: secret.into(),
         token: token.into(),
     };
-    assert_err(&svc.submit_threepid_token(submit("forged", "secret-a")).await.unwrap_err(), ErrorCode::ThreepidAuthFailed, 400);
-    assert_err(&svc.submit_threepid_token(submit("the-token", "other")).await.unwrap_err(), ErrorCode::ThreepidAuthFailed, 400);
+    assert_err(
+        &svc.submit_threepid_token(submit("forged", "secret-a")).await.unwrap_err(),
+        ErrorCode::ThreepidAuthFailed,
+        400,
+    );
+    assert_err(
+        &svc.submit_threepid_token(submit("the-token", "other")).await.unwrap_err(),
+        ErrorCode::ThreepidAuthFailed,
+        400,
+    );
     svc.submit_threepid_token(submit("the-token", "secret-a")).await.unwrap();
     svc.add_threepid(add(&alice, "sid-a", "secret-a")).await.unwrap();
     svc.add_threepid(add(&alice, "sid-a", "secret-a")).await.expect("adding one's own address again changes nothing");
     let listed = svc.list_threepids(ListThreepidsRequest { user_id: alice.clone() }).await.unwrap().threepids;
-    assert_eq!(listed.iter().map(|t| (t.medium.as_str(), t.address.as_str())).collect::<Vec<_>>(), [("email", "alice@example.org")]);
+    assert_eq!(
+        listed.iter().map(|t| (t.medium.as_str(), t.address.as_str())).collect::<Vec<_>>(),
+        [("email", "alice@example.org")]
+    );
     assert!(listed[0].validated_at > 0 && listed[0].added_at >= listed[0].validated_at);
 
     // One account per address.
@@ -125,9 +142,7 @@ pub async fn password_reset_by_email(svc: Arc<dyn AuthService>, pool: Pool) {
     let uia = challenge.client_body()["session"].as_str().unwrap().to_owned();
     // A session not validated is refused in the challenge.
     session(&pool, "sid-u", "secret-u", "carol@example.org", "t", false).await;
-    let creds = |sid: &str, secret: &str| {
-        json!({"type": "m.login.email.identity", "session": uia, "threepid_creds": {"sid": sid, "client_secret": secret}})
-    };
+    let creds = |sid: &str, secret: &str| json!({"type": "m.login.email.identity", "session": uia, "threepid_creds": {"sid": sid, "client_secret": secret}});
     let refused = svc.reset_password(reset(creds("sid-u", "secret-u"))).await.unwrap_err();
     assert_eq!((refused.status(), refused.client_body()["errcode"].as_str()), (401, Some("M_UNAUTHORIZED")));
 
@@ -143,7 +158,8 @@ pub async fn password_reset_by_email(svc: Arc<dyn AuthService>, pool: Pool) {
 }
 
 pub async fn registration_with_an_email(svc: Arc<dyn AuthService>, pool: Pool) {
-    let start = RegisterRequest { username: Some("dave".into()), password: Some("dave-password".into()), ..Default::default() };
+    let start =
+        RegisterRequest { username: Some("dave".into()), password: Some("dave-password".into()), ..Default::default() };
     let challenge = svc.register(start.clone()).await.unwrap_err();
     let flows = &challenge.client_body()["flows"];
     assert_eq!(*flows, json!([{"stages": ["m.login.dummy"]}, {"stages": ["m.login.email.identity"]}]));

@@ -116,14 +116,16 @@ async fn invite_user_route(s: AppState, req: Ruma<invite_user::v3::Request>) -> 
     let (invitee, reason) = match req.body.recipient {
         invite_user::v3::InvitationRecipient::UserId(invitee) => (invitee.user_id.to_string(), invitee.reason),
         // A 3PID: the user the identity server has it bound to is invited.
-        invite_user::v3::InvitationRecipient::ThirdPartyId(threepid) => match super::threepid::invitee(&s, &threepid).await? {
-            Some(user_id) => (user_id, None),
-            None => {
-                return Err(ApiError(
-                    Error::unrecognized("Inviting a 3PID nobody has bound is not supported yet").with_status(400),
-                ));
+        invite_user::v3::InvitationRecipient::ThirdPartyId(threepid) => {
+            match super::threepid::invitee(&s, &threepid).await? {
+                Some(user_id) => (user_id, None),
+                None => {
+                    return Err(ApiError(
+                        Error::unrecognized("Inviting a 3PID nobody has bound is not supported yet").with_status(400),
+                    ));
+                }
             }
-        },
+        }
         _ => return Err(ApiError(Error::bad_json("Unknown invitation recipient"))),
     };
     if req.user.shadow_banned {

@@ -13,8 +13,9 @@ use axum::{
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
     api::client::account::{
-        ThirdPartyIdRemovalStatus, add_3pid, bind_3pid, delete_3pid, get_3pids, request_3pid_management_token_via_email,
-        request_password_change_token_via_email, request_registration_token_via_email, unbind_3pid,
+        ThirdPartyIdRemovalStatus, add_3pid, bind_3pid, delete_3pid, get_3pids,
+        request_3pid_management_token_via_email, request_password_change_token_via_email,
+        request_registration_token_via_email, unbind_3pid,
     },
     thirdparty::{Medium, ThirdPartyIdentifier, ThirdPartyIdentifierInit},
 };
@@ -22,8 +23,7 @@ use serde::{Deserialize, Serialize};
 use trellis_core::Error;
 use trellis_proto::auth::{
     AddThreepidRequest, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest, LookupThreepidRequest,
-    RequestThreepidTokenRequest,
-    SubmitThreepidTokenRequest, ThreepidPurpose, ThreepidUnbindResult,
+    RequestThreepidTokenRequest, SubmitThreepidTokenRequest, ThreepidPurpose, ThreepidUnbindResult,
 };
 
 use crate::{
@@ -269,7 +269,10 @@ async fn bind_3pid_route(s: AppState, req: Ruma<bind_3pid::v3::Request>) -> ApiR
 
 /// The user an identity server says has the 3PID a third-party invite names (`/invite` with
 /// `id_server`, `invite_3pid` on `createRoom`); none if nobody has bound it there.
-pub(crate) async fn invitee(s: &AppState, invite: &ruma::api::client::membership::Invite3pid) -> ApiResult<Option<String>> {
+pub(crate) async fn invitee(
+    s: &AppState,
+    invite: &ruma::api::client::membership::Invite3pid,
+) -> ApiResult<Option<String>> {
     let lookup = LookupThreepidRequest {
         id_server: invite.id_server.clone(),
         id_access_token: invite.id_access_token.clone(),
