@@ -125,9 +125,7 @@ pub async fn lookup(
     } else if details.algorithms.iter().any(|a| a == "none") {
         ("none", format!("{address} {medium}"))
     } else {
-        return Err(
-            Error::new(ErrorCode::Unknown, "The identity server offers no lookup algorithm we know").with_status(502)
-        );
+        return Err(unreachable(id_server, "no lookup algorithm we know".into()));
     };
     let body = json!({ "addresses": [key], "algorithm": algorithm, "pepper": details.lookup_pepper });
     let found: Mappings = http
@@ -144,9 +142,11 @@ pub async fn lookup(
     Ok(found.mappings.get(&key).cloned())
 }
 
+/// The identity server the client named could not be reached or answered nonsense: a 400,
+/// as the client chose it (and may name another).
 fn unreachable(id_server: &str, why: String) -> Error {
     tracing::warn!(id_server, error = %why, "identity server call failed");
-    Error::new(ErrorCode::Unknown, "The identity server could not be reached").with_status(502)
+    Error::new(ErrorCode::Unknown, "The identity server could not be reached").with_status(400)
 }
 
 #[cfg(test)]
