@@ -128,10 +128,11 @@ struct HashDetails {
     lookup_pepper: String,
 }
 
+/// `/lookup`'s answer (some identity servers answer an unknown address with `null`).
 #[derive(Deserialize)]
 struct Mappings {
     #[serde(default)]
-    mappings: std::collections::HashMap<String, String>,
+    mappings: std::collections::HashMap<String, Option<String>>,
 }
 
 /// The user a 3PID is bound to on the identity server (identity service API v2 lookup:
@@ -177,7 +178,7 @@ pub async fn lookup(
         .json()
         .await
         .map_err(failed)?;
-    Ok(found.mappings.get(&key).cloned())
+    Ok(found.mappings.get(&key).cloned().flatten())
 }
 
 /// The identity server the client named could not be reached or answered nonsense: a 400,
