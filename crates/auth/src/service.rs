@@ -336,8 +336,4 @@ impl AuthService for Auth {
     async fn lookup_threepid(&self, req: LookupThreepidRequest) -> Result<ThreepidOwner> {
         self.do_lookup_threepid(req).await
     }
-
-    async fn store_threepid_invite(&self, req: StoreThreepidInviteRequest) -> Result<StoredThreepidInvite> {
-        self.do_store_threepid_invite(req).await
-    }
 }

@@ -126,9 +126,6 @@ service! {
         fn reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
         /// Asks the identity server who has a 3PID (third-party invites); none if nobody.
         fn lookup_threepid(LookupThreepidRequest) -> ThreepidOwner;
-        /// Stores an invite of an unbound 3PID on the identity server: the content of the
-        /// room's `m.room.third_party_invite` event and its state key (the IS's token).
-        fn store_threepid_invite(StoreThreepidInviteRequest) -> StoredThreepidInvite;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

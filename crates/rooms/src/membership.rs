@@ -84,11 +84,6 @@ impl Rooms {
         {
             custom_content(&mut content, extra)?;
         }
-        if membership == "invite"
-            && let Some(extra) = req.content_json.as_deref()
-        {
-            third_party_invite(&self.snapshot(&room_id).await?, &mut content, extra)?;
-        }
         if let Some(reason) = req.reason.as_deref().filter(|r| !r.is_empty()) {
             content.insert("reason".into(), json!(reason));
         }
@@ -237,21 +232,6 @@ fn custom_content(content: &mut Map<String, Value>, body: &str) -> Result<()> {
             content.insert(key, value);
         }
     }
-    Ok(())
-}
-
-/// An invite completing a third-party invite (an identity server's `onbind`): `extra` carries
-/// `third_party_invite.signed`, the block the identity server signed; the display name comes
-/// from the room's `m.room.third_party_invite` event of its token. The authorization rules
-/// check the signature against that event's keys.
-fn third_party_invite(state: &RoomState, content: &mut Map<String, Value>, extra: &str) -> Result<()> {
-    let extra: Value = serde_json::from_str(extra).map_err(|_| Error::bad_json("the content must be JSON"))?;
-    let signed = extra["third_party_invite"]["signed"].clone();
-    let token = signed["token"].as_str().ok_or_else(|| Error::missing_param("third_party_invite.signed.token"))?;
-    let display_name = state
-        .content_str(&StateEventType::RoomThirdPartyInvite, token, "display_name")
-        .ok_or_else(|| Error::forbidden("No third-party invite with this token in the room"))?;
-    content.insert("third_party_invite".into(), json!({ "display_name": display_name, "signed": signed }));
     Ok(())
 }
 

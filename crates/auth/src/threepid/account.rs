@@ -7,8 +7,8 @@ use tracing::{info, instrument};
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::auth::{
     AddThreepidRequest, AuthAck, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest,
-    LookupThreepidRequest, ResetPasswordRequest, ResetPasswordResponse, StoreThreepidInviteRequest,
-    StoredThreepidInvite, Threepid, ThreepidList, ThreepidOwner, ThreepidUnbindResult,
+    LookupThreepidRequest, ResetPasswordRequest, ResetPasswordResponse, Threepid, ThreepidList, ThreepidOwner,
+    ThreepidUnbindResult,
 };
 
 use super::{identity, stage, store, unbind_result};
@@ -113,32 +113,6 @@ impl Auth {
         let http = self.id_servers.get_or_init(|| identity::client(self.config.insecure_identity_server_tls));
         let user_id = identity::lookup(http, &req.id_server, &req.id_access_token, &req.medium, &address).await?;
         Ok(ThreepidOwner { user_id })
-    }
-
-    #[instrument(skip_all, fields(id_server = %req.id_server, room_id = %req.room_id))]
-    pub(crate) async fn do_store_threepid_invite(
-        &self,
-        req: StoreThreepidInviteRequest,
-    ) -> Result<StoredThreepidInvite> {
-        let address = match req.medium.as_str() {
-            super::sessions::EMAIL => super::sessions::canonical_email(&req.address)?,
-            _ => req.address.clone(),
-        };
-        let http = self.id_servers.get_or_init(|| identity::client(self.config.insecure_identity_server_tls));
-        let (id_server, token) = (&req.id_server, &req.id_access_token);
-        let stored =
-            identity::store_invite(http, id_server, token, &req.medium, &address, &req.room_id, &req.sender).await?;
-        // The spec's `m.room.third_party_invite` content: the keys the binding will be signed
-        // with (`public_key` and `key_validity_url` of the first, for older servers).
-        let mut content = serde_json::json!({ "display_name": stored.display_name, "public_keys": stored.public_keys });
-        if let Some(first) = stored.public_keys.first() {
-            content["key_validity_url"] = first["key_validity_url"].clone();
-            content["public_key"] = first["public_key"].clone();
-        }
-        if let Some(key) = stored.public_key {
-            content["public_key"] = key.into();
-        }
-        Ok(StoredThreepidInvite { token: stored.token, content_json: content.to_string() })
     }
 
     /// Every binding of a deactivated user, unbound.

@@ -63,44 +63,6 @@ pub async fn bind(
     answer.json().await.map_err(|e| unreachable(id_server, e.to_string()))
 }
 
-/// What `/store-invite` answers: the invite's token, the name to show for the address, and
-/// the keys the identity server will sign the binding with.
-#[derive(Deserialize)]
-pub struct StoredInvite {
-    pub token: String,
-    #[serde(default)]
-    pub display_name: String,
-    #[serde(default)]
-    pub public_key: Option<String>,
-    #[serde(default)]
-    pub public_keys: Vec<serde_json::Value>,
-}
-
-/// Asks the identity server to keep an invite of `address` until someone binds it.
-pub async fn store_invite(
-    http: &reqwest::Client,
-    id_server: &str,
-    id_access_token: &str,
-    medium: &str,
-    address: &str,
-    room_id: &str,
-    sender: &str,
-) -> Result<StoredInvite> {
-    let url = format!("{}/_matrix/identity/v2/store-invite", base(id_server)?);
-    let body = json!({ "medium": medium, "address": address, "room_id": room_id, "sender": sender });
-    let failed = |e: reqwest::Error| unreachable(id_server, e.to_string());
-    http.post(&url)
-        .bearer_auth(id_access_token)
-        .json(&body)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(failed)?
-        .json()
-        .await
-        .map_err(failed)
-}
-
 /// Asks the identity server to unbind a 3PID from `mxid`: whether it did (an identity server
 /// that does not know the binding, or cannot be reached, did not).
 pub async fn unbind(http: &reqwest::Client, id_server: &str, mxid: &str, medium: &str, address: &str) -> bool {

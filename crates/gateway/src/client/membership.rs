@@ -115,16 +115,14 @@ async fn invite_user_route(s: AppState, req: Ruma<invite_user::v3::Request>) -> 
     s.limit_user(Action::Invite, &req.user).await?;
     let (invitee, reason) = match req.body.recipient {
         invite_user::v3::InvitationRecipient::UserId(invitee) => (invitee.user_id.to_string(), invitee.reason),
-        // A 3PID: the user the identity server has it bound to is invited; if nobody, the
-        // invite waits for a binding (a third-party invite).
+        // A 3PID: the user the identity server has it bound to is invited.
         invite_user::v3::InvitationRecipient::ThirdPartyId(threepid) => {
             match super::threepid::invitee(&s, &threepid).await? {
                 Some(user_id) => (user_id, None),
-                None if req.user.shadow_banned => return Ok(invite_user::v3::Response::new()),
                 None => {
-                    let room = req.body.room_id.to_string();
-                    super::threepid::invite_unbound(&s, &req.user, room, &threepid).await?;
-                    return Ok(invite_user::v3::Response::new());
+                    return Err(ApiError(
+                        Error::unrecognized("Inviting a 3PID nobody has bound is not supported yet").with_status(400),
+                    ));
                 }
             }
         }

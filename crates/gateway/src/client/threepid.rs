@@ -23,10 +23,8 @@ use serde::{Deserialize, Serialize};
 use trellis_core::Error;
 use trellis_proto::auth::{
     AddThreepidRequest, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest, LookupThreepidRequest,
-    RequestThreepidTokenRequest, StoreThreepidInviteRequest, SubmitThreepidTokenRequest, ThreepidPurpose,
-    ThreepidUnbindResult,
+    RequestThreepidTokenRequest, SubmitThreepidTokenRequest, ThreepidPurpose, ThreepidUnbindResult,
 };
-use trellis_proto::rooms::{MembershipAction, MembershipRequest, SendEventRequest};
 
 use crate::{
     AppState,
@@ -38,10 +36,6 @@ use crate::{
     response::Rendered,
     router::{RumaRoutes, also_under, paths_of},
 };
-
-/// Where identity servers report a binding that completes third-party invites (a federation
-/// path; Trellis serves it beside the client API).
-const ONBIND_PATH: &str = "/_matrix/federation/v1/3pid/onbind";
 
 /// The link in a validation mail (Synapse's path: clients and SyTest know it).
 const SUBMIT_TOKEN_PATH: &str = "/_synapse/client/email/submit_token";
@@ -56,8 +50,7 @@ pub fn routes() -> Router<AppState> {
         .ruma(delete_3pid_route)
         .ruma_on(unstable(paths_of::<bind_3pid::v3::Request>()), bind_3pid_route)
         .ruma_on(unstable(paths_of::<unbind_3pid::v3::Request>()), unbind_3pid_route)
-        .route(SUBMIT_TOKEN_PATH, get(submit_token_route))
-        .route(ONBIND_PATH, axum::routing::post(onbind_route));
+        .route(SUBMIT_TOKEN_PATH, get(submit_token_route));
     // `GET` lists; the deprecated `POST` on the same path adds (r0 clients, SyTest).
     for path in paths_of::<get_3pids::v3::Request>() {
         router = router.route(&path, get(get_3pids_route).post(add_3pid_deprecated_route));
@@ -287,79 +280,4 @@ pub(crate) async fn invitee(
         address: invite.address.clone(),
     };
     Ok(s.services.auth.lookup_threepid(lookup).await?.user_id)
-}
-
-/// Invites a 3PID nobody has bound yet: the identity server keeps the invite (and tells the
-/// address), and the room gets an `m.room.third_party_invite` event whose keys will sign the
-/// binding; once someone binds the address, the identity server's `onbind` completes it.
-pub(crate) async fn invite_unbound(
-    s: &AppState,
-    inviter: &Authed,
-    room_id: String,
-    invite: &ruma::api::client::membership::Invite3pid,
-) -> ApiResult<()> {
-    let store = StoreThreepidInviteRequest {
-        id_server: invite.id_server.clone(),
-        id_access_token: invite.id_access_token.clone(),
-        medium: invite.medium.to_string(),
-        address: invite.address.clone(),
-        room_id: room_id.clone(),
-        sender: inviter.user_id.clone(),
-    };
-    let stored = s.services.auth.store_threepid_invite(store).await?;
-    let event = SendEventRequest {
-        sender: inviter.user_id.clone(),
-        device_id: inviter.device_id.clone(),
-        room_id,
-        event_type: "m.room.third_party_invite".into(),
-        state_key: Some(stored.token),
-        content_json: stored.content_json,
-        txn_id: None,
-        origin_server_ts: None,
-    };
-    s.services.rooms.send_event(event).await?;
-    Ok(())
-}
-
-/// What an identity server posts to `onbind`: the invites of the address just bound.
-#[derive(Deserialize)]
-struct Onbind {
-    #[serde(default)]
-    invites: Vec<BoundInvite>,
-}
-
-#[derive(Deserialize)]
-struct BoundInvite {
-    mxid: String,
-    room_id: String,
-    sender: String,
-    signed: serde_json::Value,
-}
-
-/// # `POST /_matrix/federation/v1/3pid/onbind`
-///
-/// Each invite of this server's users becomes their invite of the bound user, carrying the
-/// identity server's signed block (the rooms service's authorization rules check it against
-/// the room's `m.room.third_party_invite` keys, so a forged binding invites nobody).
-async fn onbind_route(
-    State(s): State<AppState>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Map<String, serde_json::Value>>> {
-    let body: Onbind = serde_json::from_slice(&body).map_err(|_| Error::bad_json("an onbind body with invites"))?;
-    let local = format!(":{}", s.settings.server_name);
-    for invite in body.invites.into_iter().filter(|i| i.sender.ends_with(&local)) {
-        let content = serde_json::json!({ "third_party_invite": { "signed": invite.signed } });
-        let req = MembershipRequest {
-            sender: invite.sender,
-            room: invite.room_id.clone(),
-            action: MembershipAction::Invite as i32,
-            target: Some(invite.mxid),
-            reason: None,
-            content_json: Some(content.to_string()),
-        };
-        if let Err(e) = s.services.rooms.change_membership(req).await {
-            tracing::info!(room_id = %invite.room_id, error = %e, "a third-party invite was not completed");
-        }
-    }
-    Ok(Json(serde_json::Map::new()))
 }
