@@ -138,6 +138,8 @@ async fn an_address_is_validated_added_used_to_sign_in_and_to_reset_the_password
     let mut read = HashSet::new();
     let mut alice = server.client();
     alice.register("alice", "old-password").await;
+    let capabilities = alice.get(&format!("{V3}/capabilities")).await.ok();
+    assert_eq!(capabilities["capabilities"]["m.3pid_changes"]["enabled"], true, "{capabilities}");
 
     // The mailed link validates the session: before it, the session proves nothing.
     let sid = request_token(&alice, "/account/3pid/email/requestToken", "secret-1", "Alice@Example.org").await.ok();
