@@ -20,7 +20,7 @@ use ruma::{
     thirdparty::{Medium, ThirdPartyIdentifier, ThirdPartyIdentifierInit},
 };
 use serde::{Deserialize, Serialize};
-use trellis_core::Error;
+use trellis_core::{Error, ratelimit::Action};
 use trellis_proto::auth::{
     AddThreepidRequest, BindThreepidRequest, DeleteThreepidRequest, ListThreepidsRequest, LookupThreepidRequest,
     RequestThreepidTokenRequest, SubmitThreepidTokenRequest, ThreepidPurpose, ThreepidUnbindResult,
@@ -60,12 +60,15 @@ pub fn routes() -> Router<AppState> {
 
 async fn request_token(
     s: &AppState,
+    ip: &str,
     purpose: ThreepidPurpose,
     client_secret: &str,
     email: &str,
     send_attempt: UInt,
     next_link: Option<String>,
 ) -> ApiResult<ruma::OwnedSessionId> {
+    s.limit(Action::ThreepidValidation, ip).await?;
+    s.limit(Action::ThreepidValidation, &format!("email:{}", email.trim().to_lowercase())).await?;
     let session = s
         .services
         .auth
@@ -85,9 +88,10 @@ async fn request_3pid_management_token_via_email_route(
     s: AppState,
     req: Ruma<request_3pid_management_token_via_email::v3::Request>,
 ) -> ApiResult<request_3pid_management_token_via_email::v3::Response> {
-    let b = req.body;
-    let sid = request_token(&s, ThreepidPurpose::Add, b.client_secret.as_str(), &b.email, b.send_attempt, b.next_link)
-        .await?;
+    let (ip, b) = (req.origin.ip_or_unknown(), req.body);
+    let sid =
+        request_token(&s, &ip, ThreepidPurpose::Add, b.client_secret.as_str(), &b.email, b.send_attempt, b.next_link)
+            .await?;
     Ok(request_3pid_management_token_via_email::v3::Response::new(sid))
 }
 
@@ -96,9 +100,9 @@ async fn request_registration_token_via_email_route(
     s: AppState,
     req: Ruma<request_registration_token_via_email::v3::Request>,
 ) -> ApiResult<request_registration_token_via_email::v3::Response> {
-    let b = req.body;
+    let (ip, b) = (req.origin.ip_or_unknown(), req.body);
     let purpose = ThreepidPurpose::Register;
-    let sid = request_token(&s, purpose, b.client_secret.as_str(), &b.email, b.send_attempt, b.next_link).await?;
+    let sid = request_token(&s, &ip, purpose, b.client_secret.as_str(), &b.email, b.send_attempt, b.next_link).await?;
     Ok(request_registration_token_via_email::v3::Response::new(sid))
 }
 
@@ -107,9 +111,9 @@ async fn request_password_change_token_via_email_route(
     s: AppState,
     req: Ruma<request_password_change_token_via_email::v3::Request>,
 ) -> ApiResult<request_password_change_token_via_email::v3::Response> {
-    let b = req.body;
+    let (ip, b) = (req.origin.ip_or_unknown(), req.body);
     let purpose = ThreepidPurpose::PasswordReset;
-    let sid = request_token(&s, purpose, b.client_secret.as_str(), &b.email, b.send_attempt, b.next_link).await?;
+    let sid = request_token(&s, &ip, purpose, b.client_secret.as_str(), &b.email, b.send_attempt, b.next_link).await?;
     Ok(request_password_change_token_via_email::v3::Response::new(sid))
 }
 
