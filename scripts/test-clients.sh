@@ -4,7 +4,8 @@
 # - mautrix (PyPI, mautrix-python), the appservice library of the bridge that
 #   tests/e2e/bridge.rs runs against Trellis;
 # - matrix-js-sdk with its Rust crypto (npm, pinned by tests/clients/js/package-lock.json), the
-#   encrypted-DM scenario of tests/e2e/js_sdk.rs;
+#   encrypted-DM scenario of tests/e2e/js_sdk.rs, and oidc-provider (same package.json), the
+#   real OpenID Connect provider of the upstream sign-in scenarios in tests/e2e/sso.rs;
 # - aiosmtpd (PyPI), the SMTP server that receives the validation mails of tests/e2e/email.rs;
 # - moto[server] (`moto_server`), the S3-compatible server the media contract tests store
 #   blobs in;
@@ -38,12 +39,12 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
 fi
 
 js_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/clients/js"
-if [ ! -d "$js_dir/node_modules/matrix-js-sdk" ]; then
-  echo "installing matrix-js-sdk (npm ci) for the end-to-end encrypted client scenario" >&2
+if [ ! -d "$js_dir/node_modules/matrix-js-sdk" ] || [ ! -d "$js_dir/node_modules/oidc-provider" ]; then
+  echo "installing matrix-js-sdk and oidc-provider (npm ci) for the encrypted client and upstream sign-in scenarios" >&2
   if ! command -v npm >/dev/null 2>&1; then
     echo "warning: npm is missing, so matrix-js-sdk is not installed (apt-get install nodejs npm)" >&2
   elif ! (cd "$js_dir" && npm ci --silent --no-audit --no-fund >&2); then
-    echo "warning: could not install matrix-js-sdk (cd tests/clients/js && npm ci)" >&2
+    echo "warning: could not install matrix-js-sdk and oidc-provider (cd tests/clients/js && npm ci)" >&2
   fi
 fi
 

@@ -98,6 +98,8 @@ mod sliding_sync;
 mod sliding_sync_extensions;
 mod sliding_sync_rooms;
 mod spaces;
+mod sso;
+mod sso_provider;
 mod sync_elastic;
 mod sync_features;
 mod sync_fidelity;

@@ -99,4 +99,14 @@ retry_max_ms = 2000
 log_format = "text"
 EOF
 
+# SyTest's mock CAS server: m.login.cas and m.login.sso with their user-interactive auth
+# stage (tests/12login/02cas.pl, the SSO tests of tests/10apidoc/13ui-auth.pl).
+if [ -n "${SYTEST_CAS_SERVER_URL:-}" ]; then
+  cat >> "$config" <<EOF
+
+[sso.cas]
+server_url = "$SYTEST_CAS_SERVER_URL"
+EOF
+fi
+
 exec "$TRELLIS_BIN" --config "$config" serve

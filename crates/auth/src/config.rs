@@ -38,6 +38,8 @@ pub struct AuthConfig {
     pub registration_tokens: Vec<RegistrationTokenConfig>,
     /// The OAuth 2.0 API's settings (`[oauth]`).
     pub oauth: trellis_core::config::OauthConfig,
+    /// Upstream OpenID Connect providers (`[sso]`).
+    pub sso: trellis_core::sso::SsoConfig,
     /// The `m.login.recaptcha` stage, when configured (with its keys set).
     pub recaptcha: Option<RecaptchaConfig>,
     /// Email validation (`[email]`), when an SMTP host is configured.
@@ -71,6 +73,7 @@ impl AuthConfig {
             registration_requires_token: config.registration.requires_token,
             registration_tokens: config.registration.tokens.clone(),
             oauth: config.oauth.clone(),
+            sso: config.sso.clone(),
             recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
             email: Some(config.email.clone()).filter(|e| e.smtp_host.as_deref().is_some_and(|h| !h.is_empty())),
             public_baseurl: match &config.public_baseurl {

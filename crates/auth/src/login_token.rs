@@ -1,7 +1,7 @@
 //! `m.login.token` tokens from `POST /login/get_token` (spec 1.7, MSC3882): a signed-in user
 //! confirms their password (every time: the spec forbids skipping UIA here) and gets a
 //! short-lived token that signs one new device in. Stored hashed; a login deletes it, so it
-//! works once.
+//! works once. Upstream sign-ins (`sso/`) hand out the same tokens.
 
 use deadpool_postgres::GenericClient;
 use tracing::{info, instrument};
@@ -28,6 +28,16 @@ pub async fn consume(c: &impl GenericClient, hash: &TokenHash) -> Result<Option<
     Ok((expires_ts > now_ms()).then(|| row.get(0)))
 }
 
+/// Stores a new login token for `user_id`, usable for `lifetime` (an upstream sign-in's).
+pub async fn insert(c: &impl GenericClient, user_id: &str, lifetime: std::time::Duration) -> Result<String> {
+    let token = new_token(LOGIN_PREFIX);
+    let now = now_ms();
+    c.execute(&c.prepare_cached(PURGE).await?, &[&now]).await?;
+    let stmt = c.prepare_cached(INSERT).await?;
+    c.execute(&stmt, &[&hash_token(&token).as_slice(), &user_id, &now.saturating_add(lifetime_ms(lifetime))]).await?;
+    Ok(token)
+}
+
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id))]
     pub(crate) async fn do_create_login_token(&self, req: CreateLoginTokenRequest) -> Result<LoginToken> {
@@ -36,13 +46,8 @@ impl Auth {
         }
         // A session is used up when it completes, so each token needs the password again.
         self.require_uia(&req.user_id, UIA_KIND, None, &req.auth_json).await?;
-        let token = new_token(LOGIN_PREFIX);
+        let token = insert(&self.pool.get().await?, &req.user_id, self.config.login_token_lifetime).await?;
         let lifetime = lifetime_ms(self.config.login_token_lifetime);
-        let now = now_ms();
-        let client = self.pool.get().await?;
-        client.execute(&client.prepare_cached(PURGE).await?, &[&now]).await?;
-        let stmt = client.prepare_cached(INSERT).await?;
-        client.execute(&stmt, &[&hash_token(&token).as_slice(), &req.user_id, &now.saturating_add(lifetime)]).await?;
         info!(user_id = %req.user_id, "login token issued");
         Ok(LoginToken { login_token: token, expires_in_ms: lifetime })
     }

@@ -31,6 +31,8 @@ pub struct Auth {
     pub(crate) mailer: Option<crate::threepid::Mailer>,
     /// Calls identity servers; made on the first call (few servers bind 3PIDs).
     pub(crate) id_servers: std::sync::OnceLock<reqwest::Client>,
+    /// Upstream OpenID Connect providers' discovery and keys (`sso/`).
+    pub(crate) sso: crate::sso::Upstream,
 }
 
 impl Auth {
@@ -50,6 +52,7 @@ impl Auth {
             appservices: Default::default(),
             mailer,
             id_servers: Default::default(),
+            sso: Default::default(),
         }
     }
 
@@ -335,5 +338,17 @@ impl AuthService for Auth {
 
     async fn lookup_threepid(&self, req: LookupThreepidRequest) -> Result<ThreepidOwner> {
         self.do_lookup_threepid(req).await
+    }
+
+    async fn sso_start(&self, req: SsoStartRequest) -> Result<SsoStartResponse> {
+        self.do_sso_start(req).await
+    }
+
+    async fn sso_callback(&self, req: SsoCallbackRequest) -> Result<SsoCallbackResponse> {
+        self.do_sso_callback(req).await
+    }
+
+    async fn cas_ticket(&self, req: CasTicketRequest) -> Result<SsoCallbackResponse> {
+        self.do_cas_ticket(req).await
     }
 }

@@ -39,6 +39,13 @@ pub const CAPTCHA_REGISTER_FLOWS: Flows = &[&[RECAPTCHA, DUMMY]];
 pub const TOKEN_CAPTCHA_REGISTER_FLOWS: Flows = &[&[REGISTRATION_TOKEN, RECAPTCHA, DUMMY]];
 /// Flows offered when a signed-in user confirms an operation.
 pub const PASSWORD_FLOWS: Flows = &[&[PASSWORD]];
+/// The same with an upstream identity provider configured: the password, or signing in at
+/// the provider again on the `m.login.sso` fallback page (`sso/uia.rs`).
+pub const SSO_PASSWORD_FLOWS: Flows = &[&[PASSWORD], &[SSO]];
+pub const SSO: &str = "m.login.sso";
+/// Recorded in a session in place of `m.login.sso` when the provider signed in someone
+/// other than the session's user: the session is refused from then on.
+pub const SSO_OTHER_USER: &str = "m.login.sso/other-user";
 
 /// Alternative flows; completing every stage of one of them completes the session.
 pub type Flows = &'static [&'static [&'static str]];
@@ -206,6 +213,8 @@ impl Uia {
                 Some(Failure(ErrorCode::Unrecognized, format!("Unsupported authentication type {stage:?}")))
             }
             Some(DUMMY) => None,
+            // Out of band: done in the browser, then the client sends only the session.
+            Some(SSO) => Some(Failure(ErrorCode::Forbidden, "Complete m.login.sso on its fallback page".into())),
             Some(PASSWORD) => check_password(&client, &round, &dict).await?,
             Some(RECAPTCHA) => self.check_recaptcha(&round, &dict).await?,
             Some(EMAIL_IDENTITY) => match &mut session {
@@ -311,6 +320,9 @@ fn with_params(mut body: Map<String, Value>, round: &Round<'_>) -> Map<String, V
 /// the request carries replace the remembered ones.
 async fn continued(client: &deadpool_postgres::Client, id: &str, round: &Round<'_>) -> Result<Session> {
     let mut row = uia_store::get(client, id, now_ms() - SESSION_TTL_MS).await?.ok_or_else(unknown_session)?;
+    if row.completed.iter().any(|c| c == SSO_OTHER_USER) {
+        return Err(Error::forbidden("The identity provider signed in another user"));
+    }
     if row.kind != round.kind || row.user_id.as_deref() != round.user_id || row.target.as_deref() != round.target {
         return Err(Error::forbidden("Requested operation has changed during the UI authentication session."));
     }
@@ -402,7 +414,7 @@ impl Auth {
             user_id: Some(user_id),
             target,
             params: None,
-            flows: PASSWORD_FLOWS,
+            flows: self.user_flows(),
             auth_json,
             server_name: &self.config.server_name,
             recaptcha: None,

@@ -23,7 +23,7 @@ impl Auth {
         // A signed-in user's session is confirmed with the password; a registration's with
         // the stages registration offers.
         let flows = match row.user_id {
-            Some(_) => uia::PASSWORD_FLOWS,
+            Some(_) => self.user_flows(),
             None => register_flows(&self.config),
         };
         let round = Round {

@@ -21,6 +21,8 @@ mod profiles;
 mod registration;
 #[path = "contract/sessions.rs"]
 mod sessions;
+#[path = "contract/sso.rs"]
+mod sso;
 #[path = "contract/threepids.rs"]
 mod threepids;
 #[path = "contract/tokens.rs"]
@@ -58,6 +60,7 @@ macro_rules! contract {
 }
 
 contract! {
+    sso::sso_refusals with crate::sso::sso_config(),
     uia::uia_register_flow,
     uia::completed_registration_session_replays,
     uia::dummy_without_session_is_accepted,

@@ -72,6 +72,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub auth: AuthSettings,
     pub oauth: OauthConfig,
+    /// `[sso]`: upstream OpenID Connect providers (`docs/sso.md`).
+    pub sso: crate::sso::SsoConfig,
     pub sync: SyncConfig,
     pub media: MediaConfig,
     pub telemetry: TelemetryConfig,
@@ -101,6 +103,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             auth: AuthSettings::default(),
             oauth: OauthConfig::default(),
+            sso: crate::sso::SsoConfig::default(),
             sync: SyncConfig::default(),
             media: MediaConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -800,6 +803,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "registration",
     "auth",
     "oauth",
+    "sso",
     "sync",
     "media",
     "telemetry",
@@ -857,6 +861,9 @@ impl Config {
         hide(&mut c.turn.shared_secret);
         hide(&mut c.turn.password);
         hide(&mut c.email.smtp_pass);
+        for p in &mut c.sso.oidc_providers {
+            hide(&mut p.client_secret);
+        }
         c
     }
 

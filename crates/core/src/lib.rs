@@ -8,6 +8,7 @@ pub mod ids;
 pub mod ratelimit;
 pub mod room_versions;
 pub mod shutdown;
+pub mod sso;
 pub mod telemetry;
 pub mod time;
 pub mod token;

@@ -16,6 +16,8 @@ mod input;
 mod oauth;
 mod response;
 mod router;
+mod sso;
+mod sso_cas;
 mod tokens;
 
 use std::sync::Arc;
@@ -66,6 +68,18 @@ pub struct GatewaySettings {
     /// Email addresses are validated (`[email]` with an SMTP host): `/capabilities` says 3PIDs
     /// may be changed.
     pub email_enabled: bool,
+    /// Upstream identity providers (`[sso]`), as `/login` and the pages list them.
+    pub sso_providers: Vec<SsoProvider>,
+    /// `[sso.cas]` is set: `m.login.cas` and its endpoints.
+    pub cas_enabled: bool,
+}
+
+/// An upstream identity provider as clients and pages show it.
+#[derive(Clone, Debug)]
+pub struct SsoProvider {
+    pub id: String,
+    pub name: String,
+    pub icon: Option<String>,
 }
 
 impl GatewaySettings {
@@ -91,6 +105,18 @@ impl GatewaySettings {
             oauth_password_login: config.oauth.password_login,
             recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
             email_enabled: config.email.smtp_host.as_deref().is_some_and(|h| !h.is_empty()),
+            sso_providers: config
+                .sso
+                .oidc_providers
+                .iter()
+                .map(|p| SsoProvider { id: p.idp_id.clone(), name: p.idp_name.clone(), icon: p.idp_icon.clone() })
+                .chain(config.sso.cas.as_ref().map(|c| SsoProvider {
+                    id: trellis_core::sso::CAS_IDP.into(),
+                    name: c.idp_name.clone(),
+                    icon: None,
+                }))
+                .collect(),
+            cas_enabled: config.sso.cas.is_some(),
         }
     }
 }

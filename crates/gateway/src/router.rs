@@ -44,6 +44,8 @@ fn routes(services: Services, settings: GatewaySettings) -> Router {
     let routes = client::routes()
         .merge(crate::admin::routes())
         .merge(crate::oauth::routes())
+        .merge(crate::sso::routes())
+        .merge(crate::sso_cas::routes())
         .route_layer(middleware::from_fn(crate::input::check_path_ids))
         .route_layer(middleware::from_fn(observe));
     guarded(routes).with_state(state)

@@ -130,6 +130,8 @@ async fn run() -> anyhow::Result<()> {
             if let Some(roles) = roles {
                 config.roles = roles;
             }
+            let sso = config.sso.problems();
+            anyhow::ensure!(sso.is_empty(), "configuration: {}", sso.join("; "));
             let name = match config.roles.as_slice() {
                 [one] => format!("trellis-{one}"),
                 _ => "trellis".to_owned(),

@@ -133,6 +133,11 @@ pub struct Args {
     #[arg(long, default_value_t = 253)]
     pub attack_addresses: usize,
 
+    /// fanout: receivers long-poll Simplified Sliding Sync (the room as a 1-room window,
+    /// `timeline_limit` = `--timeline-limit`, one connection each) instead of `/sync`.
+    #[arg(long)]
+    pub sliding: bool,
+
     /// Server process(es) to sample memory (VmRSS/VmHWM) and CPU time of (repeatable).
     #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,

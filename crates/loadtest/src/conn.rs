@@ -1,8 +1,8 @@
 //! A receiver's own keep-alive HTTP/1.1 connection for its long-polls, as a client holds one
-//! connection for its `/sync` loop. It does only what a long-poll needs (a GET with a bearer
-//! token, a reply with `Content-Length` or chunked body) and costs a fraction of the CPU of a
-//! pooled general-purpose client per request, which matters when the load shares the machine
-//! with the server it measures. Plain `http://` only; other URLs use the shared client.
+//! connection for its `/sync` loop. It does only what a long-poll needs (a GET, or a POST of
+//! JSON for sliding sync, with a bearer token; a reply with `Content-Length` or chunked body)
+//! and costs a fraction of the CPU of a pooled general-purpose client per request, which
+//! matters when the load shares the machine with the server it measures. Plain `http://` only; other URLs use the shared client.
 
 use std::time::Duration;
 
@@ -41,7 +41,30 @@ impl Conn {
     /// `GET path` with `token`; the body of a 2xx reply, else a [`Failure`] named by `op`.
     /// The connection is dropped after any failure and opened again by the next request.
     pub async fn get(&mut self, op: &str, path: &str, token: &str, timeout: Duration) -> Result<Bytes, Failure> {
-        match tokio::time::timeout(timeout, self.attempt(path, token)).await {
+        self.request(op, path, token, None, timeout).await
+    }
+
+    /// `POST path` with `token` and a JSON `body`, as [`Conn::get`].
+    pub async fn post(
+        &mut self,
+        op: &str,
+        path: &str,
+        token: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, Failure> {
+        self.request(op, path, token, Some(body), timeout).await
+    }
+
+    async fn request(
+        &mut self,
+        op: &str,
+        path: &str,
+        token: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Bytes, Failure> {
+        match tokio::time::timeout(timeout, self.attempt(path, token, body)).await {
             Ok(Ok((status, body))) if (200..300).contains(&status) => Ok(body),
             Ok(Ok((status, body))) => Err(Failure::status_code(op, status, &body)),
             Ok(Err(what)) => {
@@ -57,18 +80,18 @@ impl Conn {
 
     /// One exchange; a kept-alive connection the server closed while idle (nothing of the
     /// reply arrived) is replaced once.
-    async fn attempt(&mut self, path: &str, token: &str) -> Result<(u16, Bytes), &'static str> {
+    async fn attempt(&mut self, path: &str, token: &str, body: Option<&[u8]>) -> Result<(u16, Bytes), &'static str> {
         let reused = self.stream.is_some();
-        match self.exchange(path, token).await {
+        match self.exchange(path, token, body).await {
             Err(_) if reused && !self.received => {
                 self.stream = None;
-                self.exchange(path, token).await
+                self.exchange(path, token, body).await
             }
             other => other,
         }
     }
 
-    async fn exchange(&mut self, path: &str, token: &str) -> Result<(u16, Bytes), &'static str> {
+    async fn exchange(&mut self, path: &str, token: &str, body: Option<&[u8]>) -> Result<(u16, Bytes), &'static str> {
         self.received = false;
         if self.stream.is_none() {
             let stream = TcpStream::connect(&self.authority).await.map_err(|_| "connect error")?;
@@ -77,9 +100,20 @@ impl Conn {
             self.buf.clear();
         }
         let stream = self.stream.as_mut().ok_or("connect error")?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\r\n", self.authority);
-        stream.write_all(request.as_bytes()).await.map_err(|_| "transport error")?;
+        let host = &self.authority;
+        let mut request = match body {
+            None => {
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n").into_bytes()
+            }
+            Some(b) => format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )
+            .into_bytes(),
+        };
+        request.extend_from_slice(body.unwrap_or_default());
+        stream.write_all(&request).await.map_err(|_| "transport error")?;
         // Interim (1xx) heads are skipped; the final head says how the body is framed.
         let (status, length, mut close) = loop {
             match parse_head(&mut self.buf)? {

@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         total: plan.total(),
         errors: errors.clone(),
         delivered: Default::default(),
+        sliding: args.sliding.then(|| receiver::sliding_request(args.timeline_limit)),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let receivers: Vec<_> = setup

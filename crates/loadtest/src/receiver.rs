@@ -1,6 +1,7 @@
-//! A receiver: long-polls `/sync` with `since` = the last `next_batch` until told to stop,
-//! timing every measured `m.room.message` of this run from its send timestamp to the
-//! moment the response body arrived.
+//! A receiver: long-polls `/sync` with `since` = the last `next_batch` (or, with
+//! `--sliding`, Simplified Sliding Sync with `pos`) until told to stop, timing every measured
+//! `m.room.message` of this run from its send timestamp to the moment the response body
+//! arrived.
 
 use std::{
     sync::{
@@ -17,7 +18,7 @@ use crate::{
     client::{Failure, Http, User},
     conn::Conn,
     stats::{Errors, Received, now_us},
-    sync_body::SyncBody,
+    sync_body::{SlidingBody, SyncBody},
 };
 
 /// What every receiver shares.
@@ -32,6 +33,27 @@ pub struct Shared {
     pub errors: Errors,
     /// First deliveries of measured messages over all receivers (for the drain).
     pub delivered: AtomicU64,
+    /// With `--sliding`: the sliding sync request every long-poll sends.
+    pub sliding: Option<Vec<u8>>,
+}
+
+/// The sliding sync request of a receiver: the one room of the test as a 1-room window.
+pub fn sliding_request(timeline_limit: u32) -> Vec<u8> {
+    serde_json::json!({
+        "conn_id": "loadtest",
+        "lists": {"all": {"ranges": [[0, 0]], "timeline_limit": timeline_limit, "required_state": []}},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+const SLIDING_PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+fn sliding_path(pos: Option<&str>, timeout_ms: u64) -> String {
+    match pos {
+        Some(p) => format!("{SLIDING_PATH}?timeout={timeout_ms}&pos={}", crate::client::enc(p)),
+        None => format!("{SLIDING_PATH}?timeout={timeout_ms}"),
+    }
 }
 
 /// The `/sync` filter: our messages in the timeline, as few other events as possible.
@@ -67,6 +89,32 @@ struct Content {
 
 fn parse(bytes: &[u8]) -> Result<SyncBody<Event>, Failure> {
     serde_json::from_slice(bytes).map_err(|_| Failure { kind: "sync: bad json".into(), retry_after: None })
+}
+
+/// A sliding sync response as a `/sync` one: its `pos` as the next batch, its rooms joined.
+fn parse_sliding(bytes: &[u8]) -> Result<SyncBody<Event>, Failure> {
+    let body: SlidingBody<Event> = serde_json::from_slice(bytes)
+        .map_err(|_| Failure { kind: "sliding sync: bad json".into(), retry_after: None })?;
+    let join = body
+        .rooms
+        .into_iter()
+        .map(|(id, r)| {
+            (
+                id,
+                crate::sync_body::Joined {
+                    timeline: crate::sync_body::Timeline { events: r.timeline, limited: r.limited },
+                },
+            )
+        })
+        .collect();
+    Ok(SyncBody { next_batch: body.pos, rooms: crate::sync_body::Rooms { join } })
+}
+
+/// The `pos` of a new sliding sync connection (its first, immediate answer).
+pub async fn first_pos(base: &str, user: &User, request: &[u8], timeout: Duration) -> Result<String, Failure> {
+    let mut conn = Conn::new(base).ok_or_else(|| Failure::new("sliding sync: only http:// URLs".into()))?;
+    let bytes = conn.post("sliding", &sliding_path(None, 0), &user.token, request, timeout).await?;
+    Ok(parse_sliding(&bytes)?.next_batch)
 }
 
 /// The `next_batch` of an initial sync.
@@ -106,9 +154,13 @@ pub async fn run(
     while !*stop.borrow() {
         let (timeout, hard) = (s.poll_timeout_ms, s.hard_timeout);
         let poll = async {
-            match conn.as_mut() {
-                Some(c) => user.sync_on(c, Some(&since), &filter_id, timeout, hard).await,
-                None => user.sync(&s.http, Some(&since), &filter_id, timeout, hard).await,
+            match (conn.as_mut(), &s.sliding) {
+                (Some(c), Some(request)) => {
+                    c.post("sliding", &sliding_path(Some(&since), timeout), &user.token, request, hard).await
+                }
+                (None, Some(_)) => Err(Failure::new("sliding sync: only http:// URLs".into())),
+                (Some(c), None) => user.sync_on(c, Some(&since), &filter_id, timeout, hard).await,
+                (None, None) => user.sync(&s.http, Some(&since), &filter_id, timeout, hard).await,
             }
         };
         let result = tokio::select! {
@@ -116,7 +168,11 @@ pub async fn run(
             _ = stop.changed() => break,
         };
         let at = now_us();
-        let body = match result.and_then(|b| parse(&b)) {
+        let parsed = match s.sliding {
+            Some(_) => result.and_then(|b| parse_sliding(&b)),
+            None => result.and_then(|b| parse(&b)),
+        };
+        let body = match parsed {
             Ok(body) => body,
             Err(f) => {
                 s.errors.add(&f.kind);
@@ -164,6 +220,20 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, vec![(4, 100), (6, 200)]);
         assert_eq!(limited, 1);
+    }
+
+    #[test]
+    fn sliding_responses_read_like_sync_ones() {
+        let body = br#"{"pos":"7","lists":{"all":{"count":1}},"rooms":{"!a:x":{"limited":true,"timeline":[
+            {"type":"m.room.message","content":{"lt_run":"r1","lt_seq":3,"lt_sent_us":50}},
+            {"type":"m.room.message","content":{"body":"a human"}}]}}}"#;
+        let parsed = parse_sliding(body).unwrap();
+        assert_eq!(parsed.next_batch, "7");
+        let mut limited = 0;
+        assert_eq!(messages(&parsed, "r1", &mut limited), vec![(3, 50)]);
+        assert_eq!(limited, 1);
+        assert!(parse_sliding(br#"{"pos":"8"}"#).unwrap().rooms.join.is_empty());
+        assert_eq!(parse_sliding(b"{}").err().unwrap().kind, "sliding sync: bad json");
     }
 
     #[test]

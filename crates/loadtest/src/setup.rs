@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{
     cli::Args,
     client::{Failure, Http, User, register},
-    receiver::first_batch,
+    receiver::{first_batch, first_pos, sliding_request},
 };
 
 /// Everyone, ready to measure.
@@ -90,6 +90,13 @@ pub async fn run(args: &Args, http: &Http, prefix: &str, filter: &str) -> anyhow
     let t = Instant::now();
     let receivers: Vec<Receiver> = stream::iter(receivers.iter().cloned())
         .map(|u| async move {
+            if args.sliding {
+                let request = sliding_request(args.timeline_limit);
+                let pos = retrying(|| first_pos(&u.base, &u, &request, args.request_timeout()))
+                    .await
+                    .with_context(|| format!("sliding sync connection of {}", u.user_id))?;
+                return anyhow::Ok(Receiver { user: u, filter_id: String::new(), since: pos });
+            }
             let filter_id =
                 retrying(|| u.upload_filter(http, filter)).await.with_context(|| format!("filter of {}", u.user_id))?;
             let since = retrying(|| first_batch(http, &u, &filter_id, args.request_timeout()))

@@ -1,5 +1,5 @@
-//! The parts of a `/sync` response the load's receivers read: each room's timeline, its
-//! events parsed as the caller's `E`.
+//! The parts of a `/sync` (or sliding sync) response the load's receivers read: each room's
+//! timeline, its events parsed as the caller's `E`.
 
 use std::collections::HashMap;
 
@@ -46,4 +46,23 @@ impl<E> Timeline<E> {
     fn empty() -> Timeline<E> {
         Timeline { events: Vec::new(), limited: false }
     }
+}
+
+/// The parts of a Simplified Sliding Sync response a receiver reads: the position and each
+/// room's timeline.
+#[derive(Deserialize)]
+#[serde(bound = "E: Deserialize<'de>")]
+pub struct SlidingBody<E> {
+    pub pos: String,
+    #[serde(default = "HashMap::new")]
+    pub rooms: HashMap<String, SlidingRoom<E>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "E: Deserialize<'de>")]
+pub struct SlidingRoom<E> {
+    #[serde(default = "Vec::new")]
+    pub timeline: Vec<E>,
+    #[serde(default)]
+    pub limited: bool,
 }

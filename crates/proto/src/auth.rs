@@ -126,6 +126,15 @@ service! {
         fn reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
         /// Asks the identity server who has a 3PID (third-party invites); none if nobody.
         fn lookup_threepid(LookupThreepidRequest) -> ThreepidOwner;
+        /// `M_NOT_FOUND` for an unknown provider; 502 `M_UNKNOWN` when its discovery fails.
+        fn sso_start(SsoStartRequest) -> SsoStartResponse;
+        /// 400 (`M_INVALID_PARAM`, or `M_FORBIDDEN` for an ID token that fails its checks or
+        /// a state not started in this browser) for anything wrong with the answer; 502 when
+        /// the provider cannot be reached.
+        fn sso_callback(SsoCallbackRequest) -> SsoCallbackResponse;
+        /// 403 `M_FORBIDDEN` for a ticket the CAS server does not vouch for; 502 when it
+        /// cannot be reached.
+        fn cas_ticket(CasTicketRequest) -> SsoCallbackResponse;
     }
     client AuthGrpcClient = auth_client::AuthClient<tonic::transport::Channel>;
     server AuthGrpcServer = auth_server::{AuthServer, Auth};

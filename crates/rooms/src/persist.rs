@@ -20,11 +20,21 @@ const INSERT_EVENTS: &str = "INSERT INTO events (pos, event_id, room_id, sender,
 const UPSERT_STATE: &str = "INSERT INTO current_state (room_id, type, state_key, event_id, pos) \
      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) \
      ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, pos = EXCLUDED.pos";
-// A new membership event un-forgets the room.
-const UPSERT_MEMBERSHIPS: &str = "INSERT INTO memberships (room_id, user_id, membership, event_id, pos) \
-     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) \
+// A new membership event un-forgets the room. `joined_pos` is where the user's stretch of
+// being joined began (`$6`, the first join of the batch's last run of joins): it stays while
+// joins follow joins (a display name change) and through a leave, and moves on a new join.
+const UPSERT_MEMBERSHIPS: &str = "INSERT INTO memberships (room_id, user_id, membership, event_id, pos, joined_pos) \
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
      ON CONFLICT (user_id, room_id) DO UPDATE SET membership = EXCLUDED.membership, \
-     event_id = EXCLUDED.event_id, pos = EXCLUDED.pos, forgotten = FALSE";
+     event_id = EXCLUDED.event_id, pos = EXCLUDED.pos, forgotten = FALSE, \
+     joined_pos = CASE WHEN EXCLUDED.membership <> 'join' THEN memberships.joined_pos \
+       WHEN memberships.membership = 'join' THEN COALESCE(memberships.joined_pos, EXCLUDED.joined_pos) \
+       ELSE EXCLUDED.joined_pos END";
+/// A batch that both left (or was invited, ...) and joined again starts a new stretch,
+/// whatever the membership before the batch.
+const RESTART_JOINED: &str = "UPDATE memberships SET joined_pos = r.pos \
+     FROM unnest($2::text[], $3::bigint[]) AS r(user_id, pos) \
+     WHERE memberships.room_id = $1 AND memberships.user_id = r.user_id";
 const INSERT_TXNS: &str = "INSERT INTO event_txns (user_id, device_id, txn_id, scope, event_id, created_ts) \
      SELECT *, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])";
 const INSERT_RELATION: &str = "INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, type, sender, pos) \
@@ -83,17 +93,22 @@ pub(crate) async fn write_rows(
     // Later events of the batch win for the same state key (one upsert may not touch a row
     // twice).
     let mut state: HashMap<(String, String), (String, i64, Option<String>)> = HashMap::new();
+    let mut stretches = Stretches::default();
     for (row, pos) in rows.iter().zip(positions) {
         if let Some(key) = &row.pdu.state_key {
             let membership = (row.pdu.kind == TimelineEventType::RoomMember).then(|| membership_of(&row.pdu)).flatten();
+            if let Some(m) = &membership {
+                stretches.see(key, m, *pos);
+            }
             state.insert((row.pdu.kind.to_string(), key.clone()), (row.pdu.event_id.to_string(), *pos, membership));
         }
     }
     if !state.is_empty() {
         let (mut types, mut keys, mut ids, mut poss) = (vec![], vec![], vec![], vec![]);
-        let (mut m_users, mut m_kinds, mut m_ids, mut m_pos) = (vec![], vec![], vec![], vec![]);
+        let (mut m_users, mut m_kinds, mut m_ids, mut m_pos, mut m_joined) = (vec![], vec![], vec![], vec![], vec![]);
         for ((t, k), (id, pos, membership)) in state {
             if let Some(m) = membership {
+                m_joined.push(stretches.start(&k));
                 m_users.push(k.clone());
                 m_kinds.push(m);
                 m_ids.push(id.clone());
@@ -108,7 +123,12 @@ pub(crate) async fn write_rows(
         tx.execute(&stmt, &[&room_id, &types, &keys, &ids, &poss]).await?;
         if !m_users.is_empty() {
             let stmt = tx.prepare_cached(UPSERT_MEMBERSHIPS).await?;
-            tx.execute(&stmt, &[&room_id, &m_users, &m_kinds, &m_ids, &m_pos]).await?;
+            tx.execute(&stmt, &[&room_id, &m_users, &m_kinds, &m_ids, &m_pos, &m_joined]).await?;
+            let (restarted, at) = stretches.restarted();
+            if !restarted.is_empty() {
+                let stmt = tx.prepare_cached(RESTART_JOINED).await?;
+                tx.execute(&stmt, &[&room_id, &restarted, &at]).await?;
+            }
         }
     }
 
@@ -164,4 +184,34 @@ struct EventColumns {
     txn_device: Vec<Option<String>>,
     txn_id: Vec<Option<String>>,
     redacts: Vec<Option<String>>,
+}
+
+/// Each user's run of joins in a batch: where the last run began, and whether a membership
+/// other than a join came before it in the same batch (then the run is a new stretch, not a
+/// continuation of a join stored before).
+#[derive(Default)]
+struct Stretches(HashMap<String, (Option<i64>, bool)>);
+
+impl Stretches {
+    fn see(&mut self, user: &str, membership: &str, pos: i64) {
+        let (start, broken) = self.0.entry(user.to_owned()).or_insert((None, false));
+        if membership == "join" {
+            start.get_or_insert(pos);
+        } else {
+            *start = None;
+            *broken = true;
+        }
+    }
+
+    /// Where the user's last run of joins began (none when the batch ends in another
+    /// membership).
+    fn start(&self, user: &str) -> Option<i64> {
+        self.0.get(user).and_then(|(start, _)| *start)
+    }
+
+    /// The users whose batch ends in a run of joins after another membership, and where
+    /// each run began.
+    fn restarted(&self) -> (Vec<&str>, Vec<i64>) {
+        self.0.iter().filter_map(|(user, (start, broken))| Some((user.as_str(), (*start).filter(|_| *broken)?))).unzip()
+    }
 }

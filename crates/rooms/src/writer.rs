@@ -12,6 +12,7 @@ use ruma::{
 use tokio::sync::OwnedMutexGuard;
 use trellis_bus::Channel;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
+use trellis_storage::events::BUMP_TYPES;
 
 use crate::{
     Rooms,
@@ -75,7 +76,9 @@ impl Batch {
 const INSERT_ROOM: &str =
     "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts) VALUES ($1, $2, $3, $4, $5)";
 const INSERT_ALIAS: &str = "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES ($1, $2, $3, $4)";
-const ADVANCE_ROOM: &str = "UPDATE rooms SET latest_event_id = $2, depth = $3 \
+/// Moves the room's latest event, and its latest bump event (`$5`, none in this batch: NULL,
+/// which `GREATEST` passes over).
+const ADVANCE_ROOM: &str = "UPDATE rooms SET latest_event_id = $2, depth = $3, bump_pos = GREATEST(bump_pos, $5) \
      WHERE room_id = $1 AND latest_event_id IS NOT DISTINCT FROM $4";
 
 impl Rooms {
@@ -184,10 +187,16 @@ impl Rooms {
         }
         crate::persist::write_rows(&tx, &room, &rows, reservation.positions()).await?;
         let latest = room.latest.as_ref().map(|e| e.id.as_str());
+        let bump = rows
+            .iter()
+            .zip(reservation.positions())
+            .filter(|(r, _)| BUMP_TYPES.contains(&r.pdu.kind.to_string().as_str()))
+            .map(|(_, pos)| *pos)
+            .max();
         let advanced = tx
             .execute(
                 ADVANCE_ROOM,
-                &[&room_id.as_str(), &latest, &room.depth, &previous_latest.as_ref().map(|e| e.as_str())],
+                &[&room_id.as_str(), &latest, &room.depth, &previous_latest.as_ref().map(|e| e.as_str()), &bump],
             )
             .await?;
         if advanced != 1 && !creating {

@@ -10,12 +10,16 @@ mod admin;
 mod auth_rules;
 #[path = "contract/basics.rs"]
 mod basics;
+#[path = "contract/bumps.rs"]
+mod bumps;
 #[path = "contract/conformance.rs"]
 mod conformance;
 #[path = "contract/directory.rs"]
 mod directory;
 #[path = "contract/guests.rs"]
 mod guests;
+#[path = "contract/memberships.rs"]
+mod memberships;
 #[path = "contract/mutual.rs"]
 mod mutual;
 #[path = "contract/profiles.rs"]
@@ -56,6 +60,8 @@ contract!(
     basics::aliases,
     basics::sending_is_idempotent_per_transaction,
     basics::membership_transitions,
+    memberships::joined_pos_marks_where_the_stretch_of_being_joined_began,
+    bumps::the_latest_bump_event_is_kept_per_room,
     basics::power_levels_guard_state,
     basics::history_pagination,
     basics::former_members_see_state_as_of_leaving,

@@ -9,6 +9,19 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
 
+/// The event types that move a room up a sliding sync list (Synapse's defaults): the rooms
+/// writer keeps each room's latest (`rooms.bump_pos`), and the partial index
+/// `events_room_bump` (V31) lists the same types for reading one as of a past position.
+pub const BUMP_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "m.beacon_info",
+];
+
 /// The columns [`EventRow::from_row`] expects, in order, for `SELECT {COLUMNS} FROM events`.
 pub const COLUMNS: &str = "pos, event_id, room_id, sender, type, state_key, origin_server_ts, content, unsigned_json, \
      txn_device, txn_id, redacts";
@@ -160,6 +173,18 @@ mod tests {
 
     fn row() -> EventRow {
         crate::testing::message_row(r#"{"body":"hi","msgtype":"m.text"}"#, None)
+    }
+
+    #[test]
+    fn the_bump_types_are_the_bump_index_and_backfill_lists() {
+        for sql in [
+            include_str!("../migrations/V31__sliding_sync.sql"),
+            include_str!("../migrations/V62__room_bump_positions.sql"),
+        ] {
+            let listed = sql.split("IN (").nth(1).and_then(|l| l.split(')').next()).unwrap();
+            let types: Vec<&str> = listed.split(',').map(|t| t.trim().trim_matches('\'')).collect();
+            assert_eq!(types, BUMP_TYPES);
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ async fn state(db: &TestDb) -> (i64, i64, i64, i64) {
     let client = db.pool(1).get().await.unwrap();
     let row = client
         .query_one(
-            "SELECT (SELECT count(*) FROM notifications WHERE user_id = $1), \
+            "SELECT (SELECT count(*) FROM user_notifications WHERE user_id = $1), \
                (SELECT count(*) FROM push_outbox WHERE user_id = $1), \
                (SELECT pos FROM push_notifier), (SELECT pos FROM stream_positions WHERE stream = 'events')",
             &[&BOB],
@@ -127,4 +127,146 @@ async fn one_worker_per_event_and_resume_after_restart() {
     let (notes, queued, pos, events) = settle(&db, 25).await;
     assert_eq!((notes, queued), (25, 25));
     assert_eq!(pos, events);
+}
+
+const CAROL: &str = "@carol:localhost";
+const DAN: &str = "@dan:localhost";
+const ERIN: &str = "@erin:localhost";
+
+/// `(per-event records, per-member rows)` for the room, and each user's notifications and
+/// highlights as the view gives them.
+async fn rows(db: &TestDb, room: &str) -> ((i64, i64), Vec<(i64, i64)>) {
+    let client = db.pool(1).get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM event_notifications WHERE room_id = $1), \
+               (SELECT count(*) FROM notifications WHERE room_id = $1)",
+            &[&room],
+        )
+        .await
+        .unwrap();
+    let mut users = Vec::new();
+    for user in [ALICE, BOB, CAROL, DAN, ERIN] {
+        let r = client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE highlight) FROM user_notifications \
+                 WHERE user_id = $1 AND room_id = $2",
+                &[&user, &room],
+            )
+            .await
+            .unwrap();
+        users.push((r.get(0), r.get(1)));
+    }
+    ((row.get(0), row.get(1)), users)
+}
+
+/// A message notifies most members alike: it is recorded once, with rows only for the members
+/// it notifies otherwise (a mention, a muted room), and each member's notifications, unread
+/// counts and `/notifications` page are what a row per member gave.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_record_per_event_and_rows_only_for_members_notified_otherwise() {
+    let db = TestDb::new().await.expect("test database");
+    let bus = trellis_bus::MemoryBus::new();
+    let rooms_settings = RoomsSettings {
+        server_name: ruma::ServerName::parse("localhost").unwrap(),
+        database: trellis_storage::Target::new(db.url(), None).unwrap(),
+        test_commit_jitter: None,
+        appservices: Default::default(),
+    };
+    let rooms = RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap());
+    let worker = SyncWorker::new(db.pool(4), bus.clone(), settings(), Shutdown::never());
+    let req = CreateRoomRequest { sender: ALICE.into(), preset: "public_chat".into(), ..Default::default() };
+    let room = rooms.create_room(req).await.unwrap().room_id;
+    for user in [BOB, CAROL, DAN, ERIN] {
+        let join = MembershipRequest {
+            sender: user.into(),
+            room: room.clone(),
+            action: MembershipAction::Join as i32,
+            target: None,
+            reason: None,
+            content_json: None,
+        };
+        rooms.change_membership(join).await.unwrap();
+    }
+    // Dan mutes the room.
+    let mute = PushRulesRequest {
+        requester: DAN.into(),
+        user_id: DAN.into(),
+        op: "put".into(),
+        scope: "global".into(),
+        kind: "room".into(),
+        rule_id: room.clone(),
+        body_json: json!({"actions": []}).to_string(),
+        ..Default::default()
+    };
+    worker.push_rules(mute).await.unwrap();
+
+    for i in 0..3 {
+        say(&rooms, &room, &format!("plain {i}")).await;
+    }
+    // A mention of Carol.
+    rooms
+        .send_event(SendEventRequest {
+            sender: ALICE.into(),
+            device_id: "DEV".into(),
+            room_id: room.clone(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            content_json: json!({"msgtype": "m.text", "body": "carol?", "m.mentions": {"user_ids": [CAROL]}})
+                .to_string(),
+            txn_id: Some("txn-mention".into()),
+            origin_server_ts: None,
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (stored, users) = loop {
+        let (stored, users) = rows(&db, &room).await;
+        let (_, _, pos, events) = state(&db).await;
+        if pos == events || Instant::now() > deadline {
+            break (stored, users);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Four messages, one record each (Bob and Erin are notified alike: the most common
+    // outcome); Dan's four mutes and Carol's mention are rows of their own.
+    assert_eq!(stored.0, 4, "one record per message");
+    let per_member = {
+        let client = db.pool(1).get().await.unwrap();
+        let r = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE user_id = $2 AND NOT notify), \
+                   count(*) FILTER (WHERE user_id = $3 AND notify AND highlight), count(*) \
+                 FROM notifications n WHERE room_id = $1 AND event_pos IN (SELECT event_pos FROM event_notifications)",
+                &[&room, &DAN, &CAROL],
+            )
+            .await
+            .unwrap();
+        (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
+    };
+    assert_eq!(per_member, (4, 1, 5), "rows only for Dan (muted) and Carol (mentioned)");
+    // Alice sent everything: nothing for her. Bob and Erin: four. Carol: four, one highlighted.
+    // Dan: none. (The joins notify nobody: a member event for someone else.)
+    assert_eq!(users, vec![(0, 0), (4, 0), (4, 1), (0, 0), (4, 0)]);
+
+    // `/notifications` and unread counts read the same.
+    let page = |user: &str| NotificationsRequest {
+        requester: user.into(),
+        user_id: user.into(),
+        from: String::new(),
+        limit: 10,
+        only_highlight: false,
+    };
+    let carol: serde_json::Value =
+        serde_json::from_str(&worker.notifications(page(CAROL)).await.unwrap().body_json).unwrap();
+    let bodies: Vec<&str> = carol["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["carol?", "plain 2", "plain 1", "plain 0"], "newest first");
+    let dan: serde_json::Value =
+        serde_json::from_str(&worker.notifications(page(DAN)).await.unwrap().body_json).unwrap();
+    assert_eq!(dan["notifications"], json!([]));
 }

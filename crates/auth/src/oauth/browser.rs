@@ -50,6 +50,12 @@ impl Auth {
             true => self.browser_register(&req).await?,
             false => self.check_password_login(&req.username, req.password).await?,
         };
+        let session_token = self.open_browser_session(&user_id).await?;
+        Ok(OauthBrowserSession { session_token, user_id })
+    }
+
+    /// A new browser session of `user_id` (a password sign-in, or one through a provider).
+    pub(crate) async fn open_browser_session(&self, user_id: &str) -> Result<String> {
         let session_token = new_token(SESSION_PREFIX);
         let now = now_ms();
         let client = self.pool.get().await?;
@@ -58,7 +64,7 @@ impl Auth {
         let expires = now.saturating_add(ms(self.config.oauth.session_lifetime_ms));
         client.execute(&stmt, &[&hash_token(&session_token).as_slice(), &user_id, &now, &expires]).await?;
         info!(user_id = %user_id, "browser session opened");
-        Ok(OauthBrowserSession { session_token, user_id })
+        Ok(session_token)
     }
 
     /// A new password account from the registration page, under the same rules as

@@ -33,6 +33,7 @@ pub fn config() -> AuthConfig {
         registration_requires_token: false,
         registration_tokens: Vec::new(),
         oauth: trellis_core::config::OauthConfig { enabled: true, ..Default::default() },
+        sso: Default::default(),
         recaptcha: None,
         email: None,
         public_baseurl: format!("https://{SERVER}"),

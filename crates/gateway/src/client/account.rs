@@ -143,23 +143,31 @@ async fn get_username_availability_route(
 /// # `GET /_matrix/client/v3/login`
 ///
 /// `m.login.token` with `get_login_token: true` when `POST /login/get_token` is offered
-/// (spec 1.7: how a client that is not signed in learns of it). No `m.login.password` when
+/// (spec 1.7: how a client that is not signed in learns of it); `m.login.sso` with the
+/// identity providers, and `m.login.token` for their login tokens, when any is configured. No `m.login.password` when
 /// the OAuth 2.0 API replaces it (`oauth.enabled` with `oauth.password_login = false`).
 async fn get_login_types_route(
     s: AppState,
     _: Ruma<get_login_types::v3::Request>,
-) -> ApiResult<get_login_types::v3::Response> {
+) -> ApiResult<Rendered<get_login_types::v3::Response>> {
     let mut types = Vec::new();
     if !s.settings.oauth_enabled || s.settings.oauth_password_login {
         types.push(LoginType::Password(Default::default()));
     }
     types.push(LoginType::ApplicationService(Default::default()));
-    if s.settings.login_token_enabled {
+    let sso = !s.settings.sso_providers.is_empty();
+    if sso {
+        types.push(LoginType::Sso(crate::sso::login_type(&s.settings.sso_providers)));
+    }
+    if s.settings.cas_enabled {
+        types.push(crate::sso_cas::login_type()?);
+    }
+    if s.settings.login_token_enabled || sso {
         let mut token = TokenLoginType::new();
-        token.get_login_token = true;
+        token.get_login_token = s.settings.login_token_enabled;
         types.push(LoginType::Token(token));
     }
-    Ok(get_login_types::v3::Response::new(types))
+    crate::sso::without_nulls(get_login_types::v3::Response::new(types))
 }
 
 /// # `POST /_matrix/client/v3/login`

@@ -141,6 +141,10 @@ async fn fallback_page_route(
     s: AppState,
     req: Ruma<get_uiaa_fallback_page::v3::Request>,
 ) -> ApiResult<get_uiaa_fallback_page::v3::Response> {
+    if req.body.auth_type.as_str() == "m.login.sso" {
+        let page = crate::sso::uia_page(&s, &req.body.session)?;
+        return Ok(get_uiaa_fallback_page::v3::Response::html(page));
+    }
     let stage = known_stage(req.body.auth_type.as_str())?;
     let page = form_page(stage, &req.body.session, s.settings.recaptcha_public_key.as_deref(), None);
     Ok(get_uiaa_fallback_page::v3::Response::html(page.into_bytes()))

@@ -69,7 +69,7 @@ async fn link_page_route(State(s): State<AppState>, headers: HeaderMap, uri: Uri
     let (csrf, new) = csrf_token(&headers);
     let response = match session(&s, &headers).await {
         Some((_, user_id)) => link_form(&csrf, &user_id, &q.user_code, None),
-        None => login_form(&csrf, &here(&uri), None),
+        None => login_form(&s, &csrf, &here(&uri), None),
     };
     with_csrf(&s, response, &csrf, new)
 }
@@ -91,7 +91,7 @@ async fn link_route(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         return csrf_refused();
     }
     let Some((session_token, user_id)) = session(&s, &headers).await else {
-        return login_form(&f.csrf, &format!("{PREFIX}/link"), None);
+        return login_form(&s, &f.csrf, &format!("{PREFIX}/link"), None);
     };
     let approve = f.action == "allow";
     let req = OauthApproveDeviceRequest { session_token, user_code: f.user_code.clone(), approve };
@@ -172,7 +172,7 @@ async fn account_route(State(s): State<AppState>, headers: HeaderMap, uri: Uri) 
     let (csrf, new) = csrf_token(&headers);
     let response = match session(&s, &headers).await {
         Some((_, user_id)) => account_page(&s, &csrf, &user_id, &q, None).await,
-        None => login_form(&csrf, &here(&uri), None),
+        None => login_form(&s, &csrf, &here(&uri), None),
     };
     with_csrf(&s, response, &csrf, new)
 }
@@ -201,7 +201,7 @@ async fn signed_in_form(
     }
     match session(s, headers).await {
         Some((token, user_id)) => Ok((f, token, user_id)),
-        None => Err(Box::new(login_form(&f.csrf, ACCOUNT, None))),
+        None => Err(Box::new(login_form(s, &f.csrf, ACCOUNT, None))),
     }
 }
 

@@ -5,8 +5,8 @@
 
 mod account;
 mod endpoints;
-mod pages;
-mod web;
+pub(crate) mod pages;
+pub(crate) mod web;
 
 use axum::Router;
 

@@ -122,7 +122,7 @@ pub async fn session(s: &AppState, headers: &HeaderMap) -> Option<(String, Strin
     found.ok().map(|f| (token, f.user_id))
 }
 
-pub fn login_form(csrf: &str, next: &str, error: Option<&str>) -> Response {
+pub fn login_form(s: &AppState, csrf: &str, next: &str, error: Option<&str>) -> Response {
     let register =
         format!("{PREFIX}/register?{}", serde_urlencoded::to_string([("continue", next)]).unwrap_or_default());
     let body = format!(
@@ -130,7 +130,8 @@ pub fn login_form(csrf: &str, next: &str, error: Option<&str>) -> Response {
          <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Sign in</button></form>\
-         <p><a href=\"{register}\">Create an account</a></p>",
+         <p><a href=\"{register}\">Create an account</a></p>{providers}",
+        providers = crate::sso::oauth_buttons(s, next),
         error = error_line(error),
         csrf = hidden("csrf", csrf),
         next = hidden("continue", next),
@@ -203,7 +204,7 @@ async fn authorize_route(State(s): State<AppState>, headers: HeaderMap, uri: Uri
     let response = match (session(&s, &headers).await, prompt.as_deref()) {
         (_, Some("create")) => register_form(&csrf, &next, None),
         (Some((_, user_id)), p) if p != Some("login") => consent_form(&csrf, &request, &check, &user_id),
-        _ => login_form(&csrf, &next, None),
+        _ => login_form(&s, &csrf, &next, None),
     };
     with_csrf(&s, response, &csrf, new)
 }
@@ -219,7 +220,7 @@ async fn login_page_route(State(s): State<AppState>, headers: HeaderMap, uri: Ur
     let q: ContinueQuery =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or(ContinueQuery { next: String::new() });
     let (csrf, new) = csrf_token(&headers);
-    with_csrf(&s, login_form(&csrf, &safe_continue(&q.next), None), &csrf, new)
+    with_csrf(&s, login_form(&s, &csrf, &safe_continue(&q.next), None), &csrf, new)
 }
 
 /// # `GET /_trellis/oauth2/register?continue=...`
@@ -278,7 +279,7 @@ async fn login_route(State(s): State<AppState>, origin: Origin, headers: HeaderM
     match s.services.auth.oauth_browser_login(req).await {
         Ok(session) => signed_in(&s, &session.session_token, &next),
         Err(e) if e.is_internal() => failure(e),
-        Err(e) => login_form(&f.csrf, &next, Some(&e.matrix().map(|m| m.message.clone()).unwrap_or_default())),
+        Err(e) => login_form(&s, &f.csrf, &next, Some(&e.matrix().map(|m| m.message.clone()).unwrap_or_default())),
     }
 }
 
@@ -335,12 +336,12 @@ async fn consent_route(State(s): State<AppState>, headers: HeaderMap, body: Byte
     };
     let next = format!("{PREFIX}/authorize?{}", f.request);
     let Some(session_token) = cookie(&headers, SESSION_COOKIE).map(str::to_owned) else {
-        return login_form(&f.csrf, &next, None);
+        return login_form(&s, &f.csrf, &next, None);
     };
     let req = OauthGrantCodeRequest { session_token, authorization: Some(authorization), deny: f.action != "allow" };
     match s.services.auth.oauth_grant_code(req).await {
         Ok(redirect) => see_other(&redirect.redirect_to),
-        Err(e) if e.code() == ErrorCode::UnknownToken => login_form(&f.csrf, &next, None),
+        Err(e) if e.code() == ErrorCode::UnknownToken => login_form(&s, &f.csrf, &next, None),
         Err(e) => failure(e),
     }
 }

@@ -40,12 +40,14 @@ const DETAILS: &str = "SELECT n.room_id, n.event_id, n.actions, e.type, e.sender
            WHERE c.room_id = n.room_id AND c.type = 'm.room.canonical_alias' AND c.state_key = ''), \
         (SELECT s.content FROM current_state c JOIN events s ON s.event_id = c.event_id \
            WHERE c.room_id = n.room_id AND c.type = 'm.room.member' AND c.state_key = e.sender) \
-     FROM notifications n JOIN events e ON e.event_id = n.event_id \
+     FROM user_notifications n JOIN events e ON e.event_id = n.event_id \
      WHERE n.user_id = $2 AND n.event_pos = $1";
-/// Notifications after the user's read receipt in each room: the badge count.
-const UNREAD: &str = "SELECT count(*) FROM notifications n WHERE n.user_id = $1 AND n.event_pos > \
-     COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id AND r.user_id = n.user_id \
-        AND r.receipt_type IN ('m.read', 'm.read.private')), 0)";
+/// Notifications after the user's read receipt in each room they are in: the badge count.
+const UNREAD: &str = "SELECT COALESCE(sum(c.n), 0)::bigint FROM memberships m CROSS JOIN LATERAL ( \
+        SELECT count(*) AS n FROM user_notifications u WHERE u.user_id = m.user_id AND u.room_id = m.room_id \
+        AND u.event_pos > COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = m.room_id \
+           AND r.user_id = m.user_id AND r.receipt_type IN ('m.read', 'm.read.private')), 0)) c \
+     WHERE m.user_id = $1 AND m.membership = 'join'";
 /// A badge update for each of the user's http pushers that has none waiting.
 pub(crate) const QUEUE_BADGES: &str = "INSERT INTO push_outbox (user_id, event_pos, app_id, pushkey, next_attempt_ms) \
      SELECT p.user_id, NULL, p.app_id, p.pushkey, $2 FROM pushers p WHERE p.user_id = $1 AND p.kind = 'http' \

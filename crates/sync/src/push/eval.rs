@@ -87,6 +87,11 @@ impl RoomContexts {
         self.members.contains_key(user)
     }
 
+    /// How many joined members the room has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
     /// Every joined member with their context.
     pub fn members(&self) -> impl Iterator<Item = (&String, &Arc<PushConditionRoomCtx>)> {
         self.members.iter()

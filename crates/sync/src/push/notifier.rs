@@ -1,5 +1,6 @@
 //! The notifier: evaluates every new event for every joined member with their push rules,
-//! records the events that notify (`notifications`) and queues a push to each of the user's
+//! records the events that notify ([`crate::push::record`]: once per event, plus the members
+//! notified otherwise) and queues a push to each of the user's
 //! http pushers (`push_outbox`, delivered by `push_delivery`).
 //!
 //! Every sync worker runs the loop, but a batch runs only under the row lock of the single
@@ -15,7 +16,14 @@ use std::{
 
 use trellis_core::{Result, shutdown::Shutdown, time::now_ms};
 
-use crate::{SyncWorker, push::eval, push::matching::CompiledRules};
+use crate::{
+    SyncWorker,
+    push::{
+        eval,
+        matching::CompiledRules,
+        record::{EventInfo, Notified, Record},
+    },
+};
 
 /// Events evaluated per batch (one transaction).
 const BATCH: i64 = 200;
@@ -26,24 +34,30 @@ const TICK: Duration = Duration::from_millis(200);
 const LULL_MS: i64 = 15;
 /// ... but never longer than this (per batch, over all its waits).
 const MAX_DEFER: Duration = Duration::from_millis(1000);
-/// Notifications written per statement. A message in a busy room notifies thousands of
-/// members; written in slices, each after a lull, the writes fit between deliveries instead of
-/// holding PostgreSQL while the next message is sent and delivered.
+/// Per-member rows written per statement. Most events need none or a few; an event that
+/// notifies a busy room's members in many different ways can need thousands, and written in
+/// slices, each after a lull, they fit between deliveries instead of holding PostgreSQL while
+/// the next message is sent and delivered.
 const SLICE: usize = 256;
 
 const LOCK: &str = "SELECT pos FROM push_notifier WHERE id = 1 FOR UPDATE SKIP LOCKED";
 const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
 const EVENTS: &str = "SELECT pos, event_id, room_id, sender, type, state_key, content, origin_server_ts \
      FROM events WHERE pos > $1 AND pos <= $2 ORDER BY pos LIMIT $3";
-/// A batch's notifications and the pushes they queue, in one statement (a busy room notifies
-/// thousands of members per message; a statement per row would make the notifier the
-/// bottleneck of the server, and only the few rows with an http pusher come back as pushes).
-const RECORD: &str = "WITH n AS (INSERT INTO notifications (user_id, room_id, event_id, event_pos, actions, highlight, ts) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bool[], $7::bigint[]) \
-     ON CONFLICT (user_id, event_pos) DO NOTHING RETURNING user_id, event_pos) \
-     INSERT INTO push_outbox (user_id, event_pos, app_id, pushkey, next_attempt_ms) \
-     SELECT n.user_id, n.event_pos, p.app_id, p.pushkey, $8 FROM n \
+/// A batch's per-event records (events that notify the room's members alike), once each.
+const RECORD_EVENTS: &str = "INSERT INTO event_notifications (event_pos, room_id, event_id, sender, actions, highlight, ts) \
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::bigint[]) \
+     ON CONFLICT (event_pos) DO NOTHING";
+/// A batch's per-member rows: the members an event notifies otherwise than its record says.
+const RECORD_MEMBERS: &str = "INSERT INTO notifications (user_id, room_id, event_id, event_pos, actions, highlight, ts, notify) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bool[], $7::bigint[], $8::bool[]) \
+     ON CONFLICT (user_id, event_pos) DO NOTHING";
+/// The pushes a batch queues: one per notification of a user with http pushers, per pusher.
+const QUEUE_PUSHES: &str = "INSERT INTO push_outbox (user_id, event_pos, app_id, pushkey, next_attempt_ms) \
+     SELECT n.user_id, n.event_pos, p.app_id, p.pushkey, $3 FROM unnest($1::text[], $2::bigint[]) AS n(user_id, event_pos) \
      JOIN pushers p ON p.user_id = n.user_id AND p.kind = 'http'";
+/// The users among some users who have an http pusher.
+const PUSHED_USERS: &str = "SELECT DISTINCT user_id FROM pushers WHERE user_id = ANY($1) AND kind = 'http'";
 /// Where each user's stored rules stand (no row: the defaults), and whom each ignores.
 const RULE_POSITIONS: &str = "SELECT user_id, type, pos, \
         CASE WHEN type = 'm.ignored_user_list' THEN content END FROM account_data \
@@ -95,18 +109,6 @@ struct Memo {
     rooms: HashMap<String, (i64, Option<Arc<eval::RoomContexts>>)>,
 }
 
-/// The rows of one batch, column by column.
-#[derive(Default)]
-struct Rows {
-    users: Vec<String>,
-    rooms: Vec<String>,
-    events: Vec<String>,
-    positions: Vec<i64>,
-    actions: Vec<String>,
-    highlights: Vec<bool>,
-    ts: Vec<i64>,
-}
-
 impl SyncWorker {
     /// Evaluates one batch of new events; `true` when more may be waiting.
     /// Its writes wait for lulls until `until` at the latest.
@@ -156,10 +158,10 @@ impl SyncWorker {
         members.sort_unstable();
         members.dedup();
         let ignoring = self.refresh_rules(&read, memo, &members).await?;
-        let now = now_ms();
-        let mut rows = Rows::default();
+        let pushed: HashSet<String> = read.query(PUSHED_USERS, &[&members]).await?.iter().map(|r| r.get(0)).collect();
+        let mut record = Record::default();
         // The JSON of each distinct list of actions, by where the rule keeps it.
-        let mut actions_json: HashMap<(usize, usize), String> = HashMap::new();
+        let mut actions_json: HashMap<(usize, usize), Arc<str>> = HashMap::new();
         for ev in &events {
             let (pos, event_id, room, sender): (i64, &str, &str, &str) = (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
             let json = eval::event_json(event_id, room, sender, ev.get(4), ev.get(5), ev.get(6));
@@ -171,45 +173,58 @@ impl SyncWorker {
                 .filter(|u| invitees.contains(*u) && ev.get::<_, &str>(4) == "m.room.member")
                 .filter(|u| !contexts.is_member(u))
                 .and_then(|u| Some((u.to_owned(), Arc::new(contexts.outsider(u)?))));
-            for (user, ctx) in contexts.members().chain(invitee.as_ref().map(|(u, c)| (u, c))) {
-                if user == sender || ignoring.get(user).is_some_and(|list| list.contains(sender)) {
-                    continue;
+            let mut outcome_of = async |user: &str, ctx| -> Notified {
+                if ignoring.get(user).is_some_and(|list| list.contains(sender)) {
+                    return None;
                 }
-                let Some((_, rules)) = memo.rules.get(user) else { continue };
+                let (_, rules) = memo.rules.get(user)?;
                 let outcome = eval::evaluate_facts(rules, ctx, &facts).await;
                 if !outcome.notify {
-                    continue;
+                    return None;
                 }
                 let key = (outcome.actions.as_ptr() as usize, outcome.actions.len());
-                let actions = actions_json
-                    .entry(key)
-                    .or_insert_with(|| serde_json::to_string(outcome.actions).unwrap_or_else(|_| "[]".into()));
-                rows.actions.push(actions.clone());
-                rows.highlights.push(outcome.highlight);
-                rows.users.push(user.clone());
-                rows.rooms.push(room.to_owned());
-                rows.events.push(event_id.to_owned());
-                rows.positions.push(pos);
-                rows.ts.push(ev.get(7));
+                let actions = actions_json.entry(key).or_insert_with(|| {
+                    Arc::from(serde_json::to_string(outcome.actions).unwrap_or_else(|_| "[]".into()))
+                });
+                Some((actions.clone(), outcome.highlight))
+            };
+            let mut members = Vec::with_capacity(contexts.len());
+            for (user, ctx) in contexts.members().filter(|(user, _)| *user != sender) {
+                members.push((user.as_str(), outcome_of(user, ctx).await));
             }
+            let mut outsiders = Vec::new();
+            if let Some((user, ctx)) = &invitee {
+                outsiders.push((user.as_str(), outcome_of(user, ctx).await));
+            }
+            let info = EventInfo { pos, room, event_id, sender, ts: ev.get(7) };
+            record.add(&info, &members, &outsiders, &pushed);
         }
-        let mut queued = 0u64;
-        let r = &rows;
-        for start in (0..r.users.len()).step_by(SLICE) {
+        let (e, m) = (&record.events, &record.members);
+        if !e.positions.is_empty() {
             self.lull(shutdown, until).await;
-            let s = start..(start + SLICE).min(r.users.len());
-            let slice: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-                &&r.users[s.clone()],
-                &&r.rooms[s.clone()],
-                &&r.events[s.clone()],
-                &&r.positions[s.clone()],
-                &&r.actions[s.clone()],
-                &&r.highlights[s.clone()],
-                &&r.ts[s.clone()],
-                &now,
-            ];
-            queued += tx.execute(RECORD, &slice).await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                [&e.positions, &e.rooms, &e.event_ids, &e.senders, &e.actions, &e.highlights, &e.ts];
+            tx.execute(RECORD_EVENTS, &params).await?;
         }
+        for start in (0..m.len()).step_by(SLICE) {
+            self.lull(shutdown, until).await;
+            let s = start..(start + SLICE).min(m.len());
+            let slice: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &&m.users[s.clone()],
+                &&m.rooms[s.clone()],
+                &&m.event_ids[s.clone()],
+                &&m.positions[s.clone()],
+                &&m.actions[s.clone()],
+                &&m.highlights[s.clone()],
+                &&m.ts[s.clone()],
+                &&m.notify[s.clone()],
+            ];
+            tx.execute(RECORD_MEMBERS, &slice).await?;
+        }
+        let queued = match record.push_users.is_empty() {
+            true => 0,
+            false => tx.execute(QUEUE_PUSHES, &[&record.push_users, &record.push_positions, &now_ms()]).await?,
+        };
         tx.execute(ADVANCE, &[&upto]).await?;
         tx.commit().await?;
         if queued > 0 {

@@ -32,13 +32,27 @@ const DELETE_OF_DEVICES: &str = "DELETE FROM pushers WHERE user_id = $1 AND devi
 // Pushers of unknown origin (made before devices were recorded) go too.
 const DELETE_ALL_BUT: &str = "DELETE FROM pushers WHERE user_id = $1 AND device_id IS DISTINCT FROM $2";
 const DELETE_ALL: &str = "DELETE FROM pushers WHERE user_id = $1";
-const NOTIFICATIONS: &str = "SELECT n.event_pos, n.room_id, n.actions, n.ts, \
+/// A page of the user's notifications, newest first: per room, the page's worth of the
+/// room's per-event records the user is covered by (joined then, not the sender, no row of
+/// their own), and the user's own rows that notify; then the newest of those, with events.
+const NOTIFICATIONS: &str = "WITH n AS (SELECT * FROM ( \
+        SELECT d.event_pos, d.room_id, d.actions, d.ts, d.event_id FROM memberships m \
+        CROSS JOIN LATERAL (SELECT d.* FROM event_notifications d WHERE d.room_id = m.room_id \
+           AND d.event_pos > m.joined_pos AND (m.membership = 'join' OR d.event_pos <= m.pos) \
+           AND d.event_pos < $2 AND d.sender <> $1 AND (NOT $3 OR d.highlight) \
+           AND NOT EXISTS (SELECT 1 FROM notifications x WHERE x.user_id = $1 AND x.event_pos = d.event_pos) \
+           ORDER BY d.event_pos DESC LIMIT $4) d \
+        WHERE m.user_id = $1 \
+        UNION ALL \
+        SELECT event_pos, room_id, actions, ts, event_id FROM notifications \
+        WHERE user_id = $1 AND notify AND event_pos < $2 AND (NOT $3 OR highlight)) u \
+     ORDER BY event_pos DESC LIMIT $4) \
+     SELECT n.event_pos, n.room_id, n.actions, n.ts, \
         n.event_pos <= COALESCE((SELECT max(event_pos) FROM receipts r WHERE r.room_id = n.room_id \
-           AND r.user_id = n.user_id AND r.receipt_type IN ('m.read', 'm.read.private')), 0), \
+           AND r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private')), 0), \
         e.pos, e.event_id, e.room_id, e.sender, e.type, e.state_key, e.origin_server_ts, e.content, \
         e.unsigned_json, e.txn_device, e.txn_id, e.redacts \
-     FROM notifications n JOIN events e ON e.event_id = n.event_id \
-     WHERE n.user_id = $1 AND n.event_pos < $2 AND (NOT $3 OR n.highlight) ORDER BY n.event_pos DESC LIMIT $4";
+     FROM n JOIN events e ON e.event_id = n.event_id ORDER BY n.event_pos DESC";
 
 const COMPLETE: &str = "SELECT pos FROM stream_positions WHERE stream = 'events'";
 const NOTIFIER_POS: &str = "SELECT pos FROM push_notifier WHERE id = 1";

@@ -17,25 +17,26 @@ use crate::{SyncWorker, poll::tail_cache::TailEvent, push::eval, push::matching:
 /// Counting stops here: a client shows "99+" long before.
 const MAX_COUNTED: i64 = 1000;
 
-/// Per room, after the user's read-receipt floor: the notifier's recorded notifications for
-/// the events it has evaluated (rows without an event; their counts), then each later event
-/// for evaluation here. One statement, so the notifier's position and its notifications are
+/// Per room, after the user's read-receipt floor (or where their stretch of being joined
+/// began): the notifier's recorded notifications for the events it has evaluated (rows
+/// without an event; their counts, from the view `user_notifications`), then each later
+/// event for evaluation here. One statement, so the notifier's position and its notifications are
 /// read from one snapshot.
 const UNREAD: &str = "WITH np AS (SELECT COALESCE((SELECT pos FROM push_notifier WHERE id = 1), 0) AS pos), \
      f AS (SELECT r.rid, GREATEST( \
         (SELECT max(event_pos) FROM receipts WHERE room_id = r.rid AND user_id = $2 \
            AND receipt_type IN ('m.read', 'm.read.private')), \
-        (SELECT min(pos) FROM events WHERE type = 'm.room.member' AND state_key = $2 AND room_id = r.rid), \
+        (SELECT joined_pos FROM memberships WHERE user_id = $2 AND room_id = r.rid), \
         0) AS floor FROM unnest($1::text[]) AS r(rid)) \
      SELECT f.rid, e.event_id, e.sender, e.type, e.state_key, e.content, 0::bigint, 0::bigint \
      FROM f CROSS JOIN np CROSS JOIN LATERAL (SELECT event_id, sender, type, state_key, content FROM events \
         WHERE room_id = f.rid AND pos > GREATEST(f.floor, np.pos) AND pos <= $3 AND sender <> $2 \
         ORDER BY pos DESC LIMIT $4) e \
      UNION ALL \
-     SELECT f.rid, NULL, NULL, NULL, NULL, NULL, count(*), count(*) FILTER (WHERE n.highlight) \
-     FROM f CROSS JOIN np JOIN notifications n ON n.user_id = $2 AND n.room_id = f.rid \
-        AND n.event_pos > f.floor AND n.event_pos <= LEAST($3, np.pos) \
-     GROUP BY f.rid";
+     SELECT f.rid, NULL, NULL, NULL, NULL, NULL, n.notes, n.highlights \
+     FROM f CROSS JOIN np CROSS JOIN LATERAL (SELECT count(*) AS notes, count(*) FILTER (WHERE highlight) AS highlights \
+        FROM user_notifications WHERE user_id = $2 AND room_id = f.rid \
+        AND event_pos > f.floor AND event_pos <= LEAST($3, np.pos)) n";
 
 /// `(notification_count, highlight_count)`.
 pub type Counts = (u64, u64);

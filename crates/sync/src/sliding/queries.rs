@@ -3,11 +3,14 @@
 //! encryption, room type, direct chats), current state (all of it or what changed since a
 //! position) and which rooms outside the windows saw events.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use tokio_postgres::types::ToSql;
 use trellis_core::Result;
-use trellis_storage::events::{COLUMNS, EventRow};
+use trellis_storage::events::{BUMP_TYPES, COLUMNS, EventRow};
 
 use crate::{
     poll::caches::Bounded,
@@ -38,12 +41,17 @@ const MEMBERSHIPS: &str = "SELECT m.room_id, m.membership, m.pos, \
          ELSE false END \
      FROM memberships m WHERE m.user_id = $1 AND NOT m.forgotten";
 
-/// The latest bump event at or below `$2` — the event types that move a room up a list, as
-/// Synapse's defaults (the list matches the index `events_room_bump`).
-const BUMPS: &str = "SELECT r.rid, \
-       (SELECT max(pos) FROM events e WHERE e.room_id = r.rid AND e.pos <= $2 AND e.type IN ('m.room.create', \
-          'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', 'm.beacon_info')) \
-     FROM unnest($1::text[]) AS r(rid)";
+/// The latest bump event of each room at or below `$2`: the room's stored one
+/// (`rooms.bump_pos`), unless it came after `$2` (committed since the answer's position was
+/// read), then read from the events (the list is the index `events_room_bump`'s).
+static BUMPS: LazyLock<String> = LazyLock::new(|| {
+    let types = BUMP_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT r.room_id, CASE WHEN r.bump_pos <= $2 THEN r.bump_pos ELSE \
+           (SELECT max(pos) FROM events e WHERE e.room_id = r.room_id AND e.pos <= $2 AND e.type IN ({types})) END \
+         FROM rooms r WHERE r.room_id = ANY($1)"
+    )
+});
 
 /// The rooms among `$1` that are encrypted.
 const ENCRYPTED: &str = "SELECT room_id FROM current_state \
@@ -107,7 +115,7 @@ pub(crate) async fn facts(
     if rooms.is_empty() {
         return Ok(HashMap::new());
     }
-    let stmt = client.prepare_cached(BUMPS).await?;
+    let stmt = client.prepare_cached(&BUMPS).await?;
     let mut out: HashMap<String, Facts> = client
         .query(&stmt, &[&rooms, &upto])
         .await?
