@@ -6,6 +6,7 @@
 # - matrix-js-sdk with its Rust crypto (npm, pinned by tests/clients/js/package-lock.json), the
 #   encrypted-DM scenario of tests/e2e/js_sdk.rs, and oidc-provider (same package.json), the
 #   real OpenID Connect provider of the upstream sign-in scenarios in tests/e2e/sso.rs;
+# - aiosmtpd (PyPI), the SMTP server that receives the validation mails of tests/e2e/email.rs;
 # - moto[server] (`moto_server`), the S3-compatible server the media contract tests store
 #   blobs in;
 # - the matrix-rust-sdk scenario (tests/clients/rust-sdk, Element X's libraries over sliding
@@ -13,7 +14,7 @@
 #   the main build never compiles its dependencies (about five minutes cold on two cores).
 # Failing to install is reported, not fatal: the scenario then skips itself, unless CI makes
 # it mandatory with TRELLIS_REQUIRE_NIO=1, TRELLIS_REQUIRE_MAUTRIX=1, TRELLIS_REQUIRE_JS=1,
-# TRELLIS_REQUIRE_S3=1 or TRELLIS_REQUIRE_RUST_SDK=1.
+# TRELLIS_REQUIRE_S3=1, TRELLIS_REQUIRE_SMTP=1 or TRELLIS_REQUIRE_RUST_SDK=1.
 set -uo pipefail
 
 if ! python3 -c 'import nio' 2>/dev/null; then
@@ -27,6 +28,13 @@ if ! python3 -c 'import mautrix.appservice' 2>/dev/null; then
   echo "installing mautrix for the end-to-end bridge scenario" >&2
   if ! python3 -m pip install --quiet --disable-pip-version-check mautrix >&2; then
     echo "warning: could not install mautrix (pip install mautrix)" >&2
+  fi
+fi
+
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  echo "installing aiosmtpd for the end-to-end email scenarios" >&2
+  if ! python3 -m pip install --quiet --disable-pip-version-check aiosmtpd >&2; then
+    echo "warning: could not install aiosmtpd (pip install aiosmtpd)" >&2
   fi
 fi
 

@@ -146,6 +146,17 @@ async fn limits_apply(server: TestServer, urls: Vec<String>) {
         login(&Client::new(&urls[i % urls.len()])).await.err(403, "M_FORBIDDEN");
     }
     login(&Client::new(&urls[2 % urls.len()])).await.err(429, "M_LIMIT_EXCEEDED");
+    // Validation mails per address (this server mails none: the answer says so, until the
+    // limit comes first).
+    let request_token = |c: Client, email: &'static str| async move {
+        let body = json!({"client_secret": "s", "email": email, "send_attempt": 1});
+        c.post("/_matrix/client/v3/account/3pid/email/requestToken", body).await
+    };
+    for i in 0..2 {
+        let refused = request_token(Client::new(&urls[i % urls.len()]), "a@example.org").await;
+        refused.err(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED");
+    }
+    request_token(Client::new(&urls[2 % urls.len()]), "b@example.org").await.err(429, "M_LIMIT_EXCEEDED");
     // Other users keep their own message budget.
     let mut bob = Client::new(&urls[0]);
     bob.register("bob", "pw").await;
@@ -157,6 +168,7 @@ fn strict(c: &mut trellis_testkit::Config) {
     c.rate_limits.enabled = true;
     c.rate_limits.message = trellis_testkit::Rule::new(0.01, 3);
     c.rate_limits.login = trellis_testkit::Rule::new(0.01, 2);
+    c.rate_limits.threepid_validation = trellis_testkit::Rule::new(0.01, 2);
     // Registration and room creation stay generous so the set-up is not limited.
     c.rate_limits.register = trellis_testkit::Rule::new(100.0, 100);
     c.rate_limits.join = trellis_testkit::Rule::new(100.0, 100);

@@ -50,6 +50,20 @@ required = false
 "
 fi
 
+# SyTest's SMTP sink (the email 3PID tests read the validation mails it receives): plain SMTP
+# (it knows HELO only; Trellis falls back to it). SyTest's mock identity server presents its
+# CA's own certificate, which no verifier accepts (SyTest tells Synapse to check none).
+email="[email]
+insecure_identity_server_tls_for_testing = true
+"
+if [ -n "${SYTEST_SMTP_HOST:-}" ]; then
+  email="${email}smtp_host = \"$SYTEST_SMTP_HOST\"
+smtp_port = ${SYTEST_SMTP_PORT:-25}
+smtp_tls = \"none\"
+notif_from = \"Trellis <trellis@localhost>\"
+"
+fi
+
 config="$SYTEST_HS_DIR/trellis.toml"
 cat > "$config" <<EOF
 server_name = "$SYTEST_SERVER_NAME"
@@ -67,6 +81,7 @@ enabled = true
 allow_guests = true
 
 $recaptcha
+$email
 [rate_limits]
 enabled = false
 

@@ -4,7 +4,7 @@
 
 use tracing::{info, instrument};
 use trellis_core::Result;
-use trellis_proto::auth::{AuthAck, ChangePasswordRequest, DeactivateRequest};
+use trellis_proto::auth::{AuthAck, ChangePasswordRequest, DeactivateRequest, ThreepidUnbindResult};
 
 use crate::{backup_store, devices, openid, password, service::Auth};
 
@@ -23,13 +23,13 @@ impl Auth {
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
-    pub(crate) async fn do_deactivate(&self, req: DeactivateRequest) -> Result<AuthAck> {
+    pub(crate) async fn do_deactivate(&self, req: DeactivateRequest) -> Result<ThreepidUnbindResult> {
         let by_appservice = req.appservice_id.as_deref().and_then(|id| self.appservices.by_id(id));
         if !by_appservice.is_some_and(|a| a.is_interested_in_user(&req.user_id)) {
             self.require_uia(&req.user_id, "deactivate", None, &req.auth_json).await?;
         }
-        self.deactivate_account(&req.user_id, req.erase).await?;
-        Ok(AuthAck {})
+        let unbound = self.deactivate_account_unbinding(&req.user_id, req.erase).await?;
+        Ok(crate::threepid::unbind_result(unbound))
     }
 
     /// Sets a (checked) new password; with `logout` every device but the one named (all of
@@ -54,7 +54,14 @@ impl Auth {
 
     /// No more logins; every device, token, UIA session, key backup and OpenID token of the
     /// user removed (leaving rooms is the rooms service's part).
+    /// The account's 3PIDs go too, and are unbound from the identity servers they were bound
+    /// on through this server (`unbound`: whether every one of those answered).
     pub(crate) async fn deactivate_account(&self, user_id: &str, erase: bool) -> Result<()> {
+        self.deactivate_account_unbinding(user_id, erase).await.map(|_| ())
+    }
+
+    /// [`Auth::deactivate_account`], saying whether the identity servers unbound everything.
+    pub(crate) async fn deactivate_account_unbinding(&self, user_id: &str, erase: bool) -> Result<bool> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(&tx.prepare_cached(DEACTIVATE).await?, &[&user_id, &erase]).await?;
@@ -62,10 +69,12 @@ impl Auth {
         tx.execute(&tx.prepare_cached(DELETE_USER_UIA).await?, &[&user_id]).await?;
         backup_store::delete_all(&tx, user_id).await?;
         openid::delete_user_tokens(&tx, user_id).await?;
+        crate::threepid::store::delete_all(&tx, user_id).await?;
         tx.commit().await?;
         let tokens = removed.revoked.len();
         self.removed(user_id, removed).await;
+        let unbound = self.unbind_everywhere(user_id).await?;
         info!(user_id = %user_id, tokens, erase, "account deactivated");
-        Ok(())
+        Ok(unbound)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use trellis_core::config::{Config, RecaptchaConfig, RegistrationTokenConfig};
+use trellis_core::config::{Config, EmailConfig, RecaptchaConfig, RegistrationTokenConfig};
 
 /// What the auth service needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,13 @@ pub struct AuthConfig {
     pub sso: trellis_core::sso::SsoConfig,
     /// The `m.login.recaptcha` stage, when configured (with its keys set).
     pub recaptcha: Option<RecaptchaConfig>,
+    /// Email validation (`[email]`), when an SMTP host is configured.
+    pub email: Option<EmailConfig>,
+    /// Where the links in mails point: `public_baseurl` without its trailing slash, else
+    /// `https://{server_name}`.
+    pub public_baseurl: String,
+    /// Identity servers' certificates are not checked (`email.insecure_identity_server_tls_for_testing`).
+    pub insecure_identity_server_tls: bool,
 }
 
 impl AuthConfig {
@@ -68,6 +75,12 @@ impl AuthConfig {
             oauth: config.oauth.clone(),
             sso: config.sso.clone(),
             recaptcha: config.registration.recaptcha.clone().filter(|r| !r.private_key.is_empty()),
+            email: Some(config.email.clone()).filter(|e| e.smtp_host.as_deref().is_some_and(|h| !h.is_empty())),
+            public_baseurl: match &config.public_baseurl {
+                Some(base) => base.trim_end_matches('/').to_owned(),
+                None => format!("https://{}", config.server_name),
+            },
+            insecure_identity_server_tls: config.email.insecure_identity_server_tls_for_testing,
         }
     }
 }

@@ -2,10 +2,10 @@
 //!
 //! [`Auth`] implements [`trellis_proto::auth::AuthService`] on PostgreSQL. It is the only
 //! writer of `users`, `devices`, `access_tokens`, `refresh_tokens`, `login_tokens`,
-//! `registration_tokens`, `uia_sessions`, `profiles`, `openid_tokens`, `room_keys_versions`
-//! and `room_keys`, and of the OAuth 2.0 API's `oauth_clients`, `oauth_browser_sessions`,
-//! `oauth_grants` and `oauth_devices` (`oauth/`), and of upstream sign-ins' `sso_links` and
-//! `sso_sessions` (`sso/`). Passwords are hashed with Argon2id off the
+//! `registration_tokens`, `uia_sessions`, `profiles`, `openid_tokens`, `room_keys_versions`,
+//! `room_keys`, of the third-party identifier tables (`threepid/`), of the OAuth 2.0 API's
+//! `oauth_clients`, `oauth_browser_sessions`, `oauth_grants` and `oauth_devices` (`oauth/`),
+//! and of upstream sign-ins' `sso_links` and `sso_sessions` (`sso/`). Passwords are hashed with Argon2id off the
 //! async threads; access, refresh and login tokens (and OAuth codes and browser sessions) are
 //! stored as SHA-256 only and successful lookups are cached for a short time (never past a
 //! token's expiry).
@@ -35,6 +35,7 @@ mod registration_tokens;
 mod service;
 pub mod sso;
 mod store;
+mod threepid;
 mod token;
 mod uia;
 mod uia_fallback;

@@ -152,7 +152,13 @@ impl Auth {
                 )
                 .with_status(400));
             }
-            (None, None) => self.check_password_login(&req.user, req.password).await?,
+            (None, None) => {
+                let user = match (&req.medium, &req.address) {
+                    (Some(medium), Some(address)) => self.threepid_owner_for_login(medium, address).await?,
+                    _ => req.user.clone(),
+                };
+                self.check_password_login(&user, req.password).await?
+            }
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

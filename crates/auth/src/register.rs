@@ -290,6 +290,9 @@ impl Auth {
             // A concurrent registration with the same session created its account first.
             return Err(uia::unknown_session());
         }
+        if let Some(session) = &account.session {
+            crate::threepid::stage::add_registered(&tx, session, &user_id).await?;
+        }
         if let Some(token) = &account.registration_token {
             registration_tokens::complete(&tx, token).await?;
         }
@@ -324,13 +327,19 @@ pub(crate) fn response(user_id: String, issued: Option<Issued>, created: bool) -
 
 /// The registration flows the configuration asks for: a registration token and the captcha
 /// when required, before the dummy stage.
+/// With email validation configured, each flow also comes with the email stage in place of
+/// the dummy one.
 pub(crate) fn register_flows(config: &crate::AuthConfig) -> uia::Flows {
     let captcha = config.recaptcha.as_ref().is_some_and(|r| r.required);
-    match (config.registration_requires_token, captcha) {
+    let flows = match (config.registration_requires_token, captcha) {
         (true, true) => uia::TOKEN_CAPTCHA_REGISTER_FLOWS,
         (true, false) => uia::TOKEN_REGISTER_FLOWS,
         (false, true) => uia::CAPTCHA_REGISTER_FLOWS,
         (false, false) => uia::REGISTER_FLOWS,
+    };
+    match config.email {
+        Some(_) => crate::threepid::stage::register_flows(flows),
+        None => flows,
     }
 }
 

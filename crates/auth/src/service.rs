@@ -27,12 +27,17 @@ pub struct Auth {
     pub(crate) bus: Option<Arc<dyn Bus>>,
     /// The configured application services (`appservice.rs`).
     pub(crate) appservices: trellis_core::appservice::Registry,
+    /// Validation mails, when `[email]` configures an SMTP server.
+    pub(crate) mailer: Option<crate::threepid::Mailer>,
+    /// Calls identity servers; made on the first call (few servers bind 3PIDs).
+    pub(crate) id_servers: std::sync::OnceLock<reqwest::Client>,
     /// Upstream OpenID Connect providers' discovery and keys (`sso/`).
     pub(crate) sso: crate::sso::Upstream,
 }
 
 impl Auth {
     pub fn new(pool: Pool, config: AuthConfig) -> Auth {
+        let mailer = crate::threepid::mailer(config.email.as_ref());
         Auth {
             pool,
             tokens: TokenCache::new(config.token_cache, TOKEN_CACHE_CAPACITY),
@@ -45,6 +50,8 @@ impl Auth {
             last_numeric: AtomicI64::new(0),
             bus: None,
             appservices: Default::default(),
+            mailer,
+            id_servers: Default::default(),
             sso: Default::default(),
         }
     }
@@ -126,7 +133,7 @@ impl AuthService for Auth {
         self.do_change_password(req).await
     }
 
-    async fn deactivate(&self, req: DeactivateRequest) -> Result<AuthAck> {
+    async fn deactivate(&self, req: DeactivateRequest) -> Result<ThreepidUnbindResult> {
         self.do_deactivate(req).await
     }
 
@@ -295,6 +302,42 @@ impl AuthService for Auth {
 
     async fn oauth_change_password(&self, req: OauthChangePasswordRequest) -> Result<AuthAck> {
         self.do_oauth_change_password(req).await
+    }
+
+    async fn request_threepid_token(&self, req: RequestThreepidTokenRequest) -> Result<ThreepidSession> {
+        self.do_request_threepid_token(req).await
+    }
+
+    async fn submit_threepid_token(&self, req: SubmitThreepidTokenRequest) -> Result<ThreepidValidated> {
+        self.do_submit_threepid_token(req).await
+    }
+
+    async fn list_threepids(&self, req: ListThreepidsRequest) -> Result<ThreepidList> {
+        self.do_list_threepids(req).await
+    }
+
+    async fn add_threepid(&self, req: AddThreepidRequest) -> Result<AuthAck> {
+        self.do_add_threepid(req).await
+    }
+
+    async fn delete_threepid(&self, req: DeleteThreepidRequest) -> Result<ThreepidUnbindResult> {
+        self.do_delete_threepid(req, true).await
+    }
+
+    async fn unbind_threepid(&self, req: DeleteThreepidRequest) -> Result<ThreepidUnbindResult> {
+        self.do_delete_threepid(req, false).await
+    }
+
+    async fn bind_threepid(&self, req: BindThreepidRequest) -> Result<AuthAck> {
+        self.do_bind_threepid(req).await
+    }
+
+    async fn reset_password(&self, req: ResetPasswordRequest) -> Result<ResetPasswordResponse> {
+        self.do_reset_password(req).await
+    }
+
+    async fn lookup_threepid(&self, req: LookupThreepidRequest) -> Result<ThreepidOwner> {
+        self.do_lookup_threepid(req).await
     }
 
     async fn sso_start(&self, req: SsoStartRequest) -> Result<SsoStartResponse> {

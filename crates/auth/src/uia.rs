@@ -26,6 +26,7 @@ pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
 pub const RECAPTCHA: &str = "m.login.recaptcha";
+pub use crate::threepid::stage::EMAIL_IDENTITY;
 
 /// Flows offered for registration.
 pub const REGISTER_FLOWS: Flows = &[&[DUMMY]];
@@ -70,6 +71,8 @@ pub struct AuthDict {
     pub token: Option<String>,
     /// `m.login.recaptcha`: the captcha answer.
     pub response: Option<String>,
+    /// `m.login.email.identity`: the validated session's `sid` and `client_secret`.
+    pub threepid_creds: Option<(String, String)>,
 }
 
 /// Parses `auth_json`; `None` when the client sent no `auth` object.
@@ -103,6 +106,10 @@ pub fn parse(auth_json: &str) -> Result<Option<AuthDict>> {
         // Checked by its stage, which answers a missing or malformed token in the challenge.
         token: map.get("token").and_then(Value::as_str).map(str::to_owned),
         response: string(&map, "response")?,
+        threepid_creds: match map.get("threepid_creds").or_else(|| map.get("threepidCreds")) {
+            Some(Value::Object(creds)) => string(creds, "sid")?.zip(string(creds, "client_secret")?),
+            _ => None,
+        },
     }))
 }
 
@@ -190,7 +197,8 @@ impl Uia {
         let mut session = match &dict.session {
             Some(id) => Some(continued(&client, id, &round).await?),
             // A registration token's use is reserved for a session: it needs one from the start.
-            None if dict.stage.as_deref() == Some(REGISTRATION_TOKEN) => {
+            // So does an email stage: the session remembers the address it proved.
+            None if matches!(dict.stage.as_deref(), Some(REGISTRATION_TOKEN | EMAIL_IDENTITY)) => {
                 Some(self.new_session(&client, &round, &[]).await?)
             }
             None => None,
@@ -209,6 +217,10 @@ impl Uia {
             Some(SSO) => Some(Failure(ErrorCode::Forbidden, "Complete m.login.sso on its fallback page".into())),
             Some(PASSWORD) => check_password(&client, &round, &dict).await?,
             Some(RECAPTCHA) => self.check_recaptcha(&round, &dict).await?,
+            Some(EMAIL_IDENTITY) => match &mut session {
+                Some(session) => crate::threepid::stage::check(&client, session, &dict).await?,
+                None => Some(Failure(ErrorCode::MissingParam, "Missing UIA session".into())),
+            },
             Some(REGISTRATION_TOKEN) => match &mut session {
                 Some(session) => check_registration_token(&mut client, session, &dict).await?,
                 None => Some(Failure(ErrorCode::MissingParam, "Missing UIA session".into())),

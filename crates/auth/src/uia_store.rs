@@ -7,7 +7,7 @@ use trellis_core::{Result, time::now_ms};
 const INSERT: &str = "INSERT INTO uia_sessions (session_id, kind, created_ts, user_id, target, params) \
                       VALUES ($1, $2, $3, $4, $5, $6)";
 const SELECT: &str = "SELECT kind, user_id, target, completed, params, password_hash, registered_user_id, \
-                      registration_token FROM uia_sessions WHERE session_id = $1 AND created_ts >= $2";
+                      registration_token, threepid FROM uia_sessions WHERE session_id = $1 AND created_ts >= $2";
 const MARK_STAGE: &str = "UPDATE uia_sessions SET completed = array_append(completed, $2) \
                           WHERE session_id = $1 AND NOT ($2 = ANY (completed))";
 const SET_PARAMS: &str = "UPDATE uia_sessions SET params = $2 WHERE session_id = $1";
@@ -17,6 +17,7 @@ const SET_REGISTERED: &str = "UPDATE uia_sessions SET registered_user_id = $2 \
                               WHERE session_id = $1 AND registered_user_id IS NULL";
 const SET_REGISTRATION_TOKEN: &str = "UPDATE uia_sessions SET registration_token = $2 \
                                       WHERE session_id = $1 AND registration_token IS NULL";
+const SET_THREEPID: &str = "UPDATE uia_sessions SET threepid = $2 WHERE session_id = $1";
 const DELETE: &str = "DELETE FROM uia_sessions WHERE session_id = $1";
 // Registrations that reserved a registration token and never finished give the use back.
 const PURGE: &str = "WITH gone AS (DELETE FROM uia_sessions WHERE created_ts < $1 \
@@ -44,6 +45,8 @@ pub struct SessionRow {
     pub registered_user_id: Option<String>,
     /// The registration token whose stage the session passed (a use reserved for it).
     pub registration_token: Option<String>,
+    /// The 3PID an `m.login.email.identity` stage proved, as JSON (`threepid/stage.rs`).
+    pub threepid: Option<String>,
 }
 
 /// A new session for a purpose, a user and a target, remembering `params`.
@@ -65,7 +68,14 @@ pub async fn get(c: &impl GenericClient, session_id: &str, created_after: i64) -
         password_hash: row.get(5),
         registered_user_id: row.get(6),
         registration_token: row.get(7),
+        threepid: row.get(8),
     }))
+}
+
+/// Remembers the 3PID an email stage proved.
+pub async fn set_threepid(c: &impl GenericClient, session_id: &str, threepid: &str) -> Result<()> {
+    c.execute(&c.prepare_cached(SET_THREEPID).await?, &[&session_id, &threepid]).await?;
+    Ok(())
 }
 
 pub async fn mark_stage(c: &impl GenericClient, session_id: &str, stage: &str) -> Result<()> {

@@ -23,6 +23,8 @@ mod registration;
 mod sessions;
 #[path = "contract/sso.rs"]
 mod sso;
+#[path = "contract/threepids.rs"]
+mod threepids;
 #[path = "contract/tokens.rs"]
 mod tokens;
 #[path = "contract/uia.rs"]
@@ -104,4 +106,8 @@ contract! {
     oauth::oauth_device_codes_expire,
     oauth::oauth_registration_follows_the_registration_rules with crate::common::tokens_config(),
     oauth::oauth_is_off_unless_enabled with crate::common::oauth_off_config(),
+    threepids::email_needs_configuring,
+    threepids::threepid_rules with crate::common::email_config(),
+    threepids::password_reset_by_email with crate::common::email_config(),
+    threepids::registration_with_an_email with crate::common::email_config(),
 }

@@ -84,6 +84,8 @@ pub struct Config {
     pub health: HealthConfig,
     pub server_notices: ServerNoticesConfig,
     pub appservices: AppservicesConfig,
+    /// `[email]`: validation emails for third-party identifiers (`docs/email.md`).
+    pub email: EmailConfig,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             server_notices: ServerNoticesConfig::default(),
             appservices: AppservicesConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -482,6 +485,58 @@ pub struct RegistrationTokenConfig {
     pub expiry_time: Option<i64>,
 }
 
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP, never encrypted (a relay on the same machine or a test sink).
+    None,
+    /// STARTTLS when the server offers it, plain otherwise (Synapse's default).
+    #[default]
+    Opportunistic,
+    /// STARTTLS, required: no mail is sent over a plain connection.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// `[email]`: the homeserver validates email addresses itself by sending a link (spec
+/// "Adding Account Administrative Contact Information"; Synapse's `email` section). Off until
+/// `smtp_host` is set: then `/requestToken` mails, and `m.login.email.identity` is offered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    /// Credentials for SMTP AUTH; none: no authentication.
+    pub smtp_user: Option<String>,
+    pub smtp_pass: Option<String>,
+    /// The `From:` of every mail, e.g. `"Example Chat <noreply@example.org>"`.
+    pub notif_from: String,
+    /// How long a mailed token may be used, in milliseconds (Synapse: one hour).
+    pub validation_token_lifetime_ms: u64,
+    /// For test suites only: identity servers' TLS certificates are not checked (SyTest's
+    /// mock identity server presents its CA's own certificate; Synapse's
+    /// `use_insecure_ssl_client_just_for_testing_do_not_use`). Never in production.
+    pub insecure_identity_server_tls_for_testing: bool,
+}
+
+impl Default for EmailConfig {
+    fn default() -> EmailConfig {
+        EmailConfig {
+            smtp_host: None,
+            smtp_port: 25,
+            smtp_tls: SmtpTls::default(),
+            smtp_user: None,
+            smtp_pass: None,
+            notif_from: "Trellis <noreply@localhost>".into(),
+            validation_token_lifetime_ms: 60 * 60 * 1000,
+            insecure_identity_server_tls_for_testing: false,
+        }
+    }
+}
+
 /// `[auth]`: how sessions are handed out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -758,6 +813,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "health",
     "server_notices",
+    "email",
 ];
 
 impl Config {
@@ -804,6 +860,7 @@ impl Config {
         };
         hide(&mut c.turn.shared_secret);
         hide(&mut c.turn.password);
+        hide(&mut c.email.smtp_pass);
         for p in &mut c.sso.oidc_providers {
             hide(&mut p.client_secret);
         }

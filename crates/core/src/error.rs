@@ -67,6 +67,9 @@ error_codes! {
     ThreepidNotFound => ("M_THREEPID_NOT_FOUND", 400),
     ThreepidDenied => ("M_THREEPID_DENIED", 403),
     ServerNotTrusted => ("M_SERVER_NOT_TRUSTED", 400),
+    // A 3PID validation token that is wrong or expired, or a session not validated.
+    ThreepidAuthFailed => ("M_THREEPID_AUTH_FAILED", 400),
+    ThreepidMediumNotSupported => ("M_THREEPID_MEDIUM_NOT_SUPPORTED", 400),
     ResourceLimitExceeded => ("M_RESOURCE_LIMIT_EXCEEDED", 403),
     UserLocked => ("M_USER_LOCKED", 401),
     // The request was not correctly authorized (a registration token that is not usable).

@@ -51,6 +51,9 @@ pub enum Action {
     Join,
     /// Inviting someone, per user.
     Invite,
+    /// Asking for a validation mail (`/requestToken`), per client IP address and per address
+    /// mailed, so the server cannot be used to flood a mailbox.
+    ThreepidValidation,
 }
 
 impl Action {
@@ -61,6 +64,7 @@ impl Action {
             Action::Message => "message",
             Action::Join => "join",
             Action::Invite => "invite",
+            Action::ThreepidValidation => "threepid_validation",
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct RateLimitConfig {
     pub message: Rule,
     pub join: Rule,
     pub invite: Rule,
+    pub threepid_validation: Rule,
 }
 
 impl Default for RateLimitConfig {
@@ -86,6 +91,8 @@ impl Default for RateLimitConfig {
             message: Rule::new(0.2, 10),
             join: Rule::new(0.1, 10),
             invite: Rule::new(0.3, 10),
+            // Synapse's `rc_3pid_validation`: a burst of five, then one every five minutes.
+            threepid_validation: Rule::new(0.003, 5),
         }
     }
 }
@@ -98,6 +105,7 @@ impl RateLimitConfig {
             Action::Message => self.message,
             Action::Join => self.join,
             Action::Invite => self.invite,
+            Action::ThreepidValidation => self.threepid_validation,
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct GatewaySettings {
     pub oauth_password_login: bool,
     /// The captcha's site key, shown by the `m.login.recaptcha` fallback page.
     pub recaptcha_public_key: Option<String>,
+    /// Email addresses are validated (`[email]` with an SMTP host): `/capabilities` says 3PIDs
+    /// may be changed.
+    pub email_enabled: bool,
     /// Upstream identity providers (`[sso]`), as `/login` and the pages list them.
     pub sso_providers: Vec<SsoProvider>,
     /// `[sso.cas]` is set: `m.login.cas` and its endpoints.
@@ -101,6 +104,7 @@ impl GatewaySettings {
             oauth_enabled: config.oauth.enabled,
             oauth_password_login: config.oauth.password_login,
             recaptcha_public_key: config.registration.recaptcha.as_ref().map(|r| r.public_key.clone()),
+            email_enabled: config.email.smtp_host.as_deref().is_some_and(|h| !h.is_empty()),
             sso_providers: config
                 .sso
                 .oidc_providers

@@ -30,7 +30,7 @@ service! {
         /// Needs UIA (password); with `logout_devices` every other device is removed.
         fn change_password(ChangePasswordRequest) -> AuthAck;
         /// Needs UIA (password); no more logins, every device and token removed.
-        fn deactivate(DeactivateRequest) -> AuthAck;
+        fn deactivate(DeactivateRequest) -> ThreepidUnbindResult;
         fn create_backup_version(CreateBackupVersionRequest) -> BackupVersion;
         fn get_backup_version(GetBackupVersionRequest) -> BackupVersion;
         fn update_backup_version(UpdateBackupVersionRequest) -> AuthAck;
@@ -105,6 +105,27 @@ service! {
         fn oauth_delete_device(OauthDeleteDeviceRequest) -> AuthAck;
         /// `M_FORBIDDEN` for a wrong current password; the other devices stay signed in.
         fn oauth_change_password(OauthChangePasswordRequest) -> AuthAck;
+        /// Mails a validation link (`M_THREEPID_IN_USE` for an address of another account
+        /// when adding or registering, `M_THREEPID_NOT_FOUND` for one of no account when
+        /// resetting a password, `M_THREEPID_MEDIUM_NOT_SUPPORTED` without `[email]`); the
+        /// same `send_attempt` again answers the same session without mailing.
+        fn request_threepid_token(RequestThreepidTokenRequest) -> ThreepidSession;
+        /// The link in the mail: `M_THREEPID_AUTH_FAILED` for a wrong or expired token.
+        fn submit_threepid_token(SubmitThreepidTokenRequest) -> ThreepidValidated;
+        fn list_threepids(ListThreepidsRequest) -> ThreepidList;
+        /// Needs UIA (password) unless `without_uia`; `M_THREEPID_AUTH_FAILED` for a session
+        /// not validated, `M_THREEPID_IN_USE` for an address of another account.
+        fn add_threepid(AddThreepidRequest) -> AuthAck;
+        /// Removes the 3PID from the account and unbinds it from identity servers.
+        fn delete_threepid(DeleteThreepidRequest) -> ThreepidUnbindResult;
+        /// Unbinds on identity servers only; the account keeps the 3PID.
+        fn unbind_threepid(DeleteThreepidRequest) -> ThreepidUnbindResult;
+        /// Binds the session's 3PID to the user on the identity server (proxied).
+        fn bind_threepid(BindThreepidRequest) -> AuthAck;
+        /// `POST /account/password` without a token: the email stage names the account.
+        fn reset_password(ResetPasswordRequest) -> ResetPasswordResponse;
+        /// Asks the identity server who has a 3PID (third-party invites); none if nobody.
+        fn lookup_threepid(LookupThreepidRequest) -> ThreepidOwner;
         /// `M_NOT_FOUND` for an unknown provider; 502 `M_UNKNOWN` when its discovery fails.
         fn sso_start(SsoStartRequest) -> SsoStartResponse;
         /// 400 (`M_INVALID_PARAM`, or `M_FORBIDDEN` for an ID token that fails its checks or

@@ -35,6 +35,9 @@ pub fn config() -> AuthConfig {
         oauth: trellis_core::config::OauthConfig { enabled: true, ..Default::default() },
         sso: Default::default(),
         recaptcha: None,
+        email: None,
+        public_baseurl: format!("https://{SERVER}"),
+        insecure_identity_server_tls: false,
     }
 }
 
@@ -55,6 +58,17 @@ pub fn closed_config() -> AuthConfig {
 /// The OAuth 2.0 API off (the default of a server's configuration).
 pub fn oauth_off_config() -> AuthConfig {
     AuthConfig { oauth: trellis_core::config::OauthConfig::default(), ..config() }
+}
+
+/// Email validation on, its SMTP server nowhere: the rules apply before any mail would go.
+pub fn email_config() -> AuthConfig {
+    let email = trellis_core::config::EmailConfig {
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: 9,
+        smtp_tls: trellis_core::config::SmtpTls::None,
+        ..Default::default()
+    };
+    AuthConfig { email: Some(email), ..config() }
 }
 
 pub fn guest_config() -> AuthConfig {

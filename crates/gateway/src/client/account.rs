@@ -189,7 +189,16 @@ async fn login_route(
     };
     match req.login_info {
         login::v3::LoginInfo::Password(password) => {
-            login.user = named_user(password.identifier, password.user)?;
+            match (password.identifier, password.medium, password.address) {
+                // An email (`m.id.thirdparty`), or the r0.3 `medium` and `address`.
+                (Some(UserIdentifier::Email(email)), _, _) => {
+                    (login.medium, login.address) = (Some("email".to_owned()), Some(email.address));
+                }
+                (None, Some(medium), Some(address)) if password.user.is_none() => {
+                    (login.medium, login.address) = (Some(medium.to_string()), Some(address));
+                }
+                (identifier, _, _) => login.user = named_user(identifier, password.user)?,
+            }
             login.password = password.password;
         }
         login::v3::LoginInfo::Token(token) => login.login_token = Some(token.token),

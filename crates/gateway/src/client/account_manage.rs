@@ -1,18 +1,18 @@
-//! Account management: password change, deactivation (auth first, then the rooms service
-//! makes the user leave every room), and third-party identifiers, which this server does not
-//! support (an empty list; adding or binding one is refused, as Synapse without 3PIDs does).
+//! Account management: password change (or reset, proved by email: `threepid.rs` has the
+//! 3PID endpoints), deactivation (auth first, then the rooms service makes the user leave
+//! every room), and phone numbers, which this server does not validate.
 
 use axum::Router;
 use ruma::api::{
     auth_scheme::AccessToken,
     client::account::{
-        ThirdPartyIdRemovalStatus, add_3pid, bind_3pid, change_password, deactivate, delete_3pid, get_3pids,
-        request_3pid_management_token_via_email, request_3pid_management_token_via_msisdn, unbind_3pid,
+        ThirdPartyIdRemovalStatus, change_password, deactivate, request_3pid_management_token_via_msisdn,
+        request_password_change_token_via_msisdn, request_registration_token_via_msisdn,
     },
 };
 use trellis_core::{Error, ErrorCode};
 use trellis_proto::{
-    auth::{ChangePasswordRequest, DeactivateRequest},
+    auth::{ChangePasswordRequest, DeactivateRequest, ResetPasswordRequest},
     rooms::LeaveAllRoomsRequest,
     sync::delete_device_pushers_request::Which,
 };
@@ -23,7 +23,6 @@ use crate::{
     adjust::Uia,
     error::{ApiError, ApiResult},
     extract::Ruma,
-    response::Rendered,
     router::RumaRoutes,
 };
 
@@ -31,25 +30,33 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .ruma(change_password_route)
         .ruma(deactivate_route)
-        .ruma(get_3pids_route)
-        .ruma(add_3pid_route)
-        .ruma(bind_3pid_route)
-        .ruma(request_3pid_management_token_via_email_route)
         .ruma(request_3pid_management_token_via_msisdn_route)
-        .ruma(delete_3pid_route)
-        .ruma(unbind_3pid_route)
+        .ruma(request_registration_token_via_msisdn_route)
+        .ruma(request_password_change_token_via_msisdn_route)
 }
 
 /// # `POST /_matrix/client/v3/account/password`
 ///
-/// A token is required (ruma's metadata calls it optional, for servers that let a user
-/// prove themselves by e-mail instead; Trellis has no such flow).
+/// Without an access token it is a password reset: the `m.login.email.identity` stage
+/// names the account by an address of it.
 async fn change_password_route(
     s: AppState,
-    req: Ruma<Uia<change_password::v3::Request>, AccessToken>,
+    req: Ruma<Uia<change_password::v3::Request>>,
 ) -> ApiResult<change_password::v3::Response> {
     let (auth, body) = (req.user, req.body);
     let logout_devices = body.request.logout_devices;
+    let Some(auth) = auth else {
+        let reset = ResetPasswordRequest {
+            new_password: body.request.new_password.clone(),
+            logout_devices,
+            auth_json: body.auth_json(),
+        };
+        let reset = s.services.auth.reset_password(reset).await?;
+        if logout_devices {
+            devices_removed(&s, &reset.user_id, Which::All(true)).await?;
+        }
+        return Ok(change_password::v3::Response::new());
+    };
     let change = ChangePasswordRequest {
         user_id: auth.user_id.clone(),
         device_id: auth.device_id.clone(),
@@ -78,9 +85,12 @@ async fn deactivate_route(
         erase: req.body.request.erase,
         appservice_id: req.user.appservice_id.clone(),
     };
-    s.services.auth.deactivate(deactivate).await?;
+    let unbound = s.services.auth.deactivate(deactivate).await?;
     finish_deactivation(&s, user_id).await?;
-    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+    Ok(deactivate::v3::Response::new(match unbound.id_server_unbind_result.as_str() {
+        "success" => ThirdPartyIdRemovalStatus::Success,
+        _ => ThirdPartyIdRemovalStatus::NoSupport,
+    }))
 }
 
 /// After the auth service deactivated an account (here or through the admin API): its
@@ -91,33 +101,8 @@ pub(crate) async fn finish_deactivation(s: &AppState, user_id: String) -> ApiRes
     Ok(())
 }
 
-/// # `GET /_matrix/client/v3/account/3pid`
-///
-/// Synapse sends the empty list (ruma's type leaves an empty one out).
-async fn get_3pids_route(_: AppState, _: Ruma<get_3pids::v3::Request>) -> ApiResult<Rendered<get_3pids::v3::Response>> {
-    Ok(Rendered::new(r#"{"threepids":[]}"#.to_owned()))
-}
-
 fn threepid_denied() -> ApiError {
-    ApiError(Error::new(ErrorCode::ThreepidDenied, "Third-party identifiers are not supported on this server"))
-}
-
-/// # `POST /_matrix/client/v3/account/3pid/add`
-async fn add_3pid_route(_: AppState, _: Ruma<Uia<add_3pid::v3::Request>>) -> ApiResult<add_3pid::v3::Response> {
-    Err(threepid_denied())
-}
-
-/// # `POST /_matrix/client/v3/account/3pid/bind`
-async fn bind_3pid_route(_: AppState, _: Ruma<bind_3pid::v3::Request>) -> ApiResult<bind_3pid::v3::Response> {
-    Err(threepid_denied())
-}
-
-/// # `POST /_matrix/client/v3/account/3pid/email/requestToken` (no auth needed)
-async fn request_3pid_management_token_via_email_route(
-    _: AppState,
-    _: Ruma<request_3pid_management_token_via_email::v3::Request>,
-) -> ApiResult<request_3pid_management_token_via_email::v3::Response> {
-    Err(threepid_denied())
+    ApiError(Error::new(ErrorCode::ThreepidDenied, "Phone numbers are not supported on this server"))
 }
 
 /// # `POST /_matrix/client/v3/account/3pid/msisdn/requestToken` (no auth needed)
@@ -128,12 +113,18 @@ async fn request_3pid_management_token_via_msisdn_route(
     Err(threepid_denied())
 }
 
-/// # `POST /_matrix/client/v3/account/3pid/delete`: there is nothing to remove.
-async fn delete_3pid_route(_: AppState, _: Ruma<delete_3pid::v3::Request>) -> ApiResult<delete_3pid::v3::Response> {
-    Ok(delete_3pid::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+/// # `POST /_matrix/client/v3/register/msisdn/requestToken`
+async fn request_registration_token_via_msisdn_route(
+    _: AppState,
+    _: Ruma<request_registration_token_via_msisdn::v3::Request>,
+) -> ApiResult<request_registration_token_via_msisdn::v3::Response> {
+    Err(threepid_denied())
 }
 
-/// # `POST /_matrix/client/v3/account/3pid/unbind`: there is nothing to remove.
-async fn unbind_3pid_route(_: AppState, _: Ruma<unbind_3pid::v3::Request>) -> ApiResult<unbind_3pid::v3::Response> {
-    Ok(unbind_3pid::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+/// # `POST /_matrix/client/v3/account/password/msisdn/requestToken`
+async fn request_password_change_token_via_msisdn_route(
+    _: AppState,
+    _: Ruma<request_password_change_token_via_msisdn::v3::Request>,
+) -> ApiResult<request_password_change_token_via_msisdn::v3::Response> {
+    Err(threepid_denied())
 }

@@ -153,7 +153,8 @@ async fn get_capabilities_route(
         "m.change_password": { "enabled": true },
         "m.set_displayname": { "enabled": true },
         "m.set_avatar_url": { "enabled": true },
-        "m.3pid_changes": { "enabled": false },
+        // Email addresses can be added and removed when the server validates them.
+        "m.3pid_changes": { "enabled": s.settings.email_enabled },
         // Custom profile fields (spec 1.16): every key the grammar allows may be set.
         "m.profile_fields": { "enabled": true },
         // `POST /login/get_token` (spec 1.7), when the server offers it.

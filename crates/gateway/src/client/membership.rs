@@ -112,16 +112,28 @@ async fn knock_room_route(s: AppState, req: Ruma<knock_room::v3::Request>) -> Ap
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
 async fn invite_user_route(s: AppState, req: Ruma<invite_user::v3::Request>) -> ApiResult<invite_user::v3::Response> {
     req.user.not_suspended()?;
-    let invite_user::v3::InvitationRecipient::UserId(invitee) = req.body.recipient else {
-        return Err(ApiError(Error::unrecognized("Third-party invites are not supported").with_status(400)));
-    };
     s.limit_user(Action::Invite, &req.user).await?;
+    let (invitee, reason) = match req.body.recipient {
+        invite_user::v3::InvitationRecipient::UserId(invitee) => (invitee.user_id.to_string(), invitee.reason),
+        // A 3PID: the user the identity server has it bound to is invited.
+        invite_user::v3::InvitationRecipient::ThirdPartyId(threepid) => {
+            match super::threepid::invitee(&s, &threepid).await? {
+                Some(user_id) => (user_id, None),
+                None => {
+                    return Err(ApiError(
+                        Error::unrecognized("Inviting a 3PID nobody has bound is not supported yet").with_status(400),
+                    ));
+                }
+            }
+        }
+        _ => return Err(ApiError(Error::bad_json("Unknown invitation recipient"))),
+    };
     if req.user.shadow_banned {
         // Shadow-banned: the invite seems to go out and goes nowhere.
         return Ok(invite_user::v3::Response::new());
     }
-    let (sender, room, target) = (req.user.user_id, req.body.room_id.to_string(), Some(invitee.user_id.to_string()));
-    change(&s, sender, room, MembershipAction::Invite, target, invitee.reason, None).await?;
+    let (sender, room, target) = (req.user.user_id, req.body.room_id.to_string(), Some(invitee));
+    change(&s, sender, room, MembershipAction::Invite, target, reason, None).await?;
     Ok(invite_user::v3::Response::new())
 }
 

@@ -29,6 +29,7 @@ mod sliding_sync;
 mod spaces;
 mod sync;
 mod thirdparty;
+mod threepid;
 mod to_device;
 mod user_directory;
 mod voip;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .merge(account_manage::routes())
         .merge(sync::routes())
         .merge(thirdparty::routes())
+        .merge(threepid::routes())
         .merge(appservice::routes())
         .merge(sliding_sync::routes())
         .merge(push::routes())

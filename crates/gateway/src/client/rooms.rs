@@ -20,6 +20,15 @@ async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> 
     // Shadow-banned: the room is made, its invites go nowhere.
     let shadow_banned = req.user.shadow_banned;
     let (sender, req) = (req.user.user_id, req.body);
+    let mut invite: Vec<String> = req.invite.iter().map(|u| u.to_string()).collect();
+    // `invite_3pid`: the users identity servers have these bound to are invited too.
+    for threepid in &req.invite_3pid {
+        match super::threepid::invitee(&s, threepid).await? {
+            Some(user_id) if !invite.contains(&user_id) => invite.push(user_id),
+            Some(_) => {}
+            None => tracing::info!(medium = %threepid.medium, "invite_3pid of an unbound 3PID left out"),
+        }
+    }
     let resp = s
         .services
         .rooms
@@ -29,7 +38,7 @@ async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> 
             topic: req.topic,
             preset: req.preset.map(|p| p.as_str().to_owned()).unwrap_or_default(),
             visibility: req.visibility.as_str().to_owned(),
-            invite: if shadow_banned { Vec::new() } else { req.invite.iter().map(|u| u.to_string()).collect() },
+            invite: if shadow_banned { Vec::new() } else { invite },
             room_alias_name: req.room_alias_name,
             is_direct: req.is_direct,
             initial_state_json: req.initial_state.iter().map(|e| e.json().get().to_owned()).collect(),
