@@ -23,6 +23,29 @@ fn settings() -> SyncSettings {
     }
 }
 
+/// The rooms service on the test's database and bus.
+async fn rooms_service(db: &TestDb, bus: &std::sync::Arc<trellis_bus::MemoryBus>) -> RoomsHandle {
+    let rooms_settings = RoomsSettings {
+        server_name: ruma::ServerName::parse("localhost").unwrap(),
+        database: trellis_storage::Target::new(db.url(), None).unwrap(),
+        test_commit_jitter: None,
+        appservices: Default::default(),
+    };
+    RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap())
+}
+
+async fn join(rooms: &RoomsHandle, room: &str, user: &str) {
+    let join = MembershipRequest {
+        sender: user.into(),
+        room: room.into(),
+        action: MembershipAction::Join as i32,
+        target: None,
+        reason: None,
+        content_json: None,
+    };
+    rooms.change_membership(join).await.unwrap();
+}
+
 async fn say(rooms: &RoomsHandle, room: &str, body: &str) {
     rooms
         .send_event(SendEventRequest {
@@ -69,28 +92,14 @@ async fn settle(db: &TestDb, expected: i64) -> (i64, i64, i64, i64) {
 async fn one_worker_per_event_and_resume_after_restart() {
     let db = TestDb::new().await.expect("test database");
     let bus = trellis_bus::MemoryBus::new();
-    let rooms_settings = RoomsSettings {
-        server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database: trellis_storage::Target::new(db.url(), None).unwrap(),
-        test_commit_jitter: None,
-        appservices: Default::default(),
-    };
-    let rooms = RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap());
+    let rooms = rooms_service(&db, &bus).await;
     let (stop, handle) = shutdown::channel();
     let workers: Vec<_> =
         (0..3).map(|_| SyncWorker::new(db.pool(4), bus.clone(), settings(), handle.clone())).collect();
 
     let req = CreateRoomRequest { sender: ALICE.into(), preset: "public_chat".into(), ..Default::default() };
     let room = rooms.create_room(req).await.unwrap().room_id;
-    let join = MembershipRequest {
-        sender: BOB.into(),
-        room: room.clone(),
-        action: MembershipAction::Join as i32,
-        target: None,
-        reason: None,
-        content_json: None,
-    };
-    rooms.change_membership(join).await.unwrap();
+    join(&rooms, &room, BOB).await;
     // A pusher whose gateway never answers: each push stays queued, once.
     let pusher = json!({
         "kind": "http", "app_id": "app", "pushkey": "k", "app_display_name": "A", "device_display_name": "D",
@@ -161,32 +170,19 @@ async fn rows(db: &TestDb, room: &str) -> ((i64, i64), Vec<(i64, i64)>) {
 }
 
 /// A message notifies most members alike: it is recorded once, with rows only for the members
-/// it notifies otherwise (a mention, a muted room), and each member's notifications, unread
-/// counts and `/notifications` page are what a row per member gave.
+/// it notifies otherwise (a mention, a muted room), and each member's notifications (as unread
+/// counts read them, through the view) and `/notifications` page are what a row per member
+/// gave.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_record_per_event_and_rows_only_for_members_notified_otherwise() {
     let db = TestDb::new().await.expect("test database");
     let bus = trellis_bus::MemoryBus::new();
-    let rooms_settings = RoomsSettings {
-        server_name: ruma::ServerName::parse("localhost").unwrap(),
-        database: trellis_storage::Target::new(db.url(), None).unwrap(),
-        test_commit_jitter: None,
-        appservices: Default::default(),
-    };
-    let rooms = RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap());
+    let rooms = rooms_service(&db, &bus).await;
     let worker = SyncWorker::new(db.pool(4), bus.clone(), settings(), Shutdown::never());
     let req = CreateRoomRequest { sender: ALICE.into(), preset: "public_chat".into(), ..Default::default() };
     let room = rooms.create_room(req).await.unwrap().room_id;
     for user in [BOB, CAROL, DAN, ERIN] {
-        let join = MembershipRequest {
-            sender: user.into(),
-            room: room.clone(),
-            action: MembershipAction::Join as i32,
-            target: None,
-            reason: None,
-            content_json: None,
-        };
-        rooms.change_membership(join).await.unwrap();
+        join(&rooms, &room, user).await;
     }
     // Dan mutes the room.
     let mute = PushRulesRequest {
