@@ -82,6 +82,22 @@ fn inputs() -> Vec<(&'static str, Input)> {
         ),
         ("invitee", Body("POST", "/_matrix/client/v3/rooms/ROOM/invite", json!({"user_id": v()}))),
         (
+            "3PID session (deprecated add)",
+            Body(
+                "POST",
+                "/_matrix/client/v3/account/3pid",
+                json!({"three_pid_creds": {"sid": v(), "client_secret": "s"}}),
+            ),
+        ),
+        (
+            "3PID session",
+            Body(
+                "POST",
+                "/_matrix/client/v3/account/3pid/add",
+                json!({"sid": v(), "client_secret": "s", "auth": {"type": "m.login.password", "password": "pw"}}),
+            ),
+        ),
+        (
             "login user",
             Body(
                 "POST",

@@ -135,6 +135,9 @@ impl Auth {
 
     #[instrument(skip_all, fields(sid = %req.sid))]
     pub(crate) async fn do_submit_threepid_token(&self, req: SubmitThreepidTokenRequest) -> Result<ThreepidValidated> {
+        if !plausible(&req.sid) || !plausible(&req.client_secret) || !plausible(&req.token) {
+            return Err(auth_failed());
+        }
         let client = self.pool.get().await?;
         match store::validate(&client, &req.sid, &req.client_secret, &hash_token(&req.token), now_ms()).await? {
             Some(next_link) => {
@@ -160,9 +163,19 @@ impl Auth {
     /// The 3PID a validated session proves: medium, address, when validated;
     /// `M_THREEPID_AUTH_FAILED` for a session unknown, expired or not validated.
     pub(crate) async fn validated_threepid(&self, sid: &str, secret: &str) -> Result<(String, String, i64)> {
+        if !plausible(sid) || !plausible(secret) {
+            return Err(auth_failed());
+        }
         let client = self.pool.get().await?;
         store::validated(&client, sid, secret, now_ms()).await?.ok_or_else(auth_failed)
     }
+}
+
+/// Whether a session ID, client secret or token could be one this server handed out or
+/// accepted (the client-secret grammar; ours are alphanumeric): anything else names no
+/// session, and never reaches PostgreSQL (which refuses NUL in text outright).
+fn plausible(value: &str) -> bool {
+    check_client_secret(value).is_ok()
 }
 
 /// A token that is wrong or expired, or a session not validated.
@@ -179,6 +192,14 @@ mod tests {
         assert_eq!(canonical_email(" Bob@Example.COM ").unwrap(), "bob@example.com");
         for bad in ["", "bob", "@example.com", "bob@", "a@b@c", "bo b@example.com"] {
             assert_eq!(canonical_email(bad).unwrap_err().code(), ErrorCode::InvalidParam, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn implausible_session_values_name_no_session() {
+        assert!(plausible("aBc123"));
+        for bad in ["", "a\0b", "a b", "é", &"x".repeat(256)] {
+            assert!(!plausible(bad), "{bad:?}");
         }
     }
 

@@ -31,7 +31,7 @@ use crate::{
     adjust::Uia,
     authed::Authed,
     error::{ApiError, ApiResult},
-    extract::Ruma,
+    extract::{JsonObject, Ruma},
     html,
     response::Rendered,
     router::{RumaRoutes, also_under, paths_of},
@@ -198,10 +198,11 @@ struct Creds {
 async fn add_3pid_deprecated_route(
     State(s): State<AppState>,
     auth: Authed,
-    body: axum::body::Bytes,
+    JsonObject(body): JsonObject,
 ) -> ApiResult<Json<serde_json::Map<String, serde_json::Value>>> {
-    let body: DeprecatedAdd =
-        serde_json::from_slice(&body).map_err(|_| Error::bad_json("three_pid_creds with sid and client_secret"))?;
+    // Read as every JSON body is (size limit, NUL refused), then as this endpoint's shape.
+    let body: DeprecatedAdd = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|_| Error::bad_json("three_pid_creds with sid and client_secret"))?;
     let add = AddThreepidRequest {
         user_id: auth.user_id,
         sid: body.three_pid_creds.sid,
