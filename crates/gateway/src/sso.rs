@@ -295,7 +295,12 @@ async fn oauth_start_route(
     uri: Uri,
 ) -> Response {
     let q: ContinueQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
-    match start(&s, &origin, idp_id, safe_continue(&q.next), "oauth").await {
+    to_provider(&s, &origin, idp_id, safe_continue(&q.next), "oauth").await
+}
+
+/// A page's way to a provider: the redirect with the state cookie, or the failure page.
+async fn to_provider(s: &AppState, origin: &Origin, idp_id: String, target: String, purpose: &str) -> Response {
+    match start(s, origin, idp_id, target, purpose).await {
         Ok((location, cookie)) => {
             let mut response = see_other(&location);
             if let Some(cookie) = cookie {
@@ -333,14 +338,5 @@ struct SessionQuery {
 /// A provider link of the `m.login.sso` fallback page: signs in there to complete the stage.
 async fn uia_start_route(State(s): State<AppState>, origin: Origin, Path(idp_id): Path<String>, uri: Uri) -> Response {
     let q: SessionQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
-    match start(&s, &origin, idp_id, q.session, "uia").await {
-        Ok((location, cookie)) => {
-            let mut response = see_other(&location);
-            if let Some(cookie) = cookie {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            response
-        }
-        Err(e) => failure(e),
-    }
+    to_provider(&s, &origin, idp_id, q.session, "uia").await
 }

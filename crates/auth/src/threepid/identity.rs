@@ -109,17 +109,9 @@ pub async fn lookup(
     use base64::Engine;
     use sha2::Digest;
     let base = base(id_server)?;
-    let failed = |e: reqwest::Error| unreachable(id_server, e.to_string());
-    let details: HashDetails = http
-        .get(format!("{base}/_matrix/identity/v2/hash_details"))
-        .bearer_auth(id_access_token)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(failed)?
-        .json()
-        .await
-        .map_err(failed)?;
+    let details: HashDetails =
+        answer(http.get(format!("{base}/_matrix/identity/v2/hash_details")).bearer_auth(id_access_token), id_server)
+            .await?;
     let (algorithm, key) = if details.algorithms.iter().any(|a| a == "sha256") {
         let digest = sha2::Sha256::digest(format!("{address} {medium} {}", details.lookup_pepper));
         ("sha256", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
@@ -129,18 +121,16 @@ pub async fn lookup(
         return Err(unreachable(id_server, "no lookup algorithm we know".into()));
     };
     let body = json!({ "addresses": [key], "algorithm": algorithm, "pepper": details.lookup_pepper });
-    let found: Mappings = http
-        .post(format!("{base}/_matrix/identity/v2/lookup"))
-        .bearer_auth(id_access_token)
-        .json(&body)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(failed)?
-        .json()
-        .await
-        .map_err(failed)?;
+    let lookup = http.post(format!("{base}/_matrix/identity/v2/lookup")).bearer_auth(id_access_token).json(&body);
+    let found: Mappings = answer(lookup, id_server).await?;
     Ok(found.mappings.get(&key).cloned().flatten())
+}
+
+/// Sends `request` and reads its JSON answer as `T`; no answer, an error status or another
+/// shape is the identity server's failure ([`unreachable`]).
+async fn answer<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder, id_server: &str) -> Result<T> {
+    let failed = |e: reqwest::Error| unreachable(id_server, e.to_string());
+    request.send().await.and_then(reqwest::Response::error_for_status).map_err(failed)?.json().await.map_err(failed)
 }
 
 /// The identity server the client named could not be reached or answered nonsense: a 400,
