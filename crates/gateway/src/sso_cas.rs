@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ruma::api::client::session::get_login_types::v3::LoginType;
 use serde::Deserialize;
 use trellis_core::{Error, ratelimit::Action, sso::CAS_IDP};
@@ -40,17 +41,12 @@ pub fn login_type() -> Result<LoginType, ApiError> {
     LoginType::new("m.login.cas", Default::default()).map_err(|e| Error::internal(e).into())
 }
 
-/// Percent-encodes all but RFC 3986's unreserved characters (so the service URL is the same
-/// string every time it is built, as CAS compares it).
+/// All but RFC 3986's unreserved characters are percent-encoded (so the service URL is the
+/// same string every time it is built, as CAS compares it).
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(b)),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(s, RESERVED).to_string()
 }
 
 /// The ticket URL CAS sends the browser back to: with the client's `redirectUrl` for a
