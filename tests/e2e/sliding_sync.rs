@@ -13,6 +13,7 @@ both_modes!(
     long_poll_answers_with_only_the_news,
     connections_continue_on_any_worker_and_unknown_pos_restarts,
     versions_advertise_sliding_sync,
+    woken_long_polls_answer_from_memory_as_the_exact_path_does,
 );
 
 pub(crate) fn list(ranges: Value, timeline_limit: u64, required_state: Value) -> Value {
@@ -159,6 +160,82 @@ async fn connections_continue_on_any_worker_and_unknown_pos_restarts(server: Tes
     let hers = eve.sliding(None, None, req).await.ok();
     assert_eq!(hers["lists"]["all"]["count"], 0, "{hers}");
     assert!(hers["rooms"].as_object().is_none_or(|r| r.is_empty()), "{hers}");
+}
+
+/// A long-poll woken by new events in rooms its connection holds is answered from the worker's
+/// memory, with what the exact path (PostgreSQL) answers for the same `pos`; a change the
+/// memory cannot vouch for (a room entering the window) is answered exactly.
+async fn woken_long_polls_answer_from_memory_as_the_exact_path_does(server: TestServer) {
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let chat = alice.create_room(json!({"preset": "public_chat", "name": "chat"})).await;
+    let other = alice.create_room(json!({"preset": "public_chat", "name": "other"})).await;
+    for room in [&chat, &other] {
+        bob.post(&format!("/_matrix/client/v3/join/{}", enc(room)), json!({})).await.ok();
+    }
+    bob.send_text(&chat, "b0", "before").await;
+    let request = |ranges: Value, since: Option<&str>| {
+        let mut req = list(ranges, 5, json!([["m.room.member", "$LAZY"], ["m.room.name", ""]]));
+        req["extensions"] = json!({"e2ee": {"enabled": true}, "to_device": {"enabled": true, "since": since}});
+        req
+    };
+    let first = alice.sliding(None, None, request(json!([[0, 9]]), None)).await.ok();
+    let since = first["extensions"]["to_device"]["next_batch"].as_str().expect("to-device batch").to_owned();
+    let req = request(json!([[0, 9]]), Some(&since));
+    let p = pos(&first);
+
+    let woken_poll = |p: String, req: Value| {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.sliding(Some(&p), Some(20_000), req).await.ok() })
+    };
+    let fast_before = server.metric("trellis_sliding_fast_responses_total").await;
+    let poll = woken_poll(p.clone(), req.clone());
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    bob.send_text(&chat, "b1", "from memory").await;
+    let fast = poll.await.unwrap();
+    let text = reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap();
+    let slow: Vec<&str> = text.lines().filter(|l| l.starts_with("trellis_sliding_slow_path_total")).collect();
+    assert_eq!(server.metric("trellis_sliding_fast_responses_total").await - fast_before, 1.0, "{slow:?} {fast}");
+    assert_eq!(bodies(&fast["rooms"][&chat]), ["from memory"], "{fast}");
+    assert!(fast["rooms"].get(&other).is_none(), "{fast}");
+
+    // The same `pos` asked again is answered by the exact path: the same answer.
+    let exact = alice.sliding(Some(&p), Some(0), req.clone()).await.ok();
+    assert_eq!(server.metric("trellis_sliding_fast_responses_total").await - fast_before, 1.0, "{exact}");
+    let ids = |b: &Value| -> Vec<Value> {
+        b["rooms"][&chat]["timeline"].as_array().expect("timeline").iter().map(|e| e["event_id"].clone()).collect()
+    };
+    assert_eq!(ids(&fast), ids(&exact));
+    let (f, e) = (&fast["rooms"][&chat], &exact["rooms"][&chat]);
+    for field in
+        ["bump_stamp", "num_live", "prev_batch", "limited", "initial", "required_state", "notification_count", "is_dm"]
+    {
+        assert_eq!(f.get(field), e.get(field), "{field}: {f} vs {e}");
+    }
+    assert_eq!(f["notification_count"], 2, "bob's two messages, carried on from memory: {f}");
+    assert_eq!(fast["lists"], exact["lists"]);
+    assert_eq!(fast["extensions"], exact["extensions"]);
+    assert_eq!(fast["rooms"].as_object().map(|r| r.len()), exact["rooms"].as_object().map(|r| r.len()));
+
+    // A narrow window over the same rooms: a message in the room outside it brings that room
+    // in, sent whole by the exact path.
+    let narrow = {
+        let mut r = request(json!([[0, 0]]), Some(&since));
+        r["conn_id"] = json!("narrow");
+        r
+    };
+    let start = alice.sliding(None, None, narrow.clone()).await.ok();
+    assert!(start["rooms"].get(&chat).is_some() && start["rooms"].get(&other).is_none(), "{start}");
+    let fast_before = server.metric("trellis_sliding_fast_responses_total").await;
+    let poll = woken_poll(pos(&start), narrow);
+    server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+    bob.send_text(&other, "b2", "over here").await;
+    let entered = poll.await.unwrap();
+    let room = &entered["rooms"][&other];
+    assert_eq!(room["initial"], true, "{entered}");
+    assert_eq!(room["name"], "other", "{entered}");
+    assert_eq!(bodies(room).last().map(String::as_str), Some("over here"), "{entered}");
+    assert_eq!(server.metric("trellis_sliding_fast_responses_total").await - fast_before, 0.0);
 }
 
 async fn versions_advertise_sliding_sync(server: TestServer) {

@@ -62,6 +62,8 @@ pub struct SyncWorker {
     push_queued: Arc<tokio::sync::Notify>,
     /// Sliding sync connection states this worker last read or wrote.
     sliding: sliding::Memory,
+    /// What each sliding sync connection's last exact answer knew (see `sliding/fast.rs`).
+    sliding_snapshots: sliding::Snapshots,
     /// The numbering of push rule gates shared by the rules this worker compiles (see
     /// `push/matching.rs`).
     push_gates: push::matching::Gates,
@@ -91,6 +93,7 @@ impl SyncWorker {
             parked: poll::parked::Parking::new(poll::parked::KEEP),
             push_queued: Arc::new(tokio::sync::Notify::new()),
             sliding: sliding::Memory::new(),
+            sliding_snapshots: sliding::Snapshots::new(),
             push_gates: Default::default(),
             lazy_batch: Arc::default(),
         });

@@ -382,7 +382,7 @@ pub(crate) fn slow(reason: &'static str) -> Option<SyncBody> {
 
 /// Whether one of `events` relates to another of them (an edit, thread reply or reference of a
 /// message sent in the same window), so the parent would need its bundled aggregations.
-fn relates_within(events: &[Arc<TailEvent>]) -> bool {
+pub(crate) fn relates_within(events: &[Arc<TailEvent>]) -> bool {
     if events.len() < 2 {
         return false;
     }

@@ -223,6 +223,20 @@ pub(crate) async fn keep_alive(client: &Client, memory: &Memory, key: &Key, stat
     Ok(())
 }
 
+/// [`keep_alive`] for an answer that read nothing: a database connection is taken only when
+/// the mark is due.
+pub(crate) async fn keep_alive_in(
+    pool: &trellis_storage::Pool,
+    memory: &Memory,
+    key: &Key,
+    state: &State,
+) -> Result<()> {
+    if now_ms() - state.touched < TOUCH_EVERY.as_millis() as i64 {
+        return Ok(());
+    }
+    keep_alive(&pool.get().await?, memory, key, state).await
+}
+
 /// Forgets connections unused for [`EXPIRY`]; returns how many.
 pub(crate) async fn expire(client: &Client) -> Result<u64> {
     let oldest = now_ms() - EXPIRY.as_millis() as i64;

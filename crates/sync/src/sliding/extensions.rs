@@ -90,7 +90,8 @@ impl SyncWorker {
 
         if asked.e2ee {
             let mut body = SyncBody::default();
-            crate::streams::e2ee::fill(client, user, device, from, upto, &mut body).await?;
+            let has_keys = crate::streams::e2ee::fill(client, user, device, from, upto, &mut body).await?;
+            self.caches.key_devices.insert_at([user, device], has_keys);
             let mut e2ee = E2EE::default();
             e2ee.device_lists.changed = user_ids(body.device_lists.changed);
             e2ee.device_lists.left = user_ids(body.device_lists.left);

@@ -7,6 +7,7 @@
 
 mod connection;
 mod extensions;
+mod fast;
 mod lists;
 mod meta;
 mod queries;
@@ -28,16 +29,18 @@ use trellis_proto::sync::{SlidingSyncRequest, SlidingSyncResponse};
 
 use self::{
     connection::{Key, Pos, State},
-    lists::Candidate,
+    fast::{Fast, Snapshot},
+    lists::{Candidate, Children},
     rooms::{Bounds, Plan},
 };
 use crate::{SyncWorker, streams};
 
 pub(crate) use connection::{Memory, expire};
+pub(crate) use fast::Snapshots;
 
 /// The response body: the endpoint's ruma types, rendered once here.
 #[derive(Serialize)]
-struct Body {
+pub(crate) struct Body {
     #[serde(skip_serializing_if = "Option::is_none")]
     txn_id: Option<String>,
     pos: String,
@@ -58,6 +61,9 @@ struct Answer {
     /// Whether a list count differs from the previous state's (or there is none).
     lists_changed: bool,
     news: bool,
+    /// The user's rooms in list order and the spaces' children, for the fast path.
+    candidates: Vec<Candidate>,
+    children: Children,
 }
 
 impl SyncWorker {
@@ -93,6 +99,7 @@ impl SyncWorker {
             _ => (self.bus.subscribe(&[Channel::User(user.to_owned())]).await?, None),
         };
         let mut goal = None;
+        let request = fast::fingerprint(&req);
         loop {
             if let Some(since) = quiet_since {
                 let news = sub.news_since(&since);
@@ -105,6 +112,34 @@ impl SyncWorker {
                     if tokio::time::Instant::now() < deadline && !self.shutdown.is_triggered() {
                         continue;
                     }
+                }
+            }
+            let snapshot = match (&previous, from) {
+                (Some(prev), Some(from)) => self.sliding_snapshots.get(&key, prev.pos, from, &request),
+                _ => None,
+            };
+            if let (Some(prev), Some(snap)) = (&previous, snapshot) {
+                match self.sliding_fast((user, device), &asked, prev, &snap, &sub).await? {
+                    Fast::Answer { mut body, token, news, snapshot } => {
+                        let expired = tokio::time::Instant::now() >= deadline;
+                        if news || expired || self.shutdown.is_triggered() {
+                            connection::keep_alive_in(&self.pool, &self.sliding, &key, prev).await?;
+                            body.pos = Pos::render(prev.pos, token);
+                            body.txn_id = req.txn_id.clone();
+                            self.sliding_snapshots.put(key.clone(), snapshot);
+                            if !self.shutdown.is_triggered() {
+                                let parked = crate::poll::parked::Parked { sub, rooms: Arc::default() };
+                                self.parked.park(user, &parking, parked);
+                            }
+                            metrics::histogram!("trellis_sliding_sync_duration_seconds", "kind" => "incremental")
+                                .record(started.elapsed().as_secs_f64());
+                            return Ok(SlidingSyncResponse { body_json: serde_json::to_string(&body)? });
+                        }
+                        quiet_since = Some(token);
+                        wait_for_news(&sub, &token, deadline, self).await;
+                        continue;
+                    }
+                    Fast::Slow(reason) => fast::slow(reason),
                 }
             }
             let mut client = self.pool.get().await?;
@@ -139,6 +174,17 @@ impl SyncWorker {
                         pos
                     }
                 };
+                self.sliding_snapshots.put(
+                    key.clone(),
+                    Snapshot {
+                        position: stored,
+                        token: upto,
+                        request,
+                        candidates: answer.candidates,
+                        children: answer.children,
+                        to_device_clean: fast::to_device_clean(&answer.body, asked.extensions.to_device_since),
+                    },
+                );
                 let mut body = answer.body;
                 body.pos = Pos::render(stored, upto);
                 body.txn_id = req.txn_id.clone();
@@ -293,7 +339,7 @@ impl SyncWorker {
             .collect();
         let news = !outcome.rooms.is_empty() || ext_news || lists_changed;
         let body = Body { txn_id: None, pos: String::new(), lists, rooms: outcome.rooms, extensions };
-        Ok(Answer { body, next, changed, lists_changed, news })
+        Ok(Answer { body, next, changed, lists_changed, news, candidates, children })
     }
 }
 
