@@ -176,7 +176,10 @@ async fn woken_long_polls_answer_from_memory_as_the_exact_path_does(server: Test
     bob.send_text(&chat, "b0", "before").await;
     let request = |ranges: Value, since: Option<&str>| {
         let mut req = list(ranges, 5, json!([["m.room.member", "$LAZY"], ["m.room.name", ""]]));
-        req["extensions"] = json!({"e2ee": {"enabled": true}, "to_device": {"enabled": true, "since": since}});
+        req["extensions"] = json!({
+            "e2ee": {"enabled": true}, "to_device": {"enabled": true, "since": since},
+            "receipts": {"enabled": true}, "typing": {"enabled": true},
+        });
         req
     };
     let first = alice.sliding(None, None, request(json!([[0, 9]]), None)).await.ok();
@@ -216,6 +219,32 @@ async fn woken_long_polls_answer_from_memory_as_the_exact_path_does(server: Test
     assert_eq!(fast["lists"], exact["lists"]);
     assert_eq!(fast["extensions"], exact["extensions"]);
     assert_eq!(fast["rooms"].as_object().map(|r| r.len()), exact["rooms"].as_object().map(|r| r.len()));
+
+    // Another reader's receipt and typing reach the poll from memory too, as the exact path
+    // sends them.
+    let mut p = pos(&fast);
+    let read = f["timeline"][0]["event_id"].as_str().expect("event ID").to_owned();
+    for (stream, wake) in [("receipts", "receipt"), ("typing", "typing")] {
+        let poll = woken_poll(p.clone(), req.clone());
+        server.until_metric("trellis_sync_open_longpolls", 1.0).await;
+        match wake {
+            "receipt" => {
+                let path = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&chat), enc(&read));
+                bob.post(&path, json!({})).await.ok()
+            }
+            _ => {
+                let path = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&chat), enc(&bob.user_id));
+                bob.put(&path, json!({"typing": true, "timeout": 30_000})).await.ok()
+            }
+        };
+        let woken = poll.await.unwrap();
+        assert!(woken["extensions"][stream]["rooms"].get(&chat).is_some(), "{woken}");
+        assert!(woken["rooms"].as_object().is_none_or(|r| r.is_empty()), "{woken}");
+        let exact = alice.sliding(Some(&p), Some(0), req.clone()).await.ok();
+        assert_eq!(woken["extensions"][stream], exact["extensions"][stream], "{stream}");
+        p = pos(&woken);
+    }
+    assert_eq!(server.metric("trellis_sliding_fast_responses_total").await - fast_before, 3.0);
 
     // A narrow window over the same rooms: a message in the room outside it brings that room
     // in, sent whole by the exact path.

@@ -217,8 +217,9 @@ async fn one_record_per_event_and_rows_only_for_members_notified_otherwise() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let (stored, users) = loop {
-        let (stored, users) = rows(&db, &room).await;
+        // The notifier's position first: rows read after it has caught up are complete.
         let (_, _, pos, events) = state(&db).await;
+        let (stored, users) = rows(&db, &room).await;
         if pos == events || Instant::now() > deadline {
             break (stored, users);
         }

@@ -34,7 +34,7 @@ pub(crate) struct Rooms<'a> {
 
 impl Rooms<'_> {
     /// The rooms an extension covers.
-    fn scoped(&self, scope: &Scope) -> Vec<String> {
+    pub(crate) fn scoped(&self, scope: &Scope) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for (name, window) in self.windows {

@@ -3,13 +3,15 @@
 //! worker's memory: the rooms and list order of that answer (a [`Snapshot`]), the rooms'
 //! shared tails and the cached unread counts, without reading the user's rooms again.
 //!
-//! Anything the fast path cannot vouch for exactly goes to the exact path (`sliding_answer`):
-//! news on the user's channel or of another stream (memberships, account data, receipts,
-//! typing, to-device, keys), state or member events, a parent and its relation in one window,
+//! Other users' receipts and typing in those rooms come from the worker's shared windows of
+//! those streams, as `/sync`'s fast path reads them. Anything the fast path cannot vouch for
+//! exactly goes to the exact path (`sliding_answer`): news on the user's channel or of another
+//! stream (memberships, account data, the user's own receipts, to-device, keys), state or
+//! member events, a parent and its relation in one window,
 //! a limited timeline, a room entering a window or leaving them all, a changed request.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -27,12 +29,13 @@ use trellis_storage::events::{BUMP_TYPES, Viewer};
 use super::{
     Body,
     connection::{Key, RoomSent, State},
+    extensions,
     lists::{self, Candidate, Children},
     request::{MEMBER, Request, RoomConfig},
 };
 use crate::{
     SyncWorker,
-    poll::{fast::relates_within, response::raw, tail_cache::TailEvent},
+    poll::{fast::relates_within, response::raw, tail_cache::TailEvent, windows::MAX_WINDOW},
     push::unread::Counts,
 };
 
@@ -138,15 +141,26 @@ impl SyncWorker {
         let news = sub.news_since(&from);
         or_slow!(news.known, "unknown");
         let mut rooms: Vec<String> = Vec::new();
-        for (channel, stream, _) in &news.changes {
+        // How far the receipts, typing and presence of the user's rooms moved.
+        let mut moved: Vec<(Stream, i64)> = Vec::new();
+        for (channel, stream, pos) in &news.changes {
             let Channel::Room(room) = channel else { return Ok(Fast::Slow("user_channel")) };
-            or_slow!(*stream == Stream::Events, "other_stream");
             let joined = snap.candidates.iter().any(|c| &c.member.room_id == room && c.member.membership == "join");
             or_slow!(joined, "not_joined");
-            if !rooms.contains(room) {
-                rooms.push(room.clone());
+            match stream {
+                Stream::Events if !rooms.contains(room) => rooms.push(room.clone()),
+                Stream::Events => {}
+                Stream::Receipts | Stream::Typing | Stream::Presence => {
+                    match moved.iter_mut().find(|(s, _)| s == stream) {
+                        Some((_, upto)) => *upto = (*upto).max(*pos),
+                        None => moved.push((*stream, *pos)),
+                    }
+                }
+                _ => return Ok(Fast::Slow("other_stream")),
             }
         }
+        moved.retain(|(s, upto)| *upto > from.get(*s));
+        or_slow!(!moved.iter().any(|(s, upto)| upto - from.get(*s) > MAX_WINDOW), "wide_window");
         let mut upto = news.events_complete.max(from.events);
         if upto == from.events {
             // The batch these changes belong to has not ended yet: its marker will wake us.
@@ -227,7 +241,7 @@ impl SyncWorker {
                 _ => stale.push(n.room.clone()),
             }
         }
-        let token = from.with(Stream::Events, upto);
+        let token = moved.iter().fold(from.with(Stream::Events, upto), |t, (s, pos)| t.with(*s, *pos));
         let needs_keys = asked.extensions.e2ee && self.caches.key_devices.get_at([user, device]) != Some(false);
         if asked.extensions.to_device {
             let top = token.get(Stream::ToDevice);
@@ -288,6 +302,37 @@ impl SyncWorker {
                 .map(|types| types.iter().map(|t| OneTimeKeyAlgorithm::from(t.as_str())).collect());
             extensions.e2ee = e2ee;
         }
+        let joined: HashSet<String> =
+            candidates.iter().filter(|c| c.member.membership == "join").map(|c| c.member.room_id.clone()).collect();
+        let subscribed: Vec<String> = asked
+            .subscriptions
+            .keys()
+            .filter(|r| candidates.iter().any(|c| &c.member.room_id == *r))
+            .cloned()
+            .collect();
+        let none = HashSet::new();
+        let scope = extensions::Rooms { windows: &windows, subscribed: &subscribed, joined: &joined, initial: &none };
+        for (stream, pos) in &moved {
+            let asked = match stream {
+                Stream::Receipts => &asked.extensions.receipts,
+                Stream::Typing => &asked.extensions.typing,
+                _ => continue,
+            };
+            if !asked.enabled {
+                continue;
+            }
+            let scoped: Vec<String> = scope.scoped(asked).into_iter().filter(|r| joined.contains(r)).collect();
+            let window = self.caches.windows.get(&self.pool, *stream, from.get(*stream), *pos).await?;
+            for (room, event) in window.room_events(user, &scoped) {
+                let Ok(id) = OwnedRoomId::try_from(room) else { continue };
+                let event = raw(event.to_string());
+                if *stream == Stream::Receipts {
+                    extensions.receipts.rooms.insert(id, Raw::from_json(event));
+                } else {
+                    extensions.typing.rooms.insert(id, Raw::from_json(event));
+                }
+            }
+        }
         let lists = counts
             .iter()
             .map(|(name, count)| {
@@ -296,7 +341,7 @@ impl SyncWorker {
                 (name.clone(), l)
             })
             .collect();
-        let news = !out.is_empty();
+        let news = !out.is_empty() || !extensions.receipts.is_empty() || !extensions.typing.is_empty();
         let body = Body { txn_id: None, pos: String::new(), lists, rooms: out, extensions };
         let snapshot = Snapshot {
             position: prev.pos,
