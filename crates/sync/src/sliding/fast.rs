@@ -105,7 +105,7 @@ pub(crate) fn fingerprint(req: &SlidingSyncRequest) -> SlidingSyncRequest {
 /// The fast path's outcome.
 pub(crate) enum Fast {
     /// The answer at `token` (`news`: whether it carries anything), and the snapshot it leaves.
-    Answer { body: Body, token: StreamToken, news: bool, snapshot: Snapshot },
+    Answer { body: Box<Body>, token: StreamToken, news: bool, snapshot: Box<Snapshot> },
     /// Only the exact path can answer; why.
     Slow(&'static str),
 }
@@ -352,7 +352,7 @@ impl SyncWorker {
             to_device_clean: snap.to_device_clean,
         };
         metrics::counter!("trellis_sliding_fast_responses_total").increment(1);
-        Ok(Fast::Answer { body, token, news, snapshot })
+        Ok(Fast::Answer { body: Box::new(body), token, news, snapshot: Box::new(snapshot) })
     }
 }
 

@@ -126,7 +126,7 @@ impl SyncWorker {
                             connection::keep_alive_in(&self.pool, &self.sliding, &key, prev).await?;
                             body.pos = Pos::render(prev.pos, token);
                             body.txn_id = req.txn_id.clone();
-                            self.sliding_snapshots.put(key.clone(), snapshot);
+                            self.sliding_snapshots.put(key.clone(), *snapshot);
                             if !self.shutdown.is_triggered() {
                                 let parked = crate::poll::parked::Parked { sub, rooms: Arc::default() };
                                 self.parked.park(user, &parking, parked);
