@@ -43,7 +43,6 @@ async fn local_users_with_a_port_in_the_server_name(grpc: bool) {
                         "one_time_keys": {"signed_curve25519:AAAA": {"key": "otk"}}});
     h.keys.upload_keys(keys_json::upload(&user, &device, upload)).await.unwrap();
 
-    let bob_device = bob.device_id.clone().unwrap();
     let query = json!({"device_keys": {user.clone(): [], bob.user_id.clone(): []}});
     let found = keys_json::queried(h.keys.query_keys(keys_json::query(&bob.user_id, query)).await.unwrap());
     assert_eq!(found["device_keys"][&user][&device]["keys"], device_keys(&user, &device)["keys"], "{found}");

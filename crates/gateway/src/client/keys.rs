@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use ruma::{
-    OneTimeKeyAlgorithm, UInt,
+    OneTimeKeyAlgorithm, OwnedDeviceId, UInt,
     api::{
-        Metadata, OutgoingResponse,
+        Metadata, OutgoingResponse, OutgoingResponseExt,
         client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys},
     },
     serde::Raw,
@@ -96,6 +96,11 @@ fn sent<T>(raw: &Raw<T>) -> String {
     raw.json().get().to_owned()
 }
 
+/// Key ID → each key's JSON as the client sent it.
+fn each_sent<K: ToString, T>(keys: BTreeMap<K, Raw<T>>) -> BTreeMap<String, String> {
+    keys.iter().map(|(id, key)| (id.to_string(), sent(key))).collect()
+}
+
 /// A key object the keys service rendered, for ruma's response (internal if it is not JSON).
 fn rendered<T>(json: String) -> ApiResult<Raw<T>> {
     Ok(Raw::from_json(RawValue::from_string(json)?))
@@ -119,13 +124,12 @@ async fn upload_keys_route(
     req: Ruma<Adjusted<upload_keys::v3::Request, UploadCompat>>,
 ) -> ApiResult<upload_keys::v3::Response> {
     let body = req.body.request;
-    let keys = |map: BTreeMap<_, Raw<_>>| map.into_iter().map(|(id, key)| (id.to_string(), sent(&key))).collect();
     let upload = UploadKeysRequest {
         user_id: req.user.user_id,
         device_id: req.user.device_id,
         device_keys: body.device_keys.as_ref().map(sent),
-        one_time_keys: keys(body.one_time_keys),
-        fallback_keys: keys(body.fallback_keys),
+        one_time_keys: each_sent(body.one_time_keys),
+        fallback_keys: each_sent(body.fallback_keys),
     };
     let counts = s.services.keys.upload_keys(upload).await?.one_time_key_counts;
     let counts = counts
@@ -147,7 +151,7 @@ async fn get_keys_route(
     let found = s.services.keys.query_keys(query).await?;
     let mut out = get_keys::v3::Response::new();
     for (user, keys) in found.device_keys {
-        let devices = keys.devices.into_iter().map(|(device, json)| Ok((stored_id(device)?, rendered(json)?)));
+        let devices = keys.devices.into_iter().map(|(device, json)| Ok((OwnedDeviceId::from(device), rendered(json)?)));
         out.device_keys.insert(stored_id(user)?, devices.collect::<ApiResult<_>>()?);
     }
     for (to, from) in [
@@ -178,7 +182,7 @@ async fn claim_keys_route(
         let mut of_user = BTreeMap::new();
         for (device, key) in devices.devices {
             let one = BTreeMap::from([(stored_id(key.key_id)?, rendered(key.key)?)]);
-            of_user.insert(stored_id(device)?, one);
+            of_user.insert(OwnedDeviceId::from(device), one);
         }
         keys.insert(stored_id(user)?, of_user);
     }
