@@ -33,7 +33,8 @@ async fn upload_query_and_claim_keys(server: TestServer) {
     alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": wrong})).await.err(400, "M_INVALID_PARAM");
     // Bodies of the wrong shape, and key objects that are not the spec's, are bad JSON; a
     // `null` where a map or list goes is an absent one (as Synapse).
-    let upload = |body: Value| alice.post(&format!("{V3}/keys/upload"), body);
+    let upload_path = format!("{V3}/keys/upload");
+    let upload = |body: Value| alice.post(&upload_path, body);
     upload(json!({"one_time_keys": []})).await.err(400, "M_BAD_JSON");
     upload(json!({"one_time_keys": {"nocolon": {}}})).await.err(400, "M_BAD_JSON");
     upload(json!({"device_keys": "not keys"})).await.err(400, "M_BAD_JSON");

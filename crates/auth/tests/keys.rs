@@ -64,14 +64,20 @@ async fn bad_uploads_are_refused(grpc: bool) {
     let alice = register(&h.auth, "alice", "password1").await;
     let (user, device) = (alice.user_id.clone(), alice.device_id.clone().unwrap());
     let keys = |u: &str, d: &str| json!({"device_keys": device_keys(u, d)});
-    let err = h.keys.upload_keys(keys_json::upload(&user, &device, keys("@bob:test.local", &device))).await.unwrap_err();
+    let err =
+        h.keys.upload_keys(keys_json::upload(&user, &device, keys("@bob:test.local", &device))).await.unwrap_err();
     assert_err(&err, ErrorCode::InvalidParam, 400);
     // A key ID that is not `<algorithm>:<name>` (M_BAD_JSON, as Synapse).
-    let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"one_time_keys": {"nocolon": {}}}))).await.unwrap_err();
+    let err = h
+        .keys
+        .upload_keys(keys_json::upload(&user, &device, json!({"one_time_keys": {"nocolon": {}}})))
+        .await
+        .unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
     // A key that is neither an object nor a string; a user ID that is none (the gateway's
     // parse refuses bodies of the wrong shape before they get here: `tests/e2e/e2ee_keys.rs`).
-    let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"one_time_keys": {"a:b": []}}))).await.unwrap_err();
+    let err =
+        h.keys.upload_keys(keys_json::upload(&user, &device, json!({"one_time_keys": {"a:b": []}}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
     let err = h.keys.query_keys(keys_json::query(&user, json!({"device_keys": {"nobody": []}}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);

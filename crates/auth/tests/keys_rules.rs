@@ -67,7 +67,8 @@ async fn device_keys_need_every_field(grpc: bool) {
     for missing in ["algorithms", "keys", "signatures", "user_id", "device_id"] {
         let mut keys = device_keys(&user, &device);
         keys.as_object_mut().unwrap().remove(missing);
-        let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
+        let err =
+            h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
         assert_err(&err, ErrorCode::BadJson, 400);
     }
     let mut keys = device_keys(&user, &device);
@@ -80,9 +81,13 @@ async fn device_keys_need_every_field(grpc: bool) {
     let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
     // Complete keys of another device are refused for what they claim, not their shape.
-    let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": device_keys(&user, "ELSE")}))).await;
+    let err =
+        h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": device_keys(&user, "ELSE")}))).await;
     assert_err(&err.unwrap_err(), ErrorCode::InvalidParam, 400);
-    h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": device_keys(&user, &device)}))).await.unwrap();
+    h.keys
+        .upload_keys(keys_json::upload(&user, &device, json!({"device_keys": device_keys(&user, &device)})))
+        .await
+        .unwrap();
 }
 
 async fn cross_signing_uploads(grpc: bool) {

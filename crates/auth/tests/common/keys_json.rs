@@ -64,9 +64,11 @@ pub fn signing_keys(user: &str, body: Value) -> UploadSigningKeysRequest {
 
 /// `POST /keys/signatures/upload` by `user`.
 pub fn signatures(user: &str, body: Value) -> UploadSignaturesRequest {
-    let signed = body.as_object().expect("an object").iter().map(|(user, keys)| {
-        (user.clone(), SignedKeys { keys: each_json(Some(keys)) })
-    });
+    let signed = body
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(user, keys)| (user.clone(), SignedKeys { keys: each_json(Some(keys)) }));
     UploadSignaturesRequest { user_id: user.into(), signed_keys: signed.collect() }
 }
 
@@ -98,9 +100,10 @@ pub fn claimed(claimed: ClaimKeysResponse) -> Value {
 /// A `/keys/signatures/upload` answer as clients see it.
 pub fn signed(out: UploadSignaturesResponse) -> Value {
     let users = out.failures.into_iter().map(|(user, keys)| {
-        let keys = keys.keys.into_iter().map(|(key, f)| {
-            (key, json!({"errcode": f.errcode, "error": f.error, "status": f.status}))
-        });
+        let keys = keys
+            .keys
+            .into_iter()
+            .map(|(key, f)| (key, json!({"errcode": f.errcode, "error": f.error, "status": f.status})));
         (user, Value::Object(keys.collect()))
     });
     json!({ "failures": users.collect::<Map<String, Value>>() })

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, value::RawValue};
 use trellis_core::Error;
 use trellis_proto::keys::{
-    AlgorithmByDevice, ClaimKeysRequest, DeviceIds, KeyChangesRequest, QueryKeysRequest, SignedKeys,
-    UploadKeysRequest, UploadSignaturesRequest, UploadSigningKeysRequest,
+    AlgorithmByDevice, ClaimKeysRequest, DeviceIds, KeyChangesRequest, QueryKeysRequest, SignedKeys, UploadKeysRequest,
+    UploadSignaturesRequest, UploadSigningKeysRequest,
 };
 
 use super::stored_id;
@@ -231,9 +231,10 @@ async fn upload_signatures_route(
         .failures
         .into_iter()
         .map(|(user, of_user)| {
-            let keys = of_user.keys.into_iter().map(|(key, f)| {
-                (key, Failure { status: f.status, errcode: f.errcode, error: f.error })
-            });
+            let keys = of_user
+                .keys
+                .into_iter()
+                .map(|(key, f)| (key, Failure { status: f.status, errcode: f.errcode, error: f.error }));
             (user, keys.collect())
         })
         .collect();

@@ -213,7 +213,12 @@ async fn rules(s: &AppState, auth: Authed, kind: &str) -> ApiResult<PushRules> {
 
 /// One rule of the user's.
 fn rule_request(auth: Authed, kind: &str, rule_id: &str) -> PushRuleRequest {
-    PushRuleRequest { requester: auth.user_id.clone(), user_id: auth.user_id, kind: kind.into(), rule_id: rule_id.into() }
+    PushRuleRequest {
+        requester: auth.user_id.clone(),
+        user_id: auth.user_id,
+        kind: kind.into(),
+        rule_id: rule_id.into(),
+    }
 }
 
 /// A rule as clients see it (and as the `m.push_rules` account data has it): conditions for

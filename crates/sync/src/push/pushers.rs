@@ -67,7 +67,8 @@ fn text<'a>(field: &'a Option<String>, key: &str) -> Result<&'a str> {
 
 /// A pusher's `data` (JSON) checked for its kind: http pushers need a push gateway URL.
 fn checked_data(kind: &str, data: Option<&str>) -> Result<Map<String, Value>> {
-    let data: Option<Value> = data.map(serde_json::from_str).transpose().map_err(|_| Error::bad_json("invalid data"))?;
+    let data: Option<Value> =
+        data.map(serde_json::from_str).transpose().map_err(|_| Error::bad_json("invalid data"))?;
     let data = data.and_then(|d| d.as_object().cloned()).ok_or_else(|| Error::missing_param("data is required"))?;
     match kind {
         "http" => {
@@ -116,7 +117,9 @@ impl SyncWorker {
                 profile_tag: row.get(5),
                 lang: row.get(6),
                 // Stored data that is not JSON is shown as none.
-                data: Some(row.get::<_, String>(7)).filter(|d| serde_json::from_str::<Value>(d).is_ok()).unwrap_or_else(|| "{}".into()),
+                data: Some(row.get::<_, String>(7))
+                    .filter(|d| serde_json::from_str::<Value>(d).is_ok())
+                    .unwrap_or_else(|| "{}".into()),
             });
         }
         Ok(PusherList { pushers })

@@ -79,8 +79,11 @@ impl SyncWorker {
 
     pub(crate) async fn set_push_rule_op(&self, req: SetPushRuleRequest) -> Result<Ack> {
         access::own(&req.requester, &req.user_id)?;
-        let body =
-            RuleBody { actions: req.actions.as_deref(), conditions: req.conditions.as_deref(), pattern: req.pattern.as_deref() };
+        let body = RuleBody {
+            actions: req.actions.as_deref(),
+            conditions: req.conditions.as_deref(),
+            pattern: req.pattern.as_deref(),
+        };
         let put = Edit::Put { before: &req.before, after: &req.after, body };
         self.edit_push_rule(&req.user_id, &req.kind, &req.rule_id, put).await
     }

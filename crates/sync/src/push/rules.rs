@@ -134,7 +134,10 @@ fn actions_sent(list: Option<&str>) -> Result<Vec<Action>> {
 
 /// Actions that crossed one JSON value each.
 fn actions_each(each: &[String]) -> Result<Vec<Action>> {
-    let list: Vec<Value> = each.iter().map(|a| serde_json::from_str(a)).collect::<Result<_, _>>()
+    let list: Vec<Value> = each
+        .iter()
+        .map(|a| serde_json::from_str(a))
+        .collect::<Result<_, _>>()
         .map_err(|_| Error::bad_json("invalid actions"))?;
     actions(&Value::Array(list))
 }
@@ -175,7 +178,11 @@ fn not_found() -> Error {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Edit<'a> {
     /// Adds or replaces it, placed before or after another user rule (empty: not placed).
-    Put { before: &'a str, after: &'a str, body: RuleBody<'a> },
+    Put {
+        before: &'a str,
+        after: &'a str,
+        body: RuleBody<'a>,
+    },
     Delete,
     SetEnabled(bool),
     /// Each action as its own JSON.
@@ -317,7 +324,11 @@ mod tests {
         let actions = body.get("actions").map(Value::to_string);
         let each: Vec<String> = body["actions"].as_array().into_iter().flatten().map(Value::to_string).collect();
         let conditions = body.get("conditions").map(Value::to_string);
-        let body_ = RuleBody { actions: actions.as_deref(), conditions: conditions.as_deref(), pattern: body["pattern"].as_str() };
+        let body_ = RuleBody {
+            actions: actions.as_deref(),
+            conditions: conditions.as_deref(),
+            pattern: body["pattern"].as_str(),
+        };
         let change = match op {
             "put" => Edit::Put { before: place.0, after: place.1, body: body_ },
             "delete" => Edit::Delete,
