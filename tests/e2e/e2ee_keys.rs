@@ -31,6 +31,18 @@ async fn upload_query_and_claim_keys(server: TestServer) {
     let mut wrong = alice.device_keys();
     wrong["device_id"] = json!("OTHER");
     alice.post(&format!("{V3}/keys/upload"), json!({"device_keys": wrong})).await.err(400, "M_INVALID_PARAM");
+    // Bodies of the wrong shape, and key objects that are not the spec's, are bad JSON; a
+    // `null` where a map or list goes is an absent one (as Synapse).
+    let upload_path = format!("{V3}/keys/upload");
+    let upload = |body: Value| alice.post(&upload_path, body);
+    upload(json!({"one_time_keys": []})).await.err(400, "M_BAD_JSON");
+    upload(json!({"one_time_keys": {"nocolon": {}}})).await.err(400, "M_BAD_JSON");
+    upload(json!({"device_keys": "not keys"})).await.err(400, "M_BAD_JSON");
+    upload(json!({"one_time_keys": null, "fallback_keys": null})).await.ok();
+    alice.post(&format!("{V3}/keys/query"), json!({})).await.err(400, "M_BAD_JSON");
+    alice.post(&format!("{V3}/keys/query"), json!({"device_keys": {"not a user": []}})).await.err(400, "M_BAD_JSON");
+    let signing = json!({"master_key": {"user_id": alice.user_id, "keys": {}}});
+    alice.post(&format!("{V3}/keys/device_signing/upload"), signing).await.err(400, "M_BAD_JSON");
 
     let up = alice
         .post(
@@ -61,6 +73,8 @@ async fn upload_query_and_claim_keys(server: TestServer) {
         assert_eq!(keys["keys"][ed25519.key_id()], ed25519.public(), "{prefix}: {q}");
         assert_eq!(q["failures"], json!({}));
     }
+    let all = bob.post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): null}})).await;
+    assert!(all.ok()["device_keys"][&alice.user_id][&alice.device_id].is_object(), "null asks for every device");
     let q = bob.post(&format!("{V3}/keys/query"), json!({"device_keys": {alice.user_id.clone(): ["NOPE"]}})).await;
     assert_eq!(q.ok()["device_keys"][&alice.user_id], json!({}));
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    KeysHarness, assert_err, config, device_keys, keys_req as req, register,
+    KeysHarness, assert_err, config, device_keys, keys_json, register,
     signing::{SigningKey, device_key, with_signature},
 };
 use deadpool_postgres::Pool;
@@ -17,10 +17,6 @@ use trellis_core::ErrorCode;
 
 /// A server name with a port, as SyTest runs it.
 const PORTED: &str = "127.0.0.1:8448";
-
-fn body(resp: trellis_proto::keys::KeysResponse) -> Value {
-    serde_json::from_str(&resp.body_json).unwrap()
-}
 
 /// A real cross-signing key of `user` for `usage`, derived from `seed`.
 fn cross_key(user: &str, usage: &str, seed: &str) -> (SigningKey, Value) {
@@ -45,11 +41,10 @@ async fn local_users_with_a_port_in_the_server_name(grpc: bool) {
     assert_eq!(user, format!("@alice:{PORTED}"));
     let upload = json!({"device_keys": device_keys(&user, &device),
                         "one_time_keys": {"signed_curve25519:AAAA": {"key": "otk"}}});
-    h.keys.upload_keys(req(&user, &device, upload)).await.unwrap();
+    h.keys.upload_keys(keys_json::upload(&user, &device, upload)).await.unwrap();
 
-    let bob_device = bob.device_id.clone().unwrap();
     let query = json!({"device_keys": {user.clone(): [], bob.user_id.clone(): []}});
-    let found = body(h.keys.query_keys(req(&bob.user_id, &bob_device, query)).await.unwrap());
+    let found = keys_json::queried(h.keys.query_keys(keys_json::query(&bob.user_id, query)).await.unwrap());
     assert_eq!(found["device_keys"][&user][&device]["keys"], device_keys(&user, &device)["keys"], "{found}");
     // A device without a name has none in `unsigned` (not a null one).
     assert_eq!(found["device_keys"][&user][&device]["unsigned"], json!({}), "{found}");
@@ -57,11 +52,11 @@ async fn local_users_with_a_port_in_the_server_name(grpc: bool) {
     assert_eq!(found["device_keys"][&bob.user_id], json!({}), "{found}");
     // Only the asked-for devices.
     let query = json!({"device_keys": {user.clone(): ["OTHER"]}});
-    let found = body(h.keys.query_keys(req(&bob.user_id, &bob_device, query)).await.unwrap());
+    let found = keys_json::queried(h.keys.query_keys(keys_json::query(&bob.user_id, query)).await.unwrap());
     assert_eq!(found["device_keys"][&user], json!({}));
 
     let claim = json!({"one_time_keys": {user.clone(): {device.clone(): "signed_curve25519"}}});
-    let claimed = body(h.keys.claim_keys(req(&bob.user_id, &bob_device, claim)).await.unwrap());
+    let claimed = keys_json::claimed(h.keys.claim_keys(keys_json::claim(&bob.user_id, claim)).await.unwrap());
     assert_eq!(claimed["one_time_keys"][&user][&device]["signed_curve25519:AAAA"]["key"], "otk", "{claimed}");
 }
 
@@ -72,22 +67,27 @@ async fn device_keys_need_every_field(grpc: bool) {
     for missing in ["algorithms", "keys", "signatures", "user_id", "device_id"] {
         let mut keys = device_keys(&user, &device);
         keys.as_object_mut().unwrap().remove(missing);
-        let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
+        let err =
+            h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
         assert_err(&err, ErrorCode::BadJson, 400);
     }
     let mut keys = device_keys(&user, &device);
     keys["algorithms"] = json!("not a list");
-    let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
+    let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
     // Keys that could not be signed (not canonical JSON: a float) are bad JSON too.
     let mut keys = device_keys(&user, &device);
     keys["valid_until_ts"] = json!(1.5);
-    let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
+    let err = h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": keys}))).await.unwrap_err();
     assert_err(&err, ErrorCode::BadJson, 400);
     // Complete keys of another device are refused for what they claim, not their shape.
-    let err = h.keys.upload_keys(req(&user, &device, json!({"device_keys": device_keys(&user, "ELSE")}))).await;
+    let err =
+        h.keys.upload_keys(keys_json::upload(&user, &device, json!({"device_keys": device_keys(&user, "ELSE")}))).await;
     assert_err(&err.unwrap_err(), ErrorCode::InvalidParam, 400);
-    h.keys.upload_keys(req(&user, &device, json!({"device_keys": device_keys(&user, &device)}))).await.unwrap();
+    h.keys
+        .upload_keys(keys_json::upload(&user, &device, json!({"device_keys": device_keys(&user, &device)})))
+        .await
+        .unwrap();
 }
 
 async fn cross_signing_uploads(grpc: bool) {
@@ -102,7 +102,7 @@ async fn cross_signing_uploads(grpc: bool) {
                    VALUES ($1, '!shared:x', 'join', $1, 1)";
         h.pool.get().await.unwrap().execute(sql, &[user]).await.unwrap();
     }
-    let upload = |user: &str, dev: &str, body: Value| h.keys.upload_signing_keys(req(user, dev, body));
+    let upload = |user: &str, _dev: &str, body: Value| h.keys.upload_signing_keys(keys_json::signing_keys(user, body));
     let (a_master, a_master_json) = cross_key(&a, "master", "MSK");
     let (_, a_ssk) = cross_key(&a, "self_signing", "SSK");
     let a_ssk = a_master.signed(&a, &a_ssk);
@@ -128,15 +128,15 @@ async fn cross_signing_uploads(grpc: bool) {
     let sig = signed["signatures"][&a][a_usk.key_id()].clone();
     let b_master_id = b_master_key.public().to_owned();
     let sigs = json!({b.clone(): {b_master_id.clone(): signed}});
-    let out = body(h.keys.upload_signatures(req(&a, &a_dev, sigs)).await.unwrap());
+    let out = keys_json::signed(h.keys.upload_signatures(keys_json::signatures(&a, sigs)).await.unwrap());
     assert_eq!(out["failures"], json!({}));
     assert_eq!(changed_for(&h.pool, &a).await, vec![a.clone(), b.clone()], "Alice sees Bob's key change");
     assert!(changed_for(&h.pool, &b).await.is_empty(), "Alice's signature is hers alone");
     let query = json!({"device_keys": {b.clone(): []}});
-    let seen_by = |user: &str, dev: &str| h.keys.query_keys(req(user, dev, query.clone()));
-    let alice_view = body(seen_by(&a, &a_dev).await.unwrap());
+    let seen_by = |user: &str| h.keys.query_keys(keys_json::query(user, query.clone()));
+    let alice_view = keys_json::queried(seen_by(&a).await.unwrap());
     assert_eq!(alice_view["master_keys"][&b]["signatures"][&a][a_usk.key_id()], sig, "{alice_view}");
-    let bob_view = body(seen_by(&b, &b_dev).await.unwrap());
+    let bob_view = keys_json::queried(seen_by(&b).await.unwrap());
     assert!(bob_view["master_keys"][&b]["signatures"].get(&a).is_none(), "{bob_view}");
 }
 
@@ -149,8 +149,8 @@ async fn signatures_are_verified(grpc: bool) {
     let bob = register(&h.auth, "bob", "password1").await;
     let (a, a_dev) = (alice.user_id.clone(), alice.device_id.clone().unwrap());
     let (b, b_dev) = (bob.user_id.clone(), bob.device_id.clone().unwrap());
-    h.keys.upload_keys(req(&a, &a_dev, json!({"device_keys": device_keys(&a, &a_dev)}))).await.unwrap();
-    let upload = |user: &str, dev: &str, body: Value| h.keys.upload_signing_keys(req(user, dev, body));
+    h.keys.upload_keys(keys_json::upload(&a, &a_dev, json!({"device_keys": device_keys(&a, &a_dev)}))).await.unwrap();
+    let upload = |user: &str, _dev: &str, body: Value| h.keys.upload_signing_keys(keys_json::signing_keys(user, body));
     let (master, master_json) = cross_key(&a, "master", "M");
     let (ssk, ssk_json) = cross_key(&a, "self_signing", "S");
     let (usk, usk_json) = cross_key(&a, "user_signing", "U");
@@ -177,24 +177,24 @@ async fn signatures_are_verified(grpc: bool) {
     upload(&b, &b_dev, json!({"master_key": b_master})).await.unwrap();
     let b_master_id = b_master_key.public().to_owned();
 
-    let sign_up = |body: Value| h.keys.upload_signatures(req(&a, &a_dev, body));
+    let sign_up = |body: Value| h.keys.upload_signatures(keys_json::signatures(&a, body));
     let failure = |out: &Value, user: &str, key: &str| out["failures"][user][key]["errcode"].clone();
     // Alice's device by her self-signing key: a forged signature, then the real one.
     let device = device_keys(&a, &a_dev);
     let forged = with_signature(&device, &a, &ssk.key_id(), impostor.signature(&a, &device));
-    let out = body(sign_up(json!({a.clone(): {a_dev.clone(): forged}})).await.unwrap());
+    let out = keys_json::signed(sign_up(json!({a.clone(): {a_dev.clone(): forged}})).await.unwrap());
     assert_eq!(failure(&out, &a, &a_dev), "M_INVALID_SIGNATURE", "{out}");
     assert_eq!(out["failures"][&a][&a_dev]["status"], 400, "{out}");
     // The key signed must be the stored one.
     let mut other = device.clone();
     other["algorithms"] = json!(["m.megolm.v1.aes-sha2"]);
-    let out = body(sign_up(json!({a.clone(): {a_dev.clone(): ssk.signed(&a, &other)}})).await.unwrap());
+    let out = keys_json::signed(sign_up(json!({a.clone(): {a_dev.clone(): ssk.signed(&a, &other)}})).await.unwrap());
     assert_eq!(failure(&out, &a, &a_dev), "M_INVALID_PARAM", "{out}");
     // Unknown keys are not found.
-    let out = body(sign_up(json!({a.clone(): {"NODEVICE": ssk.signed(&a, &device)}})).await.unwrap());
+    let out = keys_json::signed(sign_up(json!({a.clone(): {"NODEVICE": ssk.signed(&a, &device)}})).await.unwrap());
     assert_eq!(failure(&out, &a, "NODEVICE"), "M_NOT_FOUND", "{out}");
     let query = json!({"device_keys": {a.clone(): [], b.clone(): []}});
-    let q = body(h.keys.query_keys(req(&a, &a_dev, query.clone())).await.unwrap());
+    let q = keys_json::queried(h.keys.query_keys(keys_json::query(&a, query.clone())).await.unwrap());
     assert!(q["device_keys"][&a][&a_dev]["signatures"][&a].get(ssk.key_id()).is_none(), "{q}");
 
     // Good signatures, all three kinds: the device by the self-signing key, Bob's master key
@@ -205,13 +205,13 @@ async fn signatures_are_verified(grpc: bool) {
     let master_id = master.public().to_owned();
     let body_ = json!({a.clone(): {a_dev.clone(): by_ssk, master_id.clone(): by_device},
                        b.clone(): {b_master_id.clone(): by_usk}});
-    let out = body(sign_up(body_).await.unwrap());
+    let out = keys_json::signed(sign_up(body_).await.unwrap());
     assert_eq!(out["failures"], json!({}), "{out}");
     let bad = with_signature(&b_master, &a, &usk.key_id(), impostor.signature(&a, &b_master));
-    let out = body(sign_up(json!({b.clone(): {b_master_id.clone(): bad}})).await.unwrap());
+    let out = keys_json::signed(sign_up(json!({b.clone(): {b_master_id.clone(): bad}})).await.unwrap());
     assert_eq!(failure(&out, &b, &b_master_id), "M_INVALID_SIGNATURE", "{out}");
 
-    let q = body(h.keys.query_keys(req(&a, &a_dev, query)).await.unwrap());
+    let q = keys_json::queried(h.keys.query_keys(keys_json::query(&a, query)).await.unwrap());
     let dev_sigs = &q["device_keys"][&a][&a_dev]["signatures"][&a];
     assert_eq!(dev_sigs[ssk.key_id()], ssk.signature(&a, &device), "{q}");
     assert_eq!(dev_sigs[format!("ed25519:{a_dev}")], device["signatures"][&a][format!("ed25519:{a_dev}")], "{q}");

@@ -256,8 +256,8 @@ fn is_unknown_room_version(e: &serde_json::Error) -> bool {
 }
 
 /// A JSON object body, for the routes that are not `Ruma<T>`: compatibility shims ruma has
-/// no type for, and the endpoints whose body their service reads (keys, push rule writes,
-/// `pushers/set`).
+/// no type for, and the endpoints whose body their service reads (custom profile fields,
+/// event contents).
 pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
 
 impl FromRequest<AppState> for JsonObject {

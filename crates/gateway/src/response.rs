@@ -29,10 +29,10 @@ impl<R: OutgoingResponse + Send> Reply<R> for R {
     }
 }
 
-/// The body of `R`, rendered as JSON elsewhere: by the service that owns it (events, `/sync`,
-/// keys and push rules cross gRPC as rendered JSON, and the gateway embeds them without
-/// parsing them again), or in Synapse's shape where ruma's type cannot express it (the
-/// call site says why).
+/// The body of `R`, rendered as JSON elsewhere: by the service that owns it (events and
+/// `/sync` cross gRPC as rendered JSON, and the gateway embeds them without parsing them
+/// again), or in Synapse's shape where ruma's type cannot express it (the call site says
+/// why).
 pub struct Rendered<R> {
     json: String,
     answers: PhantomData<fn() -> R>,

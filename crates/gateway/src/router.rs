@@ -91,8 +91,7 @@ pub(crate) trait RumaRoutes: Sized {
         O: Reply<T::OutgoingResponse> + 'static;
 
     /// A plain axum handler on endpoint `T`'s paths, for the endpoints whose body their
-    /// service still reads as JSON (keys, push rule writes, `pushers/set`: their services
-    /// decide the errcodes until their contracts are typed), whose query is read as Synapse
+    /// service still reads as JSON (custom profile fields), whose query is read as Synapse
     /// reads it (`/sync`), or that stream (media).
     fn json_endpoint<T: Metadata, H: Handler<X, AppState>, X: 'static>(self, handler: H) -> Self {
         self.json_endpoint_on::<T, H, X>(paths_of::<T>(), handler)

@@ -20,10 +20,7 @@ use trellis_core::{
     config::{Config, SyncBalance},
     shutdown::Shutdown,
 };
-use trellis_proto::{
-    sync::{SyncGrpcClient, SyncPool, SyncService},
-    sync_pool::PoolWorker,
-};
+use trellis_proto::sync::{PoolWorker, SyncGrpcClient, SyncPool, SyncService};
 
 use crate::health::Health;
 

@@ -5,7 +5,9 @@
 //! A method written `fn name(Req) -> Resp => via helper;` is still served as a unary RPC, but
 //! the client calls its own `helper` instead (sync's long-polls share one stream). `with
 //! field: Type` gives the client or server adapter one more field, starting at its default,
-//! and a braced block after the server line adds items to the tonic service impl.
+//! and a braced block after the server line adds items to the tonic service impl. An optional
+//! `pool Pool;` line implements the trait for a pool of workers too (`crate::sync_pool`):
+//! each call goes to the worker its request's `user_id` is placed on.
 
 macro_rules! service {
     (
@@ -16,6 +18,7 @@ macro_rules! service {
         client $Client:ident = $pb_client:ty $(, with $cfield:ident: $CTy:ty)?;
         server $Server:ident = $srv_mod:ident::{$SrvType:ident, $SrvTrait:ident} $(, with $sfield:ident: $STy:ty)?
             $({ $($extra:tt)* })?;
+        $(pool $Pool:ident;)?
     ) => {
         $(#[$meta])*
         #[async_trait::async_trait]
@@ -84,6 +87,29 @@ macro_rules! service {
                 }
             )*
             $($($extra)*)?
+        }
+
+        service_pool!([$($Pool)?] $Trait; $($method($Req) -> $Resp;)*);
+    };
+}
+
+/// The trait for a pool of workers, when the service names one: every call goes to the
+/// worker chosen for its request's `user_id` (a user's calls share a worker's warm caches).
+macro_rules! service_pool {
+    ([] $($rest:tt)*) => {};
+    ([$Pool:ident] $Trait:ident; $($method:ident($Req:ty) -> $Resp:ty;)*) => {
+        #[async_trait::async_trait]
+        impl $Trait for $Pool {
+            $(
+                async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp> {
+                    let user = req.user_id.clone();
+                    self.call(&user, |worker: std::sync::Arc<dyn $Trait>| {
+                        let req = req.clone();
+                        async move { worker.$method(req).await }
+                    })
+                    .await
+                }
+            )*
         }
     };
 }

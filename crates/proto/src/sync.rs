@@ -1,13 +1,16 @@
-//! The sync service contract (and, re-exported, [`SyncPool`]: one handle over several sync
-//! workers).
+//! The sync service contract, and [`SyncPool`]: one handle over several sync workers.
 
 use std::sync::Arc;
 
 use trellis_core::shutdown::Shutdown;
 
-pub use crate::sync_pool::SyncPool;
-
 pub use crate::pb::sync::*;
+
+/// One sync handle over the sync workers alive now ([`crate::sync_pool`]); it implements
+/// [`SyncService`] from the list below.
+pub type SyncPool = crate::sync_pool::Pool<dyn SyncService>;
+/// A sync worker as the pool knows it.
+pub type PoolWorker = crate::sync_pool::Worker<dyn SyncService>;
 
 service! {
     /// `/sync` long-polls and stored filters.
@@ -30,10 +33,19 @@ service! {
         /// `GET /events` (pre-r0 long-poll).
         fn events(EventsRequest) -> SyncResponse;
         fn room_initial_sync(RoomInitialSyncRequest) -> SyncResponse;
-        fn push_rules(PushRulesRequest) -> JsonResponse;
-        fn pushers(PushersRequest) -> JsonResponse;
+        /// The user's effective push rules, of every kind or of one.
+        fn get_push_rules(GetPushRulesRequest) -> PushRules;
+        fn get_push_rule(PushRuleRequest) -> PushRule;
+        /// Adds or replaces a user rule, placed before or after another.
+        fn set_push_rule(SetPushRuleRequest) -> Ack;
+        fn delete_push_rule(PushRuleRequest) -> Ack;
+        fn set_push_rule_enabled(SetPushRuleEnabledRequest) -> Ack;
+        fn set_push_rule_actions(SetPushRuleActionsRequest) -> Ack;
+        fn get_pushers(GetPushersRequest) -> PusherList;
+        /// Sets a pusher, or deletes it when the request has no kind.
+        fn set_pusher(SetPusherRequest) -> Ack;
         fn delete_device_pushers(DeleteDevicePushersRequest) -> Ack;
-        fn notifications(NotificationsRequest) -> JsonResponse;
+        fn notifications(NotificationsRequest) -> NotificationPage;
         /// Stores send-to-device messages and wakes the recipients' long-polls.
         fn send_to_device(SendToDeviceRequest) -> Ack;
         /// After an upgrade: the old room's push rules, tags and direct-chat entries of its
@@ -51,10 +63,16 @@ service! {
             &self,
             request: tonic::Request<tonic::Streaming<SyncCall>>,
         ) -> Result<tonic::Response<Self::SyncCallsStream>, tonic::Status> {
-            let answers = crate::sync_calls::serve(self.inner.clone(), request.into_inner(), self.shutdown.clone());
+            let inner = self.inner.clone();
+            let answer = move |req| {
+                let inner = inner.clone();
+                async move { inner.sync(req).await }
+            };
+            let answers = crate::sync_calls::serve(answer, request.into_inner(), self.shutdown.clone());
             Ok(tonic::Response::new(answers))
         }
     };
+    pool SyncPool;
 }
 
 impl SyncGrpcClient {
@@ -80,5 +98,17 @@ impl SyncGrpcServer {
     pub fn until(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = Some(shutdown);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_worker_is_unavailable_not_a_panic() {
+        let empty = SyncPool::new(Vec::new(), trellis_core::config::SyncBalance::User);
+        let err = empty.sync(SyncRequest::default()).await.unwrap_err();
+        assert!(crate::status::is_unavailable(&err), "{err:?}");
     }
 }

@@ -195,24 +195,28 @@ fn unavailable() -> Error {
 /// The answer stream a worker returns for one gateway's calls.
 pub type Answers = UnboundedReceiverStream<Result<SyncAnswer, Status>>;
 
-/// The worker's end of one stream: runs its calls against `service` until the gateway closes
-/// the stream or, after `shutdown`, until every call has been answered.
-pub fn serve(
-    service: Arc<dyn crate::sync::SyncService>,
-    calls: tonic::Streaming<SyncCall>,
-    shutdown: Option<Shutdown>,
-) -> Answers {
+/// The worker's end of one stream: runs each call through `service` (the worker's `sync`)
+/// until the gateway closes the stream or, after `shutdown`, until every call has been
+/// answered.
+pub fn serve<F, Fut>(service: F, calls: tonic::Streaming<SyncCall>, shutdown: Option<Shutdown>) -> Answers
+where
+    F: Fn(SyncRequest) -> Fut + Send + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
     let (answers, rx) = mpsc::unbounded_channel();
     tokio::spawn(run_calls(service, calls, shutdown, answers));
     UnboundedReceiverStream::new(rx)
 }
 
-async fn run_calls(
-    service: Arc<dyn crate::sync::SyncService>,
+async fn run_calls<F, Fut>(
+    service: F,
     mut calls: tonic::Streaming<SyncCall>,
     shutdown: Option<Shutdown>,
     answers: mpsc::UnboundedSender<Result<SyncAnswer, Status>>,
-) {
+) where
+    F: Fn(SyncRequest) -> Fut,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
     let stop = || async {
         match &shutdown {
             Some(shutdown) => shutdown.wait().await,
@@ -232,7 +236,7 @@ async fn run_calls(
                         let _ = answers.send(Ok(answer(id, Err(Status::unavailable("sync worker is stopping")))));
                         continue;
                     }
-                    let handle = running.spawn(run_call(service.clone(), id, request, trace, answers.clone()));
+                    let handle = running.spawn(run_call(service(request), id, trace, answers.clone()));
                     handles.insert(id, handle);
                 }
                 Some(Ok(SyncCall { id, kind: Some(sync_call::Kind::Cancel(_)), .. })) => {
@@ -259,13 +263,12 @@ async fn run_calls(
 /// One call, answered whatever happens to it (a panic included, as an internal error: its
 /// caller must not wait on).
 async fn run_call(
-    service: Arc<dyn crate::sync::SyncService>,
+    sync: impl Future<Output = Answer>,
     id: u64,
-    request: SyncRequest,
     trace: HashMap<String, String>,
     answers: mpsc::UnboundedSender<Result<SyncAnswer, Status>>,
 ) -> u64 {
-    let call = AssertUnwindSafe(service.sync(request))
+    let call = AssertUnwindSafe(sync)
         .catch_unwind()
         .map(|caught| caught.unwrap_or_else(|_| Err(Error::internal("sync call panicked"))).and_then(fits));
     let result = crate::server::respond("sync", "sync", |span| crate::trace::adopt_map(span, &trace), call).await;

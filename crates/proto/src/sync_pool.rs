@@ -1,6 +1,7 @@
-//! [`SyncPool`]: one sync handle over the sync workers alive now, each user's calls going to
-//! the same worker for as long as it lives (rendezvous hashing, so a worker coming or going
-//! moves only its own share of users).
+//! [`Pool`]: one handle over the workers alive now, each user's calls going to the same
+//! worker for as long as it lives (rendezvous hashing, so a worker coming or going moves only
+//! its own share of users). The sync service is served so (`crate::sync::SyncPool`: its
+//! `service!` list implements the trait for the pool); this file knows no service.
 
 use std::{
     collections::HashMap,
@@ -14,33 +15,37 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use trellis_core::config::SyncBalance;
 
-use crate::sync::*;
-
-/// A sync worker as the pool knows it: a stable name (its URL) and a handle to it.
-#[derive(Clone)]
-pub struct PoolWorker {
+/// A worker as the pool knows it: a stable name (its URL) and a handle to it (`S`: the
+/// service's trait object).
+pub struct Worker<S: ?Sized> {
     pub name: String,
-    pub service: Arc<dyn SyncService>,
+    pub service: Arc<S>,
+}
+
+impl<S: ?Sized> Clone for Worker<S> {
+    fn clone(&self) -> Self {
+        Worker { name: self.name.clone(), service: self.service.clone() }
+    }
 }
 
 /// Spreads calls over several sync workers. Any worker can answer any call: tokens carry the
 /// whole position and PostgreSQL holds the truth, so the choice only affects warm caches and
 /// which worker holds a user's long-polls. A worker that cannot be reached is skipped in
 /// favour of the user's next choice. The set of workers can change at any time
-/// ([`SyncPool::set_workers`]); calls under way on a worker that leaves the set are moved to
+/// ([`Pool::set_workers`]); calls under way on a worker that leaves the set are moved to
 /// the next choice.
-pub struct SyncPool {
-    workers: RwLock<Arc<Vec<PoolWorker>>>,
+pub struct Pool<S: ?Sized> {
+    workers: RwLock<Arc<Vec<Worker<S>>>>,
     balance: SyncBalance,
     next: AtomicUsize,
     /// Per worker in the set: turns true when it leaves the set.
     departures: Mutex<HashMap<String, watch::Sender<bool>>>,
 }
 
-impl SyncPool {
-    pub fn new(workers: Vec<PoolWorker>, balance: SyncBalance) -> SyncPool {
+impl<S: ?Sized> Pool<S> {
+    pub fn new(workers: Vec<Worker<S>>, balance: SyncBalance) -> Pool<S> {
         let departures = workers.iter().map(|w| (w.name.clone(), watch::channel(false).0)).collect();
-        SyncPool {
+        Pool {
             workers: RwLock::new(Arc::new(workers)),
             balance,
             next: AtomicUsize::new(0),
@@ -52,7 +57,7 @@ impl SyncPool {
     /// there; those on a worker that left (its registration lapsed: it died, hangs or was
     /// stopped) are given up and made again on the user's next choice, rather than waiting
     /// on a worker nobody expects to answer.
-    pub fn set_workers(&self, workers: Vec<PoolWorker>) {
+    pub fn set_workers(&self, workers: Vec<Worker<S>>) {
         let mut departures = self.departures.lock();
         departures.retain(|name, departed| {
             let stays = workers.iter().any(|w| &w.name == name);
@@ -68,7 +73,7 @@ impl SyncPool {
     }
 
     /// Resolves when `name` leaves the set of workers (at once if it is not in it).
-    fn departure(&self, name: &str) -> impl std::future::Future<Output = ()> + use<> {
+    fn departure(&self, name: &str) -> impl std::future::Future<Output = ()> + use<S> {
         let watching = self.departures.lock().get(name).map(watch::Sender::subscribe);
         async move {
             if let Some(mut departed) = watching {
@@ -84,8 +89,8 @@ impl SyncPool {
     }
 
     /// The workers in the order `user_id`'s calls try them.
-    fn order(&self, user_id: &str) -> Vec<PoolWorker> {
-        let mut order: Vec<PoolWorker> = self.workers.read().to_vec();
+    fn order(&self, user_id: &str) -> Vec<Worker<S>> {
+        let mut order: Vec<Worker<S>> = self.workers.read().to_vec();
         match self.balance {
             SyncBalance::RoundRobin => {
                 if !order.is_empty() {
@@ -100,9 +105,11 @@ impl SyncPool {
         order
     }
 
-    async fn call<T, F, Fut>(&self, user_id: &str, f: F) -> trellis_core::Result<T>
+    /// Makes `f` on `user_id`'s worker, moving it to the next choice while workers fail or
+    /// leave (what the service's `pool` line calls for every method).
+    pub(crate) async fn call<T, F, Fut>(&self, user_id: &str, f: F) -> trellis_core::Result<T>
     where
-        F: Fn(Arc<dyn SyncService>) -> Fut,
+        F: Fn(Arc<S>) -> Fut,
         Fut: std::future::Future<Output = trellis_core::Result<T>>,
     {
         // The set of workers is read again before each attempt: workers that joined while
@@ -152,61 +159,19 @@ fn score(worker: &str, user: &str) -> u64 {
     h ^ (h >> 33)
 }
 
-/// Every call goes to the worker chosen for the request's user.
-macro_rules! pooled {
-    ($($method:ident($Req:ty) -> $Resp:ty;)*) => {
-        #[async_trait::async_trait]
-        impl SyncService for SyncPool {
-            $(
-                async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp> {
-                    let user = req.user_id.clone();
-                    self.call(&user, |w| {
-                        let req = req.clone();
-                        async move { w.$method(req).await }
-                    })
-                    .await
-                }
-            )*
-        }
-    };
-}
-
-pooled! {
-    sync(SyncRequest) -> SyncResponse;
-    create_filter(CreateFilterRequest) -> CreateFilterResponse;
-    get_filter(GetFilterRequest) -> GetFilterResponse;
-    set_typing(SetTypingRequest) -> Ack;
-    post_receipt(PostReceiptRequest) -> Ack;
-    set_read_markers(ReadMarkersRequest) -> Ack;
-    get_account_data(GetAccountDataRequest) -> AccountDataResponse;
-    set_account_data(SetAccountDataRequest) -> Ack;
-    update_tag(UpdateTagRequest) -> Ack;
-    get_presence(GetPresenceRequest) -> PresenceResponse;
-    set_presence(SetPresenceRequest) -> Ack;
-    initial_sync(InitialSyncRequest) -> SyncResponse;
-    events(EventsRequest) -> SyncResponse;
-    room_initial_sync(RoomInitialSyncRequest) -> SyncResponse;
-    push_rules(PushRulesRequest) -> JsonResponse;
-    pushers(PushersRequest) -> JsonResponse;
-    delete_device_pushers(DeleteDevicePushersRequest) -> Ack;
-    notifications(NotificationsRequest) -> JsonResponse;
-    send_to_device(SendToDeviceRequest) -> Ack;
-    transfer_room_settings(TransferRoomSettingsRequest) -> Ack;
-    sliding_sync(SlidingSyncRequest) -> SlidingSyncResponse;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pool(names: &[&str]) -> SyncPool {
-        // Clients connect lazily: these tests look at the order, never call.
-        let client = |n: &str| -> Arc<dyn SyncService> { Arc::new(SyncGrpcClient::connect(n).unwrap()) };
-        let workers = names.iter().map(|n| PoolWorker { name: (*n).into(), service: client(n) }).collect();
-        SyncPool::new(workers, SyncBalance::User)
+    /// A pool whose "service" is just a name: these tests look at the order and the moves.
+    type Names = Pool<str>;
+
+    fn pool(names: &[&str]) -> Names {
+        let workers = names.iter().map(|n| Worker { name: (*n).into(), service: Arc::from(*n) }).collect();
+        Pool::new(workers, SyncBalance::User)
     }
 
-    fn first(pool: &SyncPool, user: &str) -> String {
+    fn first(pool: &Names, user: &str) -> String {
         pool.order(user)[0].name.clone()
     }
 
@@ -243,17 +208,17 @@ mod tests {
         let other = pool(&["http://c:1", "http://a:1", "http://b:1"]);
         for i in 0..100 {
             let user = format!("@u{i}:x");
-            let names = |p: &SyncPool| p.order(&user).into_iter().map(|w| w.name).collect::<Vec<_>>();
+            let names = |p: &Names| p.order(&user).into_iter().map(|w| w.name).collect::<Vec<_>>();
             assert_eq!(names(&one), names(&other));
         }
     }
 
     #[tokio::test]
     async fn a_call_moves_to_a_worker_that_joined_after_it_started() {
-        let a: Arc<dyn SyncService> = Arc::new(SyncGrpcClient::connect("http://a:1").unwrap());
-        let b: Arc<dyn SyncService> = Arc::new(SyncGrpcClient::connect("http://b:1").unwrap());
-        let pool = SyncPool::new(vec![PoolWorker { name: "http://a:1".into(), service: a.clone() }], SyncBalance::User);
-        let replacement = vec![PoolWorker { name: "http://b:1".into(), service: b.clone() }];
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let pool = Pool::new(vec![Worker { name: "http://a:1".into(), service: a.clone() }], SyncBalance::User);
+        let replacement = vec![Worker { name: "http://b:1".into(), service: b.clone() }];
         let answered = pool
             .call("@u:x", |worker| {
                 let on_a = Arc::ptr_eq(&worker, &a);
@@ -270,12 +235,5 @@ mod tests {
             })
             .await;
         assert_eq!(answered.unwrap(), "answered by b");
-    }
-
-    #[tokio::test]
-    async fn no_worker_is_unavailable_not_a_panic() {
-        let empty = pool(&[]);
-        let err = empty.sync(SyncRequest::default()).await.unwrap_err();
-        assert!(crate::status::is_unavailable(&err), "{err:?}");
     }
 }

@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use tokio::time::{sleep, timeout};
 use tonic::service::Routes;
 use trellis_core::{ErrorCode, shutdown::Shutdown};
-use trellis_proto::{status::is_unavailable, sync::*, sync_pool::PoolWorker};
+use trellis_proto::{status::is_unavailable, sync::*};
 
 const STREAM: &str = "/trellis.sync.v1.Sync/SyncCalls";
 const UNARY: &str = "/trellis.sync.v1.Sync/Sync";

@@ -49,16 +49,34 @@ impl SyncService for SyncWorker {
     async fn room_initial_sync(&self, req: RoomInitialSyncRequest) -> Result<SyncResponse> {
         self.legacy_room_initial_sync(req).await
     }
-    async fn push_rules(&self, req: PushRulesRequest) -> Result<JsonResponse> {
-        self.push_rules_op(req).await
+    async fn get_push_rules(&self, req: GetPushRulesRequest) -> Result<PushRules> {
+        self.get_push_rules_op(req).await
     }
-    async fn pushers(&self, req: PushersRequest) -> Result<JsonResponse> {
-        self.pushers_op(req).await
+    async fn get_push_rule(&self, req: PushRuleRequest) -> Result<PushRule> {
+        self.get_push_rule_op(req).await
+    }
+    async fn set_push_rule(&self, req: SetPushRuleRequest) -> Result<Ack> {
+        self.set_push_rule_op(req).await
+    }
+    async fn delete_push_rule(&self, req: PushRuleRequest) -> Result<Ack> {
+        self.delete_push_rule_op(req).await
+    }
+    async fn set_push_rule_enabled(&self, req: SetPushRuleEnabledRequest) -> Result<Ack> {
+        self.set_push_rule_enabled_op(req).await
+    }
+    async fn set_push_rule_actions(&self, req: SetPushRuleActionsRequest) -> Result<Ack> {
+        self.set_push_rule_actions_op(req).await
+    }
+    async fn get_pushers(&self, req: GetPushersRequest) -> Result<PusherList> {
+        self.get_pushers_op(req).await
+    }
+    async fn set_pusher(&self, req: SetPusherRequest) -> Result<Ack> {
+        self.set_pusher_op(req).await
     }
     async fn delete_device_pushers(&self, req: DeleteDevicePushersRequest) -> Result<Ack> {
         self.delete_device_pushers_op(req).await
     }
-    async fn notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {
+    async fn notifications(&self, req: NotificationsRequest) -> Result<NotificationPage> {
         self.list_notifications(req).await
     }
     async fn send_to_device(&self, req: SendToDeviceRequest) -> Result<Ack> {

@@ -23,6 +23,8 @@ async fn rules(env: &Env, op: &str, kind: &str, id: &str, body: Value) -> trelli
     rules_at(env, op, kind, id, body, "", "").await
 }
 
+/// A push-rule request as a client makes it (`op` on rule `id` of `kind`, with `body`), made
+/// through the typed operation; its answer as clients see it.
 async fn rules_at(
     env: &Env,
     op: &str,
@@ -32,19 +34,64 @@ async fn rules_at(
     before: &str,
     after: &str,
 ) -> trellis_core::Result<Value> {
-    let req = PushRulesRequest {
-        requester: ALICE.into(),
-        user_id: ALICE.into(),
-        op: op.into(),
-        scope: "global".into(),
+    let (requester, user_id) = (ALICE.to_owned(), ALICE.to_owned());
+    let one = || PushRuleRequest {
+        requester: requester.clone(),
+        user_id: user_id.clone(),
         kind: kind.into(),
         rule_id: id.into(),
-        before: before.into(),
-        after: after.into(),
-        body_json: body.to_string(),
     };
-    let resp = env.sync.push_rules(req).await?;
-    Ok(serde_json::from_str(&resp.body_json).unwrap())
+    match op {
+        "get" if id.is_empty() => {
+            let ask = GetPushRulesRequest { requester: requester.clone(), user_id: user_id.clone(), kind: kind.into() };
+            let all = env.sync.get_push_rules(ask).await?;
+            let list = match kind {
+                "override" => all.override_rules,
+                "content" => all.content,
+                "room" => all.room,
+                "sender" => all.sender,
+                _ => all.underride,
+            };
+            Ok(Value::Array(list.iter().map(|r| rule_json(kind, r)).collect()))
+        }
+        "get" => Ok(rule_json(kind, &env.sync.get_push_rule(one()).await?)),
+        "put" => {
+            let field = |name: &str| body.get(name).map(Value::to_string);
+            let put = SetPushRuleRequest {
+                requester: requester.clone(),
+                user_id: user_id.clone(),
+                kind: kind.into(),
+                rule_id: id.into(),
+                before: before.into(),
+                after: after.into(),
+                actions: field("actions"),
+                conditions: field("conditions"),
+                pattern: body["pattern"].as_str().map(Into::into),
+            };
+            env.sync.set_push_rule(put).await.map(|_| json!({}))
+        }
+        "delete" => env.sync.delete_push_rule(one()).await.map(|_| json!({})),
+        "set_enabled" => {
+            let enabled = body["enabled"].as_bool().expect("a boolean");
+            let set = SetPushRuleEnabledRequest { requester, user_id, kind: kind.into(), rule_id: id.into(), enabled };
+            env.sync.set_push_rule_enabled(set).await.map(|_| json!({}))
+        }
+        other => panic!("no push-rule operation {other}"),
+    }
+}
+
+/// A typed rule as clients see it.
+fn rule_json(kind: &str, rule: &PushRule) -> Value {
+    let each = |list: &[String]| list.iter().map(|a| serde_json::from_str(a).unwrap()).collect::<Vec<Value>>();
+    let mut out = json!({"rule_id": rule.rule_id, "default": rule.default, "enabled": rule.enabled,
+                         "actions": each(&rule.actions)});
+    if matches!(kind, "override" | "underride") {
+        out["conditions"] = json!(each(&rule.conditions));
+    }
+    if let Some(pattern) = &rule.pattern {
+        out["pattern"] = json!(pattern);
+    }
+    out
 }
 
 fn ids(list: &Value) -> Vec<&str> {

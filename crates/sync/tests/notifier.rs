@@ -105,13 +105,20 @@ async fn one_worker_per_event_and_resume_after_restart() {
         "kind": "http", "app_id": "app", "pushkey": "k", "app_display_name": "A", "device_display_name": "D",
         "lang": "en", "data": {"url": "http://127.0.0.1:9/_matrix/push/v1/notify"},
     });
-    let set = PushersRequest {
+    let text = |key: &str| pusher[key].as_str().map(str::to_owned);
+    let set = SetPusherRequest {
         requester: BOB.into(),
         user_id: BOB.into(),
-        body_json: Some(pusher.to_string()),
-        device_id: None,
+        app_id: text("app_id"),
+        pushkey: text("pushkey"),
+        kind: text("kind"),
+        app_display_name: text("app_display_name"),
+        device_display_name: text("device_display_name"),
+        lang: text("lang"),
+        data: Some(pusher["data"].to_string()),
+        ..Default::default()
     };
-    workers[0].pushers(set).await.unwrap();
+    workers[0].set_pusher(set).await.unwrap();
 
     for i in 0..20 {
         say(&rooms, &room, &format!("m{i}")).await;
@@ -185,17 +192,15 @@ async fn one_record_per_event_and_rows_only_for_members_notified_otherwise() {
         join(&rooms, &room, user).await;
     }
     // Dan mutes the room.
-    let mute = PushRulesRequest {
+    let mute = SetPushRuleRequest {
         requester: DAN.into(),
         user_id: DAN.into(),
-        op: "put".into(),
-        scope: "global".into(),
         kind: "room".into(),
         rule_id: room.clone(),
-        body_json: json!({"actions": []}).to_string(),
+        actions: Some(json!([]).to_string()),
         ..Default::default()
     };
-    worker.push_rules(mute).await.unwrap();
+    worker.set_push_rule(mute).await.unwrap();
 
     for i in 0..3 {
         say(&rooms, &room, &format!("plain {i}")).await;
@@ -254,16 +259,11 @@ async fn one_record_per_event_and_rows_only_for_members_notified_otherwise() {
         limit: 10,
         only_highlight: false,
     };
-    let carol: serde_json::Value =
-        serde_json::from_str(&worker.notifications(page(CAROL)).await.unwrap().body_json).unwrap();
-    let bodies: Vec<&str> = carol["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["event"]["content"]["body"].as_str().unwrap())
-        .collect();
+    let carol = worker.notifications(page(CAROL)).await.unwrap();
+    let events: Vec<serde_json::Value> =
+        carol.notifications.iter().map(|n| serde_json::from_str(&n.event).unwrap()).collect();
+    let bodies: Vec<&str> = events.iter().map(|e| e["content"]["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, vec!["carol?", "plain 2", "plain 1", "plain 0"], "newest first");
-    let dan: serde_json::Value =
-        serde_json::from_str(&worker.notifications(page(DAN)).await.unwrap().body_json).unwrap();
-    assert_eq!(dan["notifications"], json!([]));
+    let dan = worker.notifications(page(DAN)).await.unwrap();
+    assert!(dan.notifications.is_empty(), "{:?}", dan.notifications);
 }

@@ -9,27 +9,17 @@
 //! (by the uploading device) are kept as sent and not checked, as Synapse does.
 
 use ruma::encryption::{CrossSigningKey, KeyUsage};
-use serde::Deserialize;
 use serde_json::Value;
 use tracing::{info, instrument};
 use trellis_core::{Error, ErrorCode, Result};
-use trellis_proto::keys::{KeysRequest, KeysResponse};
+use trellis_proto::keys::{UploadSigningKeysRequest, UploadSigningKeysResponse};
 
 use super::{
-    changes, object,
+    changes, key_json,
     signing::{Signed, is_ed25519_public_key, stored_public},
     store,
 };
 use crate::service::Auth;
-
-/// The body of `/keys/device_signing/upload`; a `null` key is an absent one.
-#[derive(Deserialize)]
-struct SigningKeysBody {
-    master_key: Option<Value>,
-    self_signing_key: Option<Value>,
-    user_signing_key: Option<Value>,
-    auth: Option<Value>,
-}
 
 /// An uploaded cross-signing key, checked.
 struct Upload {
@@ -77,18 +67,21 @@ fn check_signed_by_master(key: &Upload, user: &str, master: &str) -> Result<()> 
 
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id))]
-    pub(crate) async fn do_upload_signing_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let body: SigningKeysBody = serde_json::from_value(Value::Object(object(&req.body_json)?))
-            .map_err(|e| Error::bad_json(format!("Invalid cross-signing keys upload: {e}")))?;
+    pub(crate) async fn do_upload_signing_keys(
+        &self,
+        req: UploadSigningKeysRequest,
+    ) -> Result<UploadSigningKeysResponse> {
         let user = req.user_id.as_str();
         let mut uploads = Vec::new();
         for (key, usage) in [
-            (&body.master_key, "master"),
-            (&body.self_signing_key, "self_signing"),
-            (&body.user_signing_key, "user_signing"),
+            (&req.master_key, "master"),
+            (&req.self_signing_key, "self_signing"),
+            (&req.user_signing_key, "user_signing"),
         ] {
-            if let Some(key) = key.as_ref().filter(|v| !v.is_null()) {
-                uploads.push(check_key(key, user, usage)?);
+            // A `null` key is an absent one.
+            let key = key.as_deref().map(|json| key_json(json, &format!("{usage} key"))).transpose()?;
+            if let Some(key) = key.filter(|v| !v.is_null()) {
+                uploads.push(check_key(&key, user, usage)?);
             }
         }
         let existing = {
@@ -96,7 +89,7 @@ impl Auth {
             store::cross_signing_keys(&client, user).await?
         };
         if uploads.is_empty() {
-            return Ok(KeysResponse { body_json: "{}".into() });
+            return Ok(UploadSigningKeysResponse {});
         }
         // The master key that signs the others: the one uploaded now, else the stored one.
         let master = match uploads.iter().find(|k| k.usage == "master") {
@@ -113,15 +106,14 @@ impl Auth {
         // first upload does not (MSC3967, as Synapse).
         let replaces = uploads.iter().any(|u| existing.iter().any(|k| k.key_type == u.usage && k.key_json != u.json));
         if replaces {
-            let auth = body.auth.filter(|v| !v.is_null()).map(|v| v.to_string()).unwrap_or_default();
-            self.require_uia(user, "device_signing_upload", None, &auth).await?;
+            self.require_uia(user, "device_signing_upload", None, &req.auth_json).await?;
         }
         let fresh: Vec<_> = uploads
             .into_iter()
             .filter(|u| !existing.iter().any(|k| k.key_type == u.usage && k.key_json == u.json))
             .collect();
         if fresh.is_empty() {
-            return Ok(KeysResponse { body_json: "{}".into() });
+            return Ok(UploadSigningKeysResponse {});
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -140,7 +132,7 @@ impl Auth {
             false => self.announce_private_change(user, pos).await,
         }
         info!(user_id = %user, keys = fresh.len(), "cross-signing keys uploaded");
-        Ok(KeysResponse { body_json: "{}".into() })
+        Ok(UploadSigningKeysResponse {})
     }
 }
 

@@ -1,16 +1,16 @@
 //! `POST /keys/query` (device and cross-signing keys, with uploaded signatures merged in)
 //! and `POST /keys/claim` (one one-time key per device, else its fallback key).
 
-use std::collections::BTreeMap;
-
-use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, UserId};
-use serde::Deserialize;
+use ruma::{OneTimeKeyAlgorithm, UserId};
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 use trellis_core::{Error, Result};
-use trellis_proto::keys::{KeysRequest, KeysResponse};
+use trellis_proto::keys::{
+    ClaimKeysRequest, ClaimKeysResponse, ClaimedByDevice, ClaimedKey, DeviceKeysByDevice, QueryKeysRequest,
+    QueryKeysResponse,
+};
 
-use super::{object, store};
+use super::{store, user_id};
 use crate::service::Auth;
 
 /// Adds uploaded signatures of a key to its `signatures` object.
@@ -28,23 +28,6 @@ pub(crate) fn merge_signatures(key: &mut Value, sigs: Vec<(String, String, Strin
     }
 }
 
-/// The body of `/keys/query`: user → the devices asked for (none or `null`: all of them).
-#[derive(Deserialize)]
-struct QueryBody {
-    device_keys: BTreeMap<OwnedUserId, Option<Vec<OwnedDeviceId>>>,
-}
-
-/// The body of `/keys/claim`: user → device → the algorithm of the key to claim.
-#[derive(Deserialize)]
-struct ClaimBody {
-    one_time_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
-}
-
-/// Reads a request body as `T`: what does not fit is `M_BAD_JSON`.
-fn body<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
-    serde_json::from_value(Value::Object(object(json)?)).map_err(|e| Error::bad_json(format!("Invalid {what}: {e}")))
-}
-
 fn parse(json: &str) -> Result<Value> {
     serde_json::from_str(json).map_err(|e| Error::internal(format!("stored key is not JSON: {e}")))
 }
@@ -58,20 +41,19 @@ impl Auth {
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
-    pub(crate) async fn do_query_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let asked = body::<QueryBody>(&req.body_json, "keys query")?.device_keys;
+    pub(crate) async fn do_query_keys(&self, req: QueryKeysRequest) -> Result<QueryKeysResponse> {
         let client = self.pool.get().await?;
-        let (mut devices, mut masters, mut selfs, mut users) = (Map::new(), Map::new(), Map::new(), Map::new());
-        for (user, wanted) in &asked {
-            let wanted = wanted.as_deref().unwrap_or_default();
-            if !self.is_local(user) {
+        let mut out = QueryKeysResponse::default();
+        for (user, wanted) in &req.device_keys {
+            let wanted = &wanted.device_ids;
+            if !self.is_local(&user_id(user)?) {
                 // Federation is not supported: remote users are simply absent.
                 continue;
             }
             let user = user.as_str();
-            let mut found = Map::new();
+            let mut found = DeviceKeysByDevice::default();
             for row in store::user_device_keys(&client, user).await? {
-                if !wanted.is_empty() && !wanted.iter().any(|d| d.as_str() == row.device_id) {
+                if !wanted.is_empty() && !wanted.contains(&row.device_id) {
                     continue;
                 }
                 let mut keys = parse(&row.key_json)?;
@@ -86,9 +68,9 @@ impl Auth {
                     }
                     obj.insert("unsigned".into(), Value::Object(unsigned));
                 }
-                found.insert(row.device_id, keys);
+                found.devices.insert(row.device_id, keys.to_string());
             }
-            devices.insert(user.to_owned(), Value::Object(found));
+            out.device_keys.insert(user.to_owned(), found);
             for row in store::cross_signing_keys(&client, user).await? {
                 let mut key = parse(&row.key_json)?;
                 // Another user's signature of this key (made with their user-signing key)
@@ -96,50 +78,45 @@ impl Auth {
                 let sigs = store::signatures(&client, user, &row.public_key).await?;
                 let visible = sigs.into_iter().filter(|s| s.0 == *user || s.0 == req.user_id).collect();
                 merge_signatures(&mut key, visible);
-                match row.key_type.as_str() {
-                    "master" => masters.insert(user.to_owned(), key),
-                    "self_signing" => selfs.insert(user.to_owned(), key),
-                    "user_signing" if user == req.user_id => users.insert(user.to_owned(), key),
-                    _ => None,
+                let kind = match row.key_type.as_str() {
+                    "master" => &mut out.master_keys,
+                    "self_signing" => &mut out.self_signing_keys,
+                    "user_signing" if user == req.user_id => &mut out.user_signing_keys,
+                    _ => continue,
                 };
+                kind.insert(user.to_owned(), key.to_string());
             }
         }
-        let out = json!({
-            "device_keys": devices,
-            "master_keys": masters,
-            "self_signing_keys": selfs,
-            "user_signing_keys": users,
-            "failures": {},
-        });
-        Ok(KeysResponse { body_json: out.to_string() })
+        Ok(out)
     }
 
     #[instrument(skip_all, fields(user_id = %req.user_id))]
-    pub(crate) async fn do_claim_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let asked = body::<ClaimBody>(&req.body_json, "keys claim")?.one_time_keys;
+    pub(crate) async fn do_claim_keys(&self, req: ClaimKeysRequest) -> Result<ClaimKeysResponse> {
         let client = self.pool.get().await?;
-        let mut out = Map::new();
-        for (user, devices) in &asked {
-            if !self.is_local(user) {
+        let mut out = ClaimKeysResponse::default();
+        for (user, devices) in &req.one_time_keys {
+            if !self.is_local(&user_id(user)?) {
                 continue;
             }
             let user = user.as_str();
-            let mut claimed = Map::new();
-            for (device, alg) in devices {
+            let mut claimed = ClaimedByDevice::default();
+            for (device, alg) in &devices.devices {
+                let alg = OneTimeKeyAlgorithm::from(alg.as_str());
                 let (device, alg) = (device.as_str(), alg.as_str());
                 let key = match store::claim_one_time_key(&client, user, device, alg).await? {
                     Some(k) => Some(k),
                     None => store::claim_fallback_key(&client, user, device, alg).await?,
                 };
                 if let Some((key_id, json)) = key {
-                    claimed.insert(device.to_owned(), json!({ format!("{alg}:{key_id}"): parse(&json)? }));
+                    let key = ClaimedKey { key_id: format!("{alg}:{key_id}"), key: parse(&json)?.to_string() };
+                    claimed.devices.insert(device.to_owned(), key);
                 }
             }
-            if !claimed.is_empty() {
-                out.insert(user.to_owned(), Value::Object(claimed));
+            if !claimed.devices.is_empty() {
+                out.one_time_keys.insert(user.to_owned(), claimed);
             }
         }
-        Ok(KeysResponse { body_json: json!({ "one_time_keys": out, "failures": {} }).to_string() })
+        Ok(out)
     }
 }
 

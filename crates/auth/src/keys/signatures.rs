@@ -7,23 +7,19 @@
 //! `M_INVALID_SIGNATURE`, an unknown key (or a missing signing key) with `M_NOT_FOUND`, and
 //! the others are stored (spec: client-server API, `/keys/signatures/upload`; as Synapse).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use ruma::OwnedUserId;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::instrument;
 use trellis_core::{Error, ErrorCode, Result};
-use trellis_proto::keys::{KeysRequest, KeysResponse};
+use trellis_proto::keys::{KeyFailure, UploadSignaturesRequest, UploadSignaturesResponse};
 
 use super::{
-    changes, object,
+    changes, key_json,
     signing::{Signed, stored_public},
-    store,
+    store, user_id,
 };
 use crate::service::Auth;
-
-/// The body: target user → key ID (a device ID or a master public key) → the signed key.
-type SignedKeys = BTreeMap<OwnedUserId, BTreeMap<String, Value>>;
 
 /// Which key of the uploader may sign a target key.
 enum Signer {
@@ -47,38 +43,41 @@ fn device_signing_key(my_devices: &HashMap<String, String>, key_id: &str) -> Res
     Ok(keys["keys"][key_id].as_str().map(str::to_owned))
 }
 
-/// A failure entry of the response, in the spec's error shape (plus the status, as Synapse).
-fn failure(code: ErrorCode, message: &str) -> Value {
-    json!({ "status": code.default_status(), "errcode": code.as_str(), "error": message })
+/// A failure entry of the response: the spec's error shape, plus the status (as Synapse).
+fn failure(code: ErrorCode, message: &str) -> KeyFailure {
+    KeyFailure { errcode: code.as_str().to_owned(), error: message.to_owned(), status: code.default_status().into() }
 }
 
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id))]
-    pub(crate) async fn do_upload_signatures(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let body: SignedKeys = serde_json::from_value(Value::Object(object(&req.body_json)?))
-            .map_err(|e| Error::bad_json(format!("Invalid signatures upload: {e}")))?;
+    pub(crate) async fn do_upload_signatures(&self, req: UploadSignaturesRequest) -> Result<UploadSignaturesResponse> {
+        // Target user → key ID (a device ID or a master public key) → the signed key.
+        let body = &req.signed_keys;
+        for target in body.keys() {
+            user_id(target)?;
+        }
         let me = req.user_id.as_str();
         let mut client = self.pool.get().await?;
         let mine = store::cross_signing_keys(&client, me).await?;
         let my_master = stored_public(&mine, "master")?;
         // The uploader's device keys, read once: a device may be both a key signed here (by
         // the self-signing key) and the signer of the master key.
-        let my_devices: HashMap<String, String> = match body.keys().any(|u| u.as_str() == me) {
+        let my_devices: HashMap<String, String> = match body.contains_key(me) {
             true => {
                 store::user_device_keys(&client, me).await?.into_iter().map(|d| (d.device_id, d.key_json)).collect()
             }
             false => HashMap::new(),
         };
-        let mut failures: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        let mut out = UploadSignaturesResponse::default();
         let mut accepted: Vec<Accepted> = Vec::new();
-        for (target_user, keys) in &body {
+        for (target_user, keys) in body {
             let target_user = target_user.as_str();
             let theirs = match target_user == me {
                 true => None,
                 false => Some(store::cross_signing_keys(&client, target_user).await?),
             };
-            for (key_id, sent) in keys {
-                let sent = Signed::from_client(sent)?;
+            for (key_id, sent) in &keys.keys {
+                let sent = Signed::from_client(&key_json(sent, "signed key")?)?;
                 // What is being signed, and the one key of the uploader allowed to sign it.
                 let (stored, signer, missing) = if target_user == me && my_master.as_deref() == Some(key_id) {
                     let stored = mine.iter().find(|k| k.key_type == "master").map(|k| k.key_json.clone());
@@ -92,7 +91,8 @@ impl Auth {
                     (stored, stored_public(&mine, "user_signing")?.map(Signer::Key), "No user-signing key")
                 };
                 let mut fail = |code, message: &str| {
-                    failures.entry(target_user.to_owned()).or_default().insert(key_id.clone(), failure(code, message));
+                    let of_user = out.failures.entry(target_user.to_owned()).or_default();
+                    of_user.keys.insert(key_id.clone(), failure(code, message));
                 };
                 let Some(stored) = stored else {
                     fail(ErrorCode::NotFound, "Unknown key");
@@ -149,7 +149,7 @@ impl Auth {
         if !accepted.is_empty() {
             self.store_signatures(&mut client, me, &accepted).await?;
         }
-        Ok(KeysResponse { body_json: json!({ "failures": failures }).to_string() })
+        Ok(out)
     }
 
     /// Stores verified signatures and records who hears of them: the uploader's own keys

@@ -3,7 +3,7 @@
 //! Spec: client-server API, "End-to-end encryption", `/keys/upload`; fallback keys are
 //! MSC2732 (also accepted under the unstable `org.matrix.msc2732.fallback_keys`).
 //!
-//! The body is read with ruma's types (`DeviceKeys`, `OneTimeKeyId`). The device's signature
+//! The keys are read with ruma's types (`DeviceKeys`, `OneTimeKeyId`). The device's signature
 //! of its own keys is not verified here, as Synapse does not: it is the device's claim about
 //! itself, which other clients check when they query the keys (SyTest uploads placeholder
 //! self-signatures and expects them taken). Signatures by cross-signing keys are verified,
@@ -12,28 +12,17 @@
 use std::collections::BTreeMap;
 
 use ruma::{OwnedOneTimeKeyId, encryption::DeviceKeys};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tracing::instrument;
 use trellis_core::{Error, Result};
-use trellis_proto::keys::{KeysRequest, KeysResponse};
+use trellis_proto::keys::{UploadKeysRequest, UploadKeysResponse};
 
-use super::{changes, object, signing::Signed, store};
+use super::{changes, key_json, signing::Signed, store};
 use crate::service::Auth;
 
 /// One-time or fallback keys: key ID → the key (an object, or for old unsigned curve25519
 /// keys a string), kept as sent for the clients that claim it.
 type KeyMap = BTreeMap<OwnedOneTimeKeyId, Value>;
-
-/// The body of `/keys/upload`. A `null` field is an absent one.
-#[derive(Deserialize)]
-struct UploadBody {
-    device_keys: Option<Value>,
-    one_time_keys: Option<KeyMap>,
-    fallback_keys: Option<KeyMap>,
-    #[serde(rename = "org.matrix.msc2732.fallback_keys")]
-    unstable_fallback_keys: Option<KeyMap>,
-}
 
 /// A key ID split into its algorithm and key name; a name must not be empty.
 fn split_key_id(id: &OwnedOneTimeKeyId) -> Result<(String, &str)> {
@@ -43,21 +32,28 @@ fn split_key_id(id: &OwnedOneTimeKeyId) -> Result<(String, &str)> {
     }
 }
 
-/// Checks every key of a map is an object or a string.
-fn check_keys(name: &str, keys: &KeyMap) -> Result<()> {
-    match keys.iter().find(|(_, key)| !key.is_object() && !key.is_string()) {
-        Some((id, _)) => Err(Error::bad_json(format!("{name}.{id} must be an object"))),
-        None => Ok(()),
+/// Reads uploaded one-time or fallback keys (`name` says which): each ID must be
+/// `<algorithm>:<key name>` and each key an object or a string (`M_BAD_JSON`, as Synapse).
+fn key_map(name: &str, keys: &BTreeMap<String, String>) -> Result<KeyMap> {
+    let mut out = KeyMap::new();
+    for (id, key) in keys {
+        let parsed = OwnedOneTimeKeyId::try_from(id.as_str())
+            .map_err(|e| Error::bad_json(format!("Invalid key ID {id:?} in {name}: {e}")))?;
+        split_key_id(&parsed)?;
+        let key = key_json(key, &format!("{name}.{id}"))?;
+        if !key.is_object() && !key.is_string() {
+            return Err(Error::bad_json(format!("{name}.{id} must be an object")));
+        }
+        out.insert(parsed, key);
     }
+    Ok(out)
 }
 
 impl Auth {
     #[instrument(skip_all, fields(user_id = %req.user_id, device_id = %req.device_id))]
-    pub(crate) async fn do_upload_keys(&self, req: KeysRequest) -> Result<KeysResponse> {
-        let body: UploadBody = serde_json::from_value(Value::Object(object(&req.body_json)?))
-            .map_err(|e| Error::bad_json(format!("Invalid keys upload: {e}")))?;
+    pub(crate) async fn do_upload_keys(&self, req: UploadKeysRequest) -> Result<UploadKeysResponse> {
         let (user, device) = (req.user_id.as_str(), req.device_id.as_str());
-        let device_keys = match body.device_keys {
+        let device_keys = match req.device_keys.as_deref().map(|keys| key_json(keys, "device_keys")).transpose()? {
             None | Some(Value::Null) => None,
             Some(keys @ Value::Object(_)) => {
                 // The spec's DeviceKeys: user_id, device_id, algorithms, keys and signatures
@@ -76,10 +72,8 @@ impl Auth {
             }
             Some(_) => return Err(Error::bad_json("device_keys must be an object")),
         };
-        let one_time = body.one_time_keys.unwrap_or_default();
-        check_keys("one_time_keys", &one_time)?;
-        let fallback = body.fallback_keys.or(body.unstable_fallback_keys).unwrap_or_default();
-        check_keys("fallback_keys", &fallback)?;
+        let one_time = key_map("one_time_keys", &req.one_time_keys)?;
+        let fallback = key_map("fallback_keys", &req.fallback_keys)?;
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -114,20 +108,21 @@ impl Auth {
         if let Some(pos) = change {
             self.announce_device_list(user, pos).await;
         }
-        Ok(KeysResponse { body_json: json!({ "one_time_key_counts": counts_json(counts) }).to_string() })
+        Ok(UploadKeysResponse { one_time_key_counts: with_signed_curve25519(counts) })
     }
 }
 
 /// `one_time_key_counts` as clients expect it: `signed_curve25519` is always present (as
 /// Synapse does: some clients read a missing count as "unsupported").
-pub fn counts_json(counts: std::collections::BTreeMap<String, u64>) -> Value {
-    let mut out: Map<String, Value> = counts.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    out.entry("signed_curve25519").or_insert(json!(0));
-    Value::Object(out)
+fn with_signed_curve25519(mut counts: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    counts.entry("signed_curve25519".to_owned()).or_insert(0);
+    counts
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -138,15 +133,23 @@ mod tests {
         for bad in ["", "abc", ":x"] {
             assert!(id(bad).is_err(), "{bad}");
         }
-        let body = |otks: Value| serde_json::from_value::<UploadBody>(json!({"one_time_keys": otks}));
-        assert!(body(json!({"nocolon": {}})).is_err());
-        assert!(body(json!({"a:b": {}, "c:d": "key"})).is_ok());
+        let keys = |pairs: &[(&str, &str)]| {
+            let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            key_map("one_time_keys", &map)
+        };
+        for bad in [&[("nocolon", "{}")][..], &[("x:", "{}")], &[("a:b", "[1]")], &[("a:b", "not json")]] {
+            let err = keys(bad).unwrap_err();
+            assert_eq!(err.code(), trellis_core::ErrorCode::BadJson, "{bad:?}");
+        }
+        let good = keys(&[("a:b", "{}"), ("c:d", "\"key\"")]).unwrap();
+        assert_eq!(good.values().collect::<Vec<_>>(), [&json!({}), &json!("key")]);
     }
 
     #[test]
     fn counts_always_name_signed_curve25519() {
-        assert_eq!(counts_json(Default::default()), json!({"signed_curve25519": 0}));
-        let counts = [("signed_curve25519".to_owned(), 3)].into_iter().collect();
-        assert_eq!(counts_json(counts), json!({"signed_curve25519": 3}));
+        let zero: BTreeMap<String, u64> = [("signed_curve25519".to_owned(), 0)].into_iter().collect();
+        assert_eq!(with_signed_curve25519(BTreeMap::new()), zero);
+        let three: BTreeMap<String, u64> = [("signed_curve25519".to_owned(), 3)].into_iter().collect();
+        assert_eq!(with_signed_curve25519(three.clone()), three);
     }
 }

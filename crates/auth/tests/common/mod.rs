@@ -13,7 +13,7 @@ use trellis_proto::{
     auth::{
         AuthGrpcClient, AuthGrpcServer, AuthService, LoginRequest, LoginResponse, RegisterRequest, RegisterResponse,
     },
-    keys::{KeysGrpcClient, KeysGrpcServer, KeysRequest, KeysService},
+    keys::{KeysGrpcClient, KeysGrpcServer, KeysService},
 };
 use trellis_storage::testing::TestDb;
 
@@ -142,10 +142,9 @@ impl KeysHarness {
     }
 }
 
-/// A keys request by `user` on `device` with `body`.
-pub fn keys_req(user: &str, device: &str, body: serde_json::Value) -> KeysRequest {
-    KeysRequest { user_id: user.into(), device_id: device.into(), body_json: body.to_string() }
-}
+/// Keys requests built from the JSON bodies clients send, as the gateway builds them from
+/// ruma's request types, and answers as the JSON clients see.
+pub mod keys_json;
 
 /// Real ed25519 keys and signatures: the test harness's own helper, shared by path so these
 /// tests need not depend on the whole harness (which depends on this crate).

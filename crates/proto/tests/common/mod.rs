@@ -123,16 +123,34 @@ impl SyncService for Probe {
     async fn room_initial_sync(&self, _: RoomInitialSyncRequest) -> Result<SyncResponse> {
         Err(Error::unrecognized("not in this test"))
     }
-    async fn push_rules(&self, _: PushRulesRequest) -> Result<JsonResponse> {
+    async fn get_push_rules(&self, _: GetPushRulesRequest) -> Result<PushRules> {
         Err(Error::unrecognized("not in this test"))
     }
-    async fn pushers(&self, _: PushersRequest) -> Result<JsonResponse> {
+    async fn get_push_rule(&self, _: PushRuleRequest) -> Result<PushRule> {
+        Err(Error::unrecognized("not in this test"))
+    }
+    async fn set_push_rule(&self, _: SetPushRuleRequest) -> Result<Ack> {
+        Err(Error::unrecognized("not in this test"))
+    }
+    async fn delete_push_rule(&self, _: PushRuleRequest) -> Result<Ack> {
+        Err(Error::unrecognized("not in this test"))
+    }
+    async fn set_push_rule_enabled(&self, _: SetPushRuleEnabledRequest) -> Result<Ack> {
+        Err(Error::unrecognized("not in this test"))
+    }
+    async fn set_push_rule_actions(&self, _: SetPushRuleActionsRequest) -> Result<Ack> {
+        Err(Error::unrecognized("not in this test"))
+    }
+    async fn get_pushers(&self, _: GetPushersRequest) -> Result<PusherList> {
+        Err(Error::unrecognized("not in this test"))
+    }
+    async fn set_pusher(&self, _: SetPusherRequest) -> Result<Ack> {
         Err(Error::unrecognized("not in this test"))
     }
     async fn delete_device_pushers(&self, _: DeleteDevicePushersRequest) -> Result<Ack> {
         Err(Error::unrecognized("not in this test"))
     }
-    async fn notifications(&self, _: NotificationsRequest) -> Result<JsonResponse> {
+    async fn notifications(&self, _: NotificationsRequest) -> Result<NotificationPage> {
         Err(Error::unrecognized("not in this test"))
     }
     async fn send_to_device(&self, _: SendToDeviceRequest) -> Result<Ack> {

@@ -1,11 +1,11 @@
 //! Pushers (`GET /pushers`, `POST /pushers/set`; a pusher goes with the device that set it)
 //! and the events that notified a user (`GET /notifications`).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use trellis_core::{Error, Result, time::now_ms};
 use trellis_proto::sync::{
-    Ack, DeleteDevicePushersRequest, JsonResponse, NotificationsRequest, PushersRequest,
-    delete_device_pushers_request::Which,
+    Ack, DeleteDevicePushersRequest, GetPushersRequest, Notification, NotificationPage, NotificationsRequest, Pusher,
+    PusherList, SetPusherRequest, delete_device_pushers_request::Which,
 };
 use trellis_storage::events::{EventRow, Format};
 
@@ -60,13 +60,16 @@ const NOTIFIER_POS: &str = "SELECT pos FROM push_notifier WHERE id = 1";
 /// to a second).
 const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(2_500);
 
-fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str> {
-    body[key].as_str().ok_or_else(|| Error::missing_param(format!("{key} is required")))
+/// A required field of a pusher (`M_MISSING_PARAM` when absent).
+fn text<'a>(field: &'a Option<String>, key: &str) -> Result<&'a str> {
+    field.as_deref().ok_or_else(|| Error::missing_param(format!("{key} is required")))
 }
 
-/// A pusher's `data` checked for its kind: http pushers need a push gateway URL.
-fn checked_data(kind: &str, data: &Value) -> Result<Map<String, Value>> {
-    let data = data.as_object().cloned().ok_or_else(|| Error::missing_param("data is required"))?;
+/// A pusher's `data` (JSON) checked for its kind: http pushers need a push gateway URL.
+fn checked_data(kind: &str, data: Option<&str>) -> Result<Map<String, Value>> {
+    let data: Option<Value> =
+        data.map(serde_json::from_str).transpose().map_err(|_| Error::bad_json("invalid data"))?;
+    let data = data.and_then(|d| d.as_object().cloned()).ok_or_else(|| Error::missing_param("data is required"))?;
     match kind {
         "http" => {
             let url =
@@ -99,48 +102,53 @@ impl SyncWorker {
         Ok(())
     }
 
-    pub(crate) async fn pushers_op(&self, req: PushersRequest) -> Result<JsonResponse> {
+    pub(crate) async fn get_pushers_op(&self, req: GetPushersRequest) -> Result<PusherList> {
         access::own(&req.requester, &req.user_id)?;
         let client = self.pool.get().await?;
-        let Some(body) = req.body_json else {
-            let stmt = client.prepare_cached(LIST).await?;
-            let mut pushers = Vec::new();
-            for row in client.query(&stmt, &[&req.user_id]).await? {
-                let data: Value = serde_json::from_str(row.get::<_, &str>(7)).unwrap_or_else(|_| json!({}));
-                let mut p = json!({
-                    "app_id": row.get::<_, &str>(0), "pushkey": row.get::<_, &str>(1), "kind": row.get::<_, &str>(2),
-                    "app_display_name": row.get::<_, &str>(3), "device_display_name": row.get::<_, &str>(4),
-                    "lang": row.get::<_, &str>(6), "data": data,
-                });
-                if let Some(tag) = row.get::<_, Option<&str>>(5) {
-                    p["profile_tag"] = json!(tag);
-                }
-                pushers.push(p);
-            }
-            return Ok(JsonResponse { body_json: json!({ "pushers": pushers }).to_string() });
-        };
-        let body: Value = serde_json::from_str(&body).map_err(|_| Error::bad_json("invalid JSON"))?;
-        let (app_id, pushkey) = (text(&body, "app_id")?, text(&body, "pushkey")?);
+        let stmt = client.prepare_cached(LIST).await?;
+        let mut pushers = Vec::new();
+        for row in client.query(&stmt, &[&req.user_id]).await? {
+            pushers.push(Pusher {
+                app_id: row.get(0),
+                pushkey: row.get(1),
+                kind: row.get(2),
+                app_display_name: row.get(3),
+                device_display_name: row.get(4),
+                profile_tag: row.get(5),
+                lang: row.get(6),
+                // Stored data that is not JSON is shown as none.
+                data: Some(row.get::<_, String>(7))
+                    .filter(|d| serde_json::from_str::<Value>(d).is_ok())
+                    .unwrap_or_else(|| "{}".into()),
+            });
+        }
+        Ok(PusherList { pushers })
+    }
+
+    /// Sets a pusher, or deletes it when the request has no kind. The checks come in Synapse's
+    /// order: the IDs, then the kind and its data, then the display fields.
+    pub(crate) async fn set_pusher_op(&self, req: SetPusherRequest) -> Result<Ack> {
+        access::own(&req.requester, &req.user_id)?;
+        let (app_id, pushkey) = (text(&req.app_id, "app_id")?, text(&req.pushkey, "pushkey")?);
         if app_id.len() > MAX_APP_ID || pushkey.len() > MAX_PUSHKEY {
             return Err(Error::invalid_param("app_id or pushkey too long"));
         }
-        let kind = match &body["kind"] {
-            Value::Null => {
-                client.execute(DELETE, &[&req.user_id, &app_id, &pushkey]).await?;
-                return Ok(JsonResponse { body_json: "{}".into() });
-            }
-            Value::String(k) => k.as_str(),
-            _ => return Err(Error::bad_json("kind must be a string or null")),
+        let client = self.pool.get().await?;
+        let Some(kind) = req.kind.as_deref() else {
+            client.execute(DELETE, &[&req.user_id, &app_id, &pushkey]).await?;
+            return Ok(Ack {});
         };
-        let data = checked_data(kind, &body["data"])?;
-        let (app_name, device_name, lang) =
-            (text(&body, "app_display_name")?, text(&body, "device_display_name")?, text(&body, "lang")?);
-        let profile_tag = body["profile_tag"].as_str();
-        let append = body["append"].as_bool().unwrap_or(false);
+        let data = checked_data(kind, req.data.as_deref())?;
+        let (app_name, device_name, lang) = (
+            text(&req.app_display_name, "app_display_name")?,
+            text(&req.device_display_name, "device_display_name")?,
+            text(&req.lang, "lang")?,
+        );
         let data = Value::Object(data).to_string();
-        if !append {
+        if !req.append {
             client.execute(DELETE_OTHERS, &[&app_id, &pushkey, &req.user_id]).await?;
         }
+        let device_id = Some(req.device_id.as_str()).filter(|d| !d.is_empty());
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
             &req.user_id,
             &app_id,
@@ -148,14 +156,14 @@ impl SyncWorker {
             &kind,
             &app_name,
             &device_name,
-            &profile_tag,
+            &req.profile_tag,
             &lang,
             &data,
             &now_ms(),
-            &req.device_id,
+            &device_id,
         ];
         client.execute(UPSERT, &params).await?;
-        Ok(JsonResponse { body_json: "{}".into() })
+        Ok(Ack {})
     }
 
     /// Deletes the pushers of devices that are gone (see `DeleteDevicePushersRequest`).
@@ -173,7 +181,7 @@ impl SyncWorker {
         Ok(Ack {})
     }
 
-    pub(crate) async fn list_notifications(&self, req: NotificationsRequest) -> Result<JsonResponse> {
+    pub(crate) async fn list_notifications(&self, req: NotificationsRequest) -> Result<NotificationPage> {
         access::own(&req.requester, &req.user_id)?;
         let from: i64 = match req.from.as_str() {
             "" => i64::MAX,
@@ -188,24 +196,24 @@ impl SyncWorker {
         let stmt = client.prepare_cached(NOTIFICATIONS).await?;
         let rows = client.query(&stmt, &[&req.user_id, &from, &req.only_highlight, &i64::from(limit)]).await?;
         let now = now_ms();
-        let mut out = Vec::new();
+        let mut page = NotificationPage::default();
         for row in &rows {
             let event = EventRow::from_row_at(row, 5).render(None, Format::Client, now);
-            let event: Value = serde_json::from_str(&event).unwrap_or_else(|_| json!({}));
-            let actions: Value = serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_else(|_| json!([]));
-            // `profile_tag` (which pushers' profile matched) is always present, null here:
-            // notifications are recorded per user, not per profile.
-            out.push(json!({
-                "actions": actions, "event": event, "profile_tag": null, "read": row.get::<_, bool>(4),
-                "room_id": row.get::<_, &str>(1), "ts": row.get::<_, i64>(3),
-            }));
+            // Stored actions that are not a list are none.
+            let actions: Vec<Value> = serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_default();
+            page.notifications.push(Notification {
+                actions: actions.iter().map(Value::to_string).collect(),
+                event,
+                read: row.get(4),
+                room_id: row.get(1),
+                ts: row.get(3),
+            });
         }
-        let mut body = json!({ "notifications": out });
         if rows.len() as u32 == limit
             && let Some(last) = rows.last()
         {
-            body["next_token"] = json!(last.get::<_, i64>(0).to_string());
+            page.next_token = Some(last.get::<_, i64>(0).to_string());
         }
-        Ok(JsonResponse { body_json: body.to_string() })
+        Ok(page)
     }
 }

@@ -15,10 +15,9 @@ use ruma::{
 use serde_json::{Value, json};
 use trellis_bus::Channel;
 use trellis_core::{Error, Result, Stream};
-use trellis_proto::sync::{JsonResponse, PushRulesRequest};
 
 use crate::{
-    SyncWorker, access,
+    SyncWorker,
     push::matching::CompiledRules,
     push::ruleset::{SimpleKind, SimpleRule, UserRules},
     streams::next_position,
@@ -92,11 +91,11 @@ pub(crate) fn content(rules: &UserRules) -> Value {
     json!({ "global": rules.to_json() })
 }
 
-fn user_id(user: &str) -> Result<OwnedUserId> {
+pub(crate) fn user_id(user: &str) -> Result<OwnedUserId> {
     UserId::parse(user).map_err(|_| Error::invalid_param("invalid user ID"))
 }
 
-fn kind(kind: &str) -> Result<RuleKind> {
+pub(crate) fn kind(kind: &str) -> Result<RuleKind> {
     match kind {
         "override" => Ok(RuleKind::Override),
         "underride" => Ok(RuleKind::Underride),
@@ -113,10 +112,9 @@ fn find(rules: &UserRules, kind: &str, id: &str) -> Option<Value> {
     all[kind].as_array()?.iter().find(|r| r["rule_id"] == id).cloned()
 }
 
-/// The `actions` of a rule body: `notify`, `dont_notify`, `coalesce` (the last two legacy,
-/// meaning nothing) or `set_tweak` objects; anything else is refused, as Synapse does.
-fn actions(body: &Value) -> Result<Vec<Action>> {
-    let raw = body.get("actions").ok_or_else(|| Error::bad_json("actions is required"))?;
+/// A rule's actions as sent (a JSON list): `notify`, `dont_notify`, `coalesce` (the last two
+/// legacy, meaning nothing) or `set_tweak` objects; anything else is refused, as Synapse does.
+fn actions(raw: &Value) -> Result<Vec<Action>> {
     let known = |a: &Value| match a {
         Value::String(s) => matches!(s.as_str(), "notify" | "dont_notify" | "coalesce"),
         Value::Object(o) => o.get("set_tweak").is_some_and(Value::is_string),
@@ -128,20 +126,44 @@ fn actions(body: &Value) -> Result<Vec<Action>> {
     serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("invalid actions"))
 }
 
+/// Actions that crossed as one JSON list (`None`: not sent).
+fn actions_sent(list: Option<&str>) -> Result<Vec<Action>> {
+    let list = list.ok_or_else(|| Error::bad_json("actions is required"))?;
+    actions(&serde_json::from_str(list).map_err(|_| Error::bad_json("invalid actions"))?)
+}
+
+/// Actions that crossed one JSON value each.
+fn actions_each(each: &[String]) -> Result<Vec<Action>> {
+    let list: Vec<Value> = each
+        .iter()
+        .map(|a| serde_json::from_str(a))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Error::bad_json("invalid actions"))?;
+    actions(&Value::Array(list))
+}
+
+/// The body of a rule being put: its fields as sent (`None`: not sent), each JSON.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RuleBody<'a> {
+    pub actions: Option<&'a str>,
+    pub conditions: Option<&'a str>,
+    pub pattern: Option<&'a str>,
+}
+
 /// The new rule a `PUT` body describes.
-fn new_rule(kind: &str, id: &str, body: &Value) -> Result<NewPushRule> {
-    let actions = actions(body)?;
+fn new_rule(kind: &str, id: &str, body: RuleBody<'_>) -> Result<NewPushRule> {
+    let actions = actions_sent(body.actions)?;
     Ok(match kind {
         "override" | "underride" => {
-            let conditions: Vec<PushCondition> = match body.get("conditions") {
+            let conditions: Vec<PushCondition> = match body.conditions {
                 None => Vec::new(),
-                Some(c) => serde_json::from_value(c.clone()).map_err(|_| Error::bad_json("invalid conditions"))?,
+                Some(c) => serde_json::from_str(c).map_err(|_| Error::bad_json("invalid conditions"))?,
             };
             let rule = NewConditionalPushRule::new(id.to_owned(), conditions, actions);
             if kind == "override" { NewPushRule::Override(rule) } else { NewPushRule::Underride(rule) }
         }
         "content" => {
-            let pattern = body["pattern"].as_str().ok_or_else(|| Error::bad_json("pattern is required"))?;
+            let pattern = body.pattern.ok_or_else(|| Error::bad_json("pattern is required"))?;
             NewPushRule::Content(NewPatternedPushRule::new(id.to_owned(), pattern.to_owned(), actions))
         }
         _ => return Err(Error::invalid_param("Unknown push rule kind")),
@@ -152,29 +174,39 @@ fn not_found() -> Error {
     Error::not_found("Unknown push rule")
 }
 
-/// Applies one edit (`put`, `delete`, `set_enabled`, `set_actions`) to `rules`.
-pub(crate) fn edit(rules: &mut UserRules, req: &PushRulesRequest) -> Result<()> {
-    let rk = kind(&req.kind)?;
-    let id = req.rule_id.as_str();
-    let body =
-        || -> Result<Value> { serde_json::from_str(&req.body_json).map_err(|_| Error::bad_json("invalid JSON")) };
-    match req.op.as_str() {
-        "put" => {
+/// One edit of a user rule (the kind and ID are the caller's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Edit<'a> {
+    /// Adds or replaces it, placed before or after another user rule (empty: not placed).
+    Put {
+        before: &'a str,
+        after: &'a str,
+        body: RuleBody<'a>,
+    },
+    Delete,
+    SetEnabled(bool),
+    /// Each action as its own JSON.
+    SetActions(&'a [String]),
+}
+
+/// Applies `edit` to rule `id` of `kind` in `rules`: the kind first, then the ID, then the
+/// body (Synapse's order of errcodes).
+pub(crate) fn edit(rules: &mut UserRules, kind_name: &str, id: &str, edit: Edit<'_>) -> Result<()> {
+    let rk = kind(kind_name)?;
+    let simple = SimpleKind::parse(kind_name);
+    match edit {
+        Edit::Put { before, after, body } => {
             if id.starts_with('.') {
                 return Err(Error::invalid_param("Cannot create server-default rules"));
             }
             if id.contains(['/', '\\']) {
                 return Err(Error::invalid_param("Rule IDs may not contain slashes"));
             }
-            let body = body()?;
-            let (before, after) = (
-                Some(req.before.as_str()).filter(|s| !s.is_empty()),
-                Some(req.after.as_str()).filter(|s| !s.is_empty()),
-            );
-            if let Some(simple) = SimpleKind::parse(&req.kind) {
-                return rules.put(simple, id, actions(&body)?, after, before);
+            let (before, after) = (Some(before).filter(|s| !s.is_empty()), Some(after).filter(|s| !s.is_empty()));
+            if let Some(simple) = simple {
+                return rules.put(simple, id, actions_sent(body.actions)?, after, before);
             }
-            let rule = new_rule(&req.kind, id, &body)?;
+            let rule = new_rule(kind_name, id, body)?;
             rules.base.insert(rule, after, before).map_err(|e| match e {
                 InsertPushRuleError::UnknownRuleId => Error::invalid_param("before/after rule not found"),
                 InsertPushRuleError::ServerDefaultRuleId => Error::invalid_param("Cannot create server-default rules"),
@@ -186,8 +218,8 @@ pub(crate) fn edit(rules: &mut UserRules, req: &PushRulesRequest) -> Result<()> 
                 _ => Error::invalid_param("Invalid push rule"),
             })
         }
-        "delete" => {
-            if let Some(simple) = SimpleKind::parse(&req.kind) {
+        Edit::Delete => {
+            if let Some(simple) = simple {
                 let list = rules.list_mut(simple);
                 let at = list.iter().position(|r| r.rule_id == id).ok_or_else(not_found)?;
                 list.remove(at);
@@ -198,23 +230,21 @@ pub(crate) fn edit(rules: &mut UserRules, req: &PushRulesRequest) -> Result<()> 
                 _ => not_found(),
             })
         }
-        "set_enabled" => {
-            let enabled = body()?["enabled"].as_bool().ok_or_else(|| Error::bad_json("enabled must be a boolean"))?;
-            match SimpleKind::parse(&req.kind) {
+        Edit::SetEnabled(enabled) => {
+            match simple {
                 Some(simple) => simple_rule(rules, simple, id)?.enabled = enabled,
                 None => rules.base.set_enabled(rk, id, enabled).map_err(|_| not_found())?,
             }
             Ok(())
         }
-        "set_actions" => {
-            let actions = actions(&body()?)?;
-            match SimpleKind::parse(&req.kind) {
+        Edit::SetActions(each) => {
+            let actions = actions_each(each)?;
+            match simple {
                 Some(simple) => simple_rule(rules, simple, id)?.actions = actions,
                 None => rules.base.set_actions(rk, id, actions).map_err(|_| not_found())?,
             }
             Ok(())
         }
-        _ => Err(Error::invalid_param("unknown operation")),
     }
 }
 
@@ -222,25 +252,22 @@ fn simple_rule<'a>(rules: &'a mut UserRules, kind: SimpleKind, id: &str) -> Resu
     rules.list_mut(kind).iter_mut().find(|r| r.rule_id == id).ok_or_else(not_found)
 }
 
-/// Answers a read (`get`, `get_enabled`, `get_actions`) from `rules`.
-pub(crate) fn read(rules: &UserRules, req: &PushRulesRequest) -> Result<Value> {
-    if req.scope.is_empty() {
-        return Ok(content(rules));
-    }
-    let all = rules.to_json();
-    if req.kind.is_empty() {
-        return Ok(all);
-    }
-    kind(&req.kind)?;
-    if req.rule_id.is_empty() {
-        return Ok(all[req.kind.as_str()].clone());
-    }
-    let rule = find(rules, &req.kind, &req.rule_id).ok_or_else(not_found)?;
-    Ok(match req.op.as_str() {
-        "get_enabled" => json!({ "enabled": rule["enabled"] }),
-        "get_actions" => json!({ "actions": rule["actions"] }),
-        _ => rule,
-    })
+/// The JSON of every rule of `kind` in `rules` (after checking the kind), in priority order.
+pub(crate) fn of_kind(rules: &UserRules, kind_name: &str) -> Result<Vec<Value>> {
+    kind(kind_name)?;
+    Ok(rules.to_json()[kind_name].as_array().cloned().unwrap_or_default())
+}
+
+/// The JSON of rule `id` of `kind` (`M_NOT_FOUND` if there is none).
+pub(crate) fn rule(rules: &UserRules, kind_name: &str, id: &str) -> Result<Value> {
+    kind(kind_name)?;
+    find(rules, kind_name, id).ok_or_else(not_found)
+}
+
+/// The user's stored rules (the `m.push_rules` content), if any.
+pub(crate) async fn stored(client: &deadpool_postgres::Client, user: &str) -> Result<Option<String>> {
+    let row = client.query_one(&client.prepare_cached(LOAD).await?, &[&user]).await?;
+    Ok(row.get(0))
 }
 
 impl SyncWorker {
@@ -257,25 +284,6 @@ impl SyncWorker {
         let rules = Arc::new(CompiledRules::new(effective(&uid, stored.as_deref()).matching(), user, &self.push_gates));
         self.caches.push_rules.insert(user.to_owned(), (pos, rules.clone()));
         Ok((pos, rules))
-    }
-
-    pub(crate) async fn push_rules_op(&self, req: PushRulesRequest) -> Result<JsonResponse> {
-        access::own(&req.requester, &req.user_id)?;
-        if !req.scope.is_empty() && req.scope != "global" {
-            return Err(Error::invalid_param("Unknown push rule scope"));
-        }
-        if req.op.starts_with("get") {
-            let uid = user_id(&req.user_id)?;
-            let client = self.pool.get().await?;
-            let row = client.query_one(&client.prepare_cached(LOAD).await?, &[&req.user_id]).await?;
-            let rules = effective(&uid, row.get::<_, Option<String>>(0).as_deref());
-            return Ok(JsonResponse { body_json: read(&rules, &req)?.to_string() });
-        }
-        if req.scope.is_empty() || req.rule_id.is_empty() {
-            return Err(Error::invalid_param("A rule scope, kind and ID are required"));
-        }
-        self.update_push_rules(&req.user_id, |rules| edit(rules, &req).map(|()| true)).await?;
-        Ok(JsonResponse { body_json: "{}".into() })
     }
 
     /// Applies `change` to the user's rules and stores them when it says it changed them:
@@ -310,15 +318,28 @@ impl SyncWorker {
 mod tests {
     use super::*;
 
-    fn req(op: &str, kind: &str, id: &str, body: Value) -> PushRulesRequest {
-        PushRulesRequest {
-            op: op.into(),
-            scope: "global".into(),
-            kind: kind.into(),
-            rule_id: id.into(),
-            body_json: body.to_string(),
-            ..Default::default()
-        }
+    /// Applies an edit described as a client's request: `op` on rule `id` of `kind`, with
+    /// `body`, placed `before`/`after`.
+    fn apply_at(r: &mut UserRules, op: &str, (kind, id): (&str, &str), body: Value, place: (&str, &str)) -> Result<()> {
+        let actions = body.get("actions").map(Value::to_string);
+        let each: Vec<String> = body["actions"].as_array().into_iter().flatten().map(Value::to_string).collect();
+        let conditions = body.get("conditions").map(Value::to_string);
+        let body_ = RuleBody {
+            actions: actions.as_deref(),
+            conditions: conditions.as_deref(),
+            pattern: body["pattern"].as_str(),
+        };
+        let change = match op {
+            "put" => Edit::Put { before: place.0, after: place.1, body: body_ },
+            "delete" => Edit::Delete,
+            "set_enabled" => Edit::SetEnabled(body["enabled"].as_bool().expect("a boolean")),
+            _ => Edit::SetActions(&each),
+        };
+        edit(r, kind, id, change)
+    }
+
+    fn apply(r: &mut UserRules, op: &str, kind: &str, id: &str, body: Value) -> Result<()> {
+        apply_at(r, op, (kind, id), body, ("", ""))
     }
 
     fn ids(rules: &UserRules, kind: &str) -> Vec<String> {
@@ -340,11 +361,11 @@ mod tests {
         assert_eq!(at(".m.rule.contains_display_name"), at(".m.rule.is_user_mention") + 1);
         assert_eq!(at(".m.rule.roomnotif"), at(".m.rule.is_room_mention") + 1);
         assert_eq!(ids(&r, "content"), [".m.rule.contains_user_name"]);
-        let e = edit(&mut r, &req("delete", "override", ".m.rule.master", json!({}))).unwrap_err();
+        let e = apply(&mut r, "delete", "override", ".m.rule.master", json!({})).unwrap_err();
         assert_eq!(e.code().as_str(), "M_FORBIDDEN");
-        let e = edit(&mut r, &req("put", "override", ".m.rule.mine", json!({"actions": []}))).unwrap_err();
+        let e = apply(&mut r, "put", "override", ".m.rule.mine", json!({"actions": []})).unwrap_err();
         assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
-        let e = edit(&mut r, &req("delete", "override", "nope", json!({}))).unwrap_err();
+        let e = apply(&mut r, "delete", "override", "nope", json!({})).unwrap_err();
         assert_eq!(e.code().as_str(), "M_NOT_FOUND");
     }
 
@@ -352,41 +373,45 @@ mod tests {
     fn before_and_after_place_user_rules() {
         let mut r = rules();
         let body = json!({"pattern": "cake", "actions": ["notify"]});
-        edit(&mut r, &req("put", "content", "a", body.clone())).unwrap();
-        edit(&mut r, &req("put", "content", "b", body.clone())).unwrap();
+        apply(&mut r, "put", "content", "a", body.clone()).unwrap();
+        apply(&mut r, "put", "content", "b", body.clone()).unwrap();
         // Newly inserted rules go first among user rules.
         assert_eq!(&ids(&r, "content")[..2], ["b", "a"]);
-        let mut after = req("put", "content", "c", body.clone());
-        after.after = "a".into();
-        edit(&mut r, &after).unwrap();
+        apply_at(&mut r, "put", ("content", "c"), body.clone(), ("", "a")).unwrap();
         assert_eq!(&ids(&r, "content")[..3], ["b", "a", "c"]);
-        let mut before = req("put", "content", "d", body.clone());
-        before.before = "b".into();
-        edit(&mut r, &before).unwrap();
+        apply_at(&mut r, "put", ("content", "d"), body.clone(), ("b", "")).unwrap();
         assert_eq!(&ids(&r, "content")[..4], ["d", "b", "a", "c"]);
-        let mut unknown = req("put", "content", "e", body);
-        unknown.before = "zzz".into();
-        let e = edit(&mut r, &unknown).unwrap_err();
+        let e = apply_at(&mut r, "put", ("content", "e"), body, ("zzz", "")).unwrap_err();
         assert_eq!((e.code().as_str(), e.status()), ("M_INVALID_PARAM", 400), "spec: 400 for an unknown before/after");
-        edit(&mut r, &req("delete", "content", "a", json!({}))).unwrap();
+        apply(&mut r, "delete", "content", "a", json!({})).unwrap();
         assert!(!ids(&r, "content").contains(&"a".to_owned()));
     }
 
     #[test]
     fn enabled_and_actions_of_defaults_survive_a_merge() {
         let mut r = rules();
-        edit(&mut r, &req("set_enabled", "underride", ".m.rule.message", json!({"enabled": false}))).unwrap();
-        edit(&mut r, &req("set_actions", "override", ".m.rule.tombstone", json!({"actions": []}))).unwrap();
+        apply(&mut r, "set_enabled", "underride", ".m.rule.message", json!({"enabled": false})).unwrap();
+        apply(&mut r, "set_actions", "override", ".m.rule.tombstone", json!({"actions": []})).unwrap();
         let stored = content(&r).to_string();
         let merged = effective(&user_id("@alice:example.org").unwrap(), Some(&stored));
-        let get = |op: &str, kind: &str, id: &str| read(&merged, &req(op, kind, id, json!({}))).unwrap();
-        assert_eq!(get("get_enabled", "underride", ".m.rule.message"), json!({"enabled": false}));
-        assert_eq!(get("get_actions", "override", ".m.rule.tombstone"), json!({"actions": []}));
-        let e = edit(&mut r, &req("set_enabled", "underride", "nope", json!({"enabled": true}))).unwrap_err();
+        assert_eq!(rule(&merged, "underride", ".m.rule.message").unwrap()["enabled"], json!(false));
+        assert_eq!(rule(&merged, "override", ".m.rule.tombstone").unwrap()["actions"], json!([]));
+        let e = apply(&mut r, "set_enabled", "underride", "nope", json!({"enabled": true})).unwrap_err();
         assert_eq!(e.code().as_str(), "M_NOT_FOUND");
-        let e = edit(&mut r, &req("set_enabled", "underride", ".m.rule.message", json!({"enabled": 1}))).unwrap_err();
+        // (`enabled` that is not a boolean is refused by the endpoint's parse: M_BAD_JSON in
+        // tests/e2e/push.rs.) Actions that are not a list of known ones are bad JSON here.
+        let e = apply(&mut r, "set_actions", "underride", ".m.rule.message", json!({"actions": ["x"]})).unwrap_err();
         assert_eq!(e.code().as_str(), "M_BAD_JSON");
-        let e = read(&merged, &req("get", "bogus", "x", json!({}))).unwrap_err();
+        let e = rule(&merged, "bogus", "x").unwrap_err();
         assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
+        let e = of_kind(&merged, "bogus").unwrap_err();
+        assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
+        // A bad rule kind is refused before the body is read; a bad body after the rule ID.
+        let e = apply(&mut r, "put", "bogus", "x", json!({})).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
+        let e = apply(&mut r, "put", "room", ".m.x", json!({})).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_INVALID_PARAM");
+        let e = apply(&mut r, "put", "underride", "x", json!({"actions": [], "conditions": [{}]})).unwrap_err();
+        assert_eq!(e.code().as_str(), "M_BAD_JSON");
     }
 }
