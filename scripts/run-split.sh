@@ -132,10 +132,12 @@ start() {
   start_role media 0 media
   local auths="${SPLIT_AUTH:-1}"
   [[ "$auths" =~ ^[1-9][0-9]*$ ]] || { echo "SPLIT_AUTH must be a positive number" >&2; exit 2; }
+  # Auth tells rooms of deactivations and profile changes (rooms' port is known up front).
+  local to_rooms="TRELLIS_REMOTE__ROOMS=http://127.0.0.1:$((BASE + 2))"
   if [ "$auths" -gt 1 ]; then
-    start_role auth 1 auth TRELLIS_GRPC__REUSE_PORT=true
+    start_role auth 1 auth "$to_rooms" TRELLIS_GRPC__REUSE_PORT=true
   else
-    start_role auth 1 auth
+    start_role auth 1 auth "$to_rooms"
   fi
   start_role rooms 2 rooms
   # Sync workers register themselves in Redis (sync.discovery = "redis"); gateways follow
@@ -167,7 +169,7 @@ start() {
     mv "$DIR/rooms-2.ops" "$DIR/rooms-2.standby"
   fi
   for ((i = 2; i <= auths; i++)); do
-    start_role "auth-$i" "$((2 + workers + gateways + i))" auth \
+    start_role "auth-$i" "$((2 + workers + gateways + i))" auth "$to_rooms" \
       TRELLIS_GRPC__LISTEN="127.0.0.1:$((BASE + 1))" TRELLIS_GRPC__REUSE_PORT=true
   done
   if [ "${SPLIT_APPSERVICE:-0}" = 1 ]; then

@@ -1,6 +1,6 @@
 //! Account management behind user-interactive auth: password change (optionally logging
 //! out every other device) and deactivation (no more logins; devices, tokens and key backups
-//! removed; leaving the rooms is the rooms service's part, called by the gateway).
+//! removed; then the rooms service has the account leave its rooms, `rooms.rs`).
 
 use tracing::{info, instrument};
 use trellis_core::Result;
@@ -53,7 +53,7 @@ impl Auth {
     }
 
     /// No more logins; every device, token, UIA session, key backup and OpenID token of the
-    /// user removed (leaving rooms is the rooms service's part).
+    /// user removed, then every room left (through the rooms service).
     /// The account's 3PIDs go too, and are unbound from the identity servers they were bound
     /// on through this server (`unbound`: whether every one of those answered).
     pub(crate) async fn deactivate_account(&self, user_id: &str, erase: bool) -> Result<()> {
@@ -75,6 +75,7 @@ impl Auth {
         self.removed(user_id, removed).await;
         let unbound = self.unbind_everywhere(user_id).await?;
         info!(user_id = %user_id, tokens, erase, "account deactivated");
+        self.leave_all_rooms(user_id).await?;
         Ok(unbound)
     }
 }

@@ -13,7 +13,8 @@ use trellis_proto::auth::{
 use crate::{
     admin::{find_user, local_user, user_not_found},
     devices,
-    login::{NewLogin, deactivated, new_device},
+    login::{deactivated, new_device},
+    new_login::NewLogin,
     password,
     service::Auth,
     store::{self, Field},

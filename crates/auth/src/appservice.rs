@@ -9,7 +9,8 @@ use trellis_core::{Error, ErrorCode, Result, appservice::Appservice, ids::valida
 use trellis_proto::auth::{RatelimitOverride, RegisterRequest, RegisterResponse, Requester};
 
 use crate::{
-    login::{NewLogin, login_localpart, requested_device_id},
+    login::{login_localpart, requested_device_id},
+    new_login::NewLogin,
     register::{NewAccount, response},
     service::Auth,
     store,

@@ -12,11 +12,7 @@ use trellis_proto::auth::{
     UpdateDeviceRequest,
 };
 
-use crate::{login::NewLogin, service::Auth, store, token::TokenHash};
-
-/// A device's last-seen time and IP are written at most once per this interval per process
-/// (Synapse keeps a similar granularity), never on every request.
-pub const LAST_SEEN_EVERY: Duration = Duration::from_secs(60);
+use crate::{new_login::NewLogin, service::Auth, store, token::TokenHash};
 
 const SELECT_DEVICES: &str = "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices \
                               WHERE user_id = $1 ORDER BY device_id";
@@ -164,7 +160,7 @@ impl Auth {
     }
 
     /// Records that the requester's device was just used, at most once per
-    /// [`LAST_SEEN_EVERY`] per device; the write runs in the background.
+    /// [`crate::service::LAST_SEEN_EVERY`] per device; the write runs in the background.
     pub(crate) async fn note_seen(&self, requester: &Requester, ip: Option<String>, user_agent: Option<String>) {
         let key = (requester.user_id.clone(), requester.device_id.clone());
         if self.seen.contains_key(&key) {

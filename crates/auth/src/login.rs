@@ -9,7 +9,9 @@ use trellis_core::{Error, ErrorCode, Result, ids::new_device_id, time::now_ms};
 use trellis_proto::auth::{AuthenticateRequest, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, Requester};
 
 use crate::{
-    devices, login_token, password, refresh,
+    devices, login_token,
+    new_login::NewLogin,
+    password, refresh,
     service::Auth,
     store,
     token::{TokenHash, hash_token},
@@ -87,20 +89,6 @@ fn unknown_token() -> Error {
 /// login on the same device ID), so the client keeps its state (spec: "Soft logout").
 pub fn expired_token() -> Error {
     Error::new(ErrorCode::UnknownToken, "Access token has expired").with_field("soft_logout", true)
-}
-
-/// A login to issue a token for: the device (a new one when `device_id` is `None`), the
-/// name a new device gets, and where the request came from (a new device's first last-seen
-/// record, so a device is never listed without one).
-#[derive(Debug, Clone, Default)]
-pub struct NewLogin {
-    pub device_id: Option<String>,
-    pub display_name: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    /// The access token expires after this and comes with a refresh token (the client asked
-    /// for one and a lifetime is configured); `None`: it never expires.
-    pub token_lifetime: Option<Duration>,
 }
 
 /// Makes sure the device exists (creating it if not), replaces its tokens with a new one. Run

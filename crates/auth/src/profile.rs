@@ -96,7 +96,9 @@ impl Auth {
         let client = self.pool.get().await?;
         let row = store::set_profile_field(&client, &req.user_id, field, value).await?.ok_or_else(no_profile)?;
         info!(user_id = %req.user_id, ?field, cleared = value.is_none(), "profile updated");
-        Ok(profile(req.user_id, row))
+        let profile = profile(req.user_id, row);
+        self.profile_changed(&profile).await?;
+        Ok(profile)
     }
     #[instrument(skip_all, fields(user_id = %req.user_id, key = %req.key))]
     pub(crate) async fn do_set_profile_field(&self, req: SetProfileFieldRequest) -> Result<Profile> {

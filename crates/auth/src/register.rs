@@ -15,7 +15,8 @@ use trellis_proto::auth::{CheckUsernameRequest, CheckUsernameResponse, RegisterR
 
 use crate::{
     guest,
-    login::{Issued, NewLogin, issue_token, requested_device_id},
+    login::{Issued, issue_token, requested_device_id},
+    new_login::NewLogin,
     password, registration_tokens,
     service::Auth,
     store, uia, uia_store,

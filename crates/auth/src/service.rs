@@ -1,17 +1,24 @@
 //! [`Auth`]: the auth service on PostgreSQL, and its [`AuthService`] implementation.
 
-use std::sync::{Arc, atomic::AtomicI64};
+use std::{
+    sync::{Arc, atomic::AtomicI64},
+    time::Duration,
+};
 
 use deadpool_postgres::Pool;
 use trellis_bus::Bus;
 use trellis_core::Result;
-use trellis_proto::auth::*;
+use trellis_proto::{auth::*, rooms::RoomsService};
 
 use crate::{
     cache::{TOKEN_CACHE_CAPACITY, TokenCache},
     config::AuthConfig,
-    uia::Uia,
+    uia_types::Uia,
 };
+
+/// A device's last-seen time and IP are written at most once per this interval per process
+/// (Synapse keeps a similar granularity), never on every request.
+pub const LAST_SEEN_EVERY: Duration = Duration::from_secs(60);
 
 /// The auth service. Share it as `Arc<dyn AuthService>`.
 pub struct Auth {
@@ -19,7 +26,7 @@ pub struct Auth {
     pub(crate) config: AuthConfig,
     pub(crate) tokens: TokenCache,
     pub(crate) uia: Uia,
-    /// Devices whose last-seen record was written lately (see `devices::LAST_SEEN_EVERY`).
+    /// Devices whose last-seen record was written lately (see [`LAST_SEEN_EVERY`]).
     pub(crate) seen: moka::future::Cache<(String, String), ()>,
     /// The highest generated numeric localpart handed out by this process (0: not loaded).
     pub(crate) last_numeric: AtomicI64,
@@ -33,6 +40,9 @@ pub struct Auth {
     pub(crate) id_servers: std::sync::OnceLock<reqwest::Client>,
     /// Upstream OpenID Connect providers' discovery and keys (`sso/`).
     pub(crate) sso: crate::sso::Upstream,
+    /// The rooms service, told of deactivations and profile changes (`rooms.rs`); none in
+    /// tests of this service alone and in command-line tools.
+    pub(crate) rooms: Option<Arc<dyn RoomsService>>,
 }
 
 impl Auth {
@@ -44,7 +54,7 @@ impl Auth {
             config,
             uia: Uia::default(),
             seen: moka::future::Cache::builder()
-                .time_to_live(crate::devices::LAST_SEEN_EVERY)
+                .time_to_live(LAST_SEEN_EVERY)
                 .max_capacity(TOKEN_CACHE_CAPACITY)
                 .build(),
             last_numeric: AtomicI64::new(0),
@@ -53,7 +63,15 @@ impl Auth {
             mailer,
             id_servers: Default::default(),
             sso: Default::default(),
+            rooms: None,
         }
+    }
+
+    /// Has deactivated accounts leave their rooms and carries display name and avatar changes
+    /// into member events, through `rooms`.
+    pub fn with_rooms(mut self, rooms: Arc<dyn RoomsService>) -> Auth {
+        self.rooms = Some(rooms);
+        self
     }
 
     /// Announces device-list changes on `bus`.

@@ -7,7 +7,7 @@ use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::auth::{RatelimitOverride, Requester};
 
 use crate::{
-    login::NewLogin,
+    new_login::NewLogin,
     token::{TokenHash, hash_from_bytes},
 };
 

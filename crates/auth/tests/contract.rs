@@ -32,34 +32,9 @@ mod uia;
 #[path = "contract/uia_params.rs"]
 mod uia_params;
 
-/// Stamps out `local::<scenario>` and `grpc::<scenario>` tests from `module::scenario`; a
-/// scenario may name the `AuthConfig` it needs (default: [`common::config`]).
-macro_rules! contract {
-    ($($module:ident :: $name:ident $(with $config:expr)?),* $(,)?) => {
-        mod local {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    let h = crate::common::Harness::local(contract!(@config $($config)?)).await;
-                    crate::$module::$name(h.svc.clone(), h.pool.clone()).await;
-                }
-            )*
-        }
-        mod grpc {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    let h = crate::common::Harness::grpc(contract!(@config $($config)?)).await;
-                    crate::$module::$name(h.svc.clone(), h.pool.clone()).await;
-                }
-            )*
-        }
-    };
-    (@config) => { crate::common::config() };
-    (@config $config:expr) => { $config };
-}
-
-contract! {
+trellis_testkit::contract! {
+    setup = crate::common::Harness::new;
+    run = crate::common::run;
     sso::sso_refusals with crate::sso::sso_config(),
     uia::uia_register_flow,
     uia::completed_registration_session_replays,

@@ -98,24 +98,8 @@ async fn bad_uploads_are_refused(grpc: bool) {
     assert_eq!(count(&h.pool, "SELECT count(*) FROM one_time_keys").await, 0);
 }
 
-mod local {
-    #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_claims_hand_out_each_key_once() {
-        super::concurrent_claims_hand_out_each_key_once(false).await
-    }
-    #[tokio::test(flavor = "multi_thread")]
-    async fn bad_uploads_are_refused() {
-        super::bad_uploads_are_refused(false).await
-    }
-}
-
-mod grpc {
-    #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_claims_hand_out_each_key_once() {
-        super::concurrent_claims_hand_out_each_key_once(true).await
-    }
-    #[tokio::test(flavor = "multi_thread")]
-    async fn bad_uploads_are_refused() {
-        super::bad_uploads_are_refused(true).await
-    }
+trellis_testkit::contract! {
+    setup = crate::common::through_grpc;
+    concurrent_claims_hand_out_each_key_once,
+    bad_uploads_are_refused,
 }

@@ -221,16 +221,10 @@ async fn signatures_are_verified(grpc: bool) {
     assert_eq!(b_sigs[usk.key_id()], usk.signature(&a, &b_master), "{q}");
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod local { $(#[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(false).await })* }
-        mod grpc { $(#[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(true).await })* }
-    };
-}
-
-both!(
+trellis_testkit::contract! {
+    setup = crate::common::through_grpc;
     local_users_with_a_port_in_the_server_name,
     device_keys_need_every_field,
     cross_signing_uploads,
-    signatures_are_verified
-);
+    signatures_are_verified,
+}

@@ -203,15 +203,6 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
             .map_err(anyhow::Error::msg)?;
     let mut local = Local { auth: None, keys: None, rooms: None, sync: None, media: None };
     let mut rooms_here = None;
-    if config.runs(Role::Auth) {
-        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config))
-            .with_appservices(appservices.clone());
-        auth.seed_registration_tokens().await.context("writing the configured registration tokens")?;
-        auth.seed_appservice_senders().await.context("creating the appservices' sender users")?;
-        let auth = Arc::new(auth.with_bus(bus.clone().expect("bus")));
-        local.auth = Some(auth.clone());
-        local.keys = Some(auth);
-    }
     if config.runs(Role::Rooms) {
         let mut settings = trellis_rooms::RoomsSettings::from_config(&config, database.clone())?;
         settings.appservices = appservices.clone();
@@ -220,6 +211,31 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Node>
         probes.push(Probe::Writer(rooms.clone()));
         rooms_here = Some(rooms.clone());
         local.rooms = Some(Arc::new(trellis_rooms::RoomsHandle(rooms)));
+    }
+    if config.runs(Role::Auth) {
+        let auth = trellis_auth::Auth::new(db("auth")?, trellis_auth::AuthConfig::from_config(&config))
+            .with_appservices(appservices.clone());
+        auth.seed_registration_tokens().await.context("writing the configured registration tokens")?;
+        auth.seed_appservice_senders().await.context("creating the appservices' sender users")?;
+        let mut auth = auth.with_bus(bus.clone().expect("bus"));
+        // Deactivations and profile changes reach the rooms service from here.
+        let rooms: Option<Arc<dyn RoomsService>> = match (&local.rooms, config.remote.rooms.as_deref()) {
+            (Some(rooms), _) => Some(rooms.clone()),
+            (None, Some(url)) => Some(Arc::new(RoomsGrpcClient::connect(url)?)),
+            (None, None) => {
+                tracing::warn!(
+                    "remote.rooms is not set: deactivated accounts will not leave their rooms, and profile \
+                     changes will not reach member events"
+                );
+                None
+            }
+        };
+        if let Some(rooms) = rooms {
+            auth = auth.with_rooms(rooms);
+        }
+        let auth = Arc::new(auth);
+        local.auth = Some(auth.clone());
+        local.keys = Some(auth);
     }
     if config.runs(Role::Sync) {
         let settings = trellis_sync::SyncSettings::from_config(&config);

@@ -10,7 +10,7 @@ use trellis_proto::media::{
     AdminMediaRef, AdminMediaSelection, AdminProtectMediaRequest, AdminQuarantineRequest, admin_media_selection::Which,
 };
 
-use crate::{db, ids::is_valid_media_id, service::Inner};
+use crate::{db, ids::is_valid_media_id, inner::Inner};
 
 /// Most media one page of a user's list holds.
 const MAX_LIMIT: i32 = 1000;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 use trellis_proto::media::{ByteRange, ContentRange, Download, DownloadMeta, DownloadRequest};
 
-use crate::{db, db::media::StoredMedia, ids::is_valid_media_id, service::Inner};
+use crate::{db, db::media::StoredMedia, ids::is_valid_media_id, inner::Inner};
 
 /// How long a download waits for a pending upload when the client does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(20);

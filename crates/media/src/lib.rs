@@ -11,6 +11,7 @@ mod admin;
 mod db;
 mod download;
 mod ids;
+mod inner;
 mod locks;
 pub mod preview;
 mod service;

@@ -9,7 +9,7 @@ use std::{
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, Semaphore};
-use trellis_core::{Result, config::Config};
+use trellis_core::{Error, Result, config::Config};
 use trellis_proto::media::{
     AdminDeleteMediaRequest, AdminDeletedMedia, AdminListMediaRequest, AdminMediaCount, AdminMediaList,
     AdminProtectMediaRequest, AdminQuarantineRequest, ByteStream, ConfigRequest, ConfigResponse, CreateRequest,
@@ -19,6 +19,7 @@ use trellis_proto::media::{
 
 use crate::{
     db,
+    inner::Inner,
     locks::KeyedLocks,
     preview::Previewer,
     settings::{MediaSettings, StoreSettings},
@@ -35,18 +36,8 @@ const IMAGE_JOBS: usize = 2;
 /// The media service over a [`BlobStore`] and the media tables.
 pub struct Media {
     inner: Arc<Inner>,
-}
-
-/// What every operation shares.
-pub(crate) struct Inner {
-    pub pool: Pool,
-    pub settings: MediaSettings,
-    pub store: Arc<dyn BlobStore>,
-    /// Woken whenever an asynchronous upload completes, for downloads waiting on it.
-    pub uploaded: Notify,
-    pub thumb_locks: KeyedLocks,
-    pub image_jobs: Semaphore,
-    pub previewer: Option<Previewer>,
+    /// The preview machinery, present only when previews are on.
+    previewer: Option<Previewer>,
 }
 
 impl Media {
@@ -75,10 +66,9 @@ impl Media {
             uploaded: Notify::new(),
             thumb_locks: KeyedLocks::default(),
             image_jobs: Semaphore::new(IMAGE_JOBS),
-            previewer,
         });
         tokio::spawn(sweep(Arc::downgrade(&inner)));
-        Ok(Media { inner })
+        Ok(Media { inner, previewer })
     }
 
     pub fn settings(&self) -> &MediaSettings {
@@ -139,7 +129,10 @@ impl MediaService for Media {
     }
 
     async fn preview_url(&self, req: PreviewUrlRequest) -> Result<PreviewUrlResponse> {
-        self.inner.preview_url(req).await
+        match &self.previewer {
+            Some(previewer) => previewer.preview_url(&self.inner, req).await,
+            None => Err(Error::unrecognized("URL previews are disabled on this server")),
+        }
     }
 
     async fn config(&self, _: ConfigRequest) -> Result<ConfigResponse> {

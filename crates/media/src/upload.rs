@@ -13,7 +13,7 @@ use trellis_proto::media::{ByteStream, CreateRequest, CreateResponse, UploadMeta
 use crate::{
     db::{self, media::NewMedia},
     ids::{is_valid_media_id, mxc_uri, new_media_id},
-    service::Inner,
+    inner::Inner,
     spool::{Spooled, spool, too_large},
     thumbnail,
 };

@@ -17,6 +17,8 @@ service! {
         fn authenticate(AuthenticateRequest) -> Requester;
         fn logout(LogoutRequest) -> LogoutResponse;
         fn get_profile(GetProfileRequest) -> Profile;
+        /// Sets (or clears) the display name or avatar, then carries it into the user's member
+        /// events through the rooms service.
         fn set_profile(SetProfileRequest) -> Profile;
         /// Sets a custom profile field (`M_KEY_TOO_LARGE`, `M_PROFILE_TOO_LARGE`, `M_INVALID_PARAM`).
         fn set_profile_field(SetProfileFieldRequest) -> Profile;
@@ -29,7 +31,8 @@ service! {
         fn delete_devices(DeleteDevicesRequest) -> AuthAck;
         /// Needs UIA (password); with `logout_devices` every other device is removed.
         fn change_password(ChangePasswordRequest) -> AuthAck;
-        /// Needs UIA (password); no more logins, every device and token removed.
+        /// Needs UIA (password); no more logins, every device and token removed, then every
+        /// room left through the rooms service.
         fn deactivate(DeactivateRequest) -> ThreepidUnbindResult;
         fn create_backup_version(CreateBackupVersionRequest) -> BackupVersion;
         fn get_backup_version(GetBackupVersionRequest) -> BackupVersion;

@@ -8,14 +8,20 @@
 //! and a braced block after the server line adds items to the tonic service impl. An optional
 //! `pool Pool;` line implements the trait for a pool of workers too (`crate::sync_pool`):
 //! each call goes to the worker its request's `user_id` is placed on.
+//!
+//! Methods whose bodies stream (media's uploads and downloads) are written out by hand beside
+//! the generated ones: their signatures in a `streaming { ... }` block at the end of the
+//! trait, their client bodies in a braced block after the client line, their server bodies in
+//! the server's block (each through [`crate::server::unary`], as the generated ones).
 
 macro_rules! service {
     (
         $(#[$meta:meta])*
         pub trait $Trait:ident as $name:literal {
             $( $(#[$mmeta:meta])* fn $method:ident($Req:ty) -> $Resp:ty $(=> via $via:ident)?; )*
+            $(streaming { $($streaming:tt)* })?
         }
-        client $Client:ident = $pb_client:ty $(, with $cfield:ident: $CTy:ty)?;
+        client $Client:ident = $pb_client:ty $(, with $cfield:ident: $CTy:ty)? $({ $($cextra:tt)* })?;
         server $Server:ident = $srv_mod:ident::{$SrvType:ident, $SrvTrait:ident} $(, with $sfield:ident: $STy:ty)?
             $({ $($extra:tt)* })?;
         $(pool $Pool:ident;)?
@@ -24,6 +30,7 @@ macro_rules! service {
         #[async_trait::async_trait]
         pub trait $Trait: Send + Sync + 'static {
             $( $(#[$mmeta])* async fn $method(&self, req: $Req) -> trellis_core::Result<$Resp>; )*
+            $($($streaming)*)?
         }
 
         #[doc = concat!("Calls a remote `", $name, "` service over gRPC.")]
@@ -54,6 +61,7 @@ macro_rules! service {
                     client_call!(self, $method, req $(, $via)?)
                 }
             )*
+            $($($cextra)*)?
         }
 
         #[doc = concat!("Serves any `", stringify!($Trait), "` implementation over gRPC.")]

@@ -11,9 +11,8 @@ use trellis_proto::rooms::{Empty, ForgetRequest, MembershipAction, MembershipReq
 use crate::{
     Rooms,
     create::{MemberProfile, member_content},
-    new_event::{NewEvent, Txn, object},
+    new_event::{Appended, NewEvent, Txn, object},
     state::RoomState,
-    writer::Appended,
 };
 
 const SELECT_MEMBERSHIP: &str = "SELECT membership FROM memberships WHERE user_id = $1 AND room_id = $2";

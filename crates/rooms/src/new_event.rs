@@ -1,5 +1,6 @@
-//! One event to append (what a request asks for) and the row its transaction writes (what was
-//! built and judged): shared by the writer and the rules that judge each event.
+//! One event to append (what a request asks for), the row its transaction writes (what was
+//! built and judged) and what appending it gave: shared by the writer, the rules that judge
+//! each event and the operations that append (sending, membership, redaction).
 
 use std::sync::Arc;
 
@@ -20,6 +21,23 @@ pub struct NewEvent {
     pub redacts: Option<Redacts>,
     /// The timestamp an application service gave (`?ts=`); `None`: now.
     pub origin_server_ts: Option<i64>,
+}
+
+/// The outcome of an append.
+pub enum Appended {
+    New(Vec<Arc<Pdu>>),
+    /// The client transaction was already used; this is the event it created.
+    Duplicate(OwnedEventId),
+}
+
+impl Appended {
+    /// The stored events (a repeated transaction yields none).
+    pub fn into_new(self) -> Vec<Arc<Pdu>> {
+        match self {
+            Appended::New(p) => p,
+            Appended::Duplicate(_) => Vec::new(),
+        }
+    }
 }
 
 /// A client transaction: its ID, the device that sent it and the request path it was sent

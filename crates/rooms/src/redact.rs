@@ -11,10 +11,9 @@ use trellis_proto::rooms::{RedactRequest, SendEventResponse};
 
 use crate::{
     Rooms,
-    new_event::{NewEvent, Redacts, Row, Txn},
+    new_event::{Appended, NewEvent, Redacts, Row, Txn},
     pdu,
     state::RoomState,
-    writer::Appended,
 };
 
 const SELECT_TARGET: &str = "SELECT sender FROM events WHERE event_id = $1 AND room_id = $2";

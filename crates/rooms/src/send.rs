@@ -9,9 +9,8 @@ use trellis_proto::rooms::{RedactRequest, SendEventRequest, SendEventResponse};
 
 use crate::{
     Rooms,
-    new_event::{NewEvent, Txn},
+    new_event::{Appended, NewEvent, Txn},
     pdu,
-    writer::Appended,
 };
 
 /// Longest event type and state key, in bytes (spec: size limits).

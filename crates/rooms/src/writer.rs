@@ -17,7 +17,7 @@ use trellis_storage::events::BUMP_TYPES;
 use crate::{
     Rooms,
     authorise::{accept, check_rules},
-    new_event::{NewEvent, Row, Txn},
+    new_event::{Appended, NewEvent, Row, Txn},
     pdu::{Built, Pdu},
     state::RoomState,
 };
@@ -30,23 +30,6 @@ pub struct NewRoom {
     pub creator: String,
     pub is_public: bool,
     pub alias: Option<String>,
-}
-
-/// The outcome of an append.
-pub enum Appended {
-    New(Vec<Arc<Pdu>>),
-    /// The client transaction was already used; this is the event it created.
-    Duplicate(OwnedEventId),
-}
-
-impl Appended {
-    /// The stored events (a repeated transaction yields none).
-    pub fn into_new(self) -> Vec<Arc<Pdu>> {
-        match self {
-            Appended::New(p) => p,
-            Appended::Duplicate(_) => Vec::new(),
-        }
-    }
 }
 
 const SELECT_TXN: &str =

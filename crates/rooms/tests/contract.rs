@@ -44,16 +44,8 @@ mod versions;
 use common::*;
 use trellis_core::ErrorCode;
 
-/// Stamps out `local_impl::<scenario>` and `over_grpc::<scenario>` tests from
-/// `module::scenario`.
-macro_rules! contract {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        mod local_impl { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { crate::$module::$name(crate::common::local().await).await } )* }
-        mod over_grpc { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { crate::$module::$name(crate::common::grpc().await).await } )* }
-    };
-}
-
-contract!(
+trellis_testkit::contract!(
+    setup = crate::common::env;
     admin::a_waited_deletion_purges_the_room,
     basics::create_room_writes_the_prescribed_events,
     basics::room_versions,

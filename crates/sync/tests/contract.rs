@@ -10,7 +10,8 @@ mod common;
 
 use common::*;
 
-contract!(
+trellis_testkit::contract!(
+    setup = crate::common::env;
     initial_then_incremental,
     long_poll_wakes_on_new_event,
     long_poll_times_out_with_a_valid_body,

@@ -10,7 +10,8 @@ mod common;
 
 use common::*;
 
-contract!(
+trellis_testkit::contract!(
+    setup = crate::common::env;
     push_rules_of_any_id_by_kind,
     ignored_users_are_left_out,
     summaries_and_gappy_lazy_members,

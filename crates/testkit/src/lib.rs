@@ -1,13 +1,20 @@
 //! Test harness: a whole Trellis on free loopback ports, in monolith mode (one process,
 //! in-process bus) or split mode (every role its own server talking gRPC, a Redis bus, two
-//! sync workers behind two gateways), plus a small Matrix client for tests.
+//! sync workers behind two gateways), plus a small Matrix client for tests (the `server`
+//! feature); and the contract-test harness every service crate's tests share
+//! ([`contract`], which needs no other service crate).
 
+#[cfg(feature = "server")]
 mod client;
+pub mod contract;
 pub mod proxy;
+#[cfg(feature = "server")]
 mod server;
 pub mod signing;
 
+#[cfg(feature = "server")]
 pub use client::{Client, PASSWORD, Reply, enc, timeline_bodies};
+#[cfg(feature = "server")]
 pub use server::{Mode, TestServer};
 pub use signing::SigningKey;
 pub use trellis_core::{

@@ -78,6 +78,13 @@ async fn free() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind loopback")
 }
 
+/// A free loopback port, bound, and its `http://` URL.
+async fn bound() -> (TcpListener, String) {
+    let listener = free().await;
+    let url = format!("http://{}", listener.local_addr().expect("bound address"));
+    (listener, url)
+}
+
 /// A fresh database, media directory and split-mode configuration on `redis`.
 async fn split_base(redis: String) -> (TestDb, PathBuf, Config) {
     crate::init_logging();
@@ -91,9 +98,15 @@ async fn split_base(redis: String) -> (TestDb, PathBuf, Config) {
 
 /// One service role of `base` on a gRPC port of its own: its URL and node.
 async fn start_service(base: &Config, name: &str, role: Role) -> (String, Node, Config) {
+    start_service_on(base, name, role, free().await).await
+}
+
+/// [`start_service`] serving gRPC on `grpc`, bound beforehand so that a service started
+/// earlier can be given its URL (auth calls rooms, rooms calls auth).
+async fn start_service_on(base: &Config, name: &str, role: Role, grpc: TcpListener) -> (String, Node, Config) {
     let mut c = base.clone();
     c.roles = vec![role];
-    let listeners = Listeners { grpc: Some(free().await), metrics: Some(free().await), ..Default::default() };
+    let listeners = Listeners { grpc: Some(grpc), metrics: Some(free().await), ..Default::default() };
     let node = trellis_homeserver::start(c.clone(), listeners).await.unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
     (format!("http://{}", node.grpc_addr.expect("grpc")), node, c)
 }
@@ -232,7 +245,12 @@ impl TestServer {
         let mut nodes = Vec::new();
         let mut configs = Vec::new();
         let mut services = Vec::new();
-        let (auth, node, config) = start_service(&base, "auth", Role::Auth).await;
+        // The auth service tells rooms of deactivations and profile changes: rooms' port is
+        // bound first so auth can be given its URL.
+        let (rooms_grpc, rooms_url) = bound().await;
+        let mut auth_config = base.clone();
+        auth_config.remote.rooms = Some(rooms_url);
+        let (auth, node, config) = start_service(&auth_config, "auth", Role::Auth).await;
         nodes.push(("auth".to_owned(), node));
         configs.push(("auth".to_owned(), config));
         // The appservice sender and its standby (idle unless appservices are configured).
@@ -253,12 +271,14 @@ impl TestServer {
         peers.remote.auth = Some(auth.clone());
         peers.remote.sync = syncs.clone();
         services.push(auth);
-        for (name, role) in [("rooms", Role::Rooms), ("media", Role::Media)] {
-            let (url, node, config) = start_service(&peers, name, role).await;
-            services.push(url);
-            nodes.push((name.to_owned(), node));
-            configs.push((name.to_owned(), config));
-        }
+        let (rooms, node, config) = start_service_on(&peers, "rooms", Role::Rooms, rooms_grpc).await;
+        services.push(rooms);
+        nodes.push(("rooms".to_owned(), node));
+        configs.push(("rooms".to_owned(), config));
+        let (media, node, config) = start_service(&peers, "media", Role::Media).await;
+        services.push(media);
+        nodes.push(("media".to_owned(), node));
+        configs.push(("media".to_owned(), config));
 
         let mut urls = Vec::new();
         let workers = [vec![syncs[0].clone()], vec![syncs[1].clone()], syncs];

@@ -16,13 +16,7 @@ use super::{
     clients::{self, AUTHORIZATION_CODE, DEVICE_CODE, REFRESH_TOKEN},
     constant_time_eq, invalid_grant, invalid_request, ms, oauth_error,
 };
-use crate::{
-    devices,
-    login::{NewLogin, issue_token},
-    service::Auth,
-    store,
-    token::hash_token,
-};
+use crate::{devices, login::issue_token, new_login::NewLogin, service::Auth, store, token::hash_token};
 
 const TAKE_CODE: &str = "DELETE FROM oauth_grants WHERE code_hash = $1 AND kind = 'code' \
                          RETURNING client_id, redirect_uri, code_challenge, scope, device_id, user_id, expires_ts";

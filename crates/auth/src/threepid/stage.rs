@@ -9,8 +9,8 @@ use trellis_core::{Error, ErrorCode, Result, time::now_ms};
 
 use super::store;
 use crate::{
-    uia::{self, AuthDict, DUMMY, Failure, Flows, RECAPTCHA, REGISTRATION_TOKEN, Session},
     uia_store::{self, SessionRow},
+    uia_types::{self, AuthDict, DUMMY, Failure, Flows, RECAPTCHA, REGISTRATION_TOKEN, Session},
 };
 
 pub const EMAIL_IDENTITY: &str = "m.login.email.identity";
@@ -26,9 +26,9 @@ pub fn register_flows(without_email: Flows) -> Flows {
     const CAPTCHA: Flows = &[&[RECAPTCHA, DUMMY], &[RECAPTCHA, EMAIL_IDENTITY]];
     const BOTH: Flows = &[&[REGISTRATION_TOKEN, RECAPTCHA, DUMMY], &[REGISTRATION_TOKEN, RECAPTCHA, EMAIL_IDENTITY]];
     match without_email {
-        f if f == uia::TOKEN_CAPTCHA_REGISTER_FLOWS => BOTH,
-        f if f == uia::TOKEN_REGISTER_FLOWS => TOKEN,
-        f if f == uia::CAPTCHA_REGISTER_FLOWS => CAPTCHA,
+        f if f == uia_types::TOKEN_CAPTCHA_REGISTER_FLOWS => BOTH,
+        f if f == uia_types::TOKEN_REGISTER_FLOWS => TOKEN,
+        f if f == uia_types::CAPTCHA_REGISTER_FLOWS => CAPTCHA,
         _ => PLAIN,
     }
 }

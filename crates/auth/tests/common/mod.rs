@@ -8,14 +8,17 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use serde_json::json;
 use trellis_auth::{Auth, AuthConfig};
-use trellis_core::{Error, ErrorCode};
 use trellis_proto::{
-    auth::{
-        AuthGrpcClient, AuthGrpcServer, AuthService, LoginRequest, LoginResponse, RegisterRequest, RegisterResponse,
-    },
-    keys::{KeysGrpcClient, KeysGrpcServer, KeysService},
+    auth::{AuthService, LoginRequest, LoginResponse, RegisterRequest, RegisterResponse},
+    keys::KeysService,
 };
 use trellis_storage::testing::TestDb;
+use trellis_testkit::contract::reach;
+#[allow(unused_imports)] // each test binary uses its own part of this module
+pub use trellis_testkit::{
+    contract::{Via, assert_err},
+    signing,
+};
 
 pub const SERVER: &str = "test.local";
 
@@ -90,32 +93,32 @@ impl Harness {
         Harness { svc, pool: db.pool(2), _db: db }
     }
 
+    /// The contract suite's setup: the implementation for `config` (default [`config`]),
+    /// reached `via` its trait or gRPC.
+    pub async fn new(via: Via, config: Option<AuthConfig>) -> Harness {
+        let Harness { svc, pool, _db } = Harness::local(config.unwrap_or_else(self::config)).await;
+        Harness { svc: reach(via, svc).await, pool, _db }
+    }
+
     /// The implementation serving the appservices of `registry` (their sender users
-    /// created), called directly or through gRPC.
-    pub async fn with_appservices(registry: trellis_core::appservice::Registry, grpc: bool) -> Harness {
+    /// created), reached `via` its trait or gRPC.
+    pub async fn with_appservices(via: Via, registry: trellis_core::appservice::Registry) -> Harness {
         let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
         let auth = Auth::new(db.pool(4), config()).with_appservices(registry);
         auth.seed_appservice_senders().await.expect("appservice senders");
         let svc: Arc<dyn AuthService> = Arc::new(auth);
-        let svc: Arc<dyn AuthService> = match grpc {
-            false => svc,
-            true => {
-                let routes = tonic::service::Routes::new(AuthGrpcServer::new(svc).into_service());
-                let url = trellis_proto::server::spawn_on_free_port(routes).await;
-                Arc::new(AuthGrpcClient::connect(&url).expect("gRPC client"))
-            }
-        };
-        Harness { svc, pool: db.pool(2), _db: db }
+        Harness { svc: reach(via, svc).await, pool: db.pool(2), _db: db }
     }
+}
 
-    /// The implementation behind a gRPC server, called through the gRPC client.
-    pub async fn grpc(config: AuthConfig) -> Harness {
-        let Harness { svc, pool, _db } = Harness::local(config).await;
-        let routes = tonic::service::Routes::new(AuthGrpcServer::new(svc).into_service());
-        let url = trellis_proto::server::spawn_on_free_port(routes).await;
-        let client = AuthGrpcClient::connect(&url).expect("gRPC client");
-        Harness { svc: Arc::new(client), pool, _db }
-    }
+/// How the contract suite runs a scenario: with the service and a pool of its database, the
+/// harness (and so the database) kept until it ends.
+pub async fn run<F, Fut>(h: Harness, scenario: F)
+where
+    F: FnOnce(Arc<dyn AuthService>, Pool) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    scenario(h.svc.clone(), h.pool.clone()).await
 }
 
 /// The keys service (served by the auth role) with the auth service beside it, for the key
@@ -131,13 +134,8 @@ impl KeysHarness {
     pub async fn new(config: AuthConfig, grpc: bool) -> KeysHarness {
         let db = TestDb::new().await.expect("test database (is TRELLIS_TEST_DATABASE_URL set?)");
         let svc = Arc::new(Auth::new(db.pool(16), config));
-        let keys: Arc<dyn KeysService> = if grpc {
-            let routes = tonic::service::Routes::new(KeysGrpcServer::new(svc.clone()).into_service());
-            let url = trellis_proto::server::spawn_on_free_port(routes).await;
-            Arc::new(KeysGrpcClient::connect(&url).expect("gRPC client"))
-        } else {
-            svc.clone()
-        };
+        let via = if grpc { Via::Grpc } else { Via::Local };
+        let keys = reach(via, svc.clone() as Arc<dyn KeysService>).await;
         KeysHarness { auth: svc, keys, pool: db.pool(2), _db: db }
     }
 }
@@ -146,21 +144,15 @@ impl KeysHarness {
 /// ruma's request types, and answers as the JSON clients see.
 pub mod keys_json;
 
-/// Real ed25519 keys and signatures: the test harness's own helper, shared by path so these
-/// tests need not depend on the whole harness (which depends on this crate).
-#[path = "../../../testkit/src/signing.rs"]
-pub mod signing;
+/// The setup of the key scenarios, which make their own [`KeysHarness`]: whether to reach
+/// the keys service through gRPC.
+pub async fn through_grpc(via: Via, _: Option<()>) -> bool {
+    via == Via::Grpc
+}
 
 /// Device keys as the spec's DeviceKeys object (every required field), signed by the device.
 pub fn device_keys(user: &str, device: &str) -> serde_json::Value {
     signing::device_keys(user, device)
-}
-
-/// Asserts errcode and HTTP status (both must survive the gRPC hop).
-#[track_caller]
-pub fn assert_err(err: &Error, code: ErrorCode, status: u16) {
-    assert_eq!((err.code(), err.status()), (code, status), "unexpected error: {err}");
-    assert_eq!(err.client_body()["errcode"], code.as_str(), "body: {}", err.client_body());
 }
 
 /// A registration request for `username` without `auth`.

@@ -11,7 +11,7 @@ use ruma::api::appservice::{Namespace, Namespaces, Registration, RegistrationIni
 use trellis_core::{ErrorCode, appservice::Registry};
 use trellis_proto::auth::{AuthService, AuthenticateRequest, DeactivateRequest, LoginRequest, RegisterRequest};
 
-use crate::common::{Harness, SERVER, assert_err, register, register_req};
+use crate::common::{Harness, SERVER, Via, assert_err, register, register_req};
 
 fn registration(id: &str, rate_limited: Option<bool>) -> Registration {
     let mut namespaces = Namespaces::new();
@@ -39,7 +39,7 @@ fn as_request(user_id: Option<&str>) -> AuthenticateRequest {
     AuthenticateRequest { access_token: "as-irc".into(), ip: None, user_agent: None, user_id: user_id.map(Into::into) }
 }
 
-async fn scenario(svc: Arc<dyn AuthService>) {
+pub async fn appservice_tokens_and_namespaces(svc: Arc<dyn AuthService>) {
     let me = svc.authenticate(as_request(None)).await.expect("the sender user");
     assert_eq!((me.user_id.as_str(), me.appservice_id.as_deref()), (format!("@ircbot:{SERVER}").as_str(), Some("irc")));
 
@@ -114,12 +114,16 @@ async fn scenario(svc: Arc<dyn AuthService>) {
     svc.deactivate(deactivate(&puppet)).await.expect("its puppet deactivated");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn appservice_tokens_and_namespaces_locally() {
-    scenario(Harness::with_appservices(registry(), false).await.svc.clone()).await;
+async fn setup(via: Via, _: Option<()>) -> Harness {
+    Harness::with_appservices(via, registry()).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn appservice_tokens_and_namespaces_through_grpc() {
-    scenario(Harness::with_appservices(registry(), true).await.svc.clone()).await;
+async fn run(h: Harness, scenario: impl AsyncFnOnce(Arc<dyn AuthService>)) {
+    scenario(h.svc.clone()).await
+}
+
+trellis_testkit::contract! {
+    setup = crate::appservices::setup;
+    run = crate::appservices::run;
+    appservice_tokens_and_namespaces,
 }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     AppState,
-    client::{devices_removed, finish_deactivation, forget_devices, these, whois_response},
+    client::{devices_removed, forget_devices, these, whois_response},
     error::ApiResult,
     extract::Ruma,
     router::RumaRoutes,
@@ -189,9 +189,9 @@ async fn put_user_route(
     };
     let done = s.services.auth.admin_put_user(put).await?;
     let user = done.user.ok_or_else(|| Error::internal("no user in the answer"))?;
-    if done.deactivated_now {
-        finish_deactivation(&s, user.user_id.clone()).await?;
-    } else if done.devices_logged_out {
+    // A deactivation (whose rooms the auth service has left) or a logout removed every
+    // device: their pushers go and this gateway forgets their tokens.
+    if done.deactivated_now || done.devices_logged_out {
         devices_removed(&s, &user.user_id, Which::All(true)).await?;
     }
     if user.locked {
@@ -210,7 +210,7 @@ async fn deactivate_route(
     let deactivate =
         AdminDeactivateRequest { admin: req.user.user_id, user_id: user_id.clone(), erase: req.body.erase };
     s.services.auth.admin_deactivate(deactivate).await?;
-    finish_deactivation(&s, user_id).await?;
+    devices_removed(&s, &user_id, Which::All(true)).await?;
     // No identity servers are bound here, so there was nothing to unbind.
     Ok(api::deactivate::Response { id_server_unbind_result: "success".to_owned() })
 }

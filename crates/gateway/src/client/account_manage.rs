@@ -1,6 +1,6 @@
 //! Account management: password change (or reset, proved by email: `threepid.rs` has the
-//! 3PID endpoints), deactivation (auth first, then the rooms service makes the user leave
-//! every room), and phone numbers, which this server does not validate.
+//! 3PID endpoints), deactivation (the auth service deactivates and has the rooms service make
+//! the user leave every room), and phone numbers, which this server does not validate.
 
 use axum::Router;
 use ruma::api::{
@@ -13,7 +13,6 @@ use ruma::api::{
 use trellis_core::{Error, ErrorCode};
 use trellis_proto::{
     auth::{ChangePasswordRequest, DeactivateRequest, ResetPasswordRequest},
-    rooms::LeaveAllRoomsRequest,
     sync::delete_device_pushers_request::Which,
 };
 
@@ -86,19 +85,11 @@ async fn deactivate_route(
         appservice_id: req.user.appservice_id.clone(),
     };
     let unbound = s.services.auth.deactivate(deactivate).await?;
-    finish_deactivation(&s, user_id).await?;
+    devices_removed(&s, &user_id, Which::All(true)).await?;
     Ok(deactivate::v3::Response::new(match unbound.id_server_unbind_result.as_str() {
         "success" => ThirdPartyIdRemovalStatus::Success,
         _ => ThirdPartyIdRemovalStatus::NoSupport,
     }))
-}
-
-/// After the auth service deactivated an account (here or through the admin API): its
-/// pushers go, this gateway forgets its tokens, and the rooms service has it leave its rooms.
-pub(crate) async fn finish_deactivation(s: &AppState, user_id: String) -> ApiResult<()> {
-    devices_removed(s, &user_id, Which::All(true)).await?;
-    s.services.rooms.leave_all_rooms(LeaveAllRoomsRequest { user_id }).await?;
-    Ok(())
 }
 
 fn threepid_denied() -> ApiError {

@@ -41,7 +41,6 @@ use trellis_core::Error;
 
 use crate::{AppState, error::ApiError};
 
-pub(crate) use account_manage::finish_deactivation;
 pub(crate) use devices::{devices_removed, forget_devices, these};
 pub(crate) use discovery::support;
 pub(crate) use openid::whois_response;

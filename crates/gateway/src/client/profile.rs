@@ -1,6 +1,6 @@
 //! Profiles: display name, avatar and custom fields (spec 1.16: `m.tz` and namespaced keys).
-//! A name or avatar change is stored by the auth service and then carried into the user's
-//! member event in every joined room by the rooms service.
+//! A name or avatar change is stored by the auth service, which then has the rooms service
+//! carry it into the user's member event in every joined room.
 
 use axum::{
     Router,
@@ -17,11 +17,8 @@ use ruma::{
 };
 use serde_json::{Value, json};
 use trellis_core::Error;
-use trellis_proto::{
-    auth::{
-        DeleteProfileFieldRequest, GetProfileRequest, Profile, ProfileField, SetProfileFieldRequest, SetProfileRequest,
-    },
-    rooms::ProfileChangedRequest,
+use trellis_proto::auth::{
+    DeleteProfileFieldRequest, GetProfileRequest, Profile, ProfileField, SetProfileFieldRequest, SetProfileRequest,
 };
 
 use super::param;
@@ -202,7 +199,8 @@ async fn set_avatar_url_route(
     Ok(set_avatar_url::v3::Response::new())
 }
 
-/// Sets (or with `None` clears) the name or avatar, then carries it into member events.
+/// Sets (or with `None` clears) the name or avatar (the auth service carries it into member
+/// events).
 async fn set_field(
     s: &AppState,
     auth: Authed,
@@ -211,9 +209,7 @@ async fn set_field(
     value: Option<String>,
 ) -> ApiResult<()> {
     auth.not_suspended()?;
-    let set = SetProfileRequest { user_id: user_id.clone(), field: field as i32, value, requester: auth.user_id };
-    let p = s.services.auth.set_profile(set).await?;
-    let changed = ProfileChangedRequest { user_id, displayname: p.displayname, avatar_url: p.avatar_url };
-    s.services.rooms.profile_changed(changed).await?;
+    let set = SetProfileRequest { user_id, field: field as i32, value, requester: auth.user_id };
+    s.services.auth.set_profile(set).await?;
     Ok(())
 }

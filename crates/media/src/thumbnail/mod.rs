@@ -24,7 +24,7 @@ use crate::{
         media::StoredMedia,
         thumbnails::{StoredThumb, ThumbKey},
     },
-    service::Inner,
+    inner::Inner,
     store,
 };
 

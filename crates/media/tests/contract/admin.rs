@@ -8,7 +8,7 @@ use trellis_proto::media::{
     AdminQuarantineRequest, admin_media_selection::Which,
 };
 
-use crate::support::{Fixture, Kind, MB, SERVER, chunked, expect_err, meta, pseudo_random};
+use crate::support::{Fixture, MB, SERVER, Via, chunked, expect_err, meta, pseudo_random};
 
 const ADMIN: &str = "@root:media.test";
 
@@ -17,8 +17,8 @@ fn one(media_id: &str) -> Option<AdminMediaSelection> {
     Some(AdminMediaSelection { which: Some(Which::One(r)) })
 }
 
-async fn quarantine_hides_media(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn quarantine_hides_media(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.upload(meta("text/plain", None, None), chunked(b"hello", &[5])).await.unwrap();
     let set = |on| AdminQuarantineRequest { admin: ADMIN.into(), selection: one(&id), quarantine: on };
     assert_eq!(fx.svc().admin_quarantine(set(true)).await.unwrap().count, 1);
@@ -34,8 +34,8 @@ async fn quarantine_hides_media(kind: Kind) {
     expect_err(fx.svc().admin_quarantine(req).await, ErrorCode::InvalidParam, 400);
 }
 
-async fn deletion_frees_blobs_and_usage(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn deletion_frees_blobs_and_usage(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let data = pseudo_random(10_000, 3);
     let a = fx.upload(meta("text/plain", None, None), chunked(&data, &[4_000])).await.unwrap();
     let b = fx.upload(meta("text/plain", None, None), chunked(&data, &[4_000])).await.unwrap();
@@ -57,4 +57,4 @@ async fn deletion_frees_blobs_and_usage(kind: Kind) {
     expect_err(fx.svc().admin_list_media(req).await, ErrorCode::InvalidParam, 400);
 }
 
-contract!(quarantine_hides_media, deletion_frees_blobs_and_usage);
+trellis_testkit::contract!(setup = trellis_testkit::contract::bare; quarantine_hides_media, deletion_frees_blobs_and_usage);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use trellis_core::ErrorCode;
 use trellis_proto::media::DownloadRequest;
 
-use crate::support::{Fixture, Kind, MB, SERVER, expect_err};
+use crate::support::{Fixture, MB, SERVER, Via, expect_err};
 
 const ALICE: &str = "@alice:media.test";
 const BOB: &str = "@bob:media.test";
@@ -21,8 +21,8 @@ fn pending_download(media_id: &str, timeout_ms: u64) -> DownloadRequest {
     }
 }
 
-async fn create_then_upload(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn create_then_upload(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.create(ALICE).await.unwrap();
     assert_ne!(id, fx.create(ALICE).await.unwrap(), "each reservation is its own ID");
     expect_err(fx.fetch(pending_download(&id, 0)).await, ErrorCode::NotYetUploaded, 504);
@@ -39,8 +39,8 @@ async fn create_then_upload(kind: Kind) {
     assert_eq!(fx.rows().await, 1);
 }
 
-async fn download_waits_for_the_content(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn download_waits_for_the_content(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.create(ALICE).await.unwrap();
     let waiting = fx.fetch(pending_download(&id, 10_000));
     let uploading = async {
@@ -54,8 +54,8 @@ async fn download_waits_for_the_content(kind: Kind) {
     assert!(started.elapsed() < Duration::from_secs(5), "woken by the upload, not by the timeout");
 }
 
-async fn download_gives_up_after_its_timeout(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn download_gives_up_after_its_timeout(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.create(ALICE).await.unwrap();
     let started = std::time::Instant::now();
     expect_err(fx.fetch(pending_download(&id, 400)).await, ErrorCode::NotYetUploaded, 504);
@@ -63,8 +63,8 @@ async fn download_gives_up_after_its_timeout(kind: Kind) {
     assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(5), "waited {waited:?}");
 }
 
-async fn unused_ids_expire(kind: Kind) {
-    let fx = Fixture::with(kind, MB, |s| s.unused_expiry = Duration::from_millis(50)).await;
+async fn unused_ids_expire(via: Via) {
+    let fx = Fixture::with(via, MB, |s| s.unused_expiry = Duration::from_millis(50)).await;
     let id = fx.create(ALICE).await.unwrap();
     // Past the reservation's expiry (50 ms): the time passing is the test.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -73,8 +73,8 @@ async fn unused_ids_expire(kind: Kind) {
     assert_eq!(fx.rows().await, 0);
 }
 
-async fn pending_uploads_are_limited(kind: Kind) {
-    let fx = Fixture::with(kind, MB, |s| s.max_pending_uploads = 2).await;
+async fn pending_uploads_are_limited(via: Via) {
+    let fx = Fixture::with(via, MB, |s| s.max_pending_uploads = 2).await;
     let first = fx.create(ALICE).await.unwrap();
     fx.create(ALICE).await.unwrap();
     expect_err(fx.create(ALICE).await, ErrorCode::LimitExceeded, 429);
@@ -84,7 +84,8 @@ async fn pending_uploads_are_limited(kind: Kind) {
     fx.create(ALICE).await.unwrap();
 }
 
-contract!(
+trellis_testkit::contract!(
+    setup = trellis_testkit::contract::bare;
     create_then_upload,
     download_waits_for_the_content,
     download_gives_up_after_its_timeout,

@@ -9,12 +9,12 @@ use sha2::{Digest, Sha256};
 use trellis_core::{Error, ErrorCode};
 use trellis_proto::media::ByteStream;
 
-use crate::support::{Fixture, Kind, MB, SERVER, chunked, expect_err, meta, pseudo_random};
+use crate::support::{Fixture, MB, SERVER, Via, chunked, expect_err, meta, pseudo_random};
 
 // ---- scenarios ----------------------------------------------------------------------
 
-async fn round_trip_keeps_bytes_type_and_name(kind: Kind) {
-    let fx = Fixture::new(kind, 4 * MB).await;
+async fn round_trip_keeps_bytes_type_and_name(via: Via) {
+    let fx = Fixture::new(via, 4 * MB).await;
     let data = pseudo_random(1_000_003, 42);
     let body = chunked(&data, &[1, 4093, 65_536, 100_000, 17, 250_000, 7]);
     let content_type = "image/x-Test; charset=\"odd\"";
@@ -35,8 +35,8 @@ async fn round_trip_keeps_bytes_type_and_name(kind: Kind) {
     assert_eq!(fx.rows().await, 1);
 }
 
-async fn identical_uploads_share_one_blob(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn identical_uploads_share_one_blob(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let data = pseudo_random(100_000, 7);
     let a = fx.upload(meta("text/plain", Some("a.txt"), None), chunked(&data, &[30_000])).await.unwrap();
     let b = fx.upload(meta("application/x-b", None, None), chunked(&data, &[999])).await.unwrap();
@@ -56,8 +56,8 @@ async fn identical_uploads_share_one_blob(kind: Kind) {
     assert_eq!(fx.rows().await, 3);
 }
 
-async fn empty_body_and_default_content_type(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn empty_body_and_default_content_type(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.upload(meta("", None, Some(0)), Box::pin(stream::empty())).await.unwrap();
     let (m, chunks) = fx.download(SERVER, &id).await.unwrap();
     assert_eq!(m.content_type, "application/octet-stream");
@@ -74,8 +74,8 @@ async fn empty_body_and_default_content_type(kind: Kind) {
     assert_eq!(fx.blob_files().len(), 1);
 }
 
-async fn too_large_by_declared_length(kind: Kind) {
-    let fx = Fixture::new(kind, 1000).await;
+async fn too_large_by_declared_length(via: Via) {
+    let fx = Fixture::new(via, 1000).await;
     let data = pseudo_random(1001, 1);
     expect_err(fx.upload(meta("a/b", None, Some(1001)), chunked(&data, &[100])).await, ErrorCode::TooLarge, 413);
     // Refused on the declaration alone, even when the body would be small.
@@ -83,15 +83,15 @@ async fn too_large_by_declared_length(kind: Kind) {
     fx.assert_nothing_stored().await;
 }
 
-async fn too_large_by_stream(kind: Kind) {
-    let fx = Fixture::new(kind, 100_000).await;
+async fn too_large_by_stream(via: Via) {
+    let fx = Fixture::new(via, 100_000).await;
     let data = pseudo_random(300_000, 2);
     expect_err(fx.upload(meta("a/b", None, None), chunked(&data, &[10_000])).await, ErrorCode::TooLarge, 413);
     fx.assert_nothing_stored().await;
 }
 
-async fn limit_is_inclusive(kind: Kind) {
-    let fx = Fixture::new(kind, 5000).await;
+async fn limit_is_inclusive(via: Via) {
+    let fx = Fixture::new(via, 5000).await;
     let data = pseudo_random(5001, 3);
     let id = fx.upload(meta("a/b", None, None), chunked(&data[..5000], &[999])).await.unwrap();
     expect_err(fx.upload(meta("a/b", None, None), chunked(&data, &[999])).await, ErrorCode::TooLarge, 413);
@@ -101,8 +101,8 @@ async fn limit_is_inclusive(kind: Kind) {
     assert_eq!(fx.rows().await, 1);
 }
 
-async fn body_error_stores_nothing(kind: Kind) {
-    let fx = Fixture::new(kind, 4 * MB).await;
+async fn body_error_stores_nothing(via: Via) {
+    let fx = Fixture::new(via, 4 * MB).await;
     let data = pseudo_random(150_000, 4);
     let good = chunked(&data, &[50_000]);
     let broken = stream::once(async {
@@ -115,16 +115,16 @@ async fn body_error_stores_nothing(kind: Kind) {
     fx.assert_nothing_stored().await;
 }
 
-async fn declared_length_must_match(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn declared_length_must_match(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let data = pseudo_random(10, 5);
     expect_err(fx.upload(meta("a/b", None, Some(20)), chunked(&data, &[3])).await, ErrorCode::InvalidParam, 400);
     expect_err(fx.upload(meta("a/b", None, Some(5)), chunked(&data, &[3])).await, ErrorCode::InvalidParam, 400);
     fx.assert_nothing_stored().await;
 }
 
-async fn unknown_media_is_not_found(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn unknown_media_is_not_found(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let data = b"hello";
     let id = fx.upload(meta("text/plain", None, None), chunked(data, &[5])).await.unwrap();
     // A different last character (never the one it had) makes an unknown ID.
@@ -138,16 +138,16 @@ async fn unknown_media_is_not_found(kind: Kind) {
     assert!(fx.download(SERVER, &id).await.is_ok());
 }
 
-async fn foreign_server_is_not_found(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn foreign_server_is_not_found(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.upload(meta("text/plain", None, None), chunked(b"hi", &[2])).await.unwrap();
     for server in ["other.example", "media.test:8448", "", "MEDIA.TEST"] {
         expect_err(fx.download(server, &id).await, ErrorCode::NotFound, 404);
     }
 }
 
-async fn traversal_ids_are_not_found(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn traversal_ids_are_not_found(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let id = fx.upload(meta("text/plain", None, None), chunked(b"secret", &[6])).await.unwrap();
     let sha = hex::encode(Sha256::digest(b"secret"));
     let shard = format!("{}/{}/{sha}", &sha[..2], &sha[2..4]);
@@ -169,7 +169,8 @@ async fn traversal_ids_are_not_found(kind: Kind) {
     }
 }
 
-contract!(
+trellis_testkit::contract!(
+    setup = trellis_testkit::contract::bare;
     round_trip_keeps_bytes_type_and_name,
     identical_uploads_share_one_blob,
     empty_body_and_default_content_type,

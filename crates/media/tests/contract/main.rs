@@ -1,28 +1,6 @@
-//! The media service contract, written once against `Arc<dyn MediaService>` and run twice:
-//! against the local implementation and through the gRPC client/server pair.
-
-/// Stamps out `local::<name>` and `grpc::<name>` tests for each scenario of the module,
-/// which takes a [`support::Kind`].
-macro_rules! contract {
-    ($($scenario:ident),* $(,)?) => {
-        mod local {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario(crate::support::Kind::Local).await;
-                }
-            )*
-        }
-        mod grpc {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario(crate::support::Kind::Grpc).await;
-                }
-            )*
-        }
-    };
-}
+//! The media service contract, written once against `Arc<dyn MediaService>` and run twice
+//! (`trellis_testkit::contract!`): against the local implementation and through the gRPC
+//! client/server pair. Each scenario takes the [`support::Via`] and builds its own fixture.
 
 mod access;
 mod admin;

@@ -22,7 +22,7 @@ use trellis_core::{ErrorCode, Result, config::MediaConfig};
 use trellis_media::IpFilter;
 use trellis_proto::media::PreviewUrlRequest;
 
-use crate::support::{Fixture, Kind, MB, SERVER, expect_err, media_id_of};
+use crate::support::{Fixture, MB, SERVER, Via, expect_err, media_id_of};
 
 const PNG: &[u8] = include_bytes!("tiny.png");
 
@@ -62,10 +62,10 @@ async fn site() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// Previews on, the default blacklist, with 127.0.0.1 alone let through for the test site.
-async fn fixture(kind: Kind, allow_loopback: bool) -> Fixture {
+async fn fixture(via: Via, allow_loopback: bool) -> Fixture {
     let deny = MediaConfig::default().url_preview_ip_blacklist;
     let allow = if allow_loopback { vec!["127.0.0.1/32".to_owned()] } else { Vec::new() };
-    Fixture::with(kind, MB, |s| {
+    Fixture::with(via, MB, |s| {
         *s = s.clone().with_preview(IpFilter::new(&deny, &allow).unwrap());
         let p = s.preview.as_mut().unwrap();
         p.max_bytes = 100_000;
@@ -79,9 +79,9 @@ async fn preview(fx: &Fixture, url: &str) -> Result<Value> {
     Ok(serde_json::from_str(&fx.svc().preview_url(req).await?.json).unwrap())
 }
 
-async fn opengraph_with_a_stored_image(kind: Kind) {
+async fn opengraph_with_a_stored_image(via: Via) {
     let (addr, hits) = site().await;
-    let fx = fixture(kind, true).await;
+    let fx = fixture(via, true).await;
     let og = preview(&fx, &format!("http://{addr}/page")).await.unwrap();
     assert_eq!(og["og:title"], "A page & more");
     assert_eq!(og["og:description"], "About the page");
@@ -105,9 +105,9 @@ async fn opengraph_with_a_stored_image(kind: Kind) {
     assert_eq!(fx.count("SELECT count(*) FROM media_usage").await, 0, "preview images count towards no quota");
 }
 
-async fn limits(kind: Kind) {
+async fn limits(via: Via) {
     let (addr, _) = site().await;
-    let fx = fixture(kind, true).await;
+    let fx = fixture(via, true).await;
     expect_err(preview(&fx, &format!("http://{addr}/big.png")).await, ErrorCode::TooLarge, 502);
     let started = std::time::Instant::now();
     expect_err(preview(&fx, &format!("http://{addr}/slow")).await, ErrorCode::Unknown, 502);
@@ -116,10 +116,10 @@ async fn limits(kind: Kind) {
     expect_err(preview(&fx, "not a url").await, ErrorCode::InvalidParam, 400);
 }
 
-async fn blacklist_checks_resolved_addresses(kind: Kind) {
+async fn blacklist_checks_resolved_addresses(via: Via) {
     let (addr, hits) = site().await;
     let port = addr.port();
-    let fx = fixture(kind, false).await;
+    let fx = fixture(via, false).await;
     for url in [
         format!("http://127.0.0.1:{port}/page"),
         format!("http://localhost:{port}/page"),
@@ -130,7 +130,7 @@ async fn blacklist_checks_resolved_addresses(kind: Kind) {
         expect_err(preview(&fx, &url).await, ErrorCode::Forbidden, 403);
     }
     // Let through for 127.0.0.1 only, a redirect to elsewhere in 127/8 is still refused.
-    let open = fixture(kind, true).await;
+    let open = fixture(via, true).await;
     let redirect = format!("http://127.0.0.1:{port}/hop");
     assert!(preview(&open, &redirect).await.is_ok());
     let sneaky = format!("http://127.0.0.2:{port}/page");
@@ -138,9 +138,9 @@ async fn blacklist_checks_resolved_addresses(kind: Kind) {
     assert_eq!(hits.load(Ordering::SeqCst), 1, "no blocked address was ever contacted");
 }
 
-async fn off_by_default(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn off_by_default(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     expect_err(preview(&fx, "http://example.org/").await, ErrorCode::Unrecognized, 404);
 }
 
-contract!(opengraph_with_a_stored_image, limits, blacklist_checks_resolved_addresses, off_by_default);
+trellis_testkit::contract!(setup = trellis_testkit::contract::bare; opengraph_with_a_stored_image, limits, blacklist_checks_resolved_addresses, off_by_default);

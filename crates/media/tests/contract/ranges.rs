@@ -2,7 +2,7 @@
 
 use trellis_proto::media::{ByteRange, ContentRange, DownloadRequest};
 
-use crate::support::{Fixture, Kind, MB, SERVER, chunked, meta, pseudo_random};
+use crate::support::{Fixture, MB, SERVER, Via, chunked, meta, pseudo_random};
 
 fn ranged(media_id: &str, start: Option<u64>, end: Option<u64>, if_range: Option<&str>) -> DownloadRequest {
     DownloadRequest {
@@ -14,8 +14,8 @@ fn ranged(media_id: &str, start: Option<u64>, end: Option<u64>, if_range: Option
     }
 }
 
-async fn ranges_of_a_file(kind: Kind) {
-    let fx = Fixture::new(kind, MB).await;
+async fn ranges_of_a_file(via: Via) {
+    let fx = Fixture::new(via, MB).await;
     let data = pseudo_random(200_000, 11);
     let id = fx.upload(meta("video/mp4", None, None), chunked(&data, &[65_536])).await.unwrap();
     let (whole, _) = fx.download(SERVER, &id).await.unwrap();
@@ -44,4 +44,4 @@ async fn ranges_of_a_file(kind: Kind) {
     assert_eq!(m.range, Some(ContentRange { start: 1, end: 2 }));
 }
 
-contract!(ranges_of_a_file);
+trellis_testkit::contract!(setup = trellis_testkit::contract::bare; ranges_of_a_file);

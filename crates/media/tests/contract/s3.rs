@@ -5,10 +5,10 @@
 use sha2::{Digest, Sha256};
 use trellis_proto::media::{ByteRange, DownloadRequest};
 
-use crate::support::{Fixture, Kind, MB, SERVER, chunked, meta, pseudo_random};
+use crate::support::{Fixture, MB, SERVER, Via, chunked, meta, pseudo_random};
 
-async fn s3_round_trip(kind: Kind) {
-    let Some(fx) = Fixture::s3(kind, 32 * MB).await else { return };
+async fn s3_round_trip(via: Via) {
+    let Some(fx) = Fixture::s3(via, 32 * MB).await else { return };
     // Bigger than one multipart part (5 MiB).
     let big = pseudo_random(12 * MB as usize + 17, 21);
     let a = fx.upload(meta("application/x-big", Some("big.bin"), None), chunked(&big, &[1 << 20])).await.unwrap();
@@ -44,8 +44,8 @@ async fn s3_round_trip(kind: Kind) {
     assert_eq!(fx.download(SERVER, &small).await.unwrap().1.concat(), b"small");
 }
 
-async fn s3_thumbnails_and_async_upload(kind: Kind) {
-    let Some(fx) = Fixture::s3(kind, 4 * MB).await else { return };
+async fn s3_thumbnails_and_async_upload(via: Via) {
+    let Some(fx) = Fixture::s3(via, 4 * MB).await else { return };
     let mut png = std::io::Cursor::new(Vec::new());
     image::DynamicImage::new_rgb8(400, 300).write_to(&mut png, image::ImageFormat::Png).unwrap();
     let id = fx.upload(meta("image/png", None, None), chunked(png.get_ref(), &[10_000])).await.unwrap();
@@ -60,4 +60,4 @@ async fn s3_thumbnails_and_async_upload(kind: Kind) {
     assert_eq!(fx.download(SERVER, &reserved).await.unwrap().1.concat(), b"later");
 }
 
-contract!(s3_round_trip, s3_thumbnails_and_async_upload);
+trellis_testkit::contract!(setup = trellis_testkit::contract::bare; s3_round_trip, s3_thumbnails_and_async_upload);

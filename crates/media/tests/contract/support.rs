@@ -14,19 +14,14 @@ use sha2::{Digest, Sha256};
 use trellis_core::{ErrorCode, Result};
 use trellis_media::{Media, MediaSettings, S3Settings, StoreSettings};
 use trellis_proto::media::{
-    ByteStream, CreateRequest, DownloadMeta, DownloadRequest, MediaGrpcClient, MediaGrpcServer, MediaService,
-    ThumbnailRequest, UploadMeta,
+    ByteStream, CreateRequest, DownloadMeta, DownloadRequest, MediaService, ThumbnailRequest, UploadMeta,
 };
 use trellis_storage::{Pool, testing::TestDb};
+pub use trellis_testkit::contract::Via;
+use trellis_testkit::contract::reach;
 
 pub const SERVER: &str = "media.test";
 pub const MB: u64 = 1024 * 1024;
-
-#[derive(Clone, Copy)]
-pub enum Kind {
-    Local,
-    Grpc,
-}
 
 /// A directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
@@ -37,7 +32,8 @@ impl Drop for TempDir {
     }
 }
 
-/// A media service of the given kind over its own database and store directory (or bucket).
+/// A media service, reached `via` its trait or gRPC, over its own database and store
+/// directory (or bucket).
 pub struct Fixture {
     svc: Arc<dyn MediaService>,
     pub media: Arc<Media>,
@@ -49,24 +45,24 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub async fn new(kind: Kind, max_upload_bytes: u64) -> Fixture {
-        Fixture::with(kind, max_upload_bytes, |_| {}).await
+    pub async fn new(via: Via, max_upload_bytes: u64) -> Fixture {
+        Fixture::with(via, max_upload_bytes, |_| {}).await
     }
 
     /// With settings changed by `tweak` (quota, legacy access, previews, ...).
-    pub async fn with(kind: Kind, max_upload_bytes: u64, tweak: impl FnOnce(&mut MediaSettings)) -> Fixture {
-        Fixture::build(kind, max_upload_bytes, None, tweak).await
+    pub async fn with(via: Via, max_upload_bytes: u64, tweak: impl FnOnce(&mut MediaSettings)) -> Fixture {
+        Fixture::build(via, max_upload_bytes, None, tweak).await
     }
 
     /// Blobs in a bucket of a real S3-compatible server (moto), or `None` when `moto_server`
     /// is not installed and `TRELLIS_REQUIRE_S3` is not set.
-    pub async fn s3(kind: Kind, max_upload_bytes: u64) -> Option<Fixture> {
+    pub async fn s3(via: Via, max_upload_bytes: u64) -> Option<Fixture> {
         let moto = Moto::start()?;
-        Some(Fixture::build(kind, max_upload_bytes, Some(moto), |_| {}).await)
+        Some(Fixture::build(via, max_upload_bytes, Some(moto), |_| {}).await)
     }
 
     async fn build(
-        kind: Kind,
+        via: Via,
         max_upload_bytes: u64,
         s3: Option<Moto>,
         tweak: impl FnOnce(&mut MediaSettings),
@@ -86,15 +82,7 @@ impl Fixture {
         tweak(&mut settings);
         let media = Arc::new(Media::new(db.pool(4), settings).await.expect("media service"));
         assert!(root.join("tmp").is_dir(), "the spool exists from the start");
-        let local: Arc<dyn MediaService> = media.clone();
-        let svc: Arc<dyn MediaService> = match kind {
-            Kind::Local => local,
-            Kind::Grpc => {
-                let routes = tonic::service::Routes::new(MediaGrpcServer::new(local).into_service());
-                let url = trellis_proto::server::spawn_on_free_port(routes).await;
-                Arc::new(MediaGrpcClient::connect(&url).expect("client"))
-            }
-        };
+        let svc = reach(via, media.clone() as Arc<dyn MediaService>).await;
         Fixture { svc, media, pool: db.pool(2), root, s3, _db: db, _dir: dir }
     }
 

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use image::{DynamicImage, Frame, ImageFormat, Rgba, RgbaImage};
 use trellis_core::ErrorCode;
 
-use crate::support::{Fixture, Kind, MB, chunked, expect_err, meta};
+use crate::support::{Fixture, MB, Via, chunked, expect_err, meta};
 
 fn encode(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
     let img = RgbaImage::from_fn(w, h, |x, y| Rgba([(x % 256) as u8, (y % 256) as u8, 90, 255]));
@@ -31,8 +31,8 @@ async fn upload_image(fx: &Fixture, data: &[u8], content_type: &str) -> String {
     id
 }
 
-async fn common_sizes_and_choice(kind: Kind) {
-    let fx = Fixture::new(kind, 4 * MB).await;
+async fn common_sizes_and_choice(via: Via) {
+    let fx = Fixture::new(via, 4 * MB).await;
     let png = encode(1000, 800, ImageFormat::Png);
     let id = upload_image(&fx, &png, "image/png").await;
     assert_eq!(fx.media.thumbnail_count(&id).await.unwrap(), 5, "32/96 crops and 320/640/800 scales made at upload");
@@ -66,8 +66,8 @@ async fn common_sizes_and_choice(kind: Kind) {
     assert!(data == png && m.content_type == "image/png");
 }
 
-async fn formats_and_animation(kind: Kind) {
-    let fx = Fixture::new(kind, 4 * MB).await;
+async fn formats_and_animation(via: Via) {
+    let fx = Fixture::new(via, 4 * MB).await;
     let jpeg = upload_image(&fx, &encode(500, 500, ImageFormat::Jpeg), "image/jpeg").await;
     let (m, data) = fx.thumbnail(&jpeg, 96, 96, "crop", false).await.unwrap();
     assert_eq!((m.content_type.as_str(), size_of(&data)), ("image/jpeg", (96, 96)));
@@ -93,8 +93,8 @@ async fn formats_and_animation(kind: Kind) {
     assert_eq!(m.content_type, "image/png", "animated=false is a still");
 }
 
-async fn refusals(kind: Kind) {
-    let fx = Fixture::with(kind, 4 * MB, |s| s.max_image_pixels = 250_000).await;
+async fn refusals(via: Via) {
+    let fx = Fixture::with(via, 4 * MB, |s| s.max_image_pixels = 250_000).await;
     let text = fx.upload(meta("text/plain", None, None), chunked(b"hello", &[5])).await.unwrap();
     expect_err(fx.thumbnail(&text, 32, 32, "crop", false).await, ErrorCode::Unknown, 400);
     // Claims to be an image, is not one.
@@ -112,4 +112,4 @@ async fn refusals(kind: Kind) {
     assert!(fx.thumbnail(&ok, 32, 32, "crop", false).await.is_ok());
 }
 
-contract!(common_sizes_and_choice, formats_and_animation, refusals);
+trellis_testkit::contract!(setup = trellis_testkit::contract::bare; common_sizes_and_choice, formats_and_animation, refusals);

@@ -10,6 +10,9 @@ use trellis_core::{Error, ErrorCode, shutdown::Shutdown};
 use trellis_proto::rooms::*;
 use trellis_rooms::{Rooms, RoomsHandle, RoomsSettings};
 use trellis_storage::testing::TestDb;
+#[allow(unused_imports)] // each test binary uses its own part of this module
+pub use trellis_testkit::contract::refused;
+use trellis_testkit::contract::{Via, reach};
 
 pub struct Env {
     pub svc: Arc<dyn RoomsService>,
@@ -36,11 +39,10 @@ pub async fn local_with(connections: usize, commit_jitter: Option<Duration>) -> 
     Env { svc: Arc::new(RoomsHandle(rooms.clone())), rooms, db }
 }
 
-pub async fn grpc() -> Env {
+/// The contract suite's setup: the local service, reached `via` its trait or gRPC.
+pub async fn env(via: Via, _: Option<()>) -> Env {
     let env = local().await;
-    let routes = tonic::service::Routes::new(RoomsGrpcServer::new(env.svc.clone()).into_service());
-    let url = trellis_proto::server::spawn_on_free_port(routes).await;
-    Env { svc: Arc::new(RoomsGrpcClient::connect(&url).unwrap()), ..env }
+    Env { svc: reach(via, env.svc.clone()).await, ..env }
 }
 
 pub const ALICE: &str = "@alice:localhost";
@@ -175,14 +177,6 @@ pub fn power_levels(users: Value, overrides: Value) -> Value {
 
 pub async fn send(env: &Env, req: SendEventRequest) -> trellis_core::Result<String> {
     env.svc.send_event(req).await.map(|r| r.event_id)
-}
-
-/// Panics unless `result` failed with `code` and a message containing `why`.
-#[track_caller]
-pub fn refused<T: std::fmt::Debug>(result: trellis_core::Result<T>, code: ErrorCode, why: &str) {
-    let err = result.expect_err("expected a refusal");
-    assert_eq!(err.code(), code, "{err:?}");
-    assert!(err.matrix().is_some_and(|m| m.message.contains(why)), "refused for another reason than {why:?}: {err:?}");
 }
 
 pub fn redaction(sender: &str, room: &str, event_id: &str, reason: Option<&str>) -> RedactRequest {

@@ -11,6 +11,7 @@ use trellis_proto::{rooms::*, sync::*};
 use trellis_rooms::{Rooms, RoomsHandle, RoomsSettings};
 use trellis_storage::testing::TestDb;
 use trellis_sync::{SyncSettings, SyncWorker};
+use trellis_testkit::contract::{Via, reach};
 
 pub struct Env {
     pub rooms: Arc<dyn RoomsService>,
@@ -40,19 +41,11 @@ pub async fn local() -> Env {
     Env { rooms: Arc::new(RoomsHandle(rooms)), sync, db }
 }
 
-pub async fn grpc() -> Env {
+/// The contract suite's setup: a worker and a rooms service, the worker reached `via` its
+/// trait or gRPC.
+pub async fn env(via: Via, _: Option<()>) -> Env {
     let env = local().await;
-    let routes = tonic::service::Routes::new(SyncGrpcServer::new(env.sync.clone()).into_service());
-    let url = trellis_proto::server::spawn_on_free_port(routes).await;
-    Env { sync: Arc::new(SyncGrpcClient::connect(&url).unwrap()), ..env }
-}
-
-#[macro_export]
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod local_impl { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::local().await).await } )* }
-        mod over_grpc { $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::grpc().await).await } )* }
-    };
+    Env { sync: reach(via, env.sync.clone()).await, ..env }
 }
 
 /// Waits (up to 10 s) until the worker holds a long-poll (`trellis_sync_open_longpolls`):

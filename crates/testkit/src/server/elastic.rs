@@ -5,7 +5,7 @@
 use trellis_core::config::{Role, SyncDiscovery};
 use trellis_homeserver::Node;
 
-use super::{Mode, TestServer, split_base, start_gateway, start_service};
+use super::{Mode, TestServer, bound, split_base, start_gateway, start_service, start_service_on};
 
 /// Fast renewals so that registry changes show within a test's patience.
 const HEARTBEAT_MS: u64 = 100;
@@ -22,11 +22,19 @@ impl TestServer {
 
         let mut nodes: Vec<(String, Node)> = Vec::new();
         let mut services = Vec::new();
-        for (name, role) in [("auth", Role::Auth), ("rooms", Role::Rooms), ("media", Role::Media)] {
-            let (url, node, _) = start_service(&base, name, role).await;
-            services.push(url);
-            nodes.push((name.to_owned(), node));
-        }
+        // Rooms' port is bound first: auth calls rooms (deactivations, profile changes).
+        let (rooms_grpc, rooms_url) = bound().await;
+        let mut auth_config = base.clone();
+        auth_config.remote.rooms = Some(rooms_url);
+        let (url, node, _) = start_service(&auth_config, "auth", Role::Auth).await;
+        services.push(url);
+        nodes.push(("auth".to_owned(), node));
+        let (url, node, _) = start_service_on(&base, "rooms", Role::Rooms, rooms_grpc).await;
+        services.push(url);
+        nodes.push(("rooms".to_owned(), node));
+        let (url, node, _) = start_service(&base, "media", Role::Media).await;
+        services.push(url);
+        nodes.push(("media".to_owned(), node));
         let mut server = TestServer {
             mode: Mode::Split,
             urls: Vec::new(),
