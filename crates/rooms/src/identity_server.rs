@@ -77,8 +77,12 @@ struct Validity {
 /// Whether the identity server says `key` is still valid; an identity server that cannot be
 /// reached or answers anything else does not vouch for it.
 pub(crate) async fn key_is_valid(http: &reqwest::Client, key_validity_url: &str, key: &str) -> bool {
-    let asked = http.get(key_validity_url).query(&[("public_key", key)]).send().await;
-    let answer = match asked.and_then(reqwest::Response::error_for_status) {
+    let Ok(mut url) = reqwest::Url::parse(key_validity_url) else {
+        tracing::info!(key_validity_url, "third-party invite names no valid key validity URL");
+        return false;
+    };
+    url.query_pairs_mut().append_pair("public_key", key);
+    let answer = match http.get(url).send().await.and_then(reqwest::Response::error_for_status) {
         Ok(answer) => answer.json::<Validity>().await,
         Err(e) => Err(e),
     };
