@@ -88,20 +88,6 @@ pub(crate) trait RumaRoutes: Sized {
         A: Auth,
         F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ApiResult<O>> + Send + 'static,
-        O: Reply<T::OutgoingResponse> + 'static,
-    {
-        let method = MethodFilter::try_from(T::METHOD).expect("endpoint methods are standard");
-        self.ruma_with_methods(method, paths, handler)
-    }
-
-    /// On `paths` with `methods` (the endpoint's own and others callers use; the caller says
-    /// which and why).
-    fn ruma_with_methods<T, A, F, Fut, O>(self, methods: MethodFilter, paths: Vec<String>, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        A: Auth,
-        F: Fn(AppState, Ruma<T, A>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = ApiResult<O>> + Send + 'static,
         O: Reply<T::OutgoingResponse> + 'static;
 
     /// A plain axum handler on endpoint `T`'s paths, for the endpoints whose body their
@@ -118,7 +104,7 @@ pub(crate) trait RumaRoutes: Sized {
 }
 
 impl RumaRoutes for Router<AppState> {
-    fn ruma_with_methods<T, A, F, Fut, O>(mut self, filter: MethodFilter, paths: Vec<String>, handler: F) -> Self
+    fn ruma_on<T, A, F, Fut, O>(mut self, paths: Vec<String>, handler: F) -> Self
     where
         T: IncomingRequest + Send + 'static,
         A: Auth,
@@ -126,6 +112,7 @@ impl RumaRoutes for Router<AppState> {
         Fut: Future<Output = ApiResult<O>> + Send + 'static,
         O: Reply<T::OutgoingResponse> + 'static,
     {
+        let filter = MethodFilter::try_from(T::METHOD).expect("endpoint methods are standard");
         let route = move |State(s): State<AppState>, req: Ruma<T, A>| {
             let answer = handler(s, req);
             async move {

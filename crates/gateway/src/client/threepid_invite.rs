@@ -4,7 +4,13 @@
 //! bound, turns it into the user's invite. That endpoint belongs to the server-server API and
 //! is served on the client listener, as Synapse serves it.
 
-use axum::{Router, routing::MethodFilter};
+use axum::{
+    Router,
+    extract::{FromRequest, Request, State},
+    http::Method,
+    response::{IntoResponse, Response},
+    routing::post,
+};
 use ruma::api::{client::membership::Invite3pid, federation::thirdparty::bind_callback};
 use trellis_proto::rooms::{BoundInvite, InviteThreepidRequest, ThreepidBoundRequest};
 
@@ -12,13 +18,16 @@ use crate::{
     AppState,
     error::ApiResult,
     extract::Ruma,
+    response::Reply,
     router::{RumaRoutes, paths_of},
 };
 
 pub fn routes() -> Router<AppState> {
-    // The spec says PUT; identity servers (Sydent, SyTest's) call it with POST, as Synapse serves it.
-    let methods = MethodFilter::PUT.or(MethodFilter::POST);
-    Router::new().ruma_with_methods(methods, paths_of::<bind_callback::v1::Request>(), bind_callback_route)
+    let mut router = Router::new().ruma(bind_callback_route);
+    for path in paths_of::<bind_callback::v1::Request>() {
+        router = router.route(&path, post(bind_callback_post_route));
+    }
+    router
 }
 
 /// Leaves an invite for an address nobody has bound in the room (the caller looked it up).
@@ -53,4 +62,19 @@ async fn bind_callback_route(
         .collect();
     s.services.rooms.threepid_bound(ThreepidBoundRequest { invites }).await?;
     Ok(bind_callback::v1::Response::new())
+}
+
+/// `POST /_matrix/federation/v1/3pid/onbind`: the spec says PUT, but identity servers
+/// (Sydent, SyTest's) call it with POST, which Synapse serves; it is read as the PUT ruma's
+/// request type expects.
+async fn bind_callback_post_route(State(s): State<AppState>, mut req: Request) -> Response {
+    *req.method_mut() = Method::PUT;
+    let answer = match Ruma::<bind_callback::v1::Request>::from_request(req, &s).await {
+        Ok(req) => bind_callback_route(s, req).await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(reply) => Reply::<bind_callback::v1::Response>::into_answer(reply),
+        Err(e) => e.into_response(),
+    }
 }
