@@ -139,8 +139,11 @@ fn invite_content(id_server: &str, stored: Stored) -> Result<(String, Value)> {
     if keys.is_empty() {
         keys.push(first.clone());
     }
-    let mut content =
-        RoomThirdPartyInviteEventContent::new(stored.display_name, first.key_validity_url.unwrap_or_default(), first.public_key);
+    let mut content = RoomThirdPartyInviteEventContent::new(
+        stored.display_name,
+        first.key_validity_url.unwrap_or_default(),
+        first.public_key,
+    );
     content.public_keys = Some(keys);
     Ok((stored.token, serde_json::to_value(content)?))
 }
