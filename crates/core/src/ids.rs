@@ -59,6 +59,18 @@ pub fn parse_room_alias(alias: &str) -> Result<OwnedRoomAliasId, Error> {
 }
 
 /// A random alphanumeric string from a cryptographically secure generator.
+/// An identity server's base URL: `https://` before the `id_server` a client names (a server
+/// name and optional port, without a scheme, in the spec's requests); `M_INVALID_PARAM` for
+/// anything else, so a client cannot point the homeserver at an arbitrary URL.
+pub fn identity_server_base(id_server: &str) -> Result<String, Error> {
+    let ok = !id_server.is_empty()
+        && id_server.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    match ok {
+        true => Ok(format!("https://{id_server}")),
+        false => Err(Error::invalid_param("id_server must be a server name")),
+    }
+}
+
 pub fn random_string(len: usize) -> String {
     rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
@@ -82,6 +94,14 @@ mod tests {
         }
         let long = "a".repeat(250);
         assert!(validate_new_localpart(&long, "localhost").is_err());
+    }
+
+    #[test]
+    fn id_servers_are_server_names() {
+        assert_eq!(identity_server_base("id.example.org:8090").unwrap(), "https://id.example.org:8090");
+        for bad in ["", "https://id.example.org", "id.example.org/path", "a b"] {
+            assert_eq!(identity_server_base(bad).unwrap_err().code(), ErrorCode::InvalidParam, "{bad:?}");
+        }
     }
 
     #[test]

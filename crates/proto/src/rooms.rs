@@ -10,6 +10,13 @@ service! {
         /// Authorises, persists and announces one event (idempotent per device and txn ID).
         fn send_event(SendEventRequest) -> SendEventResponse;
         fn change_membership(MembershipRequest) -> MembershipResponse;
+        /// Invites an address no one has bound: stored on the identity server, shown in the
+        /// room as `m.room.third_party_invite` (`M_FORBIDDEN` for a sender who may not invite).
+        fn invite_threepid(InviteThreepidRequest) -> Empty;
+        /// An identity server's `/3pid/onbind`: each invite whose signature and key check out
+        /// becomes the user's `invite`, sent as the inviter (`M_FORBIDDEN` naming the last
+        /// refusal otherwise).
+        fn threepid_bound(ThreepidBoundRequest) -> Empty;
         fn get_state_event(GetStateEventRequest) -> StateEventResponse;
         fn get_state(GetStateRequest) -> EventList;
         fn get_messages(GetMessagesRequest) -> GetMessagesResponse;

@@ -1,7 +1,8 @@
 //! The authorization rules no client request can reach, because the server picks the auth
-//! events and writes the create event itself: an event whose `auth_events` are wrong, and a
-//! v10 create event without `creator`. Each is built here by hand and judged by
-//! [`check_rules`], the function every append calls.
+//! events and writes the create event itself (an event whose `auth_events` are wrong, a v10
+//! create event without `creator`) or checks first (a third-party invite whose signature
+//! does not verify, which `/3pid/onbind` refuses before sending). Each is built here by hand
+//! and judged by [`check_rules`], the function every append calls.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -145,4 +146,34 @@ fn v10_create_events_need_a_creator() {
     // In v11 the sender is the creator: no field needed.
     let v11 = empty(RoomVersionId::V11);
     v11.check(&v11.event(alice, "m.room.create", Some(""), json!({}), vec![])).unwrap();
+}
+
+/// A room holding Alice's `m.room.third_party_invite` (token `tok`) for the identity
+/// server's key `is_key`, and Bob's invite carrying `signed` (mxid, token), signed by `signer`.
+fn third_party_invite(is_key: &Ed25519KeyPair, signer: &Ed25519KeyPair, mxid: &str) -> (Room, Arc<Pdu>) {
+    use ruma::third_party_invite::IdentityServerBase64PublicKey;
+    let mut room = Room::new(RoomVersionId::V11);
+    let alice = user_id!("@alice:localhost");
+    let public = IdentityServerBase64PublicKey::new(&is_key.public_key()).0;
+    let content = json!({"display_name": "b...", "key_validity_url": "https://is/valid", "public_key": public,
+                         "public_keys": [{"public_key": public}]});
+    room.add(room.event(alice, "m.room.third_party_invite", Some("tok"), content, room.correct_auth()));
+    let mut signed = object(json!({"mxid": mxid, "token": "tok"})).unwrap();
+    ruma::signatures::sign_json("is.example.org", signer, &mut signed).unwrap();
+    let invite = json!({"membership": "invite", "third_party_invite": {"display_name": "b...", "signed": signed}});
+    let mut auth = room.correct_auth();
+    auth.push(room.id_of("m.room.third_party_invite", "tok"));
+    let pdu = room.event(alice, "m.room.member", Some("@bob:localhost"), invite, auth);
+    (room, pdu)
+}
+
+#[test]
+fn third_party_invites_need_the_identity_servers_signature_for_the_invitee() {
+    let (is_key, stranger) = (key(), key());
+    let (room, signed) = third_party_invite(&is_key, &is_key, "@bob:localhost");
+    room.check(&signed).unwrap();
+    let (room, forged) = third_party_invite(&is_key, &stranger, "@bob:localhost");
+    refused(room.check(&forged), "no signature on third-party invite matches");
+    let (room, for_another) = third_party_invite(&is_key, &is_key, "@carol:localhost");
+    refused(room.check(&for_another), "mxid does not match");
 }

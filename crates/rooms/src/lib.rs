@@ -36,6 +36,7 @@ mod context;
 mod create;
 mod directory;
 mod guests;
+mod identity_server;
 mod keys;
 mod leave_all;
 mod media_refs;
@@ -55,6 +56,7 @@ mod send;
 mod server_notices;
 mod service;
 mod thirdparty;
+mod threepid_invite;
 pub use admin::list_rooms;
 pub use server_notices::ServerNotices;
 pub use service::RoomsHandle;
@@ -92,6 +94,8 @@ pub struct RoomsSettings {
     pub test_commit_jitter: Option<Duration>,
     /// The configured application services (their exclusive alias namespaces).
     pub appservices: trellis_core::appservice::Registry,
+    /// Identity servers' certificates are not checked (`email.insecure_identity_server_tls_for_testing`).
+    pub insecure_identity_server_tls: bool,
 }
 
 impl RoomsSettings {
@@ -107,6 +111,7 @@ impl RoomsSettings {
             database,
             test_commit_jitter: None,
             appservices: Default::default(),
+            insecure_identity_server_tls: config.email.insecure_identity_server_tls_for_testing,
         })
     }
 }
@@ -131,6 +136,8 @@ pub struct Rooms {
     locks: DashMap<OwnedRoomId, Arc<RoomSlot>>,
     /// Queries to application services (aliases, third-party lookups).
     appservice_http: appservice_query::Http,
+    /// Calls to identity servers (third-party invites).
+    id_servers: reqwest::Client,
     /// Keeps the session that holds the event-writer advisory lock open.
     _writer_lock: Arc<tokio_postgres::Client>,
     /// Whether background work (purges) may run: admins pause and resume it.
@@ -166,6 +173,7 @@ impl Rooms {
             .then_some(trellis_bus::Channel::Appservices);
         let tracker = Tracker::start(pool.clone(), writer_lock.clone(), bus, max_pos, feed, shutdown.clone()).await?;
         tracing::info!(max_pos, "rooms service started");
+        let id_servers = identity_server::client(settings.insecure_identity_server_tls);
         let rooms = Arc::new(Rooms {
             pool,
             settings,
@@ -173,6 +181,7 @@ impl Rooms {
             tracker,
             locks: DashMap::new(),
             appservice_http: appservice_query::Http::default(),
+            id_servers,
             _writer_lock: writer_lock,
             background: tokio::sync::watch::Sender::new(true),
             notices: std::sync::OnceLock::new(),

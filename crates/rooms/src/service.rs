@@ -23,6 +23,12 @@ impl RoomsService for RoomsHandle {
     async fn change_membership(&self, req: MembershipRequest) -> Result<MembershipResponse> {
         self.0.change_membership(req).await
     }
+    async fn invite_threepid(&self, req: InviteThreepidRequest) -> Result<Empty> {
+        self.0.invite_threepid(req).await
+    }
+    async fn threepid_bound(&self, req: ThreepidBoundRequest) -> Result<Empty> {
+        self.0.threepid_bound(req).await
+    }
     async fn get_state_event(&self, req: GetStateEventRequest) -> Result<StateEventResponse> {
         self.0.get_state_event(req).await
     }

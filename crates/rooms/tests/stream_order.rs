@@ -153,6 +153,7 @@ async fn a_new_writer_wakes_the_channels_of_the_last_writers_latest_events() {
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
         appservices: Default::default(),
+        insecure_identity_server_tls: false,
     };
     let start = trellis_rooms::Rooms::start(db.pool(4), bus, settings, trellis_core::shutdown::Shutdown::never());
     let _rooms = tokio::time::timeout(Duration::from_secs(10), start).await.expect("lock released").unwrap();

@@ -150,8 +150,9 @@ pub async fn state_between(
     grouped(client.query(&client.prepare_cached(&sql).await?, &args).await?)
 }
 
-/// Stripped-state material for invites: the listed state types and the user's member event
-/// as of each invite.
+/// Stripped-state material for invites: the listed state types, the user's member event and
+/// the inviter's as of each invite (Synapse shows the inviter's, and clients name the invite
+/// by it).
 pub async fn invite_state(
     client: &Client,
     user: &str,
@@ -164,7 +165,9 @@ pub async fn invite_state(
         "SELECT s.* FROM unnest($1::text[], $2::bigint[]) AS r(rid, at) CROSS JOIN LATERAL \
          (SELECT DISTINCT ON (type, state_key) {COLUMNS} FROM events WHERE room_id = r.rid \
           AND state_key IS NOT NULL AND pos <= r.at \
-          AND ((state_key = '' AND type = ANY($3)) OR (type = 'm.room.member' AND state_key = $4)) \
+          AND ((state_key = '' AND type = ANY($3)) OR (type = 'm.room.member' AND (state_key = $4 \
+            OR state_key = (SELECT i.sender FROM events i WHERE i.room_id = r.rid AND i.type = 'm.room.member' \
+              AND i.state_key = $4 AND i.pos <= r.at ORDER BY i.pos DESC LIMIT 1)))) \
           ORDER BY type, state_key, pos DESC) s ORDER BY s.pos"
     );
     let rooms: Vec<&str> = invites.iter().map(|i| i.0.as_str()).collect();

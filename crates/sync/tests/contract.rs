@@ -184,6 +184,10 @@ async fn invite_join_leave_sections(env: Env) {
             .iter()
             .any(|e| e["type"] == "m.room.member" && e["state_key"] == BOB && e["content"]["membership"] == "invite")
     );
+    assert!(
+        stripped.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == ALICE),
+        "the inviter's member event: {stripped:?}"
+    );
     assert!(stripped.iter().all(|e| e.get("event_id").is_none()), "stripped state has no event IDs");
     let after_invite = invited["next_batch"].as_str().unwrap().to_owned();
 

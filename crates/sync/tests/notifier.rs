@@ -30,6 +30,7 @@ async fn rooms_service(db: &TestDb, bus: &std::sync::Arc<trellis_bus::MemoryBus>
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
         appservices: Default::default(),
+        insecure_identity_server_tls: false,
     };
     RoomsHandle(Rooms::start(db.pool(8), bus.clone(), rooms_settings, Shutdown::never()).await.unwrap())
 }

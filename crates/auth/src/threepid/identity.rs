@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
-use trellis_core::{Error, ErrorCode, Result};
+use trellis_core::{Error, ErrorCode, Result, ids::identity_server_base as base};
 
 /// How long an identity server may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -17,17 +17,6 @@ pub(crate) fn client(insecure: bool) -> reqwest::Client {
         tracing::warn!("identity servers' TLS certificates are not checked (a testing setting)");
     }
     reqwest::Client::builder().timeout(TIMEOUT).tls_danger_accept_invalid_certs(insecure).build().unwrap_or_default()
-}
-
-/// The identity server's base URL: `https://` before its host (and port), as the spec's
-/// `id_server` is a server name without a scheme.
-fn base(id_server: &str) -> Result<String> {
-    let ok = !id_server.is_empty()
-        && id_server.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    match ok {
-        true => Ok(format!("https://{id_server}")),
-        false => Err(Error::invalid_param("id_server must be a server name")),
-    }
 }
 
 /// What `/3pid/bind` answers: the 3PID it bound.
@@ -138,17 +127,4 @@ async fn answer<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder
 fn unreachable(id_server: &str, why: String) -> Error {
     tracing::warn!(id_server, error = %why, "identity server call failed");
     Error::new(ErrorCode::Unknown, "The identity server could not be reached").with_status(400)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn id_servers_are_server_names() {
-        assert_eq!(base("id.example.org:8090").unwrap(), "https://id.example.org:8090");
-        for bad in ["", "https://id.example.org", "id.example.org/path", "a b"] {
-            assert_eq!(base(bad).unwrap_err().code(), ErrorCode::InvalidParam, "{bad:?}");
-        }
-    }
 }

@@ -113,23 +113,26 @@ async fn knock_room_route(s: AppState, req: Ruma<knock_room::v3::Request>) -> Ap
 async fn invite_user_route(s: AppState, req: Ruma<invite_user::v3::Request>) -> ApiResult<invite_user::v3::Response> {
     req.user.not_suspended()?;
     s.limit_user(Action::Invite, &req.user).await?;
+    // Shadow-banned: the invite seems to go out and goes nowhere.
+    let shadow_banned = req.user.shadow_banned;
     let (invitee, reason) = match req.body.recipient {
         invite_user::v3::InvitationRecipient::UserId(invitee) => (invitee.user_id.to_string(), invitee.reason),
-        // A 3PID: the user the identity server has it bound to is invited.
+        // A 3PID: the user the identity server has it bound to is invited; if nobody has
+        // bound it, the invite waits in the room for whoever binds it.
         invite_user::v3::InvitationRecipient::ThirdPartyId(threepid) => {
             match super::threepid::invitee(&s, &threepid).await? {
                 Some(user_id) => (user_id, None),
+                None if shadow_banned => return Ok(invite_user::v3::Response::new()),
                 None => {
-                    return Err(ApiError(
-                        Error::unrecognized("Inviting a 3PID nobody has bound is not supported yet").with_status(400),
-                    ));
+                    let room = req.body.room_id.as_str();
+                    super::threepid_invite::invite_unbound(&s, &req.user.user_id, room, &threepid).await?;
+                    return Ok(invite_user::v3::Response::new());
                 }
             }
         }
         _ => return Err(ApiError(Error::bad_json("Unknown invitation recipient"))),
     };
-    if req.user.shadow_banned {
-        // Shadow-banned: the invite seems to go out and goes nowhere.
+    if shadow_banned {
         return Ok(invite_user::v3::Response::new());
     }
     let (sender, room, target) = (req.user.user_id, req.body.room_id.to_string(), Some(invitee));

@@ -30,6 +30,7 @@ mod spaces;
 mod sync;
 mod thirdparty;
 mod threepid;
+mod threepid_invite;
 mod to_device;
 mod user_directory;
 mod voip;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sync::routes())
         .merge(thirdparty::routes())
         .merge(threepid::routes())
+        .merge(threepid_invite::routes())
         .merge(appservice::routes())
         .merge(sliding_sync::routes())
         .merge(push::routes())

@@ -21,19 +21,21 @@ async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> 
     let shadow_banned = req.user.shadow_banned;
     let (sender, req) = (req.user.user_id, req.body);
     let mut invite: Vec<String> = req.invite.iter().map(|u| u.to_string()).collect();
-    // `invite_3pid`: the users identity servers have these bound to are invited too.
+    // `invite_3pid`: the users identity servers have these bound to are invited too; the
+    // addresses nobody has bound get third-party invites once the room exists.
+    let mut unbound = Vec::new();
     for threepid in &req.invite_3pid {
         match super::threepid::invitee(&s, threepid).await? {
             Some(user_id) if !invite.contains(&user_id) => invite.push(user_id),
             Some(_) => {}
-            None => tracing::info!(medium = %threepid.medium, "invite_3pid of an unbound 3PID left out"),
+            None => unbound.push(threepid),
         }
     }
     let resp = s
         .services
         .rooms
         .create_room(CreateRoomRequest {
-            sender,
+            sender: sender.clone(),
             name: req.name,
             topic: req.topic,
             preset: req.preset.map(|p| p.as_str().to_owned()).unwrap_or_default(),
@@ -47,6 +49,9 @@ async fn create_room_route(s: AppState, req: Ruma<create_room::v3::Request>) -> 
             room_version: req.room_version.map(|v| v.to_string()),
         })
         .await?;
+    for threepid in unbound.into_iter().filter(|_| !shadow_banned) {
+        super::threepid_invite::invite_unbound(&s, &sender, &resp.room_id, threepid).await?;
+    }
     Ok(create_room::v3::Response::new(stored_id(resp.room_id)?))
 }
 

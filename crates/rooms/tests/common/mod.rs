@@ -33,6 +33,7 @@ pub async fn local_with(connections: usize, commit_jitter: Option<Duration>) -> 
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: commit_jitter,
         appservices: Default::default(),
+        insecure_identity_server_tls: false,
     };
     let rooms =
         Rooms::start(db.pool(connections), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();

@@ -74,6 +74,7 @@ async fn an_interrupted_deletion_is_resumed_at_start() {
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
         appservices: Default::default(),
+        insecure_identity_server_tls: false,
     };
     let rooms = Rooms::start(db.pool(4), trellis_bus::MemoryBus::new(), settings, Shutdown::never()).await.unwrap();
     let svc: Arc<dyn RoomsService> = Arc::new(RoomsHandle(rooms.clone()));

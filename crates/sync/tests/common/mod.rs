@@ -29,6 +29,7 @@ pub async fn local() -> Env {
         database: trellis_storage::Target::new(db.url(), None).unwrap(),
         test_commit_jitter: None,
         appservices: Default::default(),
+        insecure_identity_server_tls: false,
     };
     let rooms = Rooms::start(db.pool(8), bus.clone(), settings, Shutdown::never()).await.unwrap();
     let sync_settings = SyncSettings {
