@@ -93,17 +93,10 @@ impl SyncWorker {
             let has_keys = crate::streams::e2ee::fill(client, user, device, from, upto, &mut body).await?;
             self.caches.key_devices.insert_at([user, device], has_keys);
             let mut e2ee = E2EE::default();
-            e2ee.device_lists.changed = user_ids(body.device_lists.changed);
-            e2ee.device_lists.left = user_ids(body.device_lists.left);
+            e2ee.device_lists.changed = user_ids(std::mem::take(&mut body.device_lists.changed));
+            e2ee.device_lists.left = user_ids(std::mem::take(&mut body.device_lists.left));
             news |= !e2ee.device_lists.is_empty();
-            e2ee.device_one_time_keys_count = body
-                .device_one_time_keys_count
-                .into_iter()
-                .map(|(alg, n)| (OneTimeKeyAlgorithm::from(alg.as_str()), UInt::new_saturating(n)))
-                .collect();
-            e2ee.device_unused_fallback_key_types = body
-                .device_unused_fallback_key_types
-                .map(|types| types.iter().map(|t| OneTimeKeyAlgorithm::from(t.as_str())).collect());
+            put_key_counts(&mut e2ee, body);
             ext.e2ee = e2ee;
         }
 
@@ -165,6 +158,18 @@ impl SyncWorker {
         }
         Ok((ext, news))
     }
+}
+
+/// The device's one-time key counts and unused fallback key types, as read into `body`.
+pub(crate) fn put_key_counts(e2ee: &mut E2EE, body: SyncBody) {
+    e2ee.device_one_time_keys_count = body
+        .device_one_time_keys_count
+        .into_iter()
+        .map(|(alg, n)| (OneTimeKeyAlgorithm::from(alg.as_str()), UInt::new_saturating(n)))
+        .collect();
+    e2ee.device_unused_fallback_key_types = body
+        .device_unused_fallback_key_types
+        .map(|types| types.iter().map(|t| OneTimeKeyAlgorithm::from(t.as_str())).collect());
 }
 
 fn raw(v: &Value) -> Box<RawValue> {

@@ -17,7 +17,7 @@ use std::{
 };
 
 use ruma::{
-    OneTimeKeyAlgorithm, OwnedRoomId, UInt,
+    OwnedRoomId, UInt,
     api::client::sync::sync_events::v5::response::{E2EE, Extensions, List as ListResponse, Room, ToDevice},
     serde::Raw,
 };
@@ -292,14 +292,7 @@ impl SyncWorker {
                 keys.device_one_time_keys_count = BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
                 keys.device_unused_fallback_key_types = Some(Vec::new());
             }
-            e2ee.device_one_time_keys_count = keys
-                .device_one_time_keys_count
-                .into_iter()
-                .map(|(alg, n)| (OneTimeKeyAlgorithm::from(alg.as_str()), UInt::new_saturating(n)))
-                .collect();
-            e2ee.device_unused_fallback_key_types = keys
-                .device_unused_fallback_key_types
-                .map(|types| types.iter().map(|t| OneTimeKeyAlgorithm::from(t.as_str())).collect());
+            extensions::put_key_counts(&mut e2ee, keys);
             extensions.e2ee = e2ee;
         }
         let joined: HashSet<String> =
