@@ -27,11 +27,11 @@ use trellis_proto::sync::SlidingSyncRequest;
 use trellis_storage::events::{BUMP_TYPES, Viewer};
 
 use super::{
-    Body,
     connection::{Key, RoomSent, State},
     extensions,
     lists::{self, Candidate, Children},
     request::{MEMBER, Request, RoomConfig},
+    response::Body,
 };
 use crate::{
     SyncWorker,
@@ -161,11 +161,10 @@ impl SyncWorker {
         }
         moved.retain(|(s, upto)| *upto > from.get(*s));
         or_slow!(!moved.iter().any(|(s, upto)| upto - from.get(*s) > MAX_WINDOW), "wide_window");
-        let mut upto = news.events_complete.max(from.events);
+        let upto = news.events_complete.max(from.events);
         if upto == from.events {
             // The batch these changes belong to has not ended yet: its marker will wake us.
             rooms.clear();
-            upto = from.events;
         }
         let ignored = match self.ignored_cached(user, from, sub) {
             Some(list) => list,
@@ -199,23 +198,14 @@ impl SyncWorker {
         let windows = lists::windows(&listed, &asked.lists, &snap.children);
         let counts: BTreeMap<String, u64> = windows.iter().map(|(name, w)| (name.clone(), w.count)).collect();
         or_slow!(counts == prev.lists, "list_counts");
-        let mut configs: BTreeMap<&str, RoomConfig> = BTreeMap::new();
-        for (name, window) in &windows {
-            for room in &window.rooms {
-                configs.entry(room.as_str()).or_default().merge(&asked.lists[name].config);
-            }
-        }
-        for (room, config) in &asked.subscriptions {
-            if candidates.iter().any(|c| &c.member.room_id == room) {
-                configs.entry(room.as_str()).or_default().merge(config);
-            }
-        }
+        let (configs, subscribed) =
+            lists::room_configs(&windows, asked, |room| candidates.iter().any(|c| c.member.room_id == room));
         for n in &news_rooms {
             or_slow!(configs.contains_key(n.room.as_str()), "out_of_windows");
         }
         for (room, config) in &configs {
-            let Some(sent) = prev.rooms.get(*room) else { return Ok(Fast::Slow("enters_window")) };
-            let shown = news_rooms.iter().find(|n| n.room == *room).map_or(&[][..], |n| &n.shown[..]);
+            let Some(sent) = prev.rooms.get(room) else { return Ok(Fast::Slow("enters_window")) };
+            let shown = news_rooms.iter().find(|n| &n.room == room).map_or(&[][..], |n| &n.shown[..]);
             or_slow!(unchanged(config, sent, shown), "room_config");
             or_slow!(shown.len() <= config.timeline_limit as usize, "limited");
         }
@@ -297,12 +287,6 @@ impl SyncWorker {
         }
         let joined: HashSet<String> =
             candidates.iter().filter(|c| c.member.membership == "join").map(|c| c.member.room_id.clone()).collect();
-        let subscribed: Vec<String> = asked
-            .subscriptions
-            .keys()
-            .filter(|r| candidates.iter().any(|c| &c.member.room_id == *r))
-            .cloned()
-            .collect();
         let none = HashSet::new();
         let scope = extensions::Rooms { windows: &windows, subscribed: &subscribed, joined: &joined, initial: &none };
         for (stream, pos) in &moved {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
     queries::{Facts, Member},
-    request::{Filters, List},
+    request::{Filters, List, Request, RoomConfig},
 };
 
 /// A room the user may see in a list.
@@ -94,6 +94,30 @@ pub(crate) fn windows(
         out.insert(name.clone(), Window { count: matching.len() as u64, rooms });
     }
     out
+}
+
+/// The rooms to answer for, each with the union of the configurations asking for it (the
+/// lists whose windows hold it, its subscription), and the subscribed rooms among those
+/// `known` (a room the user has no membership of is left out silently).
+pub(crate) fn room_configs(
+    windows: &BTreeMap<String, Window>,
+    asked: &Request,
+    known: impl Fn(&str) -> bool,
+) -> (BTreeMap<String, RoomConfig>, Vec<String>) {
+    let mut configs: BTreeMap<String, RoomConfig> = BTreeMap::new();
+    for (name, window) in windows {
+        for room in &window.rooms {
+            configs.entry(room.clone()).or_default().merge(&asked.lists[name].config);
+        }
+    }
+    let mut subscribed = Vec::new();
+    for (room, config) in &asked.subscriptions {
+        if known(room) {
+            configs.entry(room.clone()).or_default().merge(config);
+            subscribed.push(room.clone());
+        }
+    }
+    (configs, subscribed)
 }
 
 /// Most recently bumped first; ties in room ID order, so every worker orders alike.

@@ -12,17 +12,17 @@ mod lists;
 mod meta;
 mod queries;
 mod request;
+mod response;
 mod rooms;
 mod state;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use ruma::{UInt, api::client::sync::sync_events::v5::response::List as ListResponse};
-use serde::Serialize;
 use trellis_bus::{Channel, Subscription};
 use trellis_core::{Result, StreamToken};
 use trellis_proto::sync::{SlidingSyncRequest, SlidingSyncResponse};
@@ -31,26 +31,13 @@ use self::{
     connection::{Key, Pos, State},
     fast::{Fast, Snapshot},
     lists::{Candidate, Children},
+    response::Body,
     rooms::{Bounds, Plan},
 };
 use crate::{SyncWorker, streams};
 
 pub(crate) use connection::{Memory, expire};
 pub(crate) use fast::Snapshots;
-
-/// The response body: the endpoint's ruma types, rendered once here.
-#[derive(Serialize)]
-pub(crate) struct Body {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    txn_id: Option<String>,
-    pos: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    lists: BTreeMap<String, ListResponse>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    rooms: BTreeMap<ruma::OwnedRoomId, ruma::api::client::sync::sync_events::v5::response::Room>,
-    #[serde(skip_serializing_if = "ruma::api::client::sync::sync_events::v5::response::Extensions::is_empty")]
-    extensions: ruma::api::client::sync::sync_events::v5::response::Extensions,
-}
 
 /// One computed answer and the connection state it leaves.
 struct Answer {
@@ -264,20 +251,7 @@ impl SyncWorker {
 
         // The rooms to answer for, each with the union of the configurations asking for it.
         let by_id: HashMap<&str, &Candidate> = candidates.iter().map(|c| (c.member.room_id.as_str(), c)).collect();
-        let mut configs: BTreeMap<String, request::RoomConfig> = BTreeMap::new();
-        for (name, window) in &windows {
-            for room in &window.rooms {
-                configs.entry(room.clone()).or_default().merge(&asked.lists[name].config);
-            }
-        }
-        let mut subscribed = Vec::new();
-        for (room, config) in &asked.subscriptions {
-            // A room the user has no membership of is not theirs to see: left out silently.
-            if by_id.contains_key(room.as_str()) {
-                configs.entry(room.clone()).or_default().merge(config);
-                subscribed.push(room.clone());
-            }
-        }
+        let (configs, subscribed) = lists::room_configs(&windows, asked, |room| by_id.contains_key(room));
         let mut plans = Vec::new();
         for (room, config) in configs {
             let c = by_id[room.as_str()];
