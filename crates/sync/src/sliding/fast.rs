@@ -18,7 +18,7 @@ use std::{
 
 use ruma::{
     OwnedRoomId, UInt,
-    api::client::sync::sync_events::v5::response::{E2EE, Extensions, List as ListResponse, Room, ToDevice},
+    api::client::sync::sync_events::v5::response::{E2EE, Extensions, Room, ToDevice},
     serde::Raw,
 };
 use trellis_bus::{Channel, Subscription};
@@ -31,7 +31,7 @@ use super::{
     extensions,
     lists::{self, Candidate, Children},
     request::{MEMBER, Request, RoomConfig},
-    response::Body,
+    response::{self, Body},
 };
 use crate::{
     SyncWorker,
@@ -310,14 +310,7 @@ impl SyncWorker {
                 }
             }
         }
-        let lists = counts
-            .iter()
-            .map(|(name, count)| {
-                let mut l = ListResponse::default();
-                l.count = UInt::new_saturating(*count);
-                (name.clone(), l)
-            })
-            .collect();
+        let lists = response::lists(&counts);
         let news = !out.is_empty() || !extensions.receipts.is_empty() || !extensions.typing.is_empty();
         let body = Body { txn_id: None, pos: String::new(), lists, rooms: out, extensions };
         let snapshot = Snapshot {

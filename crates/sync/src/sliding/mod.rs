@@ -22,7 +22,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ruma::{UInt, api::client::sync::sync_events::v5::response::List as ListResponse};
 use trellis_bus::{Channel, Subscription};
 use trellis_core::{Result, StreamToken};
 use trellis_proto::sync::{SlidingSyncRequest, SlidingSyncResponse};
@@ -303,14 +302,7 @@ impl SyncWorker {
         }
         next.lists = windows.iter().map(|(name, w)| (name.clone(), w.count)).collect();
         let lists_changed = previous.is_none_or(|p| p.lists != next.lists);
-        let lists = windows
-            .iter()
-            .map(|(name, w)| {
-                let mut l = ListResponse::default();
-                l.count = UInt::new_saturating(w.count);
-                (name.clone(), l)
-            })
-            .collect();
+        let lists = response::lists(&next.lists);
         let news = !outcome.rooms.is_empty() || ext_news || lists_changed;
         let body = Body { txn_id: None, pos: String::new(), lists, rooms: outcome.rooms, extensions };
         Ok(Answer { body, next, changed, lists_changed, news, candidates, children })

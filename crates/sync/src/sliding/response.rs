@@ -18,3 +18,13 @@ pub(crate) struct Body {
     #[serde(skip_serializing_if = "Extensions::is_empty")]
     pub extensions: Extensions,
 }
+
+/// The lists of a response: each list's count (the simplified protocol sends no operations).
+pub(crate) fn lists(counts: &BTreeMap<String, u64>) -> BTreeMap<String, ListResponse> {
+    let list = |count: u64| {
+        let mut l = ListResponse::default();
+        l.count = ruma::UInt::new_saturating(count);
+        l
+    };
+    counts.iter().map(|(name, count)| (name.clone(), list(*count))).collect()
+}
