@@ -12,7 +12,7 @@ use trellis_proto::{
         AdminDeactivateRequest, AdminListUsersRequest, AdminPutUserRequest, AdminResetPasswordRequest, AdminUser,
         AuthService,
     },
-    rooms::{LeaveAllRoomsRequest, RoomsGrpcClient, RoomsService},
+    rooms::RoomsGrpcClient,
 };
 
 #[derive(Args)]
@@ -152,9 +152,23 @@ async fn run_user(config: &Config, command: UserCommand, json: bool, out: &mut d
         }
         UserCommand::Deactivate { user, erase } => {
             let user_id = qualify(user);
+            // The auth service has the account leave its rooms, through the rooms service
+            // configured in `remote.rooms` (the running server's event writer; this process
+            // is not one).
+            let rooms = config.remote.rooms.as_deref().map(RoomsGrpcClient::connect).transpose()?;
+            let auth = match rooms {
+                Some(rooms) => auth.with_rooms(std::sync::Arc::new(rooms)),
+                None => auth,
+            };
             auth.admin_deactivate(AdminDeactivateRequest { admin: String::new(), user_id: user_id.clone(), erase })
                 .await?;
-            leave_rooms(config, &user_id).await?;
+            match config.remote.rooms {
+                Some(_) => eprintln!("{user_id} is deactivated and left its rooms"),
+                None => eprintln!(
+                    "{user_id} is deactivated; remote.rooms is not set, so its room memberships stay until it is \
+                     deactivated through the admin API (POST /_synapse/admin/v1/deactivate/{{userId}})"
+                ),
+            }
             Vec::new()
         }
         UserCommand::ResetPassword { user, password, keep_devices } => {
@@ -175,22 +189,6 @@ async fn run_user(config: &Config, command: UserCommand, json: bool, out: &mut d
         }
     };
     print_users(out, &users, json)?;
-    Ok(())
-}
-
-/// The deactivated account leaves its rooms, through the rooms service configured in
-/// `remote.rooms` (the running server's event writer; this process is not one).
-async fn leave_rooms(config: &Config, user_id: &str) -> anyhow::Result<()> {
-    let Some(url) = config.remote.rooms.as_deref() else {
-        eprintln!(
-            "{user_id} is deactivated; remote.rooms is not set, so its room memberships stay until it is \
-             deactivated through the admin API (POST /_synapse/admin/v1/deactivate/{{userId}})"
-        );
-        return Ok(());
-    };
-    let rooms = RoomsGrpcClient::connect(url)?;
-    rooms.leave_all_rooms(LeaveAllRoomsRequest { user_id: user_id.to_owned() }).await?;
-    eprintln!("{user_id} is deactivated and left its rooms");
     Ok(())
 }
 
